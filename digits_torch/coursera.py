@@ -1,0 +1,207 @@
+"""Coursera ML exercise 4 interop: its weight files, its cost function, its backpropagation.
+
+ex4 stores a network as two matrices with the bias in column 0:
+
+* ``Theta1``: hidden x (inputs + 1), e.g. 25 x 401;
+* ``Theta2``: 10 x (hidden + 1); row k (1-based) scores label k, and label 10 is the digit 0.
+
+Our :class:`~digits_torch.model.MLP` scores digit d in output d, so the output rows are rotated
+when crossing this boundary, and nowhere else.
+
+ex4's cost treats the 10 outputs as independent sigmoid units:
+
+    J = 1/m sum_i sum_k [-t_ik log h_ik - (1 - t_ik) log(1 - h_ik)] + lam/(2m) sum_{non-bias} W^2
+
+with t the one-hot targets. We compute it from logits, so it stays finite when a unit saturates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import torch
+import torch.nn.functional as F
+
+from .data import read_mat
+from .errors import UserError
+from .model import MLP
+
+__all__ = ["check_gradients", "cost", "cost_and_gradient", "load_weights", "save_weights"]
+
+# Output row of our model for each Theta2 row, and back: Theta2 row k (0-based) is label k+1,
+# i.e. the digit (k+1) % 10.
+_DIGIT_FROM_THETA_ROW = [(k + 1) % 10 for k in range(10)]  # [1, 2, ..., 9, 0]
+_THETA_ROW_FROM_DIGIT = [(d - 1) % 10 for d in range(10)]  # [9, 0, 1, ..., 8]
+
+
+def load_weights(path: str | Path, dtype: torch.dtype = torch.float32) -> MLP:
+    """Read ex4-style ``Theta1``/``Theta2`` from a .mat file into a sigmoid MLP of ``dtype``.
+
+    Raises:
+        UserError: the file is unreadable, lacks Theta1/Theta2, or their shapes disagree.
+    """
+    path = Path(path)
+    arrays = read_mat(path)
+    missing = [name for name in ("Theta1", "Theta2") if name not in arrays]
+    if missing:
+        found = ", ".join(sorted(arrays)) or "no variables"
+        raise UserError(f"no variable {' or '.join(missing)} (found: {found})", path)
+    theta1, theta2 = (np.asarray(arrays[name]) for name in ("Theta1", "Theta2"))
+    for name, theta in (("Theta1", theta1), ("Theta2", theta2)):
+        if theta.ndim != 2 or theta.dtype.kind not in "iuf" or min(theta.shape) < 2:
+            raise UserError(f"{name} must be a numeric matrix with a bias column", path)
+        if not np.isfinite(theta).all():
+            raise UserError(f"{name} contains NaN or infinite values", path)
+    hidden, inputs = theta1.shape[0], theta1.shape[1] - 1
+    if theta2.shape != (10, hidden + 1):
+        raise UserError(
+            f"Theta2 has shape {theta2.shape}; "
+            f"with Theta1 {theta1.shape} it must be (10, {hidden + 1})",
+            path,
+        )
+    model = MLP(inputs, (hidden,), 10, activation="sigmoid").to(dtype)
+    first, second = model.layers
+    with torch.no_grad():
+        first.bias.copy_(torch.from_numpy(theta1[:, 0]))
+        first.weight.copy_(torch.from_numpy(theta1[:, 1:]))
+        theta2 = theta2[_THETA_ROW_FROM_DIGIT]
+        second.bias.copy_(torch.from_numpy(theta2[:, 0]))
+        second.weight.copy_(torch.from_numpy(theta2[:, 1:]))
+    return model
+
+
+def save_weights(model: MLP, path: str | Path) -> None:
+    """Write a one-hidden-layer, 10-class model as ex4's ``Theta1``/``Theta2`` (float64, MAT v5).
+
+    Octave and MATLAB ``load`` it; :func:`load_weights` reads back exactly what was written.
+    """
+    if len(model.layers) != 2 or model.num_classes != 10:
+        raise ValueError("ex4's format holds one hidden layer and 10 classes")
+    first, second = (
+        torch.cat([layer.bias[:, None], layer.weight], dim=1).detach().cpu().double().numpy()
+        for layer in model.layers
+    )
+    second = second[_DIGIT_FROM_THETA_ROW]
+    scipy.io.savemat(Path(path), {"Theta1": first, "Theta2": second}, format="5")
+
+
+def cost(model: MLP, X, y, lam: float = 0.0) -> float:
+    """ex4's regularised cost (see the module docstring) of ``model`` on (X, y).
+
+    Args:
+        X: pixels, shape (m, n), numpy or tensor.
+        y: digits 0..9, shape (m,).
+        lam: ex4's lambda; the penalty is lam / (2 m) times the sum of squared non-bias weights.
+    """
+    X, y = _as_tensors(model, X, y)
+    with torch.no_grad():
+        return float(_ex4_cost(model(X), y, model, lam))
+
+
+def cost_and_gradient(
+    model: MLP, X, y, lam: float = 0.0
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """ex4's cost and its gradient by explicit backpropagation, as nnCostFunction computes them.
+
+    No autograd is involved: the forward pass keeps each layer's activation, then the error
+    ``delta`` runs backwards through the layers.
+
+    Returns:
+        ``(J, grads)``: J a 0-dim tensor, grads one tensor per ``model.parameters()`` entry
+        (weight, bias, weight, bias, ...), each shaped like its parameter.
+    """
+    X, y = _as_tensors(model, X, y)
+    m = X.shape[0]
+    with torch.no_grad():
+        # Forward, keeping activations: a[0] = X (m, n), a[l] = act(a[l-1] W_l^T + b_l).
+        activations = [X]
+        act = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}.get(
+            model.activation, lambda z: z
+        )
+        for layer in model.layers[:-1]:
+            activations.append(act(F.linear(activations[-1], layer.weight, layer.bias)))
+        logits = F.linear(activations[-1], model.layers[-1].weight, model.layers[-1].bias)
+        J = _ex4_cost(logits, y, model, lam)
+
+        # Backward: for sigmoid outputs with cross-entropy, dJ/dz = (h - t) / m. (m, classes)
+        targets = F.one_hot(y, model.num_classes).to(logits.dtype)
+        delta = (torch.sigmoid(logits) - targets) / m
+        grads: list[torch.Tensor] = []
+        for index in range(len(model.layers) - 1, -1, -1):
+            layer, a_in = model.layers[index], activations[index]
+            grads[:0] = [delta.T @ a_in + (lam / m) * layer.weight, delta.sum(dim=0)]
+            if index > 0:  # dJ/dz of the layer below: back through W, then the activation
+                delta = (delta @ layer.weight) * _derivative(model.activation, a_in)
+    return J, grads
+
+
+def check_gradients(lam: float = 0.0, epsilon: float = 1e-4) -> float:
+    """ex4's checkNNGradients: compare backpropagation to central differences on a 3-5-3 net.
+
+    The net and its 5 examples are built deterministically from sines, as ex4's
+    debugInitializeWeights does, in float64.
+
+    Returns:
+        ``norm(numeric - analytic) / norm(numeric + analytic)``; ex4 expects below 1e-9.
+    """
+    model = MLP(3, (5,), 3, activation="sigmoid").double()
+    with torch.no_grad():
+        start = 1
+        for layer in model.layers:  # ex4 fills [bias | W] column-major with sin(1..numel) / 10
+            rows, cols = layer.weight.shape
+            theta = torch.sin(torch.arange(start, start + rows * (cols + 1), dtype=torch.float64))
+            theta = theta.reshape(cols + 1, rows).T / 10
+            layer.bias.copy_(theta[:, 0])
+            layer.weight.copy_(theta[:, 1:])
+            start += rows * (cols + 1)
+    X = torch.sin(torch.arange(1, 5 * 3 + 1, dtype=torch.float64)).reshape(3, 5).T / 10
+    y = torch.arange(1, 6) % 3
+
+    _, analytic = cost_and_gradient(model, X, y, lam)
+    numeric = []
+    with torch.no_grad():
+        for p in model.parameters():
+            g = torch.zeros_like(p)
+            for i in range(p.numel()):
+                saved = p.view(-1)[i].item()
+                p.view(-1)[i] = saved + epsilon
+                plus = cost(model, X, y, lam)
+                p.view(-1)[i] = saved - epsilon
+                minus = cost(model, X, y, lam)
+                p.view(-1)[i] = saved
+                g.view(-1)[i] = (plus - minus) / (2 * epsilon)
+            numeric.append(g)
+    numeric_flat, analytic_flat = (
+        torch.cat([g.ravel() for g in numeric]),
+        torch.cat([g.ravel() for g in analytic]),
+    )
+    return float((numeric_flat - analytic_flat).norm() / (numeric_flat + analytic_flat).norm())
+
+
+def _ex4_cost(logits: torch.Tensor, y: torch.Tensor, model: MLP, lam: float) -> torch.Tensor:
+    """ex4's cost from logits: -log(sigmoid(z)) = softplus(-z) never overflows to inf."""
+    m = logits.shape[0]
+    targets = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+    data_term = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / m
+    return data_term + lam / (2 * m) * model.squared_weights()
+
+
+def _derivative(activation: str, a: torch.Tensor) -> torch.Tensor:
+    """d act(z) / dz written in terms of the activation's output a = act(z)."""
+    if activation == "sigmoid":
+        return a * (1 - a)
+    if activation == "tanh":
+        return 1 - a.square()
+    if activation == "relu":
+        return (a > 0).to(a.dtype)
+    return torch.ones_like(a)
+
+
+def _as_tensors(model: MLP, X, y) -> tuple[torch.Tensor, torch.Tensor]:
+    """X and y as tensors on the model's device, X in the model's dtype."""
+    weight = model.layers[0].weight
+    X = torch.as_tensor(X).to(device=weight.device, dtype=weight.dtype)
+    y = torch.as_tensor(y).to(device=weight.device, dtype=torch.long)
+    return X, y

@@ -1,0 +1,223 @@
+"""Digits in Coursera ML exercise 4's layout: loading, checking, wrapping as a torch Dataset.
+
+An ex4-style ``.mat`` file holds
+
+* ``X``: m x n float (or integer) pixels, each row a square image of side sqrt(n) unrolled
+  column-major, as MATLAB's ``X(:)`` does (ex4: 5000 x 400, 20 x 20 images);
+* ``y``: m labels, a column or row vector, either Coursera's 1..10 (10 stands for the digit 0)
+  or plain digits 0..9.
+
+:func:`load_digits` reads such a file (by default the 5,000 MNIST digits shipped with the package,
+built by ``scripts/build_dataset.py``) and returns plain digits. Anything wrong with a file is a
+:class:`~digits_torch.errors.UserError` that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import torch
+from torch.utils.data import Dataset
+
+from .errors import UserError
+
+__all__ = ["DigitsDataset", "default_data_path", "load_digits", "stratified_split", "to_image"]
+
+NUM_CLASSES = 10
+
+
+def default_data_path() -> Path:
+    """Path of the shipped dataset: 5000 x 400 MNIST digits in ex4data1's layout."""
+    return Path(str(resources.files("digits_torch") / "assets" / "digits5k.mat"))
+
+
+def load_digits(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load an ex4-style ``.mat`` file.
+
+    Args:
+        path: the file; ``None`` loads the shipped default dataset.
+
+    Returns:
+        ``(X, y)``: X float32 of shape (m, n_pixels) with n_pixels a square (400 for 20 x 20),
+        y int64 of shape (m,) holding digits 0..9. uint8 pixels (0-255) are scaled to [0, 1];
+        other pixel types keep their values.
+
+    Raises:
+        UserError: the file is missing, unreadable, or its contents are not digits.
+    """
+    path = default_data_path() if path is None else Path(path)
+    arrays = read_mat(path)
+    for name in ("X", "y"):
+        if name not in arrays:
+            found = ", ".join(sorted(arrays)) or "no variables"
+            raise UserError(f"no variable '{name}' (found: {found})", path)
+    return _check_pixels(arrays["X"], path), _check_labels(arrays["y"], path, len(arrays["X"]))
+
+
+def to_image(row: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Turn one unrolled row of shape (side*side,) back into an upright (side, side) image.
+
+    Rows are column-major (MATLAB's order), so this is a Fortran-order reshape; a plain
+    row-major reshape would give the image's transpose.
+    """
+    row = row.detach().cpu().numpy() if isinstance(row, torch.Tensor) else np.asarray(row)
+    side = math.isqrt(row.size)
+    if side * side != row.size:
+        raise ValueError(f"a row of {row.size} pixels is not a square image")
+    return row.reshape(side, side, order="F")
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (train, validation) with ``fraction`` of every class in validation.
+
+    Args:
+        y: labels, shape (m,).
+        fraction: share of each class held out, in [0, 1). 0 gives an empty validation set.
+        seed: seeds the shuffle; the same seed always gives the same split.
+
+    Returns:
+        Two sorted int64 index arrays that partition ``range(m)``.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    held_out = []
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        n_val = int(round(fraction * len(members)))
+        held_out.append(rng.permutation(members)[:n_val])
+    val = np.sort(np.concatenate(held_out)).astype(np.int64)
+    train = np.setdiff1d(np.arange(len(y)), val).astype(np.int64)
+    return train, val
+
+
+class DigitsDataset(Dataset):
+    """The digits as tensors: ``dataset[i]`` is ``(x, y)``, x float32 (n_pixels,), y int64 digit.
+
+    The whole dataset lives in two tensors, optionally already on ``device``, so a training
+    loop can take batches as index slices instead of collating samples one by one.
+
+    Args:
+        X: pixels, shape (m, n_pixels).
+        y: digits 0..9, shape (m,).
+        device: where to keep the tensors (default: CPU).
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, device: str | torch.device | None = None):
+        if len(X) != len(y):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        self.X = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
+        self.y = torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
+
+    @classmethod
+    def from_file(cls, path: str | Path | None = None, device: str | torch.device | None = None):
+        """Load with :func:`load_digits` (``None``: the shipped dataset) and wrap."""
+        return cls(*load_digits(path), device=device)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index):
+        return self.X[index], self.y[index]
+
+
+# --------------------------------------------------------------------------- reading and checking
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def read_mat(path: Path) -> dict[str, np.ndarray]:
+    """Every variable of a MAT file (v4, v5/v6/v7 or, through h5py, v7.3) as numpy arrays."""
+    if not path.exists():
+        raise UserError("no such file", path)
+    if path.is_dir():
+        raise UserError("is a directory, not a MAT file", path)
+    if path.stat().st_size == 0:
+        raise UserError("empty file, not a MAT file", path)
+    with open(path, "rb") as f:
+        head = f.read(2048)
+    # HDF5's signature sits at offset 0 or a power of two from 512 on; MATLAB v7.3 puts it at 512.
+    if any(head[offset : offset + 8] == _HDF5_SIGNATURE for offset in (0, 512, 1024)):
+        return _read_hdf5(path)
+    try:
+        contents = scipy.io.loadmat(path)
+    except Exception as err:  # scipy raises many types for a bad file; the user needs one line
+        raise UserError(f"not a readable MAT file ({_one_line(err)})", path) from None
+    return {k: v for k, v in contents.items() if not k.startswith("__")}
+
+
+def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
+    """A MATLAB v7.3 file is HDF5 storing each array transposed (MATLAB is column-major)."""
+    try:
+        import h5py
+    except ImportError:
+        raise UserError(
+            "MATLAB v7.3 (HDF5) file; install h5py to read it, or save it with "
+            "save(..., '-v7') in MATLAB/Octave",
+            path,
+        ) from None
+    try:
+        with h5py.File(path, "r") as f:
+            return {
+                name: np.asarray(item[()]).T
+                for name, item in f.items()
+                if isinstance(item, h5py.Dataset) and not name.startswith("#")
+            }
+    except Exception as err:
+        problem = f"not a readable MATLAB v7.3 (HDF5) file ({_one_line(err)})"
+        raise UserError(problem, path) from None
+
+
+def _check_pixels(X: np.ndarray, path: Path) -> np.ndarray:
+    if not isinstance(X, np.ndarray) or X.dtype.kind not in "biuf":
+        raise UserError(f"X must be a numeric matrix, got {_describe(X)}", path)
+    if X.ndim != 2:
+        raise UserError(f"X must be a matrix (examples x pixels), got shape {X.shape}", path)
+    m, n = X.shape
+    if m == 0 or n == 0:
+        raise UserError(f"X is empty (shape {X.shape})", path)
+    side = math.isqrt(n)
+    if side * side != n:
+        raise UserError(f"X has {n} pixels per row, which is not a square image", path)
+    if X.dtype == np.uint8:
+        return X.astype(np.float32) / np.float32(255)
+    X = X.astype(np.float32)
+    if not np.isfinite(X).all():
+        raise UserError("X contains NaN or infinite values (or values too large for float32)", path)
+    return X
+
+
+def _check_labels(y: np.ndarray, path: Path, m: int) -> np.ndarray:
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in "biuf":
+        raise UserError(f"y must be numeric labels, got {_describe(y)}", path)
+    if y.ndim > 2 or (y.ndim == 2 and 1 not in y.shape):
+        raise UserError(f"y must be a vector of labels, got shape {y.shape}", path)
+    y = y.reshape(-1)
+    if len(y) != m:
+        raise UserError(f"X has {m} rows but y has {len(y)} labels", path)
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or (y != np.round(y)).any():
+            raise UserError("y contains labels that are not whole numbers", path)
+    labels = y.astype(np.int64)
+    if labels.min() < 0 or labels.max() > 10:
+        bad = sorted({int(v) for v in labels if v < 0 or v > 10})[:5]
+        raise UserError(f"labels must be 1..10 (Coursera) or 0..9, found {bad}", path)
+    if (labels == 0).any() and (labels == 10).any():
+        raise UserError("labels mix conventions: both 0 and 10 occur (use 1..10 or 0..9)", path)
+    return np.where(labels == 10, 0, labels)  # Coursera's 10 is the digit 0
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return type(value).__name__
+
+
+def _one_line(err: Exception) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 120 else text[:117] + "..."

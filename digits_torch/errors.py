@@ -1,0 +1,41 @@
+"""User errors: one exception type, and the one place that turns it into ``error: ...``, exit 2.
+
+Library functions raise :class:`UserError` for anything a user can fix (a bad file, a bad flag, a
+device that is not there). Command-line entry points wrap their ``main`` in :func:`exit_on_error`,
+so the user sees a single line on stderr and no traceback. Programming errors are not caught.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+EXIT_USAGE = 2  # what argparse uses for bad arguments; we use it for every user error
+
+
+class UserError(ValueError):
+    """A problem the user can fix. ``str(err)`` is the whole message, without ``error:``."""
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a CLI ``main``: a :class:`UserError` becomes ``error: <message>``, exit 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE) from None
+
+    return wrapper

@@ -1,0 +1,108 @@
+"""The multilayer perceptron: 400 -> 25 -> 10 by default, as in Coursera ML exercise 4.
+
+``MLP(x)`` returns logits of shape (batch, num_classes); class index k is the digit k (Coursera's
+label 10 for the digit 0 is translated at the file boundary, in :mod:`digits_torch.coursera`).
+
+Two reference initialisations are built in:
+
+* ``"coursera"``: every weight and bias uniform in [-0.12, 0.12] (ex4's randInitializeWeights);
+* ``"glorot"``: scikit-learn's MLPClassifier: uniform in [-b, b] with
+  b = sqrt(factor / (fan_in + fan_out)), factor 6, or 2 for a sigmoid network; biases too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["ACTIVATIONS", "INITS", "MLP"]
+
+ACTIVATIONS = {
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "identity": lambda z: z,
+}
+INITS = ("coursera", "glorot")
+COURSERA_EPSILON = 0.12  # ex4's epsilon_init
+
+
+class MLP(nn.Module):
+    """A fully connected network with one activation for all hidden layers.
+
+    Args:
+        input_size: pixels per image (400 for 20 x 20).
+        hidden_sizes: units per hidden layer, e.g. ``(25,)``.
+        num_classes: output units (10 digits).
+        activation: ``"sigmoid"``, ``"relu"``, ``"tanh"`` or ``"identity"``.
+        init: ``"coursera"`` or ``"glorot"`` (see the module docstring).
+        generator: seeds the initialisation; ``None`` uses torch's global generator.
+    """
+
+    def __init__(
+        self,
+        input_size: int = 400,
+        hidden_sizes: Sequence[int] = (25,),
+        num_classes: int = 10,
+        activation: str = "sigmoid",
+        init: str = "coursera",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        sizes = [input_size, *hidden_sizes, num_classes]
+        if any(int(s) < 1 for s in sizes):
+            raise ValueError(f"layer sizes must be positive, got {sizes}")
+        self.input_size = int(input_size)
+        self.hidden_sizes = tuple(int(s) for s in hidden_sizes)
+        self.num_classes = int(num_classes)
+        self.activation = activation
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.reset_parameters(init, generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, input_size) -> logits (batch, num_classes)."""
+        act = ACTIVATIONS[self.activation]
+        for layer in self.layers[:-1]:
+            x = act(layer(x))
+        return self.layers[-1](x)
+
+    def reset_parameters(self, init: str = "coursera", generator: torch.Generator | None = None):
+        """Redraw every weight and bias with one of the reference schemes (see module docstring)."""
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        factor = 2.0 if self.activation == "sigmoid" else 6.0
+        with torch.no_grad():
+            for layer in self.layers:
+                fan_out, fan_in = layer.weight.shape
+                if init == "coursera":
+                    bound = COURSERA_EPSILON
+                else:
+                    bound = (factor / (fan_in + fan_out)) ** 0.5
+                for p in (layer.weight, layer.bias):
+                    p.uniform_(-bound, bound, generator=generator)
+        return self
+
+    def squared_weights(self) -> torch.Tensor:
+        """Sum of squared non-bias weights: the L2 term is lambda / (2 m) times this."""
+        return sum(layer.weight.square().sum() for layer in self.layers)
+
+    def architecture(self) -> dict:
+        """The constructor arguments that fix the parameter shapes (saved with checkpoints)."""
+        return {
+            "input_size": self.input_size,
+            "hidden_sizes": list(self.hidden_sizes),
+            "num_classes": self.num_classes,
+            "activation": self.activation,
+        }
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted digits, shape (batch,)."""
+        return self(x).argmax(dim=1)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation!r}"
