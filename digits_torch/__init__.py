@@ -7,9 +7,22 @@ The public API::
     model = MLP(activation="sigmoid")     # logits for digits 0..9
 """
 
+from .checkpoints import load_model
 from .data import DigitsDataset, load_digits
 from .errors import UserError
 from .model import MLP
+from .training import FitResult, TrainConfig, fit, make_config, resume
 
-__all__ = ["MLP", "DigitsDataset", "UserError", "load_digits"]
+__all__ = [
+    "MLP",
+    "DigitsDataset",
+    "FitResult",
+    "TrainConfig",
+    "UserError",
+    "fit",
+    "load_digits",
+    "load_model",
+    "make_config",
+    "resume",
+]
 __version__ = "0.1.0"

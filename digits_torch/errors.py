@@ -7,11 +7,12 @@ so the user sees a single line on stderr and no traceback. Programming errors ar
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -39,3 +40,11 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
             raise SystemExit(EXIT_USAGE) from None
 
     return wrapper
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, ``error: ...``, like every other user error here."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)

@@ -1,0 +1,99 @@
+"""``python train.py``: the command line, generated from :class:`TrainConfig`.
+
+Every config field is a flag (``batch_size`` -> ``--batch-size``) with the field's one-line
+meaning as its help, so a flag and its field cannot drift apart. Flags the user did not give stay
+out of the namespace, which is how a preset's defaults and explicit flags are told apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+
+from .errors import ArgumentParser, exit_on_error
+from .training import PRESETS, FitResult, TrainConfig, fit, make_config, resume
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = TrainConfig()
+    epilog = "presets (explicit flags override them):\n" + "\n".join(
+        f"  {name:9} " + (", ".join(f"{k}={v}" for k, v in values.items()) or "the field defaults")
+        for name, values in PRESETS.items()
+    )
+    parser = ArgumentParser(
+        prog="train.py",
+        description="Train the 400-25-10 digit classifier and log the run for TensorBoard.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        help_text = f.metadata["help"] + ("" if shown in (None, "") else f" (default: {shown})")
+        kind = hints[f.name]
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, type=int, nargs="+", metavar="N", help=help_text)
+        else:
+            parser.add_argument(
+                flag, type=_scalar_type(kind), metavar=f.name.upper(), help=help_text
+            )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its latest checkpoint, with its saved config "
+        "(only --device, --epochs and --quiet may be given with it)",
+    )
+    return parser
+
+
+def _scalar_type(kind):
+    """str for ``str | None``, else the annotation itself (int, float, str)."""
+    if isinstance(kind, types.UnionType):
+        return next(t for t in typing.get_args(kind) if t is not type(None))
+    return kind
+
+
+@exit_on_error
+def main(argv: list[str] | None = None) -> FitResult:
+    given = vars(build_parser().parse_args(argv))
+    run_dir = given.pop("resume", None)
+    try:
+        if run_dir is not None:
+            result = resume(run_dir, **given)
+        else:
+            result = fit(make_config(given.pop("preset", "seed"), **given))
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    if not result.config.quiet:
+        print(summary(result))
+    print(f"run: {result.run_dir}")
+    return result
+
+
+def summary(result: FitResult) -> str:
+    """The closing table: one line per figure."""
+    m = result.metrics
+    rows = [
+        ("preset", m["preset"]),
+        ("device", m["device"]),
+        ("epochs", f"{m['epochs']} ({m['stopped']}; best epoch {m['best_epoch']})"),
+        ("train loss", _fmt(m["train_loss"])),
+        ("train accuracy", _fmt(m["train_accuracy"])),
+        ("val loss", _fmt(m["val_loss"])),
+        ("val accuracy", _fmt(m["val_accuracy"])),
+        ("seconds", f"{m['seconds']:.2f}"),
+    ]
+    return "\n".join(f"{name:>15}  {value}" for name, value in rows)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -1,0 +1,71 @@
+"""``python -m digits_torch.evaluate RUN_DIR_OR_CHECKPOINT [--data FILE.mat] [--json OUT]``
+
+Accuracy and loss of a trained model on any ex4-style file (default: the shipped digits). A run
+directory means its ``best.pt``, the model the run reported. The loss is the one the run trained
+with (softmax cross-entropy or ex4's cost), without the L2 term.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoints import load_checkpoint, load_model
+from .data import load_digits
+from .errors import ArgumentParser, UserError, exit_on_error
+from .runs import write_json
+from .training import data_loss, resolve_device
+
+__all__ = ["evaluate"]
+
+
+def evaluate(
+    path: str | Path, data: str | Path | None = None, device: str = "auto"
+) -> dict[str, float | int]:
+    """Score the model at ``path`` (run directory or checkpoint) on ``data``.
+
+    Returns:
+        ``{"accuracy": fraction correct, "loss": mean data loss, "n": examples}``.
+    """
+    dev = resolve_device(device)
+    state = load_checkpoint(path)
+    model = load_model(path, map_location=dev)
+    X, y = load_digits(data)
+    if X.shape[1] != model.input_size:
+        raise UserError(
+            f"images have {X.shape[1]} pixels but the model at {path} takes {model.input_size}",
+            data,
+        )
+    loss_kind = state.get("config", {}).get("loss", "softmax")
+    X_t, y_t = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+    with torch.no_grad():
+        logits = model(X_t)
+        loss = data_loss(logits, y_t, loss_kind).item()
+        correct = int((logits.argmax(1) == y_t).sum())
+    return {"accuracy": correct / len(y), "loss": loss, "n": len(y)}
+
+
+@exit_on_error
+def main(argv: list[str] | None = None) -> dict:
+    parser = ArgumentParser(prog="python -m digits_torch.evaluate", description=__doc__)
+    parser.add_argument("path", help="a run directory (uses its best.pt) or a checkpoint file")
+    parser.add_argument("--data", help="ex4-style .mat to score on (default: the shipped digits)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    result = evaluate(args.path, args.data, args.device)
+    print(
+        f"accuracy {result['accuracy']:.4f} ({round(result['accuracy'] * result['n'])}/"
+        f"{result['n']})  loss {result['loss']:.4f}"
+    )
+    if args.json:
+        try:
+            write_json(Path(args.json), result)
+        except OSError as err:
+            raise UserError(f"cannot write ({err.strerror or err})", args.json) from None
+    return result
+
+
+if __name__ == "__main__":
+    main()
