@@ -368,7 +368,8 @@ def _evaluate(model: MLP, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[
     """(data loss, accuracy) of ``model`` on (X, y), in one forward pass."""
     model.eval()
     logits = model(X)
-    return data_loss(logits, y, loss).item(), (logits.argmax(1) == y).float().mean().item()
+    correct = (logits.argmax(1) == y).sum().item()
+    return data_loss(logits, y, loss).item(), correct / len(y)
 
 
 def _evaluate_all(model, config, X_train, y_train, X_val, y_val) -> dict:

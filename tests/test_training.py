@@ -1,0 +1,241 @@
+"""Training: the config and its CLI, both presets, run directories, resume, interrupts, devices."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from digits_torch import TrainConfig, UserError, fit, load_model, make_config, resume
+from digits_torch.checkpoints import load_checkpoint
+from digits_torch.cli import build_parser
+from digits_torch.evaluate import evaluate
+from digits_torch.runs import read_history
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        **kwargs,
+    )
+
+
+# ------------------------------------------------------------------ config <-> command line
+
+
+def test_every_field_is_a_flag_and_back():
+    parser = build_parser()
+    flags = {a.dest for a in parser._actions} - {"help", "resume"}
+    assert flags == {f.name for f in dataclasses.fields(TrainConfig)}
+    help_text = parser.format_help()
+    for f in dataclasses.fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in help_text
+        assert f.metadata["help"].split(" (")[0][:30] in " ".join(help_text.split())
+
+
+def test_flags_parse_to_the_config_they_name():
+    given = vars(
+        build_parser().parse_args(
+            ["--hidden", "30", "20", "--lr", "0.01", "--no-nesterov", "--batch-size", "50"]
+        )
+    )
+    assert given == {"hidden": [30, 20], "lr": 0.01, "nesterov": False, "batch_size": 50}
+    config = make_config("coursera", **given)
+    assert config.hidden == (30, 20) and config.lr == 0.01 and not config.nesterov
+    assert config.optimizer == "lbfgs"  # from the preset, not overridden
+
+
+def test_explicit_flags_override_preset():
+    assert make_config("coursera").l2 == 1.0
+    assert make_config("coursera", l2=0.5).l2 == 0.5
+    assert make_config("seed").l2 == 1e-4
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch size"),
+        ({"l2": -1.0}, "l2"),
+        ({"val_fraction": 1.0}, "val fraction"),
+        ({"activation": "swish"}, "activation"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+    ],
+)
+def test_config_validates_in_one_place(overrides, message):
+    with pytest.raises(UserError, match=message):
+        make_config("seed", **overrides)
+
+
+def test_config_round_trips_through_json():
+    config = make_config("coursera", hidden=(10, 5), name="x")
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+
+
+# ------------------------------------------------------------------ runs
+
+
+def test_seed_preset_short_run_writes_a_complete_run_directory(tmp_path, digits):
+    result = fit(make_config("seed", epochs=4, device="cpu", logdir=str(tmp_path), quiet=True))
+    run = result.run_dir
+    assert run.parent == tmp_path and run.name.endswith("-seed")
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "metrics.json", "history.jsonl", "checkpoint.pt", "best.pt"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    assert json.loads((run / "config.json").read_text()) == result.config.to_dict()
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("train_accuracy", "val_accuracy", "train_loss", "epochs", "seconds", "device"):
+        assert key in metrics
+    assert metrics["epochs"] == 4 and metrics["device"] == "cpu" and metrics["preset"] == "seed"
+    assert metrics["val_accuracy"] is None
+    assert [r["epoch"] for r in read_history(run)] == [1, 2, 3, 4]
+    # 4 epochs of the article's slow SGD (lr 0.001) already beat chance (0.1) clearly
+    losses = [r["train_loss"] for r in read_history(run)]
+    assert losses[-1] < losses[0] and metrics["train_accuracy"] > 0.3
+    assert evaluate(run)["accuracy"] == pytest.approx(metrics["train_accuracy"], abs=1e-12)
+
+
+def test_coursera_preset_short_run_learns(tmp_path):
+    result = fit(make_config("coursera", epochs=20, device="cpu", logdir=str(tmp_path), quiet=True))
+    assert result.metrics["train_accuracy"] > 0.85
+    state = load_checkpoint(result.run_dir / "checkpoint.pt")
+    assert state["epoch"] == 20 and state["config"]["optimizer"] == "lbfgs"
+
+
+def test_validation_split_and_best_checkpoint(tmp_path):
+    config = make_config("seed", epochs=5, val_fraction=0.2, logdir=str(tmp_path), quiet=True)
+    result = fit(config)
+    history = read_history(result.run_dir)
+    best = max(history, key=lambda r: r["val_accuracy"])
+    assert result.metrics["best_epoch"] == best["epoch"]
+    assert result.metrics["val_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-12)
+    assert load_checkpoint(result.run_dir / "best.pt")["epoch"] == best["epoch"]
+
+
+def test_resume_equals_uninterrupted_on_cpu(tmp_path):
+    base = dict(epochs=6, device="cpu", quiet=True, val_fraction=0.1, batch_size=500)
+    whole = fit(make_config("seed", logdir=str(tmp_path / "a"), **base))
+    part = fit(make_config("seed", logdir=str(tmp_path / "b"), **{**base, "epochs": 3}))
+    resumed = resume(part.run_dir, epochs=6)
+    assert resumed.run_dir == part.run_dir
+    assert [r["epoch"] for r in read_history(part.run_dir)] == list(range(1, 7))
+    for name in ("checkpoint.pt", "best.pt"):
+        a = load_checkpoint(whole.run_dir / name)["model"]
+        b = load_checkpoint(part.run_dir / name)["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_to_change_what_is_trained(tmp_path):
+    run = fit(make_config("seed", epochs=1, logdir=str(tmp_path), quiet=True)).run_dir
+    with pytest.raises(UserError, match="cannot change lr"):
+        resume(run, lr=0.5)
+    with pytest.raises(UserError, match="not a run directory"):
+        resume(tmp_path)
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+    # A linear net with an absurd step overflows float32 in its first epoch.
+    config = make_config(
+        "seed", epochs=5, lr=1e30, activation="identity", logdir=str(tmp_path), quiet=True
+    )
+    with pytest.raises(UserError, match=r"training loss became (nan|inf)") as err:
+        fit(config)
+    run = next(tmp_path.iterdir())
+    assert str(run) in str(err.value)
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    bad_epoch = int(str(err.value).split("at epoch ")[1].split(";")[0])
+    assert state["epoch"] == bad_epoch - 1
+
+
+def test_weights_only_loading_refuses_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Evil(), "architecture": {}}, path)
+    with pytest.raises(UserError, match="refused"):
+        load_model(path)
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_runs_prints_summary_and_run_path(tmp_path):
+    out = run_cli("--epochs", "2", "--device", "cpu", "--logdir", str(tmp_path), "--name", "cli")
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("run: ") and last.endswith("-seed-cli")
+    assert "train accuracy" in out.stdout
+    quiet = run_cli("--epochs", "1", "--logdir", str(tmp_path), "--quiet")
+    assert quiet.stdout.strip().splitlines() == [quiet.stdout.strip()]
+    assert quiet.stdout.startswith("run: ")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_one_line_error(tmp_path):
+    out = run_cli("--device", "cuda", "--logdir", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: device cuda: CUDA is not available on this machine"
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_bad_flag_is_one_line_error(tmp_path):
+    out = run_cli("--epochs", "-3", "--logdir", str(tmp_path))
+    assert out.returncode == 2 and out.stderr.strip() == "error: epochs must be >= 1"
+    out = run_cli("--activation")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_leaves_a_loadable_checkpoint(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "--epochs", "100000", "--logdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = list(tmp_path.iterdir())
+        if runs and len(read_history(runs[0])) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    run = runs[0]
+    assert f"python train.py --resume {run}" in err
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["epoch"] >= 2
+    assert [r["epoch"] for r in read_history(run)][: state["epoch"]] == list(
+        range(1, state["epoch"] + 1)
+    )
+    load_model(run / "checkpoint.pt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(tmp_path):
+    base = dict(epochs=3, quiet=True, logdir=str(tmp_path))
+    cpu = fit(make_config("seed", device="cpu", **base))
+    gpu = fit(make_config("seed", device="cuda", **base))
+    assert gpu.metrics["device"].startswith("cuda")
+    for a, b in zip(cpu.model.parameters(), gpu.model.parameters()):
+        torch.testing.assert_close(a, b.cpu(), atol=1e-4, rtol=1e-4)
