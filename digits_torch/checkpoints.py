@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from .errors import UserError
 from .model import MLP
 
-__all__ = ["load_checkpoint", "load_model", "save_checkpoint"]
+__all__ = ["link_checkpoint", "load_checkpoint", "load_model", "save_checkpoint"]
 
 FORMAT = 1
 LATEST, BEST = "checkpoint.pt", "best.pt"
@@ -42,6 +43,23 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def link_checkpoint(source: str | Path, path: str | Path) -> None:
+    """Make ``path`` another name for the checkpoint at ``source``, atomically.
+
+    Checkpoint files are never changed in place (each save writes a new file and renames it), so
+    a hard link is as good as a copy and costs nothing; where links are not supported, it copies.
+    """
+    source, path = Path(source), Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, path)
     _fsync_dir(path.parent)
 
 

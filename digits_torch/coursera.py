@@ -24,6 +24,7 @@ import scipy.io
 import torch
 import torch.nn.functional as F
 
+from .backprop import loss_and_gradients
 from .data import read_mat
 from .errors import UserError
 from .model import MLP
@@ -105,36 +106,17 @@ def cost_and_gradient(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """ex4's cost and its gradient by explicit backpropagation, as nnCostFunction computes them.
 
-    No autograd is involved: the forward pass keeps each layer's activation, then the error
-    ``delta`` runs backwards through the layers.
+    No autograd is involved: :func:`digits_torch.backprop.loss_and_gradients` keeps each
+    layer's activation on the way forward, then runs the error ``delta`` back through the
+    layers. The gradients are also left in ``p.grad``.
 
     Returns:
         ``(J, grads)``: J a 0-dim tensor, grads one tensor per ``model.parameters()`` entry
         (weight, bias, weight, bias, ...), each shaped like its parameter.
     """
     X, y = _as_tensors(model, X, y)
-    m = X.shape[0]
-    with torch.no_grad():
-        # Forward, keeping activations: a[0] = X (m, n), a[l] = act(a[l-1] W_l^T + b_l).
-        activations = [X]
-        act = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}.get(
-            model.activation, lambda z: z
-        )
-        for layer in model.layers[:-1]:
-            activations.append(act(F.linear(activations[-1], layer.weight, layer.bias)))
-        logits = F.linear(activations[-1], model.layers[-1].weight, model.layers[-1].bias)
-        J = _ex4_cost(logits, y, model, lam)
-
-        # Backward: for sigmoid outputs with cross-entropy, dJ/dz = (h - t) / m. (m, classes)
-        targets = F.one_hot(y, model.num_classes).to(logits.dtype)
-        delta = (torch.sigmoid(logits) - targets) / m
-        grads: list[torch.Tensor] = []
-        for index in range(len(model.layers) - 1, -1, -1):
-            layer, a_in = model.layers[index], activations[index]
-            grads[:0] = [delta.T @ a_in + (lam / m) * layer.weight, delta.sum(dim=0)]
-            if index > 0:  # dJ/dz of the layer below: back through W, then the activation
-                delta = (delta @ layer.weight) * _derivative(model.activation, a_in)
-    return J, grads
+    J, _ = loss_and_gradients(model, X, y, "coursera", lam)
+    return J, [p.grad for p in model.parameters()]
 
 
 def check_gradients(lam: float = 0.0, epsilon: float = 1e-4) -> float:
@@ -186,17 +168,6 @@ def _ex4_cost(logits: torch.Tensor, y: torch.Tensor, model: MLP, lam: float) -> 
     targets = F.one_hot(y, logits.shape[1]).to(logits.dtype)
     data_term = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / m
     return data_term + lam / (2 * m) * model.squared_weights()
-
-
-def _derivative(activation: str, a: torch.Tensor) -> torch.Tensor:
-    """d act(z) / dz written in terms of the activation's output a = act(z)."""
-    if activation == "sigmoid":
-        return a * (1 - a)
-    if activation == "tanh":
-        return 1 - a.square()
-    if activation == "relu":
-        return (a > 0).to(a.dtype)
-    return torch.ones_like(a)
 
 
 def _as_tensors(model: MLP, X, y) -> tuple[torch.Tensor, torch.Tensor]:

@@ -184,9 +184,10 @@ def _check_pixels(X: np.ndarray, path: Path) -> np.ndarray:
     side = math.isqrt(n)
     if side * side != n:
         raise UserError(f"X has {n} pixels per row, which is not a square image", path)
+    # MAT files are column-major; rows must be contiguous for fast batch gathers (C order).
     if X.dtype == np.uint8:
-        return X.astype(np.float32) / np.float32(255)
-    X = X.astype(np.float32)
+        return np.ascontiguousarray(X, dtype=np.float32) / np.float32(255)
+    X = np.ascontiguousarray(X, dtype=np.float32)
     if not np.isfinite(X).all():
         raise UserError("X contains NaN or infinite values (or values too large for float32)", path)
     return X

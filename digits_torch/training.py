@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import BEST, LATEST, load_checkpoint, save_checkpoint
+from .backprop import loss_and_gradients
+from .checkpoints import BEST, LATEST, link_checkpoint, load_checkpoint, save_checkpoint
 from .data import load_digits, stratified_split
 from .errors import UserError
 from .model import ACTIVATIONS, INITS, MLP
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
+BACKPROPS = ("explicit", "autograd")
 LOSSES = ("softmax", "coursera")
 
 
@@ -86,6 +88,7 @@ class TrainConfig:
     seed: int = _field(0, "seeds initialisation, shuffling and the validation split")
     logdir: str = _field("runs", "where run directories are created (TensorBoard's --logdir)")
     name: str = _field("", "appended to the run directory's name")
+    backprop: str = _field("explicit", "gradients by hand-written backprop (fast) or autograd")
     quiet: bool = _field(False, "print only the final line")
 
     def __post_init__(self) -> None:
@@ -97,6 +100,7 @@ class TrainConfig:
             (self.init in INITS, f"init must be one of {', '.join(INITS)}"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.backprop in BACKPROPS, f"backprop must be one of {', '.join(BACKPROPS)}"),
             (len(self.hidden) > 0 and min(self.hidden) >= 1, "hidden sizes must be >= 1"),
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch size must be >= 1"),
@@ -258,12 +262,10 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     epoch, stop_reason = start_epoch, "max_epochs"
     try:
         for epoch in range(start_epoch + 1, config.epochs + 1):
-            train_loss = _train_epoch(model, optimizer, X_train, y_train, config, generator)
-            record = {
-                "epoch": epoch,
-                **_evaluate_all(model, config, X_train, y_train, X_val, y_val),
-            }
-            record["train_loss"] = train_loss.item()  # the epoch's one wait for the device
+            loss, accuracy = _train_epoch(model, optimizer, X_train, y_train, config, generator)
+            record = {"epoch": epoch, **_evaluate_val(model, config, X_val, y_val)}
+            record["train_loss"] = loss.item()  # the epoch's one wait for the device
+            record["train_accuracy"] = accuracy.item()
             record["lr"] = optimizer.param_groups[0]["lr"]
             record["seconds"] = seconds_before + time.perf_counter() - started
             if not math.isfinite(record["train_loss"]):
@@ -274,14 +276,19 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                 )
             log.log_epoch(record)
             improved, stop = _update_progress(progress, record, config)
+            save(epoch, record["seconds"])
             if improved:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                save_checkpoint(_model_only(model, best_state, epoch, config), run_dir / BEST)
-            save(epoch, record["seconds"])
+                if X_val is None:  # the best is the latest: share the file, don't write it twice
+                    link_checkpoint(run_dir / LATEST, run_dir / BEST)
+                else:
+                    save_checkpoint(_model_only(model, best_state, epoch, config), run_dir / BEST)
+            postfix = {
+                "loss": f"{record['train_loss']:.4f}",
+                "acc": f"{record['train_accuracy']:.4f}",
+            }
+            bar.set_postfix(postfix, refresh=False)
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{record['train_loss']:.4f}", acc=f"{record['train_accuracy']:.4f}"
-            )
             if stop:
                 stop_reason = "converged"
                 break
@@ -298,7 +305,8 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
 
     # Report on the best model: the one best.pt holds and load_model returns.
     model.load_state_dict(best_state)
-    final = _evaluate_all(model, config, X_train, y_train, X_val, y_val)
+    _, train_accuracy = _evaluate(model, X_train, y_train, config.loss)
+    final = {"train_accuracy": train_accuracy, **_evaluate_val(model, config, X_val, y_val)}
     history = read_history(run_dir)
     metrics = {
         **final,
@@ -317,42 +325,54 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     return FitResult(model.eval(), run_dir, config, metrics, history)
 
 
-def _train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> torch.Tensor:
-    """One pass over (X, y); returns the mean training objective as a 0-dim device tensor."""
+def _train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> tuple:
+    """One pass over (X, y).
+
+    Returns 0-dim device tensors: the mean training objective (scikit-learn's ``loss_curve_``:
+    batch objectives weighted by batch size) and the accuracy over the epoch's batches, each
+    counted as it was trained on (the model changes during the epoch).
+    """
     model.train()
+    gradients = _GRADIENTS[config.backprop]
     m = X.shape[0]
     if config.optimizer == "lbfgs":  # full batch, one quasi-Newton iteration
 
         def closure():
-            optimizer.zero_grad(set_to_none=True)
-            loss = _objective(model, X, y, config)
-            loss.backward()
-            return loss
+            return gradients(model, X, y, config.loss, config.l2)[0]
 
         optimizer.step(closure)
-        with torch.no_grad():
-            return _objective(model, X, y, config)
+        objective, correct = gradients(model, X, y, config.loss, config.l2)
+        return objective, correct / m
 
-    # A CPU permutation (same on every device), then contiguous slices of the shuffled tensors.
+    # A CPU permutation (the same on every device), then each batch gathered by index: a
+    # batch-sized gather stays in cache for the matrix products that follow.
     order = torch.randperm(m, generator=generator).to(X.device)
-    X, y = X[order], y[order]
     batch = min(config.batch_size, m)
     total = torch.zeros((), device=X.device, dtype=X.dtype)
+    correct = torch.zeros((), device=X.device, dtype=torch.long)
     for start in range(0, m, batch):
-        xb, yb = X[start : start + batch], y[start : start + batch]  # (b, n), (b,)
-        loss = _objective(model, xb, yb, config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        index = order[start : start + batch]
+        xb, yb = X.index_select(0, index), y.index_select(0, index)  # (b, n), (b,)
+        objective, hits = gradients(model, xb, yb, config.loss, config.l2)  # fills p.grad
         optimizer.step()
-        total += loss.detach() * xb.shape[0]
-    return total / m  # scikit-learn's loss_curve_: batch losses weighted by batch size
+        total += objective * xb.shape[0]
+        correct += hits
+    return total / m, correct / m
 
 
-def _objective(model: MLP, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-    """Data loss (mean over the batch) plus l2 / (2 * batch size) * sum of squared weights."""
-    return (
-        data_loss(model(x), y, config.loss) + config.l2 / (2 * x.shape[0]) * model.squared_weights()
-    )
+def _autograd_gradients(
+    model: MLP, x: torch.Tensor, y: torch.Tensor, loss: str, l2: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference for backprop.loss_and_gradients: same contract, computed by autograd."""
+    model.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        logits = model(x)
+        objective = data_loss(logits, y, loss) + l2 / (2 * x.shape[0]) * model.squared_weights()
+        objective.backward()
+    return objective.detach(), (logits.argmax(dim=1) == y).sum()
+
+
+_GRADIENTS = {"explicit": loss_and_gradients, "autograd": _autograd_gradients}
 
 
 def data_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
@@ -372,12 +392,11 @@ def _evaluate(model: MLP, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[
     return data_loss(logits, y, loss).item(), correct / len(y)
 
 
-def _evaluate_all(model, config, X_train, y_train, X_val, y_val) -> dict:
-    _, train_accuracy = _evaluate(model, X_train, y_train, config.loss)
-    val_loss, val_accuracy = (None, None)
-    if X_val is not None:
-        val_loss, val_accuracy = _evaluate(model, X_val, y_val, config.loss)
-    return {"train_accuracy": train_accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy}
+def _evaluate_val(model, config, X_val, y_val) -> dict:
+    if X_val is None:
+        return {"val_loss": None, "val_accuracy": None}
+    val_loss, val_accuracy = _evaluate(model, X_val, y_val, config.loss)
+    return {"val_loss": val_loss, "val_accuracy": val_accuracy}
 
 
 def _update_progress(progress: dict, record: dict, config: TrainConfig) -> tuple[bool, bool]:
@@ -404,11 +423,13 @@ def _update_progress(progress: dict, record: dict, config: TrainConfig) -> tuple
 def _make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
     params = model.parameters()
     if config.optimizer == "sgd":
+        # fused: one kernel for the whole update instead of a handful per parameter
         return torch.optim.SGD(
             params,
             lr=config.lr,
             momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0,
+            fused=True,
         )
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr)

@@ -17,6 +17,7 @@ from digits_torch.data import stratified_split, to_image
 def test_default_dataset_has_ex4_layout(digits):
     X, y = digits
     assert X.shape == (5000, 400) and X.dtype == np.float32
+    assert X.flags["C_CONTIGUOUS"]  # rows contiguous: batches gather whole rows
     assert y.shape == (5000,) and y.dtype == np.int64
     assert np.bincount(y).tolist() == [500] * 10
     # grouped by digit, zeros first, as ex4data1
