@@ -1,0 +1,201 @@
+"""Milliseconds per epoch of the article's configuration, ours against the alternatives.
+
+    python benchmarks/bench_train.py [--device cpu|cuda] [--epochs 50] [--repeats 3] [--json OUT]
+
+In one process, one after another, each repeated (medians reported), on the shipped 5,000 digits
+with the article's hyperparameters (relu, 25 hidden units, batch 200, SGD lr 0.001, Nesterov
+momentum 0.9, l2 1e-4):
+
+* ours:    ``digits_torch.fit`` with the ``seed`` preset, everything included (logging,
+           checkpoints, TensorBoard); the epoch time is fit's own training-loop clock.
+* sklearn: ``MLPClassifier(solver="sgd", ...)`` with ``max_iter`` = the same epochs.
+* naive:   the textbook PyTorch loop: DataLoader over a TensorDataset, nn.Sequential, autograd,
+           torch.optim.SGD.
+* floor:   only the matrix products those epochs need (forward and backward), nothing else.
+
+Then how ours grows with rows (the data repeated to 50k and 500k rows) and hidden width.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from digits_torch import MLP, load_digits, make_config
+from digits_torch.training import _make_optimizer, _train_epoch, fit, resolve_device
+
+BATCH, HIDDEN, LR, MOMENTUM, L2 = 200, 25, 0.001, 0.9, 1e-4
+
+
+def time_ours(epochs: int, device: str) -> float:
+    with tempfile.TemporaryDirectory() as logdir:
+        config = make_config("seed", epochs=epochs, device=device, logdir=logdir, quiet=True)
+        result = fit(config)
+    return 1000 * result.metrics["seconds"] / result.metrics["epochs"]
+
+
+def time_sklearn(epochs: int, X: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    model = MLPClassifier(
+        hidden_layer_sizes=(HIDDEN,),
+        solver="sgd",
+        random_state=0,
+        max_iter=epochs,
+        alpha=L2,
+        tol=1e-9,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start = time.perf_counter()
+        model.fit(X.astype(np.float64), y)
+        seconds = time.perf_counter() - start
+    return 1000 * seconds / model.n_iter_
+
+
+def time_naive(epochs: int, X: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    """The loop most tutorials write: per-sample indexing and collation in a DataLoader."""
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(X, y), batch_size=BATCH, shuffle=True
+    )
+    model = nn.Sequential(nn.Linear(X.shape[1], HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 10)).to(
+        device
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=0.0
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            loss = loss_fn(model(xb), yb)
+            loss = loss + L2 / (2 * len(yb)) * sum(
+                p.square().sum() for p in model[0::2].parameters()
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    _sync(device)
+    return 1000 * (time.perf_counter() - start) / epochs
+
+
+@torch.no_grad()
+def time_floor(epochs: int, X: torch.Tensor) -> float:
+    """The five matrix products of each batch: two forward, three backward (no dX for layer 1)."""
+    W1 = torch.randn(HIDDEN, X.shape[1], device=X.device)
+    W2 = torch.randn(10, HIDDEN, device=X.device)
+    _sync(X.device)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for s in range(0, len(X), BATCH):
+            xb = X[s : s + BATCH]
+            h = xb @ W1.t()  # (b, 25)
+            z = h @ W2.t()  # (b, 10)
+            z.t() @ h  # dW2 (10, 25)
+            d = z @ W2  # dh (b, 25)
+            d.t() @ xb  # dW1 (25, 400)
+    _sync(X.device)
+    return 1000 * (time.perf_counter() - start) / epochs
+
+
+def time_loop(X: torch.Tensor, y: torch.Tensor, hidden: int, epochs: int) -> float:
+    """Our epoch function alone (as fit calls it) on tensors of any size."""
+    config = make_config("seed", hidden=(hidden,))
+    generator = torch.Generator().manual_seed(0)
+    model = MLP(X.shape[1], (hidden,), 10, "relu", "glorot", generator).to(X.device)
+    optimizer = _make_optimizer(config, model)
+    _train_epoch(model, optimizer, X, y, config, generator)  # warm-up
+    _sync(X.device)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        loss, _ = _train_epoch(model, optimizer, X, y, config, generator)
+        loss.item()
+    return 1000 * (time.perf_counter() - start) / epochs
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_of(repeats: int, fn, *args) -> float:
+    return statistics.median(fn(*args) for _ in range(repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--epochs", type=int, default=50, help="epochs per timed run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each; medians")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+
+    X_np, y_np = load_digits()
+    X, y = torch.from_numpy(X_np).to(device), torch.from_numpy(y_np).to(device)
+    results = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "ours_ms": median_of(args.repeats, time_ours, args.epochs, str(device)),
+        "sklearn_ms": median_of(args.repeats, time_sklearn, args.epochs, X_np, y_np),
+        "naive_ms": median_of(args.repeats, time_naive, args.epochs, X.cpu(), y.cpu(), device),
+        "floor_ms": median_of(args.repeats, time_floor, args.epochs, X),
+    }
+    results["speedup_vs_sklearn"] = results["sklearn_ms"] / results["ours_ms"]
+    results["ratio_to_floor"] = results["ours_ms"] / results["floor_ms"]
+    results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        results["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+
+    scale_epochs = max(1, args.epochs // 10)
+    results["rows_ms"] = {
+        str(len(X) * k): median_of(
+            args.repeats, time_loop, X.repeat(k, 1), y.repeat(k), HIDDEN, max(1, scale_epochs // k)
+        )
+        for k in (1, 10, 100)
+    }
+    results["hidden_ms"] = {
+        str(h): median_of(args.repeats, time_loop, X, y, h, scale_epochs) for h in (25, 100, 400)
+    }
+
+    print(
+        f"device {results['device']} ({results['device_name']}), torch {results['torch']}, "
+        f"{results['threads']} threads; medians of {args.repeats} x {args.epochs} epochs"
+    )
+    for key in ("ours_ms", "sklearn_ms", "naive_ms", "floor_ms"):
+        print(f"  {key[:-3]:8} {results[key]:8.2f} ms/epoch")
+    print(
+        f"  sklearn / ours = {results['speedup_vs_sklearn']:.2f}x, "
+        f"ours / floor = {results['ratio_to_floor']:.2f}x, "
+        f"peak RSS {results['peak_rss_mib']:.0f} MiB"
+    )
+    print("  rows:   " + ", ".join(f"{k}: {v:.1f} ms" for k, v in results["rows_ms"].items()))
+    print("  hidden: " + ", ".join(f"{k}: {v:.2f} ms" for k, v in results["hidden_ms"].items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
