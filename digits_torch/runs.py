@@ -14,10 +14,14 @@ the checkpoint, so no epoch appears twice.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
@@ -115,6 +119,29 @@ class RunLog:
             self.writer.file_writer.add_summary(summary)
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, step)
+
+    def log_image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """An image in TensorBoard's Images tab, one per step on its slider.
+
+        Args:
+            image: (H, W) grey or (H, W, 3) RGB; uint8, or floats in [0, 1].
+
+        Written as a PNG at zlib level 1, in as many channels as it has: for the hidden units
+        during training that takes a fraction of a millisecond, about ten times less than
+        ``SummaryWriter.add_image``, which always stores three channels at level 6.
+        """
+        if image.dtype != np.uint8:
+            image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+        png = io.BytesIO()
+        PIL.Image.fromarray(image).save(png, format="PNG", compress_level=1)
+        picture = Summary.Image(
+            height=image.shape[0],
+            width=image.shape[1],
+            colorspace=1 if image.ndim == 2 else image.shape[2],
+            encoded_image_string=png.getvalue(),
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=picture)])
+        self.writer.file_writer.add_summary(summary, step)
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.dir / METRICS, metrics)

@@ -89,6 +89,9 @@ class TrainConfig:
     logdir: str = _field("runs", "where run directories are created (TensorBoard's --logdir)")
     name: str = _field("", "appended to the run directory's name")
     backprop: str = _field("explicit", "gradients by hand-written backprop (fast) or autograd")
+    image_every: int = _field(
+        50, "log the hidden units to TensorBoard as an image every N epochs (0: never)"
+    )
     quiet: bool = _field(False, "print only the final line")
 
     def __post_init__(self) -> None:
@@ -110,6 +113,7 @@ class TrainConfig:
             (self.tol >= 0, "tol must be >= 0"),
             (self.patience >= 0, "patience must be >= 0"),
             (0 <= self.val_fraction < 1, "val fraction must be in [0, 1)"),
+            (self.image_every >= 0, "image every must be >= 0"),
         ]
         for ok, problem in checks:
             if not ok:
@@ -143,6 +147,7 @@ PRESETS: dict[str, dict] = {
         "lr": 1.0,
         "l2": 1.0,
         "patience": 0,
+        "image_every": 10,  # 5 pictures of the hidden units forming over the 50 iterations
     },
 }
 DEFAULT_PRESET = "seed"
@@ -210,6 +215,8 @@ def resume(run_dir: str | Path, **overrides) -> FitResult:
 
 
 def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = None) -> FitResult:
+    from . import plots  # here, not at the top, so that `python -m digits_torch.plots` runs cleanly
+
     device = resolve_device(config.device)
     X, y = load_digits(config.data)
     train_idx, val_idx = stratified_split(y, config.val_fraction, config.seed)
@@ -275,6 +282,8 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                     run_dir,
                 )
             log.log_epoch(record)
+            if config.image_every and epoch % config.image_every == 0:
+                log.log_image("hidden_units", plots.hidden_units_image(model), epoch)
             improved, stop = _update_progress(progress, record, config)
             save(epoch, record["seconds"])
             if improved:
@@ -319,7 +328,18 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
         "preset": config.preset,
     }
     log.write_metrics(metrics)
-    hyper = {k: v for k, v in config.to_dict().items() if k not in ("logdir", "quiet", "name")}
+    # Pictures of the reported model, on the validation digits when some were held out.
+    shown = val_idx if len(val_idx) else train_idx
+    for name, figure in plots.run_figures(model, X[shown], y[shown], run_dir).items():
+        image = plots.render(figure)
+        plots.save_png(image, run_dir / plots.FIGURES / f"{name}.png")
+        if name in ("mistakes", "confusion"):
+            log.log_image(f"figures/{name}", image, epoch)
+    hyper = {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in ("logdir", "quiet", "name", "image_every")
+    }
     log.log_hparams(hyper, final, step=epoch)
     log.close()
     return FitResult(model.eval(), run_dir, config, metrics, history)

@@ -1,0 +1,284 @@
+"""digits_torch.plots: what each picture holds, on the shipped digits and a short real run."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from digits_torch import MLP, UserError, fit, load_model, make_config, plots
+from digits_torch.coursera import save_weights
+from digits_torch.data import stratified_split, to_image
+from digits_torch.runs import read_history
+
+FIGURES = {"hidden_units.png", "mistakes.png", "confusion.png", "learning_curves.png"}
+MISTAKE_TITLE = re.compile(r"predicted (\d)\ntrue (\d)")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A short real run: ex4's recipe for 6 iterations, a fifth of each digit held out."""
+    config = make_config(
+        "coursera",
+        epochs=6,
+        val_fraction=0.2,
+        image_every=2,
+        device="cpu",
+        quiet=True,
+        logdir=str(tmp_path_factory.mktemp("runs")),
+    )
+    return fit(config)
+
+
+@pytest.fixture(scope="module")
+def row_of(digits):
+    """Which row of X an image shows: upright image bytes -> row index."""
+    X, _ = digits
+    return {to_image(row).tobytes(): i for i, row in enumerate(X)}
+
+
+def image_axes(fig):
+    return [ax for ax in fig.axes if ax.images]
+
+
+def shown(ax) -> np.ndarray:
+    return np.asarray(ax.images[0].get_array())
+
+
+def test_digits_grid_shows_upright_labelled_digits(digits, row_of):
+    X, y = digits
+    fig = plots.digits_grid(X, y, n=100, seed=3)
+    axes = image_axes(fig)
+    assert len(axes) == 100
+    rows = [row_of[shown(ax).tobytes()] for ax in axes]  # KeyError: not an upright row of X
+    assert len(set(rows)) == 100
+    for ax, row in zip(axes, rows):
+        assert ax.get_title() == str(y[row])
+        assert not np.array_equal(shown(ax), X[row].reshape(20, 20))  # not the transpose
+    assert len({ax.images[0].get_clim() for ax in axes}) == 1  # one grey scale
+
+    def drawn(seed):
+        return [
+            row_of[shown(ax).tobytes()] for ax in image_axes(plots.digits_grid(X, n=9, seed=seed))
+        ]
+
+    assert drawn(3) == drawn(3) != drawn(4)  # seeded
+
+
+def test_digits_grid_without_labels_and_any_count(digits):
+    X, _ = digits
+    fig = plots.digits_grid(X[:30], n=7)
+    axes = image_axes(fig)
+    assert len(axes) == 7 and len(fig.axes) == 7  # no empty axes in the two spare cells of 3 x 3
+    assert all(ax.get_title() == "" for ax in axes)
+
+
+@pytest.mark.parametrize("units", [25, 7])
+def test_hidden_units_share_one_scale(units):
+    model = MLP(hidden_sizes=(units,), generator=torch.Generator().manual_seed(units))
+    weights = model.layers[0].weight.detach().numpy()
+    axes = image_axes(plots.hidden_units(model))
+    assert len(axes) == units
+    limits = {ax.images[0].get_clim() for ax in axes}
+    assert len(limits) == 1
+    low, high = limits.pop()
+    assert -low == high > 0
+    for ax, unit in zip(axes, weights):
+        np.testing.assert_array_equal(shown(ax), to_image(unit))
+    if units == 25:
+        corners = [ax.get_position() for ax in axes]
+        assert len({round(b.x0, 6) for b in corners}) == len({round(b.y0, 6) for b in corners}) == 5
+
+    # TensorBoard's bare picture: the same tiles on the same scale, 0.5 for a zero weight.
+    mosaic = plots.hidden_units_image(model)
+    cols = int(np.ceil(np.sqrt(units)))
+    for k, unit in enumerate(weights):
+        top, left = 1 + 21 * (k // cols), 1 + 21 * (k % cols)
+        expected = np.clip(0.5 + 0.5 * to_image(unit) / high, 0, 1)
+        np.testing.assert_allclose(mosaic[top : top + 20, left : left + 20], expected, atol=1e-6)
+    assert mosaic.shape == (1 + 21 * int(np.ceil(units / cols)), 1 + 21 * cols)
+
+
+def test_mistakes_name_predicted_and_true_digit(run, digits, row_of):
+    X, y = digits
+    predicted = run.model.predict(torch.from_numpy(X)).numpy()
+    wrong = int((predicted != y).sum())
+    assert wrong > 25  # six iterations leave plenty
+    fig = plots.mistakes(run.model, X, y, n=25)
+    assert fig._suptitle.get_text().startswith(f"{wrong} of 5000 misclassified")
+    axes = image_axes(fig)
+    assert len(axes) == 25
+    for ax in axes:
+        row = row_of[shown(ax).tobytes()]
+        said_predicted, said_true = map(int, MISTAKE_TITLE.fullmatch(ax.get_title()).groups())
+        assert (said_predicted, said_true) == (predicted[row], y[row])
+        assert said_predicted != said_true
+        assert not np.array_equal(shown(ax), X[row].reshape(20, 20))
+
+
+def test_mistakes_when_there_are_none(run, digits):
+    X, y = digits
+    right = run.model.predict(torch.from_numpy(X)).numpy() == y
+    fig = plots.mistakes(run.model, X[right][:40], y[right][:40])
+    assert image_axes(fig) == []
+    assert fig._suptitle.get_text().startswith("0 of 40 misclassified")
+
+
+def test_confusion_counts_every_digit_once(run, digits):
+    X, y = digits
+    predicted = run.model.predict(torch.from_numpy(X)).numpy()
+    ax = plots.confusion(run.model, X, y).axes[0]
+    counts = np.asarray(ax.images[0].get_array())
+    assert counts.shape == (10, 10)
+    assert counts.sum() == len(y)
+    assert np.trace(counts) == (predicted == y).sum()
+    np.testing.assert_array_equal(counts.sum(axis=1), np.bincount(y, minlength=10))  # true rows
+    np.testing.assert_array_equal(counts.sum(axis=0), np.bincount(predicted, minlength=10))
+    digits_0_9 = [str(d) for d in range(10)]
+    assert [t.get_text() for t in ax.get_xticklabels()] == digits_0_9
+    assert [t.get_text() for t in ax.get_yticklabels()] == digits_0_9
+    written = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
+    for (true, pred), count in np.ndenumerate(counts):
+        assert (
+            (written[true, pred].get_text() == str(count)) if count else (true, pred) not in written
+        )
+
+
+def test_learning_curves_plot_the_history(run):
+    history = read_history(run.run_dir)
+    loss_ax, acc_ax = plots.learning_curves(run.run_dir).axes
+    lines = {
+        (ax, line.get_label()): line.get_ydata() for ax in (loss_ax, acc_ax) for line in ax.lines
+    }
+    np.testing.assert_allclose(
+        lines[loss_ax, "training (with L2 term)"], [r["train_loss"] for r in history]
+    )
+    np.testing.assert_allclose(
+        lines[loss_ax, "validation (data loss)"], [r["val_loss"] for r in history]
+    )
+    np.testing.assert_allclose(
+        lines[acc_ax, "training"], [100 * r["train_accuracy"] for r in history]
+    )
+    np.testing.assert_allclose(
+        lines[acc_ax, "validation"], [100 * r["val_accuracy"] for r in history]
+    )
+    best = f"best epoch ({run.metrics['best_epoch']})"
+    assert (loss_ax, best) in lines and (acc_ax, best) in lines
+    assert loss_ax.get_yscale() == "log"
+
+
+def test_learning_curves_need_a_history(tmp_path):
+    with pytest.raises(UserError, match="no epochs recorded"):
+        plots.learning_curves(tmp_path)
+
+
+def test_run_leaves_figures_and_tensorboard_images(run, digits):
+    run_dir = run.run_dir
+    assert {p.name for p in (run_dir / "figures").iterdir()} == FIGURES
+
+    # The PNGs are the pictures of the reported model on the held-out digits, pixel for pixel.
+    X, y = digits
+    _, val = stratified_split(y, 0.2, 0)
+    best = load_model(run_dir)
+    for name, figure in (
+        ("mistakes", plots.mistakes(best, X[val], y[val])),
+        ("confusion", plots.confusion(best, X[val], y[val])),
+    ):
+        png = np.asarray(PIL.Image.open(run_dir / "figures" / f"{name}.png"))
+        np.testing.assert_array_equal(png, plots.render(figure))
+
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    events.Reload()
+    assert {"hidden_units", "figures/mistakes", "figures/confusion"} <= set(events.Tags()["images"])
+    hidden = events.Images("hidden_units")
+    assert [e.step for e in hidden] == [2, 4, 6]
+    last = np.asarray(PIL.Image.open(io.BytesIO(hidden[-1].encoded_image_string)))
+    latest = load_model(run_dir / "checkpoint.pt")  # the weights after epoch 6
+    expected = np.round(plots.hidden_units_image(latest) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(last, expected)
+    assert [e.step for e in events.Images("figures/confusion")] == [6]
+
+
+def test_image_every_zero_logs_no_images_during_training(tmp_path):
+    config = make_config(
+        "coursera", epochs=2, image_every=0, device="cpu", quiet=True, logdir=str(tmp_path)
+    )
+    run_dir = fit(config).run_dir
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    events.Reload()
+    assert set(events.Tags()["images"]) == {"figures/mistakes", "figures/confusion"}
+    with pytest.raises(UserError, match="image every"):
+        make_config(image_every=-1)
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "digits_torch.plots", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def test_cli_redraws_a_run_and_draws_weights_files(run, tmp_path):
+    result = cli(run.run_dir, "--out", tmp_path / "again")
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr  # e.g. runpy's, if the package imported plots early
+    assert {p.name for p in (tmp_path / "again").iterdir()} == FIGURES
+    for name in FIGURES - {"learning_curves.png"}:  # the run's own data and validation split
+        redrawn = np.asarray(PIL.Image.open(tmp_path / "again" / name))
+        np.testing.assert_array_equal(
+            redrawn, np.asarray(PIL.Image.open(run.run_dir / "figures" / name))
+        )
+
+    save_weights(run.model, tmp_path / "weights.mat")  # ex4's Theta1/Theta2 layout
+    result = cli(tmp_path / "weights.mat", "--out", tmp_path / "ex4")
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in (tmp_path / "ex4").iterdir()} == FIGURES - {"learning_curves.png"}
+
+
+def test_cli_draws_digits_of_any_file(write_mat, digits, tmp_path):
+    X, y = digits
+    data = write_mat(
+        "few.mat", X=X[::100].astype(np.float64), y=np.where(y[::100] == 0, 10, y[::100])
+    )
+    result = cli("--data", data, "--digits", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["digits.png"]  # into the current folder
+    drawn = np.asarray(PIL.Image.open(tmp_path / "digits.png"))
+    np.testing.assert_array_equal(drawn, plots.render(plots.digits_grid(X[::100], y[::100])))
+
+
+def test_cli_bad_path_is_one_line(tmp_path):
+    result = cli(tmp_path / "nope", "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"error: {tmp_path / 'nope'}: no such file or directory"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give a run directory"),
+        (["{tmp}"], "not a run directory (no best.pt)"),
+        (["{tmp}/x.txt"], "x.txt: refused: not plain checkpoint data"),
+        (["--digits", "--data", "{tmp}/none.mat"], "no such file"),
+    ],
+)
+def test_cli_user_errors(tmp_path, capsys, args, message):
+    (tmp_path / "x.txt").write_text("not a model")
+    with pytest.raises(SystemExit) as exit_:
+        plots.main([a.format(tmp=tmp_path) for a in args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err
