@@ -13,20 +13,21 @@ import types
 import typing
 
 from .errors import ArgumentParser, exit_on_error
-from .training import PRESETS, FitResult, TrainConfig, fit, make_config, resume
+from .training import DEFAULT_PRESET, PRESETS, FitResult, TrainConfig, fit, make_config, resume
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig()
+    defaults = make_config(DEFAULT_PRESET)  # what a flag means when it is left out
     epilog = "presets (explicit flags override them):\n" + "\n".join(
         f"  {name:9} " + (", ".join(f"{k}={v}" for k, v in values.items()) or "the field defaults")
         for name, values in PRESETS.items()
     )
     parser = ArgumentParser(
         prog="train.py",
-        description="Train the 400-25-10 digit classifier and log the run for TensorBoard.",
+        description="Train the 400-25-10 digit classifier and log the run for TensorBoard. "
+        f"Defaults shown are those of the default preset, {DEFAULT_PRESET}.",
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> FitResult:
         if run_dir is not None:
             result = resume(run_dir, **given)
         else:
-            result = fit(make_config(given.pop("preset", "seed"), **given))
+            result = fit(make_config(given.pop("preset", DEFAULT_PRESET), **given))
     except KeyboardInterrupt:
         raise SystemExit(EXIT_INTERRUPTED) from None
     if not result.config.quiet:
