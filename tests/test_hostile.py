@@ -228,6 +228,7 @@ ALL = (DATA, WEIGHTS, CHECKPOINT)
 MATS = (DATA, WEIGHTS)
 NOT_MAT = r"not a readable MAT file"
 NOT_CKPT = r"not a readable checkpoint"
+NOT_A_RUN = r"a directory without best\.pt: not a run directory"
 ANY_KIND = {DATA: NOT_MAT, WEIGHTS: NOT_MAT, CHECKPOINT: NOT_CKPT}
 RESUME, RESUME_BEST, RESUME_DATA = "--resume: checkpoint.pt", "--resume: best.pt", "--resume: data"
 EVAL_DATA, EVAL_CKPT, EVAL_RUN = "evaluate --data", "evaluate CHECKPOINT", "evaluate RUN_DIR"
@@ -251,10 +252,10 @@ CASES = [
     # --- any file: "*" is every entry point not named, DATA etc. every one of that kind ----------
     Case("missing", ALL, missing, {"*": "no such file", CHECKPOINT: "no such checkpoint",
          RESUME: r"not a run directory to resume \(no checkpoint\.pt\)",
-         EVAL_RUN: r"a directory without best\.pt", RESUME_BEST: OK}),
+         EVAL_RUN: NOT_A_RUN, RESUME_BEST: OK}),
     Case("empty", ALL, raw(lambda ctx: b""), r"empty file"),
     Case("directory", ALL, directory, {"*": r"is a directory",
-         "load_model": r"a directory without best\.pt", EVAL_CKPT: r"a directory without best"}),
+         "load_model": NOT_A_RUN, EVAL_CKPT: NOT_A_RUN}),
     Case("truncated", ALL, raw(half_of_a_good_file), ANY_KIND),
     Case("truncated v7.3 (HDF5)", MATS, raw(lambda ctx: good_file(ctx, "v7.3")[:3000]),
          r"not a readable MATLAB v7\.3 \(HDF5\) file"),
