@@ -1,25 +1,29 @@
 """Checkpoints: state dicts written atomically, read back with ``weights_only=True``.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts; never a pickled model.
-Loading uses ``torch.load(..., weights_only=True)``, which refuses any pickle that would run code.
+Loading uses ``torch.load(..., weights_only=True)``, which refuses any pickle that would run code
+(torch >= 2.6; earlier versions could be tricked, hence the dependency's floor).
 
 Keys: ``format``, ``epoch`` (completed epochs), ``architecture`` (:meth:`MLP.architecture`),
 ``model`` and ``optimizer`` (state dicts), ``rng`` (the CPU generator's state), ``config``
 (the run's :class:`~digits_torch.training.TrainConfig` as a dict), ``progress`` (the stopping
-rule's and best model's bookkeeping), ``seconds`` (training time so far).
+rule's and best model's bookkeeping), ``seconds`` (training time so far). ``best.pt`` holds only
+``format``, ``epoch``, ``architecture``, ``model`` and ``config``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pickle
+import re
 import shutil
-import zipfile
 from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, reading, writing
 from .model import MLP
 
 __all__ = ["link_checkpoint", "load_checkpoint", "load_model", "save_checkpoint"]
@@ -32,17 +36,26 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically: a temp file beside it, fsync, then rename.
 
     A crash at any moment leaves either the old file or the new one, never a torn one.
+
+    Raises:
+        UserError: the file cannot be written (disk full, read-only, too large, ...).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    # Serialise in memory first (a checkpoint is ~100 kB): then every failure below is the disk's
+    # and becomes a UserError, while a failure to serialise stays a bug with its traceback.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with writing(path):
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
 
 
@@ -66,24 +79,46 @@ def link_checkpoint(source: str | Path, path: str | Path) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint file (or a run directory's ``best.pt``), refusing pickles that run code.
 
+    The result is checked: a dict whose ``model`` weights have exactly the shapes its
+    ``architecture`` needs.
+
     Raises:
-        UserError: missing, truncated, not a checkpoint, or a pickle that is not plain data.
+        UserError: missing, empty, truncated, not a checkpoint, a pickle that is not plain data,
+            or weights that do not fit the architecture.
     """
     path = Path(path)
     if path.is_dir():
+        if not (path / BEST).exists():
+            raise UserError(f"a directory without {BEST}: not a run directory", path)
         path = path / BEST
     if not path.exists():
         raise UserError("no such checkpoint", path)
+    if path.is_dir():
+        raise UserError("is a directory, not a checkpoint", path)
+    with reading(path), open(path, "rb") as f:
+        head = f.read(6)
+    if not head:
+        raise UserError("empty file, not a checkpoint", path)
+    if head == b"MATLAB":  # an easy mix-up; torch would only say its pickle is unreadable
+        raise UserError(
+            "a MATLAB .mat file, not a checkpoint (for ex4's weights use load_weights)", path
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe pickle"
-        raise UserError(f"refused: not plain checkpoint data ({first[:100]})", path) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        reason = " ".join(str(err).split())[:100] or type(err).__name__
-        raise UserError(f"not a readable checkpoint ({reason})", path) from None
-    if not isinstance(state, dict) or "model" not in state or "architecture" not in state:
-        raise UserError("not a digits-torch checkpoint (no model or architecture)", path)
+        # torch's weights-only unpickler stops at the first thing that is not a tensor or plain
+        # data, before building it: a GLOBAL (an importable name, which a pickle calls to run
+        # code) or an opcode it does not know (a damaged file).
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if unsafe:
+            problem = (
+                f"refused: loading it would call {unsafe.group(1)}; checkpoints hold only data"
+            )
+            raise UserError(problem, path) from None
+        raise UserError(f"not a readable checkpoint ({_reason(err)})", path) from None
+    except Exception as err:  # a damaged file makes torch raise many types; the user needs one
+        raise UserError(f"not a readable checkpoint ({_reason(err)})", path) from None
+    _check_state(state, path)
     return state
 
 
@@ -93,13 +128,57 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> ML
     The model is returned in eval mode on ``map_location``.
     """
     state = load_checkpoint(path, map_location)
-    try:
-        model = MLP(**state["architecture"])
-        model.load_state_dict(state["model"])
-    except (TypeError, ValueError, RuntimeError) as err:
-        reason = " ".join(str(err).split())[:120]
-        raise UserError(f"checkpoint does not fit its model ({reason})", path) from None
+    model = MLP(**state["architecture"])
+    model.load_state_dict(state["model"])
     return model.to(map_location).eval()
+
+
+def _check_state(state, path: Path) -> None:
+    """A checkpoint's ``architecture`` must build an MLP whose weights are exactly ``model``'s."""
+    if not isinstance(state, dict) or not {"model", "architecture"} <= state.keys():
+        raise UserError("not a digits-torch checkpoint (no model or architecture)", path)
+    architecture, weights = state["architecture"], state["model"]
+    if not isinstance(architecture, dict) or not isinstance(weights, dict):
+        raise UserError("not a digits-torch checkpoint (model or architecture is not a dict)", path)
+    try:
+        with torch.device("meta"):  # shapes only: a hostile architecture allocates nothing
+            skeleton = MLP(**architecture)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"invalid architecture {architecture} ({_reason(err)})", path) from None
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    found = {
+        name: tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        for name, t in weights.items()
+    }
+    for name in sorted(expected.keys() | found.keys()):
+        if found.get(name) != expected.get(name):
+            raise UserError(
+                f"weights do not fit the file's {_describe(skeleton)} architecture: {name} is "
+                f"{found.get(name, 'missing')}, the architecture needs "
+                f"{expected.get(name, 'no such weight')}",
+                path,
+            )
+
+
+def _describe(model: MLP) -> str:
+    return "-".join(map(str, (model.input_size, *model.hidden_sizes, model.num_classes)))
+
+
+_BOILERPLATE = re.compile(
+    r"weights only load failed|\(\d\)|check the documentation|please file|"
+    r"weightsunpickler error:\s*$",
+    re.IGNORECASE,
+)
+
+
+def _reason(err: Exception) -> str:
+    """The informative part of an exception's message, on one line."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    useful = [line for line in lines if line and not _BOILERPLATE.match(line)]
+    text = " ".join(" ".join(useful).split())
+    if not any(c.isalpha() for c in text):  # e.g. KeyError(101): the type says more
+        text = f"{type(err).__name__} {text}".strip()
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+import scipy.sparse
 import torch
 from torch.utils.data import Dataset
 
-from .errors import UserError
+from .errors import UserError, reading
 
 __all__ = ["DigitsDataset", "default_data_path", "load_digits", "stratified_split", "to_image"]
 
@@ -55,7 +56,8 @@ def load_digits(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]
         if name not in arrays:
             found = ", ".join(sorted(arrays)) or "no variables"
             raise UserError(f"no variable '{name}' (found: {found})", path)
-    return _check_pixels(arrays["X"], path), _check_labels(arrays["y"], path, len(arrays["X"]))
+    X = _check_pixels(arrays["X"], path)
+    return X, _check_labels(arrays["y"], path, len(X))
 
 
 def to_image(row: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -139,7 +141,7 @@ def read_mat(path: Path) -> dict[str, np.ndarray]:
         raise UserError("is a directory, not a MAT file", path)
     if path.stat().st_size == 0:
         raise UserError("empty file, not a MAT file", path)
-    with open(path, "rb") as f:
+    with reading(path), open(path, "rb") as f:
         head = f.read(2048)
     # HDF5's signature sits at offset 0 or a power of two from 512 on; MATLAB v7.3 puts it at 512.
     if any(head[offset : offset + 8] == _HDF5_SIGNATURE for offset in (0, 512, 1024)):
@@ -164,7 +166,7 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
     try:
         with h5py.File(path, "r") as f:
             return {
-                name: np.asarray(item[()]).T
+                name: _hdf5_array(item)
                 for name, item in f.items()
                 if isinstance(item, h5py.Dataset) and not name.startswith("#")
             }
@@ -173,7 +175,17 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
         raise UserError(problem, path) from None
 
 
+def _hdf5_array(item) -> np.ndarray:
+    """One v7.3 variable, transposed back; MATLAB text (stored as uint16 codes) becomes text."""
+    value = np.asarray(item[()]).T
+    if item.attrs.get("MATLAB_class") in (b"char", "char"):
+        return np.array(["".join(map(chr, row)) for row in np.atleast_2d(value)])
+    return value
+
+
 def _check_pixels(X: np.ndarray, path: Path) -> np.ndarray:
+    if scipy.sparse.issparse(X):  # MATLAB sparse matrices load as scipy.sparse; pixels are dense
+        X = X.toarray()
     if not isinstance(X, np.ndarray) or X.dtype.kind not in "biuf":
         raise UserError(f"X must be a numeric matrix, got {_describe(X)}", path)
     if X.ndim != 2:
@@ -204,10 +216,13 @@ def _check_labels(y: np.ndarray, path: Path, m: int) -> np.ndarray:
     if y.dtype.kind == "f":
         if not np.isfinite(y).all() or (y != np.round(y)).any():
             raise UserError("y contains labels that are not whole numbers", path)
-    labels = y.astype(np.int64)
-    if labels.min() < 0 or labels.max() > 10:
-        bad = sorted({int(v) for v in labels if v < 0 or v > 10})[:5]
+    # Range first, on the values as stored: casting 1e30 to int64 would wrap around.
+    out_of_range = (y < 0) | (y > 10)
+    if out_of_range.any():
+        bad = [v.item() for v in np.unique(y[out_of_range])[:5]]
+        bad = [int(v) if float(v).is_integer() else v for v in bad]
         raise UserError(f"labels must be 1..10 (Coursera) or 0..9, found {bad}", path)
+    labels = y.astype(np.int64)
     if (labels == 0).any() and (labels == 10).any():
         raise UserError("labels mix conventions: both 0 and 10 occur (use 1..10 or 0..9)", path)
     return np.where(labels == 10, 0, labels)  # Coursera's 10 is the digit 0
@@ -215,6 +230,12 @@ def _check_labels(y: np.ndarray, path: Path, m: int) -> np.ndarray:
 
 def _describe(value) -> str:
     if isinstance(value, np.ndarray):
+        if value.dtype.names:
+            return f"a struct of shape {value.shape}"
+        if value.dtype.kind == "O":
+            return f"a cell array of shape {value.shape}"
+        if value.dtype.kind in "SU":
+            return f"text of shape {value.shape}"
         return f"{value.dtype} array of shape {value.shape}"
     return type(value).__name__
 

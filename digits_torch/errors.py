@@ -8,11 +8,14 @@ so the user sees a single line on stderr and no traceback. Programming errors ar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn, TypeVar
+
+__all__ = ["EXIT_USAGE", "ArgumentParser", "UserError", "exit_on_error", "reading", "writing"]
 
 T = TypeVar("T")
 
@@ -36,10 +39,33 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
         try:
             return main(*args, **kwargs)
         except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
+            # One line, whatever the message holds (a file name may contain a newline).
+            print("error: " + " ".join(str(err).splitlines()), file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
 
     return wrapper
+
+
+def writing(path: str | Path) -> contextlib.AbstractContextManager[None]:
+    """Turn an ``OSError`` raised while writing ``path`` into ``UserError(cannot write ...)``.
+
+    A full disk, a quota, a file-size limit or a read-only file system is something the user
+    fixes, so it gets one line naming the file, not a traceback.
+    """
+    return _os_errors("write", path)
+
+
+def reading(path: str | Path) -> contextlib.AbstractContextManager[None]:
+    """Turn an ``OSError`` raised while reading ``path`` into ``UserError(cannot read ...)``."""
+    return _os_errors("read", path)
+
+
+@contextlib.contextmanager
+def _os_errors(verb: str, path: str | Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"cannot {verb} ({err.strerror or err})", path) from None
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .checkpoints import load_checkpoint, load_model
-from .data import load_digits
+from .data import NUM_CLASSES, default_data_path, load_digits
 from .errors import ArgumentParser, UserError, exit_on_error
 from .runs import write_json
 from .training import data_loss, resolve_device
@@ -31,13 +31,16 @@ def evaluate(
     dev = resolve_device(device)
     state = load_checkpoint(path)
     model = load_model(path, map_location=dev)
+    if model.num_classes != NUM_CLASSES:
+        raise UserError(f"the model has {model.num_classes} outputs, not one per digit", path)
     X, y = load_digits(data)
     if X.shape[1] != model.input_size:
         raise UserError(
             f"images have {X.shape[1]} pixels but the model at {path} takes {model.input_size}",
-            data,
+            default_data_path() if data is None else data,
         )
-    loss_kind = state.get("config", {}).get("loss", "softmax")
+    config = state.get("config")
+    loss_kind = config.get("loss", "softmax") if isinstance(config, dict) else "softmax"
     X_t, y_t = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
     with torch.no_grad():
         logits = model(X_t)
@@ -60,10 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{result['n']})  loss {result['loss']:.4f}"
     )
     if args.json:
-        try:
-            write_json(Path(args.json), result)
-        except OSError as err:
-            raise UserError(f"cannot write ({err.strerror or err})", args.json) from None
+        write_json(Path(args.json), result)
     return result
 
 

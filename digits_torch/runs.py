@@ -14,8 +14,10 @@ the checkpoint, so no epoch appears twice.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from .errors import UserError
+from .errors import UserError, writing
 
 __all__ = ["RunLog", "new_run_dir", "read_history"]
 
@@ -45,6 +47,8 @@ def new_run_dir(logdir: str | Path, preset: str, name: str = "") -> Path:
     """Create and return ``<logdir>/<YYYYmmdd-HHMMSS>-<preset>[-<name>]`` (suffixed if taken)."""
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}" + (f"-{name}" if name else "")
     logdir = Path(logdir)
+    if logdir.exists() and not logdir.is_dir():
+        raise UserError("is a file, not a directory for runs", logdir)
     try:
         logdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, 1000):
@@ -65,11 +69,14 @@ def read_history(run_dir: str | Path) -> list[dict]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode(errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:  # a line cut short by a crash mid-write
             break
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            break  # not a record this package wrote: what follows cannot be trusted either
+        records.append(record)
     return records
 
 
@@ -84,28 +91,37 @@ class RunLog:
 
     def __init__(self, run_dir: Path, config: dict, resume_epoch: int | None = None) -> None:
         self.dir = Path(run_dir)
+        history = self.dir / HISTORY
         if resume_epoch is None:
             write_json(self.dir / CONFIG, config)
             kept: list[dict] = []
         else:  # drop epochs logged after the checkpoint: they will be trained again
             kept = [r for r in read_history(self.dir) if r["epoch"] <= resume_epoch]
-        with open(self.dir / HISTORY, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
-        self._history = open(self.dir / HISTORY, "a")
+        # Rewritten through a temp file and a rename: a run killed right here keeps its history.
+        _write_atomically(history, "".join(json.dumps(r) + "\n" for r in kept))
+        with writing(history):
+            self._history = open(history, "a")
         purge = None if resume_epoch is None else resume_epoch + 1
-        self.writer = SummaryWriter(str(self.dir), purge_step=purge)
+        with writing(self.dir):
+            self.writer = SummaryWriter(str(self.dir), purge_step=purge)
         if resume_epoch is None:
             text = "```\n" + json.dumps(config, indent=2) + "\n```"
             self.writer.add_text("config", text, 0)
 
     def log_epoch(self, record: dict) -> None:
-        """Append one epoch's record (``epoch`` plus any of SCALAR_TAGS) and flush it to disk."""
+        """Append one epoch's record (``epoch`` plus any of SCALAR_TAGS) and sync it to disk.
+
+        Synced, not just flushed: the checkpoint that follows claims this epoch, so its record
+        must survive a power cut too.
+        """
         step = record["epoch"]
         for key, tag in SCALAR_TAGS.items():
             if record.get(key) is not None:
                 self.writer.add_scalar(tag, record[key], step)
-        self._history.write(json.dumps(record) + "\n")
-        self._history.flush()
+        with writing(self.dir / HISTORY):
+            self._history.write(json.dumps(record) + "\n")
+            self._history.flush()
+            os.fsync(self._history.fileno())
         self.writer.flush()
 
     def log_hparams(self, hyperparameters: dict, metrics: dict, step: int) -> None:
@@ -152,7 +168,23 @@ class RunLog:
 
 
 def write_json(path: Path, value: dict) -> None:
-    """Write JSON through a temp file and a rename, so a reader never sees half a file."""
+    """Write JSON through a temp file and a rename, so a reader never sees half a file.
+
+    Raises:
+        UserError: the file cannot be written.
+    """
+    _write_atomically(path, json.dumps(value, indent=2) + "\n")
+
+
+def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    tmp.replace(path)
+    try:
+        with writing(path):
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)

@@ -12,10 +12,16 @@ and read once per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
+import numbers
+import re
+import shutil
 import sys
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +30,7 @@ import torch.nn.functional as F
 
 from .backprop import loss_and_gradients
 from .checkpoints import BEST, LATEST, link_checkpoint, load_checkpoint, save_checkpoint
-from .data import load_digits, stratified_split
+from .data import default_data_path, load_digits, stratified_split
 from .errors import UserError
 from .model import ACTIVATIONS, INITS, MLP
 from .runs import RunLog, new_run_dir, read_history
@@ -96,6 +102,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # Validation lives here, in one place, so the CLI and the Python API agree.
+        _check_types(self)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         checks = [
             (self.preset in PRESETS, f"unknown preset (choose from {', '.join(PRESETS)})"),
@@ -114,6 +121,15 @@ class TrainConfig:
             (self.patience >= 0, "patience must be >= 0"),
             (0 <= self.val_fraction < 1, "val fraction must be in [0, 1)"),
             (self.image_every >= 0, "image every must be >= 0"),
+            (0 <= self.seed < 2**64, "seed must be in [0, 2**64)"),
+            (
+                _is_device_spec(self.device),
+                f"unknown device {self.device!r} (use auto, cpu, cuda or cuda:N)",
+            ),
+            (
+                re.fullmatch(r"[\w.+=-]*", self.name) is not None,
+                "name may hold letters, digits and . _ - + = only (it becomes a directory name)",
+            ),
         ]
         for ok, problem in checks:
             if not ok:
@@ -129,6 +145,42 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: tuple(v) if k == "hidden" else v for k, v in values.items() if k in known})
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Each field holds its annotated type (ints for float fields too, never bools for numbers).
+
+    The CLI's parser converts flags already; this catches the Python API and hand-edited configs,
+    which would otherwise fail later with a TypeError, or worse, not at all (epochs=2.5).
+    """
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), _field_types()[f.name]
+        if kind in (int, float):
+            ok = isinstance(value, numbers.Integral if kind is int else numbers.Real)
+            ok = ok and not isinstance(value, bool)
+            wanted = "an integer" if kind is int else "a number"
+        elif kind is bool:
+            ok, wanted = isinstance(value, bool), "true or false"
+        elif kind is str:
+            ok, wanted = isinstance(value, str), "a string"
+        elif f.name == "hidden":
+            ok = isinstance(value, list | tuple) and all(
+                isinstance(h, numbers.Integral) and not isinstance(h, bool) for h in value
+            )
+            wanted = "a sequence of integers"
+        else:  # str | None
+            ok, wanted = value is None or isinstance(value, str), "a string or None"
+        if not ok:
+            raise UserError(f"{f.name} must be {wanted}, got {value!r}")
+
+
+@functools.cache
+def _field_types() -> dict:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _is_device_spec(spec: str) -> bool:
+    return re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec) is not None
 
 
 # Each preset is a set of defaults; explicit arguments override them (make_config, the CLI).
@@ -166,7 +218,7 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec == "cpu":
         return torch.device("cpu")
-    if spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+    if _is_device_spec(spec):  # cuda or cuda:N
         if not torch.cuda.is_available():
             raise UserError(f"device {spec}: CUDA is not available on this machine")
         device = torch.device(spec)
@@ -200,15 +252,31 @@ def resume(run_dir: str | Path, **overrides) -> FitResult:
     (to train longer). On CPU a resumed run ends with exactly the weights of an uninterrupted one.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(
+            "no such run directory" if not run_dir.exists() else "not a directory", run_dir
+        )
     if not (run_dir / LATEST).exists():
         raise UserError(f"not a run directory to resume (no {LATEST})", run_dir)
     allowed = {"device", "quiet", "epochs"}
     if set(overrides) - allowed:
         changed = ", ".join(sorted(set(overrides) - allowed))
         raise UserError(f"a resumed run keeps its config; cannot change {changed}", run_dir)
-    saved = load_checkpoint(run_dir / LATEST)
-    config = dataclasses.replace(TrainConfig.from_dict(saved["config"]), **overrides)
+    saved = _load_file(run_dir / LATEST)
+    missing = sorted(_RESUMABLE - saved.keys())
+    if missing:
+        problem = f"cannot resume from it: no {', '.join(missing)} (is it a best.pt?)"
+        raise UserError(problem, run_dir / LATEST)
+    try:
+        config = TrainConfig.from_dict(saved["config"])
+    except (UserError, TypeError, AttributeError) as err:  # a config this package did not write
+        raise UserError(f"its config is invalid ({err})", run_dir / LATEST) from None
+    config = dataclasses.replace(config, **overrides)  # errors here are the flags'
     return _train(config, run_dir=run_dir, checkpoint=saved)
+
+
+# What a checkpoint needs beyond the model to continue a run (best.pt lacks all but config).
+_RESUMABLE = {"epoch", "optimizer", "rng", "config", "progress", "seconds"}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -218,8 +286,12 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     from . import plots  # here, not at the top, so that `python -m digits_torch.plots` runs cleanly
 
     device = resolve_device(config.device)
-    X, y = load_digits(config.data)
+    data_path = default_data_path() if config.data is None else Path(config.data)
+    X, y = load_digits(data_path)
     train_idx, val_idx = stratified_split(y, config.val_fraction, config.seed)
+    if len(train_idx) == 0:
+        problem = f"val fraction {config.val_fraction} holds out every example; lower it"
+        raise UserError(problem, data_path)
     # The whole dataset lives on the device; batches are slices of it.  (m, n) and (m,)
     X_train = torch.from_numpy(X[train_idx]).to(device)
     y_train = torch.from_numpy(y[train_idx]).to(device)
@@ -234,17 +306,19 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     progress = {"best_loss": math.inf, "no_progress": 0, "best_val_accuracy": -1.0, "best_epoch": 0}
     start_epoch, seconds_before = 0, 0.0
     if checkpoint is not None:
-        _check_fits(checkpoint, model, run_dir)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        generator.set_state(checkpoint["rng"])
-        progress = dict(checkpoint["progress"])
-        start_epoch, seconds_before = checkpoint["epoch"], checkpoint["seconds"]
+        # Everything is checked before the run directory is touched: a refused resume changes
+        # nothing in it.
+        latest = run_dir / LATEST
+        _check_fits(checkpoint, model, latest, data_path)
+        start_epoch, seconds_before = _restore(
+            checkpoint, latest, model, optimizer, generator, progress
+        )
+        best_state = _best_state(run_dir, model)  # read (and checked) in any case
+        if X_val is None:  # the best is the latest, even if a kill beat best.pt's update
+            best_state = _clone(model)
     else:
         run_dir = new_run_dir(config.logdir, config.preset, config.name)
-
-    log = RunLog(run_dir, config.to_dict(), resume_epoch=start_epoch if checkpoint else None)
-    best_state = _best_state(run_dir, model, checkpoint)
+        best_state = _clone(model)
 
     def save(epoch: int, seconds: float) -> None:
         save_checkpoint(
@@ -262,13 +336,27 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
             run_dir / LATEST,
         )
 
-    if checkpoint is None:
-        save(0, 0.0)  # so that even a run stopped in its first epoch can be resumed
+    log = None
+    try:
+        log = RunLog(run_dir, config.to_dict(), resume_epoch=start_epoch if checkpoint else None)
+        if checkpoint is None:
+            save(0, 0.0)  # so that even a run stopped in its first epoch can be resumed
+            link_checkpoint(run_dir / LATEST, run_dir / BEST)  # and has a model to load
+    except BaseException:
+        if log is not None:
+            with contextlib.suppress(Exception):
+                log.close()
+        if checkpoint is None:  # nothing resumable was written: leave no half-made run behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     bar = _progress_bar(config, start_epoch)
     started = time.perf_counter()
     epoch, stop_reason = start_epoch, "max_epochs"
+    last_epoch = config.epochs
+    if _should_stop(progress, config):  # a resumed run that had already converged
+        last_epoch, stop_reason = start_epoch, "converged"
     try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
+        for epoch in range(start_epoch + 1, last_epoch + 1):
             loss, accuracy = _train_epoch(model, optimizer, X_train, y_train, config, generator)
             record = {"epoch": epoch, **_evaluate_val(model, config, X_val, y_val)}
             record["train_loss"] = loss.item()  # the epoch's one wait for the device
@@ -285,13 +373,13 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
             if config.image_every and epoch % config.image_every == 0:
                 log.log_image("hidden_units", plots.hidden_units_image(model), epoch)
             improved, stop = _update_progress(progress, record, config)
-            save(epoch, record["seconds"])
             if improved:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if X_val is None:  # the best is the latest: share the file, don't write it twice
-                    link_checkpoint(run_dir / LATEST, run_dir / BEST)
-                else:
+                best_state = _clone(model)
+                if X_val is not None:  # before the checkpoint that counts this epoch as best
                     save_checkpoint(_model_only(model, best_state, epoch, config), run_dir / BEST)
+            save(epoch, record["seconds"])
+            if improved and X_val is None:  # the best is the latest: one file, two names
+                link_checkpoint(run_dir / LATEST, run_dir / BEST)
             postfix = {
                 "loss": f"{record['train_loss']:.4f}",
                 "acc": f"{record['train_accuracy']:.4f}",
@@ -301,14 +389,16 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
             if stop:
                 stop_reason = "converged"
                 break
-    except KeyboardInterrupt:
-        bar.close()
-        log.close()
-        print(
-            f"\ninterrupted; the checkpoint of epoch {_saved_epoch(run_dir)} is in {run_dir}\n"
-            f"resume with: python train.py --resume {run_dir}",
-            file=sys.stderr,
-        )
+    except BaseException as err:
+        bar.close()  # first, so that whatever is printed next starts on a clean line
+        with contextlib.suppress(Exception):  # the disk may be what failed
+            log.close()
+        if isinstance(err, KeyboardInterrupt):
+            print(
+                f"\ninterrupted; the checkpoint of epoch {_saved_epoch(run_dir)} is in {run_dir}\n"
+                f"resume with: python train.py --resume {run_dir}",
+                file=sys.stderr,
+            )
         raise
     bar.close()
 
@@ -430,7 +520,7 @@ def _update_progress(progress: dict, record: dict, config: TrainConfig) -> tuple
     else:
         progress["no_progress"] = 0
     progress["best_loss"] = min(progress["best_loss"], loss)
-    stop = config.patience > 0 and progress["no_progress"] > config.patience
+    stop = _should_stop(progress, config)
 
     val = record["val_accuracy"]
     improved = val is None or val > progress["best_val_accuracy"]
@@ -438,6 +528,11 @@ def _update_progress(progress: dict, record: dict, config: TrainConfig) -> tuple
         progress["best_val_accuracy"] = -1.0 if val is None else val
         progress["best_epoch"] = record["epoch"]
     return improved, stop
+
+
+def _should_stop(progress: dict, config: TrainConfig) -> bool:
+    """scikit-learn's rule: more than ``patience`` epochs in a row without progress."""
+    return config.patience > 0 and progress["no_progress"] > config.patience
 
 
 def _make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
@@ -468,22 +563,59 @@ def _model_only(model: MLP, state: dict, epoch: int, config: TrainConfig) -> dic
     }
 
 
-def _best_state(run_dir: Path, model: MLP, checkpoint: dict | None) -> dict:
-    """The best weights so far: the current ones for a new run, best.pt's for a resumed one."""
-    if checkpoint is not None and (run_dir / BEST).exists():
-        return load_checkpoint(run_dir / BEST, map_location=next(model.parameters()).device)[
-            "model"
-        ]
+def _best_state(run_dir: Path, model: MLP) -> dict:
+    """A resumed run's best weights so far: best.pt's, or the current ones if there is none."""
+    if not (run_dir / BEST).exists():  # stopped before its first epoch ended
+        return _clone(model)
+    best = _load_file(run_dir / BEST, map_location=next(model.parameters()).device)
+    if best["architecture"] != model.architecture():
+        raise UserError("holds another model than the run's checkpoint", run_dir / BEST)
+    return best["model"]
+
+
+def _clone(model: MLP) -> dict:
+    """A copy of the model's weights that later steps won't change."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _check_fits(checkpoint: dict, model: MLP, run_dir: Path) -> None:
-    if checkpoint["architecture"] != model.architecture():
-        raise UserError(
-            f"checkpoint is for {checkpoint['architecture']}, "
-            f"the data needs {model.architecture()}",
-            run_dir,
+def _load_file(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """load_checkpoint for a run's own files, where a directory is never a run directory."""
+    if path.is_dir():
+        raise UserError("is a directory, not a checkpoint", path)
+    return load_checkpoint(path, map_location)
+
+
+def _check_fits(checkpoint: dict, model: MLP, path: Path, data_path: Path) -> None:
+    """The checkpoint's model must be the one the config builds for this data."""
+    saved, needed = checkpoint["architecture"], model.architecture()
+    if saved.get("input_size") != needed["input_size"]:
+        problem = (
+            f"has {needed['input_size']} pixels per image, but the model in {path} "
+            f"takes {saved.get('input_size')}"
         )
+        raise UserError(problem, data_path)
+    if saved != needed:
+        raise UserError(f"its model {saved} is not the one its config builds {needed}", path)
+
+
+def _restore(
+    checkpoint: dict, path: Path, model: MLP, optimizer, generator, progress: dict
+) -> tuple[int, float]:
+    """Load the training state of ``checkpoint`` (read from ``path``) into model, optimizer,
+    generator and ``progress``.
+
+    Returns:
+        (completed epochs, training seconds so far).
+    """
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        generator.set_state(checkpoint["rng"])
+        progress.update({key: checkpoint["progress"][key] for key in progress})
+        return int(checkpoint["epoch"]), float(checkpoint["seconds"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a checkpoint we did not write
+        reason = " ".join(str(err).split())[:120] or type(err).__name__
+        raise UserError(f"cannot resume from it ({reason})", path) from None
 
 
 def _saved_epoch(run_dir: Path) -> int:

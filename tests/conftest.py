@@ -1,14 +1,19 @@
-"""Shared fixtures: the real default dataset, and Coursera's reference weights when present."""
+"""Shared fixtures: the real default dataset, Coursera's weights when present, small runs, and
+entry points run in-process as a process would run them."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 
-from digits_torch import load_digits
+from digits_torch import UserError, load_digits
+from digits_torch.errors import EXIT_USAGE
 
 # ../shared/coursera/ beside the checkout holds ex4's pretrained weights. They are not ours to
 # ship, so tests read them in place and skip when the folder is absent.
@@ -39,3 +44,68 @@ def write_mat(tmp_path):
         return path
 
     return write
+
+
+# ----------------------------------------------------------------- small runs and in-process CLIs
+
+
+@pytest.fixture(scope="session")
+def small_digits(tmp_path_factory, digits) -> Path:
+    """An ex4-style v5 .mat of 40 shipped digits (4 of each, Coursera labels): fast to train on."""
+    X, y = digits
+    keep = np.concatenate([np.flatnonzero(y == d)[:4] for d in range(10)])
+    path = tmp_path_factory.mktemp("data") / "small40.mat"
+    scipy.io.savemat(
+        path, {"X": X[keep].astype(np.float64), "y": np.where(y[keep] == 0, 10, y[keep])}
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, small_digits) -> Path:
+    """A finished 3-epoch run on ``small_digits``: copy it before changing anything in it."""
+    from digits_torch import fit, make_config
+
+    logdir = tmp_path_factory.mktemp("runs")
+    config = make_config(
+        data=str(small_digits), epochs=3, device="cpu", logdir=str(logdir), quiet=True
+    )
+    return fit(config).run_dir
+
+
+@dataclass
+class Ran:
+    """What an entry point did: its exit code, what it wrote to stderr, what it returned."""
+
+    code: int
+    stderr: str
+    value: object = None
+
+
+@pytest.fixture
+def run_entry(capfd):
+    """run_entry(call) runs ``call()`` as a process would and returns a :class:`Ran`.
+
+    ``call`` is a CLI ``main`` bound to its argv (``SystemExit`` gives the code) or a library
+    function (a ``UserError`` becomes the line a CLI would print, code 2). Warnings are added to
+    stderr, as a process would print them; any other exception propagates and fails the test,
+    as it would print a traceback.
+    """
+
+    def run(call: Callable[[], object]) -> Ran:
+        capfd.readouterr()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            for quiet in (DeprecationWarning, PendingDeprecationWarning, ResourceWarning):
+                warnings.simplefilter("ignore", quiet)  # hidden in a process too
+            try:
+                ran = Ran(0, "", call())
+            except SystemExit as exit_:
+                ran = Ran(exit_.code, "")
+            except UserError as err:
+                ran = Ran(EXIT_USAGE, f"error: {err}\n")
+        ran.stderr = capfd.readouterr().err + ran.stderr
+        ran.stderr += "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
+        return ran
+
+    return run

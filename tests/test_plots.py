@@ -271,7 +271,7 @@ def test_cli_bad_path_is_one_line(tmp_path):
     [
         ([], "give a run directory"),
         (["{tmp}"], "not a run directory (no best.pt)"),
-        (["{tmp}/x.txt"], "x.txt: refused: not plain checkpoint data"),
+        (["{tmp}/x.txt"], "x.txt: not a readable checkpoint"),
         (["--digits", "--data", "{tmp}/none.mat"], "no such file"),
     ],
 )

@@ -1,0 +1,126 @@
+"""Bounds: every TrainConfig field is checked, with a one-line error, before anything is written."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from digits_torch import TrainConfig, UserError, cli, make_config
+
+# (flags, the problem the error line must state). --data and --logdir are set by the test.
+BAD_FLAGS = [
+    (["--epochs", "-1"], r"epochs must be >= 1"),
+    (["--epochs", "0"], r"epochs must be >= 1"),
+    (["--epochs", "ten"], r"argument --epochs: invalid int value: 'ten'"),
+    (["--batch-size", "0"], r"batch size must be >= 1"),
+    (["--batch-size", "-5"], r"batch size must be >= 1"),
+    (["--l2", "-0.1"], r"l2 must be >= 0"),
+    (["--l2", "nan"], r"l2 must be >= 0"),
+    (["--val-fraction", "1"], r"val fraction must be in \[0, 1\)"),
+    (["--val-fraction", "-0.1"], r"val fraction must be in \[0, 1\)"),
+    (["--device", "tpu"], r"unknown device 'tpu' \(use auto, cpu, cuda or cuda:N\)"),
+    (["--device", "cuda:x"], r"unknown device 'cuda:x'"),
+    (["--preset", "nope"], r"unknown preset 'nope' \(choose from seed, coursera\)"),
+    (["--lr", "0"], r"lr must be positive"),
+    (["--lr", "inf"], r"lr must be positive"),
+    (["--momentum", "1"], r"momentum must be in \[0, 1\)"),
+    (["--tol", "-0.5"], r"tol must be >= 0"),
+    (["--patience", "-1"], r"patience must be >= 0"),
+    (["--hidden", "25", "0"], r"hidden sizes must be >= 1"),
+    (["--hidden"], r"argument --hidden: expected at least one argument"),
+    (["--activation", "softplus"], r"activation must be one of sigmoid, relu, tanh, identity"),
+    (["--init", "zeros"], r"init must be one of coursera, glorot"),
+    (["--loss", "mse"], r"loss must be one of softmax, coursera"),
+    (["--optimizer", "rmsprop"], r"optimizer must be one of sgd, adam, lbfgs"),
+    (["--seed", "-1"], r"seed must be in \[0, 2\*\*64\)"),
+    (["--name", "../../elsewhere"], r"name may hold letters, digits and \. _ - \+ = only"),
+    (["--nesterov=yes"], r"argument --nesterov/--no-nesterov: ignored explicit argument"),
+    (["--quiet=no"], r"argument --quiet/--no-quiet: ignored explicit argument 'no'"),
+    (["--backprop", "numeric"], r"backprop must be one of explicit, autograd"),
+    (["--image-every", "-1"], r"image every must be >= 0"),
+    (["--bogus"], r"unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize("flags, problem", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
+def test_bad_flag(flags, problem, small_digits, tmp_path, run_entry):
+    argv = ["--data", str(small_digits), "--logdir", str(tmp_path / "runs"), *flags]
+    ran = run_entry(lambda: cli.main(argv))
+    lines = ran.stderr.splitlines()
+    assert ran.code == 2 and len(lines) == 1, ran.stderr
+    assert lines[0].startswith("error: ") and re.search(problem, lines[0]), lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, problem",
+    [
+        (["--lr", "0.1"], r"a resumed run keeps its config; cannot change lr"),
+        (["--epochs", "0"], r"epochs must be >= 1"),
+        (["--device", "tpu"], r"unknown device 'tpu'"),
+    ],
+)
+def test_bad_flag_with_resume(flags, problem, trained_run, tmp_path, run_entry):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir())
+    ran = run_entry(lambda: cli.main(["--resume", str(run), *flags]))
+    assert ran.code == 2 and len(ran.stderr.splitlines()) == 1, ran.stderr
+    assert re.search(problem, ran.stderr), ran.stderr
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        ({"epochs": 2.5}, r"epochs must be an integer, got 2\.5"),
+        ({"epochs": True}, r"epochs must be an integer, got True"),
+        ({"lr": "0.1"}, r"lr must be a number, got '0\.1'"),
+        ({"hidden": (25.0,)}, r"hidden must be a sequence of integers"),
+        ({"hidden": 25}, r"hidden must be a sequence of integers"),
+        ({"quiet": "yes"}, r"quiet must be true or false"),
+        ({"data": 3}, r"data must be a string or None"),
+        ({"name": "a/b"}, r"name may hold"),
+    ],
+)
+def test_bad_values_from_python(overrides, problem):
+    with pytest.raises(UserError, match=problem):
+        make_config(**overrides)
+
+
+def test_numpy_integers_are_integers():
+    config = make_config(epochs=np.int64(3), hidden=[np.int32(7)], lr=np.float32(0.5))
+    assert config.epochs == 3 and config.hidden == (7,)
+
+
+def test_every_field_has_a_bound_here():
+    """A new TrainConfig field needs a case above (data and logdir: test_hostile, test_faults)."""
+    covered = {flags[0].lstrip("-").split("=")[0].replace("-", "_") for flags, _ in BAD_FLAGS}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert fields - covered == {"data", "logdir"}
+
+
+def test_a_batch_larger_than_the_dataset_is_the_whole_dataset(small_digits, tmp_path):
+    common = ["--data", str(small_digits), "--epochs", "3", "--quiet", "--device", "cpu"]
+    huge = cli.main([*common, "--batch-size", "100000", "--logdir", str(tmp_path / "a")])
+    whole = cli.main([*common, "--batch-size", "40", "--logdir", str(tmp_path / "b")])
+    assert huge.metrics["epochs"] == 3
+    for a, b in zip(huge.model.parameters(), whole.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_validation_share_that_leaves_nothing_to_train_on(tmp_path, run_entry, digits):
+    X, y = digits
+    path = tmp_path / "one.mat"
+    scipy.io.savemat(path, {"X": X[:1].astype(np.float64), "y": np.array([[10]])})
+    argv = ["--data", str(path), "--val-fraction", "0.9", "--logdir", str(tmp_path / "runs")]
+    ran = run_entry(lambda: cli.main(argv))
+    assert ran.code == 2
+    assert ran.stderr == f"error: {path}: val fraction 0.9 holds out every example; lower it\n"
+    assert not (tmp_path / "runs").exists()
