@@ -13,17 +13,18 @@ import types
 import typing
 
 from .errors import ArgumentParser, exit_on_error
-from .training import PRESETS, FitResult, TrainConfig, fit, make_config, resume
+from .training import DEFAULT_PRESET, PRESETS, FitResult, TrainConfig, fit, make_config, resume
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig()
-    epilog = "presets (explicit flags override them):\n" + "\n".join(
-        f"  {name:9} " + (", ".join(f"{k}={v}" for k, v in values.items()) or "the field defaults")
-        for name, values in PRESETS.items()
-    )
+    defaults = make_config(DEFAULT_PRESET)  # what a plain `python train.py` uses
+    epilog = f"presets (explicit flags override them; the defaults shown are {DEFAULT_PRESET}'s):"
+    for name in PRESETS:  # each as its differences from the default preset
+        values = make_config(name).to_dict()
+        changed = [f"{k}={v}" for k, v in values.items() if v != defaults.to_dict()[k]]
+        epilog += f"\n  {name:9} " + (", ".join(changed[1:]) or "the default")  # [0]: preset
     parser = ArgumentParser(
         prog="train.py",
         description="Train the 400-25-10 digit classifier and log the run for TensorBoard.",
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> FitResult:
         if run_dir is not None:
             result = resume(run_dir, **given)
         else:
-            result = fit(make_config(given.pop("preset", "seed"), **given))
+            result = fit(make_config(given.pop("preset", DEFAULT_PRESET), **given))
     except KeyboardInterrupt:
         raise SystemExit(EXIT_INTERRUPTED) from None
     if not result.config.quiet:
