@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .model import MLP
 
-__all__ = ["loss_and_gradients"]
+__all__ = ["loss_and_gradients", "smoothed_targets"]
 
 # d act(z)/dz times the incoming gradient, computed from the activation's output a = act(z).
 _BACKWARD = {
@@ -34,15 +34,35 @@ _FORWARD_INPLACE = {
 }
 
 
+def smoothed_targets(
+    y: torch.Tensor, classes: int, smoothing: float, dtype: torch.dtype
+) -> torch.Tensor:
+    """(b, classes) targets: one-hot, mixed with ``smoothing`` of the uniform distribution.
+
+    The true class gets 1 - smoothing + smoothing / classes, every other smoothing / classes:
+    ``F.cross_entropy(..., label_smoothing=smoothing)``'s targets.
+    """
+    targets = F.one_hot(y, classes).to(dtype)
+    if smoothing:
+        targets.mul_(1 - smoothing).add_(smoothing / classes)
+    return targets
+
+
 @torch.no_grad()
 def loss_and_gradients(
-    model: MLP, x: torch.Tensor, y: torch.Tensor, loss: str, l2: float
+    model: MLP,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    l2: float,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch's objective and its gradient, written into ``p.grad`` of every parameter.
 
     The objective is the mean data loss plus ``l2 / (2 b) * sum of squared non-bias weights``:
     with ``loss="softmax"`` the data loss is softmax cross-entropy, with ``loss="coursera"``
-    ex4's sum of per-class sigmoid cross-entropies.
+    ex4's sum of per-class sigmoid cross-entropies; either against targets smoothed by
+    ``label_smoothing`` (see :func:`smoothed_targets`).
 
     Args:
         x: (b, n_in) inputs; y: (b,) class indices.
@@ -61,8 +81,8 @@ def loss_and_gradients(
         a.append(act(torch.addmm(layer.bias, a[-1], layer.weight.t())))  # (b, n_l)
     z = torch.addmm(layers[-1].bias, a[-1], layers[-1].weight.t())  # logits (b, classes)
 
-    # delta = b * dLoss/dz, (b, classes): softmax: p - t; ex4: sigmoid(z) - t; t one-hot.
-    targets = F.one_hot(y, z.shape[1]).to(z.dtype)
+    # delta = b * dLoss/dz, (b, classes): softmax: p - t; ex4: sigmoid(z) - t; t the targets.
+    targets = smoothed_targets(y, z.shape[1], label_smoothing, z.dtype)
     if loss == "softmax":
         log_p = torch.log_softmax(z, dim=1)
         data_loss = -torch.vdot(log_p.view(-1), targets.view(-1)) / b

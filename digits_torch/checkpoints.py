@@ -5,7 +5,8 @@ Loading uses ``torch.load(..., weights_only=True)``, which refuses any pickle th
 (torch >= 2.6; earlier versions could be tricked, hence the dependency's floor).
 
 Keys: ``format``, ``epoch`` (completed epochs), ``architecture`` (:meth:`MLP.architecture`),
-``model`` and ``optimizer`` (state dicts), ``rng`` (the CPU generator's state), ``config``
+``model``, ``optimizer`` and ``scheduler`` (state dicts; ``scheduler`` is None for a constant
+lr), ``rng`` (the CPU generator's state: shuffling and augmentation draw from it), ``config``
 (the run's :class:`~digits_torch.training.TrainConfig` as a dict), ``progress`` (the stopping
 rule's and best model's bookkeeping), ``seconds`` (training time so far). ``best.pt`` holds only
 ``format``, ``epoch``, ``architecture``, ``model`` and ``config``.

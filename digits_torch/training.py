@@ -6,8 +6,9 @@
 
 The whole dataset is moved to the device once; an epoch is one shuffle (a permutation drawn on
 the CPU generator, so every device sees the same order) and then index slices of the shuffled
-tensors. Nothing in the batch loop waits for the device: the epoch's loss is summed on the device
-and read once per epoch.
+tensors. With augmentation, the epoch first distorts the whole training set at once
+(:mod:`digits_torch.augment`). Nothing in the batch loop waits for the device: the epoch's loss is
+summed on the device and read once per epoch; an lr schedule, if any, steps after each epoch.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .backprop import loss_and_gradients
+from .augment import random_affine
+from .backprop import loss_and_gradients, smoothed_targets
 from .checkpoints import BEST, LATEST, link_checkpoint, load_checkpoint, save_checkpoint
 from .data import default_data_path, load_digits, stratified_split
 from .errors import UserError
 from .model import ACTIVATIONS, INITS, MLP
 from .runs import RunLog, new_run_dir, read_history
+from .schedule import SCHEDULES, make_scheduler
 
 __all__ = [
     "PRESETS",
@@ -48,6 +51,7 @@ __all__ = [
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
 BACKPROPS = ("explicit", "autograd")
 LOSSES = ("softmax", "coursera")
+MONITORS = ("train_loss", "val_loss", "val_accuracy")
 
 
 def _field(default, help: str):
@@ -81,11 +85,21 @@ class TrainConfig:
     lr: float = _field(0.001, "learning rate (L-BFGS: initial step length)")
     momentum: float = _field(0.9, "SGD momentum")
     nesterov: bool = _field(True, "SGD with Nesterov momentum")
+    schedule: str = _field("constant", "lr schedule per epoch: constant, or cosine (down to 0)")
     l2: float = _field(
         1e-4, "lambda: adds lambda / (2 * batch size) * sum of squared non-bias weights"
     )
+    label_smoothing: float = _field(
+        0.0, "targets: one-hot mixed with this share of the uniform distribution"
+    )
+    aug_shift: float = _field(0.0, "augmentation: most pixels an image is shifted along each axis")
+    aug_rotate: float = _field(0.0, "augmentation: most degrees an image is rotated either way")
+    aug_scale: float = _field(0.0, "augmentation: most relative change of an image's size")
+    stop_on: str = _field(
+        "train_loss", "what early stopping watches: train_loss, val_loss or val_accuracy"
+    )
     tol: float = _field(
-        1e-9, "the training loss must improve by more than this to count as progress"
+        1e-9, "the watched figure must improve by more than this to count as progress"
     )
     patience: int = _field(10, "stop after more than this many epochs without progress (0: never)")
     val_fraction: float = _field(
@@ -111,6 +125,8 @@ class TrainConfig:
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.backprop in BACKPROPS, f"backprop must be one of {', '.join(BACKPROPS)}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.stop_on in MONITORS, f"stop on must be one of {', '.join(MONITORS)}"),
             (len(self.hidden) > 0 and min(self.hidden) >= 1, "hidden sizes must be >= 1"),
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch size must be >= 1"),
@@ -130,6 +146,13 @@ class TrainConfig:
                 re.fullmatch(r"[\w.+=-]*", self.name) is not None,
                 "name may hold letters, digits and . _ - + = only (it becomes a directory name)",
             ),
+            (
+                self.val_fraction > 0 or not self.stop_on.startswith("val"),
+                f"stop on {self.stop_on} needs a validation split (--val-fraction > 0)",
+            ),
+            (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+            (min(self.aug_shift, self.aug_rotate, self.aug_scale) >= 0, "aug values must be >= 0"),
+            (self.aug_scale < 1, "aug scale must be < 1"),
         ]
         for ok, problem in checks:
             if not ok:
@@ -201,8 +224,24 @@ PRESETS: dict[str, dict] = {
         "patience": 0,
         "image_every": 10,  # 5 pictures of the hidden units forming over the 50 iterations
     },
+    # The default: the best held-out accuracy found for 400-25-10 on the 5,000 digits (README,
+    # "The default recipe"), chosen by validation accuracy over seeds none of the reported
+    # figures use. Trains on 80 % of each digit; early stopping and best.pt use the other 20 %.
+    "tuned": {
+        "lr": 0.1,
+        "batch_size": 50,
+        "schedule": "cosine",
+        "epochs": 150,
+        "l2": 0.02,
+        "aug_shift": 1.0,
+        "aug_rotate": 10.0,
+        "aug_scale": 0.1,
+        "val_fraction": 0.2,
+        "stop_on": "val_accuracy",
+        "patience": 0,
+    },
 }
-DEFAULT_PRESET = "seed"
+DEFAULT_PRESET = "tuned"
 
 
 def make_config(preset: str = DEFAULT_PRESET, **overrides) -> TrainConfig:
@@ -272,6 +311,10 @@ def resume(run_dir: str | Path, **overrides) -> FitResult:
     except (UserError, TypeError, AttributeError) as err:  # a config this package did not write
         raise UserError(f"its config is invalid ({err})", run_dir / LATEST) from None
     config = dataclasses.replace(config, **overrides)  # errors here are the flags'
+    if config.schedule != "constant" and config.epochs != saved["config"]["epochs"]:
+        raise UserError(
+            f"the {config.schedule} lr schedule spans the run's epochs; keep them", run_dir
+        )
     return _train(config, run_dir=run_dir, checkpoint=saved)
 
 
@@ -303,7 +346,13 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     model = MLP(X.shape[1], config.hidden, 10, config.activation, config.init, generator)
     model.to(device)
     optimizer = _make_optimizer(config, model)
-    progress = {"best_loss": math.inf, "no_progress": 0, "best_val_accuracy": -1.0, "best_epoch": 0}
+    scheduler = make_scheduler(config.schedule, optimizer, config.epochs)
+    progress = {
+        "best_watched": -math.inf,
+        "no_progress": 0,
+        "best_val_accuracy": -1.0,
+        "best_epoch": 0,
+    }
     start_epoch, seconds_before = 0, 0.0
     if checkpoint is not None:
         # Everything is checked before the run directory is touched: a refused resume changes
@@ -311,7 +360,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
         latest = run_dir / LATEST
         _check_fits(checkpoint, model, latest, data_path)
         start_epoch, seconds_before = _restore(
-            checkpoint, latest, model, optimizer, generator, progress
+            checkpoint, latest, model, optimizer, scheduler, generator, progress
         )
         best_state = _best_state(run_dir, model)  # read (and checked) in any case
         if X_val is None:  # the best is the latest, even if a kill beat best.pt's update
@@ -328,6 +377,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                 "architecture": model.architecture(),
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scheduler": None if scheduler is None else scheduler.state_dict(),
                 "rng": generator.get_state(),
                 "config": config.to_dict(),
                 "progress": dict(progress),
@@ -357,11 +407,14 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
         last_epoch, stop_reason = start_epoch, "converged"
     try:
         for epoch in range(start_epoch + 1, last_epoch + 1):
-            loss, accuracy = _train_epoch(model, optimizer, X_train, y_train, config, generator)
+            X_epoch = random_affine(X_train, generator, *_augmentation(config))  # X_train if none
+            loss, accuracy = _train_epoch(model, optimizer, X_epoch, y_train, config, generator)
             record = {"epoch": epoch, **_evaluate_val(model, config, X_val, y_val)}
             record["train_loss"] = loss.item()  # the epoch's one wait for the device
             record["train_accuracy"] = accuracy.item()
-            record["lr"] = optimizer.param_groups[0]["lr"]
+            record["lr"] = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
+            if scheduler is not None:
+                scheduler.step()
             record["seconds"] = seconds_before + time.perf_counter() - started
             if not math.isfinite(record["train_loss"]):
                 raise UserError(
@@ -384,6 +437,8 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                 "loss": f"{record['train_loss']:.4f}",
                 "acc": f"{record['train_accuracy']:.4f}",
             }
+            if record["val_accuracy"] is not None:
+                postfix["val_acc"] = f"{record['val_accuracy']:.4f}"
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             if stop:
@@ -440,7 +495,8 @@ def _train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> tupl
 
     Returns 0-dim device tensors: the mean training objective (scikit-learn's ``loss_curve_``:
     batch objectives weighted by batch size) and the accuracy over the epoch's batches, each
-    counted as it was trained on (the model changes during the epoch).
+    counted as it was trained on (the model changes during the epoch; with augmentation, the
+    distorted images).
     """
     model.train()
     gradients = _GRADIENTS[config.backprop]
@@ -448,10 +504,10 @@ def _train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> tupl
     if config.optimizer == "lbfgs":  # full batch, one quasi-Newton iteration
 
         def closure():
-            return gradients(model, X, y, config.loss, config.l2)[0]
+            return gradients(model, X, y, config.loss, config.l2, config.label_smoothing)[0]
 
         optimizer.step(closure)
-        objective, correct = gradients(model, X, y, config.loss, config.l2)
+        objective, correct = gradients(model, X, y, config.loss, config.l2, config.label_smoothing)
         return objective, correct / m
 
     # A CPU permutation (the same on every device), then each batch gathered by index: a
@@ -463,7 +519,9 @@ def _train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> tupl
     for start in range(0, m, batch):
         index = order[start : start + batch]
         xb, yb = X.index_select(0, index), y.index_select(0, index)  # (b, n), (b,)
-        objective, hits = gradients(model, xb, yb, config.loss, config.l2)  # fills p.grad
+        objective, hits = gradients(
+            model, xb, yb, config.loss, config.l2, config.label_smoothing
+        )  # fills p.grad
         optimizer.step()
         total += objective * xb.shape[0]
         correct += hits
@@ -471,13 +529,14 @@ def _train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> tupl
 
 
 def _autograd_gradients(
-    model: MLP, x: torch.Tensor, y: torch.Tensor, loss: str, l2: float
+    model: MLP, x: torch.Tensor, y: torch.Tensor, loss: str, l2: float, label_smoothing: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference for backprop.loss_and_gradients: same contract, computed by autograd."""
     model.zero_grad(set_to_none=True)
     with torch.enable_grad():
         logits = model(x)
-        objective = data_loss(logits, y, loss) + l2 / (2 * x.shape[0]) * model.squared_weights()
+        penalty = l2 / (2 * x.shape[0]) * model.squared_weights()
+        objective = data_loss(logits, y, loss, label_smoothing) + penalty
         objective.backward()
     return objective.detach(), (logits.argmax(dim=1) == y).sum()
 
@@ -485,11 +544,14 @@ def _autograd_gradients(
 _GRADIENTS = {"explicit": loss_and_gradients, "autograd": _autograd_gradients}
 
 
-def data_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+def data_loss(
+    logits: torch.Tensor, y: torch.Tensor, kind: str, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean loss of (b, classes) logits against (b,) labels, ``kind`` softmax or coursera."""
     if kind == "softmax":
-        return F.cross_entropy(logits, y)
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     # ex4: each output is its own sigmoid unit; sum over units, mean over examples.
-    targets = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+    targets = smoothed_targets(y, logits.shape[1], label_smoothing, logits.dtype)
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / logits.shape[0]
 
 
@@ -510,16 +572,19 @@ def _evaluate_val(model, config, X_val, y_val) -> dict:
 
 
 def _update_progress(progress: dict, record: dict, config: TrainConfig) -> tuple[bool, bool]:
-    """scikit-learn's stopping rule on the training loss; best model by validation accuracy.
+    """scikit-learn's stopping rule on ``config.stop_on``; best model by validation accuracy.
 
     Returns (is this epoch's model the best so far, should training stop).
     """
-    loss = record["train_loss"]
-    if loss > progress["best_loss"] - config.tol:
+    # A loss counts as its negative so that, for every figure watched, larger is better. Data
+    # too small to hold out a single digit has no validation figures: watch the training loss.
+    key = config.stop_on if record[config.stop_on] is not None else "train_loss"
+    watched = record[key] * (1 if key == "val_accuracy" else -1)
+    if watched < progress["best_watched"] + config.tol:
         progress["no_progress"] += 1
     else:
         progress["no_progress"] = 0
-    progress["best_loss"] = min(progress["best_loss"], loss)
+    progress["best_watched"] = max(progress["best_watched"], watched)
     stop = _should_stop(progress, config)
 
     val = record["val_accuracy"]
@@ -533,6 +598,11 @@ def _update_progress(progress: dict, record: dict, config: TrainConfig) -> tuple
 def _should_stop(progress: dict, config: TrainConfig) -> bool:
     """scikit-learn's rule: more than ``patience`` epochs in a row without progress."""
     return config.patience > 0 and progress["no_progress"] > config.patience
+
+
+def _augmentation(config: TrainConfig) -> tuple[float, float, float]:
+    """random_affine's (shift, rotation, scale) bounds."""
+    return config.aug_shift, config.aug_rotate, config.aug_scale
 
 
 def _make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
@@ -599,10 +669,10 @@ def _check_fits(checkpoint: dict, model: MLP, path: Path, data_path: Path) -> No
 
 
 def _restore(
-    checkpoint: dict, path: Path, model: MLP, optimizer, generator, progress: dict
+    checkpoint: dict, path: Path, model: MLP, optimizer, scheduler, generator, progress: dict
 ) -> tuple[int, float]:
     """Load the training state of ``checkpoint`` (read from ``path``) into model, optimizer,
-    generator and ``progress``.
+    learning-rate scheduler (if any), generator and ``progress``.
 
     Returns:
         (completed epochs, training seconds so far).
@@ -610,6 +680,8 @@ def _restore(
     try:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
         generator.set_state(checkpoint["rng"])
         progress.update({key: checkpoint["progress"][key] for key in progress})
         return int(checkpoint["epoch"]), float(checkpoint["seconds"])

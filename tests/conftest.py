@@ -67,8 +67,8 @@ def trained_run(tmp_path_factory, small_digits) -> Path:
     from digits_torch import fit, make_config
 
     logdir = tmp_path_factory.mktemp("runs")
-    config = make_config(
-        data=str(small_digits), epochs=3, device="cpu", logdir=str(logdir), quiet=True
+    config = make_config(  # seed: a constant lr, so a resume may extend --epochs
+        "seed", data=str(small_digits), epochs=3, device="cpu", logdir=str(logdir), quiet=True
     )
     return fit(config).run_dir
 

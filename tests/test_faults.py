@@ -33,7 +33,7 @@ from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
 from digits_torch.runs import read_history
 
 EPOCHS = 20
-ARGS = ("--epochs", str(EPOCHS), "--device", "cpu", "--quiet")
+ARGS = ("--preset", "seed", "--epochs", str(EPOCHS), "--device", "cpu", "--quiet")
 KILLS = 8
 TEMP_FILES = (f".{LATEST}.tmp", f".{BEST}.tmp")
 

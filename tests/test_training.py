@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import digits_torch.training
 from digits_torch import TrainConfig, UserError, fit, load_model, make_config, resume
 from digits_torch.checkpoints import load_checkpoint
 from digits_torch.cli import build_parser
 from digits_torch.evaluate import evaluate
 from digits_torch.runs import read_history
+from digits_torch.training import DEFAULT_PRESET
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +75,10 @@ def test_explicit_flags_override_preset():
         ({"val_fraction": 1.0}, "val fraction"),
         ({"activation": "swish"}, "activation"),
         ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"schedule": "step"}, "schedule"),
+        ({"stop_on": "val_accuracy"}, "needs a validation split"),
+        ({"label_smoothing": 1.0}, "label smoothing"),
+        ({"aug_rotate": -5.0}, "aug values"),
     ],
 )
 def test_config_validates_in_one_place(overrides, message):
@@ -139,6 +145,68 @@ def test_resume_equals_uninterrupted_on_cpu(tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_default_preset_holds_out_validation_and_the_references_do_not(tmp_path):
+    config = make_config()
+    assert config.preset == DEFAULT_PRESET and config.val_fraction > 0
+    assert config.stop_on == "val_accuracy" and config.hidden == (25,)
+    assert make_config("seed").val_fraction == 0 and make_config("coursera").val_fraction == 0
+    result = fit(make_config(epochs=2, logdir=str(tmp_path), quiet=True))
+    assert 0.5 < result.metrics["val_accuracy"] <= 1  # two epochs already learn a lot
+    assert all(r["val_accuracy"] is not None for r in result.history)
+
+
+def test_early_stopping_on_validation_accuracy(tmp_path):
+    patience = 2
+    config = make_config(
+        "seed", epochs=300, lr=0.1, batch_size=500, val_fraction=0.2, stop_on="val_accuracy",
+        patience=patience, logdir=str(tmp_path), quiet=True,
+    )  # fmt: skip
+    result = fit(config)
+    val = [r["val_accuracy"] for r in result.history]
+    assert result.metrics["stopped"] == "converged" and len(val) < 300
+    # The last patience + 1 epochs never beat the best before them; the epoch before did.
+    assert max(val[-patience - 1 :]) <= max(val[: -patience - 1])
+    assert result.metrics["best_epoch"] == len(val) - patience - 1
+
+
+def test_interrupted_run_with_schedule_and_augmentation_resumes_exactly(tmp_path, monkeypatch):
+    base = dict(epochs=6, device="cpu", quiet=True)
+    whole = fit(make_config(logdir=str(tmp_path / "a"), **base))
+    lrs = [r["lr"] for r in whole.history]
+    assert lrs[0] == make_config().lr and lrs == sorted(lrs, reverse=True)  # cosine: falling
+
+    calls = []
+
+    def stop_in_epoch_4(*args):  # Ctrl-C in the 4th epoch's augmentation
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return augment(*args)
+
+    augment = digits_torch.training.random_affine
+    monkeypatch.setattr(digits_torch.training, "random_affine", stop_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_config(logdir=str(tmp_path / "b"), **base))
+    monkeypatch.undo()
+    run = next((tmp_path / "b").iterdir())
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 3
+    resumed = resume(run)
+    assert [r["lr"] for r in resumed.history] == lrs
+    for name in ("checkpoint.pt", "best.pt"):
+        a = load_checkpoint(whole.run_dir / name)["model"]
+        b = load_checkpoint(run / name)["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(UserError, match="cosine lr schedule spans the run's epochs"):
+        resume(run, epochs=10)
+
+
+def test_wider_hidden_layers_train_with_the_default_preset(tmp_path):
+    result = fit(make_config(hidden=(100, 50), epochs=2, logdir=str(tmp_path), quiet=True))
+    assert result.model.architecture()["hidden_sizes"] == [100, 50]
+    assert load_model(result.run_dir).architecture()["hidden_sizes"] == [100, 50]
+    assert result.metrics["val_accuracy"] > 0.5
+
+
 def test_resume_refuses_to_change_what_is_trained(tmp_path):
     run = fit(make_config("seed", epochs=1, logdir=str(tmp_path), quiet=True)).run_dir
     with pytest.raises(UserError, match="cannot change lr"):
@@ -183,8 +251,8 @@ def test_cli_runs_prints_summary_and_run_path(tmp_path):
     out = run_cli("--epochs", "2", "--device", "cpu", "--logdir", str(tmp_path), "--name", "cli")
     assert out.returncode == 0, out.stderr
     last = out.stdout.strip().splitlines()[-1]
-    assert last.startswith("run: ") and last.endswith("-seed-cli")
-    assert "train accuracy" in out.stdout
+    assert last.startswith("run: ") and last.endswith(f"-{DEFAULT_PRESET}-cli")
+    assert "train accuracy" in out.stdout and "val accuracy" in out.stdout
     quiet = run_cli("--epochs", "1", "--logdir", str(tmp_path), "--quiet")
     assert quiet.stdout.strip().splitlines() == [quiet.stdout.strip()]
     assert quiet.stdout.startswith("run: ")
