@@ -19,9 +19,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import sklearn_exact
 from .checkpoints import BEST, LATEST, load_checkpoint, save_checkpoint
 from .data import load_digits, stratified_split
 from .errors import UserError
@@ -40,6 +42,8 @@ __all__ = [
 
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
 LOSSES = ("softmax", "coursera")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+ACTIVATION_ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name for the sigmoid
 
 
 def _field(default, help: str):
@@ -60,7 +64,10 @@ class TrainConfig:
     )
     device: str = _field("auto", "auto, cpu, cuda or cuda:N (auto = CUDA when available)")
     hidden: tuple[int, ...] = _field((25,), "hidden layer sizes")
-    activation: str = _field("relu", "hidden activation: sigmoid, relu, tanh or identity")
+    activation: str = _field(
+        "relu",
+        "hidden activation: sigmoid (or scikit-learn's name, logistic), relu, tanh, identity",
+    )
     init: str = _field(
         "glorot", "initial weights: glorot (scikit-learn's) or coursera (uniform +-0.12)"
     )
@@ -83,6 +90,21 @@ class TrainConfig:
     val_fraction: float = _field(
         0.0, "share of each digit held out for validation (0: train on all)"
     )
+    early_stopping: bool = _field(
+        False, "progress is validation accuracy, not training loss (needs --val-fraction)"
+    )
+    lr_schedule: str = _field(
+        "constant",
+        "constant; invscaling (lr / (samples seen + 1) ** power_t after each epoch); adaptive "
+        "(lr / 5 where training would stop, until lr <= 1e-6): scikit-learn's learning_rate",
+    )
+    power_t: float = _field(0.5, "invscaling's exponent")
+    dtype: str = _field("float32", "float32 or float64, for the weights and the data")
+    sklearn_exact: bool = _field(
+        False,
+        "repeat scikit-learn's MLPClassifier(solver='sgd') step for step: init, validation "
+        "split and shuffles from numpy's RandomState(seed), its SGD, its clipped log-loss",
+    )
     seed: int = _field(0, "seeds initialisation, shuffling and the validation split")
     logdir: str = _field("runs", "where run directories are created (TensorBoard's --logdir)")
     name: str = _field("", "appended to the run directory's name")
@@ -91,6 +113,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # Validation lives here, in one place, so the CLI and the Python API agree.
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        activation = ACTIVATION_ALIASES.get(self.activation, self.activation)
+        object.__setattr__(self, "activation", activation)
         checks = [
             (self.preset in PRESETS, f"unknown preset (choose from {', '.join(PRESETS)})"),
             (self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}"),
@@ -106,10 +130,41 @@ class TrainConfig:
             (self.tol >= 0, "tol must be >= 0"),
             (self.patience >= 0, "patience must be >= 0"),
             (0 <= self.val_fraction < 1, "val fraction must be in [0, 1)"),
+            (
+                self.val_fraction > 0 or not self.early_stopping,
+                "early stopping needs a validation set: give --val-fraction "
+                "(scikit-learn's validation_fraction is 0.1)",
+            ),
+            (
+                self.lr_schedule in sklearn_exact.SCHEDULES,
+                f"lr schedule must be one of {', '.join(sklearn_exact.SCHEDULES)}",
+            ),
+            (
+                self.lr_schedule == "constant" or self.optimizer != "lbfgs",
+                "lbfgs takes no lr schedule",
+            ),
+            (self.power_t >= 0 and math.isfinite(self.power_t), "power t must be >= 0"),
+            (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}"),
+            *self._sklearn_exact_checks(),
         ]
         for ok, problem in checks:
             if not ok:
                 raise UserError(problem)
+
+    def _sklearn_exact_checks(self) -> list[tuple[bool, str]]:
+        if not self.sklearn_exact:
+            return []
+        return [
+            (
+                (self.optimizer, self.loss, self.init) == ("sgd", "softmax", "glorot"),
+                "sklearn-exact mode trains with --optimizer sgd --loss softmax --init glorot",
+            ),
+            (
+                self.early_stopping or self.val_fraction == 0,
+                "sklearn-exact mode holds out a validation set only for --early-stopping, "
+                "as MLPClassifier does",
+            ),
+        ]
 
     def to_dict(self) -> dict:
         """JSON-ready: tuples become lists."""
@@ -140,6 +195,9 @@ PRESETS: dict[str, dict] = {
         "l2": 1.0,
         "patience": 0,
     },
+    # The same MLPClassifier reproduced step for step, in float64 as scikit-learn computes: in
+    # float64 its training accuracy, loss curve and epochs are scikit-learn's.
+    "sklearn": {"sklearn_exact": True, "dtype": "float64"},
 }
 DEFAULT_PRESET = "seed"
 
@@ -207,26 +265,41 @@ def resume(run_dir: str | Path, **overrides) -> FitResult:
 
 def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = None) -> FitResult:
     device = resolve_device(config.device)
-    X, y = load_digits(config.data)
-    train_idx, val_idx = stratified_split(y, config.val_fraction, config.seed)
+    X, y = load_digits(config.data, dtype=config.dtype)
+
+    # Initialisation and shuffling draw from one CPU generator: the same numbers on every device.
+    generator = torch.Generator().manual_seed(config.seed)
+    model = MLP(X.shape[1], config.hidden, 10, config.activation, config.init, generator)
+    model.to(device, DTYPES[config.dtype])
+    if config.sklearn_exact:  # numpy's generator instead, drawn in scikit-learn's order
+        stream, train_idx, val_idx = _sklearn_start(config, model, y)
+    else:
+        stream = None
+        train_idx, val_idx = stratified_split(y, config.val_fraction, config.seed)
+    if config.early_stopping and len(val_idx) < 2:
+        problem = f"early stopping: --val-fraction {config.val_fraction} holds out too few rows"
+        raise UserError(problem, config.data)
     # The whole dataset lives on the device; batches are slices of it.  (m, n) and (m,)
     X_train = torch.from_numpy(X[train_idx]).to(device)
     y_train = torch.from_numpy(y[train_idx]).to(device)
     X_val = torch.from_numpy(X[val_idx]).to(device) if len(val_idx) else None
     y_val = torch.from_numpy(y[val_idx]).to(device) if len(val_idx) else None
-
-    # Initialisation and shuffling draw from one CPU generator: the same numbers on every device.
-    generator = torch.Generator().manual_seed(config.seed)
-    model = MLP(X.shape[1], config.hidden, 10, config.activation, config.init, generator)
-    model.to(device)
     optimizer = _make_optimizer(config, model)
-    progress = {"best_loss": math.inf, "no_progress": 0, "best_val_accuracy": -1.0, "best_epoch": 0}
+    progress = {
+        "best_loss": math.inf,
+        "no_progress": 0,
+        "best_val_accuracy": -math.inf,
+        "best_epoch": 0,
+    }
     start_epoch, seconds_before = 0, 0.0
     if checkpoint is not None:
         _check_fits(checkpoint, model, run_dir)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        generator.set_state(checkpoint["rng"])
+        if stream is not None:
+            stream.load_state_dict(checkpoint["rng"])
+        else:
+            generator.set_state(checkpoint["rng"])
         progress = dict(checkpoint["progress"])
         start_epoch, seconds_before = checkpoint["epoch"], checkpoint["seconds"]
     else:
@@ -243,7 +316,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                 "architecture": model.architecture(),
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "rng": generator.get_state(),
+                "rng": generator.get_state() if stream is None else stream.state_dict(),
                 "config": config.to_dict(),
                 "progress": dict(progress),
                 "seconds": seconds,
@@ -258,7 +331,12 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     epoch, stop_reason = start_epoch, "max_epochs"
     try:
         for epoch in range(start_epoch + 1, config.epochs + 1):
-            train_loss = _train_epoch(model, optimizer, X_train, y_train, config, generator)
+            if stream is not None:
+                train_loss = sklearn_exact.train_epoch(
+                    model, optimizer, X_train, y_train, config.batch_size, config.l2, stream
+                )
+            else:
+                train_loss = _train_epoch(model, optimizer, X_train, y_train, config, generator)
             record = {
                 "epoch": epoch,
                 **_evaluate_all(model, config, X_train, y_train, X_val, y_val),
@@ -273,7 +351,8 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                     run_dir,
                 )
             log.log_epoch(record)
-            improved, stop = _update_progress(progress, record, config)
+            improved, stalled = _update_progress(progress, record, config)
+            stop = _schedule_lr(optimizer, progress, config, stalled, epoch * len(train_idx))
             if improved:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 save_checkpoint(_model_only(model, best_state, epoch, config), run_dir / BEST)
@@ -380,28 +459,64 @@ def _evaluate_all(model, config, X_train, y_train, X_val, y_val) -> dict:
 
 
 def _update_progress(progress: dict, record: dict, config: TrainConfig) -> tuple[bool, bool]:
-    """scikit-learn's stopping rule on the training loss; best model by validation accuracy.
+    """scikit-learn's stopping rule on the training loss, or with early stopping on validation
+    accuracy; best model by validation accuracy.
 
-    Returns (is this epoch's model the best so far, should training stop).
+    Returns (is this epoch's model the best so far, has progress stalled for too long).
     """
     loss = record["train_loss"]
-    if loss > progress["best_loss"] - config.tol:
-        progress["no_progress"] += 1
+    if config.early_stopping:
+        no_progress = record["val_accuracy"] < progress["best_val_accuracy"] + config.tol
     else:
-        progress["no_progress"] = 0
+        no_progress = loss > progress["best_loss"] - config.tol
+    progress["no_progress"] = progress["no_progress"] + 1 if no_progress else 0
     progress["best_loss"] = min(progress["best_loss"], loss)
-    stop = config.patience > 0 and progress["no_progress"] > config.patience
+    stalled = config.patience > 0 and progress["no_progress"] > config.patience
 
     val = record["val_accuracy"]
     improved = val is None or val > progress["best_val_accuracy"]
     if improved:
         progress["best_val_accuracy"] = -1.0 if val is None else val
         progress["best_epoch"] = record["epoch"]
-    return improved, stop
+    return improved, stalled
+
+
+def _schedule_lr(optimizer, progress: dict, config: TrainConfig, stalled: bool, seen: int) -> bool:
+    """The lr schedule's turn after an epoch (``seen``: examples trained on so far, all epochs);
+    a stall either lowers lr (adaptive) or stops. Returns whether training should stop."""
+    lr = optimizer.param_groups[0]["lr"]
+    lr = sklearn_exact.lr_after_epoch(config.lr_schedule, lr, config.lr, config.power_t, seen)
+    stop = False
+    if stalled:
+        lowered = sklearn_exact.lr_on_plateau(config.lr_schedule, lr)
+        stop = lowered is None
+        if not stop:
+            lr, progress["no_progress"] = lowered, 0
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return stop
+
+
+def _sklearn_start(config: TrainConfig, model: MLP, y: np.ndarray):
+    """scikit-learn's first draws: the initial weights, then the early-stopping split.
+
+    Returns (the stream the epochs shuffle from, training rows, validation rows).
+    """
+    if len(np.unique(y)) != 10:
+        # MLPClassifier sizes its output layer by the classes present; ours always has ten.
+        raise UserError("sklearn-exact mode needs every digit 0..9 in the data", config.data)
+    stream = sklearn_exact.RandomStream(config.seed)
+    stream.init_(model, sklearn_exact.output_digits(config.data))
+    if config.val_fraction == 0:
+        return stream, np.arange(len(y)), np.arange(0)
+    train_idx, val_idx = stream.split(len(y), config.val_fraction)
+    return stream, train_idx, val_idx
 
 
 def _make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
     params = model.parameters()
+    if config.sklearn_exact:
+        return sklearn_exact.SklearnSGD(params, config.lr, config.momentum, config.nesterov)
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params,
