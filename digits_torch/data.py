@@ -194,9 +194,10 @@ def _check_pixels(X: np.ndarray, path: Path, dtype: np.dtype) -> np.ndarray:
     side = math.isqrt(n)
     if side * side != n:
         raise UserError(f"X has {n} pixels per row, which is not a square image", path)
+    # MAT files are column-major; rows must be contiguous for fast batch gathers (C order).
     if X.dtype == np.uint8:
-        return X.astype(dtype) / dtype.type(255)
-    X = X.astype(dtype)
+        return np.ascontiguousarray(X, dtype=dtype) / dtype.type(255)
+    X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():
         raise UserError(
             f"X contains NaN or infinite values (or values too large for {dtype})", path

@@ -246,13 +246,14 @@ def train_epoch(
     batch_size: int,
     alpha: float,
     stream: RandomStream,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One epoch of MLPClassifier's sgd solver over (X (m, n), y (m,)).
 
     Returns:
-        This epoch's ``loss_curve_`` entry as a 0-dim tensor on X's device: each batch's
-        objective (log-loss + alpha / (2 * batch size) * sum of squared weights) weighted by its
-        size, over m.
+        Two 0-dim tensors on X's device: this epoch's ``loss_curve_`` entry (each batch's
+        objective, log-loss + alpha / (2 * batch size) * sum of squared weights, weighted by its
+        size, over m), and the accuracy over the epoch's batches, each counted as it was trained
+        on (the model changes during the epoch).
     """
     model.train()
     m = X.shape[0]
@@ -261,15 +262,18 @@ def train_epoch(
     X, y = X[order], y[order]
     batch = min(batch_size, m)
     total = torch.zeros((), device=X.device, dtype=X.dtype)
+    correct = torch.zeros((), device=X.device, dtype=torch.long)
     for start in range(0, m, batch):
         xb, yb = X[start : start + batch], y[start : start + batch]  # (b, n), (b,)
         b = xb.shape[0]
-        loss = log_loss(model(xb), yb) + alpha / (2 * b) * model.squared_weights()
+        logits = model(xb)
+        loss = log_loss(logits, yb) + alpha / (2 * b) * model.squared_weights()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.detach() * b
-    return total / m
+        correct += (logits.detach().argmax(dim=1) == yb).sum()
+    return total / m, correct / m
 
 
 # ------------------------------------------------------------------- optimizer and schedules

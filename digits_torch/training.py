@@ -332,7 +332,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     try:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             if stream is not None:
-                train_loss = sklearn_exact.train_epoch(
+                train_loss, _ = sklearn_exact.train_epoch(
                     model, optimizer, X_train, y_train, config.batch_size, config.l2, stream
                 )
             else:
