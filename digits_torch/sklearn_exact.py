@@ -14,6 +14,9 @@ piece, each written from scikit-learn's ``sklearn/neural_network`` source:
   fan_out) weight matrix, then the bias), then the early-stopping split (``train_test_split``,
   which MLPClassifier does not stratify for ten classes), then one shuffle per epoch, each
   applied to the previous epoch's order.
+* :func:`output_digits`: scikit-learn numbers its output units by the sorted labels it is given,
+  and an ex4 file's labels are 1..10, so the digit 0 is its last unit; the initial output
+  weights are placed so that our unit d is still the digit d.
 * :func:`log_loss`: the batch's mean softmax log-loss with probabilities clipped to
   [eps, 1 - eps]; the clipping changes the reported value only, the gradient is y_prob - y.
 * :func:`train_epoch`: batches of the shuffled rows; each batch's objective adds
@@ -28,8 +31,10 @@ piece, each written from scikit-learn's ``sklearn/neural_network`` source:
   ``adaptive`` (lr / 5 whenever ``n_iter_no_change`` epochs make no progress; stop once lr is at
   most 1e-6). These two work with any torch optimizer, so every preset can use the schedules.
 
-The stopping rule (``tol``, ``n_iter_no_change``, ``early_stopping`` on validation accuracy, and
-restoring the best weights) lives in :mod:`digits_torch.training`, shared with the other presets.
+:data:`SKLEARN_FIELDS` and :func:`config_fields` translate MLPClassifier's parameters into
+TrainConfig fields. The stopping rule (``tol``, ``n_iter_no_change``, ``early_stopping`` on
+validation accuracy, and restoring the best weights) lives in :mod:`digits_torch.training`,
+shared with the other presets.
 """
 
 from __future__ import annotations
@@ -116,7 +121,7 @@ class RandomStream:
         self._order: np.ndarray | None = None  # this epoch's order of the training rows
 
     @torch.no_grad()
-    def init_(self, model: MLP, output_digits: np.ndarray | None = None) -> None:
+    def init_(self, model: MLP, unit_digits: np.ndarray | None = None) -> None:
         """Redraw ``model``'s weights as MLPClassifier does (Glorot uniform), in place.
 
         Per layer, the (fan_in, fan_out) weight matrix is drawn first, then the bias, both
@@ -125,7 +130,7 @@ class RandomStream:
 
         Args:
             model: the network; its output unit d is the digit d.
-            output_digits: the digit of each of scikit-learn's output units, in its order (see
+            unit_digits: the digit of each of scikit-learn's output units, in its order (see
                 :func:`output_digits`); ``None``: 0..9.
         """
         factor = 2.0 if model.activation == "sigmoid" else 6.0
@@ -136,8 +141,8 @@ class RandomStream:
             weight = self.random_state.uniform(-bound, bound, (fan_in, fan_out)).T
             bias = self.random_state.uniform(-bound, bound, fan_out)
             rows = slice(None)
-            if i == last and output_digits is not None:
-                rows = torch.from_numpy(np.asarray(output_digits, dtype=np.int64))
+            if i == last and unit_digits is not None:
+                rows = torch.from_numpy(np.asarray(unit_digits, dtype=np.int64))
             layer.weight[rows] = torch.from_numpy(weight)  # rounds to the model's dtype
             layer.bias[rows] = torch.from_numpy(bias)
 
@@ -164,7 +169,7 @@ class RandomStream:
     def order(self, m: int) -> torch.Tensor:
         """The next epoch's order of the m training rows, shape (m,) int64, on the CPU.
 
-        scikit-learn shuffles its index array in place of the data and keeps the result, so each
+        scikit-learn shuffles an index array instead of the data and keeps the result, so each
         epoch's order is a fresh permutation of the previous epoch's order, not of 0..m-1.
         """
         if self._order is None or len(self._order) != m:
