@@ -23,8 +23,10 @@ so the loss curves overlay; the held-out fits sit under ``heldout/``.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,7 @@ def compare(
     epochs: int = ARTICLE["max_iter"],
     heldout: float = 0.2,
     logdir: str | Path = "runs",
+    threads: int | None = None,
 ) -> tuple[list[dict], Path]:
     """Train every system with every activation; see the module docstring.
 
@@ -72,9 +75,12 @@ def compare(
         epochs: the most epochs (scikit-learn's ``max_iter``); fewer for a quick look.
         heldout: share of each digit held out for the held-out accuracy.
         logdir: where the comparison's directory is created.
+        threads: CPU threads for both torch and scikit-learn's BLAS (``None``: each library's
+            own default); one thread each keeps the libraries fair on a shared machine.
 
     Returns:
-        (one record per system and activation, the comparison's directory). A record holds
+        (one record per system and activation, the comparison's directory, whose results.json
+        holds ``{"settings": these arguments, "records": the records}``). A record holds
         ``system``, ``activation``, ``train_accuracy``, ``heldout_accuracy``, ``epochs``,
         ``seconds`` (wall time of the fit on all the data), ``ms_per_epoch``, ``speedup``
         (scikit-learn's ms per epoch over this system's), ``train_loss`` (the last epoch's
@@ -89,72 +95,36 @@ def compare(
         raise UserError(f"--heldout must be in (0, 1), got {heldout}")
     if epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {epochs}")
-    ours_device = str(resolve_device(device))
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    settings = {
+        "data": None if data is None else str(data),
+        "activations": list(activations),
+        "device": device,
+        "epochs": epochs,
+        "heldout": heldout,
+        "threads": threads,
+    }
+    resolve_device(device)  # a missing device fails now, not after scikit-learn's fits
     # The article feeds scikit-learn the file as it is: float64 pixels and the file's own labels.
     X, labels = load_digits(data, dtype=np.float64, stored_labels=True)
-    digits = labels % 10  # Coursera's label 10 is the digit 0
-    fit_rows, heldout_rows = stratified_split(digits, heldout, HELDOUT_SEED)
+    fit_rows, heldout_rows = stratified_split(labels % 10, heldout, HELDOUT_SEED)
     out = new_run_dir(logdir, "compare")
     (out / "heldout").mkdir()
     # Our systems read files: the held-out fits train on this one (the file's values and labels).
-    fit_file = out / "heldout" / "train.mat"
-    scipy.io.savemat(fit_file, {"X": X[fit_rows], "y": labels[fit_rows]}, do_compression=True)
+    heldout_file = out / "heldout" / "train.mat"
+    scipy.io.savemat(heldout_file, {"X": X[fit_rows], "y": labels[fit_rows]}, do_compression=True)
+    split = _Split(data, X, labels, fit_rows, heldout_rows, heldout_file)
 
     article = {**ARTICLE, "max_iter": epochs}
     records = []
-    for name in activations:
-        activation = SKLEARN_ACTIVATIONS[name]
-        clf, seconds = _fit_sklearn(MLPClassifier(**article, activation=activation), X, labels)
-        held = MLPClassifier(**article, activation=activation)
-        _fit_sklearn(held, X[fit_rows], labels[fit_rows])
-        _log_sklearn(out / "sklearn" / activation, clf)
-        _log_sklearn(out / "heldout" / "sklearn" / activation, held)
-        reference = {
-            "system": "sklearn",
-            "activation": activation,
-            "train_accuracy": float(clf.score(X, labels)),
-            "heldout_accuracy": float(held.score(X[heldout_rows], labels[heldout_rows])),
-            "epochs": int(clf.n_iter_),
-            "seconds": seconds,
-            "train_loss": float(clf.loss_curve_[-1]),
-            "device": "cpu",
-        }
-        records.append(reference)
-        for system in SYSTEMS[1:]:
-            # The article's hyperparameters, field by field; only the preset's mechanics differ.
-            common = {
-                **sklearn_exact.config_fields({**article, "activation": activation}),
-                "device": device,
-                "name": activation,
-                "quiet": True,
-            }
-            start = time.perf_counter()
-            result = fit(make_config(PRESET[system], data=data, logdir=str(out / system), **common))
-            seconds = time.perf_counter() - start
-            held_result = fit(
-                make_config(
-                    PRESET[system],
-                    data=str(fit_file),
-                    logdir=str(out / "heldout" / system),
-                    **common,
-                )
-            )
-            record = {
-                "system": system,
-                "activation": activation,
-                "train_accuracy": _accuracy(result.model, X, digits),
-                "heldout_accuracy": _accuracy(
-                    held_result.model, X[heldout_rows], digits[heldout_rows]
-                ),
-                "epochs": result.metrics["epochs"],
-                "seconds": seconds,
-                "train_loss": result.history[-1]["train_loss"],
-                "device": ours_device,
-                "run_dir": str(result.run_dir),
-            }
-            if system == "sklearn-exact":
-                record.update(_differences(result.model, result.history, clf, data))
-            records.append(record)
+    with _threads(threads):
+        for name in activations:
+            params = {**article, "activation": SKLEARN_ACTIVATIONS[name]}
+            reference, clf = _run_sklearn(MLPClassifier, params, split, out)
+            records.append(reference)
+            for system in SYSTEMS[1:]:
+                records.append(_run_ours(system, params, device, split, out, clf))
     for record in records:
         reference = next(
             r
@@ -163,8 +133,81 @@ def compare(
         )
         record["ms_per_epoch"] = 1000 * record["seconds"] / record["epochs"]
         record["speedup"] = reference["ms_per_epoch"] / record["ms_per_epoch"]
-    write_json(out / "results.json", records)
+    write_json(out / "results.json", {"settings": settings, "records": records})
     return records, out
+
+
+@dataclass(frozen=True)
+class _Split:
+    """The data every system sees: all of it, and the fit / held-out rows of the second fit."""
+
+    data: str | Path | None  # the file our systems read (None: the shipped digits)
+    X: np.ndarray  # (m, n) float64, the file's values
+    labels: np.ndarray  # (m,) the file's own labels (Coursera's 1..10, or 0..9)
+    fit_rows: np.ndarray
+    heldout_rows: np.ndarray
+    heldout_file: Path  # X[fit_rows] and labels[fit_rows], for our systems' held-out fits
+
+    @property
+    def digits(self) -> np.ndarray:
+        return self.labels % 10  # Coursera's label 10 is the digit 0
+
+
+def _run_sklearn(MLPClassifier, params: dict, split: _Split, out: Path) -> tuple[dict, object]:
+    """The article's MLPClassifier: fit on all rows (timed), then on the fit rows only."""
+    X, labels = split.X, split.labels
+    clf, seconds = _fit_sklearn(MLPClassifier(**params), X, labels)
+    held = _fit_sklearn(MLPClassifier(**params), X[split.fit_rows], labels[split.fit_rows])[0]
+    _log_sklearn(out / "sklearn" / params["activation"], clf)
+    _log_sklearn(out / "heldout" / "sklearn" / params["activation"], held)
+    record = {
+        "system": "sklearn",
+        "activation": params["activation"],
+        "train_accuracy": float(clf.score(X, labels)),
+        "heldout_accuracy": float(held.score(X[split.heldout_rows], labels[split.heldout_rows])),
+        "epochs": int(clf.n_iter_),
+        "seconds": seconds,
+        "train_loss": float(clf.loss_curve_[-1]),
+        "device": "cpu",
+    }
+    return record, clf
+
+
+def _run_ours(system: str, params: dict, device: str, split: _Split, out: Path, clf) -> dict:
+    """One of our presets with the article's hyperparameters, fit as _run_sklearn fits."""
+    common = {  # the article's hyperparameters, field by field: only the preset's mechanics differ
+        **sklearn_exact.config_fields(params),
+        "device": device,
+        "name": params["activation"],
+        "quiet": True,
+    }
+    preset = PRESET[system]
+    start = time.perf_counter()
+    result = fit(make_config(preset, data=split.data, logdir=str(out / system), **common))
+    seconds = time.perf_counter() - start
+    held = fit(
+        make_config(
+            preset,
+            data=str(split.heldout_file),
+            logdir=str(out / "heldout" / system),
+            **common,
+        )
+    )
+    rows = split.heldout_rows
+    record = {
+        "system": system,
+        "activation": params["activation"],
+        "train_accuracy": _accuracy(result.model, split.X, split.digits),
+        "heldout_accuracy": _accuracy(held.model, split.X[rows], split.digits[rows]),
+        "epochs": result.metrics["epochs"],
+        "seconds": seconds,
+        "train_loss": result.history[-1]["train_loss"],
+        "device": str(next(result.model.parameters()).device),
+        "run_dir": str(result.run_dir),
+    }
+    if system == "sklearn-exact":  # how far from scikit-learn's own fit it ended
+        record.update(_differences(result.model, result.history, clf, split.data))
+    return record
 
 
 def format_table(records: list[dict]) -> str:
@@ -255,8 +298,6 @@ def _threads(n: int | None):
     if n is None:
         yield
         return
-    if n < 1:
-        raise UserError(f"--threads must be >= 1, got {n}")
     from threadpoolctl import threadpool_limits  # comes with scikit-learn
 
     before = torch.get_num_threads()
@@ -295,14 +336,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", metavar="OUT", help="also write the records to this JSON file")
     args = parser.parse_args(argv)
     activations = tuple(a.strip() for a in args.activations.split(",") if a.strip())
-    with _threads(args.threads):
-        records, out = compare(
-            args.data, activations, args.device, args.epochs, args.heldout, args.logdir
-        )
+    records, out = compare(
+        args.data, activations, args.device, args.epochs, args.heldout, args.logdir, args.threads
+    )
     print(format_table(records))
     if args.json:
         try:
-            write_json(Path(args.json), records)
+            write_json(Path(args.json), json.loads((out / "results.json").read_text()))
         except OSError as err:
             raise UserError(f"cannot write ({err.strerror or err})", args.json) from None
     print(f"runs: {out}")

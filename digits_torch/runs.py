@@ -124,7 +124,7 @@ class RunLog:
         self._history.close()
 
 
-def write_json(path: Path, value: dict | list) -> None:
+def write_json(path: Path, value: dict) -> None:
     """Write JSON through a temp file and a rename, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value, indent=2) + "\n")

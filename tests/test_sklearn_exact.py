@@ -314,7 +314,9 @@ def test_compare_reports_sklearn_and_reproduces_it(tmp_path, capsys):
         ["--epochs", "2", "--device", "cpu", "--threads", "1"]
         + ["--logdir", str(tmp_path), "--json", str(out)]
     )
-    records = json.loads(out.read_text())
+    results = json.loads(out.read_text())
+    assert results["settings"]["epochs"] == 2 and results["settings"]["threads"] == 1
+    records = results["records"]
     assert [(r["activation"], r["system"]) for r in records] == [
         (activation, system)
         for activation in ("relu", "logistic")
