@@ -179,8 +179,9 @@ class RandomStream:
         self._order = self._order[permutation]
         return torch.from_numpy(self._order)
 
-    def state_dict(self) -> dict:
-        """Plain data (tensors and numbers) for a checkpoint that ``weights_only`` loading takes."""
+    def get_state(self) -> dict:
+        """The stream's state as plain data (tensors and numbers) that a ``weights_only``
+        checkpoint holds; named like ``torch.Generator``'s, so a run saves either alike."""
         _, keys, pos, has_gauss, cached_gaussian = self.random_state.get_state()
         return {
             "keys": torch.from_numpy(keys.astype(np.int64)),
@@ -190,7 +191,8 @@ class RandomStream:
             "order": None if self._order is None else torch.from_numpy(self._order.copy()),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def set_state(self, state: dict) -> None:
+        """Continue from a state :meth:`get_state` returned."""
         keys = state["keys"].numpy().astype(np.uint32)
         self.random_state.set_state(
             ("MT19937", keys, state["pos"], state["has_gauss"], state["cached_gaussian"])

@@ -284,6 +284,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     y_train = torch.from_numpy(y[train_idx]).to(device)
     X_val = torch.from_numpy(X[val_idx]).to(device) if len(val_idx) else None
     y_val = torch.from_numpy(y[val_idx]).to(device) if len(val_idx) else None
+    rng = generator if stream is None else stream  # what a checkpoint saves to resume shuffling
     optimizer = _make_optimizer(config, model)
     progress = {
         "best_loss": math.inf,
@@ -296,10 +297,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
         _check_fits(checkpoint, model, run_dir)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        if stream is not None:
-            stream.load_state_dict(checkpoint["rng"])
-        else:
-            generator.set_state(checkpoint["rng"])
+        rng.set_state(checkpoint["rng"])
         progress = dict(checkpoint["progress"])
         start_epoch, seconds_before = checkpoint["epoch"], checkpoint["seconds"]
     else:
@@ -316,7 +314,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                 "architecture": model.architecture(),
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "rng": generator.get_state() if stream is None else stream.state_dict(),
+                "rng": rng.get_state(),
                 "config": config.to_dict(),
                 "progress": dict(progress),
                 "seconds": seconds,
