@@ -34,7 +34,7 @@ import scipy.io
 import torch
 
 from . import sklearn_exact
-from .data import load_digits, stratified_split
+from .data import default_data_path, load_digits, stratified_split
 from .errors import ArgumentParser, UserError, exit_on_error
 from .model import MLP
 from .runs import new_run_dir, write_json
@@ -109,6 +109,7 @@ def compare(
     # The article feeds scikit-learn the file as it is: float64 pixels and the file's own labels.
     X, labels = load_digits(data, dtype=np.float64, stored_labels=True)
     fit_rows, heldout_rows = stratified_split(labels % 10, heldout, HELDOUT_SEED)
+    _check_split(labels % 10, fit_rows, heldout_rows, heldout, data)
     out = new_run_dir(logdir, "compare")
     (out / "heldout").mkdir()
     # Our systems read files: the held-out fits train on this one (the file's values and labels).
@@ -151,6 +152,26 @@ class _Split:
     @property
     def digits(self) -> np.ndarray:
         return self.labels % 10  # Coursera's label 10 is the digit 0
+
+
+def _check_split(digits, fit_rows, heldout_rows, heldout: float, data) -> None:
+    """Every digit in both parts, or a UserError now, before anything is trained or written.
+
+    sklearn-exact needs all ten digits (MLPClassifier sizes its output layer by the classes it
+    sees), and the held-out accuracy needs rows to score.
+    """
+    path = default_data_path() if data is None else data
+    missing = sorted(set(range(10)) - set(digits.tolist()))
+    if missing:
+        raise UserError(f"the comparison needs every digit 0..9; there is no {missing}", path)
+    for rows, part in ((fit_rows, "fitting"), (heldout_rows, "held out")):
+        absent = sorted(set(range(10)) - set(digits[rows].tolist()))
+        if absent:
+            raise UserError(
+                f"too few examples of digit(s) {absent} for --heldout {heldout}: none is "
+                f"{part}; every digit needs examples on both sides",
+                path,
+            )
 
 
 def _run_sklearn(MLPClassifier, params: dict, split: _Split, out: Path) -> tuple[dict, object]:

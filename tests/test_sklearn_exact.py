@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import warnings
 
 import numpy as np
@@ -340,7 +341,29 @@ def test_compare_reports_sklearn_and_reproduces_it(tmp_path, capsys):
         assert len(list((folder / system).rglob("events.out.tfevents.*"))) == 2
 
 
-def test_compare_rejects_unknown_activation(tmp_path):
+@pytest.mark.parametrize(
+    "rows, flags, problem",
+    [
+        (slice(None), ["--activations", "swish"], "activations must be among relu, logistic"),
+        (slice(None), ["--threads", "0"], "--threads must be >= 1"),
+        ("no zeros", [], r"needs every digit 0\.\.9; there is no \[0\]"),
+        ("two of each", [], r"too few examples of digit\(s\) \[0, 1, .*none is held out"),
+    ],
+)
+def test_compare_refuses_before_writing(
+    small_file, write_mat, tmp_path, capsys, rows, flags, problem
+):
+    _, X, labels = small_file
+    if rows == "no zeros":
+        keep = labels != 10
+    elif rows == "two of each":
+        keep = np.concatenate([np.flatnonzero(labels == c)[:2] for c in range(1, 11)])
+    else:
+        keep = rows
+    path = write_mat("few.mat", X=X[keep], y=labels[keep])
     with pytest.raises(SystemExit) as exit_info:
-        compare_main(["--activations", "swish", "--logdir", str(tmp_path)])
+        compare_main(["--data", str(path), "--logdir", str(tmp_path / "runs"), *flags])
     assert exit_info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and re.search(problem, err[0]), err
+    assert not (tmp_path / "runs").exists()
