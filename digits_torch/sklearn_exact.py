@@ -73,7 +73,7 @@ SKLEARN_FIELDS = {
     "activation": "activation",
     "alpha": "l2",
     "batch_size": "batch_size",
-    "learning_rate": "lr_schedule",
+    "learning_rate": "schedule",
     "learning_rate_init": "lr",
     "power_t": "power_t",
     "max_iter": "epochs",
@@ -81,7 +81,7 @@ SKLEARN_FIELDS = {
     "tol": "tol",
     "momentum": "momentum",
     "nesterovs_momentum": "nesterov",
-    "early_stopping": "early_stopping",
+    "early_stopping": "stop_on",  # True: "val_accuracy", False: "train_loss"
     "validation_fraction": "val_fraction",
     "n_iter_no_change": "patience",
 }
@@ -99,7 +99,9 @@ def config_fields(params: dict) -> dict:
     unknown = set(params) - set(SKLEARN_FIELDS)
     if unknown:
         raise ValueError(f"no TrainConfig field for MLPClassifier's {', '.join(sorted(unknown))}")
-    if not params.get("early_stopping", False):
+    if "early_stopping" in params:
+        params["early_stopping"] = "val_accuracy" if params["early_stopping"] else "train_loss"
+    if params.get("early_stopping", "train_loss") == "train_loss":
         params.pop("validation_fraction", None)  # MLPClassifier holds nothing out then
     if params.get("batch_size") == "auto":
         params["batch_size"] = 200  # "auto" is min(200, m); our batch size is capped at m too

@@ -42,6 +42,7 @@ __all__ = [
 
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
 LOSSES = ("softmax", "coursera")
+MONITORS = ("train_loss", "val_accuracy")  # what the stopping rule watches
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name for the sigmoid
 
@@ -90,13 +91,13 @@ class TrainConfig:
     val_fraction: float = _field(
         0.0, "share of each digit held out for validation (0: train on all)"
     )
-    early_stopping: bool = _field(
-        False, "progress is validation accuracy, not training loss (needs --val-fraction)"
+    stop_on: str = _field(
+        "train_loss", "what early stopping watches: train_loss or val_accuracy (--val-fraction)"
     )
-    lr_schedule: str = _field(
+    schedule: str = _field(
         "constant",
-        "constant; invscaling (lr / (samples seen + 1) ** power_t after each epoch); adaptive "
-        "(lr / 5 where training would stop, until lr <= 1e-6): scikit-learn's learning_rate",
+        "lr schedule: constant; invscaling (lr / (samples seen + 1) ** power_t after each "
+        "epoch); adaptive (lr / 5 where training would stop, until lr <= 1e-6)",
     )
     power_t: float = _field(0.5, "invscaling's exponent")
     dtype: str = _field("float32", "float32 or float64, for the weights and the data")
@@ -130,17 +131,17 @@ class TrainConfig:
             (self.tol >= 0, "tol must be >= 0"),
             (self.patience >= 0, "patience must be >= 0"),
             (0 <= self.val_fraction < 1, "val fraction must be in [0, 1)"),
+            (self.stop_on in MONITORS, f"stop on must be one of {', '.join(MONITORS)}"),
             (
-                self.val_fraction > 0 or not self.early_stopping,
-                "early stopping needs a validation set: give --val-fraction "
-                "(scikit-learn's validation_fraction is 0.1)",
+                self.val_fraction > 0 or not self.stop_on.startswith("val"),
+                f"stop on {self.stop_on} needs a validation split (--val-fraction > 0)",
             ),
             (
-                self.lr_schedule in sklearn_exact.SCHEDULES,
-                f"lr schedule must be one of {', '.join(sklearn_exact.SCHEDULES)}",
+                self.schedule in sklearn_exact.SCHEDULES,
+                f"schedule must be one of {', '.join(sklearn_exact.SCHEDULES)}",
             ),
             (
-                self.lr_schedule == "constant" or self.optimizer != "lbfgs",
+                self.schedule == "constant" or self.optimizer != "lbfgs",
                 "lbfgs takes no lr schedule",
             ),
             (self.power_t >= 0 and math.isfinite(self.power_t), "power t must be >= 0"),
@@ -160,9 +161,9 @@ class TrainConfig:
                 "sklearn-exact mode trains with --optimizer sgd --loss softmax --init glorot",
             ),
             (
-                self.early_stopping or self.val_fraction == 0,
-                "sklearn-exact mode holds out a validation set only for --early-stopping, "
-                "as MLPClassifier does",
+                self.stop_on == "val_accuracy" or self.val_fraction == 0,
+                "sklearn-exact mode holds out a validation set only to stop on val_accuracy "
+                "(MLPClassifier's early_stopping)",
             ),
         ]
 
@@ -276,8 +277,8 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     else:
         stream = None
         train_idx, val_idx = stratified_split(y, config.val_fraction, config.seed)
-    if config.early_stopping and len(val_idx) < 2:
-        problem = f"early stopping: --val-fraction {config.val_fraction} holds out too few rows"
+    if config.stop_on == "val_accuracy" and len(val_idx) < 2:
+        problem = f"stop on val_accuracy: --val-fraction {config.val_fraction} holds out too few"
         raise UserError(problem, config.data)
     # The whole dataset lives on the device; batches are slices of it.  (m, n) and (m,)
     X_train = torch.from_numpy(X[train_idx]).to(device)
@@ -463,7 +464,7 @@ def _update_progress(progress: dict, record: dict, config: TrainConfig) -> tuple
     Returns (is this epoch's model the best so far, has progress stalled for too long).
     """
     loss = record["train_loss"]
-    if config.early_stopping:
+    if config.stop_on == "val_accuracy":  # scikit-learn's early_stopping
         no_progress = record["val_accuracy"] < progress["best_val_accuracy"] + config.tol
     else:
         no_progress = loss > progress["best_loss"] - config.tol
@@ -483,10 +484,10 @@ def _schedule_lr(optimizer, progress: dict, config: TrainConfig, stalled: bool, 
     """The lr schedule's turn after an epoch (``seen``: examples trained on so far, all epochs);
     a stall either lowers lr (adaptive) or stops. Returns whether training should stop."""
     lr = optimizer.param_groups[0]["lr"]
-    lr = sklearn_exact.lr_after_epoch(config.lr_schedule, lr, config.lr, config.power_t, seen)
+    lr = sklearn_exact.lr_after_epoch(config.schedule, lr, config.lr, config.power_t, seen)
     stop = False
     if stalled:
-        lowered = sklearn_exact.lr_on_plateau(config.lr_schedule, lr)
+        lowered = sklearn_exact.lr_on_plateau(config.schedule, lr)
         stop = lowered is None
         if not stop:
             lr, progress["no_progress"] = lowered, 0

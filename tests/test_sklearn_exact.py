@@ -124,6 +124,7 @@ def test_matches_mlpclassifier(small_file, tmp_path, activation, schedule, early
         quiet=True,
     )
     assert config.val_fraction == (0.2 if early_stopping else 0.0)
+    assert config.stop_on == ("val_accuracy" if early_stopping else "train_loss")
     ours = fit(config)
     assert ours.metrics["epochs"] == clf.n_iter_
     loss_curve = [record["train_loss"] for record in ours.history]
@@ -146,6 +147,10 @@ def test_matches_mlpclassifier(small_file, tmp_path, activation, schedule, early
 def test_config_fields_name_our_fields():
     assert set(SKLEARN_FIELDS.values()) <= {f.name for f in dataclasses.fields(TrainConfig)}
     assert config_fields({"batch_size": "auto", "validation_fraction": 0.1}) == {"batch_size": 200}
+    assert config_fields({"early_stopping": True, "validation_fraction": 0.1}) == {
+        "stop_on": "val_accuracy",
+        "val_fraction": 0.1,
+    }
     with pytest.raises(ValueError, match="shuffle"):
         config_fields({"shuffle": False})
 
@@ -245,10 +250,10 @@ def test_momentum_is_in_parameter_units():
     "overrides, message",
     [
         ({"optimizer": "adam"}, "sklearn-exact mode trains with"),
-        ({"val_fraction": 0.1}, "only for --early-stopping"),
-        ({"early_stopping": True}, "needs a validation set"),
+        ({"val_fraction": 0.1}, "only to stop on val_accuracy"),
+        ({"stop_on": "val_accuracy"}, "needs a validation split"),
         ({"dtype": "float16"}, "dtype"),
-        ({"lr_schedule": "cosine"}, "lr schedule"),
+        ({"schedule": "step"}, "schedule must be one of"),
         ({"power_t": -1.0}, "power t"),
     ],
 )
@@ -266,11 +271,11 @@ def test_sklearn_exact_needs_every_digit(small_file, write_mat, tmp_path):
 
 def test_schedules_and_float64_apply_to_every_preset(tmp_path):
     with pytest.raises(UserError, match="lbfgs takes no lr schedule"):
-        make_config("coursera", lr_schedule="adaptive")
+        make_config("coursera", schedule="adaptive")
     config = make_config(
         "seed",
         dtype="float64",
-        lr_schedule="invscaling",
+        schedule="invscaling",
         epochs=2,
         device="cpu",
         logdir=str(tmp_path),
