@@ -140,10 +140,6 @@ class TrainConfig:
                 self.schedule in sklearn_exact.SCHEDULES,
                 f"schedule must be one of {', '.join(sklearn_exact.SCHEDULES)}",
             ),
-            (
-                self.schedule == "constant" or self.optimizer != "lbfgs",
-                "lbfgs takes no lr schedule",
-            ),
             (self.power_t >= 0 and math.isfinite(self.power_t), "power t must be >= 0"),
             (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}"),
             *self._sklearn_exact_checks(),

@@ -270,8 +270,6 @@ def test_sklearn_exact_needs_every_digit(small_file, write_mat, tmp_path):
 
 
 def test_schedules_and_float64_apply_to_every_preset(tmp_path):
-    with pytest.raises(UserError, match="lbfgs takes no lr schedule"):
-        make_config("coursera", schedule="adaptive")
     config = make_config(
         "seed",
         dtype="float64",
