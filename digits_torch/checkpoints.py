@@ -126,10 +126,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> MLP:
     """The trained :class:`MLP` from a checkpoint file or a run directory (its ``best.pt``).
 
-    The model is returned in eval mode on ``map_location``.
+    The model is returned in eval mode on ``map_location``, in the dtype it was trained in.
     """
     state = load_checkpoint(path, map_location)
     model = MLP(**state["architecture"])
+    model.to(_dtype_of(state["model"]))  # a float64 run's model stays float64
     model.load_state_dict(state["model"])
     return model.to(map_location).eval()
 
@@ -180,6 +181,13 @@ def _reason(err: Exception) -> str:
     if not any(c.isalpha() for c in text):  # e.g. KeyError(101): the type says more
         text = f"{type(err).__name__} {text}".strip()
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _dtype_of(weights) -> torch.dtype:
+    """The one floating dtype of a state dict's tensors; float32 when there is not exactly one."""
+    values = weights.values() if isinstance(weights, dict) else []
+    dtypes = {v.dtype for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else torch.float32
 
 
 def _fsync_dir(directory: Path) -> None:

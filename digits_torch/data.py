@@ -36,16 +36,24 @@ def default_data_path() -> Path:
     return Path(str(resources.files("digits_torch") / "assets" / "digits5k.mat"))
 
 
-def load_digits(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_digits(
+    path: str | Path | None = None,
+    dtype: np.dtype | type | str = np.float32,
+    stored_labels: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Load an ex4-style ``.mat`` file.
 
     Args:
         path: the file; ``None`` loads the shipped default dataset.
+        dtype: float type of X. float64 keeps a float64 file's values exactly, as scikit-learn
+            sees them (the shipped file's values are float32 numbers, so both types agree there).
+        stored_labels: give y as the file stores it (Coursera's 1..10, or 0..9) instead of
+            digits: what a script that passes the file's y to scikit-learn trains on.
 
     Returns:
-        ``(X, y)``: X float32 of shape (m, n_pixels) with n_pixels a square (400 for 20 x 20),
-        y int64 of shape (m,) holding digits 0..9. uint8 pixels (0-255) are scaled to [0, 1];
-        other pixel types keep their values.
+        ``(X, y)``: X of shape (m, n_pixels) with n_pixels a square (400 for 20 x 20), y int64 of
+        shape (m,) holding digits 0..9 (or the stored labels). uint8 pixels (0-255) are scaled
+        to [0, 1]; other pixel types keep their values.
 
     Raises:
         UserError: the file is missing, unreadable, or its contents are not digits.
@@ -56,8 +64,9 @@ def load_digits(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]
         if name not in arrays:
             found = ", ".join(sorted(arrays)) or "no variables"
             raise UserError(f"no variable '{name}' (found: {found})", path)
-    X = _check_pixels(arrays["X"], path)
-    return X, _check_labels(arrays["y"], path, len(X))
+    X = _check_pixels(arrays["X"], path, np.dtype(dtype))
+    labels = _check_labels(arrays["y"], path, len(X))
+    return X, labels if stored_labels else np.where(labels == 10, 0, labels)
 
 
 def to_image(row: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -183,7 +192,7 @@ def _hdf5_array(item) -> np.ndarray:
     return value
 
 
-def _check_pixels(X: np.ndarray, path: Path) -> np.ndarray:
+def _check_pixels(X: np.ndarray, path: Path, dtype: np.dtype) -> np.ndarray:
     if scipy.sparse.issparse(X):  # MATLAB sparse matrices load as scipy.sparse; pixels are dense
         X = X.toarray()
     if not isinstance(X, np.ndarray) or X.dtype.kind not in "biuf":
@@ -198,10 +207,12 @@ def _check_pixels(X: np.ndarray, path: Path) -> np.ndarray:
         raise UserError(f"X has {n} pixels per row, which is not a square image", path)
     # MAT files are column-major; rows must be contiguous for fast batch gathers (C order).
     if X.dtype == np.uint8:
-        return np.ascontiguousarray(X, dtype=np.float32) / np.float32(255)
-    X = np.ascontiguousarray(X, dtype=np.float32)
+        return np.ascontiguousarray(X, dtype=dtype) / dtype.type(255)
+    X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():
-        raise UserError("X contains NaN or infinite values (or values too large for float32)", path)
+        raise UserError(
+            f"X contains NaN or infinite values (or values too large for {dtype})", path
+        )
     return X
 
 
@@ -225,7 +236,7 @@ def _check_labels(y: np.ndarray, path: Path, m: int) -> np.ndarray:
     labels = y.astype(np.int64)
     if (labels == 0).any() and (labels == 10).any():
         raise UserError("labels mix conventions: both 0 and 10 occur (use 1..10 or 0..9)", path)
-    return np.where(labels == 10, 0, labels)  # Coursera's 10 is the digit 0
+    return labels  # Coursera's 1..10 (10 is the digit 0) or 0..9
 
 
 def _describe(value) -> str:

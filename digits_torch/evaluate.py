@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .checkpoints import load_checkpoint, load_model
@@ -33,7 +34,8 @@ def evaluate(
     model = load_model(path, map_location=dev)
     if model.num_classes != NUM_CLASSES:
         raise UserError(f"the model has {model.num_classes} outputs, not one per digit", path)
-    X, y = load_digits(data)
+    float64 = next(model.parameters()).dtype == torch.float64  # a float64 run sees float64 data
+    X, y = load_digits(data, dtype=np.float64 if float64 else np.float32)
     if X.shape[1] != model.input_size:
         raise UserError(
             f"images have {X.shape[1]} pixels but the model at {path} takes {model.input_size}",

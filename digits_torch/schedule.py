@@ -2,7 +2,12 @@
 
 * ``constant``: the lr stays as given (scikit-learn's ``learning_rate="constant"``);
 * ``cosine``: the lr falls from its starting value to 0 over the run's epochs along half a cosine,
-  ``lr_e = lr / 2 * (1 + cos(pi * e / epochs))``: long at large steps, then a gentle landing.
+  ``lr_e = lr / 2 * (1 + cos(pi * e / epochs))``: long at large steps, then a gentle landing;
+* ``invscaling``: scikit-learn's: after e epochs of n examples, ``lr_e = lr / (e * n + 1) **
+  power_t``;
+* ``adaptive``: scikit-learn's: the lr stays, but where the stopping rule would stop training it
+  is divided by 5 instead (and the count of epochs without progress restarts), until it is at
+  most 1e-6: :func:`lower_on_plateau`, called by the training loop.
 
 A scheduler is a torch ``LRScheduler``; its state dict goes into the checkpoint, so a resumed run
 continues the same curve.
@@ -13,15 +18,55 @@ from __future__ import annotations
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 
-__all__ = ["SCHEDULES", "make_scheduler"]
+__all__ = ["SCHEDULES", "InvScalingLR", "lower_on_plateau", "make_scheduler"]
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "invscaling", "adaptive")
+ADAPTIVE_DIVISOR = 5.0  # adaptive: lr /= 5 where training would stop ...
+ADAPTIVE_MIN_LR = 1e-6  # ... unless lr is already this small: then it stops
 
 
-def make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int) -> LRScheduler | None:
-    """The scheduler called ``name`` over ``epochs`` epochs; ``None`` for ``constant``."""
-    if name == "constant":
+def make_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    samples_per_epoch: int = 1,
+    power_t: float = 0.5,
+) -> LRScheduler | None:
+    """The scheduler called ``name`` over ``epochs`` epochs of ``samples_per_epoch`` examples;
+    ``None`` for ``constant`` and ``adaptive`` (which acts through :func:`lower_on_plateau`)."""
+    if name in ("constant", "adaptive"):
         return None
     if name == "cosine":
         return CosineAnnealingLR(optimizer, T_max=epochs)
+    if name == "invscaling":
+        return InvScalingLR(optimizer, samples_per_epoch, power_t)
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
+
+
+class InvScalingLR(LRScheduler):
+    """scikit-learn's ``invscaling``: after e epochs of n examples, lr_0 / (e n + 1) ** power_t.
+
+    Written as scikit-learn writes it (``lr_0 / (t + 1) ** power_t``, t examples seen), so the
+    float64 learning rates are scikit-learn's to the last bit.
+    """
+
+    def __init__(self, optimizer, samples_per_epoch: int, power_t: float, last_epoch: int = -1):
+        self.samples_per_epoch, self.power_t = samples_per_epoch, power_t
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        seen = self.last_epoch * self.samples_per_epoch
+        return [float(lr) / (seen + 1) ** self.power_t for lr in self.base_lrs]
+
+
+def lower_on_plateau(optimizer: torch.optim.Optimizer) -> bool:
+    """``adaptive`` where training would stop: lr / 5 and go on, unless lr <= 1e-6.
+
+    Returns whether training goes on (False: lr is already at its floor; stop).
+    """
+    lr = optimizer.param_groups[0]["lr"]
+    if lr <= ADAPTIVE_MIN_LR:
+        return False
+    for group in optimizer.param_groups:
+        group["lr"] = lr / ADAPTIVE_DIVISOR
+    return True

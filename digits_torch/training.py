@@ -26,9 +26,11 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import sklearn_exact
 from .augment import random_affine
 from .backprop import loss_and_gradients, smoothed_targets
 from .checkpoints import BEST, LATEST, link_checkpoint, load_checkpoint, save_checkpoint
@@ -36,7 +38,7 @@ from .data import default_data_path, load_digits, stratified_split
 from .errors import UserError
 from .model import ACTIVATIONS, INITS, MLP
 from .runs import RunLog, new_run_dir, read_history
-from .schedule import SCHEDULES, make_scheduler
+from .schedule import SCHEDULES, lower_on_plateau, make_scheduler
 
 __all__ = [
     "PRESETS",
@@ -52,6 +54,8 @@ OPTIMIZERS = ("sgd", "adam", "lbfgs")
 BACKPROPS = ("explicit", "autograd")
 LOSSES = ("softmax", "coursera")
 MONITORS = ("train_loss", "val_loss", "val_accuracy")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+ACTIVATION_ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name for the sigmoid
 
 
 def _field(default, help: str):
@@ -72,7 +76,10 @@ class TrainConfig:
     )
     device: str = _field("auto", "auto, cpu, cuda or cuda:N (auto = CUDA when available)")
     hidden: tuple[int, ...] = _field((25,), "hidden layer sizes")
-    activation: str = _field("relu", "hidden activation: sigmoid, relu, tanh or identity")
+    activation: str = _field(
+        "relu",
+        "hidden activation: sigmoid (or scikit-learn's name, logistic), relu, tanh, identity",
+    )
     init: str = _field(
         "glorot", "initial weights: glorot (scikit-learn's) or coursera (uniform +-0.12)"
     )
@@ -85,7 +92,11 @@ class TrainConfig:
     lr: float = _field(0.001, "learning rate (L-BFGS: initial step length)")
     momentum: float = _field(0.9, "SGD momentum")
     nesterov: bool = _field(True, "SGD with Nesterov momentum")
-    schedule: str = _field("constant", "lr schedule per epoch: constant, or cosine (down to 0)")
+    schedule: str = _field(
+        "constant",
+        "lr schedule per epoch: constant; cosine (down to 0); scikit-learn's invscaling "
+        "(lr / (samples seen + 1) ** power_t) or adaptive (lr / 5 where training would stop)",
+    )
     l2: float = _field(
         1e-4, "lambda: adds lambda / (2 * batch size) * sum of squared non-bias weights"
     )
@@ -105,6 +116,13 @@ class TrainConfig:
     val_fraction: float = _field(
         0.0, "share of each digit held out for validation (0: train on all)"
     )
+    power_t: float = _field(0.5, "invscaling's exponent")
+    dtype: str = _field("float32", "float32 or float64, for the weights and the data")
+    sklearn_exact: bool = _field(
+        False,
+        "repeat scikit-learn's MLPClassifier(solver='sgd') step for step: init, validation "
+        "split and shuffles from numpy's RandomState(seed), its SGD, its clipped log-loss",
+    )
     seed: int = _field(0, "seeds initialisation, shuffling and the validation split")
     logdir: str = _field("runs", "where run directories are created (TensorBoard's --logdir)")
     name: str = _field("", "appended to the run directory's name")
@@ -118,6 +136,8 @@ class TrainConfig:
         # Validation lives here, in one place, so the CLI and the Python API agree.
         _check_types(self)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        activation = ACTIVATION_ALIASES.get(self.activation, self.activation)
+        object.__setattr__(self, "activation", activation)
         checks = [
             (self.preset in PRESETS, f"unknown preset (choose from {', '.join(PRESETS)})"),
             (self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}"),
@@ -153,10 +173,38 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (min(self.aug_shift, self.aug_rotate, self.aug_scale) >= 0, "aug values must be >= 0"),
             (self.aug_scale < 1, "aug scale must be < 1"),
+            (self.power_t >= 0 and math.isfinite(self.power_t), "power t must be >= 0"),
+            (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}"),
+            *self._sklearn_exact_checks(),
         ]
         for ok, problem in checks:
             if not ok:
                 raise UserError(problem)
+
+    def _sklearn_exact_checks(self) -> list[tuple[bool, str]]:
+        if not self.sklearn_exact:
+            return []
+        return [
+            (
+                (self.optimizer, self.loss, self.init) == ("sgd", "softmax", "glorot"),
+                "sklearn-exact mode trains with --optimizer sgd --loss softmax --init glorot",
+            ),
+            (
+                self.schedule in ("constant", "invscaling", "adaptive"),
+                "sklearn-exact mode has scikit-learn's schedules: constant, invscaling, adaptive",
+            ),
+            (self.stop_on != "val_loss", "sklearn-exact mode stops on train_loss or val_accuracy"),
+            (
+                self.label_smoothing == 0
+                and max(self.aug_shift, self.aug_rotate, self.aug_scale) == 0,
+                "sklearn-exact mode trains without label smoothing or augmentation",
+            ),
+            (
+                self.stop_on == "val_accuracy" or self.val_fraction == 0,
+                "sklearn-exact mode holds out a validation set only to stop on val_accuracy "
+                "(MLPClassifier's early_stopping)",
+            ),
+        ]
 
     def to_dict(self) -> dict:
         """JSON-ready: tuples become lists."""
@@ -240,6 +288,9 @@ PRESETS: dict[str, dict] = {
         "stop_on": "val_accuracy",
         "patience": 0,
     },
+    # The same MLPClassifier reproduced step for step, in float64 as scikit-learn computes: in
+    # float64 its training accuracy, loss curve and epochs are scikit-learn's.
+    "sklearn": {"sklearn_exact": True, "dtype": "float64"},
 }
 DEFAULT_PRESET = "tuned"
 
@@ -311,7 +362,7 @@ def resume(run_dir: str | Path, **overrides) -> FitResult:
     except (UserError, TypeError, AttributeError) as err:  # a config this package did not write
         raise UserError(f"its config is invalid ({err})", run_dir / LATEST) from None
     config = dataclasses.replace(config, **overrides)  # errors here are the flags'
-    if config.schedule != "constant" and config.epochs != saved["config"]["epochs"]:
+    if config.schedule == "cosine" and config.epochs != saved["config"]["epochs"]:
         raise UserError(
             f"the {config.schedule} lr schedule spans the run's epochs; keep them", run_dir
         )
@@ -330,8 +381,17 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
 
     device = resolve_device(config.device)
     data_path = default_data_path() if config.data is None else Path(config.data)
-    X, y = load_digits(data_path)
-    train_idx, val_idx = stratified_split(y, config.val_fraction, config.seed)
+    X, y = load_digits(data_path, dtype=config.dtype)
+
+    # Initialisation and shuffling draw from one CPU generator: the same numbers on every device.
+    generator = torch.Generator().manual_seed(config.seed)
+    model = MLP(X.shape[1], config.hidden, 10, config.activation, config.init, generator)
+    model.to(device, DTYPES[config.dtype])
+    if config.sklearn_exact:  # numpy's generator instead, drawn in scikit-learn's order
+        stream, train_idx, val_idx = _sklearn_start(config, model, y)
+    else:
+        stream = None
+        train_idx, val_idx = stratified_split(y, config.val_fraction, config.seed)
     if len(train_idx) == 0:
         problem = f"val fraction {config.val_fraction} holds out every example; lower it"
         raise UserError(problem, data_path)
@@ -340,13 +400,11 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     y_train = torch.from_numpy(y[train_idx]).to(device)
     X_val = torch.from_numpy(X[val_idx]).to(device) if len(val_idx) else None
     y_val = torch.from_numpy(y[val_idx]).to(device) if len(val_idx) else None
-
-    # Initialisation and shuffling draw from one CPU generator: the same numbers on every device.
-    generator = torch.Generator().manual_seed(config.seed)
-    model = MLP(X.shape[1], config.hidden, 10, config.activation, config.init, generator)
-    model.to(device)
+    rng = generator if stream is None else stream  # what a checkpoint saves to resume shuffling
     optimizer = _make_optimizer(config, model)
-    scheduler = make_scheduler(config.schedule, optimizer, config.epochs)
+    scheduler = make_scheduler(
+        config.schedule, optimizer, config.epochs, len(train_idx), config.power_t
+    )
     progress = {
         "best_watched": -math.inf,
         "no_progress": 0,
@@ -360,7 +418,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
         latest = run_dir / LATEST
         _check_fits(checkpoint, model, latest, data_path)
         start_epoch, seconds_before = _restore(
-            checkpoint, latest, model, optimizer, scheduler, generator, progress
+            checkpoint, latest, model, optimizer, scheduler, rng, progress
         )
         best_state = _best_state(run_dir, model)  # read (and checked) in any case
         if X_val is None:  # the best is the latest, even if a kill beat best.pt's update
@@ -378,7 +436,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": None if scheduler is None else scheduler.state_dict(),
-                "rng": generator.get_state(),
+                "rng": rng.get_state(),
                 "config": config.to_dict(),
                 "progress": dict(progress),
                 "seconds": seconds,
@@ -407,8 +465,14 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
         last_epoch, stop_reason = start_epoch, "converged"
     try:
         for epoch in range(start_epoch + 1, last_epoch + 1):
-            X_epoch = random_affine(X_train, generator, *_augmentation(config))  # X_train if none
-            loss, accuracy = _train_epoch(model, optimizer, X_epoch, y_train, config, generator)
+            if stream is not None:  # scikit-learn's own epoch (the config rules out augmenting)
+                loss, accuracy = sklearn_exact.train_epoch(
+                    model, optimizer, X_train, y_train, config.batch_size, config.l2, stream
+                )
+            else:
+                # X_train itself when there is no augmentation
+                X_epoch = random_affine(X_train, generator, *_augmentation(config))
+                loss, accuracy = _train_epoch(model, optimizer, X_epoch, y_train, config, generator)
             record = {"epoch": epoch, **_evaluate_val(model, config, X_val, y_val)}
             record["train_loss"] = loss.item()  # the epoch's one wait for the device
             record["train_accuracy"] = accuracy.item()
@@ -426,6 +490,8 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
             if config.image_every and epoch % config.image_every == 0:
                 log.log_image("hidden_units", plots.hidden_units_image(model), epoch)
             improved, stop = _update_progress(progress, record, config)
+            if stop and config.schedule == "adaptive" and lower_on_plateau(optimizer):
+                stop, progress["no_progress"] = False, 0  # scikit-learn: lr / 5, go on
             if improved:
                 best_state = _clone(model)
                 if X_val is not None:  # before the checkpoint that counts this epoch as best
@@ -595,6 +661,22 @@ def _update_progress(progress: dict, record: dict, config: TrainConfig) -> tuple
     return improved, stop
 
 
+def _sklearn_start(config: TrainConfig, model: MLP, y: np.ndarray):
+    """scikit-learn's first draws: the initial weights, then the early-stopping split.
+
+    Returns (the stream the epochs shuffle from, training rows, validation rows).
+    """
+    if len(np.unique(y)) != 10:
+        # MLPClassifier sizes its output layer by the classes present; ours always has ten.
+        raise UserError("sklearn-exact mode needs every digit 0..9 in the data", config.data)
+    stream = sklearn_exact.RandomStream(config.seed)
+    stream.init_(model, sklearn_exact.output_digits(config.data))
+    if config.val_fraction == 0:
+        return stream, np.arange(len(y)), np.arange(0)
+    train_idx, val_idx = stream.split(len(y), config.val_fraction)
+    return stream, train_idx, val_idx
+
+
 def _should_stop(progress: dict, config: TrainConfig) -> bool:
     """scikit-learn's rule: more than ``patience`` epochs in a row without progress."""
     return config.patience > 0 and progress["no_progress"] > config.patience
@@ -607,6 +689,8 @@ def _augmentation(config: TrainConfig) -> tuple[float, float, float]:
 
 def _make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
     params = model.parameters()
+    if config.sklearn_exact:
+        return sklearn_exact.SklearnSGD(params, config.lr, config.momentum, config.nesterov)
     if config.optimizer == "sgd":
         # fused: one kernel for the whole update instead of a handful per parameter
         return torch.optim.SGD(

@@ -51,6 +51,9 @@ BAD_FLAGS = [
     (["--backprop", "numeric"], r"backprop must be one of explicit, autograd"),
     (["--image-every", "-1"], r"image every must be >= 0"),
     (["--bogus"], r"unrecognized arguments: --bogus"),
+    (["--power-t", "-1"], r"power t must be >= 0"),
+    (["--dtype", "float16"], r"dtype must be one of float32, float64"),
+    (["--sklearn-exact", "--optimizer", "adam"], r"sklearn-exact mode trains with --optimizer sgd"),
 ]
 
 
