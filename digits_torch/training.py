@@ -130,6 +130,7 @@ class TrainConfig:
     image_every: int = _field(
         50, "log the hidden units to TensorBoard as an image every N epochs (0: never)"
     )
+    figures: bool = _field(True, "draw the run's pictures into figures/ and TensorBoard at the end")
     quiet: bool = _field(False, "print only the final line")
 
     def __post_init__(self) -> None:
@@ -541,7 +542,8 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     log.write_metrics(metrics)
     # Pictures of the reported model, on the validation digits when some were held out.
     shown = val_idx if len(val_idx) else train_idx
-    for name, figure in plots.run_figures(model, X[shown], y[shown], run_dir).items():
+    figures = plots.run_figures(model, X[shown], y[shown], run_dir) if config.figures else {}
+    for name, figure in figures.items():
         image = plots.render(figure)
         plots.save_png(image, run_dir / plots.FIGURES / f"{name}.png")
         if name in ("mistakes", "confusion"):
@@ -549,7 +551,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     hyper = {
         k: v
         for k, v in config.to_dict().items()
-        if k not in ("logdir", "quiet", "name", "image_every")
+        if k not in ("logdir", "quiet", "name", "image_every", "figures")
     }
     log.log_hparams(hyper, final, step=epoch)
     log.close()

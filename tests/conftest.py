@@ -68,7 +68,13 @@ def trained_run(tmp_path_factory, small_digits) -> Path:
 
     logdir = tmp_path_factory.mktemp("runs")
     config = make_config(  # seed: a constant lr, so a resume may extend --epochs
-        "seed", data=str(small_digits), epochs=3, device="cpu", logdir=str(logdir), quiet=True
+        "seed",
+        data=str(small_digits),
+        epochs=3,
+        device="cpu",
+        logdir=str(logdir),
+        quiet=True,
+        figures=False,
     )
     return fit(config).run_dir
 

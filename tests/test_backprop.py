@@ -46,7 +46,12 @@ def test_explicit_and_autograd_training_agree(tmp_path, preset):
     runs = {
         backprop: fit(
             make_config(
-                preset, epochs=3, backprop=backprop, logdir=str(tmp_path / backprop), quiet=True
+                preset,
+                epochs=3,
+                backprop=backprop,
+                logdir=str(tmp_path / backprop),
+                quiet=True,
+                figures=False,
             )
         )
         for backprop in ("explicit", "autograd")

@@ -41,6 +41,7 @@ BAD_FLAGS = [
     (["--seed", "-1"], r"seed must be in \[0, 2\*\*64\)"),
     (["--name", "../../elsewhere"], r"name may hold letters, digits and \. _ - \+ = only"),
     (["--nesterov=yes"], r"argument --nesterov/--no-nesterov: ignored explicit argument"),
+    (["--figures=no"], r"argument --figures/--no-figures: ignored explicit argument 'no'"),
     (["--quiet=no"], r"argument --quiet/--no-quiet: ignored explicit argument 'no'"),
     (["--schedule", "step"], r"schedule must be one of constant, cosine"),
     (["--label-smoothing", "1"], r"label smoothing must be in \[0, 1\)"),
@@ -116,7 +117,16 @@ def test_every_field_has_a_bound_here():
 
 
 def test_a_batch_larger_than_the_dataset_is_the_whole_dataset(small_digits, tmp_path):
-    common = ["--data", str(small_digits), "--epochs", "3", "--quiet", "--device", "cpu"]
+    common = [
+        "--data",
+        str(small_digits),
+        "--epochs",
+        "3",
+        "--quiet",
+        "--no-figures",
+        "--device",
+        "cpu",
+    ]
     huge = cli.main([*common, "--batch-size", "100000", "--logdir", str(tmp_path / "a")])
     whole = cli.main([*common, "--batch-size", "40", "--logdir", str(tmp_path / "b")])
     assert huge.metrics["epochs"] == 3

@@ -33,7 +33,7 @@ from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
 from digits_torch.runs import read_history
 
 EPOCHS = 20
-ARGS = ("--preset", "seed", "--epochs", str(EPOCHS), "--device", "cpu", "--quiet")
+ARGS = ("--preset", "seed", "--epochs", str(EPOCHS), "--device", "cpu", "--quiet", "--no-figures")
 KILLS = 8
 TEMP_FILES = (f".{LATEST}.tmp", f".{BEST}.tmp")
 
@@ -111,7 +111,16 @@ def test_torn_temp_files_and_an_epoch_logged_past_the_checkpoint(tmp_path, small
 
 
 def test_resuming_a_converged_run_trains_no_further(tmp_path, small_digits):
-    args = ["--data", str(small_digits), "--tol", "10", "--patience", "1", "--quiet"]
+    args = [
+        "--data",
+        str(small_digits),
+        "--tol",
+        "10",
+        "--patience",
+        "1",
+        "--quiet",
+        "--no-figures",
+    ]
     first = cli.main([*args, "--logdir", str(tmp_path)])
     assert first.metrics["stopped"] == "converged" and first.metrics["epochs"] < 1000
     again = resume(first.run_dir, quiet=True)

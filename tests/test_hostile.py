@@ -479,7 +479,8 @@ class EntryPoint:
 
 # Add an entry point here: the kind of file it reads, how to call it, how to judge an OK result.
 # fmt: off
-TRAIN = ("--logdir", "{scratch}/runs", "--epochs", "2", "--quiet", "--device", "cpu")
+TRAIN = ("--logdir", "{scratch}/runs", "--epochs", "2", "--quiet", "--no-figures",
+         "--device", "cpu")
 MORE = ("--epochs", "4", "--quiet", "--device", "cpu")  # the finished run has 3 epochs
 EVALUATE, TRAIN_PY = "digits_torch.evaluate", "digits_torch.cli"
 ENTRY_POINTS = [

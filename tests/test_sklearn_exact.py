@@ -122,6 +122,7 @@ def test_matches_mlpclassifier(small_file, tmp_path, activation, schedule, early
         device="cpu",
         logdir=str(tmp_path),
         quiet=True,
+        figures=False,
     )
     assert config.val_fraction == (0.2 if early_stopping else 0.0)
     assert config.stop_on == ("val_accuracy" if early_stopping else "train_loss")
@@ -278,6 +279,7 @@ def test_schedules_and_float64_apply_to_every_preset(tmp_path):
         device="cpu",
         logdir=str(tmp_path),
         quiet=True,
+        figures=False,
     )
     result = fit(config)
     assert next(result.model.parameters()).dtype == torch.float64
@@ -293,7 +295,7 @@ def test_cli_runs_the_sklearn_preset(small_file, tmp_path):
     path, _, _ = small_file
     result = train_main(
         ["--preset", "sklearn", "--activation", "logistic", "--data", str(path)]
-        + ["--epochs", "2", "--device", "cpu", "--logdir", str(tmp_path), "--quiet"]
+        + ["--epochs", "2", "--device", "cpu", "--logdir", str(tmp_path), "--quiet", "--no-figures"]
     )
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["activation"] == "sigmoid" and config["dtype"] == "float64"
@@ -303,7 +305,7 @@ def test_cli_runs_the_sklearn_preset(small_file, tmp_path):
 
 def test_resume_continues_the_same_stream(small_file, tmp_path):
     path, _, _ = small_file
-    common = {"data": str(path), "device": "cpu", "quiet": True, "lr": 0.05}
+    common = {"data": str(path), "device": "cpu", "quiet": True, "figures": False, "lr": 0.05}
     whole = fit(make_config("sklearn", epochs=6, logdir=str(tmp_path / "a"), **common))
     half = fit(make_config("sklearn", epochs=3, logdir=str(tmp_path / "b"), **common))
     resumed = resume(half.run_dir, epochs=6)

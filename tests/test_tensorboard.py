@@ -30,7 +30,9 @@ def _get(url: str):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("runs")
-    config = make_config("seed", epochs=3, val_fraction=0.2, logdir=str(logdir), quiet=True)
+    config = make_config(
+        "seed", epochs=3, val_fraction=0.2, logdir=str(logdir), quiet=True, figures=False
+    )
     return logdir, fit(config).run_dir
 
 
