@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from digits_torch import MLP, load_digits, make_config
-from digits_torch.training import _make_optimizer, _train_epoch, fit, resolve_device
+from digits_torch.training import fit, make_optimizer, resolve_device, train_epoch
 
 BATCH, HIDDEN, LR, MOMENTUM, L2 = 200, 25, 0.001, 0.9, 1e-4
 
@@ -118,12 +118,12 @@ def time_loop(X: torch.Tensor, y: torch.Tensor, hidden: int, epochs: int) -> flo
     config = make_config("seed", hidden=(hidden,))
     generator = torch.Generator().manual_seed(0)
     model = MLP(X.shape[1], (hidden,), 10, "relu", "glorot", generator).to(X.device)
-    optimizer = _make_optimizer(config, model)
-    _train_epoch(model, optimizer, X, y, config, generator)  # warm-up
+    optimizer = make_optimizer(config, model)
+    train_epoch(model, optimizer, X, y, config, generator)  # warm-up
     _sync(X.device)
     start = time.perf_counter()
     for _ in range(epochs):
-        loss, _ = _train_epoch(model, optimizer, X, y, config, generator)
+        loss, _ = train_epoch(model, optimizer, X, y, config, generator)
         loss.item()
     return 1000 * (time.perf_counter() - start) / epochs
 

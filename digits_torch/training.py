@@ -402,7 +402,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     X_val = torch.from_numpy(X[val_idx]).to(device) if len(val_idx) else None
     y_val = torch.from_numpy(y[val_idx]).to(device) if len(val_idx) else None
     rng = generator if stream is None else stream  # what a checkpoint saves to resume shuffling
-    optimizer = _make_optimizer(config, model)
+    optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(
         config.schedule, optimizer, config.epochs, len(train_idx), config.power_t
     )
@@ -473,7 +473,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
             else:
                 # X_train itself when there is no augmentation
                 X_epoch = random_affine(X_train, generator, *_augmentation(config))
-                loss, accuracy = _train_epoch(model, optimizer, X_epoch, y_train, config, generator)
+                loss, accuracy = train_epoch(model, optimizer, X_epoch, y_train, config, generator)
             record = {"epoch": epoch, **_evaluate_val(model, config, X_val, y_val)}
             record["train_loss"] = loss.item()  # the epoch's one wait for the device
             record["train_accuracy"] = accuracy.item()
@@ -558,7 +558,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     return FitResult(model.eval(), run_dir, config, metrics, history)
 
 
-def _train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> tuple:
+def train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> tuple:
     """One pass over (X, y).
 
     Returns 0-dim device tensors: the mean training objective (scikit-learn's ``loss_curve_``:
@@ -689,7 +689,7 @@ def _augmentation(config: TrainConfig) -> tuple[float, float, float]:
     return config.aug_shift, config.aug_rotate, config.aug_scale
 
 
-def _make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
     params = model.parameters()
     if config.sklearn_exact:
         return sklearn_exact.SklearnSGD(params, config.lr, config.momentum, config.nesterov)
