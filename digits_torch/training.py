@@ -428,6 +428,8 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
         run_dir = new_run_dir(config.logdir, config.preset, config.name)
         best_state = _clone(model)
 
+    saved_config = config.to_dict()  # once: every checkpoint carries it
+
     def save(epoch: int, seconds: float) -> None:
         save_checkpoint(
             {
@@ -438,7 +440,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                 "optimizer": optimizer.state_dict(),
                 "scheduler": None if scheduler is None else scheduler.state_dict(),
                 "rng": rng.get_state(),
-                "config": config.to_dict(),
+                "config": saved_config,
                 "progress": dict(progress),
                 "seconds": seconds,
             },
@@ -447,7 +449,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
 
     log = None
     try:
-        log = RunLog(run_dir, config.to_dict(), resume_epoch=start_epoch if checkpoint else None)
+        log = RunLog(run_dir, saved_config, resume_epoch=start_epoch if checkpoint else None)
         if checkpoint is None:
             save(0, 0.0)  # so that even a run stopped in its first epoch can be resumed
             link_checkpoint(run_dir / LATEST, run_dir / BEST)  # and has a model to load
@@ -496,7 +498,8 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
             if improved:
                 best_state = _clone(model)
                 if X_val is not None:  # before the checkpoint that counts this epoch as best
-                    save_checkpoint(_model_only(model, best_state, epoch, config), run_dir / BEST)
+                    best = _model_only(model, best_state, epoch, saved_config)
+                    save_checkpoint(best, run_dir / BEST)
             save(epoch, record["seconds"])
             if improved and X_val is None:  # the best is the latest: one file, two names
                 link_checkpoint(run_dir / LATEST, run_dir / BEST)
@@ -550,7 +553,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
             log.log_image(f"figures/{name}", image, epoch)
     hyper = {
         k: v
-        for k, v in config.to_dict().items()
+        for k, v in saved_config.items()
         if k not in ("logdir", "quiet", "name", "image_every", "figures")
     }
     log.log_hparams(hyper, final, step=epoch)
@@ -709,13 +712,13 @@ def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
     return torch.optim.LBFGS(params, lr=config.lr, max_iter=1, line_search_fn="strong_wolfe")
 
 
-def _model_only(model: MLP, state: dict, epoch: int, config: TrainConfig) -> dict:
+def _model_only(model: MLP, state: dict, epoch: int, config: dict) -> dict:
     return {
         "format": 1,
         "epoch": epoch,
         "architecture": model.architecture(),
         "model": state,
-        "config": config.to_dict(),
+        "config": config,
     }
 
 
