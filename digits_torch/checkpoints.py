@@ -128,7 +128,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> ML
 
     The model is returned in eval mode on ``map_location``, in the dtype it was trained in.
     """
-    state = load_checkpoint(path, map_location)
+    return model_from_state(load_checkpoint(path, map_location), map_location)
+
+
+def model_from_state(state: dict, map_location: str | torch.device = "cpu") -> MLP:
+    """The :class:`MLP` of a checkpoint already read (and checked) by :func:`load_checkpoint`."""
     model = MLP(**state["architecture"])
     model.to(_dtype_of(state["model"]))  # a float64 run's model stays float64
     model.load_state_dict(state["model"])

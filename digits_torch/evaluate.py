@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoints import load_checkpoint, load_model
+from .checkpoints import load_checkpoint, model_from_state
 from .data import NUM_CLASSES, default_data_path, load_digits
 from .errors import ArgumentParser, UserError, exit_on_error
 from .runs import write_json
@@ -30,8 +30,8 @@ def evaluate(
         ``{"accuracy": fraction correct, "loss": mean data loss, "n": examples}``.
     """
     dev = resolve_device(device)
-    state = load_checkpoint(path)
-    model = load_model(path, map_location=dev)
+    state = load_checkpoint(path, map_location=dev)  # read once: model and its config
+    model = model_from_state(state, map_location=dev)
     if model.num_classes != NUM_CLASSES:
         raise UserError(f"the model has {model.num_classes} outputs, not one per digit", path)
     float64 = next(model.parameters()).dtype == torch.float64  # a float64 run sees float64 data
