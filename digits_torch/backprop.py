@@ -42,7 +42,10 @@ def smoothed_targets(
     The true class gets 1 - smoothing + smoothing / classes, every other smoothing / classes:
     ``F.cross_entropy(..., label_smoothing=smoothing)``'s targets.
     """
-    targets = F.one_hot(y, classes).to(dtype)
+    # zeros and a scatter, not F.one_hot: one_hot also checks the labels' range (a reduction over
+    # y, and on CUDA a wait for the device) every batch; the loaders have checked them once.
+    targets = torch.zeros(len(y), classes, dtype=dtype, device=y.device)
+    targets.scatter_(1, y.unsqueeze(1), 1.0)
     if smoothing:
         targets.mul_(1 - smoothing).add_(smoothing / classes)
     return targets
