@@ -327,3 +327,55 @@ def test_cuda_matches_cpu(tmp_path):
     assert gpu.metrics["device"].startswith("cuda")
     for a, b in zip(cpu.model.parameters(), gpu.model.parameters()):
         torch.testing.assert_close(a, b.cpu(), atol=1e-4, rtol=1e-4)
+
+
+# ------------------------------------------------------------------ the optimizer shortcut
+
+
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.9, True), (0.9, False), (0.0, False)])
+def test_optimizer_step_shortcut_is_bit_for_bit_sgd_step(momentum, nesterov):
+    """train_epoch's SGD shortcut against SGD.step(): same parameters, buffers and lr changes."""
+    from digits_torch.model import MLP
+    from digits_torch.training import optimizer_step
+
+    def setup():
+        model = MLP(400, (25,), 10, "relu", "glorot", torch.Generator().manual_seed(0))
+        sgd = torch.optim.SGD(
+            model.parameters(), lr=0.01, momentum=momentum, nesterov=nesterov, fused=True
+        )
+        return model, sgd
+
+    (fast_model, fast), (plain_model, plain) = setup(), setup()
+    grads = torch.Generator().manual_seed(1)
+    for i in range(6):
+        if i == 3:  # as a schedule would, between steps
+            for optimizer in (fast, plain):
+                optimizer.param_groups[0]["lr"] = 0.003
+        for p, q in zip(fast_model.parameters(), plain_model.parameters()):
+            p.grad = torch.randn(p.shape, generator=grads)
+            q.grad = p.grad.clone()
+        step = optimizer_step(fast)
+        assert (step == fast.step) == (i == 0 and momentum > 0)  # the first step makes buffers
+        step()
+        plain.step()
+        for p, q in zip(fast_model.parameters(), plain_model.parameters()):
+            assert torch.equal(p, q)
+            if momentum:
+                assert torch.equal(
+                    fast.state[p]["momentum_buffer"], plain.state[q]["momentum_buffer"]
+                )
+    start = setup()[0]
+    for p, q in zip(fast_model.parameters(), start.parameters()):
+        assert not torch.equal(p, q)  # the steps did move the parameters
+
+
+def test_optimizer_step_of_other_optimizers_is_their_own_step():
+    from digits_torch.model import MLP
+    from digits_torch.training import optimizer_step
+
+    model = MLP()
+    for optimizer in (
+        torch.optim.Adam(model.parameters()),
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),  # not fused
+    ):
+        assert optimizer_step(optimizer) == optimizer.step
