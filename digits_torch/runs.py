@@ -114,10 +114,14 @@ class RunLog:
         Synced, not just flushed: the checkpoint that follows claims this epoch, so its record
         must survive a power cut too.
         """
-        step = record["epoch"]
-        for key, tag in SCALAR_TAGS.items():
-            if record.get(key) is not None:
-                self.writer.add_scalar(tag, record[key], step)
+        # All of an epoch's scalars in one event: add_scalar writes one event per value, at
+        # about 60 us each (a fair share of a 10 ms epoch); TensorBoard reads either the same.
+        values = [
+            Summary.Value(tag=tag, simple_value=float(record[key]))
+            for key, tag in SCALAR_TAGS.items()
+            if record.get(key) is not None
+        ]
+        self.writer.file_writer.add_summary(Summary(value=values), record["epoch"])
         with writing(self.dir / HISTORY):
             self._history.write(json.dumps(record) + "\n")
             self._history.flush()
