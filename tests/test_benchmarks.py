@@ -1,0 +1,39 @@
+"""The benchmark runs end to end and writes what issue 6 asks for (its figures are not tested)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_train_writes_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    ran = subprocess.run(
+        [sys.executable, "benchmarks/bench_train.py", "--epochs", "1", "--repeats", "1"]
+        + ["--device", "cpu", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 0, ran.stderr
+    results = json.loads(out.read_text())
+    times = ("ours_ms", "loop_ms", "sklearn_ms", "naive_ms", "floor_ms")
+    for key in times:
+        assert math.isfinite(results[key]) and results[key] > 0, key
+        assert f"{key[:-3]} " in ran.stdout
+    assert results["device"] == "cpu"
+    assert results["speedup_vs_sklearn"] == pytest.approx(
+        results["sklearn_ms"] / results["ours_ms"]
+    )
+    assert results["ratio_to_floor"] == pytest.approx(results["ours_ms"] / results["floor_ms"])
+    assert list(results["rows_ms"]) == ["5000", "50000", "500000"]
+    assert list(results["hidden_ms"]) == ["25", "100", "400"]
+    assert all(v > 0 for v in [*results["rows_ms"].values(), *results["hidden_ms"].values()])
+    assert results["peak_rss_mib"] > 0
