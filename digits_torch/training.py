@@ -35,6 +35,7 @@ from . import sklearn_exact
 from .augment import random_affine
 from .backprop import loss_and_gradients, smoothed_targets
 from .checkpoints import BEST, LATEST, link_checkpoint, load_checkpoint, save_checkpoint
+from .cudagraph import EpochGraph
 from .data import default_data_path, load_digits, stratified_split
 from .errors import UserError
 from .model import ACTIVATIONS, INITS, MLP
@@ -128,6 +129,11 @@ class TrainConfig:
     logdir: str = _field("runs", "where run directories are created (TensorBoard's --logdir)")
     name: str = _field("", "appended to the run directory's name")
     backprop: str = _field("explicit", "gradients by hand-written backprop (fast) or autograd")
+    cuda_graph: bool = _field(
+        False,
+        "on CUDA, replay each epoch as one captured CUDA graph (needs SGD, explicit backprop, "
+        "float32; no effect on CPU)",
+    )
     image_every: int = _field(
         50, "log the hidden units to TensorBoard as an image every N epochs (0: never)"
     )
@@ -177,6 +183,13 @@ class TrainConfig:
             (self.aug_scale < 1, "aug scale must be < 1"),
             (self.power_t >= 0 and math.isfinite(self.power_t), "power t must be >= 0"),
             (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}"),
+            (
+                not self.cuda_graph
+                or (self.optimizer, self.backprop, self.dtype, self.sklearn_exact)
+                == ("sgd", "explicit", "float32", False),
+                "cuda graph needs --optimizer sgd --backprop explicit --dtype float32, "
+                "without --sklearn-exact",
+            ),
             *self._sklearn_exact_checks(),
         ]
         for ok, problem in checks:
@@ -461,6 +474,9 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
         if checkpoint is None:  # nothing resumable was written: leave no half-made run behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    epoch_graph = None
+    if config.cuda_graph and device.type == "cuda":
+        epoch_graph = EpochGraph(model, optimizer, X_train, y_train, config)
     bar = _progress_bar(config, start_epoch)
     started = time.perf_counter()
     epoch, stop_reason = start_epoch, "max_epochs"
@@ -476,7 +492,12 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
             else:
                 # X_train itself when there is no augmentation
                 X_epoch = random_affine(X_train, generator, *_augmentation(config))
-                loss, accuracy = train_epoch(model, optimizer, X_epoch, y_train, config, generator)
+                if epoch_graph is not None:
+                    loss, accuracy = epoch_graph(X_epoch, generator)
+                else:
+                    loss, accuracy = train_epoch(
+                        model, optimizer, X_epoch, y_train, config, generator
+                    )
             record = {"epoch": epoch, **_evaluate_val(model, config, X_val, y_val)}
             record["train_loss"] = loss.item()  # the epoch's one wait for the device
             record["train_accuracy"] = accuracy.item()
@@ -571,9 +592,9 @@ def train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> tuple
     distorted images).
     """
     model.train()
-    gradients = _GRADIENTS[config.backprop]
     m = X.shape[0]
     if config.optimizer == "lbfgs":  # full batch, one quasi-Newton iteration
+        gradients = _GRADIENTS[config.backprop]
 
         def closure():
             return gradients(model, X, y, config.loss, config.l2, config.label_smoothing)[0]
@@ -585,8 +606,25 @@ def train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> tuple
     # A CPU permutation (the same on every device), then each batch gathered by index: a
     # batch-sized gather stays in cache for the matrix products that follow.
     order = torch.randperm(m, generator=generator).to(X.device)
+    return run_batches(model, optimizer_step(optimizer), X, y, order, config)
+
+
+def run_batches(
+    model: MLP,
+    step: Callable[[], None],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    config: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batches of one epoch of minibatch training, in ``order`` (m,), each followed by ``step``.
+
+    Nothing here waits for the device or reads a tensor on the host, so that on CUDA the whole
+    epoch can be captured as one graph (:mod:`digits_torch.cudagraph`).
+    """
+    m = X.shape[0]
+    gradients = _GRADIENTS[config.backprop]
     batch = min(config.batch_size, m)
-    step = optimizer_step(optimizer)
     objectives, hits = [], []  # 0-dim tensors, summed once at the end: no per-batch additions
     for start in range(0, m, batch):
         index = order[start : start + batch]
@@ -599,7 +637,7 @@ def train_epoch(model, optimizer, X, y, config: TrainConfig, generator) -> tuple
         hits.append(correct)
     # Batch objectives weighted by batch size: only the last batch may be smaller.
     sizes = torch.full((len(objectives),), batch, dtype=X.dtype, device=X.device)
-    sizes[-1] = m - batch * (len(objectives) - 1)
+    sizes[-1].fill_(m - batch * (len(objectives) - 1))  # a kernel, not a host-to-device copy
     return torch.stack(objectives) @ sizes / m, torch.stack(hits).sum() / m
 
 
@@ -716,7 +754,9 @@ def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
     return torch.optim.LBFGS(params, lr=config.lr, max_iter=1, line_search_fn="strong_wolfe")
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, lr: torch.Tensor | None = None
+) -> Callable[[], None]:
     """``optimizer.step``, or for a fused torch SGD past its first step the same update cheaper.
 
     ``SGD.step()`` spends about 25 us per call on hooks, a profiler range and regrouping the
@@ -724,7 +764,9 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
     numbers), and the update runs 25 times an epoch. The shortcut calls the very kernel
     ``SGD(fused=True).step()`` ends in, on the optimizer's own parameters, gradients and momentum
     buffers, so the step is bit-for-bit the same and the optimizer's state dict stays true
-    (``tests/test_training.py`` checks both). The lr is read at each call, so schedules still act.
+    (``tests/test_training.py`` checks both). The lr is read at each call, so schedules still act;
+    or, where ``lr`` is given (a float32 tensor on the parameters' device), from that tensor when
+    the step runs, which a captured CUDA graph needs.
     """
     if not isinstance(optimizer, torch.optim.SGD) or not optimizer.defaults.get("fused"):
         return optimizer.step
@@ -743,7 +785,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
             buffers,
             weight_decay=group["weight_decay"],
             momentum=group["momentum"],
-            lr=group["lr"],
+            lr=group["lr"] if lr is None else lr,
             dampening=group["dampening"],
             nesterov=group["nesterov"],
             maximize=group["maximize"],

@@ -55,6 +55,8 @@ BAD_FLAGS = [
     (["--power-t", "-1"], r"power t must be >= 0"),
     (["--dtype", "float16"], r"dtype must be one of float32, float64"),
     (["--sklearn-exact", "--optimizer", "adam"], r"sklearn-exact mode trains with --optimizer sgd"),
+    (["--cuda-graph", "--backprop", "autograd"], r"cuda graph needs --optimizer sgd --backprop"),
+    (["--cuda-graph=yes"], r"argument --cuda-graph/--no-cuda-graph: ignored explicit argument"),
 ]
 
 

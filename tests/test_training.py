@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -327,6 +328,64 @@ def test_cuda_matches_cpu(tmp_path):
     assert gpu.metrics["device"].startswith("cuda")
     for a, b in zip(cpu.model.parameters(), gpu.model.parameters()):
         torch.testing.assert_close(a, b.cpu(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("preset", ["seed", "tuned"])  # tuned: a cosine lr and augmentation
+def test_cuda_graph_epochs_match_eager_cuda_epochs(tmp_path, preset):
+    base = dict(epochs=4, device="cuda", quiet=True, figures=False, logdir=str(tmp_path))
+    eager = fit(make_config(preset, **base))
+    graphed = fit(make_config(preset, cuda_graph=True, **base))
+    for a, b in zip(eager.model.parameters(), graphed.model.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    for a, b in zip(eager.history, graphed.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["lr"] == b["lr"]
+
+
+def test_cuda_graph_changes_nothing_on_cpu(tmp_path):
+    base = dict(epochs=2, device="cpu", quiet=True, figures=False, logdir=str(tmp_path))
+    plain = fit(make_config("seed", **base))
+    flagged = fit(make_config("seed", cuda_graph=True, **base))
+    assert flagged.config.cuda_graph and not plain.config.cuda_graph
+    for a, b in zip(plain.model.parameters(), flagged.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_what_a_cuda_graph_replays_is_train_epoch_bit_for_bit():
+    """run_batches over a filled index buffer, stepping with a tensor lr (the graph's epoch),
+    against train_epoch; run on the CPU, where both paths can run eagerly."""
+    from digits_torch import load_digits
+    from digits_torch.model import MLP
+    from digits_torch.training import make_optimizer, optimizer_step, run_batches, train_epoch
+
+    X, y = (torch.from_numpy(a) for a in load_digits())
+    X, y = X[:1000], y[:1000]
+    config = make_config("seed", batch_size=300)  # a smaller last batch too
+    runs = []
+    for graph_like in (False, True):
+        generator = torch.Generator().manual_seed(0)
+        model = MLP(400, (25,), 10, "relu", "glorot", generator)
+        optimizer = make_optimizer(config, model)
+        order, lr = torch.empty(len(X), dtype=torch.long), torch.empty((), dtype=torch.float32)
+        results = [train_epoch(model, optimizer, X, y, config, generator)]  # makes the buffers
+        for epoch in range(3):
+            optimizer.param_groups[0]["lr"] = 0.01 / (epoch + 1)  # as a schedule would
+            if graph_like:
+                order.copy_(torch.randperm(len(X), generator=generator))
+                lr.fill_(optimizer.param_groups[0]["lr"])
+                optimizer.param_groups[0]["lr"] = math.nan  # the step must read the tensor
+                step = optimizer_step(optimizer, lr=lr)
+                results.append(run_batches(model, step, X, y, order, config))
+            else:
+                results.append(train_epoch(model, optimizer, X, y, config, generator))
+        runs.append((model, results))
+    (plain, plain_results), (graph, graph_results) = runs
+    for a, b in zip(plain.parameters(), graph.parameters()):
+        assert torch.equal(a, b)
+    for (loss_a, acc_a), (loss_b, acc_b) in zip(plain_results, graph_results):
+        assert torch.equal(loss_a, loss_b) and torch.equal(acc_a, acc_b)
+    assert plain_results[-1][0] < plain_results[0][0]  # it did train
 
 
 # ------------------------------------------------------------------ the optimizer shortcut
