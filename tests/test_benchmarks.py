@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,3 +38,15 @@ def test_bench_train_writes_every_figure(tmp_path):
     assert list(results["hidden_ms"]) == ["25", "100", "400"]
     assert all(v > 0 for v in [*results["rows_ms"].values(), *results["hidden_ms"].values()])
     assert results["peak_rss_mib"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_bench_train_without_cuda_says_so_in_one_line():
+    ran = subprocess.run(
+        [sys.executable, "benchmarks/bench_train.py", "--device", "cuda"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 2
+    assert ran.stderr == "error: device cuda: CUDA is not available on this machine\n"
