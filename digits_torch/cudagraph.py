@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from .model import MLP
+from .training import TrainConfig, optimizer_step, run_batches
 
 __all__ = ["EpochGraph"]
 
@@ -40,7 +41,12 @@ class EpochGraph:
     """
 
     def __init__(
-        self, model: MLP, optimizer: torch.optim.SGD, X: torch.Tensor, y: torch.Tensor, config
+        self,
+        model: MLP,
+        optimizer: torch.optim.SGD,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        config: TrainConfig,
     ) -> None:
         if X.device.type != "cuda":
             raise ValueError(f"a CUDA graph needs CUDA tensors, got {X.device}")
@@ -61,8 +67,6 @@ class EpochGraph:
 
         Returns what ``train_epoch`` returns: the epoch's mean objective and its accuracy.
         """
-        from .training import optimizer_step, run_batches  # training imports this module
-
         self.model.train()
         self.order.copy_(torch.randperm(len(self.order), generator=generator))
         self.X.copy_(X)

@@ -35,7 +35,6 @@ from . import sklearn_exact
 from .augment import random_affine
 from .backprop import loss_and_gradients, smoothed_targets
 from .checkpoints import BEST, LATEST, link_checkpoint, load_checkpoint, save_checkpoint
-from .cudagraph import EpochGraph
 from .data import default_data_path, load_digits, stratified_split
 from .errors import UserError
 from .model import ACTIVATIONS, INITS, MLP
@@ -476,6 +475,8 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
         raise
     epoch_graph = None
     if config.cuda_graph and device.type == "cuda":
+        from .cudagraph import EpochGraph  # here: cudagraph builds on this module
+
         epoch_graph = EpochGraph(model, optimizer, X_train, y_train, config)
     bar = _progress_bar(config, start_epoch)
     started = time.perf_counter()

@@ -438,3 +438,16 @@ def test_optimizer_step_of_other_optimizers_is_their_own_step():
         torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),  # not fused
     ):
         assert optimizer_step(optimizer) == optimizer.step
+
+
+def test_a_cuda_graph_refuses_cpu_tensors():
+    from digits_torch.cudagraph import EpochGraph
+    from digits_torch.model import MLP
+    from digits_torch.training import make_optimizer
+
+    config = make_config("seed", cuda_graph=True)
+    model = MLP()
+    with pytest.raises(ValueError, match="a CUDA graph needs CUDA tensors, got cpu"):
+        EpochGraph(
+            model, make_optimizer(config, model), torch.zeros(5, 400), torch.zeros(5), config
+        )
