@@ -5,10 +5,11 @@
     result.metrics["train_accuracy"], result.run_dir
 
 The whole dataset is moved to the device once; an epoch is one shuffle (a permutation drawn on
-the CPU generator, so every device sees the same order) and then index slices of the shuffled
-tensors. With augmentation, the epoch first distorts the whole training set at once
-(:mod:`digits_torch.augment`). Nothing in the batch loop waits for the device: the epoch's loss is
-summed on the device and read once per epoch; an lr schedule, if any, steps after each epoch.
+the CPU generator, so every device sees the same order), each batch gathered by its slice of
+that permutation. With augmentation, the epoch first distorts the whole training set at once
+(:mod:`digits_torch.augment`). Nothing in the batch loop waits for the device: the epoch's loss
+and accuracy are summed on the device and read once per epoch; an lr schedule, if any, steps after
+each epoch.
 """
 
 from __future__ import annotations
@@ -500,8 +501,10 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                         model, optimizer, X_epoch, y_train, config, generator
                     )
             record = {"epoch": epoch, **_evaluate_val(model, config, X_val, y_val)}
-            record["train_loss"] = loss.item()  # the epoch's one wait for the device
-            record["train_accuracy"] = accuracy.item()
+            # the epoch's one read from the device (float64 holds either dtype exactly)
+            record["train_loss"], record["train_accuracy"] = torch.stack(
+                [loss.double(), accuracy.double()]
+            ).tolist()
             record["lr"] = optimizer.param_groups[0]["lr"]  # the lr this epoch trained with
             if scheduler is not None:
                 scheduler.step()
@@ -674,8 +677,10 @@ def _evaluate(model: MLP, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[
     """(data loss, accuracy) of ``model`` on (X, y), in one forward pass."""
     model.eval()
     logits = model(X)
-    correct = (logits.argmax(1) == y).sum().item()
-    return data_loss(logits, y, loss).item(), correct / len(y)
+    correct = (logits.argmax(1) == y).sum()
+    # one read from the device for both figures (float64 holds either exactly)
+    loss_value, hits = torch.stack([data_loss(logits, y, loss).double(), correct.double()]).tolist()
+    return loss_value, hits / len(y)
 
 
 def _evaluate_val(model, config, X_val, y_val) -> dict:
