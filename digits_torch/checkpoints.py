@@ -27,30 +27,46 @@ import torch
 from .errors import UserError, reading, writing
 from .model import MLP
 
-__all__ = ["link_checkpoint", "load_checkpoint", "load_model", "save_checkpoint"]
+__all__ = [
+    "link_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "write_atomically",
+]
 
 FORMAT = 1
 LATEST, BEST = "checkpoint.pt", "best.pt"
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write ``state`` to ``path`` atomically: a temp file beside it, fsync, then rename.
+    """Write ``state`` to ``path`` atomically (see :func:`write_atomically`).
 
-    A crash at any moment leaves either the old file or the new one, never a torn one.
+    Raises:
+        UserError: the file cannot be written (disk full, read-only, too large, ...).
+    """
+    # Serialise in memory first (a checkpoint is ~100 kB): then every failure below is the disk's
+    # and becomes a UserError, while a failure to serialise stays a bug with its traceback.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomically(path, buffer.getbuffer())
+
+
+def write_atomically(path: str | Path, data: bytes | memoryview) -> None:
+    """Write ``data`` to ``path`` through a temp file beside it: write, fsync, rename, and fsync
+    the directory. A crash at any moment leaves either the old file or the new one, never a torn
+    one, and a reader never sees half a file. Every file of a run goes through here: checkpoints,
+    its JSON and history, its pictures.
 
     Raises:
         UserError: the file cannot be written (disk full, read-only, too large, ...).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    # Serialise in memory first (a checkpoint is ~100 kB): then every failure below is the disk's
-    # and becomes a UserError, while a failure to serialise stays a bug with its traceback.
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
     try:
         with writing(path):
             with open(tmp, "wb") as f:
-                f.write(buffer.getbuffer())
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -65,15 +81,23 @@ def link_checkpoint(source: str | Path, path: str | Path) -> None:
 
     Checkpoint files are never changed in place (each save writes a new file and renames it), so
     a hard link is as good as a copy and costs nothing; where links are not supported, it copies.
+
+    Raises:
+        UserError: the link (or copy) cannot be written.
     """
     source, path = Path(source), Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
     try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, path)
+        with writing(path):
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
 
 

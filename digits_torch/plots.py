@@ -20,6 +20,7 @@ The command line draws them for a finished run, a checkpoint or ex4's weights::
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -33,10 +34,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-from .checkpoints import BEST, load_model
+from .checkpoints import BEST, load_model, write_atomically
 from .coursera import load_weights
 from .data import load_digits, stratified_split, to_image
-from .errors import ArgumentParser, UserError, exit_on_error
+from .errors import ArgumentParser, UserError, exit_on_error, writing
 from .model import MLP
 from .runs import CONFIG, METRICS, read_history
 
@@ -265,15 +266,11 @@ def render(figure: Figure) -> np.ndarray:
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write a :func:`render`-ed image as a PNG, atomically (its folder is created if needed)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        PIL.Image.fromarray(image).save(tmp, format="PNG", optimize=True)
-        tmp.replace(path)  # a reader never sees half a PNG
-    except OSError as err:
-        raise UserError(f"cannot write ({err.strerror or err})", path) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    png = io.BytesIO()
+    PIL.Image.fromarray(image).save(png, format="PNG", optimize=True)
+    write_atomically(path, png.getbuffer())  # a reader never sees half a PNG
     return path
 
 

@@ -14,7 +14,6 @@ the checkpoint, so no epoch appears twice.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -27,6 +26,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from .checkpoints import write_atomically
 from .errors import UserError, writing
 
 __all__ = ["RunLog", "new_run_dir", "read_history"]
@@ -98,7 +98,7 @@ class RunLog:
         else:  # drop epochs logged after the checkpoint: they will be trained again
             kept = [r for r in read_history(self.dir) if r["epoch"] <= resume_epoch]
         # Rewritten through a temp file and a rename: a run killed right here keeps its history.
-        _write_atomically(history, "".join(json.dumps(r) + "\n" for r in kept))
+        write_atomically(history, "".join(json.dumps(r) + "\n" for r in kept).encode())
         with writing(history):
             self._history = open(history, "a")
         purge = None if resume_epoch is None else resume_epoch + 1
@@ -177,18 +177,4 @@ def write_json(path: Path, value: dict) -> None:
     Raises:
         UserError: the file cannot be written.
     """
-    _write_atomically(path, json.dumps(value, indent=2) + "\n")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with writing(path):
-            with open(tmp, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+    write_atomically(path, (json.dumps(value, indent=2) + "\n").encode())
