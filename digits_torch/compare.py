@@ -227,7 +227,7 @@ def _run_ours(system: str, params: dict, device: str, split: _Split, out: Path, 
         "run_dir": str(result.run_dir),
     }
     if system == "sklearn-exact":  # how far from scikit-learn's own fit it ended
-        record.update(_differences(result.model, result.history, clf, split.data))
+        record.update(_differences(result.model, result.history, clf, split.labels))
     return record
 
 
@@ -294,9 +294,9 @@ def _accuracy(model: MLP, X: np.ndarray, digits: np.ndarray) -> float:
     return int((predicted == digits).sum()) / len(digits)
 
 
-def _differences(model: MLP, history: list[dict], clf, data) -> dict:
+def _differences(model: MLP, history: list[dict], clf, labels: np.ndarray) -> dict:
     """How far our sklearn-exact fit ended from scikit-learn's: weights and loss curves."""
-    units = sklearn_exact.output_digits(data)  # scikit-learn's output unit j is digit units[j]
+    units = sklearn_exact.unit_digits(labels)  # scikit-learn's output unit j is digit units[j]
     last = len(model.layers) - 1
     weight_diffs = []
     for i, (layer, coef, intercept) in enumerate(zip(model.layers, clf.coefs_, clf.intercepts_)):

@@ -16,7 +16,7 @@ from .checkpoints import load_checkpoint, model_from_state
 from .data import NUM_CLASSES, default_data_path, load_digits
 from .errors import ArgumentParser, UserError, exit_on_error
 from .runs import write_json
-from .training import data_loss, resolve_device
+from .training import resolve_device, score
 
 __all__ = ["evaluate"]
 
@@ -43,12 +43,10 @@ def evaluate(
         )
     config = state.get("config")
     loss_kind = config.get("loss", "softmax") if isinstance(config, dict) else "softmax"
-    X_t, y_t = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
-    with torch.no_grad():
-        logits = model(X_t)
-        loss = data_loss(logits, y_t, loss_kind).item()
-        correct = int((logits.argmax(1) == y_t).sum())
-    return {"accuracy": correct / len(y), "loss": loss, "n": len(y)}
+    loss, accuracy = score(
+        model, torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev), loss_kind
+    )
+    return {"accuracy": accuracy, "loss": loss, "n": len(y)}
 
 
 @exit_on_error

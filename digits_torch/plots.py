@@ -36,10 +36,11 @@ from matplotlib.transforms import Bbox
 
 from .checkpoints import BEST, load_model, write_atomically
 from .coursera import load_weights
-from .data import load_digits, stratified_split, to_image
+from .data import load_digits, to_image
 from .errors import ArgumentParser, UserError, exit_on_error, writing
 from .model import MLP
 from .runs import CONFIG, METRICS, read_history
+from .training import TrainConfig, split_rows
 
 __all__ = [
     "confusion",
@@ -429,11 +430,13 @@ def _data_for(run_dir: Path | None, data: str | None) -> tuple[np.ndarray, np.nd
     if data is not None or run_dir is None or not (run_dir / CONFIG).exists():
         return load_digits(data)
     try:
-        config = json.loads((run_dir / CONFIG).read_text())
-    except (OSError, ValueError) as err:
+        config = TrainConfig.from_dict(json.loads((run_dir / CONFIG).read_text()))
+    except (OSError, ValueError, TypeError) as err:  # UserError is a ValueError
         raise UserError(f"unreadable ({err})", run_dir / CONFIG) from None
-    X, y = load_digits(config.get("data"))
-    _, val = stratified_split(y, config.get("val_fraction", 0.0), config.get("seed", 0))
+    X, labels = load_digits(config.data, stored_labels=True)
+    model = MLP(X.shape[1], config.hidden, 10, config.activation)  # for sklearn-exact's draws
+    _, _, val = split_rows(config, labels, model)
+    y = labels % 10  # digits
     return (X[val], y[val]) if len(val) else (X, y)
 
 

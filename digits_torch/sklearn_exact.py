@@ -43,8 +43,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .backprop import smoothed_targets
 from .data import load_digits
 from .errors import UserError
 from .model import MLP
@@ -56,6 +56,7 @@ __all__ = [
     "config_fields",
     "log_loss",
     "output_digits",
+    "unit_digits",
     "train_epoch",
 ]
 
@@ -202,7 +203,11 @@ def output_digits(path: str | Path | None = None) -> np.ndarray:
     0; with labels 0..9 they are 0..9. Our units are always the digits 0..9, so the initial
     output weights are placed by this order (reads the file's labels; ``None``: the shipped file).
     """
-    _, labels = load_digits(path, stored_labels=True)
+    return unit_digits(load_digits(path, stored_labels=True)[1])
+
+
+def unit_digits(labels: np.ndarray) -> np.ndarray:
+    """:func:`output_digits` for labels already read: (units,) digits, in scikit-learn's order."""
     return np.unique(labels) % 10  # Coursera's label 10 is the digit 0
 
 
@@ -225,7 +230,7 @@ class _SoftmaxLogLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         prob, y = ctx.saved_tensors
-        delta = prob - F.one_hot(y, prob.shape[1]).to(prob.dtype)  # y_prob - y, clipped or not
+        delta = prob - smoothed_targets(y, prob.shape[1], 0.0, prob.dtype)  # y_prob - y
         return delta * (grad / len(y)), None
 
 

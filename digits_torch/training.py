@@ -396,17 +396,14 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
 
     device = resolve_device(config.device)
     data_path = default_data_path() if config.data is None else Path(config.data)
-    X, y = load_digits(data_path, dtype=config.dtype)
+    X, labels = load_digits(data_path, dtype=config.dtype, stored_labels=True)
+    y = labels % 10  # digits: Coursera's label 10 is the digit 0
 
     # Initialisation and shuffling draw from one CPU generator: the same numbers on every device.
     generator = torch.Generator().manual_seed(config.seed)
     model = MLP(X.shape[1], config.hidden, 10, config.activation, config.init, generator)
     model.to(device, DTYPES[config.dtype])
-    if config.sklearn_exact:  # numpy's generator instead, drawn in scikit-learn's order
-        stream, train_idx, val_idx = _sklearn_start(config, model, y)
-    else:
-        stream = None
-        train_idx, val_idx = stratified_split(y, config.val_fraction, config.seed)
+    stream, train_idx, val_idx = split_rows(config, labels, model)
     if len(train_idx) == 0:
         problem = f"val fraction {config.val_fraction} holds out every example; lower it"
         raise UserError(problem, data_path)
@@ -555,7 +552,7 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
 
     # Report on the best model: the one best.pt holds and load_model returns.
     model.load_state_dict(best_state)
-    _, train_accuracy = _evaluate(model, X_train, y_train, config.loss)
+    _, train_accuracy = score(model, X_train, y_train, config.loss)
     final = {"train_accuracy": train_accuracy, **_evaluate_val(model, config, X_val, y_val)}
     history = read_history(run_dir)
     metrics = {
@@ -673,7 +670,7 @@ def data_loss(
 
 
 @torch.no_grad()
-def _evaluate(model: MLP, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[float, float]:
+def score(model: MLP, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[float, float]:
     """(data loss, accuracy) of ``model`` on (X, y), in one forward pass."""
     model.eval()
     logits = model(X)
@@ -686,7 +683,7 @@ def _evaluate(model: MLP, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[
 def _evaluate_val(model, config, X_val, y_val) -> dict:
     if X_val is None:
         return {"val_loss": None, "val_accuracy": None}
-    val_loss, val_accuracy = _evaluate(model, X_val, y_val, config.loss)
+    val_loss, val_accuracy = score(model, X_val, y_val, config.loss)
     return {"val_loss": val_loss, "val_accuracy": val_accuracy}
 
 
@@ -714,19 +711,24 @@ def _update_progress(progress: dict, record: dict, config: TrainConfig) -> tuple
     return improved, stop
 
 
-def _sklearn_start(config: TrainConfig, model: MLP, y: np.ndarray):
-    """scikit-learn's first draws: the initial weights, then the early-stopping split.
+def split_rows(config: TrainConfig, labels: np.ndarray, model: MLP):
+    """The training and validation rows of a run with ``config`` on data labelled ``labels``
+    (as the file stores them).
 
-    Returns (the stream the epochs shuffle from, training rows, validation rows).
+    Returns ``(stream, training rows, validation rows)``. ``stream`` is None, except in
+    sklearn-exact mode: there scikit-learn's random stream first draws ``model``'s initial
+    weights and then the split, and the epochs go on shuffling from it.
     """
-    if len(np.unique(y)) != 10:
+    if not config.sklearn_exact:
+        return None, *stratified_split(labels % 10, config.val_fraction, config.seed)
+    if len(np.unique(labels)) != 10:
         # MLPClassifier sizes its output layer by the classes present; ours always has ten.
         raise UserError("sklearn-exact mode needs every digit 0..9 in the data", config.data)
     stream = sklearn_exact.RandomStream(config.seed)
-    stream.init_(model, sklearn_exact.output_digits(config.data))
+    stream.init_(model, sklearn_exact.unit_digits(labels))
     if config.val_fraction == 0:
-        return stream, np.arange(len(y)), np.arange(0)
-    train_idx, val_idx = stream.split(len(y), config.val_fraction)
+        return stream, np.arange(len(labels)), np.arange(0)
+    train_idx, val_idx = stream.split(len(labels), config.val_fraction)
     return stream, train_idx, val_idx
 
 
