@@ -20,11 +20,14 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = make_config(DEFAULT_PRESET)  # what a plain `python train.py` uses
+    default_values = defaults.to_dict()
     epilog = f"presets (explicit flags override them; the defaults shown are {DEFAULT_PRESET}'s):"
     for name in PRESETS:  # each as its differences from the default preset
         values = make_config(name).to_dict()
-        changed = [f"{k}={v}" for k, v in values.items() if v != defaults.to_dict()[k]]
-        epilog += f"\n  {name:9} " + (", ".join(changed[1:]) or "the default")  # [0]: preset
+        changed = [
+            f"{k}={v}" for k, v in values.items() if k != "preset" and v != default_values[k]
+        ]
+        epilog += f"\n  {name:9} " + (", ".join(changed) or "the default")
     parser = ArgumentParser(
         prog="train.py",
         description="Train the 400-25-10 digit classifier and log the run for TensorBoard. "

@@ -35,7 +35,14 @@ import torch.nn.functional as F
 from . import sklearn_exact
 from .augment import random_affine
 from .backprop import loss_and_gradients, smoothed_targets
-from .checkpoints import BEST, LATEST, link_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoints import (
+    BEST,
+    FORMAT,
+    LATEST,
+    link_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .data import default_data_path, load_digits, stratified_split
 from .errors import UserError
 from .model import ACTIVATIONS, INITS, MLP
@@ -444,14 +451,10 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
     def save(epoch: int, seconds: float) -> None:
         save_checkpoint(
             {
-                "format": 1,
-                "epoch": epoch,
-                "architecture": model.architecture(),
-                "model": model.state_dict(),
+                **_model_only(model, model.state_dict(), epoch, saved_config),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": None if scheduler is None else scheduler.state_dict(),
                 "rng": rng.get_state(),
-                "config": saved_config,
                 "progress": dict(progress),
                 "seconds": seconds,
             },
@@ -804,8 +807,9 @@ def optimizer_step(
 
 
 def _model_only(model: MLP, state: dict, epoch: int, config: dict) -> dict:
+    """What best.pt holds; the latest checkpoint holds this and the training state."""
     return {
-        "format": 1,
+        "format": FORMAT,
         "epoch": epoch,
         "architecture": model.architecture(),
         "model": state,
