@@ -29,7 +29,13 @@ def measure(preset: str, seed: int, val_fraction: float, device: str) -> dict:
     """One run of ``preset``; its figures from metrics.json and the history's last epoch."""
     with tempfile.TemporaryDirectory() as logdir:
         config = make_config(
-            preset, seed=seed, val_fraction=val_fraction, device=device, logdir=logdir, quiet=True
+            preset,
+            seed=seed,
+            val_fraction=val_fraction,
+            device=device,
+            logdir=logdir,
+            quiet=True,
+            figures=False,  # the run directory is thrown away: draw nothing
         )
         result = fit(config)
     return {
