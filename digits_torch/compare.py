@@ -35,7 +35,7 @@ import torch
 
 from . import sklearn_exact
 from .data import default_data_path, load_digits, stratified_split
-from .errors import ArgumentParser, UserError, exit_on_error
+from .errors import ArgumentParser, UserError, exit_on_error, writing
 from .model import MLP
 from .runs import new_run_dir, write_json
 from .training import fit, make_config, resolve_device
@@ -114,7 +114,9 @@ def compare(
     (out / "heldout").mkdir()
     # Our systems read files: the held-out fits train on this one (the file's values and labels).
     heldout_file = out / "heldout" / "train.mat"
-    scipy.io.savemat(heldout_file, {"X": X[fit_rows], "y": labels[fit_rows]}, do_compression=True)
+    with writing(heldout_file):
+        train = {"X": X[fit_rows], "y": labels[fit_rows]}
+        scipy.io.savemat(heldout_file, train, do_compression=True)
     split = _Split(data, X, labels, fit_rows, heldout_rows, heldout_file)
 
     article = {**ARTICLE, "max_iter": epochs}
