@@ -540,6 +540,40 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
             if stop:
                 stop_reason = "converged"
                 break
+        bar.close()
+
+        # Report on the best model: the one best.pt holds and load_model returns. (Still in the
+        # try: a Ctrl-C here, too, says where the checkpoint is and how to resume.)
+        model.load_state_dict(best_state)
+        _, train_accuracy = score(model, X_train, y_train, config.loss)
+        final = {"train_accuracy": train_accuracy, **_evaluate_val(model, config, X_val, y_val)}
+        history = read_history(run_dir)
+        metrics = {
+            **final,
+            "train_loss": history[-1]["train_loss"] if history else None,
+            "epochs": epoch,
+            "best_epoch": progress["best_epoch"],
+            "stopped": stop_reason,
+            "seconds": history[-1]["seconds"] if history else 0.0,
+            "device": str(device),
+            "preset": config.preset,
+        }
+        log.write_metrics(metrics)
+        # Pictures of the reported model, on the validation digits when some were held out.
+        shown = val_idx if len(val_idx) else train_idx
+        figures = plots.run_figures(model, X[shown], y[shown], run_dir) if config.figures else {}
+        for name, figure in figures.items():
+            image = plots.render(figure)
+            plots.save_png(image, run_dir / plots.FIGURES / f"{name}.png")
+            if name in ("mistakes", "confusion"):
+                log.log_image(f"figures/{name}", image, epoch)
+        hyper = {
+            k: v
+            for k, v in saved_config.items()
+            if k not in ("logdir", "quiet", "name", "image_every", "figures")
+        }
+        log.log_hparams(hyper, final, step=epoch)
+        log.close()
     except BaseException as err:
         bar.close()  # first, so that whatever is printed next starts on a clean line
         with contextlib.suppress(Exception):  # the disk may be what failed
@@ -551,39 +585,6 @@ def _train(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None = 
                 file=sys.stderr,
             )
         raise
-    bar.close()
-
-    # Report on the best model: the one best.pt holds and load_model returns.
-    model.load_state_dict(best_state)
-    _, train_accuracy = score(model, X_train, y_train, config.loss)
-    final = {"train_accuracy": train_accuracy, **_evaluate_val(model, config, X_val, y_val)}
-    history = read_history(run_dir)
-    metrics = {
-        **final,
-        "train_loss": history[-1]["train_loss"] if history else None,
-        "epochs": epoch,
-        "best_epoch": progress["best_epoch"],
-        "stopped": stop_reason,
-        "seconds": history[-1]["seconds"] if history else 0.0,
-        "device": str(device),
-        "preset": config.preset,
-    }
-    log.write_metrics(metrics)
-    # Pictures of the reported model, on the validation digits when some were held out.
-    shown = val_idx if len(val_idx) else train_idx
-    figures = plots.run_figures(model, X[shown], y[shown], run_dir) if config.figures else {}
-    for name, figure in figures.items():
-        image = plots.render(figure)
-        plots.save_png(image, run_dir / plots.FIGURES / f"{name}.png")
-        if name in ("mistakes", "confusion"):
-            log.log_image(f"figures/{name}", image, epoch)
-    hyper = {
-        k: v
-        for k, v in saved_config.items()
-        if k not in ("logdir", "quiet", "name", "image_every", "figures")
-    }
-    log.log_hparams(hyper, final, step=epoch)
-    log.close()
     return FitResult(model.eval(), run_dir, config, metrics, history)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import digits_torch.runs
 import digits_torch.training
 from digits_torch import TrainConfig, UserError, fit, load_model, make_config, resume
 from digits_torch.checkpoints import load_checkpoint
@@ -451,3 +452,20 @@ def test_a_cuda_graph_refuses_cpu_tensors():
         EpochGraph(
             model, make_optimizer(config, model), torch.zeros(5, 400), torch.zeros(5), config
         )
+
+
+def test_ctrl_c_after_the_last_epoch_still_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C while the finished run writes its report, not only mid-epoch."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digits_torch.runs.RunLog, "log_hparams", interrupted)
+    argv = ["--preset", "seed", "--epochs", "2", "--quiet", "--no-figures"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([*argv, "--logdir", str(tmp_path)])
+    assert exit_info.value.code == 130
+    (run,) = tmp_path.iterdir()
+    assert f"resume with: python train.py --resume {run}" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert resume(run, quiet=True).metrics["epochs"] == 2  # nothing left to train: it reports
