@@ -8,10 +8,11 @@ The public API::
 """
 
 from .checkpoints import load_model
+from .config import TrainConfig, make_config
 from .data import DigitsDataset, load_digits
 from .errors import UserError
 from .model import MLP
-from .training import FitResult, TrainConfig, fit, make_config, resume
+from .training import FitResult, fit, resume
 
 __all__ = [
     "MLP",

@@ -12,8 +12,9 @@ import dataclasses
 import types
 import typing
 
+from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config
 from .errors import ArgumentParser, exit_on_error
-from .training import DEFAULT_PRESET, PRESETS, FitResult, TrainConfig, fit, make_config, resume
+from .training import FitResult, fit, resume
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import torch
 
+from .config import TrainConfig
 from .model import MLP
-from .training import TrainConfig, optimizer_step, run_batches
+from .training import optimizer_step, run_batches
 
 __all__ = ["EpochGraph"]
 

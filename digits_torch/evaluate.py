@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from .checkpoints import load_checkpoint, model_from_state
+from .config import resolve_device
 from .data import NUM_CLASSES, default_data_path, load_digits
 from .errors import ArgumentParser, UserError, exit_on_error
 from .runs import write_json
-from .training import resolve_device, score
+from .training import score
 
 __all__ = ["evaluate"]
 

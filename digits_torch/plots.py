@@ -35,12 +35,13 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from .checkpoints import BEST, load_model, write_atomically
+from .config import TrainConfig
 from .coursera import load_weights
 from .data import load_digits, to_image
 from .errors import ArgumentParser, UserError, exit_on_error, writing
 from .model import MLP
 from .runs import CONFIG, METRICS, read_history
-from .training import TrainConfig, split_rows
+from .training import split_rows
 
 __all__ = [
     "confusion",

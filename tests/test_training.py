@@ -21,9 +21,9 @@ from digits_torch import TrainConfig, UserError, fit, load_model, make_config, r
 from digits_torch.checkpoints import load_checkpoint
 from digits_torch.cli import build_parser
 from digits_torch.cli import main as cli_main
+from digits_torch.config import DEFAULT_PRESET
 from digits_torch.evaluate import evaluate
 from digits_torch.runs import read_history
-from digits_torch.training import DEFAULT_PRESET
 
 ROOT = Path(__file__).resolve().parents[1]
 
