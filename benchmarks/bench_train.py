@@ -38,8 +38,10 @@ from torch import nn
 from digits_torch import MLP, load_digits, make_config
 from digits_torch.config import resolve_device
 from digits_torch.cudagraph import EpochGraph
+from digits_torch.epochs import train_epoch
 from digits_torch.errors import ArgumentParser, exit_on_error
-from digits_torch.training import fit, make_optimizer, train_epoch
+from digits_torch.optimizers import make_optimizer
+from digits_torch.training import fit
 
 BATCH, HIDDEN, LR, MOMENTUM, L2 = 200, 25, 0.001, 0.9, 1e-4
 

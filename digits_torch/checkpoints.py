@@ -7,36 +7,43 @@ Loading uses ``torch.load(..., weights_only=True)``, which refuses any pickle th
 Keys: ``format``, ``epoch`` (completed epochs), ``architecture`` (:meth:`MLP.architecture`),
 ``model``, ``optimizer`` and ``scheduler`` (state dicts; ``scheduler`` is None for a constant
 lr), ``rng`` (the CPU generator's state: shuffling and augmentation draw from it), ``config``
-(the run's :class:`~digits_torch.training.TrainConfig` as a dict), ``progress`` (the stopping
-rule's and best model's bookkeeping), ``seconds`` (training time so far). ``best.pt`` holds only
-``format``, ``epoch``, ``architecture``, ``model`` and ``config``.
+(the run's :class:`~digits_torch.config.TrainConfig` as a dict), ``progress`` (the stopping
+rule's and best model's bookkeeping, :class:`~digits_torch.stopping.EarlyStopping`), ``seconds``
+(training time so far). ``best.pt`` holds only ``format``, ``epoch``, ``architecture``, ``model``
+and ``config``.
+
+Resuming reads a run's own checkpoint back: :func:`check_fits` (the checkpoint's model is the one
+the config builds), :func:`restore` (the training state into the live objects) and
+:func:`best_weights` (the best model so far, from ``best.pt``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import pickle
 import re
-import shutil
 from pathlib import Path
 
 import torch
 
-from .errors import UserError, reading, writing
+from .errors import UserError, reading
+from .files import write_atomically
 from .model import MLP
 
 __all__ = [
-    "link_checkpoint",
+    "best_weights",
+    "check_fits",
     "load_checkpoint",
     "load_model",
+    "model_checkpoint",
+    "restore",
     "save_checkpoint",
-    "write_atomically",
 ]
 
 FORMAT = 1
 LATEST, BEST = "checkpoint.pt", "best.pt"
+# What a checkpoint needs beyond the model to continue a run (best.pt lacks all but config).
+RESUMABLE = frozenset({"epoch", "optimizer", "rng", "config", "progress", "seconds"})
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
@@ -50,55 +57,6 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_atomically(path, buffer.getbuffer())
-
-
-def write_atomically(path: str | Path, data: bytes | memoryview) -> None:
-    """Write ``data`` to ``path`` through a temp file beside it: write, fsync, rename, and fsync
-    the directory. A crash at any moment leaves either the old file or the new one, never a torn
-    one, and a reader never sees half a file. Every file of a run goes through here: checkpoints,
-    its JSON and history, its pictures.
-
-    Raises:
-        UserError: the file cannot be written (disk full, read-only, too large, ...).
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with writing(path):
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def link_checkpoint(source: str | Path, path: str | Path) -> None:
-    """Make ``path`` another name for the checkpoint at ``source``, atomically.
-
-    Checkpoint files are never changed in place (each save writes a new file and renames it), so
-    a hard link is as good as a copy and costs nothing; where links are not supported, it copies.
-
-    Raises:
-        UserError: the link (or copy) cannot be written.
-    """
-    source, path = Path(source), Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with writing(path):
-            tmp.unlink(missing_ok=True)
-            try:
-                os.link(source, tmp)
-            except OSError:
-                shutil.copyfile(source, tmp)
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -163,6 +121,77 @@ def model_from_state(state: dict, map_location: str | torch.device = "cpu") -> M
     return model.to(map_location).eval()
 
 
+def model_checkpoint(model: MLP, weights: dict, epoch: int, config: dict) -> dict:
+    """What ``best.pt`` holds: ``weights`` (a state dict of ``model``) after ``epoch`` epochs of
+    the run with ``config`` (a dict). The latest checkpoint holds this and the training state."""
+    return {
+        "format": FORMAT,
+        "epoch": epoch,
+        "architecture": model.architecture(),
+        "model": weights,
+        "config": config,
+    }
+
+
+def load_run_file(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """:func:`load_checkpoint` for a run's own files, where a directory is never a run directory."""
+    if path.is_dir():
+        raise UserError("is a directory, not a checkpoint", path)
+    return load_checkpoint(path, map_location)
+
+
+def check_fits(checkpoint: dict, model: MLP, path: Path, data_path: Path) -> None:
+    """The checkpoint's model (read from ``path``) must be ``model``, built for ``data_path``."""
+    saved, needed = checkpoint["architecture"], model.architecture()
+    if saved.get("input_size") != needed["input_size"]:
+        problem = (
+            f"has {needed['input_size']} pixels per image, but the model in {path} "
+            f"takes {saved.get('input_size')}"
+        )
+        raise UserError(problem, data_path)
+    if saved != needed:
+        raise UserError(f"its model {saved} is not the one its config builds {needed}", path)
+
+
+def restore(checkpoint: dict, path: Path, **into) -> tuple[int, float]:
+    """Load the training state of ``checkpoint`` (read from ``path``) into the live objects.
+
+    Args:
+        into: ``model``, ``optimizer``, ``scheduler`` (None for a constant lr), ``rng`` (the
+            run's generator or random stream) and ``stopping``: each has ``load_state_dict`` (the
+            rng: ``set_state``).
+
+    Returns:
+        (completed epochs, training seconds so far).
+    """
+    try:
+        into["model"].load_state_dict(checkpoint["model"])
+        into["optimizer"].load_state_dict(checkpoint["optimizer"])
+        if into["scheduler"] is not None:
+            into["scheduler"].load_state_dict(checkpoint["scheduler"])
+        into["rng"].set_state(checkpoint["rng"])
+        into["stopping"].load_state_dict(checkpoint["progress"])
+        return int(checkpoint["epoch"]), float(checkpoint["seconds"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a checkpoint we did not write
+        reason = " ".join(str(err).split())[:120] or type(err).__name__
+        raise UserError(f"cannot resume from it ({reason})", path) from None
+
+
+def best_weights(run_dir: Path, model: MLP) -> dict:
+    """A resumed run's best weights so far: best.pt's, or the current ones if there is none."""
+    if not (run_dir / BEST).exists():  # stopped before its first epoch ended
+        return clone_weights(model)
+    best = load_run_file(run_dir / BEST, map_location=next(model.parameters()).device)
+    if best["architecture"] != model.architecture():
+        raise UserError("holds another model than the run's checkpoint", run_dir / BEST)
+    return best["model"]
+
+
+def clone_weights(model: MLP) -> dict:
+    """A copy of the model's weights that later steps won't change."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _check_state(state, path: Path) -> None:
     """A checkpoint's ``architecture`` must build an MLP whose weights are exactly ``model``'s."""
     if not isinstance(state, dict) or not {"model", "architecture"} <= state.keys():
@@ -216,17 +245,3 @@ def _dtype_of(weights) -> torch.dtype:
     values = weights.values() if isinstance(weights, dict) else []
     dtypes = {v.dtype for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()}
     return dtypes.pop() if len(dtypes) == 1 else torch.float32
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable: fsync the directory entry (a no-op where the OS can't)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

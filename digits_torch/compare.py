@@ -37,8 +37,9 @@ from . import sklearn_exact
 from .config import make_config, resolve_device
 from .data import default_data_path, load_digits, stratified_split
 from .errors import ArgumentParser, UserError, exit_on_error, writing
+from .files import write_json
 from .model import MLP
-from .runs import new_run_dir, write_json
+from .runs import new_run_dir
 from .training import fit
 
 __all__ = ["ARTICLE", "SYSTEMS", "compare", "format_table"]

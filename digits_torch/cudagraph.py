@@ -4,7 +4,7 @@ On a GPU this network's arithmetic is tiny. An epoch is 25 batches of about 25 k
 few microseconds of work, and launching a kernel from Python costs more than running it. A CUDA
 graph records the epoch's kernels once and replays them all with a single launch.
 
-A replay runs the kernels the eager epoch (:func:`~digits_torch.training.run_batches`) runs, on
+A replay runs the kernels the eager epoch (:func:`~digits_torch.epochs.run_batches`) runs, on
 the same tensors, so it computes the same numbers. What a graph cannot capture happens around
 it, before each replay:
 
@@ -21,24 +21,32 @@ epoch is replayed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from .config import TrainConfig
 from .model import MLP
-from .training import optimizer_step, run_batches
+from .optimizers import optimizer_step
 
 __all__ = ["EpochGraph"]
 
+# batches(step, X, y, order) -> (loss, accuracy): an epoch's batches over X (m, n) and y (m,) in
+# the order (m,), each followed by step(); it must never wait for the device.
+Batches = Callable[
+    [Callable[[], None], torch.Tensor, torch.Tensor, torch.Tensor],
+    tuple[torch.Tensor, torch.Tensor],
+]
+
 
 class EpochGraph:
-    """:func:`~digits_torch.training.train_epoch` for SGD on CUDA, as a graph (see above).
+    """:func:`~digits_torch.epochs.train_epoch` for SGD on CUDA, as a graph (see above).
 
     Args:
         model: the network, on a CUDA device.
         optimizer: its ``torch.optim.SGD(..., fused=True)``, with one parameter group.
         X: (m, n) training images on that device; y: (m,) their labels.
-        config: the run's :class:`~digits_torch.training.TrainConfig` (batch size, loss, l2,
-            label smoothing).
+        batches: what an epoch runs (:data:`Batches`), e.g. ``run_batches`` bound to the model
+            and the run's config.
     """
 
     def __init__(
@@ -47,11 +55,11 @@ class EpochGraph:
         optimizer: torch.optim.SGD,
         X: torch.Tensor,
         y: torch.Tensor,
-        config: TrainConfig,
+        batches: Batches,
     ) -> None:
         if X.device.type != "cuda":
             raise ValueError(f"a CUDA graph needs CUDA tensors, got {X.device}")
-        self.model, self.optimizer, self.config = model, optimizer, config
+        self.model, self.optimizer, self.batches = model, optimizer, batches
         # The graph reads these addresses on every replay: they are filled, never replaced.
         self.X, self.y = torch.empty_like(X), y  # (m, n), (m,)
         self.order = torch.empty(X.shape[0], dtype=torch.long, device=X.device)  # (m,)
@@ -76,7 +84,7 @@ class EpochGraph:
             self.stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(self.stream):
                 step = optimizer_step(self.optimizer)
-                result = run_batches(self.model, step, self.X, self.y, self.order, self.config)
+                result = self.batches(step, self.X, self.y, self.order)
             torch.cuda.current_stream().wait_stream(self.stream)
             self.warmed_up = True
             return result
@@ -86,9 +94,7 @@ class EpochGraph:
                 raise ValueError("a CUDA graph needs a fused SGD whose first step is taken")
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph, stream=self.stream):
-                self.outputs = run_batches(
-                    self.model, step, self.X, self.y, self.order, self.config
-                )
+                self.outputs = self.batches(step, self.X, self.y, self.order)
         self.graph.replay()
         loss, accuracy = self.outputs
         return loss.clone(), accuracy.clone()  # the next replay overwrites the outputs

@@ -16,8 +16,8 @@ from .checkpoints import load_checkpoint, model_from_state
 from .config import resolve_device
 from .data import NUM_CLASSES, default_data_path, load_digits
 from .errors import ArgumentParser, UserError, exit_on_error
-from .runs import write_json
-from .training import score
+from .files import write_json
+from .losses import score
 
 __all__ = ["evaluate"]
 

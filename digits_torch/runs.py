@@ -2,6 +2,7 @@
 
     <logdir>/<timestamp>-<preset>[-<name>]/
         config.json      the TrainConfig the run was made with
+        split.json       the rows of the data file it trains on and validates on
         history.jsonl    one JSON record per finished epoch (losses, accuracies, lr, seconds)
         metrics.json     the final figures, written when the run ends
         checkpoint.pt    the latest epoch;  best.pt: the best epoch (see digits_torch.checkpoints)
@@ -26,12 +27,12 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from .checkpoints import write_atomically
 from .errors import UserError, writing
+from .files import write_atomically, write_json
 
-__all__ = ["RunLog", "new_run_dir", "read_history"]
+__all__ = ["RunLog", "new_run_dir", "read_history", "read_split"]
 
-CONFIG, HISTORY, METRICS = "config.json", "history.jsonl", "metrics.json"
+CONFIG, HISTORY, METRICS, SPLIT = "config.json", "history.jsonl", "metrics.json", "split.json"
 
 # Per-epoch record key -> TensorBoard tag.
 SCALAR_TAGS = {
@@ -78,6 +79,18 @@ def read_history(run_dir: str | Path) -> list[dict]:
             break  # not a record this package wrote: what follows cannot be trusted either
         records.append(record)
     return records
+
+
+def read_split(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(training rows, validation rows) of the run's data file, or None if it recorded none."""
+    path = Path(run_dir) / SPLIT
+    if not path.exists():
+        return None
+    try:
+        split = json.loads(path.read_text())
+        return np.asarray(split["train"], dtype=np.int64), np.asarray(split["val"], dtype=np.int64)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise UserError(f"unreadable ({err})", path) from None
 
 
 class RunLog:
@@ -163,18 +176,13 @@ class RunLog:
         summary = Summary(value=[Summary.Value(tag=tag, image=picture)])
         self.writer.file_writer.add_summary(summary, step)
 
+    def write_split(self, train_rows: np.ndarray, val_rows: np.ndarray) -> None:
+        """Record which rows of the data file the run trains on and validates on (1-d ints)."""
+        write_json(self.dir / SPLIT, {"train": train_rows.tolist(), "val": val_rows.tolist()})
+
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.dir / METRICS, metrics)
 
     def close(self) -> None:
         self.writer.close()
         self._history.close()
-
-
-def write_json(path: Path, value: dict) -> None:
-    """Write JSON through a temp file and a rename, so a reader never sees half a file.
-
-    Raises:
-        UserError: the file cannot be written.
-    """
-    write_atomically(path, (json.dumps(value, indent=2) + "\n").encode())

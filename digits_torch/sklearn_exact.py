@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backprop import smoothed_targets
 from .data import load_digits
 from .errors import UserError
+from .losses import smoothed_targets
 from .model import MLP
 
 __all__ = [

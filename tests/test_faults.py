@@ -144,12 +144,12 @@ def test_a_logdir_that_cannot_hold_runs(tmp_path, small_digits, run_entry, where
 def test_disk_full_at_the_first_checkpoint_leaves_no_run(
     tmp_path, small_digits, run_entry, monkeypatch
 ):
-    def full(path, mode="r", *args, **kwargs):  # the open() that checkpoints.py sees
+    def full(path, mode="r", *args, **kwargs):  # the open() that files.py sees
         if "w" in mode and LATEST in Path(path).name:  # the checkpoint, not config.json
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr("digits_torch.checkpoints.open", full, raising=False)
+    monkeypatch.setattr("digits_torch.files.open", full, raising=False)
     ran = run_entry(lambda: cli.main(["--data", str(small_digits), "--logdir", str(tmp_path)]))
     assert ran.code == 2 and len(ran.stderr.splitlines()) == 1, ran.stderr
     assert re.fullmatch(

@@ -16,6 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from digits_torch import MLP, UserError, fit, load_model, make_config, plots
 from digits_torch.coursera import save_weights
 from digits_torch.data import stratified_split, to_image
+from digits_torch.plots.__main__ import main as plots_main
 from digits_torch.runs import read_history
 
 FIGURES = {"hidden_units.png", "mistakes.png", "confusion.png", "learning_curves.png"}
@@ -278,7 +279,7 @@ def test_cli_bad_path_is_one_line(tmp_path):
 def test_cli_user_errors(tmp_path, capsys, args, message):
     (tmp_path / "x.txt").write_text("not a model")
     with pytest.raises(SystemExit) as exit_:
-        plots.main([a.format(tmp=tmp_path) for a in args])
+        plots_main([a.format(tmp=tmp_path) for a in args])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -15,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import digits_torch.epochs
 import digits_torch.runs
-import digits_torch.training
 from digits_torch import TrainConfig, UserError, fit, load_model, make_config, resume
 from digits_torch.checkpoints import load_checkpoint
 from digits_torch.cli import build_parser
@@ -192,8 +193,8 @@ def test_interrupted_run_with_schedule_and_augmentation_resumes_exactly(tmp_path
             raise KeyboardInterrupt
         return augment(*args)
 
-    augment = digits_torch.training.random_affine
-    monkeypatch.setattr(digits_torch.training, "random_affine", stop_in_epoch_4)
+    augment = digits_torch.epochs.random_affine
+    monkeypatch.setattr(digits_torch.epochs, "random_affine", stop_in_epoch_4)
     with pytest.raises(KeyboardInterrupt):
         fit(make_config(logdir=str(tmp_path / "b"), **base))
     monkeypatch.undo()
@@ -357,8 +358,9 @@ def test_what_a_cuda_graph_replays_is_train_epoch_bit_for_bit():
     """run_batches over a filled index buffer, stepping with a tensor lr (the graph's epoch),
     against train_epoch; run on the CPU, where both paths can run eagerly."""
     from digits_torch import load_digits
+    from digits_torch.epochs import run_batches, train_epoch
     from digits_torch.model import MLP
-    from digits_torch.training import make_optimizer, optimizer_step, run_batches, train_epoch
+    from digits_torch.optimizers import make_optimizer, optimizer_step
 
     X, y = (torch.from_numpy(a) for a in load_digits())
     X, y = X[:1000], y[:1000]
@@ -396,7 +398,7 @@ def test_what_a_cuda_graph_replays_is_train_epoch_bit_for_bit():
 def test_optimizer_step_shortcut_is_bit_for_bit_sgd_step(momentum, nesterov):
     """train_epoch's SGD shortcut against SGD.step(): same parameters, buffers and lr changes."""
     from digits_torch.model import MLP
-    from digits_torch.training import optimizer_step
+    from digits_torch.optimizers import optimizer_step
 
     def setup():
         model = MLP(400, (25,), 10, "relu", "glorot", torch.Generator().manual_seed(0))
@@ -431,7 +433,7 @@ def test_optimizer_step_shortcut_is_bit_for_bit_sgd_step(momentum, nesterov):
 
 def test_optimizer_step_of_other_optimizers_is_their_own_step():
     from digits_torch.model import MLP
-    from digits_torch.training import optimizer_step
+    from digits_torch.optimizers import optimizer_step
 
     model = MLP()
     for optimizer in (
@@ -443,14 +445,16 @@ def test_optimizer_step_of_other_optimizers_is_their_own_step():
 
 def test_a_cuda_graph_refuses_cpu_tensors():
     from digits_torch.cudagraph import EpochGraph
+    from digits_torch.epochs import run_batches
     from digits_torch.model import MLP
-    from digits_torch.training import make_optimizer
+    from digits_torch.optimizers import make_optimizer
 
     config = make_config("seed", cuda_graph=True)
     model = MLP()
     with pytest.raises(ValueError, match="a CUDA graph needs CUDA tensors, got cpu"):
+        batches = functools.partial(run_batches, model, config=config)
         EpochGraph(
-            model, make_optimizer(config, model), torch.zeros(5, 400), torch.zeros(5), config
+            model, make_optimizer(config, model), torch.zeros(5, 400), torch.zeros(5), batches
         )
 
 

@@ -1,0 +1,142 @@
+"""One epoch of training, chosen once per run: :func:`make_epoch`.
+
+The kinds of epoch, by config:
+
+* minibatch SGD or Adam: a shuffle (a permutation drawn on the CPU generator, so every device sees
+  the same order), then each batch gathered by its slice of it, its gradients, a step;
+* on CUDA with ``cuda_graph``: the same batches, replayed as one captured CUDA graph
+  (:mod:`digits_torch.cudagraph`);
+* L-BFGS: one full-batch quasi-Newton iteration;
+* sklearn-exact: MLPClassifier's own epoch (:func:`digits_torch.sklearn_exact.train_epoch`).
+
+With augmentation, every epoch but sklearn-exact's first distorts the whole training set at once
+(:mod:`digits_torch.augment`). Nothing in an epoch waits for the device: its loss and accuracy come
+back as 0-dim device tensors, which the loop reads once.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+
+from . import sklearn_exact
+from .augment import random_affine
+from .backprop import GRADIENTS
+from .config import TrainConfig
+from .cudagraph import EpochGraph
+from .model import MLP
+from .optimizers import optimizer_step
+
+__all__ = ["Epoch", "make_epoch", "run_batches", "train_epoch"]
+
+# An epoch: no arguments; returns 0-dim device tensors (mean training objective, accuracy).
+Epoch = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+def make_epoch(
+    config: TrainConfig,
+    model: MLP,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    generator: torch.Generator,
+    stream: sklearn_exact.RandomStream | None = None,
+) -> Epoch:
+    """The epoch function of a run: trains ``model`` on (m, n) images X and (m,) labels y.
+
+    Args:
+        generator: the run's CPU generator; shuffles and augmentation draw from it.
+        stream: scikit-learn's random stream, in sklearn-exact mode (else None).
+    """
+    if stream is not None:  # the config rules out augmenting here
+        return functools.partial(
+            sklearn_exact.train_epoch, model, optimizer, X, y, config.batch_size, config.l2, stream
+        )
+    augmentation = (config.aug_shift, config.aug_rotate, config.aug_scale)
+    if config.cuda_graph and X.device.type == "cuda":
+        graph = EpochGraph(
+            model, optimizer, X, y, functools.partial(run_batches, model, config=config)
+        )
+
+        def graph_epoch() -> tuple[torch.Tensor, torch.Tensor]:
+            return graph(random_affine(X, generator, *augmentation), generator)
+
+        return graph_epoch
+
+    def epoch() -> tuple[torch.Tensor, torch.Tensor]:
+        X_epoch = random_affine(X, generator, *augmentation)  # X itself without augmentation
+        return train_epoch(model, optimizer, X_epoch, y, config, generator)
+
+    return epoch
+
+
+def train_epoch(
+    model: MLP,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over (X (m, n), y (m,)), minibatch or (L-BFGS) full batch.
+
+    Returns 0-dim device tensors: the mean training objective (scikit-learn's ``loss_curve_``:
+    batch objectives weighted by batch size) and the accuracy over the epoch's batches, each
+    counted as it was trained on (the model changes during the epoch; with augmentation, the
+    distorted images).
+    """
+    model.train()
+    if config.optimizer == "lbfgs":
+        return _lbfgs_iteration(model, optimizer, X, y, config)
+    # A CPU permutation (the same on every device), then each batch gathered by index: a
+    # batch-sized gather stays in cache for the matrix products that follow.
+    order = torch.randperm(X.shape[0], generator=generator).to(X.device)
+    return run_batches(model, optimizer_step(optimizer), X, y, order, config)
+
+
+def run_batches(
+    model: MLP,
+    step: Callable[[], None],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    config: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batches of one epoch of minibatch training, in ``order`` (m,), each followed by ``step``.
+
+    Nothing here waits for the device or reads a tensor on the host, so that on CUDA the whole
+    epoch can be captured as one graph (:mod:`digits_torch.cudagraph`).
+    """
+    m = X.shape[0]
+    gradients = GRADIENTS[config.backprop]
+    batch = min(config.batch_size, m)
+    objectives, hits = [], []  # 0-dim tensors, summed once at the end: no per-batch additions
+    for start in range(0, m, batch):
+        index = order[start : start + batch]
+        xb, yb = X.index_select(0, index), y.index_select(0, index)  # (b, n), (b,)
+        objective, correct = gradients(
+            model, xb, yb, config.loss, config.l2, config.label_smoothing
+        )  # fills p.grad
+        step()
+        objectives.append(objective)
+        hits.append(correct)
+    # Batch objectives weighted by batch size: only the last batch may be smaller.
+    sizes = torch.full((len(objectives),), batch, dtype=X.dtype, device=X.device)
+    sizes[-1].fill_(m - batch * (len(objectives) - 1))  # a kernel, not a host-to-device copy
+    return torch.stack(objectives) @ sizes / m, torch.stack(hits).sum() / m
+
+
+def _lbfgs_iteration(
+    model: MLP, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor, config
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One full-batch quasi-Newton iteration, then the objective and accuracy it reached."""
+    gradients = GRADIENTS[config.backprop]
+
+    def closure() -> torch.Tensor:
+        return gradients(model, X, y, config.loss, config.l2, config.label_smoothing)[0]
+
+    optimizer.step(closure)
+    objective, correct = gradients(model, X, y, config.loss, config.l2, config.label_smoothing)
+    return objective, correct / X.shape[0]

@@ -1,0 +1,58 @@
+"""The losses a run can train with, and scoring a model with them.
+
+* ``softmax``: softmax cross-entropy of the logits (scikit-learn's log-loss);
+* ``coursera``: ex4's cost, each output its own sigmoid unit: the sum over the ten units of their
+  log-losses, averaged over examples.
+
+Either may take targets smoothed towards the uniform distribution (label smoothing). The L2 term
+is not part of a data loss: the objective adds it (:mod:`digits_torch.backprop`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .model import MLP
+
+__all__ = ["LOSSES", "data_loss", "score", "smoothed_targets"]
+
+LOSSES = ("softmax", "coursera")
+
+
+def smoothed_targets(
+    y: torch.Tensor, classes: int, smoothing: float, dtype: torch.dtype
+) -> torch.Tensor:
+    """(b, classes) targets: one-hot, mixed with ``smoothing`` of the uniform distribution.
+
+    The true class gets 1 - smoothing + smoothing / classes, every other smoothing / classes:
+    ``F.cross_entropy(..., label_smoothing=smoothing)``'s targets.
+    """
+    # zeros and a scatter, not F.one_hot: one_hot also checks the labels' range (a reduction over
+    # y, and on CUDA a wait for the device) every batch; the loaders have checked them once.
+    targets = torch.zeros(len(y), classes, dtype=dtype, device=y.device)
+    targets.scatter_(1, y.unsqueeze(1), 1.0)
+    if smoothing:
+        targets.mul_(1 - smoothing).add_(smoothing / classes)
+    return targets
+
+
+def data_loss(
+    logits: torch.Tensor, y: torch.Tensor, kind: str, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean loss of (b, classes) logits against (b,) labels, ``kind`` softmax or coursera."""
+    if kind == "softmax":
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    targets = smoothed_targets(y, logits.shape[1], label_smoothing, logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / logits.shape[0]
+
+
+@torch.no_grad()
+def score(model: MLP, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[float, float]:
+    """(mean data loss, accuracy) of ``model`` on (m, n) images X and (m,) labels y."""
+    model.eval()
+    logits = model(X)
+    correct = (logits.argmax(1) == y).sum()
+    # one read from the device for both figures (float64 holds either exactly)
+    loss_value, hits = torch.stack([data_loss(logits, y, loss).double(), correct.double()]).tolist()
+    return loss_value, hits / len(y)

@@ -1,0 +1,120 @@
+"""The optimizer a config asks for, and its step, taken as cheaply as torch allows.
+
+* ``sgd``: ``torch.optim.SGD(fused=True)`` (one kernel for the whole update; unfused where this
+  torch lacks the kernel, see :func:`optimizer_step`), or in sklearn-exact mode scikit-learn's SGD
+  (:class:`~digits_torch.sklearn_exact.SklearnSGD`);
+* ``adam``: ``torch.optim.Adam``;
+* ``lbfgs``: ``torch.optim.LBFGS`` with a strong-Wolfe line search, one iteration an epoch: the
+  closest relative in torch of ex4's fmincg (conjugate gradients with a Wolfe line search).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+
+from . import sklearn_exact
+from .config import TrainConfig
+from .model import MLP
+
+__all__ = ["make_optimizer", "optimizer_step"]
+
+
+def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
+    """The optimizer of ``config`` over ``model``'s parameters, at ``config.lr``."""
+    params = model.parameters()
+    if config.sklearn_exact:
+        return sklearn_exact.SklearnSGD(params, config.lr, config.momentum, config.nesterov)
+    if config.optimizer == "sgd":
+        # fused: one kernel for the whole update, where this torch has it as it had
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov and config.momentum > 0,
+            fused=_fused_sgd() is not None,
+        )
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr)
+    return torch.optim.LBFGS(params, lr=config.lr, max_iter=1, line_search_fn="strong_wolfe")
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, lr: torch.Tensor | None = None
+) -> Callable[[], None]:
+    """``optimizer.step``, or for a fused torch SGD past its first step the same update cheaper.
+
+    ``SGD.step()`` spends most of its time on hooks, a profiler range and regrouping the
+    parameters by device and dtype, not on the update (benchmarks/README.md has the figures).
+    The shortcut calls the very kernel ``SGD(fused=True).step()`` ends in, ``torch._fused_sgd_``,
+    on the optimizer's own parameters, gradients and momentum buffers, so the step is bit-for-bit
+    the same and the optimizer's state dict stays true. It is a private torch function: where it
+    is missing or no longer takes these arguments (:func:`_fused_sgd`), :func:`make_optimizer`
+    makes an unfused SGD and this returns its public ``optimizer.step``. The lr is read at each
+    call, so schedules still act; or, where ``lr`` is given (a float32 tensor on the parameters'
+    device), from that tensor when the step runs, which a captured CUDA graph needs.
+    """
+    fused_sgd = _fused_sgd()
+    if fused_sgd is None or not isinstance(optimizer, torch.optim.SGD):
+        return optimizer.step
+    if not optimizer.defaults.get("fused") or len(optimizer.param_groups) != 1:
+        return optimizer.step
+    (group,) = optimizer.param_groups
+    params, state = group["params"], optimizer.state
+    if group["momentum"] and any("momentum_buffer" not in state[p] for p in params):
+        return optimizer.step  # the first step creates the buffers; take it the usual way
+    buffers = [state[p]["momentum_buffer"] for p in params] if group["momentum"] else []
+
+    @torch.no_grad()
+    def step() -> None:
+        fused_sgd(
+            params,
+            [p.grad for p in params],
+            buffers,
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            lr=group["lr"] if lr is None else lr,
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+            is_first_step=False,
+        )
+
+    return step
+
+
+@functools.cache
+def _fused_sgd() -> Callable | None:
+    """``torch._fused_sgd_`` if it exists and still updates as ``SGD.step()`` does, else None.
+
+    Probed once on a two-parameter problem against the public optimizer, so a torch release that
+    renames it or changes its arguments makes training take the public step, not fail.
+    """
+    fused = getattr(torch, "_fused_sgd_", None)
+    if fused is None:
+        return None
+    mine, public = torch.tensor([1.0, -2.0]), torch.tensor([1.0, -2.0])
+    grad = torch.tensor([0.5, 0.25])
+    try:
+        with torch.no_grad():
+            fused(
+                [mine],
+                [grad],
+                [torch.tensor([0.1, 0.2])],
+                weight_decay=0.0,
+                momentum=0.9,
+                lr=0.1,
+                dampening=0.0,
+                nesterov=True,
+                maximize=False,
+                is_first_step=False,
+            )
+    except (RuntimeError, TypeError):
+        return None
+    public.grad = grad
+    sgd = torch.optim.SGD([public], lr=0.1, momentum=0.9, nesterov=True)
+    sgd.state[public]["momentum_buffer"] = torch.tensor([0.1, 0.2])
+    sgd.step()
+    return fused if torch.allclose(mine, public) else None

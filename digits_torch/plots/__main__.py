@@ -1,0 +1,105 @@
+"""``python -m digits_torch.plots PATH [--data FILE.mat] [--out DIR] [--digits]``
+
+Draws the pictures of :mod:`digits_torch.plots` for a finished run, a checkpoint, or ex4's
+Theta1/Theta2 weights, and with ``--digits`` a grid of 100 digits of the data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..checkpoints import BEST, load_model
+from ..coursera import load_weights
+from ..data import load_digits
+from ..errors import ArgumentParser, UserError, exit_on_error
+from ..model import MLP
+from ..runs import CONFIG, read_split
+from . import FIGURES, digits_grid, render, run_figures, save_png
+
+
+@exit_on_error
+def main(argv: list[str] | None = None) -> list[Path]:
+    parser = ArgumentParser(
+        prog="python -m digits_torch.plots",
+        description="Draw the pictures of a finished run, a checkpoint, or ex4's Theta1/Theta2 "
+        ".mat (hidden units, mistakes, confusion; learning curves for a run), and with --digits "
+        "a grid of 100 digits of the data.",
+    )
+    parser.add_argument(
+        "path", nargs="?", metavar="PATH", help="a run directory, a checkpoint, or a weights .mat"
+    )
+    parser.add_argument(
+        "--data",
+        metavar="FILE.mat",
+        help="ex4-style .mat to draw mistakes, confusion and digits on (default: the run's own "
+        "data and validation split; otherwise the shipped digits)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder for the PNGs (default: the run's figures/, else the current folder)",
+    )
+    parser.add_argument("--digits", action="store_true", help="also draw 100 digits of the data")
+    args = parser.parse_args(argv)
+    if args.path is None and not args.digits:
+        parser.error("give a run directory, a checkpoint or weights file, or --digits")
+
+    figures: dict[str, Figure] = {}
+    out = Path(args.out) if args.out else Path(".")
+    if args.path is not None:
+        path = Path(args.path)
+        model, run_dir = _load_any(path)
+        X, y = _data_for(run_dir, args.data)
+        if X.shape[1] != model.input_size:
+            digits = args.data or ("the run's data" if run_dir else "the shipped digits")
+            problem = f"takes {model.input_size} pixels, but {digits} have {X.shape[1]}"
+            raise UserError(problem, path)
+        figures.update(run_figures(model, X, y, run_dir))
+        if run_dir is not None and not args.out:
+            out = run_dir / FIGURES
+    if args.digits:
+        figures["digits"] = digits_grid(*load_digits(args.data))
+    paths = [save_png(render(figure), out / f"{name}.png") for name, figure in figures.items()]
+    for written in paths:
+        print(written)
+    return paths
+
+
+def _load_any(path: Path) -> tuple[MLP, Path | None]:
+    """(model, run directory or None) for a run directory, a checkpoint, or a weights .mat."""
+    if path.is_dir():
+        if not (path / BEST).exists():
+            raise UserError(f"not a run directory (no {BEST})", path)
+        return load_model(path), path
+    if not path.exists():
+        raise UserError("no such file or directory", path)
+    if path.suffix.lower() == ".mat":
+        return load_weights(path), None
+    return load_model(path), None
+
+
+def _data_for(run_dir: Path | None, data: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """--data if given; for a run, the digits its own figures show (its validation split if any)."""
+    if data is not None or run_dir is None or not (run_dir / CONFIG).exists():
+        return load_digits(data)
+    try:
+        config = json.loads((run_dir / CONFIG).read_text())
+        run_data = config["data"]
+    except (OSError, ValueError, TypeError, KeyError) as err:  # UserError is a ValueError
+        raise UserError(f"unreadable ({err})", run_dir / CONFIG) from None
+    X, y = load_digits(run_data)
+    split = read_split(run_dir)
+    if split is None or len(split[1]) == 0:
+        return X, y
+    val = split[1]
+    if val.max() >= len(y):
+        raise UserError(f"its split names rows past the {len(y)} of {run_data}", run_dir)
+    return X[val], y[val]
+
+
+if __name__ == "__main__":
+    main()
