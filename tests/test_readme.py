@@ -1,17 +1,112 @@
-"""The README stays true: its Python examples run as written."""
+"""The README and docs/ stay true: their Python examples run as written, and every command of
+this package in them is accepted by the command's own parser."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# Programs that are not ours: their commands are the user's tools (or set-up), not checked here.
+OTHERS = {"pip", "tensorboard", "cd", "export", "git", "bash", "OUT=gpu-check"}
+# The package's commands, by how a page starts them.
+MODULES = {
+    "train.py": "digits_torch.cli",
+    "digits-train": "digits_torch.cli",
+    "digits-evaluate": "digits_torch.evaluate",
+    "digits-plots": "digits_torch.plots.__main__",
+    "digits-compare": "digits_torch.compare",
+    "digits-predict": "digits_torch.predict",
+    "digits-export": "digits_torch.export",
+    "digits-sweep": "digits_torch.sweep",
+}
 
 
-@pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_python_example_runs(code, tmp_path, monkeypatch):
+def _blocks(language: str) -> list[tuple[str, str]]:
+    return [
+        (f"{page.relative_to(ROOT)}#{i}", code)
+        for page in PAGES
+        for i, code in enumerate(re.findall(rf"```{language}\n(.*?)```", page.read_text(), re.S))
+    ]
+
+
+def _commands() -> list[tuple[str, list[str]]]:
+    """(where, argv) of each command line in the pages' bash blocks, comments removed."""
+    found = []
+    for where, code in _blocks("bash"):
+        for line in code.splitlines():
+            words = shlex.split(line, comments=True)
+            if words and words[0] not in OTHERS and words[:3] != ["python", "-m", "pytest"]:
+                found.append((f"{where}: {line.split('#')[0].strip()}", words))
+    return found
+
+
+def _module_and_args(words: list[str]) -> tuple[str, list[str]]:
+    """The module a command line runs and the arguments its parser sees."""
+    while words and "=" in words[0] and not words[0].startswith("-"):  # VAR=value command
+        words = words[1:]
+    if words[0] == "torchrun":  # torchrun's own options, then the script or -m module
+        words = words[1:]
+        while words[0].startswith("--") and words[0] != "-m":
+            words = words[1:] if "=" in words[0] else words[2:]
+        words = ["python", *words]
+    if words[0] == "python":
+        words = words[1:]
+        if words[0] == "-m":
+            module = words[1]
+            is_package = hasattr(importlib.import_module(module), "__path__")
+            return (module + ".__main__" if is_package else module), words[2:]
+        if words[0].startswith(("benchmarks/", "scripts/")):
+            return words[0], words[1:]
+    return MODULES[words[0]], words[1:]
+
+
+class _Parsed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where, code", _blocks("python"), ids=[w for w, _ in _blocks("python")])
+def test_python_example_runs(where, code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples write runs/ under the working directory
-    exec(compile(code, str(README), "exec"), {})
+    exec(compile(code, where, "exec"), {})
+
+
+@pytest.mark.parametrize(
+    "where, words", _commands(), ids=[w.split(": ", 1)[1] for w, _ in _commands()]
+)
+def test_command_is_accepted_by_its_parser(where, words, trained_run, monkeypatch, capsys):
+    """Placeholders (``runs/<run>``) become a real run; the command stops once parsed."""
+    module, args = _module_and_args(words)
+    args = [a.replace("runs/<run>", str(trained_run)) for a in args]
+    if module.startswith(("benchmarks/", "scripts/")):
+        assert (ROOT / module).is_file(), f"{where}: no such script"
+        return
+    parse_args = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, argv=None, namespace=None):
+        parse_args(self, argv, namespace)  # exits 2, printing the problem, on a bad flag
+        raise _Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    main = importlib.import_module(module).main
+    with pytest.raises((_Parsed, SystemExit)) as stopped:
+        main(args)
+    if stopped.type is SystemExit:  # --help exits 0; a bad flag exits 2 with a message
+        assert stopped.value.code == 0 and "--help" in args, capsys.readouterr().err
+
+
+def test_the_checker_refuses_a_bad_flag(trained_run, monkeypatch, capsys):
+    with pytest.raises(AssertionError):
+        test_command_is_accepted_by_its_parser(
+            "a made-up page",
+            ["python", "train.py", "--no-such-flag"],
+            trained_run,
+            monkeypatch,
+            capsys,
+        )
