@@ -34,13 +34,13 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-from .checkpoints import BEST, load_model, write_atomically
+from .checkpoints import write_atomically
 from .config import TrainConfig
-from .coursera import load_weights
 from .data import load_digits, to_image
 from .errors import ArgumentParser, UserError, exit_on_error, writing
 from .model import MLP
 from .runs import CONFIG, METRICS, read_history
+from .trained import load_trained
 from .training import split_rows
 
 __all__ = [
@@ -396,7 +396,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     out = Path(args.out) if args.out else Path(".")
     if args.path is not None:
         path = Path(args.path)
-        model, run_dir = _load_any(path)
+        trained = load_trained(path)
+        model, run_dir = trained.model, trained.run_dir
         X, y = _data_for(run_dir, args.data)
         if X.shape[1] != model.input_size:
             digits = args.data or ("the run's data" if run_dir else "the shipped digits")
@@ -411,19 +412,6 @@ def main(argv: list[str] | None = None) -> list[Path]:
     for written in paths:
         print(written)
     return paths
-
-
-def _load_any(path: Path) -> tuple[MLP, Path | None]:
-    """(model, run directory or None) for a run directory, a checkpoint, or a weights .mat."""
-    if path.is_dir():
-        if not (path / BEST).exists():
-            raise UserError(f"not a run directory (no {BEST})", path)
-        return load_model(path), path
-    if not path.exists():
-        raise UserError("no such file or directory", path)
-    if path.suffix.lower() == ".mat":
-        return load_weights(path), None
-    return load_model(path), None
 
 
 def _data_for(run_dir: Path | None, data: str | None) -> tuple[np.ndarray, np.ndarray]:
