@@ -56,7 +56,7 @@ EX4_SIDE = 20  # the network's input is 20 x 20
 # most like the originals (least mean absolute pixel difference of the 20 x 20 rows).
 EXTENT_LEVEL = 0.35
 THIN, PEN = 0.06, 0.11  # strokes thinner than THIN x the extent are thickened to PEN x it
-STROKE_SIDE = 80  # pixels: the resolution where strokes are thickened (4 x MNIST's 20)
+STROKE_SIDE = 80  # pixels: the digit's size where strokes are measured and thickened
 PAPER_GRID, PAPER_FITS = 64, 5  # the paper's brightness is fitted on this grid, this many times
 SPECK = 0.05  # a piece with less ink than this share of the largest piece's is noise
 MIN_CONTRAST = 0.04  # ink must differ from the paper by this much (of full black to white) ...
@@ -176,8 +176,9 @@ def thicken(amount: np.ndarray) -> np.ndarray:
     measured with the digit scaled to :data:`STROKE_SIDE` pixels (see :func:`_stroke_width`);
     measured so, MNIST's strokes (those of the shipped digits' originals) are 0.068 to 0.197 of
     the extent for 98 % of them, 0.111 the median, and 6 of the 5,000 are under :data:`THIN`.
-    Below :data:`THIN` the ink, at that scale, is dilated by a disc to :data:`PEN` of the extent.
-    Other digits are returned as they are.
+    Below :data:`THIN` the ink is shrunk by block maxima (a hairline keeps its full ink) to an
+    extent of :data:`STROKE_SIDE` to twice that, and dilated by a disc to :data:`PEN` of the
+    extent. Other digits are returned as they are.
 
     Args:
         amount: (H, W) ink in [0, 1], as :func:`ink` gives.
@@ -188,12 +189,14 @@ def thicken(amount: np.ndarray) -> np.ndarray:
     """
     scaled = _at_stroke_scale(amount)
     solid = scaled >= EXTENT_LEVEL
-    extent, width = _extent(solid), _stroke_width(solid)
-    if width >= THIN * extent:
+    relative = _stroke_width(solid) / _extent(solid)
+    if relative >= THIN:
         return amount
-    radius = max(1, round((PEN * extent - width) / 2))
+    crop = _crop(amount)
+    small = _block_max(crop, max(1, _extent(crop >= EXTENT_LEVEL) // STROKE_SIDE))
+    radius = max(1, round((PEN - relative) * _extent(small >= EXTENT_LEVEL) / 2))
     disc = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius + 0.5
-    return scipy.ndimage.grey_dilation(np.pad(scaled, radius + 1), footprint=disc)
+    return scipy.ndimage.grey_dilation(np.pad(small, radius + 1), footprint=disc)
 
 
 def mnist_frame(amount: np.ndarray) -> np.ndarray:
@@ -312,11 +315,23 @@ def _extent(solid: np.ndarray) -> int:
     return max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
 
 
+def _crop(amount: np.ndarray) -> np.ndarray:
+    """The box around the ink."""
+    rows, cols = np.flatnonzero(amount.any(axis=1)), np.flatnonzero(amount.any(axis=0))
+    return amount[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def _block_max(amount: np.ndarray, factor: int) -> np.ndarray:
+    """``amount`` shrunk ``factor`` times, each pixel the most ink of its factor x factor block."""
+    height, width = (-(-n // factor) * factor for n in amount.shape)  # padded to whole blocks
+    padded = np.pad(amount, ((0, height - amount.shape[0]), (0, width - amount.shape[1])))
+    return padded.reshape(height // factor, factor, width // factor, factor).max(axis=(1, 3))
+
+
 def _at_stroke_scale(amount: np.ndarray) -> np.ndarray:
     """The ink cropped to its box and scaled so its extent is STROKE_SIDE pixels, its most inked
     pixel 1 (float32)."""
-    rows, cols = np.flatnonzero(amount.any(axis=1)), np.flatnonzero(amount.any(axis=0))
-    crop = amount[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    crop = _crop(amount)
     factor = STROKE_SIDE / _extent(crop >= EXTENT_LEVEL)
     size = (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor)))
     resample = PIL.Image.Resampling.BOX if factor < 1 else PIL.Image.Resampling.BICUBIC
