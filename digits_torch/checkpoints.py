@@ -1,8 +1,9 @@
 """Checkpoints: state dicts written atomically, read back with ``weights_only=True``.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts; never a pickled model.
-Loading uses ``torch.load(..., weights_only=True)``, which refuses any pickle that would run code
-(torch >= 2.6; earlier versions could be tricked, hence the dependency's floor).
+Loading uses ``torch.load(..., weights_only=True)``, which refuses any pickle that would run code.
+Before torch 2.6 it could be bypassed (CVE-2025-32434), and advisories report a later bypass fixed
+in 2.10: hence the dependency's floor, torch >= 2.10.
 
 Keys: ``format``, ``epoch`` (completed epochs), ``architecture`` (:meth:`MLP.architecture`),
 ``model``, ``optimizer`` and ``scheduler`` (state dicts; ``scheduler`` is None for a constant
@@ -15,11 +16,17 @@ and ``config``.
 Resuming reads a run's own checkpoint back: :func:`check_fits` (the checkpoint's model is the one
 the config builds), :func:`restore` (the training state into the live objects) and
 :func:`best_weights` (the best model so far, from ``best.pt``).
+
+A model can also travel as safetensors (:func:`save_safetensors`): its weights, and in the
+file's metadata its architecture and the loss it was trained with. :func:`load_checkpoint` reads
+such a file as a checkpoint holding ``format``, ``architecture``, ``model`` and ``config`` (only
+``loss``), so :func:`load_model` and everything built on it load both kinds.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
 from pathlib import Path
@@ -38,12 +45,14 @@ __all__ = [
     "model_checkpoint",
     "restore",
     "save_checkpoint",
+    "save_safetensors",
 ]
 
 FORMAT = 1
 LATEST, BEST = "checkpoint.pt", "best.pt"
 # What a checkpoint needs beyond the model to continue a run (best.pt lacks all but config).
 RESUMABLE = frozenset({"epoch", "optimizer", "rng", "config", "progress", "seconds"})
+SAFETENSORS_FORMAT = "digits-torch"  # the "format" of our safetensors files' metadata
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
@@ -59,8 +68,30 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     write_atomically(path, buffer.getbuffer())
 
 
+def save_safetensors(model: MLP, path: str | Path, loss: str = "softmax") -> None:
+    """Write the model's weights as a safetensors file, atomically.
+
+    The tensors are the state dict's, by name, in the model's dtype; the metadata (strings)
+    holds ``format`` (``"digits-torch"``), ``architecture`` (:meth:`MLP.architecture` as JSON)
+    and ``loss`` (``"softmax"`` or ``"coursera"``). :func:`load_model` reads the weights back
+    exactly.
+
+    Raises:
+        UserError: safetensors is not installed, or the file cannot be written.
+    """
+    safetensors = _import_safetensors(path)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    metadata = {
+        "format": SAFETENSORS_FORMAT,
+        "architecture": json.dumps(model.architecture()),
+        "loss": loss,
+    }
+    write_atomically(path, safetensors.torch.save(tensors, metadata=metadata))
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint file (or a run directory's ``best.pt``), refusing pickles that run code.
+    A safetensors file (:func:`save_safetensors`) reads as a checkpoint too.
 
     The result is checked: a dict whose ``model`` weights have exactly the shapes its
     ``architecture`` needs.
@@ -79,15 +110,42 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if path.is_dir():
         raise UserError("is a directory, not a checkpoint", path)
     with reading(path), open(path, "rb") as f:
-        head = f.read(6)
+        head = f.read(9)
     if not head:
         raise UserError("empty file, not a checkpoint", path)
-    if head == b"MATLAB":  # an easy mix-up; torch would only say its pickle is unreadable
+    if head[:6] == b"MATLAB":  # an easy mix-up; torch would only say its pickle is unreadable
         raise UserError(
             "a MATLAB .mat file, not a checkpoint (for ex4's weights use load_weights)", path
         )
+    if head[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
+        state = _read_safetensors(path, map_location)
+    else:
+        state = _torch_load(path, map_location)
+    _check_state(state, path)
+    return state
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> MLP:
+    """The trained :class:`MLP` from a checkpoint file, a run directory (its ``best.pt``), or a
+    safetensors file written by :func:`save_safetensors`.
+
+    The model is returned in eval mode on ``map_location``, in the dtype it was trained in.
+    """
+    return model_from_state(load_checkpoint(path, map_location), map_location)
+
+
+def model_from_state(state: dict, map_location: str | torch.device = "cpu") -> MLP:
+    """The :class:`MLP` of a checkpoint already read (and checked) by :func:`load_checkpoint`."""
+    model = MLP(**state["architecture"])
+    model.to(_dtype_of(state["model"]))  # a float64 run's model stays float64
+    model.load_state_dict(state["model"])
+    return model.to(map_location).eval()
+
+
+def _torch_load(path: Path, map_location: str | torch.device):
+    """``torch.load(weights_only=True)``, every failure a UserError naming the file."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's weights-only unpickler stops at the first thing that is not a tensor or plain
         # data, before building it: a GLOBAL (an importable name, which a pickle calls to run
@@ -101,24 +159,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(f"not a readable checkpoint ({_reason(err)})", path) from None
     except Exception as err:  # a damaged file makes torch raise many types; the user needs one
         raise UserError(f"not a readable checkpoint ({_reason(err)})", path) from None
-    _check_state(state, path)
-    return state
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> MLP:
-    """The trained :class:`MLP` from a checkpoint file or a run directory (its ``best.pt``).
+def _read_safetensors(path: Path, map_location: str | torch.device) -> dict:
+    """A safetensors file as a checkpoint's state (see the module docstring), not yet checked."""
+    safetensors = _import_safetensors(path)
+    try:
+        with safetensors.safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            weights = {name: f.get_tensor(name).to(map_location) for name in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for a damaged file
+        raise UserError(f"not a readable safetensors file ({_reason(err)})", path) from None
+    if metadata.get("format") != SAFETENSORS_FORMAT:
+        raise UserError("a safetensors file without digits-torch's metadata", path)
+    try:
+        architecture = json.loads(metadata.get("architecture", ""))
+    except ValueError:
+        raise UserError("its metadata's architecture is not JSON", path) from None
+    config = {"loss": metadata.get("loss", "softmax")}
+    return {"format": FORMAT, "architecture": architecture, "model": weights, "config": config}
 
-    The model is returned in eval mode on ``map_location``, in the dtype it was trained in.
-    """
-    return model_from_state(load_checkpoint(path, map_location), map_location)
 
-
-def model_from_state(state: dict, map_location: str | torch.device = "cpu") -> MLP:
-    """The :class:`MLP` of a checkpoint already read (and checked) by :func:`load_checkpoint`."""
-    model = MLP(**state["architecture"])
-    model.to(_dtype_of(state["model"]))  # a float64 run's model stays float64
-    model.load_state_dict(state["model"])
-    return model.to(map_location).eval()
+def _import_safetensors(path: Path):
+    """The safetensors package (with its torch functions), or a UserError naming the file."""
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise UserError("safetensors is not installed (pip install safetensors)", path) from None
+    return safetensors
 
 
 def model_checkpoint(model: MLP, weights: dict, epoch: int, config: dict) -> dict:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import UserError
+from .losses import LOSSES
 from .model import ACTIVATIONS, INITS
 from .schedule import SCHEDULES
 
@@ -30,7 +31,6 @@ __all__ = ["DEFAULT_PRESET", "PRESETS", "TrainConfig", "make_config", "resolve_d
 
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
 BACKPROPS = ("explicit", "autograd")
-LOSSES = ("softmax", "coursera")
 MONITORS = ("train_loss", "val_loss", "val_accuracy")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name for the sigmoid

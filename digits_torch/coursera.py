@@ -17,6 +17,7 @@ with t the one-hot targets. We compute it from logits, so it stays finite when a
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .backprop import loss_and_gradients
+from .checkpoints import write_atomically
 from .data import read_mat
 from .errors import UserError
 from .model import MLP
@@ -77,6 +79,10 @@ def save_weights(model: MLP, path: str | Path) -> None:
     """Write a one-hidden-layer, 10-class model as ex4's ``Theta1``/``Theta2`` (float64, MAT v5).
 
     Octave and MATLAB ``load`` it; :func:`load_weights` reads back exactly what was written.
+    The file is written atomically (:func:`~digits_torch.checkpoints.write_atomically`).
+
+    Raises:
+        UserError: the file cannot be written.
     """
     if len(model.layers) != 2 or model.num_classes != 10:
         raise ValueError("ex4's format holds one hidden layer and 10 classes")
@@ -85,7 +91,9 @@ def save_weights(model: MLP, path: str | Path) -> None:
         for layer in model.layers
     )
     second = second[_DIGIT_FROM_THETA_ROW]
-    scipy.io.savemat(Path(path), {"Theta1": first, "Theta2": second}, format="5")
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"Theta1": first, "Theta2": second}, format="5")
+    write_atomically(path, buffer.getbuffer())
 
 
 def cost(model: MLP, X, y, lam: float = 0.0) -> float:

@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-__all__ = ["EXIT_USAGE", "ArgumentParser", "UserError", "exit_on_error", "reading", "writing"]
+__all__ = [
+    "EXIT_USAGE",
+    "ArgumentParser",
+    "UserError",
+    "error_line",
+    "exit_on_error",
+    "reading",
+    "writing",
+]
 
 T = TypeVar("T")
 
@@ -39,11 +47,16 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
         try:
             return main(*args, **kwargs)
         except UserError as err:
-            # One line, whatever the message holds (a file name may contain a newline).
-            print("error: " + " ".join(str(err).splitlines()), file=sys.stderr)
+            print(error_line(err), file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
 
     return wrapper
+
+
+def error_line(err: UserError) -> str:
+    """``error: <message>`` on one line, whatever the message holds (a file name may hold a
+    newline): what a CLI prints for a user error."""
+    return "error: " + " ".join(str(err).splitlines())
 
 
 def writing(path: str | Path) -> contextlib.AbstractContextManager[None]:

@@ -12,12 +12,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..checkpoints import BEST, load_model
-from ..coursera import load_weights
 from ..data import load_digits
 from ..errors import ArgumentParser, UserError, exit_on_error
-from ..model import MLP
 from ..runs import CONFIG, read_split
+from ..trained import load_trained
 from . import FIGURES, digits_grid, render, run_figures, save_png
 
 
@@ -52,7 +50,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     out = Path(args.out) if args.out else Path(".")
     if args.path is not None:
         path = Path(args.path)
-        model, run_dir = _load_any(path)
+        trained = load_trained(path)
+        model, run_dir = trained.model, trained.run_dir
         X, y = _data_for(run_dir, args.data)
         if X.shape[1] != model.input_size:
             digits = args.data or ("the run's data" if run_dir else "the shipped digits")
@@ -67,19 +66,6 @@ def main(argv: list[str] | None = None) -> list[Path]:
     for written in paths:
         print(written)
     return paths
-
-
-def _load_any(path: Path) -> tuple[MLP, Path | None]:
-    """(model, run directory or None) for a run directory, a checkpoint, or a weights .mat."""
-    if path.is_dir():
-        if not (path / BEST).exists():
-            raise UserError(f"not a run directory (no {BEST})", path)
-        return load_model(path), path
-    if not path.exists():
-        raise UserError("no such file or directory", path)
-    if path.suffix.lower() == ".mat":
-        return load_weights(path), None
-    return load_model(path), None
 
 
 def _data_for(run_dir: Path | None, data: str | None) -> tuple[np.ndarray, np.ndarray]:

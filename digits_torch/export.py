@@ -1,0 +1,153 @@
+"""``python -m digits_torch.export MODEL --format safetensors|onnx|coursera OUT``
+
+Write a trained model (a run directory's best.pt, a checkpoint, a safetensors export, or ex4's
+Theta .mat) in a format other tools read:
+
+* ``safetensors``: the weights, with the architecture and loss in the file's metadata (JSON);
+  :func:`digits_torch.load_model` and every command here read it back, weights exactly equal.
+* ``onnx``: the network as an ONNX graph, input ``pixels`` (batch, 400), output ``logits``
+  (batch, 10), the batch size free; metadata ``digits_torch.architecture`` and
+  ``digits_torch.loss`` say how to read the logits. Needs ``pip install "digits-torch[onnx]"``.
+* ``coursera``: ex4's ``Theta1``/``Theta2`` .mat (bias in column 0, label 10 for the digit 0),
+  which Octave's and MATLAB's ex4 code loads; sigmoid networks with one hidden layer only.
+
+Inputs are ex4's: 20 x 20 images unrolled column-major, ink 1 and paper 0 (see
+:mod:`digits_torch.images` to make them from a picture). The file is written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from .checkpoints import save_safetensors, write_atomically
+from .coursera import save_weights
+from .errors import ArgumentParser, UserError, exit_on_error
+from .model import MLP
+from .trained import Trained, as_trained
+
+__all__ = ["FORMATS", "export_model"]
+
+FORMATS = ("safetensors", "onnx", "coursera")
+ONNX_EXTRA = 'pip install "digits-torch[onnx]"'
+
+
+def export_model(
+    model: Trained | MLP | str | Path, format: str, out: str | Path, loss: str | None = None
+) -> Path:
+    """Write ``model`` to ``out`` in ``format`` (one of :data:`FORMATS`; see the module docstring).
+
+    Args:
+        model: a run directory, checkpoint, safetensors or Theta .mat path, a
+            :class:`~digits_torch.trained.Trained`, or an :class:`MLP`.
+        loss: the loss the model was trained with, ``"softmax"`` or ``"coursera"``, recorded by
+            safetensors and ONNX; default: the file's, or ``"softmax"`` for an MLP.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        UserError: an unknown format, a model that cannot be read, one the format cannot hold,
+            a missing optional package, or a file that cannot be written.
+    """
+    if format not in FORMATS:
+        raise UserError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
+    trained = as_trained(model, loss)
+    out = Path(out)
+    {"safetensors": _safetensors, "onnx": _onnx, "coursera": _coursera}[format](trained, out)
+    return out
+
+
+def _safetensors(trained: Trained, out: Path) -> None:
+    save_safetensors(trained.model, out, trained.loss)
+
+
+def _coursera(trained: Trained, out: Path) -> None:
+    model = trained.model
+    if model.activation != "sigmoid" or len(model.hidden_sizes) != 1 or model.num_classes != 10:
+        raise UserError(
+            "ex4's Theta1/Theta2 hold a sigmoid network with one hidden layer and 10 outputs; "
+            f"this one is {_describe(model)}",
+            out,
+        )
+    save_weights(model, out)
+
+
+def _onnx(trained: Trained, out: Path) -> None:
+    missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"ONNX export needs {' and '.join(missing)}: {ONNX_EXTRA}", out)
+    import onnx
+
+    model = copy.deepcopy(trained.model).cpu().eval()
+    weight = model.layers[0].weight
+    example = torch.zeros(2, model.input_size, dtype=weight.dtype)  # 2: no batch size of 1 baked in
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            input_names=["pixels"],
+            output_names=["logits"],
+            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}},
+            verbose=False,
+        )
+    proto = program.model_proto
+    properties = {
+        "digits_torch.architecture": json.dumps(model.architecture()),
+        "digits_torch.loss": trained.loss,
+    }
+    onnx.helper.set_model_props(proto, properties)
+    write_atomically(out, proto.SerializeToString())
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Hide what torch's ONNX exporter says about itself: torchvision ops it skips (logged as
+    warnings) and deprecations inside torch (FutureWarning). Nothing about the model."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
+
+
+def _describe(model: MLP) -> str:
+    sizes = "-".join(map(str, (model.input_size, *model.hidden_sizes, model.num_classes)))
+    return f"{sizes} {model.activation}"
+
+
+# -------------------------------------------------------------------------------- command line
+
+
+@exit_on_error
+def main(argv: list[str] | None = None) -> Path:
+    parser = ArgumentParser(
+        prog="python -m digits_torch.export",
+        description="Write a trained model (a run directory, a checkpoint, a safetensors export "
+        "or ex4's Theta1/Theta2 .mat) as safetensors, ONNX or ex4's Theta1/Theta2 .mat.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="run directory, checkpoint or weights")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="what to write")
+    parser.add_argument("out", metavar="OUT", help="the file to write")
+    args = parser.parse_args(argv)
+    trained = as_trained(args.model)
+    out = export_model(trained, args.format, args.out)
+    print(f"wrote {out} ({args.format}: {_describe(trained.model)}, loss {trained.loss})")
+    return out
+
+
+if __name__ == "__main__":
+    main()
