@@ -36,7 +36,7 @@ import torch
 from . import sklearn_exact
 from .config import make_config, resolve_device
 from .data import default_data_path, load_digits, stratified_split
-from .errors import ArgumentParser, UserError, exit_on_error, writing
+from .errors import ArgumentParser, UserError, exit_on_error, program_name, writing
 from .files import write_json
 from .model import MLP
 from .runs import new_run_dir
@@ -332,7 +332,7 @@ def _threads(n: int | None):
 @exit_on_error
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = ArgumentParser(
-        prog="python -m digits_torch.compare",
+        prog=program_name("digits-compare", "digits_torch.compare"),
         description="The article's scikit-learn MLPClassifier beside our sklearn-exact mode "
         "and our seed preset: accuracy, held-out accuracy, epochs and speed.",
     )

@@ -15,7 +15,7 @@ import torch
 from .checkpoints import load_checkpoint, model_from_state
 from .config import resolve_device
 from .data import NUM_CLASSES, default_data_path, load_digits
-from .errors import ArgumentParser, UserError, exit_on_error
+from .errors import ArgumentParser, UserError, exit_on_error, program_name
 from .files import write_json
 from .losses import score
 
@@ -52,7 +52,9 @@ def evaluate(
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> dict:
-    parser = ArgumentParser(prog="python -m digits_torch.evaluate", description=__doc__)
+    parser = ArgumentParser(
+        prog=program_name("digits-evaluate", "digits_torch.evaluate"), description=__doc__
+    )
     parser.add_argument("path", help="a run directory (uses its best.pt) or a checkpoint file")
     parser.add_argument("--data", help="ex4-style .mat to score on (default: the shipped digits)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

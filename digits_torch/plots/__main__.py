@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from ..checkpoints import BEST, load_model
 from ..coursera import load_weights
 from ..data import load_digits
-from ..errors import ArgumentParser, UserError, exit_on_error
+from ..errors import ArgumentParser, UserError, exit_on_error, program_name
 from ..model import MLP
 from ..runs import CONFIG, read_split
 from . import FIGURES, digits_grid, render, run_figures, save_png
@@ -24,7 +24,7 @@ from . import FIGURES, digits_grid, render, run_figures, save_png
 @exit_on_error
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = ArgumentParser(
-        prog="python -m digits_torch.plots",
+        prog=program_name("digits-plots", "digits_torch.plots"),
         description="Draw the pictures of a finished run, a checkpoint, or ex4's Theta1/Theta2 "
         ".mat (hidden units, mistakes, confusion; learning curves for a run), and with --digits "
         "a grid of 100 digits of the data.",
