@@ -41,13 +41,18 @@ class UserError(ValueError):
         super().__init__(problem if path is None else f"{path}: {problem}")
 
 
-def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
-    """Decorate a CLI ``main``: a :class:`UserError` becomes ``error: <message>``, exit 2."""
+def exit_on_error(main: Callable[..., T]) -> Callable[..., T | None]:
+    """Decorate a CLI ``main``: a :class:`UserError` becomes ``error: <message>``, exit 2.
+
+    ``main(argv)`` returns what the command made (for tests and scripts); ``main()``, as an
+    installed command's script calls it (``sys.exit(main())``), returns None: exit status 0.
+    """
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
+            return result if args or kwargs else None
         except UserError as err:
             # One line, whatever the message holds (a file name may contain a newline).
             print("error: " + " ".join(str(err).splitlines()), file=sys.stderr)
