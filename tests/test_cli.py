@@ -7,7 +7,6 @@ import dataclasses
 import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -234,16 +233,13 @@ def test_help_names_the_command_as_it_was_started(monkeypatch):
     assert cli.build_parser().prog == "python -m digits_torch.cli"
 
 
-def test_python_m_forms_run_their_command():
-    usage = subprocess.run(
-        [sys.executable, "-m", "digits_torch.cli", "--help"], capture_output=True, text=True,
-        cwd=ROOT,
-    )  # fmt: skip
-    assert usage.returncode == 0 and usage.stdout.startswith("usage: python -m digits_torch.cli")
-    listed = subprocess.run(
-        [sys.executable, "-m", "digits_torch"], capture_output=True, text=True, cwd=ROOT
-    )
-    assert listed.returncode == 0
-    assert [line.split()[0] for line in listed.stdout.splitlines()[1:-1]] == [
-        name for name, _, _ in commands.available()
-    ]
+def test_python_m_digits_torch_lists_the_commands_and_runs_one(capsys, trained_run):
+    # (python -m digits_torch.cli trains in test_tensorboard.py; the wheel's listing runs in
+    # test_package.py: here in-process, without starting another interpreter.)
+    assert commands.main([]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed[1:-1]] == [n for n, _, _ in commands.available()]
+    assert commands.main(["evaluate", str(trained_run), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("accuracy ")
+    assert commands.main(["nonesuch"]) == 2
+    assert "no command 'nonesuch'" in capsys.readouterr().err
