@@ -19,8 +19,6 @@ from digits_torch.evaluate import evaluate
 from digits_torch.evaluate import main as evaluate_main
 from digits_torch.runs import read_split, run_label
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture
 def base(tmp_path, small_digits) -> list[str]:
