@@ -1,6 +1,9 @@
 """Train the 400-25-10 digit classifier: ``python train.py --help`` lists every flag."""
 
-from digits_torch.cli import main
+try:
+    from digits_torch.cli import main
+except KeyboardInterrupt:  # Ctrl-C while torch is still being imported: no traceback
+    raise SystemExit(130) from None
 
 if __name__ == "__main__":
     main()

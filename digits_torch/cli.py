@@ -1,19 +1,26 @@
-"""``python train.py``: the command line, generated from :class:`TrainConfig`.
+"""``digits-train`` (or ``python train.py``): the command line, generated from :class:`TrainConfig`.
 
 Every config field is a flag (``batch_size`` -> ``--batch-size``) with the field's one-line
 meaning as its help, so a flag and its field cannot drift apart. Flags the user did not give stay
 out of the namespace, which is how a preset's defaults and explicit flags are told apart.
+
+A config is built in three layers, each overriding the one before: the preset's defaults, then a
+``--config FILE``, then the explicit flags. The preset is the flags' ``--preset``, else the file's
+``preset``, else the default one; a run's own config.json names its preset, so
+``--config runs/X/config.json --seed 3`` re-runs X (preset and all) with another seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
+from pathlib import Path
 
-from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config
-from .errors import ArgumentParser, exit_on_error
+from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config, read_config_file
+from .errors import ArgumentParser, UserError, exit_on_error, program_name
 from .training import FitResult, fit, resume
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
@@ -30,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         ]
         epilog += f"\n  {name:9} " + (", ".join(changed) or "the default")
     parser = ArgumentParser(
-        prog="train.py",
+        prog=_prog(),
         description="Train the 400-25-10 digit classifier and log the run for TensorBoard. "
         f"Defaults shown are those of the default preset, {DEFAULT_PRESET}.",
         epilog=epilog,
@@ -53,12 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
                 flag, type=_scalar_type(kind), metavar=f.name.upper(), help=help_text
             )
     parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON (or TOML, Python 3.11+) of field = value, e.g. a run's config.json: "
+        "overrides the preset, explicit flags override it",
+    )
+    parser.add_argument(
         "--resume",
-        metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its latest checkpoint, with its saved config "
-        "(only --device, --epochs and --quiet may be given with it)",
+        metavar="RUN",
+        help="continue RUN (a run directory, or a run's name under --logdir) from its latest "
+        "checkpoint, with its saved config (only --device, --epochs and --quiet may change)",
     )
     return parser
+
+
+def _prog() -> str:
+    """train.py, digits-train or python -m digits_torch.cli: as this process was started."""
+    if Path(sys.argv[0]).name == "train.py":
+        return "train.py"
+    return program_name("digits-train", "digits_torch.cli")
 
 
 def _scalar_type(kind):
@@ -70,36 +90,81 @@ def _scalar_type(kind):
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> FitResult:
-    given = vars(build_parser().parse_args(argv))
-    run_dir = given.pop("resume", None)
-    try:
-        if run_dir is not None:
+    try:  # a Ctrl-C at any point, start-up included, is exit 130 without a traceback
+        given = vars(build_parser().parse_args(argv))
+        config_file, run = given.pop("config", None), given.pop("resume", None)
+        if run is not None:
+            if config_file is not None:
+                raise UserError("--config makes a new run; a resumed run keeps its saved config")
+            run_dir = find_run(run, given.get("logdir", TrainConfig.logdir))
+            if "logdir" in given and run_dir.parent.resolve() == Path(given["logdir"]).resolve():
+                del given["logdir"]  # it only said where to look
             result = resume(run_dir, **given)
         else:
-            result = fit(make_config(given.pop("preset", DEFAULT_PRESET), **given))
+            values = {**(read_config_file(config_file) if config_file else {}), **given}
+            result = fit(make_config(values.pop("preset", DEFAULT_PRESET), **values))
     except KeyboardInterrupt:
         raise SystemExit(EXIT_INTERRUPTED) from None
     if not result.config.quiet:
-        print(summary(result))
+        print(summary(result, _prog()))
     print(f"run: {result.run_dir}")
     return result
 
 
-def summary(result: FitResult) -> str:
-    """The closing table: one line per figure."""
-    m = result.metrics
+def find_run(run: str | Path, logdir: str | Path) -> Path:
+    """``run`` as given if it exists, else the run of that name under ``logdir``."""
+    path, named = Path(run), Path(logdir) / run
+    if not path.exists() and path.name == str(run) and named.exists():
+        return named
+    return path
+
+
+def summary(result: FitResult, prog: str = "digits-train") -> str:
+    """The closing table: what each figure is, then where they are and what to run next.
+
+    The loss and accuracy of a row come from one model on one set of digits: the reported model
+    (best.pt, from its best epoch) on clean digits, the loss without the L2 term. The last
+    epoch's training objective (augmented digits, L2 term included) is labelled as such.
+    """
+    m, run_dir = result.metrics, result.run_dir
     rows = [
         ("preset", m["preset"]),
         ("device", m["device"]),
-        ("epochs", f"{m['epochs']} ({m['stopped']}; best epoch {m['best_epoch']})"),
-        ("train loss", _fmt(m["train_loss"])),
-        ("train accuracy", _fmt(m["train_accuracy"])),
-        ("val loss", _fmt(m["val_loss"])),
-        ("val accuracy", _fmt(m["val_accuracy"])),
+        ("epochs", f"{m['epochs']} of {result.config.epochs} ({m['stopped']})"),
+        ("model", f"best.pt, from epoch {m['best_epoch']} (by {result.config.stop_on})"),
+        ("", f"{'loss':>8}  {'accuracy':>8}  (best.pt on clean digits, loss without L2)"),
+        ("training", _pair(m["train_loss"], m["train_accuracy"], m.get("train_examples"))),
+    ]
+    if m["val_accuracy"] is not None:
+        rows.append(("validation", _pair(m["val_loss"], m["val_accuracy"], m.get("val_examples"))))
+    objective = m.get("last_epoch_objective")
+    rows += [
+        ("last epoch", f"{_fmt(objective)}  training objective (augmented digits, with L2)"),
         ("seconds", f"{m['seconds']:.2f}"),
     ]
-    return "\n".join(f"{name:>15}  {value}" for name, value in rows)
+    table = "\n".join(f"{name:>12}  {value}" for name, value in rows)
+    installed = prog.startswith("digits-")
+    evaluate = "digits-evaluate" if installed else "python -m digits_torch.evaluate"
+    train = prog if installed or prog.startswith("python") else f"python {prog}"
+    longer = "" if result.config.schedule == "cosine" else " --epochs N   (to train longer)"
+    pictures = f"; pictures: {run_dir / 'figures'}" if result.config.figures else ""
+    return (
+        f"{table}\n"
+        f"figures: {run_dir / 'metrics.json'}{pictures}\n"
+        f"  tensorboard --logdir {run_dir.parent}\n"
+        f"  {evaluate} {run_dir}\n"
+        f"  {train} --resume {run_dir}{longer}"
+    )
+
+
+def _pair(loss, accuracy, examples) -> str:
+    count = "" if examples is None else f"  on {examples:,} digits"
+    return f"{_fmt(loss):>8}  {_fmt(accuracy):>8}{count}"
 
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+if __name__ == "__main__":
+    main()

@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 import torch
+from tqdm.auto import tqdm
 
 from . import sklearn_exact
 from .config import make_config, resolve_device
 from .data import default_data_path, load_digits, stratified_split
-from .errors import ArgumentParser, UserError, exit_on_error, writing
+from .errors import ArgumentParser, UserError, exit_on_error, program_name, writing
 from .files import write_json
 from .model import MLP
 from .runs import new_run_dir
@@ -67,6 +68,7 @@ def compare(
     heldout: float = 0.2,
     logdir: str | Path = "runs",
     threads: int | None = None,
+    progress: bool = False,
 ) -> tuple[list[dict], Path]:
     """Train every system with every activation; see the module docstring.
 
@@ -79,6 +81,8 @@ def compare(
         logdir: where the comparison's directory is created.
         threads: CPU threads for both torch and scikit-learn's BLAS (``None``: each library's
             own default); one thread each keeps the libraries fair on a shared machine.
+        progress: a progress bar on stderr, one step per system and activation (shown only
+            when stderr is a terminal).
 
     Returns:
         (one record per system and activation, the comparison's directory, whose results.json
@@ -123,12 +127,24 @@ def compare(
 
     article = {**ARTICLE, "max_iter": epochs}
     records = []
-    with _threads(threads):
+    bar = tqdm(
+        total=len(activations) * len(SYSTEMS),
+        desc="compare",
+        unit="fit",
+        disable=None if progress else True,  # None: off where stderr is not a terminal
+        leave=False,
+    )
+    with _threads(threads), bar:
         for name in activations:
             params = {**article, "activation": SKLEARN_ACTIVATIONS[name]}
+            bar.set_postfix_str(f"{name}: sklearn")
             reference, clf = _run_sklearn(MLPClassifier, params, split, out)
+            bar.update(1)
             group = [reference]
-            group += [_run_ours(system, params, device, split, out, clf) for system in SYSTEMS[1:]]
+            for system in SYSTEMS[1:]:
+                bar.set_postfix_str(f"{name}: {system}")
+                group.append(_run_ours(system, params, device, split, out, clf))
+                bar.update(1)
             for record in group:  # each against this activation's scikit-learn run
                 record["ms_per_epoch"] = 1000 * record["seconds"] / record["epochs"]
                 record["speedup"] = reference["ms_per_epoch"] / record["ms_per_epoch"]
@@ -332,7 +348,7 @@ def _threads(n: int | None):
 @exit_on_error
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = ArgumentParser(
-        prog="python -m digits_torch.compare",
+        prog=program_name("digits-compare", "digits_torch.compare"),
         description="The article's scikit-learn MLPClassifier beside our sklearn-exact mode "
         "and our seed preset: accuracy, held-out accuracy, epochs and speed.",
     )
@@ -354,10 +370,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="CPU threads for both torch and scikit-learn's BLAS (default: each library's own)",
     )
     parser.add_argument("--json", metavar="OUT", help="also write the records to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     activations = tuple(a.strip() for a in args.activations.split(",") if a.strip())
     records, out = compare(
-        args.data, activations, args.device, args.epochs, args.heldout, args.logdir, args.threads
+        args.data,
+        activations,
+        args.device,
+        args.epochs,
+        args.heldout,
+        args.logdir,
+        args.threads,
+        progress=not args.quiet,
     )
     print(format_table(records))
     if args.json:  # write_json reports a failed write as a UserError itself

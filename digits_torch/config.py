@@ -12,22 +12,33 @@ held to the same bounds, and a bad value is one :class:`UserError` naming it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
+import json
 import math
 import numbers
 import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, reading
 from .losses import LOSSES
 from .model import ACTIVATIONS, INITS
 from .schedule import SCHEDULES
 
-__all__ = ["DEFAULT_PRESET", "PRESETS", "TrainConfig", "make_config", "resolve_device"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "PRESETS",
+    "TrainConfig",
+    "make_config",
+    "preset_differences",
+    "read_config_file",
+    "resolve_device",
+]
 
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
 BACKPROPS = ("explicit", "autograd")
@@ -310,25 +321,70 @@ def _check_types(config: TrainConfig) -> None:
     The CLI's parser converts flags already; this catches the Python API and hand-edited configs,
     which would otherwise fail later with a TypeError, or worse, not at all (epochs=2.5).
     """
-    for name, kind in _field_types().items():
-        value = getattr(config, name)
-        if kind in (int, float):
-            ok = isinstance(value, numbers.Integral if kind is int else numbers.Real)
-            ok = ok and not isinstance(value, bool)
-            wanted = "an integer" if kind is int else "a number"
-        elif kind is bool:
-            ok, wanted = isinstance(value, bool), "true or false"
-        elif kind is str:
-            ok, wanted = isinstance(value, str), "a string"
-        elif name == "hidden":
-            ok = isinstance(value, list | tuple) and all(
-                isinstance(h, numbers.Integral) and not isinstance(h, bool) for h in value
-            )
-            wanted = "a sequence of integers"
-        else:  # str | None
-            ok, wanted = value is None or isinstance(value, str), "a string or None"
-        if not ok:
-            raise UserError(f"{name} must be {wanted}, got {value!r}")
+    for name in _field_types():
+        problem = _type_problem(name, getattr(config, name))
+        if problem:
+            raise UserError(problem)
+
+
+def _type_problem(name: str, value) -> str | None:
+    """Why ``value`` cannot be field ``name``'s (its type is wrong), or None."""
+    kind = _field_types()[name]
+    if kind in (int, float):
+        ok = isinstance(value, numbers.Integral if kind is int else numbers.Real)
+        ok = ok and not isinstance(value, bool)
+        wanted = "an integer" if kind is int else "a number"
+    elif kind is bool:
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif kind is str:
+        ok, wanted = isinstance(value, str), "a string"
+    elif name == "hidden":
+        ok = isinstance(value, list | tuple) and all(
+            isinstance(h, numbers.Integral) and not isinstance(h, bool) for h in value
+        )
+        wanted = "a sequence of integers"
+    else:  # str | None
+        ok, wanted = value is None or isinstance(value, str), "a string or None"
+    return None if ok else f"{name} must be {wanted}, got {value!r}"
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The fields a config file sets: JSON, or TOML (``.toml``, Python 3.11+), one table of
+    ``field = value`` as config.json holds them (a run's own config.json is one).
+
+    Each key must be a field and each value of its type (a UserError naming the file and the
+    key); the bounds are checked once the file's values meet the preset's and the flags'.
+    """
+    path = Path(path)
+    with reading(path):
+        text = path.read_bytes()
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib  # Python 3.11+
+            except ImportError:
+                raise UserError("TOML config files need Python 3.11+; use JSON", path) from None
+            values = tomllib.loads(text.decode())
+        else:
+            values = json.loads(text)
+    except UserError:
+        raise
+    except ValueError as err:  # JSONDecodeError, TOMLDecodeError and UnicodeDecodeError are
+        raise UserError(f"not a valid config file ({err})", path) from None
+    if not isinstance(values, dict):
+        raise UserError("a config file holds one table of field = value", path)
+    for key, value in values.items():
+        if key not in _field_types():
+            raise UserError(_unknown_key(key), path)
+        problem = _type_problem(key, value)
+        if problem:
+            raise UserError(problem, path)
+    return {k: tuple(v) if k == "hidden" else v for k, v in values.items()}
+
+
+def _unknown_key(key: str) -> str:
+    close = difflib.get_close_matches(key, list(_field_types()), n=1)
+    return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 @functools.cache
@@ -341,6 +397,12 @@ def make_config(preset: str = DEFAULT_PRESET, **overrides) -> TrainConfig:
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     return TrainConfig(**{**PRESETS[preset], **overrides, "preset": preset})
+
+
+def preset_differences(config: TrainConfig, ignore: tuple[str, ...] = ()) -> dict:
+    """The fields of ``config`` (bar ``ignore``) that differ from its preset's, in field order."""
+    preset = make_config(config.preset).to_dict()
+    return {k: v for k, v in config.to_dict().items() if k not in ignore and v != preset[k]}
 
 
 def resolve_device(spec: str) -> torch.device:

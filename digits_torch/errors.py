@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import functools
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ __all__ = [
     "UserError",
     "error_line",
     "exit_on_error",
+    "program_name",
     "reading",
     "writing",
 ]
@@ -39,13 +42,18 @@ class UserError(ValueError):
         super().__init__(problem if path is None else f"{path}: {problem}")
 
 
-def exit_on_error(main: Callable[..., T]) -> Callable[..., T]:
-    """Decorate a CLI ``main``: a :class:`UserError` becomes ``error: <message>``, exit 2."""
+def exit_on_error(main: Callable[..., T]) -> Callable[..., T | None]:
+    """Decorate a CLI ``main``: a :class:`UserError` becomes ``error: <message>``, exit 2.
+
+    ``main(argv)`` returns what the command made (for tests and scripts); ``main()``, as an
+    installed command's script calls it (``sys.exit(main())``), returns None: exit status 0.
+    """
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
+            return result if args or kwargs else None
         except UserError as err:
             print(error_line(err), file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
@@ -81,9 +89,28 @@ def _os_errors(verb: str, path: str | Path) -> Iterator[None]:
         raise UserError(f"cannot {verb} ({err.strerror or err})", path) from None
 
 
+def program_name(command: str, module: str) -> str:
+    """How a command was started, for its ``--help``: its installed name (``digits-train``)
+    when ``sys.argv[0]`` is that script, else the ``python -m`` form of ``module``."""
+    return command if Path(sys.argv[0]).stem == command else f"python -m {module}"
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are one line, ``error: ...``, like every other user error here."""
+    """argparse whose errors are one line, ``error: ...``, like every other user error here.
+
+    A mistyped option gets a suggestion (``did you mean --epochs?``), which argparse itself
+    offers only from Python 3.14.
+    """
 
     def error(self, message: str) -> NoReturn:
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {message}{self._suggestion(message)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+    def _suggestion(self, message: str) -> str:
+        match = re.match(r"unrecognized arguments: (\S+)", message)
+        if match is None or not match.group(1).startswith("--"):
+            return ""
+        typed = match.group(1).split("=", 1)[0]
+        options = [o for action in self._actions for o in action.option_strings]
+        close = difflib.get_close_matches(typed, options, n=1, cutoff=0.6)
+        return f" (did you mean {close[0]}?)" if close else ""

@@ -1,8 +1,11 @@
-"""``python -m digits_torch.evaluate RUN_DIR_OR_CHECKPOINT [--data FILE.mat] [--json OUT]``
+"""``digits-evaluate RUN_OR_CHECKPOINT [--split val|train|all] [--data FILE.mat] [--json OUT]``
 
-Accuracy and loss of a trained model on any ex4-style file (default: the shipped digits). A run
-directory means its ``best.pt``, the model the run reported. The loss is the one the run trained
-with (softmax cross-entropy or ex4's cost), without the L2 term.
+Accuracy and loss of a trained model. A run directory means its ``best.pt``, the model the run
+reported, scored by default on the run's own validation digits (the rows its split.json holds
+out), so that the figure is not one over digits the model trained on; ``--split train`` scores
+its training digits and ``--split all`` the whole file. A checkpoint file, a run without
+split.json (made before runs recorded one), or ``--data`` scores every digit of the file. The
+loss is the one the run trained with (softmax cross-entropy or ex4's cost), without the L2 term.
 """
 
 from __future__ import annotations
@@ -15,53 +18,104 @@ import torch
 from .checkpoints import load_checkpoint, model_from_state
 from .config import resolve_device
 from .data import NUM_CLASSES, default_data_path, load_digits
-from .errors import ArgumentParser, UserError, exit_on_error
+from .errors import ArgumentParser, UserError, exit_on_error, program_name
 from .files import write_json
 from .losses import score
+from .runs import SPLIT, read_split
 
-__all__ = ["evaluate"]
+__all__ = ["SPLITS", "evaluate"]
+
+SPLITS = ("val", "train", "all")
 
 
 def evaluate(
-    path: str | Path, data: str | Path | None = None, device: str = "auto"
-) -> dict[str, float | int]:
-    """Score the model at ``path`` (run directory or checkpoint) on ``data``.
+    path: str | Path,
+    data: str | Path | None = None,
+    device: str = "auto",
+    split: str | None = None,
+) -> dict:
+    """Score the model at ``path`` (run directory or checkpoint) on ``data`` or a split.
+
+    Args:
+        split: for a run directory without ``data``: ``val``, ``train`` or ``all`` of the run's
+            data file; ``None``: ``val`` where the run held digits out, else ``all``.
 
     Returns:
-        ``{"accuracy": fraction correct, "loss": mean data loss, "n": examples}``.
+        ``{"accuracy": fraction correct, "loss": mean data loss, "n": examples,
+        "split": the split used, "digits": what was scored, in words}``.
     """
     dev = resolve_device(device)
     state = load_checkpoint(path, map_location=dev)  # read once: model and its config
     model = model_from_state(state, map_location=dev)
     if model.num_classes != NUM_CLASSES:
         raise UserError(f"the model has {model.num_classes} outputs, not one per digit", path)
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
     float64 = next(model.parameters()).dtype == torch.float64  # a float64 run sees float64 data
-    X, y = load_digits(data, dtype=np.float64 if float64 else np.float32)
+    file, rows, used, digits = _digits(Path(path), data, config, split)
+    X, y = load_digits(file, dtype=np.float64 if float64 else np.float32)
     if X.shape[1] != model.input_size:
         raise UserError(
             f"images have {X.shape[1]} pixels but the model at {path} takes {model.input_size}",
-            default_data_path() if data is None else data,
+            default_data_path() if file is None else file,
         )
-    config = state.get("config")
-    loss_kind = config.get("loss", "softmax") if isinstance(config, dict) else "softmax"
+    if rows is not None:
+        if len(rows) and rows.max() >= len(y):
+            raise UserError(f"its split names rows past the {len(y)} of the data", path)
+        X, y = X[rows], y[rows]
+    loss_kind = config.get("loss", "softmax")
     loss, accuracy = score(
         model, torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev), loss_kind
     )
-    return {"accuracy": accuracy, "loss": loss, "n": len(y)}
+    return {"accuracy": accuracy, "loss": loss, "n": len(y), "split": used, "digits": digits}
+
+
+def _digits(path: Path, data, config: dict, split: str | None):
+    """(data file, rows of it or None for all, split used, what they are in words)."""
+    if split is not None and split not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if data is not None or not path.is_dir():
+        if split not in (None, "all"):
+            what = "--data" if data is not None else "a checkpoint file"
+            raise UserError(f"--split {split} needs a run directory's own data, not {what}")
+        return data, None, "all", f"every digit of {data or 'the shipped digits'}"
+    file = config.get("data")
+    name = file or "the shipped digits"
+    recorded = read_split(path)
+    if recorded is None:
+        if split not in (None, "all"):
+            raise UserError(f"no {SPLIT}: the run recorded no split to score", path)
+        note = "" if split == "all" else f" (the run has no {SPLIT}, made before runs kept one)"
+        return file, None, "all", f"every digit of {name}{note}"
+    train_rows, val_rows = recorded
+    split = split or ("val" if len(val_rows) else "all")
+    if split == "val" and not len(val_rows):
+        raise UserError("the run held out no validation digits (--val-fraction 0)", path)
+    if split == "all":
+        return file, None, "all", f"every digit of {name}"
+    rows = val_rows if split == "val" else train_rows
+    kind = "validation" if split == "val" else "training"
+    return file, rows, split, f"the run's {len(rows):,} {kind} digits of {name}"
 
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> dict:
-    parser = ArgumentParser(prog="python -m digits_torch.evaluate", description=__doc__)
+    parser = ArgumentParser(prog=program_name("digits-evaluate", "digits_torch.evaluate"))
+    parser.description = __doc__
     parser.add_argument("path", help="a run directory (uses its best.pt) or a checkpoint file")
-    parser.add_argument("--data", help="ex4-style .mat to score on (default: the shipped digits)")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="for a run directory: its validation digits (the default where it has some), its "
+        "training digits, or all of its data file",
+    )
+    parser.add_argument("--data", help="ex4-style .mat to score every digit of")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    result = evaluate(args.path, args.data, args.device)
+    result = evaluate(args.path, args.data, args.device, args.split)
     print(
         f"accuracy {result['accuracy']:.4f} ({round(result['accuracy'] * result['n'])}/"
-        f"{result['n']})  loss {result['loss']:.4f}"
+        f"{result['n']})  loss {result['loss']:.4f}  on {result['digits']}"
     )
     if args.json:
         write_json(Path(args.json), result)

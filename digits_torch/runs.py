@@ -1,6 +1,7 @@
 """Run directories: everything one training run leaves behind, in one folder.
 
-    <logdir>/<timestamp>-<preset>[-<name>]/
+    <logdir>/<timestamp>-<preset>[-<name>]/    (name: --name, else what the run changed from
+                                                the preset: 20261201-101500-tuned-l2=0.1-hidden=100)
         config.json      the TrainConfig the run was made with
         split.json       the rows of the data file it trains on and validates on
         history.jsonl    one JSON record per finished epoch (losses, accuracies, lr, seconds)
@@ -18,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from torch.utils.tensorboard.summary import hparams
 from .errors import UserError, writing
 from .files import write_atomically, write_json
 
-__all__ = ["RunLog", "new_run_dir", "read_history", "read_split"]
+__all__ = ["RunLog", "new_run_dir", "read_history", "read_split", "run_label"]
 
 CONFIG, HISTORY, METRICS, SPLIT = "config.json", "history.jsonl", "metrics.json", "split.json"
 
@@ -64,6 +66,38 @@ def new_run_dir(logdir: str | Path, preset: str, name: str = "") -> Path:
     raise UserError("too many runs with the same name this second", logdir)
 
 
+LABEL_LENGTH = 48  # most characters of a run name's label, so directory names stay readable
+
+
+def run_label(changes: dict) -> str:
+    """A short label for a run directory's name from the fields a run changed:
+    ``{"l2": 0.1, "hidden": [100]}`` -> ``l2=0.1-hidden=100``.
+
+    Values are shortened (a path to its stem, a list joined by ``x``) and sanitised to letters,
+    digits and ``. _ + = -``; fields that would pass :data:`LABEL_LENGTH` are counted, ``+2``.
+    """
+    parts = [f"{key}={_short(value)}" for key, value in changes.items()]
+    label, shown = "", 0
+    for part in parts:
+        longer = f"{label}-{part}" if label else part
+        if len(longer) > LABEL_LENGTH:
+            break
+        label, shown = longer, shown + 1
+    if shown < len(parts):
+        label += f"{'-' if label else ''}+{len(parts) - shown}"
+    return label
+
+
+def _short(value) -> str:
+    if isinstance(value, list | tuple):
+        text = "x".join(map(str, value))
+    elif isinstance(value, str) and ("/" in value or "\\" in value or "." in value):
+        text = Path(value).stem  # a data file
+    else:
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+    return re.sub(r"[^\w.+=-]", "_", text)
+
+
 def read_history(run_dir: str | Path) -> list[dict]:
     """The per-epoch records of a run, in epoch order (an empty list before the first epoch)."""
     path = Path(run_dir) / HISTORY
@@ -91,6 +125,10 @@ def read_split(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
         return np.asarray(split["train"], dtype=np.int64), np.asarray(split["val"], dtype=np.int64)
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise UserError(f"unreadable ({err})", path) from None
+
+
+def _hparam_tag(metric: str) -> str:
+    return f"hparams/{metric}"
 
 
 class RunLog:
@@ -141,17 +179,26 @@ class RunLog:
             os.fsync(self._history.fileno())
         self.writer.flush()
 
-    def log_hparams(self, hyperparameters: dict, metrics: dict, step: int) -> None:
-        """Hyperparameters with final metrics in TensorBoard's HParams tab, in this same run."""
+    def start_hparams(self, hyperparameters: dict, metric_names: list[str]) -> None:
+        """The run's entry in TensorBoard's HParams tab, written when it starts: its
+        hyperparameters, and the names of the metrics :meth:`log_hparams` fills in at the end,
+        so a running or interrupted run is listed too."""
         values = {
             k: v if isinstance(v, int | float | str | bool) else str(v)
             for k, v in hyperparameters.items()
         }
-        metrics = {f"hparams/{k}": v for k, v in metrics.items() if v is not None}
-        for summary in hparams(values, metrics):
+        experiment, session_start, _ = hparams(values, {_hparam_tag(k): 0.0 for k in metric_names})
+        for summary in (experiment, session_start):
             self.writer.file_writer.add_summary(summary)
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, step)
+        self.writer.flush()
+
+    def log_hparams(self, metrics: dict, step: int) -> None:
+        """The HParams entry's metrics (scalars ``hparams/<name>``), and the run marked ended."""
+        _, _, session_end = hparams({}, {})
+        self.writer.file_writer.add_summary(session_end)
+        for key, value in metrics.items():
+            if value is not None:
+                self.writer.add_scalar(_hparam_tag(key), value, step)
 
     def log_image(self, tag: str, image: np.ndarray, step: int) -> None:
         """An image in TensorBoard's Images tab, one per step on its slider.

@@ -38,7 +38,7 @@ from .checkpoints import (
     restore,
     save_checkpoint,
 )
-from .config import DTYPES, TrainConfig, resolve_device
+from .config import DTYPES, TrainConfig, preset_differences, resolve_device
 from .data import default_data_path, load_digits, stratified_split
 from .epochs import Epoch, make_epoch
 from .errors import UserError
@@ -46,7 +46,7 @@ from .files import link_atomically
 from .losses import score
 from .model import MLP
 from .optimizers import make_optimizer
-from .runs import RunLog, new_run_dir, read_history
+from .runs import RunLog, new_run_dir, read_history, run_label
 from .schedule import lower_on_plateau, make_scheduler
 from .stopping import EarlyStopping
 
@@ -54,6 +54,8 @@ __all__ = ["FitResult", "fit", "resume"]
 
 # Config fields that describe how a run is watched, not what it trains: not hyperparameters.
 _NOT_HPARAMS = ("logdir", "quiet", "name", "image_every", "figures")
+# ...nor, for a run directory's name, where it trains: names tell apart what runs trained.
+_NOT_TRAINING = (*_NOT_HPARAMS, "preset", "device")
 
 
 @dataclass
@@ -85,10 +87,6 @@ def resume(run_dir: str | Path, **overrides) -> FitResult:
         )
     if not (run_dir / LATEST).exists():
         raise UserError(f"not a run directory to resume (no {LATEST})", run_dir)
-    allowed = {"device", "quiet", "epochs"}
-    if set(overrides) - allowed:
-        changed = ", ".join(sorted(set(overrides) - allowed))
-        raise UserError(f"a resumed run keeps its config; cannot change {changed}", run_dir)
     saved = load_run_file(run_dir / LATEST)
     missing = sorted(RESUMABLE - saved.keys())
     if missing:
@@ -98,12 +96,28 @@ def resume(run_dir: str | Path, **overrides) -> FitResult:
         config = TrainConfig.from_dict(saved["config"])
     except (UserError, TypeError, AttributeError) as err:  # a config this package did not write
         raise UserError(f"its config is invalid ({err})", run_dir / LATEST) from None
+    changed = sorted(k for k in overrides.keys() - _MAY_CHANGE if not _same(config, k, overrides))
+    if changed:
+        problem = f"a resumed run keeps its config; cannot change {', '.join(changed)}"
+        raise UserError(problem, run_dir)
     config = dataclasses.replace(config, **overrides)  # errors here are the flags'
     if config.schedule == "cosine" and config.epochs != saved["config"]["epochs"]:
         raise UserError(
             f"the {config.schedule} lr schedule spans the run's epochs; keep them", run_dir
         )
     return _train(config, run_dir, saved)
+
+
+_MAY_CHANGE = {"device", "quiet", "epochs"}  # how, not what, a resumed run trains
+
+
+def _same(config: TrainConfig, key: str, overrides: dict) -> bool:
+    """Whether ``overrides[key]`` is what ``config`` already holds (as the config reads it)."""
+    try:
+        value = getattr(dataclasses.replace(config, **{key: overrides[key]}), key)
+    except (UserError, TypeError):  # not even a valid value: a change, refused as one
+        return False
+    return value == getattr(config, key)
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -210,7 +224,8 @@ def _train(config: TrainConfig, run_dir: Path | None = None, checkpoint: dict | 
         if run.val is None:  # the best is the latest, even if a kill beat best.pt's update
             best = clone_weights(run.model)
     else:
-        run_dir, best = new_run_dir(config.logdir, config.preset, config.name), None
+        label = config.name or run_label(preset_differences(config, ignore=_NOT_TRAINING))
+        run_dir, best = new_run_dir(config.logdir, config.preset, label), None
     files = _RunFiles(run_dir, config, run, resumed=checkpoint is not None)
     bar = None
     try:
@@ -221,6 +236,8 @@ def _train(config: TrainConfig, run_dir: Path | None = None, checkpoint: dict | 
         started, epoch, stopped, last = time.perf_counter(), start, "max_epochs", config.epochs
         if run.stopping.should_stop:  # a resumed run that had already converged
             stopped, last = "converged", start
+        if checkpoint is not None and start >= last:
+            print(_nothing_to_train(config, start, stopped), file=sys.stderr)
         # The epochs.
         for epoch in range(start + 1, last + 1):
             loss, accuracy = run.epoch()
@@ -265,11 +282,30 @@ def _train(config: TrainConfig, run_dir: Path | None = None, checkpoint: dict | 
     return FitResult(run.model.eval(), run_dir, config, metrics, history)
 
 
+def _nothing_to_train(config: TrainConfig, epoch: int, stopped: str) -> str:
+    """What resuming a finished run says before it reports again."""
+    if stopped == "converged":
+        return (
+            f"epoch {epoch} of {config.epochs} done: the run had stopped early "
+            f"({config.stop_on} made no progress for {config.patience} epochs)"
+        )
+    if config.schedule == "cosine":
+        return f"epoch {epoch} of {epoch} done; its cosine lr schedule ends there"
+    return f"epoch {epoch} of {config.epochs} done; pass --epochs N to train longer"
+
+
 def _val_figures(run: _Setup, config: TrainConfig) -> dict:
     if run.val is None:
         return {"val_loss": None, "val_accuracy": None}
     val_loss, val_accuracy = score(run.model, *run.val, config.loss)
     return {"val_loss": val_loss, "val_accuracy": val_accuracy}
+
+
+def _final_figures(run: _Setup, config: TrainConfig) -> dict:
+    """The reported model's loss (without the L2 term) and accuracy on the clean training
+    digits, and on the validation digits where there are some (else None)."""
+    train_loss, train_accuracy = score(run.model, *run.train, config.loss)
+    return {"train_loss": train_loss, "train_accuracy": train_accuracy, **_val_figures(run, config)}
 
 
 def _progress_bar(config: TrainConfig, start: int) -> tqdm:
@@ -314,6 +350,10 @@ class _RunFiles:
         self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
         if not self.resumable:
             self.log.write_split(*self.run.rows)
+            hyper = {k: v for k, v in self.saved_config.items() if k not in _NOT_HPARAMS}
+            figures = ["train_loss", "train_accuracy"]
+            figures += [] if self.run.val is None else ["val_loss", "val_accuracy"]
+            self.log.start_hparams(hyper, figures)  # metrics as _final_figures names them
             self._save_latest(0, 0.0)
             link_atomically(self.dir / LATEST, self.dir / BEST)
             self.resumable = True
@@ -355,12 +395,13 @@ class _RunFiles:
         Returns the metrics and the run's history.
         """
         run, config = self.run, self.config
-        _, train_accuracy = score(run.model, *run.train, config.loss)
-        final = {"train_accuracy": train_accuracy, **_val_figures(run, config)}
+        final = _final_figures(run, config)
         history = read_history(self.dir)
         metrics = {
             **final,
-            "train_loss": history[-1]["train_loss"] if history else None,
+            "last_epoch_objective": history[-1]["train_loss"] if history else None,
+            "train_examples": len(run.rows[0]),
+            "val_examples": len(run.rows[1]),
             "epochs": epoch,
             "best_epoch": run.stopping.best_epoch_,
             "stopped": stopped,
@@ -371,8 +412,7 @@ class _RunFiles:
         self.log.write_metrics(metrics)
         if config.figures:
             self._figures(epoch)
-        hyper = {k: v for k, v in self.saved_config.items() if k not in _NOT_HPARAMS}
-        self.log.log_hparams(hyper, final, step=epoch)
+        self.log.log_hparams(final, step=epoch)
         self.log.close()
         return metrics, history
 

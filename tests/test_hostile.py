@@ -40,7 +40,7 @@ from digits_torch import MLP
 from digits_torch.checkpoints import load_checkpoint, save_checkpoint
 from digits_torch.data import default_data_path
 from digits_torch.data import load_digits as _load_shipped
-from digits_torch.runs import read_history
+from digits_torch.runs import read_history, read_split
 
 DATA, WEIGHTS, CHECKPOINT = "data", "weights", "checkpoint"
 OK = "OK"
@@ -455,6 +455,15 @@ def evaluated(value: dict, expected, ctx: Context) -> None:
     assert value["accuracy"] == pytest.approx((predictions == y).mean(), abs=1e-12)
 
 
+def evaluated_in_run(value: dict, expected, ctx: Context) -> None:
+    """evaluate RUN_DIR scores the run's own data: its validation digits, or all without any."""
+    X, y = _load_shipped(expected["config"]["data"])
+    val = read_split(ctx.run)[1]
+    rows = val if len(val) else np.arange(len(y))
+    assert value["split"] == ("val" if len(val) else "all")
+    evaluated(value, (X[rows], y[rows]), ctx)  # scored by the run's best.pt: this checkpoint
+
+
 def trained(result, expected, ctx: Context) -> None:
     """A complete run: every epoch logged once, both checkpoints load, the model fits the data."""
     epochs = [record["epoch"] for record in read_history(result.run_dir)]
@@ -493,7 +502,7 @@ ENTRY_POINTS = [
     EntryPoint("load_model", CHECKPOINT, api("digits_torch.checkpoints:load_model"), loaded_model),
     EntryPoint(EVAL_CKPT, CHECKPOINT, cli(EVALUATE, "{file}", "--device", "cpu"), evaluated),
     EntryPoint(EVAL_RUN, CHECKPOINT, in_run("best.pt", cli(EVALUATE, "{run}", "--device", "cpu")),
-               evaluated),
+               evaluated_in_run),
     EntryPoint(RESUME, CHECKPOINT, in_run("checkpoint.pt", cli(TRAIN_PY, "--resume", "{run}",
                *MORE)), trained),
     EntryPoint(RESUME_BEST, CHECKPOINT, in_run("best.pt", cli(TRAIN_PY, "--resume", "{run}",

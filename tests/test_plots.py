@@ -11,6 +11,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from digits_torch import MLP, UserError, fit, load_model, make_config, plots
@@ -105,6 +106,20 @@ def test_hidden_units_share_one_scale(units):
         expected = np.clip(0.5 + 0.5 * to_image(unit) / high, 0, 1)
         np.testing.assert_allclose(mosaic[top : top + 20, left : left + 20], expected, atol=1e-6)
     assert mosaic.shape == (1 + 21 * int(np.ceil(units / cols)), 1 + 21 * cols)
+
+
+@pytest.mark.parametrize("units", [25, 100])
+def test_hidden_units_colour_bar_fits_in_the_picture(units):
+    figure = plots.hidden_units(MLP(400, (units,)))
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer, page = canvas.get_renderer(), figure.bbox
+    bar = figure.axes[-1]  # the colour bar's axes, added last
+    assert bar.get_ylabel() == "weight"
+    drawn = bar.get_tightbbox(renderer)  # with its ticks, their labels and its label
+    assert (
+        page.x0 <= drawn.x0 and drawn.x1 <= page.x1 and page.y0 <= drawn.y0 <= drawn.y1 <= page.y1
+    )
 
 
 def test_mistakes_name_predicted_and_true_digit(run, digits, row_of):

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from digits_torch import fit, make_config
 from digits_torch.runs import read_history
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -36,8 +42,9 @@ def finished_run(tmp_path_factory):
     return logdir, fit(config).run_dir
 
 
-def test_scalars_read_back_over_http(finished_run):
-    logdir, run_dir = finished_run
+@contextlib.contextmanager
+def _tensorboard(logdir: Path) -> Iterator[str]:
+    """A TensorBoard server on ``logdir``, on a free loopback port; yields its base URL."""
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -56,15 +63,39 @@ def test_scalars_read_back_over_http(finished_run):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline, runs = time.monotonic() + 90, []
-        while time.monotonic() < deadline and run_dir.name not in runs:
-            try:
-                runs = _get(f"{base}/data/runs")
-            except OSError:
-                pass
-            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for_run(base: str, name: str) -> list[str]:
+    """The server's runs once it lists ``name`` (or after 90 s)."""
+    deadline, runs = time.monotonic() + 90, []
+    while time.monotonic() < deadline and name not in runs:
+        try:
+            runs = _get(f"{base}/data/runs")
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return runs
+
+
+def _experiment(base: str) -> dict:
+    request = urllib.request.Request(
+        f"{base}/data/plugin/hparams/experiment",
+        data=json.dumps({"experimentName": ""}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_scalars_read_back_over_http(finished_run):
+    logdir, run_dir = finished_run
+    with _tensorboard(logdir) as base:
+        runs = _wait_for_run(base, run_dir.name)
         assert runs == [run_dir.name]  # hparams live in the same run, not a second one
 
         history = read_history(run_dir)
@@ -80,17 +111,41 @@ def test_scalars_read_back_over_http(finished_run):
         text_tags = _get(f"{base}/data/plugin/text/tags")[run_dir.name]
         assert "config/text_summary" in text_tags
 
-        request = urllib.request.Request(
-            f"{base}/data/plugin/hparams/experiment",
-            data=json.dumps({"experimentName": ""}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            experiment = json.loads(response.read())
+        experiment = _experiment(base)
         hparams = {h["name"] for h in experiment["hparamInfos"]}
         assert {"lr", "batch_size", "activation", "preset"} <= hparams
         metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
         assert {"hparams/train_accuracy", "hparams/val_accuracy"} <= metrics
+
+
+def test_a_running_run_is_in_the_hparams_tab(tmp_path, small_digits):
+    """The HParams entry is written when a run starts: read over HTTP while it trains."""
+    logdir = tmp_path / "runs"
+    argv = ["--preset", "seed", "--data", str(small_digits), "--epochs", "1000000",
+            "--patience", "0", "--val-fraction", "0.25", "--lr", "0.003", "--quiet",
+            "--no-figures", "--image-every", "0", "--device", "cpu",
+            "--logdir", str(logdir)]  # fmt: skip
+    training = subprocess.Popen(
+        [sys.executable, "-m", "digits_torch.cli", *argv],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not list(logdir.glob("*/history.jsonl")):
+            time.sleep(0.2)
+        (run_dir,) = logdir.iterdir()
+        with _tensorboard(logdir) as base:
+            assert _wait_for_run(base, run_dir.name) == [run_dir.name]
+            experiment = _experiment(base)
+            assert training.poll() is None  # still training: this is a mid-run read
+        assert not (run_dir / "metrics.json").exists()
+        hparams = {h["name"]: h for h in experiment["hparamInfos"]}
+        assert {"lr", "batch_size", "val_fraction", "preset"} <= hparams.keys()
+        metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        declared = {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+        assert metrics == {f"hparams/{name}" for name in declared}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        training.send_signal(signal.SIGINT)
+        training.wait(timeout=60)

@@ -101,7 +101,9 @@ def hidden_units(model: MLP) -> Figure:
             to_image(unit), cmap="gray", vmin=-limit, vmax=limit, interpolation="nearest"
         )
     grid = Bbox.union([ax.get_position() for ax in axes])  # in figure fractions
-    bar = (grid.x1 + 0.03, grid.y0 + 0.2 * grid.height, 0.03, 0.6 * grid.height)
+    # In inches, not fractions, so that a wide grid (100 units) leaves its labels the same room.
+    inch = 1 / fig.get_figwidth()
+    bar = (grid.x1 + 0.15 * inch, grid.y0 + 0.2 * grid.height, 0.2 * inch, 0.6 * grid.height)
     fig.colorbar(image, cax=fig.add_axes(bar), extend="both", label="weight")
     fig.suptitle(f"First-layer weights of the {len(weights)} hidden units")
     return fig
@@ -295,7 +297,7 @@ def _image_grid(
     rows, cols = _grid_shape(count)
     gap, title, top = 0.05, 0.16 * title_lines, 0.4  # inches; top: room for the suptitle
     cell = tile + gap
-    grid_width, bar = cols * cell + gap, (0.9 if colorbar else 0.0)
+    grid_width, bar = cols * cell + gap, (1.2 if colorbar else 0.0)  # bar, ticks and label
     width, height = max(grid_width + bar, 4.5), top + rows * (cell + title)
     fig = Figure(figsize=(width, height), dpi=DPI)
     left0 = (width - bar - grid_width) / 2 + gap  # centred when the title sets the width

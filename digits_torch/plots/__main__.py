@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..data import load_digits
-from ..errors import ArgumentParser, UserError, exit_on_error
+from ..errors import ArgumentParser, UserError, exit_on_error, program_name
 from ..runs import CONFIG, read_split
 from ..trained import load_trained
 from . import FIGURES, digits_grid, render, run_figures, save_png
@@ -22,7 +22,7 @@ from . import FIGURES, digits_grid, render, run_figures, save_png
 @exit_on_error
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = ArgumentParser(
-        prog="python -m digits_torch.plots",
+        prog=program_name("digits-plots", "digits_torch.plots"),
         description="Draw the pictures of a finished run, a checkpoint, or ex4's Theta1/Theta2 "
         ".mat (hidden units, mistakes, confusion; learning curves for a run), and with --digits "
         "a grid of 100 digits of the data.",

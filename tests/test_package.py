@@ -1,0 +1,95 @@
+"""The package as a user installs it: a wheel built from the checkout, in a fresh venv, its
+commands run from a directory outside the checkout.
+
+The venv sees this interpreter's packages (torch and the rest) through a ``.pth`` line naming
+their site-packages, so nothing is downloaded or reinstalled. A ``.pth`` file's paths are added
+to ``sys.path`` but the ``.pth`` files inside them are not processed, so the editable install of
+the checkout that lives there does not leak in: ``digits_torch`` can only come from the wheel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from digits_torch.__main__ import COMMANDS, available
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory) -> Path:
+    """The bin/ folder of a fresh venv with the checkout's wheel installed (once per session)."""
+    base = tmp_path_factory.mktemp("package")
+    source = base / "source"  # built from a copy: pip leaves build/ and *.egg-info behind
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "digits_torch", source / "digits_torch", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    wheels = base / "wheels"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+          "-w", str(wheels), str(source)])  # fmt: skip
+    env_dir = base / "venv"
+    venv.create(env_dir, with_pip=False)  # no system site packages
+    python = env_dir / "bin" / "python"
+    site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+    Path(site.strip(), "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (wheel,) = wheels.glob("*.whl")
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+          "--no-index", "-q", str(wheel)])  # fmt: skip
+    return env_dir / "bin"
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> str:
+    """Run argv with a clean environment (no PYTHONPATH into the checkout); its stdout."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    assert out.returncode == 0, f"{argv}\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def test_the_commands_run_from_the_installed_wheel(installed, tmp_path, small_digits):
+    assert not tmp_path.resolve().is_relative_to(ROOT)
+    # One process each (every one imports torch, seconds on a busy machine).
+    listing = "import digits_torch, runpy; print(digits_torch.__file__); " + (
+        "runpy.run_module('digits_torch', run_name='__main__')"  # python -m digits_torch
+    )
+    where, *listed = _run([str(installed / "python"), "-c", listing], tmp_path).splitlines()
+    assert Path(where).is_relative_to(installed.parent)  # the wheel's copy, not the checkout's
+    assert (Path(where).parent / "py.typed").is_file()
+    for name in ("digits-train", "digits-evaluate", "digits-plots", "digits-compare"):
+        assert any(line.split()[:1] == [name] for line in listed)
+
+    out = _run([str(installed / "digits-train"), "--epochs", "5", "--data", str(small_digits),
+                "--device", "cpu", "--no-figures"], cwd=tmp_path)  # fmt: skip
+    run = tmp_path / out.strip().splitlines()[-1].removeprefix("run: ")
+    assert run.parent == tmp_path / "runs"  # ./runs of the working directory
+    assert len((run / "history.jsonl").read_text().splitlines()) == 5
+    assert "digits-evaluate" in out and "digits-train --resume" in out
+
+    scored = _run([str(installed / "digits-evaluate"), str(run), "--json", "e.json"], cwd=tmp_path)
+    split = json.loads((run / "split.json").read_text())
+    assert json.loads((tmp_path / "e.json").read_text())["n"] == len(split["val"])
+    assert "validation digits" in scored
+
+    drawn = _run([str(installed / "digits-plots"), str(run)], cwd=tmp_path)
+    assert {Path(line).name for line in drawn.split()} >= {"hidden_units.png", "confusion.png"}
+    assert all(Path(line).is_file() for line in drawn.split())
+
+
+def test_the_scripts_table_is_the_command_list():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    listed = {name: f"{module}:main" for name, module, _ in available()}
+    assert scripts == listed
+    assert {name for name, _, _ in COMMANDS} >= set(scripts)
