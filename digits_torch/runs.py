@@ -23,9 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
-from tensorboard.compat.proto.summary_pb2 import Summary
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
 from .errors import UserError, writing
 from .files import write_atomically, write_json
@@ -103,6 +100,9 @@ class RunLog:
     """
 
     def __init__(self, run_dir: Path, config: dict, resume_epoch: int | None = None) -> None:
+        # TensorBoard here, not at the top: importing it takes longer than many a run's epoch.
+        from torch.utils.tensorboard import SummaryWriter
+
         self.dir = Path(run_dir)
         history = self.dir / HISTORY
         if resume_epoch is None:
@@ -129,6 +129,8 @@ class RunLog:
         """
         # All of an epoch's scalars in one event: add_scalar writes one event per value, at
         # about 60 us each (a fair share of a 10 ms epoch); TensorBoard reads either the same.
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
         values = [
             Summary.Value(tag=tag, simple_value=float(record[key]))
             for key, tag in SCALAR_TAGS.items()
@@ -143,6 +145,8 @@ class RunLog:
 
     def log_hparams(self, hyperparameters: dict, metrics: dict, step: int) -> None:
         """Hyperparameters with final metrics in TensorBoard's HParams tab, in this same run."""
+        from torch.utils.tensorboard.summary import hparams
+
         values = {
             k: v if isinstance(v, int | float | str | bool) else str(v)
             for k, v in hyperparameters.items()
@@ -163,6 +167,8 @@ class RunLog:
         during training that takes a fraction of a millisecond, about ten times less than
         ``SummaryWriter.add_image``, which always stores three channels at level 6.
         """
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
         if image.dtype != np.uint8:
             image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
         png = io.BytesIO()
