@@ -31,8 +31,8 @@ from digits_torch.errors import ArgumentParser, exit_on_error
 BEST = {
     "hidden_layer_sizes": (100,),
     "solver": "adam",
-    "learning_rate_init": 1e-3,
-    "alpha": 1e-1,
+    "learning_rate_init": 1e-2,
+    "alpha": 1e-2,
     "early_stopping": False,
 }
 
