@@ -18,25 +18,37 @@ On CUDA also ``ours_graph`` and ``loop_graph``: the same with ``--cuda-graph`` (
 replayed CUDA graph), and the article's whole 1000-epoch run by fit's clock, eager and as a graph.
 
 Then how ours grows with rows (the data repeated to 50k and 500k rows) and hidden width.
+
+Then time to an accuracy, each a whole process timed from start to exit (median of the repeats,
+taking turns): ``python train.py --device D --quiet --no-figures`` (the default recipe, the
+``tuned`` preset) and its validation accuracy (metrics.json), against the best scikit-learn
+``MLPClassifier`` that ``benchmarks/sklearn_search.py`` found, on the same 80/20 split
+(``data.stratified_split(y, 0.2, 0)``). Every contender runs at ``--threads`` threads (torch's,
+and scikit-learn's BLAS and OpenMP pools); ``import_torch_s`` is a bare ``python -c "import
+torch"``, which the scikit-learn process pays too (it loads the digits with this package).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from digits_torch import MLP, load_digits, make_config
-from digits_torch.config import resolve_device
+from digits_torch import MLP, TrainConfig, load_digits, make_config
+from digits_torch.config import DEFAULT_PRESET, resolve_device
 from digits_torch.cudagraph import EpochGraph
 from digits_torch.epochs import train_epoch
 from digits_torch.errors import ArgumentParser, exit_on_error
@@ -44,6 +56,7 @@ from digits_torch.optimizers import make_optimizer
 from digits_torch.training import fit
 
 BATCH, HIDDEN, LR, MOMENTUM, L2 = 200, 25, 0.001, 0.9, 1e-4
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def time_ours(epochs: int, device: str, cuda_graph: bool = False) -> float:
@@ -55,7 +68,13 @@ def fit_seconds(epochs: int, device: str, cuda_graph: bool = False) -> tuple[flo
     """fit's training clock for the seed preset, and the epochs it ran."""
     with tempfile.TemporaryDirectory() as logdir:
         config = make_config(
-            "seed", epochs=epochs, device=device, logdir=logdir, quiet=True, cuda_graph=cuda_graph
+            "seed",
+            epochs=epochs,
+            device=device,
+            logdir=logdir,
+            quiet=True,
+            cuda_graph=cuda_graph,
+            threads=torch.get_num_threads(),
         )
         result = fit(config)
     return result.metrics["seconds"], result.metrics["epochs"]
@@ -64,6 +83,7 @@ def fit_seconds(epochs: int, device: str, cuda_graph: bool = False) -> tuple[flo
 def time_sklearn(epochs: int, X: np.ndarray, y: np.ndarray) -> float:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
+    from threadpoolctl import threadpool_limits
 
     model = MLPClassifier(
         hidden_layer_sizes=(HIDDEN,),
@@ -74,7 +94,7 @@ def time_sklearn(epochs: int, X: np.ndarray, y: np.ndarray) -> float:
         tol=1e-9,
     )
     X = X.astype(np.float64)  # what the article's script feeds it, converted before the clock
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(torch.get_num_threads()):
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = time.perf_counter()
         model.fit(X, y)
@@ -156,6 +176,37 @@ def time_loop(
     return 1000 * (time.perf_counter() - start) / epochs
 
 
+def process_ours(device: str, epochs: int | None) -> tuple[float, float]:
+    """Wall seconds of ``python train.py`` with the default recipe, and its validation accuracy."""
+    with tempfile.TemporaryDirectory() as logdir:
+        command = ["train.py", "--device", device, "--quiet", "--no-figures", "--logdir", logdir]
+        command += ["--threads", str(torch.get_num_threads())]
+        seconds, _ = _run_python(command + ([] if epochs is None else ["--epochs", str(epochs)]))
+        (metrics,) = Path(logdir).glob("*/metrics.json")
+        return seconds, json.loads(metrics.read_text())["val_accuracy"]
+
+
+def process_sklearn(epochs: int | None) -> tuple[float, float]:
+    """Wall seconds of a process that trains sklearn_search.BEST, and its validation accuracy."""
+    command = ["benchmarks/sklearn_search.py", "--best", "--seed", "0"]
+    seconds, out = _run_python(command + ([] if epochs is None else ["--max-iter", str(epochs)]))
+    return seconds, json.loads(out.splitlines()[-1])["val_accuracy"]
+
+
+def _run_python(args: list[str]) -> tuple[float, str]:
+    """(wall seconds, stdout) of ``python *args`` in the repository, at this process's threads
+    (and with this checkout's package first on the path)."""
+    threads = str(torch.get_num_threads())
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+    env["MKL_NUM_THREADS"] = threads
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    start = time.perf_counter()
+    ran = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return time.perf_counter() - start, ran.stdout
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -172,8 +223,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=50, help="epochs per timed run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each; medians")
     parser.add_argument("--json", help="write the results here")
+    default_threads = next(
+        f.default for f in dataclasses.fields(TrainConfig) if f.name == "threads"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=default_threads, help="CPU threads for every contender"
+    )
+    parser.add_argument(
+        "--recipe-epochs", type=int, help="shorten the whole-process runs to this many epochs"
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     X_np, y_np = load_digits()
     X, y = torch.from_numpy(X_np).to(device), torch.from_numpy(y_np).to(device)
@@ -224,6 +286,18 @@ def main() -> None:
         str(h): median_of(args.repeats, time_loop, X, y, h, scale_epochs) for h in (25, 100, 400)
     }
 
+    # Time to an accuracy: whole processes, taking turns.
+    runs = {"recipe": [], "sklearn_best": []}
+    for _ in range(args.repeats):
+        runs["recipe"].append(process_ours(str(device), args.recipe_epochs))
+        runs["sklearn_best"].append(process_sklearn(args.recipe_epochs))
+    for key, timed in runs.items():
+        results[f"{key}_process_s"] = statistics.median(seconds for seconds, _ in timed)
+        results[f"{key}_val_accuracy"] = timed[0][1]  # the same every repeat (seeded)
+    results["import_torch_s"] = median_of(
+        args.repeats, lambda: _run_python(["-c", "import torch"])[0]
+    )
+
     print(
         f"device {results['device']} ({results['device_name']}), torch {results['torch']}, "
         f"{results['threads']} threads; medians of {args.repeats} x {args.epochs} epochs"
@@ -243,6 +317,13 @@ def main() -> None:
             )
     print("  rows:   " + ", ".join(f"{k}: {v:.1f} ms" for k, v in results["rows_ms"].items()))
     print("  hidden: " + ", ".join(f"{k}: {v:.2f} ms" for k, v in results["hidden_ms"].items()))
+    print(f"  whole processes ({DEFAULT_PRESET} recipe vs sklearn_search.BEST), medians:")
+    for key, label in (("recipe", "python train.py"), ("sklearn_best", "scikit-learn best")):
+        print(
+            f"    {label:18} {results[f'{key}_process_s']:7.2f} s, "
+            f"val accuracy {results[f'{key}_val_accuracy']:.4f}"
+        )
+    print(f"    python -c 'import torch' {results['import_torch_s']:.2f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -2,7 +2,8 @@
 # Issue 6's GPU checks in one go, on a CUDA machine whose python3 has torch and the test
 # dependencies (no install step: it runs from this checkout):
 #
-#     OUT=gpu-check bash benchmarks/gpu_check.sh      # about 3 minutes on an H100
+#     OUT=gpu-check bash benchmarks/gpu_check.sh      # about 3 minutes on an H100 before the
+#                                                     # benchmarks timed whole train.py runs too
 #
 # Writes into $OUT: nvidia-smi.txt, pytest-cuda.txt (the CUDA tests: CUDA against CPU, and
 # --cuda-graph against eager CUDA), bench-cuda.json/.txt and bench-cpu.json/.txt.
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu-check}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the benchmarks import this checkout's package
 status=0
 
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1

@@ -12,6 +12,7 @@ Shapes: a batch ``x`` is (b, n_in); layer l has weight W_l (n_l, n_{l-1}) and bi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -93,31 +94,48 @@ def loss_and_gradients(
     # Forward, keeping each layer's output for the backward pass.  a[0] = x (b, n_in)
     a = [x]
     for layer in layers[:-1]:
-        a.append(act(torch.addmm(layer.bias, a[-1], layer.weight.t())))  # (b, n_l)
-    z = torch.addmm(layers[-1].bias, a[-1], layers[-1].weight.t())  # logits (b, classes)
+        a.append(act(F.linear(a[-1], layer.weight, layer.bias)))  # (b, n_l): addmm, one call
+    z = F.linear(a[-1], layers[-1].weight, layers[-1].bias)  # logits (b, classes)
 
     # delta = b * dLoss/dz, (b, classes): softmax: p - t; ex4: sigmoid(z) - t; t the targets.
     targets = smoothed_targets(y, z.shape[1], label_smoothing, z.dtype)
     if loss == "softmax":
         log_p = torch.log_softmax(z, dim=1)
-        data_loss = -torch.vdot(log_p.view(-1), targets.view(-1)) / b
+        data_loss = torch.vdot(log_p.view(-1), targets.view(-1)).div_(-b)
         delta = log_p.exp_().sub_(targets)
     else:
-        data_loss = F.binary_cross_entropy_with_logits(z, targets, reduction="sum") / b
+        data_loss = F.binary_cross_entropy_with_logits(z, targets, reduction="sum").div_(b)
         delta = torch.sigmoid(z).sub_(targets)
-    correct = (z.argmax(dim=1) == y).sum()
+    correct = z.argmax(dim=1).eq_(y).sum()  # eq_ into the argmax's int64: no bool tensor
 
-    # Backward. The 1/b of the mean and the L2 gradient (l2/b) W ride along in addmm's alpha/beta.
-    ones = torch.ones(b, dtype=x.dtype, device=x.device)
-    squared = torch.zeros((), dtype=x.dtype, device=x.device)
+    # Backward. The 1/b of the mean and the L2 gradient (l2/b) W ride along in addmm's alpha/beta;
+    # the gradients go into the tensors of the batch before (no allocation, no .grad setter).
+    ones = _ones(b, x.dtype, x.device)
+    squared = None
     for index in range(len(layers) - 1, -1, -1):
         weight, bias = layers[index].weight, layers[index].bias
-        weight.grad = torch.addmm(weight, delta.t(), a[index], beta=l2 / b, alpha=1 / b)
-        bias.grad = torch.addmv(bias, delta.t(), ones, beta=0, alpha=1 / b)
-        squared += torch.vdot(weight.view(-1), weight.view(-1))
+        _into_grad(weight, torch.addmm, weight, delta.t(), a[index], beta=l2 / b, alpha=1 / b)
+        _into_grad(bias, torch.addmv, bias, delta.t(), ones, beta=0, alpha=1 / b)
+        norm = torch.vdot(weight.view(-1), weight.view(-1))
+        squared = norm if squared is None else squared.add_(norm)
         if index > 0:
             delta = _BACKWARD[model.activation](delta @ weight, a[index])
     return data_loss + l2 / (2 * b) * squared, correct
+
+
+def _into_grad(param: torch.nn.Parameter, op: Callable, *args, **kwargs) -> None:
+    """``param.grad = op(*args, **kwargs)``, written into the existing ``param.grad`` if any."""
+    grad = param.grad
+    if grad is None:
+        param.grad = op(*args, **kwargs)
+    else:
+        op(*args, **kwargs, out=grad)
+
+
+@functools.lru_cache(maxsize=8)
+def _ones(b: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A (b,) vector of ones, made once per batch size (never written to)."""
+    return torch.ones(b, dtype=dtype, device=device)
 
 
 def autograd_gradients(

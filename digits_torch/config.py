@@ -105,6 +105,11 @@ class TrainConfig:
         "repeat scikit-learn's MLPClassifier(solver='sgd') step for step: init, validation "
         "split and shuffles from numpy's RandomState(seed), its SGD, its clipped log-loss",
     )
+    threads: int = _field(
+        1,
+        "CPU threads for torch's operations (0: torch's default, one per core); results are "
+        "bit-for-bit repeatable at the same count (docs/speed.md)",
+    )
     cuda_graph: bool = _field(
         False,
         "on CUDA, replay each epoch as one captured CUDA graph (needs SGD, explicit backprop, "
@@ -256,6 +261,7 @@ FIELD_RULES: dict[str, Rule] = {
     "momentum": _in_unit("momentum"),
     "backprop": _one_of("backprop", BACKPROPS),
     "dtype": _one_of("dtype", DTYPES),
+    "threads": _at_least("threads", 0),
     "schedule": _one_of("schedule", SCHEDULES),
     "power_t": _at_least("power t", 0),
     "l2": _at_least("l2", 0),

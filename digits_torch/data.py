@@ -19,8 +19,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import scipy.io
-import scipy.sparse
 import torch
 from torch.utils.data import Dataset
 
@@ -155,6 +153,8 @@ def read_mat(path: Path) -> dict[str, np.ndarray]:
     # HDF5's signature sits at offset 0 or a power of two from 512 on; MATLAB v7.3 puts it at 512.
     if any(head[offset : offset + 8] == _HDF5_SIGNATURE for offset in (0, 512, 1024)):
         return _read_hdf5(path)
+    import scipy.io  # here, not at the top: it is most of what importing digits_torch would cost
+
     try:
         contents = scipy.io.loadmat(path)
     except Exception as err:  # scipy raises many types for a bad file; the user needs one line
@@ -193,6 +193,8 @@ def _hdf5_array(item) -> np.ndarray:
 
 
 def _check_pixels(X: np.ndarray, path: Path, dtype: np.dtype) -> np.ndarray:
+    import scipy.sparse  # (loadmat has imported it, for a file that is not HDF5)
+
     if scipy.sparse.issparse(X):  # MATLAB sparse matrices load as scipy.sparse; pixels are dense
         X = X.toarray()
     if not isinstance(X, np.ndarray) or X.dtype.kind not in "biuf":

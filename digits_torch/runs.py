@@ -25,9 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
-from tensorboard.compat.proto.summary_pb2 import Summary
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
 from .errors import UserError, writing
 from .files import write_atomically, write_json
@@ -141,6 +138,9 @@ class RunLog:
     """
 
     def __init__(self, run_dir: Path, config: dict, resume_epoch: int | None = None) -> None:
+        # TensorBoard here, not at the top: importing it takes longer than many a run's epoch.
+        from torch.utils.tensorboard import SummaryWriter
+
         self.dir = Path(run_dir)
         history = self.dir / HISTORY
         if resume_epoch is None:
@@ -167,6 +167,8 @@ class RunLog:
         """
         # All of an epoch's scalars in one event: add_scalar writes one event per value, at
         # about 60 us each (a fair share of a 10 ms epoch); TensorBoard reads either the same.
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
         values = [
             Summary.Value(tag=tag, simple_value=float(record[key]))
             for key, tag in SCALAR_TAGS.items()
@@ -183,6 +185,8 @@ class RunLog:
         """The run's entry in TensorBoard's HParams tab, written when it starts: its
         hyperparameters, and the names of the metrics :meth:`log_hparams` fills in at the end,
         so a running or interrupted run is listed too."""
+        from torch.utils.tensorboard.summary import hparams
+
         values = {
             k: v if isinstance(v, int | float | str | bool) else str(v)
             for k, v in hyperparameters.items()
@@ -194,6 +198,8 @@ class RunLog:
 
     def log_hparams(self, metrics: dict, step: int) -> None:
         """The HParams entry's metrics (scalars ``hparams/<name>``), and the run marked ended."""
+        from torch.utils.tensorboard.summary import hparams
+
         _, _, session_end = hparams({}, {})
         self.writer.file_writer.add_summary(session_end)
         for key, value in metrics.items():
@@ -210,6 +216,8 @@ class RunLog:
         during training that takes a fraction of a millisecond, about ten times less than
         ``SummaryWriter.add_image``, which always stores three channels at level 6.
         """
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
         if image.dtype != np.uint8:
             image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
         png = io.BytesIO()

@@ -49,6 +49,7 @@ from .optimizers import make_optimizer
 from .runs import RunLog, new_run_dir, read_history, run_label
 from .schedule import lower_on_plateau, make_scheduler
 from .stopping import EarlyStopping
+from .threads import cpu_threads
 
 __all__ = ["FitResult", "fit", "resume"]
 
@@ -205,6 +206,11 @@ def split_rows(
 
 
 def _train(config: TrainConfig, run_dir: Path | None = None, checkpoint: dict | None = None):
+    with cpu_threads(config.threads):  # the run's thread count, set here only
+        return _run(config, run_dir, checkpoint)
+
+
+def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None):
     # Set up: data, model, optimizer and epoch, before the run directory is touched, so that a
     # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
     run = _set_up(config)

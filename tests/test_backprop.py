@@ -32,6 +32,28 @@ def test_gradients_match_autograd(digits, activation, loss, l2, smoothing):
         torch.testing.assert_close(got, p.grad, atol=1e-12, rtol=1e-10)
 
 
+@pytest.mark.parametrize("loss", ["softmax", "coursera"])
+def test_gradients_overwrite_stale_ones_in_place(digits, loss):
+    """From the second batch on the gradients are written into the tensors already in p.grad:
+    whatever those held must not leak into the new gradients."""
+    X, y = digits
+    x, t = torch.from_numpy(X[::25]).double(), torch.from_numpy(y[::25])
+    model = MLP(400, (25, 12), 10, "tanh", "glorot", torch.Generator().manual_seed(2)).double()
+    loss_and_gradients(model, x, t, loss, 0.3)
+    before = [p.grad for p in model.parameters()]
+    for grad in before:
+        grad.fill_(float("nan"))
+    loss_and_gradients(model, x[:150], t[:150], loss, 0.3)  # another batch, another size
+    explicit = [p.grad.clone() for p in model.parameters()]
+    assert all(p.grad is g for p, g in zip(model.parameters(), before))  # the same tensors
+
+    model.zero_grad()
+    penalty = 0.3 / (2 * 150) * model.squared_weights()
+    (data_loss(model(x[:150]), t[:150], loss) + penalty).backward()
+    for got, p in zip(explicit, model.parameters()):
+        torch.testing.assert_close(got, p.grad, atol=1e-12, rtol=1e-10)
+
+
 def test_smoothed_targets_are_distributions_peaked_at_the_label():
     y = torch.tensor([0, 3, 9])
     targets = smoothed_targets(y, 10, 0.2, torch.float64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +12,32 @@ from pathlib import Path
 import pytest
 import torch
 
+from digits_torch import make_config
+
 ROOT = Path(__file__).resolve().parents[1]
+# this checkout's package, not whichever one the interpreter has installed
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, f"benchmarks/{script}", *args]
+    return subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True)
 
 
 def test_bench_train_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    ran = subprocess.run(
-        [sys.executable, "benchmarks/bench_train.py", "--epochs", "1", "--repeats", "1"]
-        + ["--device", "cpu", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    ran = _bench(
+        "bench_train.py",
+        "--epochs",
+        "1",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
+        "--recipe-epochs",
+        "1",
     )
     assert ran.returncode == 0, ran.stderr
     results = json.loads(out.read_text())
@@ -38,15 +54,39 @@ def test_bench_train_writes_every_figure(tmp_path):
     assert list(results["hidden_ms"]) == ["25", "100", "400"]
     assert all(v > 0 for v in [*results["rows_ms"].values(), *results["hidden_ms"].values()])
     assert results["peak_rss_mib"] > 0
+    for key in ("recipe", "sklearn_best"):
+        assert results[f"{key}_process_s"] > results["import_torch_s"] > 0, key
+        assert 0 <= results[f"{key}_val_accuracy"] <= 1, key
+    assert results["threads"] == make_config().threads  # every contender at the run's default
+    assert "python train.py" in ran.stdout and "scikit-learn best" in ran.stdout
+
+
+def test_bench_threads_times_each_count_quiet_and_busy(tmp_path):
+    out = tmp_path / "threads.json"
+    ran = _bench(
+        "bench_threads.py",
+        "--presets",
+        "seed",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--repeats",
+        "1",
+        "--timeout",
+        "120",
+        "--json",
+        str(out),
+    )
+    assert ran.returncode == 0, ran.stderr
+    results = json.loads(out.read_text())
+    for load in ("quiet", "busy"):
+        assert list(results[load]) == ["seed"] and results[load]["seed"]["1"] > 0, load
+    assert "seed" in ran.stdout and "busy / quiet" in ran.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_bench_train_without_cuda_says_so_in_one_line():
-    ran = subprocess.run(
-        [sys.executable, "benchmarks/bench_train.py", "--device", "cuda"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    ran = _bench("bench_train.py", "--device", "cuda")
     assert ran.returncode == 2
     assert ran.stderr == "error: device cuda: CUDA is not available on this machine\n"

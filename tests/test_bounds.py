@@ -56,6 +56,8 @@ BAD_FLAGS = [
     (["--dtype", "float16"], r"dtype must be one of float32, float64"),
     (["--sklearn-exact", "--optimizer", "adam"], r"sklearn-exact mode trains with --optimizer sgd"),
     (["--cuda-graph", "--backprop", "autograd"], r"cuda graph needs --optimizer sgd --backprop"),
+    (["--threads", "-1"], r"threads must be >= 0"),
+    (["--threads", "two"], r"argument --threads: invalid int value: 'two'"),
     (["--cuda-graph=yes"], r"argument --cuda-graph/--no-cuda-graph: ignored explicit argument"),
 ]
 

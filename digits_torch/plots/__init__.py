@@ -25,21 +25,20 @@ import io
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import PIL.Image
 import torch
-from matplotlib import ticker
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
-from matplotlib.transforms import Bbox
 
 from ..data import to_image
 from ..errors import UserError, writing
 from ..files import write_atomically
 from ..model import MLP
 from ..runs import METRICS, read_history
+
+if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a run without one never pays
+    from matplotlib.figure import Figure
 
 __all__ = [
     "confusion",
@@ -100,6 +99,8 @@ def hidden_units(model: MLP) -> Figure:
         image = ax.imshow(
             to_image(unit), cmap="gray", vmin=-limit, vmax=limit, interpolation="nearest"
         )
+    from matplotlib.transforms import Bbox
+
     grid = Bbox.union([ax.get_position() for ax in axes])  # in figure fractions
     # In inches, not fractions, so that a wide grid (100 units) leaves its labels the same room.
     inch = 1 / fig.get_figwidth()
@@ -172,6 +173,9 @@ def confusion(model: MLP, X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Te
     counts = np.bincount(y * classes + predicted, minlength=classes * classes)
     counts = counts.reshape(classes, classes)  # counts[true, predicted]
 
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5.4, 5.6), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     norm = LogNorm(vmin=0.5, vmax=max(int(counts.max()), 1))  # vmin 0.5: a count of 1 is tinted
@@ -209,6 +213,9 @@ def learning_curves(run_dir: str | Path) -> Figure:
         raise UserError("no epochs recorded (no history.jsonl, or an empty one)", run_dir)
     epochs = [r["epoch"] for r in history]
     has_val = history[-1].get("val_accuracy") is not None
+
+    from matplotlib import ticker
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 3.6), dpi=DPI, layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -259,6 +266,8 @@ def render(figure: Figure) -> np.ndarray:
         uint8 (H, W) when every pixel is grey (a third of the bytes, as a PNG too), else
         (H, W, 3) RGB.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     rgb = np.asarray(canvas.buffer_rgba())[..., :3]
@@ -299,6 +308,8 @@ def _image_grid(
     cell = tile + gap
     grid_width, bar = cols * cell + gap, (1.2 if colorbar else 0.0)  # bar, ticks and label
     width, height = max(grid_width + bar, 4.5), top + rows * (cell + title)
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=DPI)
     left0 = (width - bar - grid_width) / 2 + gap  # centred when the title sets the width
     axes = []
