@@ -128,7 +128,9 @@ class Member:
         """
         if self.scheduler is not None:
             with warnings.catch_warnings():  # the stack, not this optimizer, took the steps
-                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+                warnings.filterwarnings(
+                    "ignore", "Detected call of `lr_scheduler.step", UserWarning
+                )
                 self.scheduler.step()
         if not math.isfinite(record["train_loss"]):
             self.status = "diverged"
@@ -259,7 +261,10 @@ class Stack:
         for k in indices:
             member = self.members[k]
             for i, layer in enumerate(member.model.layers):
-                pairs = ((layer.weight, weights[i], buffers[0][i]), (layer.bias, biases[i], buffers[1][i]))
+                pairs = (
+                    (layer.weight, weights[i], buffers[0][i]),
+                    (layer.bias, biases[i], buffers[1][i]),
+                )
                 for param, stacked, buffer in pairs:
                     param.copy_(stacked[k])
                     if member.config.momentum and member.epoch > 0:
@@ -271,7 +276,9 @@ class Stack:
                     **{f"layers.{i}.bias": b[k].clone() for i, b in enumerate(self.best[1])},
                 }
             else:
-                member.best = {k2: v.detach().clone() for k2, v in member.model.state_dict().items()}
+                member.best = {
+                    k2: v.detach().clone() for k2, v in member.model.state_dict().items()
+                }
 
     # ------------------------------------------------------------------ the epoch
 
@@ -465,3 +472,27 @@ class Stack:
             loss = bce.sum((1, 2)) / v
         correct = (z.argmax(dim=2) == yv).sum(1)
         return loss.double(), correct.double() / v
+
+
+def memory_needed(configs: Sequence[TrainConfig], rows: int, pixels: int) -> int:
+    """Bytes a stack of ``configs`` needs, on data of ``rows`` images of ``pixels`` pixels.
+
+    Counted: weights, momentum, gradients, the pre-epoch snapshot, the best weights and each
+    member's own model and optimizer; one batch's activations and inputs; the data, each batch
+    group's augmented copy and the validation pass. It grows linearly with the networks.
+    """
+    c = configs[0]
+    item = torch.finfo(DTYPES[c.dtype]).bits // 8
+    sizes = [pixels, *c.hidden, 10]
+    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    K = len(configs)
+    keys = {(x.seed, x.aug_shift, x.aug_rotate, x.aug_scale) for x in configs}
+    G, augmented = len(keys), sum(1 for k in keys if any(k[1:]))
+    val = int(round(rows * c.val_fraction))
+    m = rows - val
+    b, width = min(c.batch_size, m), sum(sizes[1:])
+    copies = 7 + (val > 0)  # weights, momentum, gradients, snapshot (2), member model + buffer
+    batch = K * b * width * 4 + G * b * pixels + (K * b * pixels if 1 < G < K else 0)
+    data = rows * pixels + augmented * m * pixels * 3
+    validation = G * val * pixels + K * val * width * 3
+    return item * (K * params * copies + batch + data + validation)
