@@ -93,11 +93,16 @@ class Member:
     """
 
     def __init__(
-        self, config: TrainConfig, X: np.ndarray, labels: np.ndarray, device: torch.device
+        self,
+        config: TrainConfig,
+        X: np.ndarray,
+        labels: np.ndarray,
+        device: torch.device,
+        order: int = 0,
     ) -> None:
         if not stackable(config):
             raise ValueError("the stack trains SGD networks outside sklearn-exact mode")
-        self.config = config
+        self.config, self.order = config, order  # order: its place in every stack it joins
         self.generator = torch.Generator().manual_seed(config.seed)
         self.model = MLP(
             X.shape[1], config.hidden, 10, config.activation, config.init, self.generator
@@ -192,7 +197,8 @@ class Stack:
     def _build(self, members: list[Member]) -> None:
         """Stack ``members``' weights and momentum, ordered by batch group."""
         groups: dict[tuple, list[Member]] = {}
-        for member in members:
+        # In a canonical order, so that a resumed sweep stacks as the uninterrupted one did.
+        for member in sorted(members, key=lambda m: m.order):
             groups.setdefault(_group_key(member), []).append(member)
         self.members = [m for group in groups.values() for m in group]
         self.groups = [_Group(group, self.X, self.device) for group in groups.values()]
@@ -248,6 +254,8 @@ class Stack:
 
     def sync(self) -> None:
         """Copy every member's weights, momentum and generator state out of the stack."""
+        if not self.members:
+            return
         self._sync(range(len(self.members)), self.weights, self.biases, self._buffer_state())
         for group in self.groups:
             for member in group.members[1:]:

@@ -20,61 +20,32 @@ directory per network in a ``train.py`` run's layout (``evaluate``, ``plots``, `
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import itertools
 import json
 import os
 import re
-import signal
 import sys
-import time
 import typing
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from . import cli, plots
-from .checkpoints import (
-    BEST,
-    LATEST,
-    best_weights,
-    check_fits,
-    load_run_file,
-    model_checkpoint,
-    restore,
-    save_checkpoint,
-)
+from . import cli
 from .config import DEFAULT_PRESET, TrainConfig, make_config, resolve_device
 from .data import default_data_path, load_digits
 from .errors import ArgumentParser, UserError, exit_on_error
-from .files import link_atomically, write_json
-from .losses import score
-from .runs import METRICS, RunLog, new_run_dir, read_history
-from .stacked import Member, Stack, memory_needed, stack_key, stackable
+from .files import write_json
+from .runs import new_run_dir
+from .stacked import memory_needed
 from .sweep_report import report, write_results
-from .training import fit, resume
+from .sweep_train import Network, plan_networks, run_sweep
 
 __all__ = ["Network", "main", "parse_grid", "parse_seeds", "plan_networks"]
 
 SWEEP = "sweep.json"
 EXIT_INTERRUPTED = 130
 UNSWEPT = ("preset", "device", "logdir", "name", "quiet")  # how a sweep runs, not what it trains
-NOT_HPARAMS = ("logdir", "quiet", "name", "image_every", "figures")
-
-
-@dataclass
-class Network:
-    """One network of a sweep: its directory's name, its swept values and its config."""
-
-    name: str
-    values: dict
-    config: TrainConfig
-    dir: Path | None = None
-    metrics: dict | None = None
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -163,18 +134,6 @@ def expand(preset: str, given: dict, grid: dict[str, list], logdir: Path) -> lis
     return networks
 
 
-def plan_networks(networks: list[Network]) -> tuple[list[list[Network]], list[Network]]:
-    """(stacks of networks trained together, networks trained one after another by ``fit``)."""
-    stacks: dict[tuple, list[Network]] = {}
-    solo = []
-    for network in networks:
-        if stackable(network.config):
-            stacks.setdefault(stack_key(network.config), []).append(network)
-        else:
-            solo.append(network)
-    return list(stacks.values()), solo
-
-
 def describe_plan(stacks, solo, memory: int, available: int | None) -> str:
     count = sum(len(s) for s in stacks) + len(solo)
     lines = [f"{count} network(s):"]
@@ -217,259 +176,6 @@ def available_memory(device: torch.device) -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
-
-
-# ----------------------------------------------------------------------------- the files
-
-
-class _Files:
-    """One stacked network's run directory, written as ``fit`` writes it, in batches."""
-
-    def __init__(self, network: Network, member: Member, start_seconds: float) -> None:
-        self.network, self.member = network, member
-        self.saved_config = member.config.to_dict()
-        self.records: list[dict] = []
-        self.images: list[tuple] = []
-        self.seconds = start_seconds
-        self.improved = False
-
-    def open(self, resumed: bool) -> None:
-        dir_ = self.network.dir
-        self.log = RunLog(
-            dir_, self.saved_config, resume_epoch=self.member.epoch if resumed else None
-        )
-        if not resumed:
-            self.log.write_split(self.member.train_rows, self.member.val_rows)
-            self.save_latest()
-            link_atomically(dir_ / LATEST, dir_ / BEST)
-
-    def add(self, record: dict, image) -> None:
-        self.records.append(record)
-        if image is not None:
-            self.images.append((image, record["epoch"]))
-
-    def save_latest(self) -> None:
-        m = self.member
-        state = model_checkpoint(m.model, m.model.state_dict(), m.epoch, self.saved_config)
-        state.update(
-            optimizer=m.optimizer.state_dict(),
-            scheduler=None if m.scheduler is None else m.scheduler.state_dict(),
-            rng=m.generator.get_state(),
-            progress=m.stopping.state_dict(),
-            seconds=self.seconds,
-        )
-        save_checkpoint(state, self.network.dir / LATEST)
-
-    def flush(self) -> None:
-        """History, then best.pt, then the checkpoint that counts them (the member is synced)."""
-        if not self.records:
-            return
-        self.log.log_epochs(self.records)
-        for image, epoch in self.images:
-            self.log.log_image("hidden_units", image, epoch)
-        has_val = len(self.member.val_rows) > 0
-        if self.improved and has_val:
-            best = model_checkpoint(
-                self.member.model,
-                self.member.best,
-                self.member.stopping.best_epoch_,
-                self.saved_config,
-            )
-            save_checkpoint(best, self.network.dir / BEST)
-        self.save_latest()
-        if not has_val:
-            link_atomically(self.network.dir / LATEST, self.network.dir / BEST)
-        self.records, self.images, self.improved = [], [], False
-
-    def finish(self, X: torch.Tensor, y: torch.Tensor) -> dict:
-        """metrics.json, figures and HParams for the best model, as ``fit`` reports a run."""
-        self.flush()
-        m, config = self.member, self.member.config
-        m.model.load_state_dict(m.best)
-        train = (X[m.train_rows], y[m.train_rows])
-        val = (X[m.val_rows], y[m.val_rows]) if len(m.val_rows) else None
-        _, train_accuracy = score(m.model, *train, config.loss)
-        val_loss, val_accuracy = score(m.model, *val, config.loss) if val else (None, None)
-        final = {
-            "train_accuracy": train_accuracy,
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
-        }
-        history = read_history(self.network.dir)
-        metrics = {
-            **final,
-            "train_loss": history[-1]["train_loss"] if history else None,
-            "epochs": m.epoch,
-            "best_epoch": m.stopping.best_epoch_,
-            "stopped": m.status,
-            "seconds": history[-1]["seconds"] if history else 0.0,
-            "device": str(X.device),
-            "preset": config.preset,
-        }
-        self.log.write_metrics(metrics)
-        if config.figures:
-            shown = val if val is not None else train
-            for name, figure in plots.run_figures(m.model, *shown, self.network.dir).items():
-                image = plots.render(figure)
-                plots.save_png(image, self.network.dir / plots.FIGURES / f"{name}.png")
-        hyper = {k: v for k, v in self.saved_config.items() if k not in NOT_HPARAMS}
-        self.log.log_hparams(hyper, final, step=m.epoch)
-        self.log.close()
-        return metrics
-
-
-# ----------------------------------------------------------------------------- running
-
-
-class _Stop:
-    """SIGINT and SIGTERM ask the stack to stop at the end of its epoch, with its files saved."""
-
-    def __init__(self) -> None:
-        self.asked = False
-
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        def ask(signum, frame):
-            self.asked = True
-
-        previous = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-    @contextlib.contextmanager
-    def raising(self) -> Iterator[None]:
-        """During a solo fit: SIGTERM interrupts it as Ctrl-C does (fit keeps its checkpoint)."""
-
-        def interrupt(signum, frame):
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, interrupt)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _member(network: Network, X, labels, device) -> tuple[Member, float, bool]:
-    """The network's member, fresh or (its directory has a checkpoint) restored from it."""
-    member = Member(network.config, X, labels, device)
-    path = network.dir / LATEST
-    if not path.exists():
-        return member, 0.0, False
-    checkpoint = load_run_file(path)
-    check_fits(checkpoint, member.model, path, network.config.data or default_data_path())
-    epoch, seconds = restore(
-        checkpoint,
-        path,
-        model=member.model,
-        optimizer=member.optimizer,
-        scheduler=member.scheduler,
-        rng=member.generator,
-        stopping=member.stopping,
-    )
-    member.epoch = epoch
-    member.best = best_weights(network.dir, member.model)
-    return member, seconds, True
-
-
-def _train_stack(networks, device, save_every: float, stop: _Stop, quiet: bool) -> None:
-    c = networks[0].config
-    X_np, labels = load_digits(c.data or default_data_path(), dtype=c.dtype, stored_labels=True)
-    X = torch.from_numpy(X_np).to(device)
-    y = torch.from_numpy(labels % 10).to(device)
-    files, members = {}, []
-    for network in networks:
-        if (network.dir / METRICS).exists():
-            network.metrics = json.loads((network.dir / METRICS).read_text())
-            continue
-        network.dir.mkdir(exist_ok=True)
-        member, seconds, resumed = _member(network, X_np, labels, device)
-        members.append(member)
-        files[id(member)] = _Files(network, member, seconds)
-        files[id(member)].open(resumed)
-    for member in members:  # ended before a kill beat their report
-        if member.stopping.should_stop:
-            member.status = "converged"
-        elif member.epoch >= member.config.epochs:
-            member.status = "max_epochs"
-    stack = Stack([m for m in members if m.status == "training"], X, y)
-    started = last_save = time.perf_counter()
-    bar = tqdm(
-        total=max(m.config.epochs - m.epoch for m in members),
-        disable=quiet,
-        leave=False,
-        unit="epoch",
-        desc=f"{len(members)} networks",
-    )
-    with stop.deferred():
-        while stack.members and not stop.asked:
-            ended = _epoch(stack, files, started)
-            bar.update(1)
-            now = time.perf_counter()
-            if stop.asked or now - last_save >= save_every:
-                stack.sync()
-                for member in stack.members:
-                    files[id(member)].flush()
-                last_save = now
-            for member in ended:  # synced as they left the stack
-                files[id(member)].network.metrics = files[id(member)].finish(X, y)
-    bar.close()
-    if stop.asked:
-        raise KeyboardInterrupt
-    for member in members:  # those that had ended before a kill beat their report
-        network = files[id(member)].network
-        if network.metrics is None:
-            network.metrics = files[id(member)].finish(X, y)
-
-
-def _epoch(stack: Stack, files: dict, started: float) -> list[Member]:
-    """One epoch of the stack, its records kept for the files; returns the members that ended."""
-    ended, pictured = [], []
-    for member, record in stack.train_epoch():
-        f = files[id(member)]
-        if member.status != "training":
-            ended.append(member)
-        if member.status == "diverged":  # as the solo run: that epoch is not logged
-            continue
-        record["seconds"] = f.seconds + time.perf_counter() - started
-        f.improved |= record["epoch"] == member.stopping.best_epoch_
-        f.add(record, None)
-        every = member.config.image_every
-        if every and record["epoch"] % every == 0:
-            pictured.append(member)
-    if pictured:
-        stack.sync()  # the members' models hold this epoch's weights (those that left, too)
-        for member in pictured:
-            files[id(member)].images.append((plots.hidden_units_image(member.model), member.epoch))
-    return ended
-
-
-def _run_solo(network: Network, sweep_dir: Path, stop: _Stop) -> None:
-    found = sorted(sweep_dir.glob(f"*-{network.config.preset}-{network.name}"))
-    with stop.raising():
-        if found and (found[-1] / METRICS).exists():
-            network.dir = found[-1]
-        elif found:
-            network.dir = resume(found[-1], quiet=network.config.quiet).run_dir
-        else:
-            network.dir = fit(network.config).run_dir
-    network.metrics = json.loads((network.dir / METRICS).read_text())
-
-
-def run_sweep(sweep_dir: Path, networks: list[Network], save_every: float, quiet: bool) -> None:
-    stacks, solo = plan_networks(networks)
-    device = resolve_device(networks[0].config.device)
-    stop = _Stop()
-    for network in networks:
-        if network.dir is None and stackable(network.config):
-            network.dir = sweep_dir / network.name
-    for stack in stacks:
-        _train_stack(stack, device, save_every, stop, quiet)
-    for network in solo:
-        _run_solo(network, sweep_dir, stop)
 
 
 def _write_sweep_json(sweep_dir: Path, grid: dict, networks: list[Network], plan: str) -> None:
