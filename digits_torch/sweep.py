@@ -52,18 +52,20 @@ UNSWEPT = ("preset", "device", "logdir", "name", "quiet")  # how a sweep runs, n
 
 
 def _parse_value(field: str, kind, text: str):
+    """One --grid value for ``field`` of type ``kind``; ValueError says what it is not."""
     if field == "hidden":
         if not re.fullmatch(r"\d+(x\d+)*", text):
-            raise ValueError("hidden sizes are like 25 or 50x50")
+            raise ValueError("not hidden sizes like 25 or 50x50")
         return tuple(int(h) for h in text.split("x"))
     if kind is bool:
         if text.lower() not in ("true", "false"):
             raise ValueError("not true or false")
         return text.lower() == "true"
-    if kind is int:
-        return int(text)
-    if kind is float:
-        return float(text)
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError("not an integer" if kind is int else "not a number") from None
     return None if text.lower() == "none" and kind is not str else text
 
 
@@ -87,10 +89,7 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
             try:
                 values.append(_parse_value(field, types[field], item.strip()))
             except ValueError as err:
-                reason = (
-                    str(err) if field in ("hidden",) or types[field] is bool else "not a number"
-                )
-                raise UserError(f"--grid {spec}: {item.strip()!r} is {reason}") from None
+                raise UserError(f"--grid {spec}: {item.strip()!r} is {err}") from None
         if len(set(values)) != len(values):
             raise UserError(f"--grid {spec}: a value is given twice")
         grid[field] = values
