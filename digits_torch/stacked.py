@@ -190,6 +190,7 @@ class Stack:
         self.X, self.y = X, y
         self.device, self.dtype = X.device, X.dtype
         self.members: list[Member] = []
+        self._buffers_by_shape: dict[tuple, torch.Tensor] = {}
         self._build(list(members))
 
     # ------------------------------------------------------------------ building and leaving
@@ -369,12 +370,12 @@ class Stack:
     def _batches(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The epoch's batches; returns (K,) mean objectives and (K,) hit counts."""
         source, rows, label_rows = self._draws()
-        self.lr = self._per_model([m.lr for m in self.members])  # (K,), this epoch's
+        self.minus_lr = -self._per_model([m.lr for m in self.members])  # (K,), this epoch's
         objectives, hits, sizes = [], [], []
         for start in range(0, self.m, self.batch):
             index = rows[:, start : start + self.batch]
             G, b = index.shape
-            xb = source.index_select(0, index.reshape(-1)).view(G, b, -1)
+            xb = self._gather(source, index.reshape(-1)).view(G, b, -1)
             yb = self.y.index_select(0, label_rows[:, start : start + self.batch].reshape(-1))
             objective, correct = self._gradients(xb, yb.view(G, b))
             objectives.append(objective)
@@ -383,14 +384,27 @@ class Stack:
         weights = torch.tensor(sizes, dtype=self.dtype, device=self.device)
         return weights @ torch.stack(objectives) / self.m, torch.stack(hits).sum(0)
 
+    def _gather(self, source: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``source.index_select(0, rows)`` into a buffer kept between batches: a fresh
+        allocation of this size costs more in page faults than the gather itself."""
+        shape = (len(rows), source.shape[1])
+        buffer = self._buffers_by_shape.get(shape)
+        if buffer is None:
+            buffer = self._buffers_by_shape[shape] = source.new_empty(shape)
+        return torch.index_select(source, 0, rows, out=buffer)
+
     def _grouped_input(self, xb: torch.Tensor) -> torch.Tensor:
         """(G', b, n) inputs for the first layer: one per group, or one per network."""
         if self.per_group == 1 and len(self.groups) != len(self.members):
             return xb.index_select(0, self.group_of)
         return xb
 
-    def _forward(self, xg: torch.Tensor) -> list[torch.Tensor]:
-        """Each layer's output for grouped inputs (G', b, n): [(K, b, n_1), ..., logits]."""
+    def _forward(self, xg: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Hidden outputs [(K, b, n_1), ...] and logits (K, classes, b) for inputs (G', b, n).
+
+        The logits are laid out classes-first: a softmax over 10 classes is then a reduction
+        over a strided dimension, many times faster than over the innermost one.
+        """
         K, per = len(self.members), self.per_group
         G, b, n = xg.shape
         W1, b1 = self.weights[0], self.biases[0]
@@ -398,39 +412,54 @@ class Stack:
         wide = torch.baddbmm(
             b1.view(G, 1, per * h), xg, W1.view(G, per * h, n).transpose(1, 2)
         )  # (G', b, K_g h): one wide product per group
-        z = wide.view(G, b, per, h).transpose(1, 2).reshape(K, b, h)
         act = _FORWARD_INPLACE[self.activation]
-        outputs = []
-        for i in range(1, len(self.weights)):
-            outputs.append(act(z))
+        outputs = [act(wide.view(G, b, per, h).transpose(1, 2).reshape(K, b, h))]
+        for i in range(1, len(self.weights) - 1):
             z = torch.baddbmm(self.biases[i].unsqueeze(1), outputs[-1], self.weights[i].mT)
-        return [*outputs, z]
+            outputs.append(act(z))
+        logits = torch.baddbmm(self.biases[-1].unsqueeze(2), self.weights[-1], outputs[-1].mT)
+        return outputs, logits
+
+    def _targets(self, y: torch.Tensor, classes: int) -> torch.Tensor:
+        """(K, classes, b) one-hot targets of (K, b) labels, smoothed per network."""
+        K, b = y.shape
+        targets = torch.zeros(K, classes, b, dtype=self.dtype, device=self.device)
+        targets.scatter_(1, y.unsqueeze(1), 1.0)
+        if self.any_smoothing:
+            s = self.smoothing.view(K, 1, 1)
+            targets = targets * (1 - s) + s / classes
+        return targets
 
     def _gradients(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch of every network: SGD steps taken; returns (K,) objectives and hits."""
         K, b = len(self.members), xb.shape[1]
         xg = self._grouped_input(xb)
-        a = self._forward(xg)
-        z = a.pop()
+        a, z = self._forward(xg)  # z: (K, classes, b)
         y = yb.index_select(0, self.group_of)  # (K, b)
-        targets = F.one_hot(y, z.shape[2]).to(self.dtype)
-        if self.any_smoothing:
-            s = self.smoothing.view(K, 1, 1)
-            targets = targets * (1 - s) + s / z.shape[2]
+        targets = self._targets(y, z.shape[1])
+        # delta = b * dLoss/dz, (K, classes, b): softmax: p - t; ex4: sigmoid(z) - t.
         if self.loss == "softmax":
-            log_p = torch.log_softmax(z, dim=2)
+            log_p = torch.log_softmax(z, dim=1)
             data_loss = -(log_p * targets).sum((1, 2)) / b
             delta = log_p.exp_().sub_(targets)
         else:
             bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
             data_loss = bce.sum((1, 2)) / b
             delta = torch.sigmoid(z).sub_(targets)
-        correct = (z.argmax(dim=2) == y).sum(1)
+        correct = (z.mT.contiguous().argmax(dim=2) == y).sum(1)  # argmax is slow strided
 
+        # Backward, with the 1/b of the mean and the L2 gradient (l2/b) W folded into each
+        # gradient product, as loss_and_gradients does.
         decay = (self.l2 / b).view(K, 1, 1)
         squared = torch.zeros(K, dtype=self.dtype, device=self.device)
+        last = len(self.weights) - 1
         grads_w, grads_b = [None] * len(self.weights), [None] * len(self.weights)
-        for i in range(len(self.weights) - 1, 0, -1):
+        W = self.weights[last]
+        grads_w[last] = torch.baddbmm(W * decay, delta, a[last - 1], alpha=1 / b)
+        grads_b[last] = delta.sum(2) / b
+        squared += W.square().sum((1, 2))
+        delta = _BACKWARD[self.activation](torch.bmm(delta.mT, W), a[last - 1])  # (K, b, n)
+        for i in range(last - 1, 0, -1):
             W = self.weights[i]
             grads_w[i] = torch.baddbmm(W * decay, delta.mT, a[i - 1], alpha=1 / b)
             grads_b[i] = delta.sum(1) / b
@@ -447,10 +476,9 @@ class Stack:
         return data_loss + self.l2 / (2 * b) * squared, correct
 
     def _step(self, grads_w: list[torch.Tensor], grads_b: list[torch.Tensor]) -> None:
-        """torch.optim.SGD's update, per network: buf = momentum buf + g; p -= lr (Nesterov:
+        """torch.optim.SGD's update, per network: buf = momentum buf + g; p += -lr (Nesterov:
         g + momentum buf, else buf)."""
         K = len(self.members)
-        lr = self.lr
         params = self.weights + self.biases
         buffers = self.weight_buffers + self.bias_buffers
         for param, grad, buffer in zip(params, grads_w + grads_b, buffers):
@@ -458,12 +486,12 @@ class Stack:
             momentum = self.momentum.view(shape)
             buffer.mul_(momentum).add_(grad)
             if self.nesterov is True:
-                step = grad.add_(momentum * buffer)
+                step = grad.addcmul_(momentum, buffer)
             elif self.nesterov is False:
                 step = buffer
             else:
                 step = torch.where(self.nesterov.view(shape), grad + momentum * buffer, buffer)
-            param.sub_(lr.view(shape) * step)
+            param.addcmul_(self.minus_lr.view(shape), step)
 
     def _validate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(K,) validation loss and accuracy, as :func:`digits_torch.losses.score` gives them."""
@@ -471,14 +499,14 @@ class Stack:
         G, v = rows.shape
         xv = self.X.index_select(0, rows.reshape(-1)).view(G, v, -1)
         yv = self.y.index_select(0, rows.reshape(-1)).view(G, v).index_select(0, self.group_of)
-        z = self._forward(self._grouped_input(xv))[-1]  # (K, v, classes)
+        z = self._forward(self._grouped_input(xv))[1]  # (K, classes, v)
         if self.loss == "softmax":
-            loss = -torch.log_softmax(z, dim=2).gather(2, yv.unsqueeze(2)).squeeze(2).mean(1)
+            loss = -torch.log_softmax(z, dim=1).gather(1, yv.unsqueeze(1)).squeeze(1).mean(1)
         else:
-            targets = F.one_hot(yv, z.shape[2]).to(self.dtype)
+            targets = torch.zeros_like(z).scatter_(1, yv.unsqueeze(1), 1.0)
             bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
             loss = bce.sum((1, 2)) / v
-        correct = (z.argmax(dim=2) == yv).sum(1)
+        correct = (z.mT.contiguous().argmax(dim=2) == yv).sum(1)
         return loss.double(), correct.double() / v
 
 
