@@ -41,7 +41,7 @@ from .stacked import memory_needed
 from .sweep_report import report, write_results
 from .sweep_train import Network, plan_networks, run_sweep
 
-__all__ = ["Network", "main", "parse_grid", "parse_seeds", "plan_networks"]
+__all__ = ["main", "parse_grid", "parse_seeds", "run_command"]
 
 SWEEP = "sweep.json"
 EXIT_INTERRUPTED = 130
@@ -262,8 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def main(argv: list[str] | None = None) -> None:
+    """The command (``digits-sweep``): exits 0, 2 on a user error, 130 when interrupted."""
+    run_command(argv)
+
+
 @exit_on_error
-def main(argv: list[str] | None = None) -> Path:
+def run_command(argv: list[str] | None = None) -> Path:
+    """:func:`main`, returning the sweep directory."""
     given = vars(build_parser().parse_args(argv))
     specs, seeds = given.pop("grid"), given.pop("seeds", None)
     save_every, sweep_dir = given.pop("save_every"), given.pop("resume", None)

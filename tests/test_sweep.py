@@ -153,7 +153,7 @@ def _sweep_args(data: Path, logdir: Path, *extra: str) -> list[str]:
 def test_the_command_writes_a_sweep_and_train_py_runs_in_it(tmp_path, digits300, capsys):
     args = _sweep_args(digits300, tmp_path, "--grid", "l2=0,0.1", "--grid", "lr=0.05,0.1")
     args += ["--epochs", "3", "--val-fraction", "0.2", "--name", "demo"]
-    sweep_dir = sweep.main(args)
+    sweep_dir = sweep.run_command(args)
     out = capsys.readouterr().out
     assert "4 network(s)" in out and "1 batch group(s)" in out and "MiB" in out
     assert sweep_dir.name.endswith("-sweep-demo")
@@ -196,7 +196,7 @@ def test_the_command_writes_a_sweep_and_train_py_runs_in_it(tmp_path, digits300,
 def test_a_resumed_network_continues_exactly_as_its_solo_run_in_float64(tmp_path, digits300):
     args = _sweep_args(digits300, tmp_path, "--grid", "lr=0.05,0.1", "--epochs", "3")
     args += ["--dtype", "float64", "--no-figures", "--schedule", "constant"]
-    sweep_dir = sweep.main(args)
+    sweep_dir = sweep.run_command(args)
     run = next(p for p in sorted(sweep_dir.iterdir()) if p.name.startswith("1-"))
     cli.main(["--resume", str(run), "--epochs", "6", "--quiet"])
     solo = fit(_saved_config(run, epochs=6, logdir=str(tmp_path / "solo")))
@@ -209,7 +209,7 @@ def test_a_resumed_network_continues_exactly_as_its_solo_run_in_float64(tmp_path
 def test_a_network_whose_loss_diverges_stops_alone(tmp_path, digits300, capsys):
     args = _sweep_args(digits300, tmp_path, "--grid", "lr=0.05,1e200", "--epochs", "4")
     args += ["--no-figures", "--dtype", "float64"]
-    sweep_dir = sweep.main(args)
+    sweep_dir = sweep.run_command(args)
     saved = {n["values"]["lr"]: n for n in json.loads((sweep_dir / "sweep.json").read_text())[
         "networks"]}  # fmt: skip
     bad, good = saved[1e200], saved[0.05]
@@ -236,7 +236,7 @@ def test_a_network_whose_loss_diverges_stops_alone(tmp_path, digits300, capsys):
 
 def test_adam_and_lbfgs_run_one_after_another_and_say_so(tmp_path, digits300, capsys):
     args = _sweep_args(digits300, tmp_path, "--grid", "optimizer=sgd,adam,lbfgs")
-    sweep_dir = sweep.main([*args, "--epochs", "2", "--no-figures"])
+    sweep_dir = sweep.run_command([*args, "--epochs", "2", "--no-figures"])
     out = capsys.readouterr().out
     assert "stack 1: 1 SGD networks" in out
     assert "1-optimizer=adam: adam, one after another through fit" in out
@@ -285,7 +285,7 @@ def test_adam_and_lbfgs_run_one_after_another_and_say_so(tmp_path, digits300, ca
 def test_a_bad_grid_is_one_error_line_and_nothing_written(
     tmp_path, digits300, run_entry, extra, message
 ):
-    ran = run_entry(lambda: sweep.main(_sweep_args(digits300, tmp_path / "runs", *extra)))
+    ran = run_entry(lambda: sweep.run_command(_sweep_args(digits300, tmp_path / "runs", *extra)))
     assert (ran.code, ran.stderr) == (2, message)
     assert not (tmp_path / "runs").exists()
 
@@ -294,7 +294,9 @@ def test_a_sweep_that_does_not_fit_in_memory_is_refused(
     tmp_path, digits300, run_entry, monkeypatch
 ):
     monkeypatch.setattr(sweep, "available_memory", lambda device: 2**20)
-    ran = run_entry(lambda: sweep.main(_sweep_args(digits300, tmp_path / "runs", "--seeds", "0-9")))
+    ran = run_entry(
+        lambda: sweep.run_command(_sweep_args(digits300, tmp_path / "runs", "--seeds", "0-9"))
+    )
     assert ran.code == 2
     assert ran.stderr.startswith("error: the sweep needs about ") and ran.stderr.count("\n") == 1
     assert "but only 1 MiB are available" in ran.stderr
@@ -352,7 +354,7 @@ def test_a_killed_sweep_resumes_to_exactly_the_uninterrupted_one(tmp_path, digit
     extra = ["--grid", "lr=0.05,0.1", "--seeds", "0-1", "--epochs", "12", "--val-fraction", "0.2"]
     extra += ["--stop-on", "val_accuracy", "--patience", "3", "--tol", "0", "--no-figures"]
     extra += ["--schedule", "cosine", "--aug-shift", "1"]
-    reference = sweep.main(_sweep_args(digits300, tmp_path / "reference", *extra))
+    reference = sweep.run_command(_sweep_args(digits300, tmp_path / "reference", *extra))
     args = _sweep_args(digits300, tmp_path / "killed", *extra, "--save-every", "0")
     process = _sweep_process(args)
     sweep_dir = _wait_for_epochs(process, tmp_path / "killed", 2)
@@ -363,7 +365,7 @@ def test_a_killed_sweep_resumes_to_exactly_the_uninterrupted_one(tmp_path, digit
     _wait_for_epochs(process, tmp_path / "killed", 4)
     process.kill()  # anywhere: mid-epoch or mid-save
     process.communicate(timeout=60)
-    assert sweep.main(["--resume", str(sweep_dir), "--quiet"]) == sweep_dir
+    assert sweep.run_command(["--resume", str(sweep_dir), "--quiet"]) == sweep_dir
     networks = json.loads((reference / "sweep.json").read_text())["networks"]
     for network in networks:
         mine_dir, their_dir = sweep_dir / network["dir"], reference / network["dir"]
