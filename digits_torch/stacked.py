@@ -164,7 +164,6 @@ class _Group:
         c = first.config
         self.augmentation = (c.aug_shift, c.aug_rotate, c.aug_scale)
         self.augmented = any(self.augmentation)
-        self.X_train = X.index_select(0, self.rows) if self.augmented else None
         self.val_rows = torch.from_numpy(first.val_rows).to(device)
 
 
@@ -191,6 +190,7 @@ class Stack:
         self.device, self.dtype = X.device, X.dtype
         self.members: list[Member] = []
         self._buffers_by_shape: dict[tuple, torch.Tensor] = {}
+        self._augmented: torch.Tensor | None = None
         self._build(list(members))
 
     # ------------------------------------------------------------------ building and leaving
@@ -353,10 +353,13 @@ class Stack:
 
         Returns (source images, (G, m) rows of the source, (G, m) rows of y, in batch order).
         """
-        sources, source_rows, label_rows, offset = [self.X], [], [], self.X.shape[0]
+        source, source_rows, label_rows = self._source(), [], []
+        offset = self.X.shape[0]  # each augmented group's images follow the data's
         for group in self.groups:
             if group.augmented:
-                sources.append(random_affine(group.X_train, group.generator, *group.augmentation))
+                images = self.X.index_select(0, group.rows)
+                moved = random_affine(images, group.generator, *group.augmentation)
+                source[offset : offset + self.m].copy_(moved)
             order = torch.randperm(self.m, generator=group.generator).to(self.device)
             if group.augmented:
                 source_rows.append(order + offset)
@@ -364,8 +367,19 @@ class Stack:
             else:
                 source_rows.append(group.rows[order])
             label_rows.append(group.rows[order])
-        source = sources[0] if len(sources) == 1 else torch.cat(sources)
         return source, torch.stack(source_rows), torch.stack(label_rows)
+
+    def _source(self) -> torch.Tensor:
+        """The images batches are gathered from: the data, then room for each augmented group's
+        distorted training set (one copy per group, made once and refilled every epoch)."""
+        augmented = sum(group.augmented for group in self.groups)
+        if not augmented:
+            return self.X
+        shape = (self.X.shape[0] + augmented * self.m, self.X.shape[1])
+        if self._augmented is None or self._augmented.shape != shape:
+            self._augmented = self.X.new_empty(shape)
+            self._augmented[: self.X.shape[0]].copy_(self.X)
+        return self._augmented
 
     def _batches(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The epoch's batches; returns (K,) mean objectives and (K,) hit counts."""
@@ -529,6 +543,6 @@ def memory_needed(configs: Sequence[TrainConfig], rows: int, pixels: int) -> int
     b, width = min(c.batch_size, m), sum(sizes[1:])
     copies = 7 + (val > 0)  # weights, momentum, gradients, snapshot (2), member model + buffer
     batch = K * b * width * 4 + G * b * pixels + (K * b * pixels if 1 < G < K else 0)
-    data = rows * pixels + augmented * m * pixels * 3
+    data = rows * pixels + ((rows + augmented * m) * pixels + 2 * m * pixels if augmented else 0)
     validation = G * val * pixels + K * val * width * 3
     return item * (K * params * copies + batch + data + validation)

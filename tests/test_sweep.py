@@ -381,3 +381,21 @@ def test_a_killed_sweep_resumes_to_exactly_the_uninterrupted_one(tmp_path, digit
             "metrics"]["stopped"]  # fmt: skip
     assert not list(sweep_dir.glob("*/.sweep-*"))
     assert os.path.exists(sweep_dir / "results.csv")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_stack_on_cuda_trains_as_on_the_cpu(tmp_path, digits300):
+    configs = _configs(digits300, tmp_path, "float64")[:6]
+    cpu, _, _ = _train_stacks(configs, digits300)
+    cuda_configs = [TrainConfig.from_dict({**c.to_dict(), "device": "cuda"}) for c in configs]
+    X, labels = load_digits(digits300, dtype="float64", stored_labels=True)
+    device = torch.device("cuda")
+    members = [Member(c, X, labels, device, i) for i, c in enumerate(cuda_configs)]
+    stack = Stack(members, torch.from_numpy(X).to(device), torch.from_numpy(labels % 10).to(device))
+    while stack.members:
+        for _ in stack.train_epoch():
+            pass
+    for a, b in zip(cpu, members):
+        assert a.status == b.status and a.epoch == b.epoch
+        for name, value in a.model.state_dict().items():
+            assert (b.model.state_dict()[name].cpu() - value).abs().max() < 1e-9
