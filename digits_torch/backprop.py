@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .losses import data_loss, smoothed_targets
 from .model import MLP
 
-__all__ = ["GRADIENTS", "autograd_gradients", "loss_and_gradients"]
+__all__ = ["BACKWARD", "FORWARD_INPLACE", "GRADIENTS", "autograd_gradients", "loss_and_gradients"]
 
 # d act(z)/dz times the incoming gradient g, from the activation's output a = act(z): aten's own
 # backward kernels (one kernel each), and the same arithmetic in public ops, taken where a private
@@ -37,7 +37,7 @@ _PRIVATE_BACKWARD = {
     "tanh": lambda g, a: torch.ops.aten.tanh_backward(g, a),
     "relu": lambda g, a: torch.ops.aten.threshold_backward(g, a, 0),
 }
-_FORWARD_INPLACE = {
+FORWARD_INPLACE = {
     "sigmoid": torch.sigmoid_,
     "tanh": torch.tanh_,
     "relu": torch.relu_,
@@ -61,7 +61,8 @@ def _resolve_backward() -> dict[str, Callable[[torch.Tensor, torch.Tensor], torc
     return chosen
 
 
-_BACKWARD = _resolve_backward()
+# d act(z)/dz times g, per activation: what every backward pass here uses.
+BACKWARD = _resolve_backward()
 
 
 @torch.no_grad()
@@ -89,7 +90,7 @@ def loss_and_gradients(
     """
     b = x.shape[0]
     layers = list(model.layers)  # a plain list: ModuleList indexing costs microseconds
-    act = _FORWARD_INPLACE[model.activation]
+    act = FORWARD_INPLACE[model.activation]
 
     # Forward, keeping each layer's output for the backward pass.  a[0] = x (b, n_in)
     a = [x]
@@ -119,7 +120,7 @@ def loss_and_gradients(
         norm = torch.vdot(weight.view(-1), weight.view(-1))
         squared = norm if squared is None else squared.add_(norm)
         if index > 0:
-            delta = _BACKWARD[model.activation](delta @ weight, a[index])
+            delta = BACKWARD[model.activation](delta @ weight, a[index])
     return data_loss + l2 / (2 * b) * squared, correct
 
 

@@ -51,7 +51,7 @@ from .schedule import lower_on_plateau, make_scheduler
 from .stopping import EarlyStopping
 from .threads import cpu_threads
 
-__all__ = ["FitResult", "fit", "resume"]
+__all__ = ["FitResult", "final_figures", "fit", "hparams_of", "report_metrics", "resume"]
 
 # Config fields that describe how a run is watched, not what it trains: not hyperparameters.
 _NOT_HPARAMS = ("logdir", "quiet", "name", "image_every", "figures")
@@ -308,10 +308,44 @@ def _val_figures(run: _Setup, config: TrainConfig) -> dict:
 
 
 def _final_figures(run: _Setup, config: TrainConfig) -> dict:
+    return final_figures(run.model, run.train, run.val, config.loss)
+
+
+def final_figures(model: MLP, train: tuple, val: tuple | None, loss: str) -> dict:
     """The reported model's loss (without the L2 term) and accuracy on the clean training
-    digits, and on the validation digits where there are some (else None)."""
-    train_loss, train_accuracy = score(run.model, *run.train, config.loss)
-    return {"train_loss": train_loss, "train_accuracy": train_accuracy, **_val_figures(run, config)}
+    digits, and on the validation digits where there are some (else None): what metrics.json
+    and the HParams tab report. ``train``, ``val``: ((m, n) images, (m,) digits) on the device."""
+    train_loss, train_accuracy = score(model, *train, loss)
+    val_loss, val_accuracy = score(model, *val, loss) if val is not None else (None, None)
+    return {
+        "train_loss": train_loss,
+        "train_accuracy": train_accuracy,
+        "val_loss": val_loss,
+        "val_accuracy": val_accuracy,
+    }
+
+
+def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict:
+    """metrics.json of a run: ``final`` (:func:`final_figures`), the last epoch's objective and
+    seconds from ``history``, the sizes of the split ``rows`` (training, validation), and
+    ``run``'s ``epochs``, ``best_epoch``, ``stopped``, ``device`` and ``preset``."""
+    return {
+        **final,
+        "last_epoch_objective": history[-1]["train_loss"] if history else None,
+        "train_examples": len(rows[0]),
+        "val_examples": len(rows[1]),
+        "epochs": run["epochs"],
+        "best_epoch": run["best_epoch"],
+        "stopped": run["stopped"],
+        "seconds": history[-1]["seconds"] if history else 0.0,
+        "device": run["device"],
+        "preset": run["preset"],
+    }
+
+
+def hparams_of(saved_config: dict) -> dict:
+    """The fields of a run's config that its HParams entry lists: what it trained with."""
+    return {k: v for k, v in saved_config.items() if k not in _NOT_HPARAMS}
 
 
 def _progress_bar(config: TrainConfig, start: int) -> tqdm:
@@ -356,10 +390,9 @@ class _RunFiles:
         self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
         if not self.resumable:
             self.log.write_split(*self.run.rows)
-            hyper = {k: v for k, v in self.saved_config.items() if k not in _NOT_HPARAMS}
             figures = ["train_loss", "train_accuracy"]
             figures += [] if self.run.val is None else ["val_loss", "val_accuracy"]
-            self.log.start_hparams(hyper, figures)  # metrics as _final_figures names them
+            self.log.start_hparams(hparams_of(self.saved_config), figures)  # final_figures' names
             self._save_latest(0, 0.0)
             link_atomically(self.dir / LATEST, self.dir / BEST)
             self.resumable = True
@@ -403,18 +436,16 @@ class _RunFiles:
         run, config = self.run, self.config
         final = _final_figures(run, config)
         history = read_history(self.dir)
-        metrics = {
-            **final,
-            "last_epoch_objective": history[-1]["train_loss"] if history else None,
-            "train_examples": len(run.rows[0]),
-            "val_examples": len(run.rows[1]),
-            "epochs": epoch,
-            "best_epoch": run.stopping.best_epoch_,
-            "stopped": stopped,
-            "seconds": history[-1]["seconds"] if history else 0.0,
-            "device": str(run.device),
-            "preset": config.preset,
-        }
+        metrics = report_metrics(
+            final,
+            history,
+            run.rows,
+            epochs=epoch,
+            best_epoch=run.stopping.best_epoch_,
+            stopped=stopped,
+            device=str(run.device),
+            preset=config.preset,
+        )
         self.log.write_metrics(metrics)
         if config.figures:
             self._figures(epoch)

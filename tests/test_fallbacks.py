@@ -65,7 +65,7 @@ def test_the_probe_refuses_a_fused_sgd_that_updates_differently(monkeypatch, fre
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
 def test_training_without_aten_backward_kernels(tmp_path, monkeypatch, activation):
     fast = _train(tmp_path, "fast", activation=activation)
-    assert backprop._BACKWARD[activation] is backprop._PRIVATE_BACKWARD[activation]
+    assert backprop.BACKWARD[activation] is backprop._PRIVATE_BACKWARD[activation]
 
     def gone(*args, **kwargs):
         raise RuntimeError("aten::*_backward: no such operator")
@@ -74,7 +74,7 @@ def test_training_without_aten_backward_kernels(tmp_path, monkeypatch, activatio
         monkeypatch.setattr(torch.ops.aten, name, gone)
     public = backprop._resolve_backward()
     assert public == backprop._PUBLIC_BACKWARD
-    monkeypatch.setattr(backprop, "_BACKWARD", public)
+    monkeypatch.setattr(backprop, "BACKWARD", public)
     plain = _train(tmp_path, "plain", activation=activation)
     _assert_same_weights(fast, plain, rtol=1e-4, atol=1e-6)  # float32 rounding only
     for a, b in zip(fast.history, plain.history):

@@ -1,0 +1,535 @@
+"""Many networks trained as one: K SGD networks of one architecture in stacked tensors.
+
+    members = [Member(config, X, labels, device) for config in configs]   # each as fit builds it
+    stack = Stack(members, X, y)
+    while stack.members:
+        for member, record in stack.train_epoch():   # one epoch of every network still training
+            ...                                      # log it; member.status says if it left
+
+Each :class:`Member` is exactly the network its solo ``fit`` run trains: its initial weights,
+validation split, optimizer, lr scheduler, stopping rule and CPU generator are built as
+:func:`digits_torch.training._set_up` builds them, and each epoch its generator draws the
+augmentation and then the shuffle, as :func:`digits_torch.epochs.make_epoch` does. What the
+stack changes is only how the arithmetic is laid out:
+
+* weights carry a leading model dimension: layer l is W (K, n_l, n_{l-1}) and b (K, n_l);
+* networks whose generators are in the same state and that train on the same rows with the same
+  augmentation (a *batch group*: the same seed) see the same batches, so their first layer is one
+  wide matrix product, X_b (b, n) @ W1^T (n, K_g * h); groups are a leading dimension of a
+  batched product (``baddbmm``), so K networks of K seeds are K narrow products in one call;
+* lr, momentum, l2 and label smoothing are (K,) tensors; one update, torch.optim.SGD's
+  (Nesterov) momentum arithmetic, steps the whole stack;
+* the gradients are those of :func:`digits_torch.backprop.loss_and_gradients` (the L2 term folded
+  into the gradient product; objective = data loss + l2 / (2 b) * sum of squared weights).
+
+A network that stops (early stopping, max epochs, a non-finite loss) leaves the stack at the end
+of the epoch: its weights, momentum and generator go back into its :class:`Member` (for a
+non-finite loss, those from before that epoch, as the solo run keeps its last good checkpoint),
+and the others go on in a smaller stack.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import random_affine
+from .backprop import BACKWARD, FORWARD_INPLACE
+from .config import DTYPES, TrainConfig
+from .errors import UserError
+from .model import MLP
+from .optimizers import make_optimizer
+from .schedule import lower_on_plateau, make_scheduler
+from .stopping import EarlyStopping
+from .training import split_rows
+
+__all__ = ["Member", "Stack", "stack_key", "stackable"]
+
+
+def stackable(config: TrainConfig) -> bool:
+    """Whether the stack trains ``config``: minibatch SGD outside sklearn-exact mode."""
+    return config.optimizer == "sgd" and not config.sklearn_exact
+
+
+def stack_key(config: TrainConfig) -> tuple:
+    """Networks with equal keys train in one stack: the same shapes, data and loss."""
+    return (
+        config.hidden,
+        config.activation,
+        config.loss,
+        config.dtype,
+        config.batch_size,
+        config.data,
+        config.val_fraction,
+    )
+
+
+class Member:
+    """One network of a stack, with everything its solo run keeps beside the weights.
+
+    Built as ``fit`` builds a run: ``model`` from ``torch.Generator().manual_seed(seed)``, the
+    split from :func:`digits_torch.training.split_rows`, a real ``torch.optim.SGD`` over
+    ``model`` (its momentum buffers are filled when the member leaves the stack or is synced) and
+    the run's scheduler and :class:`EarlyStopping`. ``epoch`` counts completed epochs; ``status``
+    is ``"training"`` until it leaves: ``"max_epochs"``, ``"converged"`` or ``"diverged"``.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        X: np.ndarray,
+        labels: np.ndarray,
+        device: torch.device,
+        order: int = 0,
+    ) -> None:
+        if not stackable(config):
+            raise ValueError("the stack trains SGD networks outside sklearn-exact mode")
+        self.config, self.order = config, order  # order: its place in every stack it joins
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.model = MLP(
+            X.shape[1], config.hidden, 10, config.activation, config.init, self.generator
+        )
+        self.model.to(device, DTYPES[config.dtype])
+        _, self.train_rows, self.val_rows = split_rows(config, labels, self.model)
+        if len(self.train_rows) == 0:
+            problem = f"val fraction {config.val_fraction} holds out every example; lower it"
+            raise UserError(problem, config.data)
+        self.optimizer = make_optimizer(config, self.model)
+        self.scheduler = make_scheduler(
+            config.schedule, self.optimizer, config.epochs, len(self.train_rows), config.power_t
+        )
+        self.stopping = EarlyStopping(config.stop_on, config.tol, config.patience)
+        self.epoch = 0
+        self.status = "training"
+        self.best: dict[str, torch.Tensor] | None = None  # the best weights, once known
+
+    @property
+    def lr(self) -> float:
+        """The lr this member's next epoch trains with."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def end_epoch(self, record: dict) -> bool:
+        """The solo loop's bookkeeping after an epoch: schedule, stopping, adaptive lr.
+
+        Returns whether the epoch's model is the best so far; sets ``status`` if it stops.
+        """
+        if self.scheduler is not None:
+            with warnings.catch_warnings():  # the stack, not this optimizer, took the steps
+                warnings.filterwarnings(
+                    "ignore", "Detected call of `lr_scheduler.step", UserWarning
+                )
+                self.scheduler.step()
+        if not math.isfinite(record["train_loss"]):
+            self.status = "diverged"
+            return False
+        self.epoch = record["epoch"]
+        improved = self.stopping.update(record)
+        stop = self.stopping.should_stop
+        if stop and self.config.schedule == "adaptive" and lower_on_plateau(self.optimizer):
+            stop = False
+            self.stopping.restart()
+        if stop:
+            self.status = "converged"
+        elif self.epoch >= self.config.epochs:
+            self.status = "max_epochs"
+        return improved
+
+
+class _Group:
+    """Members that see the same batches: a slice of the stack, one generator's draws."""
+
+    def __init__(self, members: list[Member], X: torch.Tensor, device: torch.device) -> None:
+        first = members[0]
+        self.members = members
+        self.generator = first.generator
+        self.rows = torch.from_numpy(first.train_rows).to(device)
+        c = first.config
+        self.augmentation = (c.aug_shift, c.aug_rotate, c.aug_scale)
+        self.augmented = any(self.augmentation)
+        self.val_rows = torch.from_numpy(first.val_rows).to(device)
+
+
+def _group_key(member: Member) -> tuple:
+    c = member.config
+    return (
+        member.generator.get_state().numpy().tobytes(),
+        member.train_rows.tobytes(),
+        (c.aug_shift, c.aug_rotate, c.aug_scale),
+    )
+
+
+class Stack:
+    """The members' weights stacked, and their epochs trained together.
+
+    Args:
+        members: networks with one :func:`stack_key`, each at its own epoch (a resumed sweep).
+        X: (rows, n) every image of the data file, on the device, in the members' dtype.
+        y: (rows,) their digits, on the device.
+    """
+
+    def __init__(self, members: Sequence[Member], X: torch.Tensor, y: torch.Tensor) -> None:
+        self.X, self.y = X, y
+        self.device, self.dtype = X.device, X.dtype
+        self.members: list[Member] = []
+        self._buffers_by_shape: dict[tuple, torch.Tensor] = {}
+        self._augmented: torch.Tensor | None = None
+        self._build(list(members))
+
+    # ------------------------------------------------------------------ building and leaving
+
+    def _build(self, members: list[Member]) -> None:
+        """Stack ``members``' weights and momentum, ordered by batch group."""
+        groups: dict[tuple, list[Member]] = {}
+        # In a canonical order, so that a resumed sweep stacks as the uninterrupted one did.
+        for member in sorted(members, key=lambda m: m.order):
+            groups.setdefault(_group_key(member), []).append(member)
+        self.members = [m for group in groups.values() for m in group]
+        self.groups = [_Group(group, self.X, self.device) for group in groups.values()]
+        if not self.members:
+            return
+        sizes = [len(group) for group in groups.values()]
+        # Equal groups: the first layer is (groups, b, n) @ (groups, n, K_g h), one batched
+        # product; unequal ones (after networks left) take one narrow product per network.
+        self.per_group = sizes[0] if len(set(sizes)) == 1 else 1
+        self.group_of = torch.repeat_interleave(
+            torch.arange(len(sizes), device=self.device), torch.tensor(sizes, device=self.device)
+        )
+        layers = range(len(self.members[0].model.layers))
+        self.weights = [
+            torch.stack([m.model.layers[i].weight.detach() for m in self.members]) for i in layers
+        ]
+        self.biases = [
+            torch.stack([m.model.layers[i].bias.detach() for m in self.members])
+            for i in range(len(self.weights))
+        ]
+        self.weight_buffers = [self._buffers(i, "weight") for i in range(len(self.weights))]
+        self.bias_buffers = [self._buffers(i, "bias") for i in range(len(self.weights))]
+        configs = [m.config for m in self.members]
+        self.momentum = self._per_model([c.momentum for c in configs])
+        self.l2 = self._per_model([c.l2 for c in configs])
+        self.smoothing = self._per_model([c.label_smoothing for c in configs])
+        self.any_smoothing = any(c.label_smoothing for c in configs)
+        nesterov = [m.optimizer.param_groups[0]["nesterov"] for m in self.members]
+        self.nesterov = self._per_model(nesterov).bool() if len(set(nesterov)) > 1 else nesterov[0]
+        self.activation = configs[0].activation
+        self.loss = configs[0].loss
+        self.batch = min(configs[0].batch_size, len(self.members[0].train_rows))
+        self.has_val = len(self.members[0].val_rows) > 0
+        if self.has_val:  # the best weights so far: a resumed member's from its best.pt
+            bests = [m.best or m.model.state_dict() for m in self.members]
+            self.best = [
+                [torch.stack([b[f"layers.{i}.{name}"] for b in bests]).clone() for i in layers]
+                for name in ("weight", "bias")
+            ]
+
+    def _buffers(self, layer: int, name: str) -> torch.Tensor:
+        """The layer's stacked momentum buffers: the members' own, zeros where none yet (a first
+        step from zero is torch's first step, buffer = gradient)."""
+        found = []
+        for member in self.members:
+            param = getattr(member.model.layers[layer], name)
+            buffer = member.optimizer.state.get(param, {}).get("momentum_buffer")
+            found.append(torch.zeros_like(param) if buffer is None else buffer.detach())
+        return torch.stack(found)
+
+    def _per_model(self, values: list[float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=self.dtype, device=self.device)
+
+    def sync(self) -> None:
+        """Copy every member's weights, momentum and generator state out of the stack."""
+        if not self.members:
+            return
+        self._sync(range(len(self.members)), self.weights, self.biases, self._buffer_state())
+        for group in self.groups:
+            for member in group.members[1:]:
+                member.generator.set_state(group.generator.get_state())
+
+    def _buffer_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return self.weight_buffers, self.bias_buffers
+
+    @torch.no_grad()
+    def _sync(self, indices, weights, biases, buffers) -> None:
+        for k in indices:
+            member = self.members[k]
+            for i, layer in enumerate(member.model.layers):
+                pairs = (
+                    (layer.weight, weights[i], buffers[0][i]),
+                    (layer.bias, biases[i], buffers[1][i]),
+                )
+                for param, stacked, buffer in pairs:
+                    param.copy_(stacked[k])
+                    if member.config.momentum and member.epoch > 0:
+                        state = member.optimizer.state[param]
+                        state["momentum_buffer"] = buffer[k].clone()
+            if self.has_val:
+                member.best = {
+                    **{f"layers.{i}.weight": w[k].clone() for i, w in enumerate(self.best[0])},
+                    **{f"layers.{i}.bias": b[k].clone() for i, b in enumerate(self.best[1])},
+                }
+            else:
+                member.best = {
+                    k2: v.detach().clone() for k2, v in member.model.state_dict().items()
+                }
+
+    # ------------------------------------------------------------------ the epoch
+
+    @torch.no_grad()
+    def train_epoch(self) -> Iterator[tuple[Member, dict]]:
+        """One epoch of every member; yields (member, its epoch record) in stack order.
+
+        Members that stop leave the stack once every record has been yielded.
+        """
+        snapshot = self._snapshot()
+        losses, hits = self._batches()
+        # as the solo epoch computes them: an int64 count / m is a float32, then read as float64
+        figures = [losses.double(), (hits / self.m).double()]
+        if self.has_val:
+            figures += list(self._validate())
+        values = torch.stack(figures).tolist()  # the epoch's one read from the device
+        leaving, diverged = [], []
+        for k, member in enumerate(self.members):
+            record = {"epoch": member.epoch + 1}
+            if self.has_val:
+                record["val_loss"], record["val_accuracy"] = values[2][k], values[3][k]
+            else:
+                record["val_loss"], record["val_accuracy"] = None, None
+            record["train_loss"], record["train_accuracy"] = values[0][k], values[1][k]
+            record["lr"] = member.lr
+            improved = member.end_epoch(record)
+            if improved and self.has_val:
+                for best, now in zip(self.best[0] + self.best[1], self.weights + self.biases):
+                    best[k].copy_(now[k])
+            if member.status == "diverged":
+                diverged.append(k)
+            elif member.status != "training":
+                leaving.append(k)
+            yield member, record
+        if leaving or diverged:
+            self._leave(leaving, diverged, snapshot)
+
+    def _snapshot(self) -> tuple:
+        """Weights, momentum and generators before the epoch, for members whose loss diverges."""
+        weights = [w.clone() for w in self.weights]
+        biases = [b.clone() for b in self.biases]
+        buffers = ([w.clone() for w in self.weight_buffers], [b.clone() for b in self.bias_buffers])
+        states = [group.generator.get_state() for group in self.groups]
+        return weights, biases, buffers, states
+
+    def _leave(self, leaving: list[int], diverged: list[int], snapshot: tuple) -> None:
+        self.sync()
+        weights, biases, buffers, states = snapshot
+        self._sync(diverged, weights, biases, buffers)
+        for k in diverged:
+            group = int(self.group_of[k])
+            self.members[k].generator.set_state(states[group])
+        gone = set(leaving) | set(diverged)
+        staying = [m for k, m in enumerate(self.members) if k not in gone]
+        self._build(staying)
+
+    @property
+    def m(self) -> int:
+        return len(self.members[0].train_rows)
+
+    def _draws(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each group's epoch draws, in the solo order (augmentation, then the shuffle).
+
+        Returns (source images, (G, m) rows of the source, (G, m) rows of y, in batch order).
+        """
+        source, source_rows, label_rows = self._source(), [], []
+        offset = self.X.shape[0]  # each augmented group's images follow the data's
+        for group in self.groups:
+            if group.augmented:
+                images = self.X.index_select(0, group.rows)
+                moved = random_affine(images, group.generator, *group.augmentation)
+                source[offset : offset + self.m].copy_(moved)
+            order = torch.randperm(self.m, generator=group.generator).to(self.device)
+            if group.augmented:
+                source_rows.append(order + offset)
+                offset += self.m
+            else:
+                source_rows.append(group.rows[order])
+            label_rows.append(group.rows[order])
+        return source, torch.stack(source_rows), torch.stack(label_rows)
+
+    def _source(self) -> torch.Tensor:
+        """The images batches are gathered from: the data, then room for each augmented group's
+        distorted training set (one copy per group, made once and refilled every epoch)."""
+        augmented = sum(group.augmented for group in self.groups)
+        if not augmented:
+            return self.X
+        shape = (self.X.shape[0] + augmented * self.m, self.X.shape[1])
+        if self._augmented is None or self._augmented.shape != shape:
+            self._augmented = self.X.new_empty(shape)
+            self._augmented[: self.X.shape[0]].copy_(self.X)
+        return self._augmented
+
+    def _batches(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The epoch's batches; returns (K,) mean objectives and (K,) hit counts."""
+        source, rows, label_rows = self._draws()
+        self.minus_lr = -self._per_model([m.lr for m in self.members])  # (K,), this epoch's
+        objectives, hits, sizes = [], [], []
+        for start in range(0, self.m, self.batch):
+            index = rows[:, start : start + self.batch]
+            G, b = index.shape
+            xb = self._gather(source, index.reshape(-1)).view(G, b, -1)
+            yb = self.y.index_select(0, label_rows[:, start : start + self.batch].reshape(-1))
+            objective, correct = self._gradients(xb, yb.view(G, b))
+            objectives.append(objective)
+            hits.append(correct)
+            sizes.append(b)
+        weights = torch.tensor(sizes, dtype=self.dtype, device=self.device)
+        return weights @ torch.stack(objectives) / self.m, torch.stack(hits).sum(0)
+
+    def _gather(self, source: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``source.index_select(0, rows)`` into a buffer kept between batches: a fresh
+        allocation of this size costs more in page faults than the gather itself."""
+        shape = (len(rows), source.shape[1])
+        buffer = self._buffers_by_shape.get(shape)
+        if buffer is None:
+            buffer = self._buffers_by_shape[shape] = source.new_empty(shape)
+        return torch.index_select(source, 0, rows, out=buffer)
+
+    def _grouped_input(self, xb: torch.Tensor) -> torch.Tensor:
+        """(G', b, n) inputs for the first layer: one per group, or one per network."""
+        if self.per_group == 1 and len(self.groups) != len(self.members):
+            return xb.index_select(0, self.group_of)
+        return xb
+
+    def _forward(self, xg: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Hidden outputs [(K, b, n_1), ...] and logits (K, classes, b) for inputs (G', b, n).
+
+        The logits are laid out classes-first: a softmax over 10 classes is then a reduction
+        over a strided dimension, many times faster than over the innermost one.
+        """
+        K, per = len(self.members), self.per_group
+        G, b, n = xg.shape
+        W1, b1 = self.weights[0], self.biases[0]
+        h = W1.shape[1]
+        wide = torch.baddbmm(
+            b1.view(G, 1, per * h), xg, W1.view(G, per * h, n).transpose(1, 2)
+        )  # (G', b, K_g h): one wide product per group
+        act = FORWARD_INPLACE[self.activation]
+        outputs = [act(wide.view(G, b, per, h).transpose(1, 2).reshape(K, b, h))]
+        for i in range(1, len(self.weights) - 1):
+            z = torch.baddbmm(self.biases[i].unsqueeze(1), outputs[-1], self.weights[i].mT)
+            outputs.append(act(z))
+        logits = torch.baddbmm(self.biases[-1].unsqueeze(2), self.weights[-1], outputs[-1].mT)
+        return outputs, logits
+
+    def _targets(self, y: torch.Tensor, classes: int) -> torch.Tensor:
+        """(K, classes, b) one-hot targets of (K, b) labels, smoothed per network."""
+        K, b = y.shape
+        targets = torch.zeros(K, classes, b, dtype=self.dtype, device=self.device)
+        targets.scatter_(1, y.unsqueeze(1), 1.0)
+        if self.any_smoothing:
+            s = self.smoothing.view(K, 1, 1)
+            targets = targets * (1 - s) + s / classes
+        return targets
+
+    def _gradients(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch of every network: SGD steps taken; returns (K,) objectives and hits."""
+        K, b = len(self.members), xb.shape[1]
+        xg = self._grouped_input(xb)
+        a, z = self._forward(xg)  # z: (K, classes, b)
+        y = yb.index_select(0, self.group_of)  # (K, b)
+        targets = self._targets(y, z.shape[1])
+        # delta = b * dLoss/dz, (K, classes, b): softmax: p - t; ex4: sigmoid(z) - t.
+        if self.loss == "softmax":
+            log_p = torch.log_softmax(z, dim=1)
+            data_loss = -(log_p * targets).sum((1, 2)) / b
+            delta = log_p.exp_().sub_(targets)
+        else:
+            bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
+            data_loss = bce.sum((1, 2)) / b
+            delta = torch.sigmoid(z).sub_(targets)
+        correct = (z.mT.contiguous().argmax(dim=2) == y).sum(1)  # argmax is slow strided
+
+        # Backward, with the 1/b of the mean and the L2 gradient (l2/b) W folded into each
+        # gradient product, as loss_and_gradients does.
+        decay = (self.l2 / b).view(K, 1, 1)
+        squared = torch.zeros(K, dtype=self.dtype, device=self.device)
+        last = len(self.weights) - 1
+        grads_w, grads_b = [None] * len(self.weights), [None] * len(self.weights)
+        W = self.weights[last]
+        grads_w[last] = torch.baddbmm(W * decay, delta, a[last - 1], alpha=1 / b)
+        grads_b[last] = delta.sum(2) / b
+        squared += W.square().sum((1, 2))
+        delta = BACKWARD[self.activation](torch.bmm(delta.mT, W), a[last - 1])  # (K, b, n)
+        for i in range(last - 1, 0, -1):
+            W = self.weights[i]
+            grads_w[i] = torch.baddbmm(W * decay, delta.mT, a[i - 1], alpha=1 / b)
+            grads_b[i] = delta.sum(1) / b
+            squared += W.square().sum((1, 2))
+            delta = BACKWARD[self.activation](torch.bmm(delta, W), a[i - 1])
+        W1 = self.weights[0]
+        G, per, h, n = xg.shape[0], self.per_group, W1.shape[1], W1.shape[2]
+        wide = delta.view(G, per, b, h).transpose(1, 2).reshape(G, b, per * h)
+        scaled = (W1 * decay).view(G, per * h, n)
+        grads_w[0] = torch.baddbmm(scaled, wide.mT, xg, alpha=1 / b).view(K, h, n)
+        grads_b[0] = delta.sum(1) / b
+        squared += W1.square().sum((1, 2))
+        self._step(grads_w, grads_b)
+        return data_loss + self.l2 / (2 * b) * squared, correct
+
+    def _step(self, grads_w: list[torch.Tensor], grads_b: list[torch.Tensor]) -> None:
+        """torch.optim.SGD's update, per network: buf = momentum buf + g; p += -lr (Nesterov:
+        g + momentum buf, else buf)."""
+        K = len(self.members)
+        params = self.weights + self.biases
+        buffers = self.weight_buffers + self.bias_buffers
+        for param, grad, buffer in zip(params, grads_w + grads_b, buffers):
+            shape = (K,) + (1,) * (param.dim() - 1)
+            momentum = self.momentum.view(shape)
+            buffer.mul_(momentum).add_(grad)
+            if self.nesterov is True:
+                step = grad.addcmul_(momentum, buffer)
+            elif self.nesterov is False:
+                step = buffer
+            else:
+                step = torch.where(self.nesterov.view(shape), grad + momentum * buffer, buffer)
+            param.addcmul_(self.minus_lr.view(shape), step)
+
+    def _validate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K,) validation loss and accuracy, as :func:`digits_torch.losses.score` gives them."""
+        rows = torch.stack([group.val_rows for group in self.groups])  # (G, v)
+        G, v = rows.shape
+        xv = self.X.index_select(0, rows.reshape(-1)).view(G, v, -1)
+        yv = self.y.index_select(0, rows.reshape(-1)).view(G, v).index_select(0, self.group_of)
+        z = self._forward(self._grouped_input(xv))[1]  # (K, classes, v)
+        if self.loss == "softmax":
+            loss = -torch.log_softmax(z, dim=1).gather(1, yv.unsqueeze(1)).squeeze(1).mean(1)
+        else:
+            targets = torch.zeros_like(z).scatter_(1, yv.unsqueeze(1), 1.0)
+            bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
+            loss = bce.sum((1, 2)) / v
+        correct = (z.mT.contiguous().argmax(dim=2) == yv).sum(1)
+        return loss.double(), correct.double() / v
+
+
+def memory_needed(configs: Sequence[TrainConfig], rows: int, pixels: int) -> int:
+    """Bytes a stack of ``configs`` needs, on data of ``rows`` images of ``pixels`` pixels.
+
+    Counted: weights, momentum, gradients, the pre-epoch snapshot, the best weights and each
+    member's own model and optimizer; one batch's activations and inputs; the data, each batch
+    group's augmented copy and the validation pass. It grows linearly with the networks.
+    """
+    c = configs[0]
+    item = torch.finfo(DTYPES[c.dtype]).bits // 8
+    sizes = [pixels, *c.hidden, 10]
+    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    K = len(configs)
+    keys = {(x.seed, x.aug_shift, x.aug_rotate, x.aug_scale) for x in configs}
+    G, augmented = len(keys), sum(1 for k in keys if any(k[1:]))
+    val = int(round(rows * c.val_fraction))
+    m = rows - val
+    b, width = min(c.batch_size, m), sum(sizes[1:])
+    copies = 7 + (val > 0)  # weights, momentum, gradients, snapshot (2), member model + buffer
+    batch = K * b * width * 4 + G * b * pixels + (K * b * pixels if 1 < G < K else 0)
+    data = rows * pixels + ((rows + augmented * m) * pixels + 2 * m * pixels if augmented else 0)
+    validation = G * val * pixels + K * val * width * 3
+    return item * (K * params * copies + batch + data + validation)

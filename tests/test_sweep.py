@@ -1,0 +1,401 @@
+"""Sweeps: every stacked network is its solo run; the command's outputs, errors and resume.
+
+Equivalence is checked network by network against ``fit`` on the same config: in float64 the
+weights, momentum and generator state after a few epochs agree to 1e-9 (measured: ~2e-16) and the
+epochs, stopping decisions and best epoch are the same; in float32 every epoch's accuracies agree
+within two examples' worth and the losses within 1e-4 (measured: the same accuracies).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from digits_torch import (
+    TrainConfig,
+    UserError,
+    cli,
+    evaluate,
+    fit,
+    load_digits,
+    load_model,
+    make_config,
+    sweep,
+)
+from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
+from digits_torch.runs import read_history
+from digits_torch.stacked import Member, Stack, memory_needed, stack_key
+from digits_torch.sweep_train import PROGRESS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits300(tmp_path_factory, digits) -> Path:
+    """300 shipped digits (30 of each, Coursera labels): several batches of 50 an epoch."""
+    X, y = digits
+    keep = np.concatenate([np.flatnonzero(y == d)[:30] for d in range(10)])
+    path = tmp_path_factory.mktemp("data") / "digits300.mat"
+    scipy.io.savemat(
+        path, {"X": X[keep].astype(np.float64), "y": np.where(y[keep] == 0, 10, y[keep])}
+    )
+    return path
+
+
+def _configs(data: Path, logdir: Path, dtype: str) -> list:
+    base = dict(
+        data=str(data), device="cpu", quiet=True, figures=False, logdir=str(logdir), dtype=dtype,
+        epochs=6, batch_size=50, val_fraction=0.2, stop_on="val_accuracy", tol=0.0, patience=1,
+        image_every=0,
+    )  # fmt: skip
+    varied = [
+        dict(seed=0, lr=0.05, l2=0.0),
+        dict(seed=0, lr=0.1, l2=0.5),  # shares seed 0's batches: one wide product
+        dict(seed=0, lr=0.1, l2=0.5, label_smoothing=0.1, schedule="cosine"),
+        dict(seed=1, lr=0.05, l2=0.1, aug_shift=1.0, aug_rotate=10.0),  # its own batches
+        dict(seed=1, lr=0.05, l2=0.1, aug_shift=1.0, aug_rotate=10.0, nesterov=False),
+        dict(seed=2, lr=0.2, momentum=0.0, schedule="cosine"),
+        dict(seed=0, lr=0.1, hidden=(12, 8)),  # another stack: two hidden layers
+        dict(seed=1, lr=0.1, hidden=(12, 8), activation="tanh", schedule="cosine"),
+        dict(seed=3, lr=0.5, activation="sigmoid", loss="coursera", init="coursera"),
+    ]
+    return [make_config("seed", **base, **v) for v in varied]
+
+
+def _train_stacks(configs, data):
+    X, labels = load_digits(data, dtype=configs[0].dtype, stored_labels=True)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(labels % 10)
+    stacks: dict = {}
+    members, records = [], {}
+    for order, config in enumerate(configs):
+        member = Member(config, X, labels, torch.device("cpu"), order)
+        stacks.setdefault(stack_key(config), []).append(member)
+        members.append(member)
+        records[id(member)] = []
+    for group in stacks.values():
+        stack = Stack(group, Xt, yt)
+        while stack.members:
+            for member, record in stack.train_epoch():
+                if member.status != "diverged":
+                    records[id(member)].append(record)
+    return members, [records[id(m)] for m in members], len(stacks)
+
+
+def test_every_stacked_network_is_its_solo_run_in_float64(tmp_path, digits300):
+    configs = _configs(digits300, tmp_path, "float64")
+    members, records, stacks = _train_stacks(configs, digits300)
+    assert stacks == 4  # relu 25, relu 12-8, tanh 12-8, sigmoid 25
+    statuses = set()
+    for member, mine, config in zip(members, records, configs):
+        solo = fit(config)
+        latest = load_checkpoint(solo.run_dir / LATEST)
+        weights = member.model.state_dict()
+        for name, value in latest["model"].items():
+            assert (weights[name] - value).abs().max() < 1e-9, (config, name)
+        # momentum: the member's own torch SGD holds the stack's buffers
+        solo_state = latest["optimizer"]["state"]
+        mine_state = member.optimizer.state_dict()["state"]
+        assert solo_state.keys() == mine_state.keys()
+        for key, value in solo_state.items():
+            assert (
+                mine_state[key]["momentum_buffer"] - value["momentum_buffer"]
+            ).abs().max() < 1e-9
+        assert torch.equal(member.generator.get_state(), latest["rng"])
+        assert [r["epoch"] for r in mine] == [r["epoch"] for r in solo.history]
+        assert member.status == solo.metrics["stopped"]
+        assert member.stopping.best_epoch_ == solo.metrics["best_epoch"]
+        for a, b in zip(mine, solo.history):
+            assert a["val_accuracy"] == b["val_accuracy"]
+            assert abs(a["lr"] - b["lr"]) < 1e-12  # cosine as CosineAnnealingLR computes it
+            assert abs(a["train_loss"] - b["train_loss"]) < 1e-9
+        statuses.add(member.status)
+    assert statuses == {"converged", "max_epochs"}  # the test sees both kinds of end
+
+
+def test_stacked_float32_accuracies_match_the_solo_runs(tmp_path, digits300):
+    configs = _configs(digits300, tmp_path, "float32")[:6]
+    members, records, _ = _train_stacks(configs, digits300)
+    for member, mine, config in zip(members, records, configs):
+        solo = fit(config)
+        m = len(member.train_rows)
+        assert [r["epoch"] for r in mine] == [r["epoch"] for r in solo.history]
+        for a, b in zip(mine, solo.history):
+            assert abs(a["train_accuracy"] - b["train_accuracy"]) <= 2 / m
+            assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 2 / len(member.val_rows)
+            assert abs(a["train_loss"] - b["train_loss"]) < 1e-4
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def _saved_config(run: Path, **changes) -> TrainConfig:
+    """The config a sweep saved for a network, changed."""
+    return TrainConfig.from_dict({**json.loads((run / "config.json").read_text()), **changes})
+
+
+def _sweep_args(data: Path, logdir: Path, *extra: str) -> list[str]:
+    return [
+        "--preset", "seed", "--data", str(data), "--device", "cpu", "--logdir", str(logdir),
+        "--batch-size", "50", "--quiet", "--image-every", "2", *extra,
+    ]  # fmt: skip
+
+
+def test_the_command_writes_a_sweep_and_train_py_runs_in_it(tmp_path, digits300, capsys):
+    args = _sweep_args(digits300, tmp_path, "--grid", "l2=0,0.1", "--grid", "lr=0.05,0.1")
+    args += ["--epochs", "3", "--val-fraction", "0.2", "--name", "demo"]
+    sweep_dir = sweep.run_command(args)
+    out = capsys.readouterr().out
+    assert "4 network(s)" in out and "1 batch group(s)" in out and "MiB" in out
+    assert sweep_dir.name.endswith("-sweep-demo")
+    saved = json.loads((sweep_dir / "sweep.json").read_text())
+    assert saved["grid"] == {"l2": [0.0, 0.1], "lr": [0.05, 0.1]}
+    assert len(saved["networks"]) == 4
+    lines = (sweep_dir / "results.csv").read_text().splitlines()
+    assert lines[0].startswith("name,dir,l2,lr,train_accuracy,val_accuracy")
+    assert len(lines) == 5
+    for name in ("validation_curve_l2.png", "validation_curve_lr.png", "heatmap_l2_lr.png"):
+        assert (sweep_dir / name).stat().st_size > 1000
+    best = max(saved["networks"], key=lambda n: n["metrics"]["val_accuracy"])
+    assert "best run: " in out
+    for network in saved["networks"]:
+        run = sweep_dir / network["dir"]
+        for name in ("config.json", "history.jsonl", "split.json", "metrics.json", LATEST, BEST):
+            assert (run / name).exists(), (run, name)
+        assert (run / "figures" / "confusion.png").exists()
+        events = b"".join(p.read_bytes() for p in run.glob("events.out.tfevents.*"))
+        assert b"hparams" in events and b"hidden_units" in events
+        assert [r["epoch"] for r in read_history(run)] == [1, 2, 3]
+        assert network["metrics"] == json.loads((run / "metrics.json").read_text())
+        config = json.loads((run / "config.json").read_text())
+        assert (config["l2"], config["lr"]) == tuple(network["values"].values())
+    run = sweep_dir / best["dir"]
+    scored = evaluate.evaluate(run, str(digits300), "cpu")
+    assert 0 < scored["accuracy"] <= 1
+    assert load_model(run).hidden_sizes == (25,)
+    # train.py --resume on a network of the sweep: the same as its solo run trained longer
+    config = _saved_config(run, epochs=5, logdir=str(tmp_path / "solo"))
+    cli.main(["--resume", str(run), "--epochs", "5", "--quiet"])
+    solo = fit(config)
+    mine, theirs = load_checkpoint(run / LATEST), load_checkpoint(solo.run_dir / LATEST)
+    for name, value in theirs["model"].items():
+        assert (mine["model"][name] - value).abs().max() < 1e-6  # float32
+    assert torch.equal(mine["rng"], theirs["rng"])
+    assert [r["epoch"] for r in read_history(run)] == [1, 2, 3, 4, 5]
+
+
+def test_a_resumed_network_continues_exactly_as_its_solo_run_in_float64(tmp_path, digits300):
+    args = _sweep_args(digits300, tmp_path, "--grid", "lr=0.05,0.1", "--epochs", "3")
+    args += ["--dtype", "float64", "--no-figures", "--schedule", "constant"]
+    sweep_dir = sweep.run_command(args)
+    run = next(p for p in sorted(sweep_dir.iterdir()) if p.name.startswith("1-"))
+    cli.main(["--resume", str(run), "--epochs", "6", "--quiet"])
+    solo = fit(_saved_config(run, epochs=6, logdir=str(tmp_path / "solo")))
+    mine, theirs = load_checkpoint(run / LATEST), load_checkpoint(solo.run_dir / LATEST)
+    for name, value in theirs["model"].items():
+        assert (mine["model"][name] - value).abs().max() < 1e-9
+    assert torch.equal(mine["rng"], theirs["rng"])
+
+
+def test_a_network_whose_loss_diverges_stops_alone(tmp_path, digits300, capsys):
+    args = _sweep_args(digits300, tmp_path, "--grid", "lr=0.05,1e200", "--epochs", "4")
+    args += ["--no-figures", "--dtype", "float64"]
+    sweep_dir = sweep.run_command(args)
+    saved = {n["values"]["lr"]: n for n in json.loads((sweep_dir / "sweep.json").read_text())[
+        "networks"]}  # fmt: skip
+    bad, good = saved[1e200], saved[0.05]
+    assert bad["metrics"]["stopped"] == "diverged"
+    assert good["metrics"]["stopped"] == "max_epochs" and good["metrics"]["epochs"] == 4
+    bad_dir = sweep_dir / bad["dir"]
+    kept = len(read_history(bad_dir))
+    assert kept < 4 and load_checkpoint(bad_dir / LATEST)["epoch"] == kept
+    # the solo run of the same config fails at the next epoch and keeps the same checkpoint
+    config = TrainConfig.from_dict({**bad["config"], "logdir": str(tmp_path / "solo")})
+    with pytest.raises(UserError, match=f"at epoch {kept + 1}"):
+        fit(config)
+    solo_dir = next((tmp_path / "solo").iterdir())
+    mine, theirs = load_checkpoint(bad_dir / LATEST), load_checkpoint(solo_dir / LATEST)
+    for name, value in theirs["model"].items():
+        assert (mine["model"][name] - value).abs().max() < 1e-9
+    # the other network is its solo run, unaffected
+    config = TrainConfig.from_dict({**good["config"], "logdir": str(tmp_path / "solo2")})
+    theirs = load_checkpoint(fit(config).run_dir / LATEST)
+    mine = load_checkpoint(sweep_dir / good["dir"] / LATEST)
+    for name, value in theirs["model"].items():
+        assert (mine["model"][name] - value).abs().max() < 1e-9
+
+
+def test_adam_and_lbfgs_run_one_after_another_and_say_so(tmp_path, digits300, capsys):
+    args = _sweep_args(digits300, tmp_path, "--grid", "optimizer=sgd,adam,lbfgs")
+    sweep_dir = sweep.run_command([*args, "--epochs", "2", "--no-figures"])
+    out = capsys.readouterr().out
+    assert "stack 1: 1 SGD networks" in out
+    assert "1-optimizer=adam: adam, one after another through fit" in out
+    assert "2-optimizer=lbfgs: lbfgs, one after another through fit" in out
+    networks = json.loads((sweep_dir / "sweep.json").read_text())["networks"]
+    assert [n["metrics"]["epochs"] for n in networks] == [2, 2, 2]
+    assert all((sweep_dir / n["dir"] / BEST).exists() for n in networks)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--grid", "bogus=1,2"], "error: --grid bogus=1,2: unknown field 'bogus'\n"),
+        (["--grid", "l2=0,x"], "error: --grid l2=0,x: 'x' is not a number\n"),
+        (["--grid", "l2=0", "--grid", "l2=1"], "error: --grid l2=1: l2 is swept twice\n"),
+        (["--grid", "l2=0,0"], "error: --grid l2=0,0: a value is given twice\n"),
+        (["--grid", "l2="], "error: --grid l2=: give FIELD=V1,V2,...\n"),
+        (
+            ["--grid", "hidden=25,a"],
+            "error: --grid hidden=25,a: 'a' is not hidden sizes like 25 or 50x50\n",
+        ),
+        (["--grid", "epochs=1,2.5"], "error: --grid epochs=1,2.5: '2.5' is not an integer\n"),
+        (
+            ["--grid", "device=cpu,cuda"],
+            "error: --grid device=cpu,cuda: device is the same for the whole sweep; set it once\n",
+        ),
+        (
+            ["--grid", "l2=0,-1", "--seeds", "0-1"],
+            "error: network l2=-1.0, seed=0: l2 must be >= 0\n",
+        ),
+        (
+            ["--grid", "val_fraction=0,0.2", "--stop-on", "val_loss"],
+            "error: network val_fraction=0.0: stop on val_loss needs a validation split "
+            "(--val-fraction > 0)\n",
+        ),
+        (["--seeds", "0-x"], "error: --seeds 0-x: give seeds like 0-4 or 0,3,7\n"),
+        (
+            ["--seeds", "1", "--grid", "seed=1,2"],
+            "error: sweep seeds with --seeds or --grid seed=..., not both\n",
+        ),  # fmt: skip
+    ],
+)
+def test_a_bad_grid_is_one_error_line_and_nothing_written(
+    tmp_path, digits300, run_entry, extra, message
+):
+    ran = run_entry(lambda: sweep.run_command(_sweep_args(digits300, tmp_path / "runs", *extra)))
+    assert (ran.code, ran.stderr) == (2, message)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_that_does_not_fit_in_memory_is_refused(
+    tmp_path, digits300, run_entry, monkeypatch
+):
+    monkeypatch.setattr(sweep, "available_memory", lambda device: 2**20)
+    ran = run_entry(
+        lambda: sweep.run_command(_sweep_args(digits300, tmp_path / "runs", "--seeds", "0-9"))
+    )
+    assert ran.code == 2
+    assert ran.stderr.startswith("error: the sweep needs about ") and ran.stderr.count("\n") == 1
+    assert "but only 1 MiB are available" in ran.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_memory_grows_linearly_and_256_article_networks_fit_in_2_gib():
+    def need(k: int) -> int:
+        return memory_needed([make_config("seed", seed=i % 2) for i in range(k)], 5000, 400)
+
+    assert need(256) - need(128) == 2 * (need(128) - need(64))
+    assert need(256) < 2 * 2**30
+
+
+def test_parse_grid_and_seeds():
+    grid = sweep.parse_grid(["l2=0,1e-2", "hidden=25,50x50", "nesterov=true,false", "init=glorot"])
+    assert grid == {
+        "l2": [0.0, 0.01],
+        "hidden": [(25,), (50, 50)],
+        "nesterov": [True, False],
+        "init": ["glorot"],
+    }
+    assert sweep.parse_seeds("0-2,7") == [0, 1, 2, 7]
+
+
+# ----------------------------------------------------------------------------- kills
+
+
+def _sweep_process(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "digits_torch.sweep", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_epochs(process, sweep_root: Path, epochs: int) -> Path:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        for progress in sweep_root.glob(f"*/{PROGRESS}"):
+            try:
+                done = json.loads(progress.read_text())["epochs"]
+            except (OSError, ValueError):
+                continue
+            if done and min(done.values()) >= epochs:
+                return progress.parent
+        time.sleep(0.02)
+    raise AssertionError("the sweep did not get going")
+
+
+def test_a_killed_sweep_resumes_to_exactly_the_uninterrupted_one(tmp_path, digits300):
+    extra = ["--grid", "lr=0.05,0.1", "--seeds", "0-1", "--epochs", "12", "--val-fraction", "0.2"]
+    extra += ["--stop-on", "val_accuracy", "--patience", "3", "--tol", "0", "--no-figures"]
+    extra += ["--schedule", "cosine", "--aug-shift", "1"]
+    reference = sweep.run_command(_sweep_args(digits300, tmp_path / "reference", *extra))
+    args = _sweep_args(digits300, tmp_path / "killed", *extra, "--save-every", "0")
+    process = _sweep_process(args)
+    sweep_dir = _wait_for_epochs(process, tmp_path / "killed", 2)
+    process.send_signal(signal.SIGTERM)  # stops at the end of the epoch, its files saved
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and f"--resume {sweep_dir}" in stderr, stderr
+    process = _sweep_process(["--resume", str(sweep_dir), "--quiet"])
+    _wait_for_epochs(process, tmp_path / "killed", 4)
+    process.kill()  # anywhere: mid-epoch or mid-save
+    process.communicate(timeout=60)
+    assert sweep.run_command(["--resume", str(sweep_dir), "--quiet"]) == sweep_dir
+    networks = json.loads((reference / "sweep.json").read_text())["networks"]
+    for network in networks:
+        mine_dir, their_dir = sweep_dir / network["dir"], reference / network["dir"]
+        assert [r["epoch"] for r in read_history(mine_dir)] == [
+            r["epoch"] for r in read_history(their_dir)
+        ]
+        for name in (LATEST, BEST):
+            mine, theirs = load_checkpoint(mine_dir / name), load_checkpoint(their_dir / name)
+            assert mine["epoch"] == theirs["epoch"]
+            for key, value in theirs["model"].items():
+                assert torch.equal(mine["model"][key], value), (network["name"], name, key)
+        assert json.loads((mine_dir / "metrics.json").read_text())["stopped"] == network[
+            "metrics"]["stopped"]  # fmt: skip
+    assert not list(sweep_dir.glob("*/.sweep-*"))
+    assert os.path.exists(sweep_dir / "results.csv")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_stack_on_cuda_trains_as_on_the_cpu(tmp_path, digits300):
+    configs = _configs(digits300, tmp_path, "float64")[:6]
+    cpu, _, _ = _train_stacks(configs, digits300)
+    cuda_configs = [TrainConfig.from_dict({**c.to_dict(), "device": "cuda"}) for c in configs]
+    X, labels = load_digits(digits300, dtype="float64", stored_labels=True)
+    device = torch.device("cuda")
+    members = [Member(c, X, labels, device, i) for i, c in enumerate(cuda_configs)]
+    stack = Stack(members, torch.from_numpy(X).to(device), torch.from_numpy(labels % 10).to(device))
+    while stack.members:
+        for _ in stack.train_epoch():
+            pass
+    for a, b in zip(cpu, members):
+        assert a.status == b.status and a.epoch == b.epoch
+        for name, value in a.model.state_dict().items():
+            assert (b.model.state_dict()[name].cpu() - value).abs().max() < 1e-9
