@@ -8,15 +8,20 @@ out of the namespace, which is how a preset's defaults and explicit flags are to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
+import threading
 import types
 import typing
+from collections.abc import Iterator
 
 from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config
-from .errors import ArgumentParser, exit_on_error
-from .training import FitResult, fit, resume
+from .errors import ArgumentParser, Interrupted, exit_on_error, show
+from .training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # what a shell reports for Ctrl-C: 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # and for SIGTERM (kill, schedulers, containers): 143
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR from its latest checkpoint, with its saved config "
-        "(only --device, --epochs and --quiet may be given with it)",
+        "(only "
+        + ", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE)
+        + " may be given with it)",
     )
     return parser
 
@@ -73,16 +80,35 @@ def main(argv: list[str] | None = None) -> FitResult:
     given = vars(build_parser().parse_args(argv))
     run_dir = given.pop("resume", None)
     try:
-        if run_dir is not None:
-            result = resume(run_dir, **given)
-        else:
-            result = fit(make_config(given.pop("preset", DEFAULT_PRESET), **given))
-    except KeyboardInterrupt:
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        with _sigterm_interrupts():
+            if run_dir is not None:
+                result = resume(run_dir, **given)
+            else:
+                result = fit(make_config(given.pop("preset", DEFAULT_PRESET), **given))
+    except KeyboardInterrupt as err:
+        raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
     if not result.config.quiet:
-        print(summary(result))
-    print(f"run: {result.run_dir}")
+        show(summary(result))
+    show(f"run: {result.run_dir}")
     return result
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises :class:`Interrupted`, as Ctrl-C raises KeyboardInterrupt: the run keeps
+    its checkpoint and says how to resume (the epochs themselves defer both to an epoch end)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame) -> None:
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def summary(result: FitResult) -> str:

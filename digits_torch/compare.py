@@ -37,7 +37,7 @@ from . import sklearn_exact
 from .config import make_config, resolve_device
 from .data import default_data_path, load_digits, stratified_split
 from .errors import ArgumentParser, UserError, exit_on_error, writing
-from .files import write_json
+from .files import output_path, write_json
 from .model import MLP
 from .runs import new_run_dir
 from .training import fit
@@ -356,12 +356,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", metavar="OUT", help="also write the records to this JSON file")
     args = parser.parse_args(argv)
     activations = tuple(a.strip() for a in args.activations.split(",") if a.strip())
+    json_out = output_path(args.json) if args.json else None  # refused before the work, not after
     records, out = compare(
         args.data, activations, args.device, args.epochs, args.heldout, args.logdir, args.threads
     )
     print(format_table(records))
-    if args.json:  # write_json reports a failed write as a UserError itself
-        write_json(Path(args.json), json.loads((out / "results.json").read_text()))
+    if json_out is not None:  # write_json reports a failed write as a UserError itself
+        write_json(json_out, json.loads((out / "results.json").read_text()))
     print(f"runs: {out}")
     return records
 

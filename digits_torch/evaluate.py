@@ -16,7 +16,7 @@ from .checkpoints import load_checkpoint, model_from_state
 from .config import resolve_device
 from .data import NUM_CLASSES, default_data_path, load_digits
 from .errors import ArgumentParser, UserError, exit_on_error
-from .files import write_json
+from .files import output_path, write_json
 from .losses import score
 
 __all__ = ["evaluate"]
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{result['n']})  loss {result['loss']:.4f}"
     )
     if args.json:
-        write_json(Path(args.json), result)
+        write_json(output_path(args.json), result)
     return result
 
 

@@ -6,7 +6,6 @@ Theta1/Theta2 weights, and with ``--digits`` a grid of 100 digits of the data.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,9 @@ from ..checkpoints import BEST, load_model
 from ..coursera import load_weights
 from ..data import load_digits
 from ..errors import ArgumentParser, UserError, exit_on_error
+from ..files import output_path
 from ..model import MLP
-from ..runs import CONFIG, read_split
+from ..runs import CONFIG, read_config, read_split
 from . import FIGURES, digits_grid, render, run_figures, save_png
 
 
@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
             out = run_dir / FIGURES
     if args.digits:
         figures["digits"] = digits_grid(*load_digits(args.data))
-    paths = [save_png(render(figure), out / f"{name}.png") for name, figure in figures.items()]
+    paths = [
+        save_png(render(figure), output_path(out / f"{name}.png"))
+        for name, figure in figures.items()
+    ]
     for written in paths:
         print(written)
     return paths
@@ -86,11 +89,7 @@ def _data_for(run_dir: Path | None, data: str | None) -> tuple[np.ndarray, np.nd
     """--data if given; for a run, the digits its own figures show (its validation split if any)."""
     if data is not None or run_dir is None or not (run_dir / CONFIG).exists():
         return load_digits(data)
-    try:
-        config = json.loads((run_dir / CONFIG).read_text())
-        run_data = config["data"]
-    except (OSError, ValueError, TypeError, KeyError) as err:  # UserError is a ValueError
-        raise UserError(f"unreadable ({err})", run_dir / CONFIG) from None
+    run_data = read_config(run_dir).get("data")  # checked: a config this package can use
     X, y = load_digits(run_data)
     split = read_split(run_dir)
     if split is None or len(split[1]) == 0:
