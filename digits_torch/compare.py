@@ -36,7 +36,7 @@ import torch
 from . import sklearn_exact
 from .config import make_config, resolve_device
 from .data import default_data_path, load_digits, stratified_split
-from .errors import ArgumentParser, UserError, exit_on_error, writing
+from .errors import ArgumentParser, UserError, exit_on_error, show, writing
 from .files import output_path, write_json
 from .model import MLP
 from .runs import new_run_dir
@@ -360,10 +360,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     records, out = compare(
         args.data, activations, args.device, args.epochs, args.heldout, args.logdir, args.threads
     )
-    print(format_table(records))
+    show(format_table(records))
     if json_out is not None:  # write_json reports a failed write as a UserError itself
         write_json(json_out, json.loads((out / "results.json").read_text()))
-    print(f"runs: {out}")
+    show(f"runs: {out}")
     return records
 
 

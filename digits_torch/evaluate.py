@@ -15,7 +15,7 @@ import torch
 from .checkpoints import load_checkpoint, model_from_state
 from .config import resolve_device
 from .data import NUM_CLASSES, default_data_path, load_digits
-from .errors import ArgumentParser, UserError, exit_on_error
+from .errors import ArgumentParser, UserError, exit_on_error, show
 from .files import output_path, write_json
 from .losses import score
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     result = evaluate(args.path, args.data, args.device)
-    print(
+    show(
         f"accuracy {result['accuracy']:.4f} ({round(result['accuracy'] * result['n'])}/"
         f"{result['n']})  loss {result['loss']:.4f}"
     )

@@ -286,6 +286,11 @@ class EventFile:
                     self._file.close()
 
 
+def _valid_text(value: str) -> str:
+    """``value`` as valid UTF-8 text: a path's undecodable bytes (lone surrogates) as \\xNN."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class RunLog:
     """Writes a run directory's records and its TensorBoard events (hold its :class:`RunLock`).
 
@@ -338,7 +343,7 @@ class RunLog:
     def log_hparams(self, hyperparameters: dict, metrics: dict, step: int) -> None:
         """Hyperparameters with final metrics in TensorBoard's HParams tab, in this same run."""
         values = {
-            k: v if isinstance(v, int | float | str | bool) else str(v)
+            k: v if isinstance(v, int | float | bool) else _valid_text(str(v))
             for k, v in hyperparameters.items()
         }
         metrics = {f"hparams/{k}": v for k, v in metrics.items() if v is not None}

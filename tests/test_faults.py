@@ -189,6 +189,23 @@ def test_disk_write_failing_mid_run_says_so_and_the_run_resumes(tmp_path, small_
     )
 
 
+def test_disk_full_during_tensorboard_writes_is_one_line(tmp_path, small_digits, reference):
+    """TensorBoard's event file grows by a picture an epoch until a file-size limit that the
+    checkpoints fit under stops it: one error line naming it (not a writer thread's traceback),
+    and the run keeps its last good checkpoint."""
+    pytest.importorskip("resource")  # POSIX
+    limit = (reference / LATEST).stat().st_size + 20_000
+    logdir = tmp_path / "runs"
+    args = ("--data", str(small_digits), *ARGS, "--epochs", "2000", "--image-every", "1")
+    process = _Training(tmp_path, *args, "--logdir", str(logdir), file_size_limit=limit)
+    _, stderr = process.communicate(timeout=120)
+    (run_dir,) = logdir.iterdir()
+    (events,) = run_dir.glob("events.out.tfevents.*")
+    assert process.returncode == 2
+    assert stderr == f"error: {events}: cannot write (File too large)\n"
+    _assert_nothing_lost(run_dir)
+
+
 # ------------------------------------------------------------------------------------- helpers
 
 _FORKSERVER = multiprocessing.get_context("forkserver")

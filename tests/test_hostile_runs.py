@@ -240,3 +240,67 @@ def test_a_second_writer_is_refused_and_sigterm_keeps_the_checkpoint(run):
     assert "Traceback" not in stderr and f"--resume {run}" in stderr, stderr
     saved = load_checkpoint(run / LATEST)["epoch"]
     assert [r["epoch"] for r in read_history(run)] == list(range(1, saved + 1))
+
+
+# ------------------------------------------------------------------------- streams and paths
+
+
+def _small_run_argv(small_digits, logdir) -> list:
+    return ["train.py", "--data", small_digits, "--preset", "seed", "--epochs", "3"]  + [
+        "--device", "cpu", "--no-figures", "--logdir", logdir]  # fmt: skip
+
+
+def _finished(logdir: Path) -> Path:
+    (run_dir,) = logdir.iterdir()
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3
+    return run_dir
+
+
+def test_stderr_closed_as_cron_may_run_it(small_digits, tmp_path):
+    argv = " ".join(_small_run_argv(str(small_digits), str(tmp_path / "runs")))
+    done = subprocess.run(
+        ["sh", "-c", f"exec {sys.executable} {argv} 2>&-"], cwd=ROOT, capture_output=True
+    )
+    assert done.returncode == 0 and b"run: " in done.stdout, done
+    _finished(tmp_path / "runs")
+
+
+def test_stdout_a_pipe_nobody_reads(small_digits, tmp_path):
+    """As ``train.py | head`` once head has gone: the run is done and kept, exit 141."""
+    read, write = os.pipe()
+    os.close(read)
+    argv = _small_run_argv(str(small_digits), str(tmp_path / "runs"))
+    done = subprocess.run([sys.executable, *argv], cwd=ROOT, stdout=write, stderr=subprocess.PIPE)
+    os.close(write)
+    assert done.returncode == 141 and b"Traceback" not in done.stderr, done.stderr
+    assert b"Exception ignored" not in done.stderr, done.stderr
+    _finished(tmp_path / "runs")
+
+
+def test_stdout_on_a_full_device(small_digits, tmp_path):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    argv = _small_run_argv(str(small_digits), str(tmp_path / "runs"))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, *argv, "--quiet"], cwd=ROOT, stdout=full, stderr=subprocess.PIPE
+        )
+    lines = done.stderr.decode().splitlines()
+    assert done.returncode == 74 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: standard output: cannot write (No space left on device)")
+    _finished(tmp_path / "runs")
+
+
+def test_paths_that_are_not_valid_text(small_digits, tmp_path):
+    """A non-UTF-8 byte in --data and --logdir: trained, and the run named in its own bytes."""
+    folder = os.fsencode(tmp_path) + b"/caf\xe9"
+    os.mkdir(folder)
+    data = folder + b"/digits\xff.mat"
+    shutil.copy(small_digits, os.fsdecode(data))
+    logdir = folder + b"/runs\xfe"
+    argv = [a if isinstance(a, bytes) else a.encode() for a in _small_run_argv(data, logdir)]
+    done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+    (run_dir,) = os.listdir(logdir)
+    assert b"run: " + logdir + b"/" + run_dir in done.stdout
+    _finished(Path(os.fsdecode(logdir)))

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from ..checkpoints import BEST, load_model
 from ..coursera import load_weights
 from ..data import load_digits
-from ..errors import ArgumentParser, UserError, exit_on_error
+from ..errors import ArgumentParser, UserError, exit_on_error, show
 from ..files import output_path
 from ..model import MLP
 from ..runs import CONFIG, read_config, read_split
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         for name, figure in figures.items()
     ]
     for written in paths:
-        print(written)
+        show(str(written))
     return paths
 
 
