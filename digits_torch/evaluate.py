@@ -58,13 +58,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    json_out = output_path(args.json) if args.json else None  # refused before the work
     result = evaluate(args.path, args.data, args.device)
     show(
         f"accuracy {result['accuracy']:.4f} ({round(result['accuracy'] * result['n'])}/"
         f"{result['n']})  loss {result['loss']:.4f}"
     )
-    if args.json:
-        write_json(output_path(args.json), result)
+    if json_out is not None:
+        write_json(json_out, result)
     return result
 
 

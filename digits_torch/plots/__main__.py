@@ -63,10 +63,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
             out = run_dir / FIGURES
     if args.digits:
         figures["digits"] = digits_grid(*load_digits(args.data))
-    paths = [
-        save_png(render(figure), output_path(out / f"{name}.png"))
-        for name, figure in figures.items()
-    ]
+    targets = {name: output_path(out / f"{name}.png") for name in figures}  # all, before any
+    paths = [save_png(render(figure), targets[name]) for name, figure in figures.items()]
     for written in paths:
         show(str(written))
     return paths
