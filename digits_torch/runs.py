@@ -50,7 +50,15 @@ try:
 except ImportError:  # Windows: no advisory locks; a run directory is then not guarded
     fcntl = None
 
-__all__ = ["RunLock", "RunLog", "new_run_dir", "read_config", "read_history", "read_split"]
+__all__ = [
+    "EventFile",
+    "RunLock",
+    "RunLog",
+    "new_run_dir",
+    "read_config",
+    "read_history",
+    "read_split",
+]
 
 CONFIG, HISTORY, METRICS, SPLIT = "config.json", "history.jsonl", "metrics.json", "split.json"
 LOCK = ".lock"
@@ -269,6 +277,9 @@ class EventFile:
     def add_summary(self, summary: Summary, step: int = 0) -> None:
         self.add(Event(wall_time=time.time(), step=step, summary=summary))
 
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.add_summary(scalar(tag, value), step)
+
     def add(self, event: Event) -> None:
         with writing(self.path):
             self._records.write(event.SerializeToString())
@@ -350,7 +361,7 @@ class RunLog:
         for summary in hparams(values, metrics):
             self.events.add_summary(summary)
         for tag, value in metrics.items():
-            self.events.add_summary(scalar(tag, value), step)
+            self.events.add_scalar(tag, value, step)
 
     def log_image(self, tag: str, image: np.ndarray, step: int) -> None:
         """An image in TensorBoard's Images tab, one per step on its slider.

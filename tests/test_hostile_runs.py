@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from digits_torch import cli, evaluate, resume
+from digits_torch import cli, compare, evaluate, resume
 from digits_torch.checkpoints import BEST, LATEST, load_checkpoint, save_checkpoint
 from digits_torch.plots import __main__ as plots_main
 from digits_torch.runs import read_history
@@ -118,6 +118,14 @@ def test_a_json_link_to_a_device_is_refused(trained_run, tmp_path, run_entry):
     ran = run_entry(lambda: evaluate.main([str(trained_run), "--json", str(link)]))
     one_error_line(ran, "not a regular file")
     assert stat.S_ISFIFO(node.lstat().st_mode) and link.is_symlink()
+
+
+def test_compare_json_refuses_a_device_before_the_work(tmp_path, run_entry):
+    node = special_file(tmp_path / "node", "device")
+    argv = ["--epochs", "2", "--device", "cpu", "--logdir", str(tmp_path / "runs")]
+    ran = run_entry(lambda: compare.main([*argv, "--json", str(node)]))
+    one_error_line(ran, f"error: {node}: is a device node")
+    assert stat.S_ISCHR(node.lstat().st_mode) and not (tmp_path / "runs").exists()
 
 
 def test_plots_out_refuses_a_device_in_place_of_a_picture(trained_run, tmp_path, run_entry):
