@@ -454,6 +454,7 @@ class _RunFiles:
         self._save_latest(epoch, self.last_seconds)
         if same:  # the best is the latest: one file, two names
             link_atomically(self.dir / LATEST, self.dir / BEST)
+            self.best_saved_epoch = epoch
         self.best_saved = True
         self.saved_epoch, self.saved_seconds = epoch, self.last_seconds
 
