@@ -94,11 +94,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     A safetensors file (:func:`save_safetensors`) reads as a checkpoint too.
 
     The result is checked: a dict whose ``model`` weights have exactly the shapes its
-    ``architecture`` needs.
+    ``architecture`` needs, and are finite.
 
     Raises:
         UserError: missing, empty, truncated, not a checkpoint, a pickle that is not plain data,
-            or weights that do not fit the architecture.
+            weights that do not fit the architecture, or weights that are not finite.
     """
     path = Path(path)
     if path.is_dir():
@@ -246,7 +246,11 @@ def restore(checkpoint: dict, path: Path, **into) -> tuple[int, float]:
 
 
 def best_weights(run_dir: Path, model: MLP) -> dict:
-    """A resumed run's best weights so far: best.pt's, or the current ones if there is none."""
+    """A resumed run's best weights so far: best.pt's, or the current ones if there is none.
+
+    best.pt may be of a later epoch than checkpoint.pt (a run stopped by the NaN guard writes
+    the best model it kept in memory): training those epochs again reaches that epoch and
+    makes it the best again, so its weights stand in until then."""
     if not (run_dir / BEST).exists():  # stopped before its first epoch ended
         return clone_weights(model)
     best = load_run_file(run_dir / BEST, map_location=next(model.parameters()).device)
@@ -285,6 +289,9 @@ def _check_state(state, path: Path) -> None:
                 f"{expected.get(name, 'no such weight')}",
                 path,
             )
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise UserError(f"weights are not finite ({name} holds nan or inf)", path)
 
 
 def _describe(model: MLP) -> str:

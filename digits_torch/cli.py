@@ -13,17 +13,22 @@ A config is built in three layers, each overriding the one before: the preset's 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
 import sys
+import threading
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config, read_config_file
-from .errors import ArgumentParser, UserError, exit_on_error, program_name
-from .training import FitResult, fit, resume
+from .errors import ArgumentParser, Interrupted, UserError, exit_on_error, program_name, show
+from .training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # what a shell reports for Ctrl-C: 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # and for SIGTERM (kill, schedulers, containers): 143
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="RUN",
         help="continue RUN (a run directory, or a run's name under --logdir) from its latest "
-        "checkpoint, with its saved config (only --device, --epochs and --quiet may change)",
+        "checkpoint, with its saved config (only "
+        + ", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE)
+        + " may change)",
     )
     return parser
 
@@ -90,7 +97,7 @@ def _scalar_type(kind):
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> FitResult:
-    try:  # a Ctrl-C at any point, start-up included, is exit 130 without a traceback
+    try:  # a Ctrl-C or SIGTERM at any point, start-up included: 130 or 143, no traceback
         given = vars(build_parser().parse_args(argv))
         config_file, run = given.pop("config", None), given.pop("resume", None)
         if run is not None:
@@ -99,16 +106,37 @@ def main(argv: list[str] | None = None) -> FitResult:
             run_dir = find_run(run, given.get("logdir", TrainConfig.logdir))
             if "logdir" in given and run_dir.parent.resolve() == Path(given["logdir"]).resolve():
                 del given["logdir"]  # it only said where to look
-            result = resume(run_dir, **given)
+            with _sigterm_interrupts():
+                result = resume(run_dir, **given)
         else:
             values = {**(read_config_file(config_file) if config_file else {}), **given}
-            result = fit(make_config(values.pop("preset", DEFAULT_PRESET), **values))
-    except KeyboardInterrupt:
-        raise SystemExit(EXIT_INTERRUPTED) from None
+            config = make_config(values.pop("preset", DEFAULT_PRESET), **values)
+            with _sigterm_interrupts():
+                result = fit(config)
+    except KeyboardInterrupt as err:
+        raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
     if not result.config.quiet:
-        print(summary(result, _prog()))
-    print(f"run: {result.run_dir}")
+        show(summary(result, _prog()))
+    show(f"run: {result.run_dir}")
     return result
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises :class:`Interrupted`, as Ctrl-C raises KeyboardInterrupt: the run keeps
+    its checkpoint and says how to resume (the epochs themselves defer both to an epoch end)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame) -> None:
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def find_run(run: str | Path, logdir: str | Path) -> Path:

@@ -37,10 +37,10 @@ from tqdm.auto import tqdm
 from . import sklearn_exact
 from .config import make_config, resolve_device
 from .data import default_data_path, load_digits, stratified_split
-from .errors import ArgumentParser, UserError, exit_on_error, program_name, writing
-from .files import write_json
+from .errors import ArgumentParser, UserError, exit_on_error, program_name, show, writing
+from .files import output_path, write_json
 from .model import MLP
-from .runs import new_run_dir
+from .runs import EventFile, new_run_dir
 from .training import fit
 
 __all__ = ["ARTICLE", "SYSTEMS", "compare", "format_table"]
@@ -292,12 +292,16 @@ def _fit_sklearn(clf, X: np.ndarray, labels: np.ndarray):
 
 
 def _log_sklearn(run_dir: Path, clf) -> None:
-    """scikit-learn's loss curve as a TensorBoard run, under the tag our runs use."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(run_dir)) as writer:
+    """scikit-learn's loss curve as a TensorBoard run, under the tag our runs use (written
+    through the package's error path: a full disk is one error line)."""
+    with writing(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+    events = EventFile(run_dir)
+    try:
         for epoch, loss in enumerate(clf.loss_curve_, start=1):
-            writer.add_scalar("train/loss", loss, epoch)
+            events.add_scalar("train/loss", loss, epoch)
+    finally:
+        events.close()
 
 
 @torch.no_grad()
@@ -373,6 +377,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     activations = tuple(a.strip() for a in args.activations.split(",") if a.strip())
+    json_out = output_path(args.json) if args.json else None  # refused before the work, not after
     records, out = compare(
         args.data,
         activations,
@@ -383,10 +388,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.threads,
         progress=not args.quiet,
     )
-    print(format_table(records))
-    if args.json:  # write_json reports a failed write as a UserError itself
-        write_json(Path(args.json), json.loads((out / "results.json").read_text()))
-    print(f"runs: {out}")
+    show(format_table(records))
+    if json_out is not None:  # write_json reports a failed write as a UserError itself
+        write_json(json_out, json.loads((out / "results.json").read_text()))
+    show(f"runs: {out}")
     return records
 
 

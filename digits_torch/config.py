@@ -47,6 +47,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 ACTIVATION_ALIASES = {"logistic": "sigmoid"}  # scikit-learn's name for the sigmoid
 SEED_LIMIT = 2**64  # torch.Generator.manual_seed takes seeds below this
 SKLEARN_SEED_LIMIT = 2**32  # numpy's RandomState, which sklearn-exact mode draws from
+MAX_DEPTH = 100  # hidden layers
+MEMORY_LIMIT = 64 * 2**30  # bytes a model may need while training (an estimate, see below)
+ESTIMATED_INPUTS = 400  # pixels per image assumed by the estimate (the shipped 20 x 20)
 
 
 def _field(default, help: str):
@@ -71,6 +74,11 @@ class TrainConfig:
     )
     figures: bool = _field(True, "draw the run's pictures into figures/ and TensorBoard at the end")
     quiet: bool = _field(False, "print only the final line")
+    checkpoint_every: float = _field(
+        5.0,
+        "seconds of training between checkpoints (also written at the end and on Ctrl-C or "
+        "SIGTERM; a kill loses at most this much; 0: every epoch)",
+    )
     # --- data
     data: str | None = _field(
         None, "ex4-style .mat to train on (default: the shipped 5,000 digits)"
@@ -158,6 +166,25 @@ class TrainConfig:
         for ok, problem in CROSS_RULES:
             if not ok(self):
                 raise UserError(problem.format(config=self))
+
+    @property
+    def hidden_depth(self) -> int:
+        return len(self.hidden)
+
+    @property
+    def hidden_text(self) -> str:
+        shown = " ".join(map(str, self.hidden[:8]))
+        return shown + (" ..." if len(self.hidden) > 8 else "")
+
+    @property
+    def memory_text(self) -> str:
+        """:func:`training_memory` of this config, in human units."""
+        size = float(training_memory(self.hidden, self.batch_size, self.dtype))
+        for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+            if size < 1000 or unit == "PB":
+                return f"{size:.1f} {unit}"
+            size /= 1000
+        raise AssertionError("unreachable")
 
     def to_dict(self) -> dict:
         """JSON-ready: tuples become lists."""
@@ -248,6 +275,7 @@ FIELD_RULES: dict[str, Rule] = {
         "name may hold letters, digits and . _ - + = only (it becomes a directory name)",
     ),
     "image_every": _at_least("image every", 0),
+    "checkpoint_every": _at_least("checkpoint every", 0),
     "seed": ((lambda v: 0 <= v < SEED_LIMIT), "seed must be in [0, 2**64)"),
     "val_fraction": _in_unit("val fraction"),
     "hidden": ((lambda v: len(v) > 0 and min(v) >= 1), "hidden sizes must be >= 1"),
@@ -275,12 +303,35 @@ FIELD_RULES: dict[str, Rule] = {
 }
 
 
+def training_memory(hidden: tuple[int, ...], batch_size: int, dtype: str) -> int:
+    """Bytes that training a ``ESTIMATED_INPUTS``-``hidden``-10 MLP needs, roughly: weights,
+    their gradients and two optimizer buffers (Adam's), and a batch's activations forward and
+    back (the batch capped at the shipped 5,000 digits)."""
+    sizes = (ESTIMATED_INPUTS, *hidden, 10)
+    weights = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    activations = min(batch_size, 5000) * sum(sizes) * 3
+    return (4 * weights + activations) * DTYPES[dtype].itemsize
+
+
+def _fits_in_memory(config: TrainConfig) -> bool:
+    return training_memory(config.hidden, config.batch_size, config.dtype) <= MEMORY_LIMIT
+
+
 def _sklearn_exact_rule(test: Callable[[TrainConfig], bool], problem: str) -> Rule:
     return (lambda c: not c.sklearn_exact or test(c)), problem
 
 
 # Rules that relate fields, in the order they are checked.
 CROSS_RULES: list[Rule] = [
+    (
+        lambda c: len(c.hidden) <= MAX_DEPTH,
+        f"at most {MAX_DEPTH} hidden layers, got {{config.hidden_depth}}",
+    ),
+    (
+        _fits_in_memory,
+        "hidden sizes {config.hidden_text} need about {config.memory_text} of memory to train "
+        f"(estimate); the limit is {MEMORY_LIMIT // 2**30} GiB",
+    ),
     (
         lambda c: c.val_fraction > 0 or not c.stop_on.startswith("val"),
         "stop on {config.stop_on} needs a validation split (--val-fraction > 0)",

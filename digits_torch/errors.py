@@ -3,6 +3,12 @@
 Library functions raise :class:`UserError` for anything a user can fix (a bad file, a bad flag, a
 device that is not there). Command-line entry points wrap their ``main`` in :func:`exit_on_error`,
 so the user sees a single line on stderr and no traceback. Programming errors are not caught.
+
+What a command prints goes through :func:`tell` (stderr) and :func:`show` (stdout): a closed
+stderr (``2>&-``), a broken pipe (``| head``) or a full output device (``>/dev/full``) never
+turns finished work into a traceback. A command's exit status says what failed:
+:data:`EXIT_USAGE` a user error, :data:`EXIT_OUTPUT` its report could not be written,
+:data:`EXIT_BROKEN_PIPE` its reader went away, 128 + the signal for Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,8 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import errno
 import functools
+import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,17 +29,22 @@ from typing import NoReturn, TypeVar
 __all__ = [
     "EXIT_USAGE",
     "ArgumentParser",
+    "Interrupted",
     "UserError",
     "error_line",
     "exit_on_error",
     "program_name",
     "reading",
+    "show",
+    "tell",
     "writing",
 ]
 
 T = TypeVar("T")
 
 EXIT_USAGE = 2  # what argparse uses for bad arguments; we use it for every user error
+EXIT_OUTPUT = 74  # sysexits' EX_IOERR: the work is done and kept, its report could not be written
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 
 
 class UserError(ValueError):
@@ -42,8 +56,25 @@ class UserError(ValueError):
         super().__init__(problem if path is None else f"{path}: {problem}")
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, handled alike; ``signum`` says which (a CLI exits 128 + signum)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__()
+        self.signum = signum
+
+
+class _OutputLost(Exception):
+    """stdout could not be written: ``errno`` says why."""
+
+    def __init__(self, err: OSError) -> None:
+        super().__init__(err.strerror or str(err))
+        self.errno = err.errno
+
+
 def exit_on_error(main: Callable[..., T]) -> Callable[..., T | None]:
-    """Decorate a CLI ``main``: a :class:`UserError` becomes ``error: <message>``, exit 2.
+    """Decorate a CLI ``main``: a :class:`UserError` becomes ``error: <message>``, exit 2; a
+    report that cannot reach stdout exits :data:`EXIT_BROKEN_PIPE` or :data:`EXIT_OUTPUT`.
 
     ``main(argv)`` returns what the command made (for tests and scripts); ``main()``, as an
     installed command's script calls it (``sys.exit(main())``), returns None: exit status 0.
@@ -55,8 +86,14 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T | None]:
             result = main(*args, **kwargs)
             return result if args or kwargs else None
         except UserError as err:
-            print(error_line(err), file=sys.stderr)
+            tell(error_line(err))
             raise SystemExit(EXIT_USAGE) from None
+        except _OutputLost as err:
+            _silence_stdout()  # else Python's own flush at exit would print a traceback
+            if err.errno == errno.EPIPE:
+                raise SystemExit(EXIT_BROKEN_PIPE) from None
+            tell(f"error: standard output: cannot write ({err}); what was done is kept")
+            raise SystemExit(EXIT_OUTPUT) from None
 
     return wrapper
 
@@ -65,6 +102,61 @@ def error_line(err: UserError) -> str:
     """``error: <message>`` on one line, whatever the message holds (a file name may hold a
     newline): what a CLI prints for a user error."""
     return "error: " + " ".join(str(err).splitlines())
+
+
+def tell(text: str) -> None:
+    """``text`` and a newline on stderr, if stderr takes it: closed, broken or full, it is
+    skipped (the exit status still says what happened)."""
+    _write(sys.stderr, text + "\n")
+
+
+def show(text: str) -> None:
+    """``text`` and a newline on stdout, flushed: what a command reports. A closed stdout
+    (``>&-``) takes nothing; a broken pipe or a full device ends the command through
+    :func:`exit_on_error`. A path that is not valid text is printed as its own bytes."""
+    try:
+        _write(sys.stdout, text + "\n", strict=True)
+    except OSError as err:
+        raise _OutputLost(err) from None
+
+
+class StderrOrNothing:
+    """A file for progress bars: stderr, and nothing at all once stderr stops taking text."""
+
+    def write(self, text: str) -> None:
+        _write(sys.stderr, text)
+
+    def flush(self) -> None:
+        _write(sys.stderr, "")
+
+
+def _write(stream, text: str, strict: bool = False) -> None:
+    """Write and flush; errors of the stream are raised only if ``strict``."""
+    if stream is None:
+        return
+    try:
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None and text:  # bytes: a lone surrogate (from a path) goes out as is
+            stream.flush()
+            try:
+                data = text.encode(stream.encoding or "utf-8", "surrogateescape")
+            except UnicodeError:  # a character the stream's encoding lacks
+                data = text.encode("utf-8", "surrogateescape")
+            buffer.write(data)
+            buffer.flush()
+        else:
+            stream.write(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+            stream.flush()
+    except (OSError, ValueError, UnicodeError) as err:  # ValueError: a closed file
+        if strict and isinstance(err, OSError):
+            raise
+
+
+def _silence_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def writing(path: str | Path) -> contextlib.AbstractContextManager[None]:
@@ -103,7 +195,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        print(f"error: {message}{self._suggestion(message)}", file=sys.stderr)
+        tell(f"error: {message}{self._suggestion(message)}")
         raise SystemExit(EXIT_USAGE)
 
     def _suggestion(self, message: str) -> str:

@@ -18,8 +18,8 @@ import torch
 from .checkpoints import load_checkpoint, model_from_state
 from .config import resolve_device
 from .data import NUM_CLASSES, default_data_path, load_digits
-from .errors import ArgumentParser, UserError, exit_on_error, program_name
-from .files import write_json
+from .errors import ArgumentParser, UserError, exit_on_error, program_name, show
+from .files import output_path, write_json
 from .losses import score
 from .runs import SPLIT, read_split
 
@@ -112,13 +112,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    json_out = output_path(args.json) if args.json else None  # refused before the work
     result = evaluate(args.path, args.data, args.device, args.split)
-    print(
+    show(
         f"accuracy {result['accuracy']:.4f} ({round(result['accuracy'] * result['n'])}/"
         f"{result['n']})  loss {result['loss']:.4f}  on {result['digits']}"
     )
-    if args.json:
-        write_json(Path(args.json), result)
+    if json_out is not None:
+        write_json(json_out, result)
     return result
 
 

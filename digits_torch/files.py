@@ -1,7 +1,16 @@
 """Files written so that a crash never leaves half of one: a temp file, fsync, rename.
 
 Every file this package writes goes through here: checkpoints, a run's JSON and history, its
-pictures, the JSON a command is asked for.
+pictures, the JSON a command is asked for. Two rules keep a hostile folder from redirecting a
+write:
+
+* a temp file has a name of its own writer's (pid and a random token) and is created
+  exclusively without following links (``O_EXCL | O_NOFOLLOW``), so a planted link or a stale
+  temp file is never written through;
+* the file written is replaced by a rename, never opened: a link in its place is replaced, not
+  followed, and a directory, device node, FIFO or socket there is refused. A path the *user*
+  names (``--json``, ``--out``) is first passed through :func:`output_path`, which follows a
+  link to the regular file it names.
 """
 
 from __future__ import annotations
@@ -9,28 +18,40 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
+import stat
 from pathlib import Path
 
-from .errors import writing
+from .errors import UserError, writing
 
-__all__ = ["link_atomically", "write_atomically", "write_json"]
+__all__ = ["link_atomically", "output_path", "remove_stale_temps", "write_atomically", "write_json"]
+
+TEMP_SUFFIX = ".tmp"
+_NOT_FILES = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFCHR: "a device node",
+    stat.S_IFBLK: "a device node",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def write_atomically(path: str | Path, data: bytes | memoryview) -> None:
     """Write ``data`` to ``path`` through a temp file beside it: write, fsync, rename, and fsync
     the directory. A crash at any moment leaves either the old file or the new one, never a torn
-    one, and a reader never sees half a file. Every file of a run goes through here: checkpoints,
-    its JSON and history, its pictures.
+    one, and a reader never sees half a file.
 
     Raises:
-        UserError: the file cannot be written (disk full, read-only, too large, ...).
+        UserError: ``path`` is not a regular file (see :func:`check_replaceable`), or the file
+            cannot be written (disk full, read-only, too large, ...).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    check_replaceable(path)
+    tmp = _temp_name(path)
     try:
         with writing(path):
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb", opener=_exclusive) as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -51,14 +72,15 @@ def link_atomically(source: str | Path, path: str | Path) -> None:
         UserError: the link (or copy) cannot be written.
     """
     source, path = Path(source), Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    check_replaceable(path)
+    tmp = _temp_name(path)
     try:
         with writing(path):
-            tmp.unlink(missing_ok=True)
             try:
-                os.link(source, tmp)
+                os.link(source, tmp)  # fails if tmp exists in any form: never follows it
             except OSError:
-                shutil.copyfile(source, tmp)
+                with open(source, "rb") as src, open(tmp, "wb", opener=_exclusive) as dst:
+                    shutil.copyfileobj(src, dst)
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
@@ -75,6 +97,42 @@ def write_json(path: str | Path, value: dict) -> None:
     write_atomically(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
+def output_path(path: str | Path) -> Path:
+    """The file to write for a path the user named: a symlink is followed to the file it names
+    (which may not exist yet); anything else than a regular file there is refused.
+
+    Raises:
+        UserError: the path (or the link's target) is a directory, device node, FIFO or socket.
+    """
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    check_replaceable(target, named=path)
+    return target
+
+
+def check_replaceable(path: Path, named: Path | None = None) -> None:
+    """Refuse to write over what is not a regular file: renaming over a device node (say
+    /dev/null, as root) or a FIFO would replace it for everyone, and a directory cannot be."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:  # absent (or unreadable: the write itself will say why)
+        return
+    kind = _NOT_FILES.get(stat.S_IFMT(mode))
+    if kind is not None:
+        where = "" if named is None or named == path else f" (a link to {path})"
+        raise UserError(
+            f"is {kind}{where}, not a regular file; refusing to write over it", named or path
+        )
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Remove temp files a killed writer left in ``directory`` (only call it holding the
+    directory's lock, so no live writer's temp file goes). A link is removed, not followed."""
+    for tmp in directory.glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename durable: fsync the directory entry (a no-op where the OS can't)."""
     try:
@@ -87,3 +145,13 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _temp_name(path: Path) -> Path:
+    """A temp name beside ``path`` that no other writer (or planted file) has."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def _exclusive(name: str, flags: int) -> int:
+    """``open``'s opener: create the file, or fail if anything, a link included, is there."""
+    return os.open(name, flags | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)

@@ -10,28 +10,58 @@
         events.out.tfevents.*   TensorBoard: scalars per epoch, config text, hparams, images
         figures/         PNGs drawn at the end of the run
 
+        .lock            held (flock) by the one process writing into the run
+
 TensorBoard sees the same run when a run is resumed: the new event file purges any step after
 the checkpoint, so no epoch appears twice.
+
+A run directory has one writer at a time (:class:`RunLock`); readers need no lock, since every
+file but the logs is replaced whole. History and events are appended without a sync per epoch
+and made durable by :meth:`RunLog.flush`, which the loop calls before each checkpoint: a
+checkpoint never claims an epoch its history lacks. What a run directory holds is checked when
+it is read (:func:`read_config`, :func:`read_history`): a hand-edited or foreign file is one
+error naming the file (and line), not a traceback later.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import json
+import math
 import os
 import re
+import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 
-from .errors import UserError, writing
-from .files import write_atomically, write_json
+from .config import TrainConfig
+from .errors import UserError, reading, writing
+from .files import remove_stale_temps, write_atomically, write_json
 
-__all__ = ["RunLog", "new_run_dir", "read_history", "read_split", "run_label"]
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a run directory is then not guarded
+    fcntl = None
+
+__all__ = [
+    "EventFile",
+    "RunLock",
+    "RunLog",
+    "new_run_dir",
+    "read_config",
+    "read_history",
+    "read_split",
+    "run_label",
+]
 
 CONFIG, HISTORY, METRICS, SPLIT = "config.json", "history.jsonl", "metrics.json", "split.json"
+LOCK = ".lock"
+_EVENT_FILES = itertools.count()  # a suffix that keeps two event files of one second apart
 
 # Per-epoch record key -> TensorBoard tag.
 SCALAR_TAGS = {
@@ -40,6 +70,16 @@ SCALAR_TAGS = {
     "val_loss": "val/loss",
     "val_accuracy": "val/accuracy",
     "lr": "lr",
+}
+# What every history record holds: key -> whether it may be null (no validation split).
+RECORD_FIELDS = {
+    "epoch": False,
+    "train_loss": False,
+    "train_accuracy": False,
+    "val_loss": True,
+    "val_accuracy": True,
+    "lr": False,
+    "seconds": False,
 }
 
 
@@ -95,21 +135,141 @@ def _short(value) -> str:
     return re.sub(r"[^\w.+=-]", "_", text)
 
 
-def read_history(run_dir: str | Path) -> list[dict]:
-    """The per-epoch records of a run, in epoch order (an empty list before the first epoch)."""
+class RunLock:
+    """The one writer of a run directory: an exclusive ``flock`` on its ``.lock`` file, held
+    until :meth:`release` (or until the process ends, however it ends).
+
+    Raises:
+        UserError: another process holds it (the message names its pid where the OS says).
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.dir = Path(run_dir)
+        self._fd: int | None = None
+        if fcntl is None:
+            return
+        path = self.dir / LOCK
+        with writing(path):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UserError(
+                f"in use by another process ({_lock_holder(path)}); wait for it to end or stop "
+                "it, then try again",
+                self.dir,
+            ) from None
+        except OSError:  # a file system without locks: go on unguarded rather than not at all
+            pass
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the lock
+            self._fd = None
+
+
+def _lock_holder(path: Path) -> str:
+    """``pid N`` of the process holding ``path``'s flock, from /proc/locks (Linux), if found."""
+    with contextlib.suppress(OSError):
+        st = path.stat()
+        where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if "FLOCK" in fields and where in fields:
+                return f"pid {fields[fields.index(where) - 1]}"
+    return "pid unknown"
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """A run's config.json, checked: a JSON object that makes a valid :class:`TrainConfig`.
+
+    Raises:
+        UserError: naming config.json, when it is missing, not JSON, or not a valid config.
+    """
+    path = Path(run_dir) / CONFIG
+    with reading(path):
+        content = path.read_bytes()
+    try:
+        values = json.loads(content)
+    except ValueError as err:
+        raise UserError(f"not JSON ({err})", path) from None
+    if not isinstance(values, dict):
+        raise UserError(f"not a JSON object of config fields (a {type(values).__name__})", path)
+    try:
+        TrainConfig.from_dict(values)
+    except (UserError, TypeError) as err:
+        raise UserError(f"not a valid config ({err})", path) from None
+    return values
+
+
+def read_history(run_dir: str | Path, through: int | None = None) -> list[dict]:
+    """The per-epoch records of a run, in epoch order (an empty list before the first epoch).
+
+    A last line cut short (a crash mid-write) is left out. With ``through``, records past that
+    epoch are left out unread (a resume drops them: they will be trained again).
+
+    Raises:
+        UserError: naming the file and line, for a record that is not one this package writes.
+    """
     path = Path(run_dir) / HISTORY
     if not path.exists():
         return []
+    with reading(path):
+        lines = path.read_bytes().decode(errors="replace").splitlines()
     records = []
-    for line in path.read_bytes().decode(errors="replace").splitlines():
+    for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a crash mid-write
-            break
-        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
-            break  # not a record this package wrote: what follows cannot be trusted either
+        except json.JSONDecodeError:
+            if number == len(lines):  # the line a crash cut short
+                break
+            raise UserError(f"line {number}: not a JSON record", path) from None
+        if isinstance(record, dict) and through is not None:
+            epoch = record.get("epoch")
+            if isinstance(epoch, int) and epoch > through:
+                break
+        problem = _record_problem(record)
+        if problem:
+            raise UserError(f"line {number}: {problem}", path)
         records.append(record)
     return records
+
+
+def _record_problem(record) -> str | None:
+    """What is wrong with a history record, or None."""
+    if not isinstance(record, dict):
+        return f"not a JSON object (a {type(record).__name__})"
+    missing = [k for k in RECORD_FIELDS if k not in record]
+    if missing:
+        return f"a record without {', '.join(missing)}"
+    if not isinstance(record["epoch"], int) or isinstance(record["epoch"], bool):
+        return f"epoch must be an integer, got {record['epoch']!r}"
+    for key, nullable in RECORD_FIELDS.items():
+        value = record[key]
+        if value is None and nullable:
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+            return f"{key} must be a number, got {value!r}"
+    return None
+
+
+def check_history(run_dir: Path, epoch: int, checkpoint: Path) -> None:
+    """A resumed run's history must hold epochs 1..``epoch`` (those its checkpoint counts).
+
+    Raises:
+        UserError: naming history.jsonl, when it falls short of the checkpoint or skips epochs.
+    """
+    epochs = [r["epoch"] for r in read_history(run_dir, through=epoch)]
+    if epochs != list(range(1, epoch + 1)):
+        reach = f"reach epoch {epochs[-1]}" if epochs else "hold no epoch"
+        if epochs and epochs[-1] == epoch:
+            reach = "skip or repeat epochs"
+        raise UserError(
+            f"its records {reach}, but {checkpoint} is at epoch {epoch}: not this run's history",
+            Path(run_dir) / HISTORY,
+        )
 
 
 def read_split(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -128,8 +288,66 @@ def _hparam_tag(metric: str) -> str:
     return f"hparams/{metric}"
 
 
+class EventFile:
+    """A TensorBoard event file, written in this thread (SummaryWriter writes from a thread of
+    its own, whose errors would escape as tracebacks): every write and flush goes through
+    :func:`~digits_torch.errors.writing`, so a full disk is one error naming the file.
+
+    Args:
+        purge_step: on a resumed run, the first step it writes again: TensorBoard hides the
+            steps from there on that earlier event files hold.
+    """
+
+    def __init__(self, directory: Path, purge_step: int | None = None) -> None:
+        # TensorBoard here, not at the top: importing it takes longer than many a run's epoch.
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        self._event = Event
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+        self.path = directory / f"{name}.{next(_EVENT_FILES)}"
+        with writing(self.path):
+            self._file = open(self.path, "xb")
+        self._records = RecordWriter(self._file)
+        self.add(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if purge_step is not None:
+            start = SessionLog(status=SessionLog.START)
+            self.add(Event(wall_time=time.time(), step=purge_step, session_log=start))
+
+    def add_summary(self, summary, step: int = 0) -> None:
+        """Write a ``Summary`` protobuf at ``step``."""
+        self.add(self._event(wall_time=time.time(), step=step, summary=summary))
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        from torch.utils.tensorboard.summary import scalar
+
+        self.add_summary(scalar(tag, value), step)
+
+    def add(self, event) -> None:
+        """Write an ``Event`` protobuf."""
+        with writing(self.path):
+            self._records.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        with writing(self.path):
+            self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            try:
+                self.flush()
+            finally:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+
+
+def _valid_text(value: str) -> str:
+    """``value`` as valid UTF-8 text: a path's undecodable bytes (lone surrogates) as \\xNN."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class RunLog:
-    """Writes a run directory's records and its TensorBoard events.
+    """Writes a run directory's records and its TensorBoard events (hold its :class:`RunLock`).
 
     Args:
         run_dir: an existing run directory.
@@ -138,54 +356,55 @@ class RunLog:
     """
 
     def __init__(self, run_dir: Path, config: dict, resume_epoch: int | None = None) -> None:
-        # TensorBoard here, not at the top: importing it takes longer than many a run's epoch.
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import text
 
         self.dir = Path(run_dir)
+        remove_stale_temps(self.dir)  # a killed writer's: the lock says none is alive
         history = self.dir / HISTORY
         if resume_epoch is None:
             write_json(self.dir / CONFIG, config)
             kept: list[dict] = []
         else:  # drop epochs logged after the checkpoint: they will be trained again
-            kept = [r for r in read_history(self.dir) if r["epoch"] <= resume_epoch]
+            kept = read_history(self.dir, through=resume_epoch)
         # Rewritten through a temp file and a rename: a run killed right here keeps its history.
         write_atomically(history, "".join(json.dumps(r) + "\n" for r in kept).encode())
         with writing(history):
             self._history = open(history, "a")
-        purge = None if resume_epoch is None else resume_epoch + 1
-        with writing(self.dir):
-            self.writer = SummaryWriter(str(self.dir), purge_step=purge)
+        self.events = EventFile(self.dir, None if resume_epoch is None else resume_epoch + 1)
         if resume_epoch is None:
-            text = "```\n" + json.dumps(config, indent=2) + "\n```"
-            self.writer.add_text("config", text, 0)
+            shown = "```\n" + json.dumps(config, indent=2) + "\n```"
+            self.events.add_summary(text("config", shown), 0)
 
     def log_epoch(self, record: dict) -> None:
-        """Append one epoch's record (``epoch`` plus any of SCALAR_TAGS) and sync it to disk.
-
-        Synced, not just flushed: the checkpoint that follows claims this epoch, so its record
-        must survive a power cut too.
-        """
-        self.log_epochs([record])
-
-    def log_epochs(self, records: list[dict]) -> None:
-        """Append several epochs' records in order, with one sync for all (a sweep writes each
-        network's epochs in batches, on a time budget)."""
+        """Append one epoch's record (``epoch`` plus any of SCALAR_TAGS): buffered, made
+        durable by :meth:`flush`."""
         # All of an epoch's scalars in one event: add_scalar writes one event per value, at
         # about 60 us each (a fair share of a 10 ms epoch); TensorBoard reads either the same.
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        for record in records:
-            values = [
-                Summary.Value(tag=tag, simple_value=float(record[key]))
-                for key, tag in SCALAR_TAGS.items()
-                if record.get(key) is not None
-            ]
-            self.writer.file_writer.add_summary(Summary(value=values), record["epoch"])
+        values = [
+            Summary.Value(tag=tag, simple_value=float(record[key]))
+            for key, tag in SCALAR_TAGS.items()
+            if record.get(key) is not None
+        ]
+        self.events.add_summary(Summary(value=values), record["epoch"])
         with writing(self.dir / HISTORY):
-            self._history.write("".join(json.dumps(record) + "\n" for record in records))
+            self._history.write(json.dumps(record) + "\n")
+
+    def log_epochs(self, records: list[dict]) -> None:
+        """Append several epochs' records in order, then :meth:`flush` (a sweep writes each
+        network's epochs in batches, on a time budget)."""
+        for record in records:
+            self.log_epoch(record)
+        self.flush()
+
+    def flush(self) -> None:
+        """Sync the history to disk (a checkpoint that follows claims its epochs, so they must
+        survive a power cut too) and hand the events to the OS."""
+        with writing(self.dir / HISTORY):
             self._history.flush()
             os.fsync(self._history.fileno())
-        self.writer.flush()
+        self.events.flush()
 
     def start_hparams(self, hyperparameters: dict, metric_names: list[str]) -> None:
         """The run's entry in TensorBoard's HParams tab, written when it starts: its
@@ -194,23 +413,23 @@ class RunLog:
         from torch.utils.tensorboard.summary import hparams
 
         values = {
-            k: v if isinstance(v, int | float | str | bool) else str(v)
+            k: v if isinstance(v, int | float | bool) else _valid_text(str(v))
             for k, v in hyperparameters.items()
         }
         experiment, session_start, _ = hparams(values, {_hparam_tag(k): 0.0 for k in metric_names})
         for summary in (experiment, session_start):
-            self.writer.file_writer.add_summary(summary)
-        self.writer.flush()
+            self.events.add_summary(summary)
+        self.events.flush()
 
     def log_hparams(self, metrics: dict, step: int) -> None:
         """The HParams entry's metrics (scalars ``hparams/<name>``), and the run marked ended."""
         from torch.utils.tensorboard.summary import hparams
 
         _, _, session_end = hparams({}, {})
-        self.writer.file_writer.add_summary(session_end)
+        self.events.add_summary(session_end)
         for key, value in metrics.items():
             if value is not None:
-                self.writer.add_scalar(_hparam_tag(key), value, step)
+                self.events.add_scalar(_hparam_tag(key), value, step)
 
     def log_image(self, tag: str, image: np.ndarray, step: int) -> None:
         """An image in TensorBoard's Images tab, one per step on its slider.
@@ -235,7 +454,7 @@ class RunLog:
             encoded_image_string=png.getvalue(),
         )
         summary = Summary(value=[Summary.Value(tag=tag, image=picture)])
-        self.writer.file_writer.add_summary(summary, step)
+        self.events.add_summary(summary, step)
 
     def write_split(self, train_rows: np.ndarray, val_rows: np.ndarray) -> None:
         """Record which rows of the data file the run trains on and validates on (1-d ints)."""
@@ -245,5 +464,10 @@ class RunLog:
         write_json(self.dir / METRICS, metrics)
 
     def close(self) -> None:
-        self.writer.close()
-        self._history.close()
+        """Flush and close the history and the events (both, even if the first fails)."""
+        try:
+            self.flush()
+        finally:
+            with contextlib.suppress(OSError):
+                self._history.close()
+            self.events.close()

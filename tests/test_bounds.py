@@ -59,6 +59,27 @@ BAD_FLAGS = [
     (["--threads", "-1"], r"threads must be >= 0"),
     (["--threads", "two"], r"argument --threads: invalid int value: 'two'"),
     (["--cuda-graph=yes"], r"argument --cuda-graph/--no-cuda-graph: ignored explicit argument"),
+    (["--checkpoint-every", "-1"], r"checkpoint every must be >= 0"),
+    (["--checkpoint-every", "nan"], r"checkpoint every must be >= 0"),
+    (["--checkpoint-every", "inf"], r"checkpoint every must be finite"),
+    # non-finite values of every float field (nan fails every bound; inf the finite check)
+    (["--aug-rotate", "nan"], r"aug values must be >= 0"),
+    (["--aug-shift", "inf"], r"aug shift must be finite, got inf"),
+    (["--aug-scale", "nan"], r"aug values must be >= 0"),
+    (["--tol", "inf"], r"tol must be finite"),
+    (["--power-t", "inf"], r"power t must be finite"),
+    (["--l2", "inf"], r"l2 must be finite"),
+    (["--lr", "nan"], r"lr must be positive"),
+    (["--momentum", "nan"], r"momentum must be in \[0, 1\)"),
+    (["--label-smoothing", "nan"], r"label smoothing must be in \[0, 1\)"),
+    (["--val-fraction", "nan"], r"val fraction must be in \[0, 1\)"),
+    # the seed range of the mode in use
+    (["--seed", str(2**64)], r"seed must be in \[0, 2\*\*64\)"),
+    (["--preset", "sklearn", "--seed", str(2**32)], r"sklearn-exact mode seeds numpy's"),
+    # sizes bounded by a memory estimate, which the error states
+    (["--hidden", "1000000000"], r"hidden sizes 1000000000 need about 7\.2 TB of memory"),
+    (["--hidden", "100000", "100000"], r"need about 160\.8 GB of memory to train \(estimate\)"),
+    (["--hidden", *["5"] * 101], r"at most 100 hidden layers, got 101"),
 ]
 
 
@@ -101,6 +122,10 @@ def test_bad_flag_with_resume(flags, problem, trained_run, tmp_path, run_entry):
         ({"quiet": "yes"}, r"quiet must be true or false"),
         ({"data": 3}, r"data must be a string or None"),
         ({"name": "a/b"}, r"name may hold"),
+        ({"aug_rotate": float("nan")}, r"aug values must be >= 0"),
+        ({"checkpoint_every": float("inf")}, r"checkpoint every must be finite"),
+        ({"hidden": (10**9,)}, r"need about 7\.2 TB of memory"),
+        ({"preset": "sklearn", "seed": 2**32}, r"sklearn-exact mode seeds numpy's RandomState"),
     ],
 )
 def test_bad_values_from_python(overrides, problem):

@@ -2,8 +2,9 @@
 
 A training process is killed (SIGINT once, then SIGKILL) at seeded random points, mid-epoch and
 mid-checkpoint-write, and resumed each time with ``--resume``. After every kill both checkpoints
-load and history.jsonl holds every finished epoch exactly once; at the end the run has exactly
-the weights of an uninterrupted one (on CPU, bit for bit).
+load, history.jsonl holds every finished epoch exactly once, and no more than the checkpoint
+budget (``--checkpoint-every``, on the training clock) of work is lost; at the end the run has
+exactly the weights of an uninterrupted one (on CPU, bit for bit).
 
 These runs use 40 digits and one batch per epoch, so that an epoch takes milliseconds. Their
 processes are forked from a multiprocessing fork server that imported the package once, so that
@@ -33,9 +34,15 @@ from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
 from digits_torch.runs import read_history
 
 EPOCHS = 20
+BUDGET = 0.003  # seconds between checkpoints: a few epochs of these runs
 ARGS = ("--preset", "seed", "--epochs", str(EPOCHS), "--device", "cpu", "--quiet", "--no-figures")
+ARGS += ("--checkpoint-every", str(BUDGET))
 KILLS = 8
-TEMP_FILES = (f".{LATEST}.tmp", f".{BEST}.tmp")
+
+
+def _temp_files(run_dir: Path) -> list[Path]:
+    """Temp files a killed writer left (each writer's own name: .<file>.<pid>-<token>.tmp)."""
+    return list(run_dir.glob(".*.tmp"))
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +87,7 @@ def test_killed_at_random_points_then_resumed_loses_nothing(tmp_path, small_digi
             time.sleep(rng.uniform(0, 2 * epoch_time))
         process.kill()
         process.communicate(timeout=60)
-        torn += any((run_dir / t).exists() for t in TEMP_FILES)
+        torn += bool(_temp_files(run_dir))
         _assert_nothing_lost(run_dir)
 
     process = _Training(tmp_path, "--resume", str(run_dir), "--quiet")
@@ -98,13 +105,13 @@ def test_torn_temp_files_and_an_epoch_logged_past_the_checkpoint(tmp_path, small
     """The state a kill leaves: torn temp files, and the epoch after the checkpoint logged."""
     args = ["--data", str(small_digits), *ARGS, "--logdir", str(tmp_path), "--epochs", "5"]
     run_dir = cli.main(args).run_dir  # the last --epochs counts
-    for name in TEMP_FILES:
+    for name in (f".{LATEST}.123-abcd.tmp", f".{BEST}.456-ef01.tmp"):
         (run_dir / name).write_bytes((run_dir / LATEST).read_bytes()[:1000])
     with open(run_dir / "history.jsonl", "a") as f:
         f.write('{"epoch": 6, "train_loss": 1.0}\n{"epoch": 7, "train_lo')  # 6 done, 7 torn
     resume(run_dir, epochs=EPOCHS, quiet=True)
     assert [r["epoch"] for r in read_history(run_dir)] == list(range(1, EPOCHS + 1))
-    assert not any((run_dir / name).exists() for name in TEMP_FILES)
+    assert not _temp_files(run_dir)
     _assert_same_training_state(
         load_checkpoint(run_dir / LATEST), load_checkpoint(reference / LATEST)
     )
@@ -180,6 +187,23 @@ def test_disk_write_failing_mid_run_says_so_and_the_run_resumes(tmp_path, small_
     _assert_same_training_state(
         load_checkpoint(run_dir / LATEST), load_checkpoint(reference / LATEST)
     )
+
+
+def test_disk_full_during_tensorboard_writes_is_one_line(tmp_path, small_digits, reference):
+    """TensorBoard's event file grows by a picture an epoch until a file-size limit that the
+    checkpoints fit under stops it: one error line naming it (not a writer thread's traceback),
+    and the run keeps its last good checkpoint."""
+    pytest.importorskip("resource")  # POSIX
+    limit = (reference / LATEST).stat().st_size + 20_000
+    logdir = tmp_path / "runs"
+    args = ("--data", str(small_digits), *ARGS, "--epochs", "2000", "--image-every", "1")
+    process = _Training(tmp_path, *args, "--logdir", str(logdir), file_size_limit=limit)
+    _, stderr = process.communicate(timeout=120)
+    (run_dir,) = logdir.iterdir()
+    (events,) = run_dir.glob("events.out.tfevents.*")
+    assert process.returncode == 2
+    assert stderr == f"error: {events}: cannot write (File too large)\n"
+    _assert_nothing_lost(run_dir)
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -281,14 +305,19 @@ def _last_epoch(run_dir: Path) -> int:
 
 
 def _assert_nothing_lost(run_dir: Path) -> None:
-    """Both checkpoints load; history holds epochs 1..n once each, n the checkpoint's or one more
-    (an epoch is logged just before its checkpoint is written)."""
-    saved = load_checkpoint(run_dir / LATEST)["epoch"]
+    """Both checkpoints load; history holds epochs 1..n once each, n at least the checkpoint's;
+    every epoch after the checkpoint but the last one ended within the budget of it (the last
+    may be the one whose checkpoint the kill interrupted): no more than BUDGET of work lost."""
+    latest = load_checkpoint(run_dir / LATEST)
+    saved = latest["epoch"]
     if saved:
         load_checkpoint(run_dir / BEST)
-    epochs = [r["epoch"] for r in read_history(run_dir)]
+    history = read_history(run_dir)
+    epochs = [r["epoch"] for r in history]
     assert epochs == list(range(1, len(epochs) + 1))
-    assert saved in (len(epochs), len(epochs) - 1), (saved, epochs)
+    assert saved <= len(epochs), (saved, epochs)
+    for record in history[saved:-1]:
+        assert record["seconds"] - latest["seconds"] < BUDGET, (saved, record)
 
 
 def _assert_same_training_state(got: dict, want: dict) -> None:

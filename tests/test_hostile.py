@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import pickle
 import re
 import shutil
@@ -396,13 +397,16 @@ def in_run(name: str, then: Prepare) -> Prepare:
 
 
 def with_data(then: Prepare) -> Prepare:
-    """A copy of the finished run whose saved config now trains on the file."""
+    """A copy of the finished run whose saved config (checkpoint and config.json alike: a resume
+    refuses a checkpoint its config.json disagrees with) now trains on the file."""
 
     def prepare(file: Path, ctx: Context):
         ctx.run = _copy(ctx.run, ctx.folder / "run")
         state = load_checkpoint(ctx.run / "checkpoint.pt")
         state["config"]["data"] = str(file)
         save_checkpoint(state, ctx.run / "checkpoint.pt")
+        config = json.loads((ctx.run / "config.json").read_text())
+        (ctx.run / "config.json").write_text(json.dumps({**config, "data": str(file)}))
         ctx.names += [ctx.run / "checkpoint.pt"]
         return then(file, ctx)
 

@@ -195,8 +195,8 @@ def test_interrupted_run_with_schedule_and_augmentation_resumes_exactly(tmp_path
 
     augment = digits_torch.epochs.random_affine
     monkeypatch.setattr(digits_torch.epochs, "random_affine", stop_in_epoch_4)
-    with pytest.raises(KeyboardInterrupt):
-        fit(make_config(logdir=str(tmp_path / "b"), **base))
+    with pytest.raises(KeyboardInterrupt):  # a checkpoint every epoch: 3 epochs are kept
+        fit(make_config(logdir=str(tmp_path / "b"), checkpoint_every=0, **base))
     monkeypatch.undo()
     run = next((tmp_path / "b").iterdir())
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 3

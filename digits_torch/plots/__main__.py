@@ -6,15 +6,15 @@ Theta1/Theta2 weights, and with ``--digits`` a grid of 100 digits of the data.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from ..data import load_digits
-from ..errors import ArgumentParser, UserError, exit_on_error, program_name
-from ..runs import CONFIG, read_split
+from ..errors import ArgumentParser, UserError, exit_on_error, program_name, show
+from ..files import output_path
+from ..runs import CONFIG, read_config, read_split
 from ..trained import load_trained
 from . import FIGURES, digits_grid, render, run_figures, save_png
 
@@ -62,9 +62,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
             out = run_dir / FIGURES
     if args.digits:
         figures["digits"] = digits_grid(*load_digits(args.data))
-    paths = [save_png(render(figure), out / f"{name}.png") for name, figure in figures.items()]
+    targets = {name: output_path(out / f"{name}.png") for name in figures}  # all, before any
+    paths = [save_png(render(figure), targets[name]) for name, figure in figures.items()]
     for written in paths:
-        print(written)
+        show(str(written))
     return paths
 
 
@@ -72,11 +73,7 @@ def _data_for(run_dir: Path | None, data: str | None) -> tuple[np.ndarray, np.nd
     """--data if given; for a run, the digits its own figures show (its validation split if any)."""
     if data is not None or run_dir is None or not (run_dir / CONFIG).exists():
         return load_digits(data)
-    try:
-        config = json.loads((run_dir / CONFIG).read_text())
-        run_data = config["data"]
-    except (OSError, ValueError, TypeError, KeyError) as err:  # UserError is a ValueError
-        raise UserError(f"unreadable ({err})", run_dir / CONFIG) from None
+    run_data = read_config(run_dir).get("data")  # checked: a config this package can use
     X, y = load_digits(run_data)
     split = read_split(run_dir)
     if split is None or len(split[1]) == 0:
