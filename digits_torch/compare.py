@@ -38,9 +38,10 @@ from . import sklearn_exact
 from .config import make_config, resolve_device
 from .data import default_data_path, load_digits, stratified_split
 from .errors import ArgumentParser, UserError, exit_on_error, program_name, show, writing
+from .events import EventFile
 from .files import output_path, write_json
 from .model import MLP
-from .runs import EventFile, new_run_dir
+from .runs import new_run_dir
 from .training import fit
 
 __all__ = ["ARTICLE", "SYSTEMS", "compare", "format_table"]

@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import json
 import math
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -41,6 +39,7 @@ import PIL.Image
 
 from .config import TrainConfig
 from .errors import UserError, reading, writing
+from .events import EventFile
 from .files import remove_stale_temps, write_atomically, write_json
 
 try:
@@ -49,7 +48,6 @@ except ImportError:  # Windows: no advisory locks; a run directory is then not g
     fcntl = None
 
 __all__ = [
-    "EventFile",
     "RunLock",
     "RunLog",
     "new_run_dir",
@@ -61,7 +59,6 @@ __all__ = [
 
 CONFIG, HISTORY, METRICS, SPLIT = "config.json", "history.jsonl", "metrics.json", "split.json"
 LOCK = ".lock"
-_EVENT_FILES = itertools.count()  # a suffix that keeps two event files of one second apart
 
 # Per-epoch record key -> TensorBoard tag.
 SCALAR_TAGS = {
@@ -286,59 +283,6 @@ def read_split(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _hparam_tag(metric: str) -> str:
     return f"hparams/{metric}"
-
-
-class EventFile:
-    """A TensorBoard event file, written in this thread (SummaryWriter writes from a thread of
-    its own, whose errors would escape as tracebacks): every write and flush goes through
-    :func:`~digits_torch.errors.writing`, so a full disk is one error naming the file.
-
-    Args:
-        purge_step: on a resumed run, the first step it writes again: TensorBoard hides the
-            steps from there on that earlier event files hold.
-    """
-
-    def __init__(self, directory: Path, purge_step: int | None = None) -> None:
-        # TensorBoard here, not at the top: importing it takes longer than many a run's epoch.
-        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-        from tensorboard.summary.writer.record_writer import RecordWriter
-
-        self._event = Event
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
-        self.path = directory / f"{name}.{next(_EVENT_FILES)}"
-        with writing(self.path):
-            self._file = open(self.path, "xb")
-        self._records = RecordWriter(self._file)
-        self.add(Event(wall_time=time.time(), file_version="brain.Event:2"))
-        if purge_step is not None:
-            start = SessionLog(status=SessionLog.START)
-            self.add(Event(wall_time=time.time(), step=purge_step, session_log=start))
-
-    def add_summary(self, summary, step: int = 0) -> None:
-        """Write a ``Summary`` protobuf at ``step``."""
-        self.add(self._event(wall_time=time.time(), step=step, summary=summary))
-
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        from torch.utils.tensorboard.summary import scalar
-
-        self.add_summary(scalar(tag, value), step)
-
-    def add(self, event) -> None:
-        """Write an ``Event`` protobuf."""
-        with writing(self.path):
-            self._records.write(event.SerializeToString())
-
-    def flush(self) -> None:
-        with writing(self.path):
-            self._file.flush()
-
-    def close(self) -> None:
-        if not self._file.closed:
-            try:
-                self.flush()
-            finally:
-                with contextlib.suppress(OSError):
-                    self._file.close()
 
 
 def _valid_text(value: str) -> str:

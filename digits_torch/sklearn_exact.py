@@ -32,8 +32,8 @@ The ``learning_rate`` schedules ``invscaling`` and ``adaptive`` live with the ot
 
 :data:`SKLEARN_FIELDS` and :func:`config_fields` translate MLPClassifier's parameters into
 TrainConfig fields. The stopping rule (``tol``, ``n_iter_no_change``, ``early_stopping`` on
-validation accuracy, and restoring the best weights) lives in :mod:`digits_torch.training`,
-shared with the other presets.
+validation accuracy) lives in :mod:`digits_torch.stopping` and restoring the best weights in
+:mod:`digits_torch.training`, shared with the other presets.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 
 Each :class:`Member` is exactly the network its solo ``fit`` run trains: its initial weights,
 validation split, optimizer, lr scheduler, stopping rule and CPU generator are built as
-:func:`digits_torch.training._set_up` builds them, and each epoch its generator draws the
+:func:`digits_torch.run_setup.set_up` builds them, and each epoch its generator draws the
 augmentation and then the shuffle, as :func:`digits_torch.epochs.make_epoch` does. What the
 stack changes is only how the arithmetic is laid out:
 
@@ -26,6 +26,9 @@ A network that stops (early stopping, max epochs, a non-finite loss) leaves the 
 of the epoch: its weights, momentum and generator go back into its :class:`Member` (for a
 non-finite loss, those from before that epoch, as the solo run keeps its last good checkpoint),
 and the others go on in a smaller stack.
+
+Past 400 lines on purpose: the stacked forward, backward and update must be read together with
+the solo path they reproduce exactly (``backprop.loss_and_gradients``, torch's SGD).
 """
 
 from __future__ import annotations
@@ -44,9 +47,9 @@ from .config import DTYPES, TrainConfig
 from .errors import UserError
 from .model import MLP
 from .optimizers import make_optimizer
+from .run_setup import split_rows
 from .schedule import lower_on_plateau, make_scheduler
 from .stopping import EarlyStopping
-from .training import split_rows
 
 __all__ = ["Member", "Stack", "stack_key", "stackable"]
 
@@ -73,7 +76,7 @@ class Member:
     """One network of a stack, with everything its solo run keeps beside the weights.
 
     Built as ``fit`` builds a run: ``model`` from ``torch.Generator().manual_seed(seed)``, the
-    split from :func:`digits_torch.training.split_rows`, a real ``torch.optim.SGD`` over
+    split from :func:`digits_torch.run_setup.split_rows`, a real ``torch.optim.SGD`` over
     ``model`` (its momentum buffers are filled when the member leaves the stack or is synced) and
     the run's scheduler and :class:`EarlyStopping`. ``epoch`` counts completed epochs; ``status``
     is ``"training"`` until it leaves: ``"max_epochs"``, ``"converged"`` or ``"diverged"``.

@@ -44,9 +44,10 @@ from .checkpoints import (
 from .config import TrainConfig, resolve_device
 from .data import default_data_path, load_digits
 from .files import fsync_dir, link_atomically, write_json
+from .run_files import final_figures, hparams_of, report_metrics
 from .runs import METRICS, RunLog, read_history, read_split
 from .stacked import Member, Stack, stack_key, stackable
-from .training import final_figures, fit, hparams_of, report_metrics, resume
+from .training import fit, resume
 
 __all__ = ["Network", "plan_networks", "run_sweep"]
 

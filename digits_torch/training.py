@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import signal
 import sys
 import threading
@@ -33,42 +32,32 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import plots, sklearn_exact
 from .checkpoints import (
-    BEST,
     LATEST,
     RESUMABLE,
     best_weights,
     check_fits,
     clone_weights,
     load_run_file,
-    model_checkpoint,
     restore,
-    save_checkpoint,
 )
-from .config import DTYPES, TrainConfig, preset_differences, resolve_device
-from .data import default_data_path, load_digits, stratified_split
-from .epochs import Epoch, make_epoch
+from .config import TrainConfig, preset_differences
 from .errors import Interrupted, StderrOrNothing, UserError, tell
-from .files import link_atomically
-from .losses import score
 from .model import MLP
-from .optimizers import make_optimizer
-from .runs import RunLock, RunLog, check_history, new_run_dir, read_config, read_history, run_label
-from .schedule import lower_on_plateau, make_scheduler
-from .stopping import EarlyStopping
+from .run_files import NOT_HPARAMS, RunFiles, val_figures
+from .run_setup import set_up
+from .runs import RunLock, check_history, new_run_dir, read_config, run_label
+from .schedule import lower_on_plateau
 from .threads import cpu_threads
 
-__all__ = ["FitResult", "final_figures", "fit", "hparams_of", "report_metrics", "resume"]
+__all__ = ["FitResult", "fit", "resume"]
 
-# Config fields that describe how a run is watched, not what it trains: not hyperparameters.
-_NOT_HPARAMS = ("logdir", "quiet", "name", "image_every", "figures", "checkpoint_every")
-# ...nor, for a run directory's name, where and how it trains: names tell apart what runs trained.
-_NOT_TRAINING = (*_NOT_HPARAMS, "preset", "device", "threads")
+# Config fields a run directory's name leaves out: how a run is watched, and where and how it
+# trains (names tell apart what runs trained).
+_NOT_TRAINING = (*NOT_HPARAMS, "preset", "device", "threads")
 # What a resume may change: how a run is trained and watched, not what it trains.
 RESUME_MAY_CHANGE = ("device", "quiet", "epochs", "checkpoint_every")
 
@@ -165,87 +154,6 @@ def _same(config: TrainConfig, key: str, overrides: dict) -> bool:
     return value == getattr(config, key)
 
 
-# ----------------------------------------------------------------------------- set-up
-
-
-@dataclass
-class _Setup:
-    """Everything a run trains with, built before its run directory is touched."""
-
-    device: torch.device
-    data_path: Path
-    rows: tuple[np.ndarray, np.ndarray]  # training and validation rows of the data file
-    train: tuple[torch.Tensor, torch.Tensor]  # (m, n) images, (m,) digits, on the device
-    val: tuple[torch.Tensor, torch.Tensor] | None  # likewise, or None without a split
-    model: MLP
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None
-    stopping: EarlyStopping
-    rng: torch.Generator | sklearn_exact.RandomStream  # what a checkpoint saves to resume draws
-    epoch: Epoch
-
-
-def _set_up(config: TrainConfig) -> _Setup:
-    device = resolve_device(config.device)
-    data_path = default_data_path() if config.data is None else Path(config.data)
-    X, labels = load_digits(data_path, dtype=config.dtype, stored_labels=True)
-    y = labels % 10  # digits: Coursera's label 10 is the digit 0
-
-    # Initialisation, augmentation and shuffling draw from one CPU generator: the same numbers
-    # on every device.
-    generator = torch.Generator().manual_seed(config.seed)
-    model = MLP(X.shape[1], config.hidden, 10, config.activation, config.init, generator)
-    model.to(device, DTYPES[config.dtype])
-    stream, train_idx, val_idx = split_rows(config, labels, model)
-    if len(train_idx) == 0:
-        problem = f"val fraction {config.val_fraction} holds out every example; lower it"
-        raise UserError(problem, data_path)
-
-    def on_device(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(X[rows]).to(device), torch.from_numpy(y[rows]).to(device)
-
-    train = on_device(train_idx)
-    optimizer = make_optimizer(config, model)
-    return _Setup(
-        device=device,
-        data_path=data_path,
-        rows=(train_idx, val_idx),
-        train=train,
-        val=on_device(val_idx) if len(val_idx) else None,
-        model=model,
-        optimizer=optimizer,
-        scheduler=make_scheduler(
-            config.schedule, optimizer, config.epochs, len(train_idx), config.power_t
-        ),
-        stopping=EarlyStopping(config.stop_on, config.tol, config.patience),
-        rng=generator if stream is None else stream,
-        epoch=make_epoch(config, model, optimizer, *train, generator, stream),
-    )
-
-
-def split_rows(
-    config: TrainConfig, labels: np.ndarray, model: MLP
-) -> tuple[sklearn_exact.RandomStream | None, np.ndarray, np.ndarray]:
-    """The training and validation rows of a run with ``config`` on data labelled ``labels``
-    (as the file stores them).
-
-    Returns ``(stream, training rows, validation rows)``. ``stream`` is None, except in
-    sklearn-exact mode: there scikit-learn's random stream first draws ``model``'s initial
-    weights and then the split, and the epochs go on shuffling from it.
-    """
-    if not config.sklearn_exact:
-        return None, *stratified_split(labels % 10, config.val_fraction, config.seed)
-    if len(np.unique(labels)) != 10:
-        # MLPClassifier sizes its output layer by the classes present; ours always has ten.
-        raise UserError("sklearn-exact mode needs every digit 0..9 in the data", config.data)
-    stream = sklearn_exact.RandomStream(config.seed)
-    stream.init_(model, sklearn_exact.unit_digits(labels))
-    if config.val_fraction == 0:
-        return stream, np.arange(len(labels)), np.arange(0)
-    train_idx, val_idx = stream.split(len(labels), config.val_fraction)
-    return stream, train_idx, val_idx
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -262,7 +170,7 @@ def _train(
 def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, lock):
     # Set up: data, model, optimizer and epoch, before the run directory is touched, so that a
     # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
-    run = _set_up(config)
+    run = set_up(config)
     start, seconds_before = 0, 0.0
     if checkpoint is not None:
         check_fits(checkpoint, run.model, run_dir / LATEST, run.data_path)
@@ -281,7 +189,7 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
     else:
         label = config.name or run_label(preset_differences(config, ignore=_NOT_TRAINING))
         run_dir, best = new_run_dir(config.logdir, config.preset, label), None
-    files = _RunFiles(run_dir, config, run, resumed=checkpoint is not None)
+    files = RunFiles(run_dir, config, run, resumed=checkpoint is not None)
     bar = None
     try:
         if lock is None:  # a new run: its directory is ours from the start
@@ -299,7 +207,7 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
         with _StopRequests() as requests:
             for epoch in range(start + 1, last + 1):
                 loss, accuracy = run.epoch()
-                record = {"epoch": epoch, **_val_figures(run, config)}
+                record = {"epoch": epoch, **val_figures(run, config)}
                 # the epoch's one read from the device (float64 holds either dtype exactly)
                 finite = torch.stack([p.isfinite().all() for p in run.model.parameters()]).all()
                 read = torch.stack([loss.double(), accuracy.double(), finite.double()]).tolist()
@@ -386,54 +294,6 @@ class _StopRequests:
             raise Interrupted(self.signum)
 
 
-def _val_figures(run: _Setup, config: TrainConfig) -> dict:
-    if run.val is None:
-        return {"val_loss": None, "val_accuracy": None}
-    val_loss, val_accuracy = score(run.model, *run.val, config.loss)
-    return {"val_loss": val_loss, "val_accuracy": val_accuracy}
-
-
-def _final_figures(run: _Setup, config: TrainConfig) -> dict:
-    return final_figures(run.model, run.train, run.val, config.loss)
-
-
-def final_figures(model: MLP, train: tuple, val: tuple | None, loss: str) -> dict:
-    """The reported model's loss (without the L2 term) and accuracy on the clean training
-    digits, and on the validation digits where there are some (else None): what metrics.json
-    and the HParams tab report. ``train``, ``val``: ((m, n) images, (m,) digits) on the device."""
-    train_loss, train_accuracy = score(model, *train, loss)
-    val_loss, val_accuracy = score(model, *val, loss) if val is not None else (None, None)
-    return {
-        "train_loss": train_loss,
-        "train_accuracy": train_accuracy,
-        "val_loss": val_loss,
-        "val_accuracy": val_accuracy,
-    }
-
-
-def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict:
-    """metrics.json of a run: ``final`` (:func:`final_figures`), the last epoch's objective and
-    seconds from ``history``, the sizes of the split ``rows`` (training, validation), and
-    ``run``'s ``epochs``, ``best_epoch``, ``stopped``, ``device`` and ``preset``."""
-    return {
-        **final,
-        "last_epoch_objective": history[-1]["train_loss"] if history else None,
-        "train_examples": len(rows[0]),
-        "val_examples": len(rows[1]),
-        "epochs": run["epochs"],
-        "best_epoch": run["best_epoch"],
-        "stopped": run["stopped"],
-        "seconds": history[-1]["seconds"] if history else 0.0,
-        "device": run["device"],
-        "preset": run["preset"],
-    }
-
-
-def hparams_of(saved_config: dict) -> dict:
-    """The fields of a run's config that its HParams entry lists: what it trained with."""
-    return {k: v for k, v in saved_config.items() if k not in _NOT_HPARAMS}
-
-
 def _progress_bar(config: TrainConfig, start: int) -> tqdm:
     return tqdm(
         total=config.epochs,
@@ -453,183 +313,3 @@ def _postfix(record: dict) -> dict:
     if record["val_accuracy"] is not None:
         postfix["val_acc"] = f"{record['val_accuracy']:.4f}"
     return postfix
-
-
-# ----------------------------------------------------------------------------- the run's files
-
-
-class _RunFiles:
-    """What a run writes: its log (history, TensorBoard), its checkpoints and its report.
-
-    ``best`` holds the best model's weights so far (None until the run has started), written
-    to best.pt with the latest checkpoint, on the time budget.
-    """
-
-    def __init__(self, run_dir: Path, config: TrainConfig, run: _Setup, resumed: bool) -> None:
-        self.dir, self.config, self.run = run_dir, config, run
-        self.resumable = resumed  # a run that has saved a checkpoint is kept, whatever happens
-        self.saved_config = config.to_dict()  # once: every checkpoint carries it
-        self.log: RunLog | None = None
-        self.best: dict | None = None
-        self.best_epoch = self.best_saved_epoch = 0
-        self.best_saved = True  # best.pt holds self.best
-        self.saved_epoch, self.saved_seconds = 0, 0.0  # what checkpoint.pt holds
-        self.last_epoch, self.last_seconds = 0, 0.0  # the last finished epoch
-
-    def open(self, start: int, seconds: float, best: dict | None) -> None:
-        """Open the log; a new run records its split and saves epoch 0 as latest and best."""
-        resume_epoch = start if self.resumable else None
-        self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
-        self.saved_epoch = self.last_epoch = self.best_epoch = self.best_saved_epoch = start
-        self.saved_seconds = self.last_seconds = seconds
-        if not self.resumable:
-            self.log.write_split(*self.run.rows)
-            figures = ["train_loss", "train_accuracy"]
-            figures += [] if self.run.val is None else ["val_loss", "val_accuracy"]
-            self.log.start_hparams(hparams_of(self.saved_config), figures)  # final_figures' names
-            self._save_latest(0, 0.0)
-            link_atomically(self.dir / LATEST, self.dir / BEST)
-            self.resumable = True
-        self.best = clone_weights(self.run.model) if best is None else best
-
-    def log_epoch(self, record: dict) -> None:
-        self.log.log_epoch(record)
-        every = self.config.image_every
-        if every and record["epoch"] % every == 0:
-            image = plots.hidden_units_image(self.run.model)
-            self.log.log_image("hidden_units", image, record["epoch"])
-
-    def end_epoch(self, epoch: int, seconds: float, improved: bool, save: bool) -> None:
-        """Keep this epoch's model if it is the best; checkpoint if ``save`` or the budget says.
-
-        The budget is measured on the training clock (``seconds``, the history's): no epoch
-        the history records after a checkpoint ends ``checkpoint_every`` seconds or more after
-        it, except the one whose checkpoint a kill beat.
-        """
-        if improved:
-            self.best, self.best_epoch, self.best_saved = (
-                clone_weights(self.run.model),
-                epoch,
-                False,
-            )
-        self.last_epoch, self.last_seconds = epoch, seconds
-        if save or seconds - self.saved_seconds >= self.config.checkpoint_every:
-            self.save(epoch)
-
-    def save(self, epoch: int) -> None:
-        """The history, best.pt (if it changed), then the latest checkpoint of ``epoch`` (the
-        last finished one: the live model is that epoch's)."""
-        if epoch == self.saved_epoch and self.best_saved:
-            return
-        # The NaN guard, on what is saved: the loss an epoch reports was computed before its
-        # last step, so weights that took one step too far are scored here.
-        if not self._scores_finite(None) or not (self.best_saved or self._scores_finite(self.best)):
-            self.stop_on_nan(epoch)
-        self.log.flush()  # the checkpoint claims these epochs: their records come first
-        same = self.best_epoch == epoch and self.run.val is None
-        if not self.best_saved and not same:
-            self._save_best()
-        self._save_latest(epoch, self.last_seconds)
-        if same:  # the best is the latest: one file, two names
-            link_atomically(self.dir / LATEST, self.dir / BEST)
-            self.best_saved_epoch = epoch
-        self.best_saved = True
-        self.saved_epoch, self.saved_seconds = epoch, self.last_seconds
-
-    def _save_best(self) -> None:
-        best = model_checkpoint(self.run.model, self.best, self.best_epoch, self.saved_config)
-        save_checkpoint(best, self.dir / BEST)
-        self.best_saved, self.best_saved_epoch = True, self.best_epoch
-
-    def _scores_finite(self, weights: dict | None) -> bool:
-        """Whether the model (with ``weights``, else as it is) has a finite loss on the
-        training digits. A forward pass, made only when a checkpoint is about to be written."""
-        model = self.run.model
-        current = None if weights is None else clone_weights(model)
-        if weights is not None:
-            model.load_state_dict(weights)
-        try:
-            loss, _ = score(model, *self.run.train, self.config.loss)
-        finally:
-            if current is not None:
-                model.load_state_dict(current)
-        return math.isfinite(loss)
-
-    def stop_on_nan(self, epoch: int, loss: float | None = None) -> None:
-        """The NaN guard: the live weights are lost; keep what was finite, then say so."""
-        self.log.flush()
-        if not self.best_saved and self._scores_finite(self.best):
-            self._save_best()  # best.pt: the best finite model so far, kept in memory
-        what = (
-            f"training loss became {loss}"
-            if loss is not None and not math.isfinite(loss)
-            else "the weights stopped giving a finite loss"
-        )
-        raise UserError(
-            f"{what} at epoch {epoch}; the last good checkpoint (epoch {self.saved_epoch}) and "
-            f"best.pt (epoch {self.best_saved_epoch}) are kept; try a smaller --lr",
-            self.dir,
-        )
-
-    def _save_latest(self, epoch: int, seconds: float) -> None:
-        run = self.run
-        state = model_checkpoint(run.model, run.model.state_dict(), epoch, self.saved_config)
-        state.update(
-            optimizer=run.optimizer.state_dict(),
-            scheduler=None if run.scheduler is None else run.scheduler.state_dict(),
-            rng=run.rng.get_state(),
-            progress=run.stopping.state_dict(),
-            seconds=seconds,
-        )
-        save_checkpoint(state, self.dir / LATEST)
-
-    def report(self, epoch: int, stopped: str) -> tuple[dict, list[dict]]:
-        """metrics.json, the pictures and the HParams entry, for the model now in ``run``.
-
-        Returns the metrics and the run's history.
-        """
-        run, config = self.run, self.config
-        final = _final_figures(run, config)
-        self.log.flush()
-        history = read_history(self.dir)
-        metrics = report_metrics(
-            final,
-            history,
-            run.rows,
-            epochs=epoch,
-            best_epoch=run.stopping.best_epoch_,
-            stopped=stopped,
-            device=str(run.device),
-            preset=config.preset,
-        )
-        self.log.write_metrics(metrics)
-        if config.figures:
-            self._figures(epoch)
-        self.log.log_hparams(final, step=epoch)
-        self.log.close()
-        return metrics, history
-
-    def _figures(self, epoch: int) -> None:
-        """Pictures of the reported model, on the validation digits when some were held out."""
-        shown = self.run.val if self.run.val is not None else self.run.train
-        for name, figure in plots.run_figures(self.run.model, *shown, self.dir).items():
-            image = plots.render(figure)
-            plots.save_png(image, self.dir / plots.FIGURES / f"{name}.png")
-            if name in ("mistakes", "confusion"):
-                self.log.log_image(f"figures/{name}", image, epoch)
-
-    def abandon(self, interrupted: bool) -> None:
-        """The one cleanup path: close what is open; a run that never saved is removed."""
-        if self.log is not None:
-            try:
-                self.log.close()
-            except Exception:  # noqa: S110 - the disk may be what failed; the first error stands
-                pass
-        if not self.resumable:  # nothing resumable was written: leave no half-made run behind
-            shutil.rmtree(self.dir, ignore_errors=True)
-        elif interrupted:
-            epoch = load_run_file(self.dir / LATEST)["epoch"]
-            tell(
-                f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
-                f"resume with: python train.py --resume {self.dir}"
-            )

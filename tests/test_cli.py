@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import digits_torch.training
+import digits_torch.run_setup
 from digits_torch import TrainConfig, cli, make_config
 from digits_torch import __main__ as commands
 from digits_torch.evaluate import evaluate
@@ -214,7 +214,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, base, mo
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(digits_torch.training, "load_digits", interrupted)
+    monkeypatch.setattr(digits_torch.run_setup, "load_digits", interrupted)
     with pytest.raises(SystemExit) as exit_:
         cli.main(base)
     assert exit_.value.code == 130
