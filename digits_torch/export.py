@@ -28,9 +28,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import save_safetensors, write_atomically
+from .checkpoints import save_safetensors
 from .coursera import save_weights
-from .errors import ArgumentParser, UserError, exit_on_error
+from .errors import ArgumentParser, UserError, exit_on_error, show
+from .files import output_path, write_atomically
 from .model import MLP
 from .trained import Trained, as_trained
 
@@ -143,9 +144,10 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     parser.add_argument("out", metavar="OUT", help="the file to write")
     args = parser.parse_args(argv)
+    out = output_path(args.out)  # refused before the work: a directory, a device node, ...
     trained = as_trained(args.model)
-    out = export_model(trained, args.format, args.out)
-    print(f"wrote {out} ({args.format}: {_describe(trained.model)}, loss {trained.loss})")
+    out = export_model(trained, args.format, out)
+    show(f"wrote {out} ({args.format}: {_describe(trained.model)}, loss {trained.loss})")
     return out
 
 

@@ -13,7 +13,6 @@ read, and the exit code is 2.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +24,12 @@ from matplotlib.figure import Figure
 
 from .config import resolve_device
 from .data import NUM_CLASSES, to_image
-from .errors import EXIT_USAGE, ArgumentParser, UserError, error_line, exit_on_error
+from .errors import EXIT_USAGE, ArgumentParser, UserError, error_line, exit_on_error, tell
+from .errors import show as show_line
+from .files import output_path, write_json
 from .images import EX4_SIDE, greyscale, preprocess_image, read_image
 from .model import MLP
 from .plots import render, save_png
-from .runs import write_json
 from .trained import Trained, as_trained
 
 __all__ = ["Prediction", "predict_images"]
@@ -160,11 +160,12 @@ def _picture_paths(paths: Sequence[str], folder: Path) -> list[Path]:
 @exit_on_error
 def main(argv: list[str] | None = None) -> list[Prediction]:
     args = _parser().parse_args(argv)
+    json_out = output_path(args.json) if args.json else None  # refused before the work
     trained = checked_model(args.model, args.device)
     show = Path(args.show) if args.show else None
     predictions, failures = _read_each(trained, args.images, show)
-    if args.json:
-        write_json(Path(args.json), _report(args.model, trained, predictions, failures))
+    if json_out is not None:
+        write_json(json_out, _report(args.model, trained, predictions, failures))
     if failures:
         raise SystemExit(EXIT_USAGE)
     return predictions
@@ -201,10 +202,10 @@ def _read_each(
             image = read_image(path)
             prediction = _predict(trained, image, path)
         except UserError as err:
-            print(error_line(err), file=sys.stderr, flush=True)
+            tell(error_line(err))
             failures.append({"path": path, "error": err.problem})
             continue
-        print(describe(prediction), flush=True)
+        show_line(describe(prediction))
         predictions.append(prediction)
         if show:
             save_png(render(figure(image, prediction)), pictures[k])

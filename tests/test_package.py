@@ -18,6 +18,8 @@ import sysconfig
 import venv
 from pathlib import Path
 
+import PIL.Image
+import PIL.ImageDraw
 import pytest
 import tomllib
 
@@ -68,8 +70,8 @@ def test_the_commands_run_from_the_installed_wheel(installed, tmp_path, small_di
     where, *listed = _run([str(installed / "python"), "-c", listing], tmp_path).splitlines()
     assert Path(where).is_relative_to(installed.parent)  # the wheel's copy, not the checkout's
     assert (Path(where).parent / "py.typed").is_file()
-    for name in ("digits-train", "digits-evaluate", "digits-plots", "digits-compare"):
-        assert any(line.split()[:1] == [name] for line in listed)
+    for name, _, _ in COMMANDS:  # every command, each landed by now
+        assert any(line.split()[:1] == [name] for line in listed), name
 
     out = _run([str(installed / "digits-train"), "--epochs", "5", "--data", str(small_digits),
                 "--device", "cpu", "--no-figures"], cwd=tmp_path)  # fmt: skip
@@ -86,6 +88,21 @@ def test_the_commands_run_from_the_installed_wheel(installed, tmp_path, small_di
     drawn = _run([str(installed / "digits-plots"), str(run)], cwd=tmp_path)
     assert {Path(line).name for line in drawn.split()} >= {"hidden_units.png", "confusion.png"}
     assert all(Path(line).is_file() for line in drawn.split())
+
+    seven = PIL.Image.new("L", (120, 120), 255)  # a drawn 7, dark ink on white
+    PIL.ImageDraw.Draw(seven).line([(30, 25), (90, 25), (55, 100)], fill=0, width=9)
+    seven.save(tmp_path / "seven.png")
+    _run([str(installed / "digits-predict"), str(run), "seven.png", "--json", "p.json"], tmp_path)
+    (prediction,) = json.loads((tmp_path / "p.json").read_text())["predictions"]
+    assert prediction["digit"] in range(10)  # 5 epochs on 40 digits: any digit, but one
+    _run([str(installed / "digits-export"), str(run), "--format", "safetensors", "m.st"], tmp_path)
+    exported = _run([str(installed / "digits-evaluate"), "m.st", "--json", "x.json"], tmp_path)
+    assert "accuracy" in exported and json.loads((tmp_path / "x.json").read_text())["n"] > 0
+
+    argv = ["--epochs", "2", "--seeds", "0-1", "--data", str(small_digits), "--no-figures"]
+    swept = _run([str(installed / "digits-sweep"), *argv, "--device", "cpu"], cwd=tmp_path)
+    sweep_dir = tmp_path / swept.strip().splitlines()[-1].removeprefix("sweep: ")
+    assert sweep_dir.parent == tmp_path / "runs" and (sweep_dir / "sweep.json").is_file()
 
 
 def test_the_scripts_table_is_the_command_list():
