@@ -46,6 +46,7 @@ __all__ = [
     "restore",
     "save_checkpoint",
     "save_safetensors",
+    "training_checkpoint",
 ]
 
 FORMAT = 1
@@ -198,6 +199,22 @@ def model_checkpoint(model: MLP, weights: dict, epoch: int, config: dict) -> dic
         "architecture": model.architecture(),
         "model": weights,
         "config": config,
+    }
+
+
+def training_checkpoint(model: MLP, epoch: int, config: dict, seconds: float, **state) -> dict:
+    """What ``checkpoint.pt`` holds: :func:`model_checkpoint` of the model's current weights,
+    and the training state a resume restores: ``optimizer``, ``scheduler`` (None for a constant
+    lr), ``rng`` (a generator or random stream) and ``stopping`` (each read through its
+    ``state_dict``; the rng through ``get_state``), and the training ``seconds`` so far."""
+    scheduler = state["scheduler"]
+    return {
+        **model_checkpoint(model, model.state_dict(), epoch, config),
+        "optimizer": state["optimizer"].state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "rng": state["rng"].get_state(),
+        "progress": state["stopping"].state_dict(),
+        "seconds": seconds,
     }
 
 

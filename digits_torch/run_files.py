@@ -17,6 +17,7 @@ from .checkpoints import (
     load_run_file,
     model_checkpoint,
     save_checkpoint,
+    training_checkpoint,
 )
 from .config import TrainConfig
 from .errors import UserError, tell
@@ -195,13 +196,15 @@ class RunFiles:
 
     def _save_latest(self, epoch: int, seconds: float) -> None:
         run = self.run
-        state = model_checkpoint(run.model, run.model.state_dict(), epoch, self.saved_config)
-        state.update(
-            optimizer=run.optimizer.state_dict(),
-            scheduler=None if run.scheduler is None else run.scheduler.state_dict(),
-            rng=run.rng.get_state(),
-            progress=run.stopping.state_dict(),
-            seconds=seconds,
+        state = training_checkpoint(
+            run.model,
+            epoch,
+            self.saved_config,
+            seconds,
+            optimizer=run.optimizer,
+            scheduler=run.scheduler,
+            rng=run.rng,
+            stopping=run.stopping,
         )
         save_checkpoint(state, self.dir / LATEST)
 

@@ -40,6 +40,7 @@ from .checkpoints import (
     model_checkpoint,
     restore,
     save_checkpoint,
+    training_checkpoint,
 )
 from .config import TrainConfig, resolve_device
 from .data import default_data_path, load_digits
@@ -108,15 +109,16 @@ class _Files:
     def _latest(self) -> dict:
         """What a solo run's checkpoint.pt holds, for the member (synced) at its last epoch."""
         m = self.member
-        state = model_checkpoint(m.model, m.model.state_dict(), m.epoch, self.saved_config)
-        state.update(
-            optimizer=m.optimizer.state_dict(),
-            scheduler=None if m.scheduler is None else m.scheduler.state_dict(),
-            rng=m.generator.get_state(),
-            progress=m.stopping.state_dict(),
-            seconds=self.seconds,
+        return training_checkpoint(
+            m.model,
+            m.epoch,
+            self.saved_config,
+            self.seconds,
+            optimizer=m.optimizer,
+            scheduler=m.scheduler,
+            rng=m.generator,
+            stopping=m.stopping,
         )
-        return state
 
     def prepare(self) -> bool:
         """Step 1 of a save: the new history lines, then the side files. False: nothing new."""

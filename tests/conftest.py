@@ -55,16 +55,22 @@ def write_mat(tmp_path):
 # ----------------------------------------------------------------- small runs and in-process CLIs
 
 
-@pytest.fixture(scope="session")
-def small_digits(tmp_path_factory, digits) -> Path:
-    """An ex4-style v5 .mat of 40 shipped digits (4 of each, Coursera labels): fast to train on."""
+def write_subset(directory: Path, digits, per_digit: int) -> Path:
+    """An ex4-style v5 .mat of the first ``per_digit`` shipped digits of each class (Coursera
+    labels) in ``directory``."""
     X, y = digits
-    keep = np.concatenate([np.flatnonzero(y == d)[:4] for d in range(10)])
-    path = tmp_path_factory.mktemp("data") / "small40.mat"
+    keep = np.concatenate([np.flatnonzero(y == d)[:per_digit] for d in range(10)])
+    path = directory / f"digits{10 * per_digit}.mat"
     scipy.io.savemat(
         path, {"X": X[keep].astype(np.float64), "y": np.where(y[keep] == 0, 10, y[keep])}
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def small_digits(tmp_path_factory, digits) -> Path:
+    """An ex4-style v5 .mat of 40 shipped digits (4 of each, Coursera labels): fast to train on."""
+    return write_subset(tmp_path_factory.mktemp("data"), digits, 4)
 
 
 @pytest.fixture(scope="session")

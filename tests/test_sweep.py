@@ -16,10 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import scipy.io
 import torch
+from conftest import write_subset
 
 from digits_torch import (
     TrainConfig,
@@ -43,13 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def digits300(tmp_path_factory, digits) -> Path:
     """300 shipped digits (30 of each, Coursera labels): several batches of 50 an epoch."""
-    X, y = digits
-    keep = np.concatenate([np.flatnonzero(y == d)[:30] for d in range(10)])
-    path = tmp_path_factory.mktemp("data") / "digits300.mat"
-    scipy.io.savemat(
-        path, {"X": X[keep].astype(np.float64), "y": np.where(y[keep] == 0, 10, y[keep])}
-    )
-    return path
+    return write_subset(tmp_path_factory.mktemp("data"), digits, 30)
 
 
 def _configs(data: Path, logdir: Path, dtype: str) -> list:
