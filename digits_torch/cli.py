@@ -27,7 +27,6 @@ from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config, read_conf
 from .errors import ArgumentParser, Interrupted, UserError, exit_on_error, program_name, show
 from .training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
-EXIT_INTERRUPTED = 128 + signal.SIGINT  # what a shell reports for Ctrl-C: 130
 EXIT_TERMINATED = 128 + signal.SIGTERM  # and for SIGTERM (kill, schedulers, containers): 143
 
 
