@@ -73,6 +73,7 @@ def loss_and_gradients(
     loss: str,
     l2: float,
     label_smoothing: float = 0.0,
+    total: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch's objective and its gradient, written into ``p.grad`` of every parameter.
 
@@ -83,12 +84,16 @@ def loss_and_gradients(
 
     Args:
         x: (b, n_in) inputs; y: (b,) class indices.
+        total: where x is one rank's share of a batch of ``total`` examples (data parallelism,
+            :mod:`digits_torch.data_parallel`): the objective and gradients divide by
+            ``total``, not b, so that the shares' sum over the ranks is the whole batch's
+            (each rank then passes its part of ``l2``). A share may be empty.
 
     Returns:
         ``(objective, correct)``: 0-dim tensors on x's device, the objective and the number of
         examples whose highest logit is the true class (so callers need no second forward pass).
     """
-    b = x.shape[0]
+    b = x.shape[0] if total is None else total  # what the mean divides by
     layers = list(model.layers)  # a plain list: ModuleList indexing costs microseconds
     act = FORWARD_INPLACE[model.activation]
 
@@ -111,7 +116,7 @@ def loss_and_gradients(
 
     # Backward. The 1/b of the mean and the L2 gradient (l2/b) W ride along in addmm's alpha/beta;
     # the gradients go into the tensors of the batch before (no allocation, no .grad setter).
-    ones = _ones(b, x.dtype, x.device)
+    ones = _ones(x.shape[0], x.dtype, x.device)
     squared = None
     for index in range(len(layers) - 1, -1, -1):
         weight, bias = layers[index].weight, layers[index].bias

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config, read_config_file
+from .distributed import job_ranks
 from .errors import ArgumentParser, Interrupted, UserError, exit_on_error, program_name, show
 from .training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
@@ -114,9 +115,10 @@ def main(argv: list[str] | None = None) -> FitResult:
                 result = fit(config)
     except KeyboardInterrupt as err:
         raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
-    if not result.config.quiet:
-        show(summary(result, _prog()))
-    show(f"run: {result.run_dir}")
+    if job_ranks().lead:  # under torchrun, rank 0 speaks for the job
+        if not result.config.quiet:
+            show(summary(result, _prog()))
+        show(f"run: {result.run_dir}")
     return result
 
 

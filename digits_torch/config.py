@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .distributed import job_ranks
 from .errors import UserError, reading
 from .losses import LOSSES
 from .model import ACTIVATIONS, INITS
@@ -81,6 +82,11 @@ class TrainConfig:
         5.0,
         "seconds of training between checkpoints (also written at the end and on Ctrl-C or "
         "SIGTERM; a kill loses at most this much; 0: every epoch)",
+    )
+    rank_timeout: float = _field(
+        120.0,
+        "under torchrun: seconds a rank waits for the others at a collective before the job "
+        "ends with an error (a rank died, a machine went away)",
     )
     # --- data
     data: str | None = _field(
@@ -279,6 +285,7 @@ FIELD_RULES: dict[str, Rule] = {
     ),
     "image_every": _at_least("image every", 0),
     "checkpoint_every": _at_least("checkpoint every", 0),
+    "rank_timeout": ((lambda v: v >= 1), "rank timeout must be >= 1 second"),
     "seed": ((lambda v: 0 <= v < SEED_LIMIT), "seed must be in [0, 2**64)"),
     "val_fraction": _in_unit("val fraction"),
     "hidden": ((lambda v: len(v) > 0 and min(v) >= 1), "hidden sizes must be >= 1"),
@@ -469,18 +476,31 @@ def resolve_device(spec: str) -> torch.device:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` -> a device that exists here (or a UserError).
 
     The one place a device is chosen; the device never changes what is computed, only where
-    (every random draw is made on the CPU).
+    (every random draw is made on the CPU). Under torchrun, ``auto`` and ``cuda`` mean
+    ``cuda:LOCAL_RANK``: one GPU per rank of the machine.
     """
+    ranks = job_ranks()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cpu":
         return torch.device("cpu")
-    if _is_device_spec(spec):  # cuda or cuda:N
-        if not torch.cuda.is_available():
-            raise UserError(f"device {spec}: CUDA is not available on this machine")
-        device = torch.device(spec)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            count = torch.cuda.device_count()
-            raise UserError(f"device {spec}: this machine has {count} CUDA device(s)")
-        return device
-    raise UserError(f"unknown device {spec!r} (use auto, cpu, cuda or cuda:N)")
+    if not _is_device_spec(spec):
+        raise UserError(f"unknown device {spec!r} (use auto, cpu, cuda or cuda:N)")
+    if not torch.cuda.is_available():  # cuda or cuda:N
+        raise UserError(f"device {spec}: CUDA is not available on this machine")
+    device, count = torch.device(spec), torch.cuda.device_count()
+    if ranks.parallel:
+        if device.index is not None:
+            raise UserError(
+                f"device {spec}: under torchrun each rank takes the GPU of its LOCAL_RANK; "
+                "give --device cuda (or auto)"
+            )
+        if ranks.local >= count:
+            raise UserError(
+                f"device {spec}: LOCAL_RANK {ranks.local}, but this machine has {count} CUDA "
+                "device(s): start at most one rank per GPU (--nproc-per-node)"
+            )
+        return torch.device("cuda", ranks.local)
+    if device.index is not None and device.index >= count:
+        raise UserError(f"device {spec}: this machine has {count} CUDA device(s)")
+    return device

@@ -10,8 +10,10 @@ The kinds of epoch, by config:
 * sklearn-exact: MLPClassifier's own epoch (:func:`digits_torch.sklearn_exact.train_epoch`).
 
 With augmentation, every epoch but sklearn-exact's first distorts the whole training set at once
-(:mod:`digits_torch.augment`). Nothing in an epoch waits for the device: its loss and accuracy come
-back as 0-dim device tensors, which the loop reads once.
+(:mod:`digits_torch.augment`). Under torchrun the ranks of a job compute each batch's gradients
+together (:class:`~digits_torch.data_parallel.DataParallel`): the same batches, the same steps.
+Nothing in an epoch waits for the device: its loss and accuracy come back as 0-dim device
+tensors, which the loop reads once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from .augment import random_affine
 from .backprop import GRADIENTS
 from .config import TrainConfig
 from .cudagraph import EpochGraph
+from .data_parallel import DataParallel
+from .distributed import SOLO, Ranks
 from .model import MLP
 from .optimizers import optimizer_step
 
@@ -43,12 +47,15 @@ def make_epoch(
     y: torch.Tensor,
     generator: torch.Generator,
     stream: sklearn_exact.RandomStream | None = None,
+    ranks: Ranks = SOLO,
 ) -> Epoch:
     """The epoch function of a run: trains ``model`` on (m, n) images X and (m,) labels y.
 
     Args:
         generator: the run's CPU generator; shuffles and augmentation draw from it.
         stream: scikit-learn's random stream, in sklearn-exact mode (else None).
+        ranks: the torchrun job that trains the model together (a process group is up), or
+            SOLO. (sklearn-exact mode and CUDA graphs are one process's: see run_setup.)
     """
     if stream is not None:  # the config rules out augmenting here
         return functools.partial(
@@ -65,9 +72,11 @@ def make_epoch(
 
         return graph_epoch
 
+    parallel = DataParallel(model, config, ranks) if ranks.parallel else None
+
     def epoch() -> tuple[torch.Tensor, torch.Tensor]:
         X_epoch = random_affine(X, generator, *augmentation)  # X itself without augmentation
-        return train_epoch(model, optimizer, X_epoch, y, config, generator)
+        return train_epoch(model, optimizer, X_epoch, y, config, generator, parallel)
 
     return epoch
 
@@ -79,8 +88,10 @@ def train_epoch(
     y: torch.Tensor,
     config: TrainConfig,
     generator: torch.Generator,
+    parallel: DataParallel | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over (X (m, n), y (m,)), minibatch or (L-BFGS) full batch.
+    """One pass over (X (m, n), y (m,)), minibatch or (L-BFGS) full batch; with ``parallel``,
+    this rank's share of each batch, the gradients summed over the job's ranks.
 
     Returns 0-dim device tensors: the mean training objective (scikit-learn's ``loss_curve_``:
     batch objectives weighted by batch size) and the accuracy over the epoch's batches, each
@@ -89,11 +100,11 @@ def train_epoch(
     """
     model.train()
     if config.optimizer == "lbfgs":
-        return _lbfgs_iteration(model, optimizer, X, y, config)
+        return _lbfgs_iteration(model, optimizer, X, y, config, parallel)
     # A CPU permutation (the same on every device), then each batch gathered by index: a
     # batch-sized gather stays in cache for the matrix products that follow.
     order = torch.randperm(X.shape[0], generator=generator).to(X.device)
-    return run_batches(model, optimizer_step(optimizer), X, y, order, config)
+    return run_batches(model, optimizer_step(optimizer), X, y, order, config, parallel)
 
 
 def run_batches(
@@ -103,8 +114,10 @@ def run_batches(
     y: torch.Tensor,
     order: torch.Tensor,
     config: TrainConfig,
+    parallel: DataParallel | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The batches of one epoch of minibatch training, in ``order`` (m,), each followed by ``step``.
+    With ``parallel``, each batch's gradients are those of every rank's share, summed.
 
     Nothing here waits for the device or reads a tensor on the host, so that on CUDA the whole
     epoch can be captured as one graph (:mod:`digits_torch.cudagraph`).
@@ -115,10 +128,13 @@ def run_batches(
     objectives, hits = [], []  # 0-dim tensors, summed once at the end: no per-batch additions
     for start in range(0, m, batch):
         index = order[start : start + batch]
-        xb, yb = X.index_select(0, index), y.index_select(0, index)  # (b, n), (b,)
-        objective, correct = gradients(
-            model, xb, yb, config.loss, config.l2, config.label_smoothing
-        )  # fills p.grad
+        if parallel is None:
+            xb, yb = X.index_select(0, index), y.index_select(0, index)  # (b, n), (b,)
+            objective, correct = gradients(
+                model, xb, yb, config.loss, config.l2, config.label_smoothing
+            )  # fills p.grad
+        else:
+            objective, correct = parallel(X, y, index)  # this rank's share, summed over ranks
         step()
         objectives.append(objective)
         hits.append(correct)
@@ -129,14 +145,21 @@ def run_batches(
 
 
 def _lbfgs_iteration(
-    model: MLP, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor, config
+    model: MLP,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    parallel: DataParallel | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One full-batch quasi-Newton iteration, then the objective and accuracy it reached."""
     gradients = GRADIENTS[config.backprop]
 
-    def closure() -> torch.Tensor:
-        return gradients(model, X, y, config.loss, config.l2, config.label_smoothing)[0]
+    def full_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        if parallel is not None:  # the ranks' shares of the one batch, summed
+            return parallel(X, y)
+        return gradients(model, X, y, config.loss, config.l2, config.label_smoothing)
 
-    optimizer.step(closure)
-    objective, correct = gradients(model, X, y, config.loss, config.l2, config.label_smoothing)
+    optimizer.step(lambda: full_batch()[0])
+    objective, correct = full_batch()
     return objective, correct / X.shape[0]

@@ -48,7 +48,13 @@ EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGP
 
 
 class UserError(ValueError):
-    """A problem the user can fix. ``str(err)`` is the whole message, without ``error:``."""
+    """A problem the user can fix. ``str(err)`` is the whole message, without ``error:``.
+
+    Under torchrun every rank meets the same user errors, so rank 0 alone says them; an error
+    that is one rank's own sets ``every_rank`` (:mod:`digits_torch.distributed`).
+    """
+
+    every_rank = False
 
     def __init__(self, problem: str, path: str | Path | None = None) -> None:
         self.path = None if path is None else str(path)
@@ -86,7 +92,8 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T | None]:
             result = main(*args, **kwargs)
             return result if args or kwargs else None
         except UserError as err:
-            tell(error_line(err))
+            if err.every_rank or os.environ.get("RANK", "0") == "0":  # torchrun's rank 0
+                tell(error_line(err))
             raise SystemExit(EXIT_USAGE) from None
         except _OutputLost as err:
             _silence_stdout()  # else Python's own flush at exit would print a traceback

@@ -46,13 +46,19 @@ def _identity(classes: int, dtype: torch.dtype, device: torch.device) -> torch.T
 
 
 def data_loss(
-    logits: torch.Tensor, y: torch.Tensor, kind: str, label_smoothing: float = 0.0
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    kind: str,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """Mean loss of (b, classes) logits against (b,) labels, ``kind`` softmax or coursera."""
+    """Loss of (b, classes) logits against (b,) labels, ``kind`` softmax or coursera: the mean
+    over the b examples, or with ``reduction="sum"`` their sum (0 for no examples)."""
     if kind == "softmax":
-        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
     targets = smoothed_targets(y, logits.shape[1], label_smoothing, logits.dtype)
-    return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / logits.shape[0]
+    summed = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
+    return summed if reduction == "sum" else summed / logits.shape[0]
 
 
 @torch.no_grad()

@@ -27,10 +27,18 @@ from .model import MLP
 from .run_setup import Setup
 from .runs import RunLog, read_history
 
-__all__ = ["RunFiles", "final_figures", "hparams_of", "report_metrics"]
+__all__ = ["FollowerFiles", "RunFiles", "final_figures", "hparams_of", "report_metrics"]
 
 # Config fields that describe how a run is watched, not what it trains: not hyperparameters.
-NOT_HPARAMS = ("logdir", "quiet", "name", "image_every", "figures", "checkpoint_every")
+NOT_HPARAMS = (
+    "logdir",
+    "quiet",
+    "name",
+    "image_every",
+    "figures",
+    "checkpoint_every",
+    "rank_timeout",
+)
 
 
 def val_figures(run: Setup, config: TrainConfig) -> dict:
@@ -88,8 +96,11 @@ class RunFiles:
     to best.pt with the latest checkpoint, on the time budget.
     """
 
-    def __init__(self, run_dir: Path, config: TrainConfig, run: Setup, resumed: bool) -> None:
+    def __init__(
+        self, run_dir: Path, config: TrainConfig, run: Setup, resumed: bool, world: int = 1
+    ) -> None:
         self.dir, self.config, self.run = run_dir, config, run
+        self.world = world  # the processes of a torchrun job training the run, else 1
         self.resumable = resumed  # a run that has saved a checkpoint is kept, whatever happens
         self.saved_config = config.to_dict()  # once: every checkpoint carries it
         self.log: RunLog | None = None
@@ -254,7 +265,48 @@ class RunFiles:
             shutil.rmtree(self.dir, ignore_errors=True)
         elif interrupted:
             epoch = load_run_file(self.dir / LATEST)["epoch"]
+            launch = "python" if self.world == 1 else f"torchrun --nproc-per-node {self.world}"
             tell(
                 f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
-                f"resume with: python train.py --resume {self.dir}"
+                f"resume with: {launch} train.py --resume {self.dir}"
             )
+
+
+class FollowerFiles(RunFiles):
+    """What a rank other than 0 of a torchrun job writes: nothing (rank 0 writes the run).
+
+    It keeps the best model in memory as rank 0 does, so that every rank ends with the model
+    rank 0 reports, and stops on a non-finite loss with rank 0 (they see the same numbers).
+    """
+
+    def open(self, start: int, seconds: float, best: dict | None) -> None:
+        self.saved_epoch = self.last_epoch = self.best_epoch = self.best_saved_epoch = start
+        self.saved_seconds = self.last_seconds = seconds
+        self.best = clone_weights(self.run.model) if best is None else best
+
+    def log_epoch(self, record: dict) -> None:
+        pass
+
+    def save(self, epoch: int) -> None:
+        pass
+
+    def stop_on_nan(self, epoch: int, loss: float | None = None) -> None:
+        raise UserError(f"the loss or the weights stopped being finite at epoch {epoch}", self.dir)
+
+    def report(self, epoch: int, stopped: str) -> tuple[dict, list[dict]]:
+        """The metrics rank 0 writes (without the history's figures), written nowhere."""
+        run = self.run
+        metrics = report_metrics(
+            _final_figures(run, self.config),
+            [],
+            run.rows,
+            epochs=epoch,
+            best_epoch=run.stopping.best_epoch_,
+            stopped=stopped,
+            device=str(run.device),
+            preset=self.config.preset,
+        )
+        return metrics, []
+
+    def abandon(self, interrupted: bool) -> None:
+        pass

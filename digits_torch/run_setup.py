@@ -14,6 +14,7 @@ import torch
 from . import sklearn_exact
 from .config import DTYPES, TrainConfig, resolve_device
 from .data import default_data_path, load_digits, stratified_split
+from .distributed import SOLO, Ranks
 from .epochs import Epoch, make_epoch
 from .errors import UserError
 from .model import MLP
@@ -41,8 +42,12 @@ class Setup:
     epoch: Epoch
 
 
-def set_up(config: TrainConfig) -> Setup:
+def set_up(config: TrainConfig, ranks: Ranks = SOLO) -> Setup:
+    """The run of ``config``; with ``ranks`` of a torchrun job, this rank's part of it (every
+    rank sets up the same run: the same data, split, model and random draws)."""
     device = resolve_device(config.device)
+    if ranks.parallel:
+        _check_parallel(config, device)
     data_path = default_data_path() if config.data is None else Path(config.data)
     X, labels = load_digits(data_path, dtype=config.dtype, stored_labels=True)
     y = labels % 10  # digits: Coursera's label 10 is the digit 0
@@ -75,8 +80,20 @@ def set_up(config: TrainConfig) -> Setup:
         ),
         stopping=EarlyStopping(config.stop_on, config.tol, config.patience),
         rng=generator if stream is None else stream,
-        epoch=make_epoch(config, model, optimizer, *train, generator, stream),
+        epoch=make_epoch(config, model, optimizer, *train, generator, stream, ranks),
     )
+
+
+def _check_parallel(config: TrainConfig, device: torch.device) -> None:
+    """What data parallelism cannot do: repeat scikit-learn's one process, or replay one
+    process's epoch as a CUDA graph."""
+    if config.sklearn_exact:
+        raise UserError(
+            "sklearn-exact mode repeats scikit-learn's one-process SGD; "
+            "run it without torchrun (or with --nproc-per-node 1)"
+        )
+    if config.cuda_graph and device.type == "cuda":
+        raise UserError("--cuda-graph replays one process's epoch; under torchrun drop it")
 
 
 def split_rows(

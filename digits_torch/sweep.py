@@ -45,7 +45,8 @@ __all__ = ["main", "parse_grid", "parse_seeds", "run_command"]
 
 SWEEP = "sweep.json"
 EXIT_INTERRUPTED = 130
-UNSWEPT = ("preset", "device", "logdir", "name", "quiet")  # how a sweep runs, not what it trains
+# how a sweep runs, not what it trains
+UNSWEPT = ("preset", "device", "logdir", "name", "quiet", "rank_timeout")
 
 
 # ----------------------------------------------------------------------------- the grid

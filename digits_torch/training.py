@@ -45,9 +45,10 @@ from .checkpoints import (
     restore,
 )
 from .config import TrainConfig, preset_differences
+from .distributed import Ranks, any_rank, from_lead, job_ranks, joined
 from .errors import Interrupted, StderrOrNothing, UserError, tell
 from .model import MLP
-from .run_files import NOT_HPARAMS, RunFiles, val_figures
+from .run_files import NOT_HPARAMS, FollowerFiles, RunFiles, val_figures
 from .run_setup import set_up
 from .runs import RunLock, check_history, new_run_dir, read_config, run_label
 from .schedule import lower_on_plateau
@@ -59,7 +60,7 @@ __all__ = ["FitResult", "fit", "resume"]
 # trains (names tell apart what runs trained).
 _NOT_TRAINING = (*NOT_HPARAMS, "preset", "device", "threads")
 # What a resume may change: how a run is trained and watched, not what it trains.
-RESUME_MAY_CHANGE = ("device", "quiet", "epochs", "checkpoint_every")
+RESUME_MAY_CHANGE = ("device", "quiet", "epochs", "checkpoint_every", "rank_timeout")
 
 
 @dataclass
@@ -73,35 +74,53 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
-def fit(config: TrainConfig) -> FitResult:
-    """Train a new model as ``config`` says, in a new run directory under ``config.logdir``."""
-    return _train(config)
+def fit(config: TrainConfig, ranks: Ranks | None = None) -> FitResult:
+    """Train a new model as ``config`` says, in a new run directory under ``config.logdir``.
+
+    Under torchrun the job's ranks train the one model together, each on its share of every
+    batch (:mod:`digits_torch.data_parallel`); rank 0 writes the run. ``ranks``: the job to
+    train across (default: torchrun's, from the environment; :data:`~digits_torch.distributed.SOLO`
+    trains in this process alone, as a sweep's ranks do).
+    """
+    ranks = job_ranks() if ranks is None else ranks
+    with joined(ranks, config.rank_timeout):
+        return _train(config, ranks=ranks)
 
 
-def resume(run_dir: str | Path, **overrides) -> FitResult:
+def resume(run_dir: str | Path, ranks: Ranks | None = None, **overrides) -> FitResult:
     """Continue the run in ``run_dir`` from its latest checkpoint, in the same directory.
 
     ``overrides`` may change how, not what, is trained: ``device``, ``quiet``,
-    ``checkpoint_every`` and ``epochs`` (to train longer). On CPU a resumed run ends with exactly
-    the weights of an uninterrupted one.
+    ``checkpoint_every``, ``rank_timeout`` and ``epochs`` (to train longer). On CPU a resumed
+    run ends with exactly the weights of an uninterrupted one. ``ranks`` as for :func:`fit`: a
+    run may be resumed under torchrun or alone, however it was started.
 
     Raises:
         UserError: another process writes into the run; its checkpoint, config.json and
             history.jsonl are not of one run; or anything :func:`fit` refuses.
     """
+    ranks = job_ranks() if ranks is None else ranks
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(
-            "no such run directory" if not run_dir.exists() else "not a directory", run_dir
-        )
-    if not (run_dir / LATEST).exists():
-        raise UserError(f"not a run directory to resume (no {LATEST})", run_dir)
-    lock = RunLock(run_dir)  # before reading: what is read must not change under us
-    try:
-        config, saved = _resumable(run_dir, overrides)
-        return _train(config, run_dir, saved, lock)
-    finally:
-        lock.release()
+    locks: list[RunLock] = []
+
+    def read_run() -> tuple[TrainConfig, dict]:
+        """On rank 0 (the one that writes the run): lock it, then read and check it."""
+        if not run_dir.is_dir():
+            problem = "no such run directory" if not run_dir.exists() else "not a directory"
+            raise UserError(problem, run_dir)
+        if not (run_dir / LATEST).exists():
+            raise UserError(f"not a run directory to resume (no {LATEST})", run_dir)
+        locks.append(RunLock(run_dir))  # before reading: what is read must not change under us
+        return _resumable(run_dir, overrides)
+
+    timeout = overrides.get("rank_timeout", TrainConfig.rank_timeout)  # the run's is on rank 0
+    with joined(ranks, timeout):
+        try:
+            config, saved = from_lead(ranks, read_run)
+            return _train(config, run_dir, saved, locks[0] if locks else None, ranks=ranks)
+        finally:
+            for lock in locks:
+                lock.release()
 
 
 def _resumable(run_dir: Path, overrides: dict) -> tuple[TrainConfig, dict]:
@@ -162,15 +181,18 @@ def _train(
     run_dir: Path | None = None,
     checkpoint: dict | None = None,
     lock: RunLock | None = None,
+    *,
+    ranks: Ranks,
 ):
     with cpu_threads(config.threads):  # the run's thread count, set here only
-        return _run(config, run_dir, checkpoint, lock)
+        return _run(config, run_dir, checkpoint, lock, ranks)
 
 
-def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, lock):
+def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, lock, ranks: Ranks):
     # Set up: data, model, optimizer and epoch, before the run directory is touched, so that a
     # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
-    run = set_up(config)
+    # Under torchrun every rank sets up the same run; rank 0 alone writes it.
+    run = set_up(config, ranks)
     start, seconds_before = 0, 0.0
     if checkpoint is not None:
         check_fits(checkpoint, run.model, run_dir / LATEST, run.data_path)
@@ -183,28 +205,31 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
             rng=run.rng,
             stopping=run.stopping,
         )
-        best = best_weights(run_dir, run.model)  # read (and checked) in any case
+        best = from_lead(ranks, lambda: best_weights(run_dir, run.model))  # read, checked
         if run.val is None:  # the best is the latest, even if a kill beat best.pt's update
             best = clone_weights(run.model)
     else:
         label = config.name or run_label(preset_differences(config, ignore=_NOT_TRAINING))
-        run_dir, best = new_run_dir(config.logdir, config.preset, label), None
-    files = RunFiles(run_dir, config, run, resumed=checkpoint is not None)
+        run_dir = from_lead(ranks, lambda: new_run_dir(config.logdir, config.preset, label))
+        best = None
+    writer = RunFiles if ranks.lead else FollowerFiles
+    files = writer(run_dir, config, run, resumed=checkpoint is not None, world=ranks.world)
     bar = None
     try:
-        if lock is None:  # a new run: its directory is ours from the start
+        if lock is None and ranks.lead:  # a new run: its directory is ours from the start
             lock = RunLock(run_dir)
         # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
         # epoch can be resumed and has a model to load.
         files.open(start, seconds_before, best)
-        bar = _progress_bar(config, start)
+        bar = _progress_bar(config, start, ranks)
         started, epoch, stopped, last = time.perf_counter(), start, "max_epochs", config.epochs
         if run.stopping.should_stop:  # a resumed run that had already converged
             stopped, last = "converged", start
         if checkpoint is not None and start >= last:
             tell(_nothing_to_train(config, start, stopped))
-        # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint.
-        with _StopRequests() as requests:
+        # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint (under
+        # torchrun by every rank at the same epoch end, whichever ranks were signalled).
+        with _StopRequests(ranks) as requests:
             for epoch in range(start + 1, last + 1):
                 loss, accuracy = run.epoch()
                 record = {"epoch": epoch, **val_figures(run, config)}
@@ -225,7 +250,7 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
                 if stop and config.schedule == "adaptive" and lower_on_plateau(run.optimizer):
                     stop = False  # scikit-learn: lr / 5, and go on
                     run.stopping.restart()
-                files.end_epoch(epoch, record["seconds"], improved, save=requests.pending)
+                files.end_epoch(epoch, record["seconds"], improved, save=requests.agreed())
                 requests.act()
                 bar.set_postfix(_postfix(record), refresh=False)
                 bar.update(1)
@@ -262,17 +287,16 @@ def _nothing_to_train(config: TrainConfig, epoch: int, stopped: str) -> str:
 
 
 class _StopRequests:
-    """Ctrl-C and SIGTERM during the epochs: the first is noted (``pending``) and acted on at
-    the end of the epoch (:meth:`act`, after its checkpoint); a second stops the run at once.
-    Off the main thread, where Python allows no signal handlers, signals act as they would."""
+    """Ctrl-C and SIGTERM during the epochs: the first is noted and acted on at the end of the
+    epoch (:meth:`agreed`, then :meth:`act` after the checkpoint); a second stops the run at
+    once. Under torchrun a signal to any rank stops every rank at the same epoch end. Off the
+    main thread, where Python allows no signal handlers, signals act as they would."""
 
-    def __init__(self) -> None:
+    def __init__(self, ranks: Ranks) -> None:
+        self.ranks = ranks
         self.signum: int | None = None
+        self.stopping = False
         self._previous: dict[int, object] = {}
-
-    @property
-    def pending(self) -> bool:
-        return self.signum is not None
 
     def __enter__(self) -> _StopRequests:
         if threading.current_thread() is threading.main_thread():
@@ -289,19 +313,24 @@ class _StopRequests:
             raise Interrupted(signum)
         self.signum = signum
 
+    def agreed(self) -> bool:
+        """Whether the run stops after this epoch: a signal here (or on any rank of the job)."""
+        self.stopping = any_rank(self.ranks, self.signum is not None)
+        return self.stopping
+
     def act(self) -> None:
-        if self.signum is not None:
-            raise Interrupted(self.signum)
+        if self.stopping:
+            raise Interrupted(signal.SIGTERM if self.signum is None else self.signum)
 
 
-def _progress_bar(config: TrainConfig, start: int) -> tqdm:
+def _progress_bar(config: TrainConfig, start: int, ranks: Ranks) -> tqdm:
     return tqdm(
         total=config.epochs,
         initial=start,
         desc=config.preset,
         unit="epoch",
         file=StderrOrNothing(),  # a closed or broken stderr does not stop the run
-        disable=config.quiet or sys.stderr is None,
+        disable=config.quiet or sys.stderr is None or not ranks.lead,
         leave=False,
         mininterval=0.25,
     )

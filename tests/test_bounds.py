@@ -62,6 +62,8 @@ BAD_FLAGS = [
     (["--checkpoint-every", "-1"], r"checkpoint every must be >= 0"),
     (["--checkpoint-every", "nan"], r"checkpoint every must be >= 0"),
     (["--checkpoint-every", "inf"], r"checkpoint every must be finite"),
+    (["--rank-timeout", "0.5"], r"rank timeout must be >= 1 second"),
+    (["--rank-timeout", "inf"], r"rank timeout must be finite"),
     # non-finite values of every float field (nan fails every bound; inf the finite check)
     (["--aug-rotate", "nan"], r"aug values must be >= 0"),
     (["--aug-shift", "inf"], r"aug shift must be finite, got inf"),

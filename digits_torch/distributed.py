@@ -1,0 +1,200 @@
+"""Jobs started by torchrun: which process this is (:class:`Ranks`), the process group, and the
+few collectives training needs.
+
+torchrun starts one process per GPU (or several on a CPU) with ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK`` in its environment; a process started any other way is the one rank of its own
+job (:data:`SOLO`). Every rank of a job runs the same code on the same data from the same seed:
+they differ only in the share of each batch they compute (:mod:`digits_torch.data_parallel`),
+or of a sweep's networks they train, and in that rank 0 alone writes the run directory.
+
+The backend follows the device: gloo on the CPU, NCCL on CUDA, each rank on ``cuda:LOCAL_RANK``
+(:func:`digits_torch.config.resolve_device`). A collective that fails, because another rank
+died or a machine went away, or that waits longer than the run's ``rank_timeout``, raises
+:class:`RankLost`: one line on stderr and a non-zero exit, never a hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+from .errors import UserError
+
+__all__ = [
+    "SOLO",
+    "RankLost",
+    "Ranks",
+    "any_rank",
+    "collective",
+    "from_lead",
+    "gather_to_lead",
+    "job_ranks",
+    "joined",
+    "own_errors",
+    "sum_over_ranks",
+]
+
+T = TypeVar("T")
+
+ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for each process
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """A process's place in its job: ``rank`` of ``world`` processes, ``local`` on its machine."""
+
+    rank: int = 0
+    world: int = 1
+    local: int = 0
+
+    @property
+    def lead(self) -> bool:
+        """Rank 0: the one that writes, prints and decides for all."""
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.world > 1
+
+    def share(self, b: int) -> tuple[int, int]:
+        """This rank's rows ``[lo, hi)`` of a batch of ``b``: contiguous, in rank order, sizes
+        differing by at most one (a rank's share of a batch smaller than the job is empty)."""
+        return self.rank * b // self.world, (self.rank + 1) * b // self.world
+
+    def mine(self, items: list[T]) -> list[T]:
+        """This rank's items of ``items``: every ``world``-th, from its rank on."""
+        return items[self.rank :: self.world]
+
+
+SOLO = Ranks()  # a process not started by torchrun (or torchrun with one process)
+
+
+def job_ranks() -> Ranks:
+    """This process's :class:`Ranks`, from the environment torchrun sets (else :data:`SOLO`)."""
+    values = {key: os.environ.get(key) for key in ENVIRONMENT}
+    if values["WORLD_SIZE"] is None:
+        return SOLO
+    try:
+        rank, world, local = (int(values[key]) for key in ENVIRONMENT)
+    except (TypeError, ValueError):
+        shown = " ".join(f"{k}={v}" for k, v in values.items())
+        problem = f"an incomplete torchrun environment ({shown}); start with torchrun"
+        raise UserError(problem) from None
+    if not (0 <= rank < world and local >= 0):
+        raise UserError(f"a torchrun environment with RANK={rank} of WORLD_SIZE={world}")
+    return Ranks(rank, world, local)
+
+
+class RankLost(UserError):
+    """A collective failed or timed out: another rank of the job stopped, or stopped answering.
+
+    Every rank that meets it says so (other user errors are said by rank 0 alone).
+    """
+
+    every_rank = True
+
+
+@contextlib.contextmanager
+def collective(ranks: Ranks) -> Iterator[None]:
+    """Turn a failed collective inside into :class:`RankLost` (a traceback would hide it).
+
+    Only collectives belong inside: gloo reports a lost peer or a timeout as a plain
+    RuntimeError, which elsewhere would be a bug to show in full.
+    """
+    try:
+        yield
+    except RuntimeError as err:  # torch.distributed.DistError is one too
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RankLost(
+            f"rank {ranks.rank} of {ranks.world}: lost the job's other ranks ({reason[:200]}); "
+            "one failed or was stopped, or did not answer within --rank-timeout seconds"
+        ) from None
+
+
+@contextlib.contextmanager
+def joined(ranks: Ranks, timeout: float) -> Iterator[None]:
+    """The job's process group while inside, its collectives giving up after ``timeout``
+    seconds: gloo for CPU tensors, and NCCL for CUDA tensors where there is CUDA (the device a
+    run trains on may be read from a checkpoint after the group is up). Nothing for a one-rank
+    job, or where the caller has made the group already (it is theirs to end)."""
+    if not ranks.parallel or dist.is_initialized():
+        yield
+        return
+    backend = "gloo"
+    if torch.cuda.is_available() and dist.is_nccl_available():
+        backend = "cpu:gloo,cuda:nccl"
+        if ranks.local < torch.cuda.device_count():
+            torch.cuda.set_device(ranks.local)  # NCCL's device (resolve_device picks the same)
+    with collective(ranks):
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``, replaced in place by its sum over the ranks (the same bits on every rank)."""
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def any_rank(ranks: Ranks, flag: bool) -> bool:
+    """Whether ``flag`` is true on any rank: what every rank then acts on alike."""
+    if not ranks.parallel:
+        return flag
+    votes = torch.tensor([int(flag)], dtype=torch.int32)
+    with collective(ranks):
+        dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return bool(votes.item())
+
+
+def from_lead(ranks: Ranks, make: Callable[[], T]) -> T:
+    """``make()`` run on rank 0, its result (or the :class:`UserError` it raised) on every
+    rank: for what one rank decides for all, such as a new run directory's name, or a
+    checkpoint read from rank 0's disk. Results travel pickled, between the job's ranks."""
+    if not ranks.parallel:
+        return make()
+    box: list = [None]
+    if ranks.lead:
+        try:
+            box = [("result", make())]
+        except UserError as err:
+            box = [("error", (err.problem, err.path))]
+    with collective(ranks):
+        dist.broadcast_object_list(box, src=0, device=torch.device("cpu"))
+    kind, value = box[0]
+    if kind == "error":
+        raise UserError(*value)
+    return value
+
+
+def gather_to_lead(ranks: Ranks, mine: T) -> list[T] | None:
+    """Every rank's ``mine``, in rank order, on rank 0 (None on the other ranks)."""
+    if not ranks.parallel:
+        return [mine]
+    gathered: list | None = [None] * ranks.world if ranks.lead else None
+    with collective(ranks):
+        dist.gather_object(mine, gathered, dst=0)
+    return gathered
+
+
+@contextlib.contextmanager
+def own_errors(ranks: Ranks) -> Iterator[None]:
+    """A :class:`UserError` raised inside is this rank's own (its share of a sweep, not what
+    every rank meets): every rank says it, named by rank."""
+    try:
+        yield
+    except UserError as err:
+        if not ranks.parallel or getattr(err, "every_rank", False):
+            raise
+        own = UserError(f"rank {ranks.rank}: {err.problem}", err.path)
+        own.every_rank = True
+        raise own from None
