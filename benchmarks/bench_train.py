@@ -31,6 +31,7 @@ torch"``, which the scikit-learn process pays too (it loads the digits with this
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -50,7 +51,7 @@ from torch import nn
 from digits_torch import MLP, TrainConfig, load_digits, make_config
 from digits_torch.config import DEFAULT_PRESET, resolve_device
 from digits_torch.cudagraph import EpochGraph
-from digits_torch.epochs import train_epoch
+from digits_torch.epochs import run_batches, train_epoch
 from digits_torch.errors import ArgumentParser, exit_on_error
 from digits_torch.optimizers import make_optimizer
 from digits_torch.training import fit
@@ -162,7 +163,8 @@ def time_loop(
     model.to(X.device)
     optimizer = make_optimizer(config, model)
     if cuda_graph:
-        graph = EpochGraph(model, optimizer, X, y, config)
+        batches = functools.partial(run_batches, model, config=config)
+        graph = EpochGraph(model, optimizer, X, y, batches)
         epoch, warm_ups = (lambda: graph(X, generator)), 2  # eager, then the capture
     else:
         epoch, warm_ups = (lambda: train_epoch(model, optimizer, X, y, config, generator)), 1

@@ -85,7 +85,7 @@ class DataParallel:
             self.flat[-1].copy_(correct)
             sum_over_ranks(self.flat)
         objective, correct = self.flat[-2:].clone()  # the next batch overwrites the buffer
-        return objective, correct
+        return objective, correct.long()  # a count, as one process counts it
 
     def _autograd(
         self, xs: torch.Tensor, ys: torch.Tensor, b: int

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -111,11 +112,19 @@ def collective(ranks: Ranks) -> Iterator[None]:
     try:
         yield
     except RuntimeError as err:  # torch.distributed.DistError is one too
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = _first_sentence(str(err)) or type(err).__name__
         raise RankLost(
-            f"rank {ranks.rank} of {ranks.world}: lost the job's other ranks ({reason[:200]}); "
+            f"rank {ranks.rank} of {ranks.world}: lost the job's other ranks ({reason}); "
             "one failed or was stopped, or did not answer within --rank-timeout seconds"
         ) from None
+
+
+def _first_sentence(message: str) -> str:
+    """A backend's message without its source location: ``[.../pair.cc:537] Read error ...:
+    Connection reset by peer. This is typically...`` -> ``Read error ...: Connection reset by
+    peer``."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", message.strip().split("\n")[0])
+    return text.split(". ")[0].rstrip(".")[:200]
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ each module importable on its own."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,34 @@ def test_each_module_imports_alone_in_a_fresh_interpreter():
         'digits_torch.no_such_module: ModuleNotFoundError("No module named '
         "'digits_torch.no_such_module'\")"
     ], result.stdout + result.stderr
+
+
+def _code_map() -> list[list[str]]:
+    """The README's code map: the modules of each row, top to bottom (``plots/`` as its
+    package and ``__main__``)."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    table = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in table.splitlines():
+        cell = line.split("|")[1] if line.startswith("| `") else ""
+        names = []
+        for entry in re.findall(r"`([\w/]+(?:\.py)?)`", cell):
+            if entry.endswith("/"):
+                names += [f"digits_torch.{entry[:-1]}", f"digits_torch.{entry[:-1]}.__main__"]
+            else:
+                names.append("digits_torch." + entry.removesuffix(".py").replace("/", "."))
+        if names:
+            rows.append(names)
+    return rows
+
+
+def test_the_readme_code_map_lists_every_module_in_import_order():
+    rows = _code_map()
+    listed = [name for row in rows for name in row]
+    assert sorted(set(listed)) == sorted(set(MODULES) - {"digits_torch"}), "modules differ"
+    graph = _graph()
+    for i, row in enumerate(rows):
+        above = {name for earlier in rows[:i] for name in earlier}
+        for j, name in enumerate(row):  # a row's modules come in its order, too
+            later = graph[name] - above - set(row[:j]) - {"digits_torch"}
+            assert not later, f"{name} imports {sorted(later)}, listed below it in the README"

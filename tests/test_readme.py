@@ -10,6 +10,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from torch.distributed.run import get_args_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -51,11 +52,13 @@ def _module_and_args(words: list[str]) -> tuple[str, list[str]]:
     """The module a command line runs and the arguments its parser sees."""
     while words and "=" in words[0] and not words[0].startswith("-"):  # VAR=value command
         words = words[1:]
-    if words[0] == "torchrun":  # torchrun's own options, then the script or -m module
-        words = words[1:]
-        while words[0].startswith("--") and words[0] != "-m":
-            words = words[1:] if "=" in words[0] else words[2:]
-        words = ["python", *words]
+    if words[0] == "torchrun":  # its options checked by its own parser, then the script's
+        launch = get_args_parser().parse_args(words[1:])
+        script, args = launch.training_script, launch.training_script_args
+        if launch.no_python:
+            words = [script, *args]
+        else:
+            words = ["python", *(["-m"] if launch.module else []), script, *args]
     if words[0] == "python":
         words = words[1:]
         if words[0] == "-m":

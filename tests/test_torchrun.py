@@ -1,0 +1,157 @@
+"""Data-parallel training under torchrun: real two-rank jobs on the CPU (gloo, loopback).
+
+Each job is ``torchrun --standalone --nproc_per_node=2 train.py ...`` in a fresh directory, on the
+shipped digits in float64, so the two ranks' summed gradients must give the one-process run's
+weights to within float reduction order (1e-9; measured about 1e-16).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from digits_torch import fit, make_config, resume
+from digits_torch.checkpoints import LATEST, load_run_file
+from digits_torch.distributed import SOLO
+from digits_torch.runs import read_history
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+FLOAT64 = ["--preset", "seed", "--device", "cpu", "--dtype", "float64", "--no-figures", "--quiet"]
+
+pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason=f"no torchrun at {TORCHRUN}")
+
+
+def _env() -> dict:
+    # one thread a rank (torchrun's own default), this checkout's package
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _launch(args: list[str], cwd: Path, ranks: int = 2) -> subprocess.Popen:
+    command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", str(ROOT / "train.py")]
+    return subprocess.Popen(
+        [*command, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def _torchrun(args: list[str], cwd: Path, ranks: int = 2) -> subprocess.CompletedProcess:
+    job = _launch(args, cwd, ranks)
+    out, err = job.communicate(timeout=120)
+    return subprocess.CompletedProcess(job.args, job.returncode, out.decode(), err.decode())
+
+
+def _only_run(cwd: Path) -> Path:
+    (run,) = (cwd / "runs").iterdir()
+    return run
+
+
+def _solo(tmp_path: Path, **flags):
+    """The one-process run of the jobs' flags."""
+    config = make_config(
+        "seed",
+        device="cpu",
+        dtype="float64",
+        figures=False,
+        quiet=True,
+        logdir=str(tmp_path / "solo"),
+        **flags,
+    )
+    return fit(config, SOLO)
+
+
+def _largest_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def _wait_for_epochs(run_parent: Path, epochs: int, job: subprocess.Popen) -> Path:
+    """The job's run directory once its history holds ``epochs`` epochs."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert job.poll() is None, job.communicate()[1].decode()
+        runs = list(run_parent.glob("*/history.jsonl")) if run_parent.exists() else []
+        if runs and len(read_history(runs[0].parent)) >= epochs:
+            return runs[0].parent
+        time.sleep(0.02)
+    raise AssertionError(f"no {epochs} epochs within 90 s")
+
+
+@pytest.mark.parametrize("backprop", ["explicit", "autograd"])
+def test_two_ranks_train_the_one_process_network(tmp_path, backprop):
+    flags = ["--epochs", "6", "--val-fraction", "0.1", "--batch-size", "333"]
+    job = _torchrun([*flags, *FLOAT64, "--backprop", backprop], tmp_path)
+    assert job.returncode == 0, job.stderr
+    run = _only_run(tmp_path)  # rank 0 alone made and wrote it
+    assert job.stdout.count("run: ") == 1, job.stdout  # and spoke for the job
+    solo = _solo(tmp_path, epochs=6, val_fraction=0.1, batch_size=333, backprop=backprop)
+    parallel = load_run_file(run / LATEST)
+    assert parallel["epoch"] == 6
+    assert _largest_difference(solo.model.state_dict(), parallel["model"]) < 1e-9
+    # the same run, as files: its config, its split, one history line an epoch
+    assert json.loads((run / "config.json").read_text()) == {
+        **solo.config.to_dict(),
+        "logdir": "runs",
+    }
+    assert [r["epoch"] for r in read_history(run)] == list(range(1, 7))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val_accuracy"] == pytest.approx(solo.metrics["val_accuracy"], abs=1e-12)
+    assert metrics["train_examples"] == solo.metrics["train_examples"] == 4500
+
+
+def test_an_interrupted_job_resumes_under_torchrun_then_alone(tmp_path):
+    # small batches: slow enough epochs to stop the job a few epochs in
+    flags = ["--batch-size", "50", "--checkpoint-every", "0", *FLOAT64]
+    job = _launch(["--epochs", "200", *flags], tmp_path)
+    run = _wait_for_epochs(tmp_path / "runs", 2, job)
+    job.send_signal(signal.SIGTERM)  # torchrun passes it on to every rank
+    _, err = job.communicate(timeout=60)
+    assert job.returncode != 0
+    saved = load_run_file(run / LATEST)["epoch"]
+    assert saved == len(read_history(run))  # both ranks stopped after the same epoch, saved
+    hint = f"resume with: torchrun --nproc-per-node 2 train.py --resume runs/{run.name}"
+    assert err.decode().count(hint) == 1, err.decode()  # rank 0 says it
+
+    middle, end = saved + 2, saved + 4
+    resumed = _torchrun(["--resume", str(run), "--epochs", str(middle)], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_run_file(run / LATEST)["epoch"] == middle
+    alone = resume(run, ranks=SOLO, epochs=end)  # and on from there in one process
+    solo = _solo(tmp_path, epochs=end, batch_size=50, checkpoint_every=0.0)
+    assert _largest_difference(solo.model.state_dict(), alone.model.state_dict()) < 1e-9
+    assert [r["epoch"] for r in read_history(run)] == list(range(1, end + 1))
+
+
+def test_a_killed_rank_ends_the_job_with_an_error(tmp_path):
+    job = _launch(["--epochs", "1000", "--batch-size", "50", *FLOAT64], tmp_path)
+    run = _wait_for_epochs(tmp_path / "runs", 1, job)
+    ranks = {}
+    for pid in subprocess.check_output(["pgrep", "-P", str(job.pid)]).split():
+        environ = Path(f"/proc/{int(pid)}/environ").read_bytes().split(b"\0")
+        ranks[next(v for v in environ if v.startswith(b"RANK="))] = int(pid)
+    started = time.monotonic()
+    os.kill(ranks[b"RANK=1"], signal.SIGKILL)
+    _, err = job.communicate(timeout=90)
+    waited = time.monotonic() - started
+    assert job.returncode != 0
+    errors = [line for line in err.decode().splitlines() if line.startswith("error: ")]
+    assert errors and errors[0].startswith("error: rank 0 of 2: lost the job's other ranks"), err
+    assert waited < 60  # torchrun's shutdown, not a collective's timeout (120 s)
+    checkpoint = load_run_file(run / LATEST)  # what was saved is whole, and resumable
+    assert torch.isfinite(checkpoint["model"]["layers.0.weight"]).all()
+    assert checkpoint["epoch"] <= len(read_history(run))
+
+
+def test_a_user_error_is_said_once_and_every_rank_exits_2(tmp_path):
+    job = _torchrun(["--resume", "runs/no-such-run"], tmp_path)
+    assert job.returncode != 0
+    errors = [line for line in job.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: runs/no-such-run: no such run directory"], job.stderr
+    assert job.stderr.count("exitcode  : 2") == 2  # torchrun's report: both ranks exited 2
