@@ -15,14 +15,28 @@ continues the same curve.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 
-__all__ = ["SCHEDULES", "InvScalingLR", "lower_on_plateau", "make_scheduler"]
+__all__ = ["SCHEDULES", "InvScalingLR", "advance", "lower_on_plateau", "make_scheduler"]
 
 SCHEDULES = ("constant", "cosine", "invscaling", "adaptive")
 ADAPTIVE_DIVISOR = 5.0  # adaptive: lr /= 5 where training would stop ...
 ADAPTIVE_MIN_LR = 1e-6  # ... unless lr is already this small: then it stops
+
+
+def advance(scheduler: LRScheduler) -> None:
+    """``scheduler.step()``, at the end of an epoch, without torch's warning that
+    ``optimizer.step()`` was never called: here the weights may be updated without it (the
+    fused SGD step of :func:`digits_torch.optimizers.optimizer_step`, a sweep's stack), so
+    torch's check misfires; the lrs themselves are right."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step"
+        )
+        scheduler.step()
 
 
 def make_scheduler(

@@ -34,7 +34,6 @@ the solo path they reproduce exactly (``backprop.loss_and_gradients``, torch's S
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -48,7 +47,7 @@ from .errors import UserError
 from .model import MLP
 from .optimizers import make_optimizer
 from .run_setup import split_rows
-from .schedule import lower_on_plateau, make_scheduler
+from .schedule import advance, lower_on_plateau, make_scheduler
 from .stopping import EarlyStopping
 
 __all__ = ["Member", "Stack", "stack_key", "stackable"]
@@ -122,11 +121,7 @@ class Member:
         Returns whether the epoch's model is the best so far; sets ``status`` if it stops.
         """
         if self.scheduler is not None:
-            with warnings.catch_warnings():  # the stack, not this optimizer, took the steps
-                warnings.filterwarnings(
-                    "ignore", "Detected call of `lr_scheduler.step", UserWarning
-                )
-                self.scheduler.step()
+            advance(self.scheduler)  # the stack, not this optimizer, took the steps
         if not math.isfinite(record["train_loss"]):
             self.status = "diverged"
             return False

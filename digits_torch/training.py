@@ -51,7 +51,7 @@ from .model import MLP
 from .run_files import NOT_HPARAMS, FollowerFiles, RunFiles, val_figures
 from .run_setup import set_up
 from .runs import RunLock, check_history, new_run_dir, read_config, run_label
-from .schedule import lower_on_plateau
+from .schedule import advance, lower_on_plateau
 from .threads import cpu_threads
 
 __all__ = ["FitResult", "fit", "resume"]
@@ -239,7 +239,7 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
                 record["train_loss"], record["train_accuracy"], weights_finite = read
                 record["lr"] = run.optimizer.param_groups[0]["lr"]  # this epoch's lr
                 if run.scheduler is not None:
-                    run.scheduler.step()
+                    advance(run.scheduler)
                 record["seconds"] = seconds_before + time.perf_counter() - started
                 if not (math.isfinite(record["train_loss"]) and weights_finite):
                     files.stop_on_nan(epoch, record["train_loss"])

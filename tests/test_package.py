@@ -21,7 +21,6 @@ from pathlib import Path
 import PIL.Image
 import PIL.ImageDraw
 import pytest
-import tomllib
 
 from digits_torch.__main__ import COMMANDS, available
 
@@ -106,6 +105,7 @@ def test_the_commands_run_from_the_installed_wheel(installed, tmp_path, small_di
 
 
 def test_the_scripts_table_is_the_command_list():
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     listed = {name: f"{module}:main" for name, module, _ in available()}
     assert scripts == listed

@@ -18,7 +18,7 @@ from digits_torch import MLP, UserError, fit, load_model, make_config, plots
 from digits_torch.coursera import save_weights
 from digits_torch.data import stratified_split, to_image
 from digits_torch.plots.__main__ import main as plots_main
-from digits_torch.runs import read_history
+from digits_torch.runs import RunLock, read_history
 
 FIGURES = {"hidden_units.png", "mistakes.png", "confusion.png", "learning_curves.png"}
 MISTAKE_TITLE = re.compile(r"predicted (\d)\ntrue (\d)")
@@ -298,3 +298,20 @@ def test_cli_user_errors(tmp_path, capsys, args, message):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err
+
+
+def test_cli_does_not_draw_into_a_run_another_process_writes(run, tmp_path, capsys):
+    """Into the run's own figures/ only as its one writer; --out draws elsewhere meanwhile."""
+    before = {p: p.read_bytes() for p in (run.run_dir / "figures").iterdir()}
+    lock = RunLock(run.run_dir)  # as a training process holds it
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            plots_main([str(run.run_dir)])
+        assert stopped.value.code == 2
+        message = capsys.readouterr().err
+        assert "in use by another process" in message and "--out DIR" in message, message
+        assert {p: p.read_bytes() for p in (run.run_dir / "figures").iterdir()} == before
+        assert len(plots_main([str(run.run_dir), "--out", str(tmp_path / "elsewhere")])) == 4
+    finally:
+        lock.release()
+    assert len(plots_main([str(run.run_dir)])) == 4  # once it is free

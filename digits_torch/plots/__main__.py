@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from ..data import load_digits
 from ..errors import ArgumentParser, UserError, exit_on_error, program_name, show
 from ..files import output_path
-from ..runs import CONFIG, read_config, read_split
+from ..runs import CONFIG, RunLock, read_config, read_split
 from ..trained import load_trained
 from . import FIGURES, digits_grid, render, run_figures, save_png
 
@@ -62,11 +62,25 @@ def main(argv: list[str] | None = None) -> list[Path]:
             out = run_dir / FIGURES
     if args.digits:
         figures["digits"] = digits_grid(*load_digits(args.data))
-    targets = {name: output_path(out / f"{name}.png") for name in figures}  # all, before any
-    paths = [save_png(render(figure), targets[name]) for name, figure in figures.items()]
+    # Into a run's own figures/: as its one writer, so never into a run still training.
+    into_run = args.path is not None and run_dir is not None and not args.out
+    lock = _lock(run_dir) if into_run else None
+    try:
+        targets = {name: output_path(out / f"{name}.png") for name in figures}  # all, first
+        paths = [save_png(render(figure), targets[name]) for name, figure in figures.items()]
+    finally:
+        if lock is not None:
+            lock.release()
     for written in paths:
         show(str(written))
     return paths
+
+
+def _lock(run_dir: Path) -> RunLock:
+    try:
+        return RunLock(run_dir)
+    except UserError as err:
+        raise UserError(f"{err.problem}; or draw elsewhere with --out DIR", err.path) from None
 
 
 def _data_for(run_dir: Path | None, data: str | None) -> tuple[np.ndarray, np.ndarray]:
