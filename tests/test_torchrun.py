@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from digits_torch import fit, make_config, resume
+from digits_torch import UserError, fit, make_config, resume
 from digits_torch.checkpoints import LATEST, load_run_file
-from digits_torch.distributed import SOLO
+from digits_torch.config import resolve_device
+from digits_torch.distributed import SOLO, Ranks, job_ranks
+from digits_torch.run_setup import set_up
 from digits_torch.runs import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,3 +157,59 @@ def test_a_user_error_is_said_once_and_every_rank_exits_2(tmp_path):
     errors = [line for line in job.stderr.splitlines() if line.startswith("error: ")]
     assert errors == ["error: runs/no-such-run: no such run directory"], job.stderr
     assert job.stderr.count("exitcode  : 2") == 2  # torchrun's report: both ranks exited 2
+
+
+# ----------------------------------------------------------------- refused before any collective
+
+
+def _torchrun_environment(monkeypatch, rank: int, world: int, local: int) -> None:
+    for key, value in (("RANK", rank), ("WORLD_SIZE", world), ("LOCAL_RANK", local)):
+        monkeypatch.setenv(key, str(value))
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    _torchrun_environment(monkeypatch, rank=3, world=4, local=1)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="each rank takes the GPU of its LOCAL_RANK"):
+        resolve_device("cuda:0")
+    _torchrun_environment(monkeypatch, rank=2, world=4, local=2)
+    with pytest.raises(UserError, match="LOCAL_RANK 2, but this machine has 2 CUDA device"):
+        resolve_device("cuda")
+
+
+def test_an_incomplete_torchrun_environment_is_one_error(monkeypatch):
+    for key in ("RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="an incomplete torchrun environment .* start with"):
+        job_ranks()
+    _torchrun_environment(monkeypatch, rank=2, world=2, local=0)
+    with pytest.raises(UserError, match="RANK=2 of WORLD_SIZE=2"):
+        job_ranks()
+    _torchrun_environment(monkeypatch, rank=1, world=2, local=1)
+    assert job_ranks() == Ranks(1, 2, 1) and not job_ranks().lead
+
+
+def test_one_process_modes_are_refused_under_torchrun():
+    two = Ranks(0, 2, 0)
+    with pytest.raises(UserError, match="sklearn-exact mode repeats scikit-learn's one-process"):
+        set_up(make_config("sklearn", device="cpu"), two)
+    set_up(make_config("seed", device="cpu", cuda_graph=True), two)  # no effect on the CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_are_refused_under_torchrun():
+    with pytest.raises(UserError, match="--cuda-graph replays one process's epoch"):
+        set_up(make_config("seed", device="cuda", cuda_graph=True), Ranks(0, 2, 0))
+
+
+def test_a_batch_is_shared_out_whole_in_rank_order():
+    for world in (1, 2, 3, 7):
+        for b in (0, 1, 2, 5, 200, 201):
+            shares = [Ranks(r, world).share(b) for r in range(world)]
+            assert shares[0][0] == 0 and shares[-1][1] == b
+            assert all(hi == lo for (_, hi), (lo, _) in zip(shares, shares[1:]))
+            assert max(hi - lo for lo, hi in shares) - min(hi - lo for lo, hi in shares) <= 1
