@@ -84,3 +84,29 @@ def test_explicit_and_autograd_training_agree(tmp_path, preset):
     for a, b in zip(fast.history, plain.history):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["train_accuracy"] == pytest.approx(b["train_accuracy"], abs=1e-3)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "coursera"])
+def test_shares_of_a_batch_sum_to_the_whole_batch(digits, loss):
+    """What data parallelism relies on: with ``total`` and a share of L2 each, the shares'
+    objectives and gradients add up to the batch's, an empty share included."""
+    X, y = (torch.from_numpy(a[:7]).double() for a in digits)
+    y = y.long()
+    model = MLP(hidden_sizes=(6,), generator=torch.Generator().manual_seed(0)).double()
+    whole, correct = loss_and_gradients(model, X, y, loss, 0.3, 0.1)
+    expected = [p.grad.clone() for p in model.parameters()]
+    shares = [(0, 3), (3, 3), (3, 7)]  # the middle one empty
+    summed, hits = 0.0, 0
+    grads = [torch.zeros_like(p) for p in model.parameters()]
+    for lo, hi in shares:
+        objective, count = loss_and_gradients(
+            model, X[lo:hi], y[lo:hi], loss, 0.3 / len(shares), 0.1, total=7
+        )
+        summed, hits = summed + objective, hits + count
+        for g, p in zip(grads, model.parameters()):
+            g += p.grad
+    assert torch.allclose(summed, whole, rtol=1e-13) and hits == correct
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-15)
+    empty = torch.zeros(0, 10, dtype=torch.float64)
+    assert data_loss(empty, y[:0], loss, 0.1, reduction="sum").item() == 0.0
