@@ -39,7 +39,7 @@ from .files import write_json
 from .runs import new_run_dir
 from .stacked import memory_needed
 from .sweep_report import report, write_results
-from .sweep_train import Network, plan_networks, run_sweep
+from .sweep_train import Network, plan_networks, recover, run_sweep
 
 __all__ = ["main", "parse_grid", "parse_seeds", "run_command"]
 
@@ -313,8 +313,9 @@ def run_command(argv: list[str] | None = None) -> Path:
             for n in networks
         ]
     _write_sweep_json(sweep_dir, grid, networks, plan)
+    diverged = recover(sweep_dir, networks)
     try:
-        run_sweep(sweep_dir, networks, save_every, base.quiet)
+        run_sweep(sweep_dir, networks, save_every, base.quiet, diverged=diverged)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted; resume with: python -m digits_torch.sweep --resume {sweep_dir}",
