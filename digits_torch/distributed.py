@@ -198,12 +198,12 @@ def gather_to_lead(ranks: Ranks, mine: T) -> list[T] | None:
 @contextlib.contextmanager
 def own_errors(ranks: Ranks) -> Iterator[None]:
     """A :class:`UserError` raised inside is this rank's own (its share of a sweep, not what
-    every rank meets): every rank says it, named by rank."""
+    every rank meets): every rank says it, ``rank N:`` first."""
     try:
         yield
     except UserError as err:
         if not ranks.parallel or getattr(err, "every_rank", False):
             raise
-        own = UserError(f"rank {ranks.rank}: {err.problem}", err.path)
+        own = UserError(f"rank {ranks.rank}: {err}")  # the path, if any, after the rank
         own.every_rank = True
         raise own from None

@@ -92,7 +92,7 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T | None]:
             result = main(*args, **kwargs)
             return result if args or kwargs else None
         except UserError as err:
-            if err.every_rank or os.environ.get("RANK", "0") == "0":  # torchrun's rank 0
+            if err.every_rank or _lead_process():
                 tell(error_line(err))
             raise SystemExit(EXIT_USAGE) from None
         except _OutputLost as err:
@@ -103,6 +103,12 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T | None]:
             raise SystemExit(EXIT_OUTPUT) from None
 
     return wrapper
+
+
+def _lead_process() -> bool:
+    """Whether this process speaks for its job: torchrun's rank 0, or a process on its own
+    (every rank of a job meets the same bad flags and user errors)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def error_line(err: UserError) -> str:
@@ -195,14 +201,16 @@ def program_name(command: str, module: str) -> str:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are one line, ``error: ...``, like every other user error here.
+    """argparse whose errors are one line, ``error: ...``, like every other user error here
+    (under torchrun, said by rank 0 alone).
 
     A mistyped option gets a suggestion (``did you mean --epochs?``), which argparse itself
     offers only from Python 3.14.
     """
 
     def error(self, message: str) -> NoReturn:
-        tell(f"error: {message}{self._suggestion(message)}")
+        if _lead_process():
+            tell(f"error: {message}{self._suggestion(message)}")
         raise SystemExit(EXIT_USAGE)
 
     def _suggestion(self, message: str) -> str:

@@ -15,6 +15,20 @@ memory it needs, is printed first.
 directory per network in a ``train.py`` run's layout (``evaluate``, ``plots``, ``load_model`` and
 ``train.py --resume`` work on each). Networks' files are written on a time budget
 (``--save-every`` seconds) and when each network ends; ``--resume`` continues from them.
+
+Over ranks (``torchrun --standalone --nproc-per-node N -m digits_torch.sweep ...``): rank 0
+decides for all (it reads sweep.json to resume, makes the sweep directory and writes the first
+sweep.json, and brings every network back to its last commit); each rank trains every N-th
+network from its own rank on (its stacks planned from that share, its solo networks through
+``fit`` alone), on its own device, and writes their directories and its own commit file; rank 0
+gathers the results and writes sweep.json, results.csv, the figures and the table as one process
+would. Each rank's memory is checked for its share (ranks of one machine share its RAM). Across
+machines, the sweep directory must be on a filesystem every rank shares. Ranks that finish early
+wait for the others at the final gather, so the job's collectives wait up to a day
+(:data:`RANK_WAIT`), not ``--rank-timeout``: a rank that dies still ends the job at once
+(torchrun stops the others, and gloo reports the closed connection). Ctrl-C or SIGTERM to
+torchrun reaches every rank; each saves, rank 0 says how to resume (with any number of ranks, or
+none), and all exit 130.
 """
 
 from __future__ import annotations
@@ -25,8 +39,9 @@ import itertools
 import json
 import os
 import re
-import sys
+import socket
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,17 +49,21 @@ import torch
 from . import cli
 from .config import DEFAULT_PRESET, TrainConfig, make_config, resolve_device
 from .data import default_data_path, load_digits
-from .errors import ArgumentParser, UserError, exit_on_error
+from .distributed import Ranks, any_rank, from_lead, gather_to_lead, job_ranks, joined, own_errors
+from .errors import ArgumentParser, UserError, exit_on_error, tell
 from .files import write_json
 from .runs import new_run_dir
 from .stacked import memory_needed
 from .sweep_report import report, write_results
-from .sweep_train import Network, plan_networks, run_sweep
+from .sweep_train import Network, Stop, plan_networks, recover, run_sweep
 
 __all__ = ["main", "parse_grid", "parse_seeds", "run_command"]
 
 SWEEP = "sweep.json"
 EXIT_INTERRUPTED = 130
+# Seconds a rank waits for the others at a collective: one that is done with its share waits at
+# the final gather for the slowest, possibly for hours (a rank that dies ends the job at once).
+RANK_WAIT = 24 * 3600.0
 # how a sweep runs, not what it trains
 UNSWEPT = ("preset", "device", "logdir", "name", "quiet", "rank_timeout")
 
@@ -270,10 +289,70 @@ def main(argv: list[str] | None = None) -> None:
 
 @exit_on_error
 def run_command(argv: list[str] | None = None) -> Path:
-    """:func:`main`, returning the sweep directory."""
+    """:func:`main`, returning the sweep directory (on every rank of a torchrun job)."""
     given = vars(build_parser().parse_args(argv))
+    ranks = job_ranks()
+    with joined(ranks, RANK_WAIT):
+        return _sweep(given, ranks)
+
+
+@dataclass
+class _Sweep:
+    """A sweep as rank 0 decides it for every rank."""
+
+    grid: dict[str, list]
+    networks: list[Network]
+    dir: Path | None  # None until rank 0 makes it (a new sweep)
+    logdir: str
+    name: str
+    shape: tuple[int, int]  # of the data: (images, pixels)
+    plan: str = ""
+    diverged: set[str] = dataclasses.field(default_factory=set)  # when it was stopped
+
+
+@dataclass
+class _Share:
+    """What one rank trains, as it tells rank 0: for the plan and the memory check."""
+
+    plan: str  # its networks, as describe_plan says them
+    count: int
+    device: str
+    host: str
+    needed: int  # bytes, for its largest stack
+    available: int | None  # bytes free on its device
+
+
+def _sweep(given: dict, ranks: Ranks) -> Path:
+    """The sweep, as one rank runs it: rank 0 decides what to train; each rank plans its share
+    and rank 0 checks and prints the plans and makes the sweep directory; each rank trains its
+    share and sends rank 0 the results, which rank 0 writes."""
+    save_every = given.pop("save_every")
+    planned = from_lead(ranks, lambda: _what_to_train(given))
+    device = planned.networks[0].config.device
+    with own_errors(ranks):
+        share = _share(ranks.mine(planned.networks), device, planned.shape)
+    shares = gather_to_lead(ranks, share)
+    planned = from_lead(ranks, lambda: _start(planned, shares))
+    mine = ranks.mine(planned.networks)  # round robin: stacks and solo runs spread alike
+    stop = _train_share(planned, mine, save_every, ranks)
+    with stop.deferred():  # a rank done with its share waits here for the others; signals too
+        done = gather_to_lead(ranks, [_result(n) for n in mine])
+        interrupted = any_rank(ranks, stop.asked)
+    if interrupted:
+        if ranks.lead:
+            tell(_resume_hint(planned.dir, ranks))
+        raise SystemExit(EXIT_INTERRUPTED)
+    if ranks.lead:
+        _finish(planned, done)
+    return planned.dir
+
+
+def _what_to_train(given: dict) -> _Sweep:
+    """On rank 0: the grid and its networks, from the flags or (``--resume``) sweep.json."""
+    given = dict(given)
     specs, seeds = given.pop("grid"), given.pop("seeds", None)
-    save_every, sweep_dir = given.pop("save_every"), given.pop("resume", None)
+    sweep_dir = given.pop("resume", None)
+    logdir, name = given.get("logdir", TrainConfig.logdir), given.get("name", "")
     if sweep_dir is not None:
         if specs or seeds or set(given) - {"device", "quiet"}:
             raise UserError(
@@ -290,42 +369,139 @@ def run_command(argv: list[str] | None = None) -> Path:
             if "seed" in grid:
                 raise UserError("sweep seeds with --seeds or --grid seed=..., not both")
             grid["seed"] = parse_seeds(seeds)
-        preset = given.pop("preset", DEFAULT_PRESET)
-        logdir, name = given.get("logdir", TrainConfig.logdir), given.get("name", "")
-        networks = expand(preset, given, grid, Path(logdir))
+        networks = expand(given.pop("preset", DEFAULT_PRESET), given, grid, Path(logdir))
     base = networks[0].config
-    device = resolve_device(base.device)
-    stacks, solo = plan_networks(networks)
+    resolve_device(base.device)  # a device missing everywhere: said once, by rank 0
     X, _ = load_digits(base.data or default_data_path())
-    needed = max((memory_needed([n.config for n in s], *X.shape) for s in stacks), default=0)
+    return _Sweep(grid, networks, sweep_dir, logdir, name, X.shape)
+
+
+def _share(networks: list[Network], device_spec: str, shape: tuple[int, int]) -> _Share:
+    """This rank's plan: its stacks and solo networks, and the memory they need on its device."""
+    stacks, solo = plan_networks(networks)
+    device = resolve_device(device_spec)
+    needed = max((memory_needed([n.config for n in s], *shape) for s in stacks), default=0)
     available = available_memory(device)
     plan = describe_plan(stacks, solo, needed, available)
-    if available is not None and needed > available:
-        raise UserError(
-            f"the sweep needs about {needed / 2**20:,.0f} MiB on {device}, but only "
-            f"{available / 2**20:,.0f} MiB are available; sweep fewer networks at once"
-        )
+    return _Share(plan, len(networks), str(device), socket.gethostname(), needed, available)
+
+
+def _start(planned: _Sweep, shares: list[_Share]) -> _Sweep:
+    """On rank 0, once every rank has planned its share: refuse a sweep that does not fit,
+    print the plan, make the sweep directory (a new sweep), write sweep.json, and bring every
+    network back to its last commit (a resumed sweep), before any rank trains."""
+    _check_memory(shares)
+    plan = _whole_plan(shares)
     print(plan)
+    sweep_dir, networks = planned.dir, planned.networks
     if sweep_dir is None:
-        sweep_dir = new_run_dir(logdir, "sweep", name)
+        sweep_dir = new_run_dir(planned.logdir, "sweep", planned.name)
         networks = [
             dataclasses.replace(n, config=dataclasses.replace(n.config, logdir=str(sweep_dir)))
             for n in networks
         ]
-    _write_sweep_json(sweep_dir, grid, networks, plan)
-    try:
-        run_sweep(sweep_dir, networks, save_every, base.quiet)
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted; resume with: python -m digits_torch.sweep --resume {sweep_dir}",
-            file=sys.stderr,
+    _write_sweep_json(sweep_dir, planned.grid, networks, plan)
+    diverged = recover(sweep_dir, networks)
+    return dataclasses.replace(
+        planned, dir=sweep_dir, networks=networks, plan=plan, diverged=diverged
+    )
+
+
+def _check_memory(shares: list[_Share]) -> None:
+    """Refuse a sweep whose ranks need more than their device has free: the ranks of one
+    machine share its RAM, while each has a GPU of its own."""
+    sharing: dict[tuple[str, str], list[int]] = {}
+    for rank, share in enumerate(shares):
+        sharing.setdefault((share.host, share.device), []).append(rank)
+    for (host, device), together in sharing.items():
+        needed = sum(shares[r].needed for r in together)
+        free = [shares[r].available for r in together if shares[r].available is not None]
+        if not free or needed <= min(free):
+            continue
+        where = ""
+        if len(shares) > 1:
+            named = ", ".join(map(str, together))
+            where = f" (rank{'s' if len(together) > 1 else ''} {named} on {host})"
+        raise UserError(
+            f"the sweep needs about {needed / 2**20:,.0f} MiB on {device}{where}, but only "
+            f"{min(free) / 2**20:,.0f} MiB are available; sweep fewer networks at once"
         )
-        raise SystemExit(EXIT_INTERRUPTED) from None
-    _write_sweep_json(sweep_dir, grid, networks, plan)
-    rows = write_results(sweep_dir, grid, networks)
-    print(report(sweep_dir, grid, rows))
-    print(f"sweep: {sweep_dir}")
-    return sweep_dir
+
+
+def _whole_plan(shares: list[_Share]) -> str:
+    """The plan rank 0 prints: one process's, or each rank's under its name."""
+    if len(shares) == 1:
+        return shares[0].plan
+    world = len(shares)
+    count = sum(share.count for share in shares)
+    lines = [f"{count} network(s) over {world} ranks (rank r trains networks r, r + {world}, ...):"]
+    for rank, share in enumerate(shares):
+        first, *rest = share.plan.splitlines()
+        lines.append(f"  rank {rank} on {share.device}: {first}")
+        lines += [f"  {line}" for line in rest]
+    return "\n".join(lines)
+
+
+def _train_share(planned: _Sweep, mine: list[Network], save_every: float, ranks: Ranks) -> Stop:
+    """Train this rank's networks; the Stop returned says whether Ctrl-C or SIGTERM stopped
+    them (their files saved). An error here is this rank's own: every rank says its own."""
+    stop = Stop()
+    try:
+        with own_errors(ranks):
+            if not ranks.lead:
+                _check_shared(planned.dir)
+            quiet = planned.networks[0].config.quiet
+            run_sweep(
+                planned.dir,
+                mine,
+                save_every,
+                quiet,
+                ranks=ranks,
+                diverged=planned.diverged,
+                stop=stop,
+            )
+    except KeyboardInterrupt:
+        stop.asked = True
+    return stop
+
+
+def _check_shared(sweep_dir: Path) -> None:
+    """Every rank writes its networks into the sweep directory rank 0 made."""
+    if not (sweep_dir / SWEEP).is_file():
+        raise UserError(
+            "not on this machine: under torchrun across machines, the sweep's --logdir must be "
+            "on a filesystem every rank shares",
+            sweep_dir,
+        )
+
+
+def _result(network: Network) -> tuple[str, str | None, dict | None]:
+    """What a rank tells rank 0 of a network it trained: (name, its directory's name,
+    metrics)."""
+    return network.name, None if network.dir is None else network.dir.name, network.metrics
+
+
+def _finish(planned: _Sweep, done: list[list[tuple]]) -> None:
+    """On rank 0: every rank's results into the sweep's networks, then the sweep's files."""
+    by_name = {network.name: network for network in planned.networks}
+    for name, directory, metrics in itertools.chain.from_iterable(done):
+        network = by_name[name]
+        network.dir = None if directory is None else planned.dir / directory
+        network.metrics = metrics
+    _write_sweep_json(planned.dir, planned.grid, planned.networks, planned.plan)
+    rows = write_results(planned.dir, planned.grid, planned.networks)
+    print(report(planned.dir, planned.grid, rows))
+    print(f"sweep: {planned.dir}")
+
+
+def _resume_hint(sweep_dir: Path, ranks: Ranks) -> str:
+    if not ranks.parallel:
+        return f"\ninterrupted; resume with: python -m digits_torch.sweep --resume {sweep_dir}"
+    return (
+        f"\ninterrupted; resume with: torchrun --nproc-per-node {ranks.world} "
+        f"-m digits_torch.sweep --resume {sweep_dir}\n"
+        "(another --nproc-per-node, or python -m digits_torch.sweep alone, resumes it too)"
+    )
 
 
 if __name__ == "__main__":

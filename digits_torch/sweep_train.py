@@ -7,23 +7,30 @@ the same arithmetic), a save is a commit of the whole stack at one epoch:
 
 1. each network appends its new epochs to history.jsonl and writes its checkpoint (and best.pt)
    beside the real ones, as ``.sweep-checkpoint.pt`` (``.sweep-best.pt``);
-2. ``progress.json`` records the epoch of every network saved (the commit);
+2. the rank's commit file records the epoch of every network saved (the commit):
+   ``progress.json`` for a one-process sweep and torchrun's rank 0, ``progress-rank<N>.json``
+   for rank N, so that ranks training at once never overwrite each other's commits;
 3. each side file is renamed over the real one.
 
-A resumed sweep renames the side files of a committed save and deletes those of a save that was
-not committed; either way every network of the stack is back at one common save. History lines
-past a checkpoint are dropped on resume, as for a resumed ``train.py`` run. Networks that end
-between saves keep their state in memory and are saved (and reported) with the next commit.
+Before a resumed sweep trains, :func:`recover` renames the side files of a committed save and
+deletes those of a save that was not committed, reading every rank's commit file (the world
+size may have changed since), so every network is back at its last commit. History lines past a
+checkpoint are dropped on resume, as for a resumed ``train.py`` run. Networks that end between
+saves keep their state in memory and are saved (and reported) with the next commit. (Resumed
+with another number of ranks, a network joins another stack: its float64 figures then agree
+with an uninterrupted sweep's to about 1e-16, not bit for bit.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,15 +51,17 @@ from .checkpoints import (
 )
 from .config import TrainConfig, resolve_device
 from .data import default_data_path, load_digits
+from .distributed import SOLO, Ranks
+from .errors import StderrOrNothing, UserError, reading
 from .files import fsync_dir, link_atomically, write_json
 from .run_files import final_figures, hparams_of, report_metrics
 from .runs import METRICS, RunLog, read_history, read_split
 from .stacked import Member, Stack, stack_key, stackable
 from .training import fit, resume
 
-__all__ = ["Network", "plan_networks", "run_sweep"]
+__all__ = ["Network", "Stop", "commit_file", "plan_networks", "recover", "run_sweep"]
 
-PROGRESS = "progress.json"
+PROGRESS = "progress.json"  # the commit file of a one-process sweep (and of torchrun's rank 0)
 SIDE = {LATEST: ".sweep-checkpoint.pt", BEST: ".sweep-best.pt"}
 
 
@@ -175,29 +184,65 @@ def _install(directory: Path, has_val: bool) -> None:
         link_atomically(directory / LATEST, directory / BEST)
 
 
-def _recover(sweep_dir: Path, networks: list[Network]) -> dict:
-    """Finish a committed save, undo one that was not; returns the last commit's record."""
-    path = sweep_dir / PROGRESS
-    progress = json.loads(path.read_text()) if path.exists() else {"epochs": {}, "diverged": []}
+def commit_file(rank: int) -> str:
+    """The name of the commit file rank ``rank`` writes in the sweep directory."""
+    return PROGRESS if rank == 0 else f"progress-rank{rank}.json"
+
+
+def _commits(sweep_dir: Path) -> tuple[dict[str, set[int]], set[str]]:
+    """Every commit file's records: each network's committed epochs, and those that diverged.
+
+    A record left by an earlier world size is never a later save's: a network's epochs only
+    grow past its last commit, so an old record cannot match a newer side file.
+    """
+    epochs: dict[str, set[int]] = {}
+    diverged: set[str] = set()
+    for path in [sweep_dir / PROGRESS, *sorted(sweep_dir.glob("progress-rank*.json"))]:
+        if not path.exists():
+            continue
+        try:
+            with reading(path):
+                record = json.loads(path.read_text())
+            for name, epoch in record["epochs"].items():
+                epochs.setdefault(name, set()).add(epoch)
+            diverged.update(record["diverged"])
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise UserError(f"unreadable ({err})", path) from None
+    return epochs, diverged
+
+
+def recover(sweep_dir: Path, networks: list[Network]) -> set[str]:
+    """Name the stacked networks' directories, then finish every committed save and undo every
+    save that was not; returns the names of the networks that diverged.
+
+    Run once for the whole sweep (under torchrun, by rank 0) before any rank trains, and so
+    commits, again.
+    """
     for network in networks:
+        if network.dir is None and stackable(network.config):
+            network.dir = sweep_dir / network.name
+    epochs, diverged = _commits(sweep_dir)
+    for network in networks:
+        if network.dir is None or (network.dir / METRICS).exists():
+            continue
         side = network.dir / SIDE[LATEST]
         if not side.exists():
             continue
-        committed = progress["epochs"].get(network.name)
-        if committed is not None and load_run_file(side)["epoch"] == committed:
+        if load_run_file(side)["epoch"] in epochs.get(network.name, ()):
             split = read_split(network.dir)
             _install(network.dir, split is not None and len(split[1]) > 0)
         else:
             for name in SIDE.values():
                 (network.dir / name).unlink(missing_ok=True)
-    return progress
+    return diverged
 
 
 # ----------------------------------------------------------------------------- signals
 
 
-class _Stop:
-    """SIGINT and SIGTERM ask a stack to stop at the end of its epoch, with its files saved."""
+class Stop:
+    """SIGINT and SIGTERM ask a stack to stop at the end of its epoch, with its files saved
+    (and, while a rank waits for the others, wait with it: ``asked`` says one came)."""
 
     def __init__(self) -> None:
         self.asked = False
@@ -254,10 +299,22 @@ def _member(network: Network, order: int, X, labels, device) -> tuple[Member, fl
 
 
 class _StackRun:
-    """One stack of a sweep from start (or its last save) to its networks' reports."""
+    """One stack of a sweep from start (or its last commit) to its networks' reports.
 
-    def __init__(self, sweep_dir: Path, networks: list[Network], device: torch.device) -> None:
-        self.sweep_dir = sweep_dir
+    Args:
+        commits: the commit file of this rank (:func:`commit_file`).
+        networks: the stack's, their directories named (:func:`recover`).
+        diverged: the names of the networks that had diverged when the sweep was stopped.
+    """
+
+    def __init__(
+        self,
+        commits: Path,
+        networks: list[Network],
+        device: torch.device,
+        diverged: Collection[str] = (),
+    ) -> None:
+        self.commits = commits
         c = networks[0].config
         path = c.data or default_data_path()
         X_np, labels = load_digits(path, dtype=c.dtype, stored_labels=True)
@@ -269,13 +326,12 @@ class _StackRun:
                 network.metrics = json.loads((network.dir / METRICS).read_text())
             else:
                 todo.append(network)
-        progress = _recover(sweep_dir, todo)
         self.files: dict[int, _Files] = {}
         self.members: list[Member] = []
         for order, network in enumerate(todo):
-            network.dir.mkdir(exist_ok=True)
+            _make_dir(network.dir)
             member, seconds, resumed = _member(network, order, X_np, labels, device)
-            if network.name in progress["diverged"]:
+            if network.name in diverged:
                 member.status = "diverged"
             elif member.stopping.should_stop:
                 member.status = "converged"
@@ -287,10 +343,10 @@ class _StackRun:
         self.unsaved: list[Member] = []  # ended since the last save
         self.stack = Stack([m for m in self.members if m.status == "training"], self.X, self.y)
 
-    def train(self, save_every: float, stop: _Stop, quiet: bool) -> None:
+    def train(self, save_every: float, stop: Stop, quiet: bool) -> None:
         started = last_save = time.perf_counter()
         epochs = max((m.config.epochs - m.epoch for m in self.stack.members), default=0)
-        bar = tqdm(total=epochs, disable=quiet, leave=False, unit="epoch")
+        bar = _progress_bar(epochs, quiet)
         bar.set_description(f"{len(self.stack.members)} networks")
         with stop.deferred():
             while self.stack.members and not stop.asked:
@@ -340,7 +396,7 @@ class _StackRun:
             return
         epochs = {self.files[id(m)].network.name: m.epoch for m in saving}
         diverged = [self.files[id(m)].network.name for m in saving if m.status == "diverged"]
-        write_json(self.sweep_dir / PROGRESS, {"epochs": epochs, "diverged": diverged})
+        write_json(self.commits, {"epochs": epochs, "diverged": diverged})
         for member in prepared:
             _install(self.files[id(member)].dir, self.files[id(member)].has_val)
         for member in self.unsaved:
@@ -352,32 +408,81 @@ class _StackRun:
 # ----------------------------------------------------------------------------- the sweep
 
 
-def _run_solo(network: Network, sweep_dir: Path, stop: _Stop) -> None:
-    """A network that does not stack: ``fit`` (or ``resume``) in the sweep directory."""
+def _run_solo(network: Network, sweep_dir: Path, stop: Stop, quiet: bool) -> None:
+    """A network that does not stack: ``fit`` (or ``resume``) in the sweep directory, in this
+    process alone (under torchrun, each rank trains its own networks)."""
     found = sorted(sweep_dir.glob(f"*-{network.config.preset}-{network.name}"))
     with stop.raising():
         if found and (found[-1] / METRICS).exists():
             network.dir = found[-1]
         elif found:
-            network.dir = resume(found[-1], quiet=network.config.quiet).run_dir
+            network.dir = resume(found[-1], ranks=SOLO, quiet=quiet).run_dir
         else:
-            network.dir = fit(network.config).run_dir
+            config = dataclasses.replace(network.config, quiet=quiet)
+            network.dir = fit(config, ranks=SOLO).run_dir
     network.metrics = json.loads((network.dir / METRICS).read_text())
 
 
-def run_sweep(sweep_dir: Path, networks: list[Network], save_every: float, quiet: bool) -> None:
-    """Train (or go on training) every network: the stacks, then the solo networks.
+def _make_dir(path: Path) -> None:
+    """A stacked network's directory, made by the rank that trains it."""
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as err:
+        problem = f"cannot make the network's directory ({err.strerror or err})"
+        raise UserError(problem, path) from None
+
+
+def _progress_bar(epochs: int, quiet: bool) -> tqdm:
+    """A stack's bar, redrawn at most four times a second on a terminal, and every half
+    minute elsewhere (a log file keeps every redraw as a line)."""
+    return tqdm(
+        total=epochs,
+        disable=quiet or sys.stderr is None,
+        file=StderrOrNothing(),  # a closed or broken stderr does not stop the sweep
+        leave=False,
+        unit="epoch",
+        mininterval=0.25 if _on_terminal() else 30.0,
+    )
+
+
+def _on_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # no stderr, or a closed one
+        return False
+
+
+def run_sweep(
+    sweep_dir: Path,
+    networks: list[Network],
+    save_every: float,
+    quiet: bool,
+    *,
+    ranks: Ranks = SOLO,
+    diverged: Collection[str] = (),
+    stop: Stop | None = None,
+) -> None:
+    """Train (or go on training) ``networks``: the stacks, then the solo networks.
+
+    Args:
+        networks: the sweep's, or under torchrun this rank's share of them, as :func:`recover`
+            left them (which must have run first, on the whole sweep).
+        quiet: no progress bars (only rank 0 of a torchrun job shows them anyway).
+        ranks: the job: which commit file this rank writes (:func:`commit_file`).
+        diverged: what :func:`recover` returned.
+        stop: what notes Ctrl-C and SIGTERM (a new one by default).
 
     Raises:
         KeyboardInterrupt: on Ctrl-C or SIGTERM, once every network's files are saved.
     """
+    if not networks:  # a rank of a job with more ranks than networks
+        return
     stacks, solo = plan_networks(networks)
     device = resolve_device(networks[0].config.device)
-    stop = _Stop()
-    for network in networks:
-        if network.dir is None and stackable(network.config):
-            network.dir = sweep_dir / network.name
+    stop = Stop() if stop is None else stop
+    quiet = quiet or not ranks.lead
+    commits = sweep_dir / commit_file(ranks.rank)
     for stack in stacks:
-        _StackRun(sweep_dir, stack, device).train(save_every, stop, quiet)
+        _StackRun(commits, stack, device, diverged).train(save_every, stop, quiet)
     for network in solo:
-        _run_solo(network, sweep_dir, stop)
+        _run_solo(network, sweep_dir, stop, quiet)
