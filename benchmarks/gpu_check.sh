@@ -20,7 +20,8 @@ status=0
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1
 python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" |
     tee -a "$out/nvidia-smi.txt"
-python3 -m pytest -q -p no:cacheprovider -k cuda tests/test_training.py 2>&1 |
+python3 -m pytest -o addopts="" -q -p no:cacheprovider -k cuda tests/test_training.py \
+    tests/test_torchrun.py tests/test_sweep.py 2>&1 |
     tee "$out/pytest-cuda.txt" || status=1
 gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
 logdir=$(mktemp -d)
