@@ -154,12 +154,13 @@ def test_a_killed_rank_ends_the_job_with_an_error_and_the_run_resumes(tmp_path):
     assert _largest_difference(solo.model.state_dict(), alone.model.state_dict()) < 1e-9
 
 
-def test_a_user_error_is_said_once_and_every_rank_exits_2(tmp_path):
+def test_a_user_error_is_said_once(tmp_path):
     job = _torchrun(["--resume", "runs/no-such-run"], tmp_path)
     assert job.returncode != 0
     errors = [line for line in job.stderr.splitlines() if line.startswith("error: ")]
     assert errors == ["error: runs/no-such-run: no such run directory"], job.stderr
-    assert job.stderr.count("exitcode  : 2") == 2  # torchrun's report: both ranks exited 2
+    # torchrun's report: the first rank to end exited 2 (it may stop the other before its own 2)
+    assert "exitcode  : 2" in job.stderr
 
 
 # ----------------------------------------------------------------- refused before any collective
