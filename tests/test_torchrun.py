@@ -131,16 +131,22 @@ def test_an_interrupted_job_resumes_under_torchrun_then_alone(tmp_path):
     assert [r["epoch"] for r in read_history(run)] == list(range(1, end + 1))
 
 
+def _rank_pids(job: subprocess.Popen) -> dict[int, int]:
+    """rank -> pid of each process torchrun started for ``job``."""
+    ranks = {}
+    for pid in subprocess.check_output(["pgrep", "-P", str(job.pid)]).split():
+        environ = Path(f"/proc/{int(pid)}/environ").read_bytes().split(b"\0")
+        rank = next(v for v in environ if v.startswith(b"RANK="))
+        ranks[int(rank.removeprefix(b"RANK="))] = int(pid)
+    return ranks
+
+
 def test_a_killed_rank_ends_the_job_with_an_error_and_the_run_resumes(tmp_path):
     flags = ["--batch-size", "50", "--checkpoint-every", "0", *FLOAT64]
     job = _launch(["--epochs", "1000", *flags], tmp_path)
     run = _wait_for_epochs(tmp_path / "runs", 1, job)
-    ranks = {}
-    for pid in subprocess.check_output(["pgrep", "-P", str(job.pid)]).split():
-        environ = Path(f"/proc/{int(pid)}/environ").read_bytes().split(b"\0")
-        ranks[next(v for v in environ if v.startswith(b"RANK="))] = int(pid)
     started = time.monotonic()
-    os.kill(ranks[b"RANK=1"], signal.SIGKILL)
+    os.kill(_rank_pids(job)[1], signal.SIGKILL)
     _, err = job.communicate(timeout=90)
     waited = time.monotonic() - started
     assert job.returncode != 0
@@ -152,6 +158,33 @@ def test_a_killed_rank_ends_the_job_with_an_error_and_the_run_resumes(tmp_path):
     alone = resume(run, ranks=SOLO, epochs=saved + 2)
     solo = _solo(tmp_path, epochs=saved + 2, batch_size=50, checkpoint_every=0.0)
     assert _largest_difference(solo.model.state_dict(), alone.model.state_dict()) < 1e-9
+
+
+def test_a_rank_that_stops_answering_is_given_up_on_after_the_timeout(tmp_path):
+    flags = ["--batch-size", "50", "--rank-timeout", "2", *FLOAT64]
+    job = _launch(["--epochs", "1000", *flags], tmp_path)
+    _wait_for_epochs(tmp_path / "runs", 1, job)
+    pids = _rank_pids(job)
+    os.kill(pids[1], signal.SIGSTOP)  # alive, so torchrun sees nothing wrong: a hung machine
+    try:
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{pids[0]}").exists() and _state(pids[0]) != "Z":
+            assert time.monotonic() < deadline, "rank 0 still waits"
+            time.sleep(0.05)
+    finally:
+        os.kill(pids[1], signal.SIGKILL)
+    _, err = job.communicate(timeout=90)
+    errors = [line for line in err.decode().splitlines() if line.startswith("error: ")]
+    assert errors and errors[0].startswith("error: rank 0 of 2: lost the job's other ranks"), err
+    assert "--rank-timeout" in errors[0]
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (Z: ended, not yet reaped by torchrun)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
 
 
 def test_a_user_error_is_said_once(tmp_path):
