@@ -158,7 +158,7 @@ def summary(result: FitResult, prog: str = "digits-train") -> str:
     m, run_dir = result.metrics, result.run_dir
     rows = [
         ("preset", m["preset"]),
-        ("device", m["device"]),
+        ("device", m["device"] + (f", {m['ranks']} ranks (torchrun)" if m["ranks"] > 1 else "")),
         ("epochs", f"{m['epochs']} of {result.config.epochs} ({m['stopped']})"),
         ("model", f"best.pt, from epoch {m['best_epoch']} (by {result.config.stop_on})"),
         ("", f"{'loss':>8}  {'accuracy':>8}  (best.pt on clean digits, loss without L2)"),

@@ -69,7 +69,8 @@ def final_figures(model: MLP, train: tuple, val: tuple | None, loss: str) -> dic
 def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict:
     """metrics.json of a run: ``final`` (:func:`final_figures`), the last epoch's objective and
     seconds from ``history``, the sizes of the split ``rows`` (training, validation), and
-    ``run``'s ``epochs``, ``best_epoch``, ``stopped``, ``device`` and ``preset``."""
+    ``run``'s ``epochs``, ``best_epoch``, ``stopped``, ``device``, ``preset`` and ``ranks`` (the
+    processes that trained it together: a torchrun job's, else 1)."""
     return {
         **final,
         "last_epoch_objective": history[-1]["train_loss"] if history else None,
@@ -80,6 +81,7 @@ def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict
         "stopped": run["stopped"],
         "seconds": history[-1]["seconds"] if history else 0.0,
         "device": run["device"],
+        "ranks": run["ranks"],
         "preset": run["preset"],
     }
 
@@ -237,6 +239,7 @@ class RunFiles:
             stopped=stopped,
             device=str(run.device),
             preset=config.preset,
+            ranks=self.world,
         )
         self.log.write_metrics(metrics)
         if config.figures:
@@ -305,6 +308,7 @@ class FollowerFiles(RunFiles):
             stopped=stopped,
             device=str(run.device),
             preset=self.config.preset,
+            ranks=self.world,
         )
         return metrics, []
 

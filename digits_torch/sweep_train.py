@@ -161,6 +161,7 @@ class _Files:
             stopped=m.status,
             device=str(X.device),
             preset=config.preset,
+            ranks=1,  # each network of a sweep is one process's, under torchrun too
         )
         self.log.write_metrics(metrics)
         if config.figures:

@@ -89,7 +89,7 @@ def _wait_for_epochs(run_parent: Path, epochs: int, job: subprocess.Popen) -> Pa
 @pytest.mark.parametrize("backprop", ["explicit", "autograd"])
 def test_two_ranks_train_the_one_process_network(tmp_path, backprop):
     flags = ["--epochs", "6", "--val-fraction", "0.1", "--batch-size", "333"]
-    job = _torchrun([*flags, *FLOAT64, "--backprop", backprop], tmp_path)
+    job = _torchrun([*flags, *FLOAT64, "--backprop", backprop], tmp_path)  # --quiet: no table
     assert job.returncode == 0, job.stderr
     run = _only_run(tmp_path)  # rank 0 alone made and wrote it
     assert job.stdout.count("run: ") == 1, job.stdout  # and spoke for the job
@@ -106,6 +106,7 @@ def test_two_ranks_train_the_one_process_network(tmp_path, backprop):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val_accuracy"] == pytest.approx(solo.metrics["val_accuracy"], abs=1e-12)
     assert metrics["train_examples"] == solo.metrics["train_examples"] == 4500
+    assert (metrics["ranks"], solo.metrics["ranks"]) == (2, 1)
 
 
 def test_an_interrupted_job_resumes_under_torchrun_then_alone(tmp_path):
@@ -122,10 +123,12 @@ def test_an_interrupted_job_resumes_under_torchrun_then_alone(tmp_path):
     assert err.decode().count(hint) == 1, err.decode()  # rank 0 says it
 
     middle, end = saved + 2, saved + 4
-    resumed = _torchrun(["--resume", str(run), "--epochs", str(middle)], tmp_path)
+    resumed = _torchrun(["--resume", str(run), "--epochs", str(middle), "--no-quiet"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert load_run_file(run / LATEST)["epoch"] == middle
+    assert "device  cpu, 2 ranks (torchrun)" in resumed.stdout  # the closing table says so
     alone = resume(run, ranks=SOLO, epochs=end)  # and on from there in one process
+    assert alone.metrics["ranks"] == 1
     solo = _solo(tmp_path, epochs=end, batch_size=50, checkpoint_every=0.0)
     assert _largest_difference(solo.model.state_dict(), alone.model.state_dict()) < 1e-9
     assert [r["epoch"] for r in read_history(run)] == list(range(1, end + 1))
