@@ -143,6 +143,16 @@ class StderrOrNothing:
         _write(sys.stderr, "")
 
 
+def redraw_interval() -> float:
+    """Seconds between a progress bar's redraws: four a second on a terminal, one every half
+    minute elsewhere (a log file or torchrun's captured output keeps every redraw)."""
+    try:
+        on_terminal = sys.stderr.isatty()
+    except (AttributeError, ValueError):  # no stderr, or a closed one
+        on_terminal = False
+    return 0.25 if on_terminal else 30.0
+
+
 def _write(stream, text: str, strict: bool = False) -> None:
     """Write and flush; errors of the stream are raised only if ``strict``."""
     if stream is None:

@@ -52,7 +52,7 @@ from .checkpoints import (
 from .config import TrainConfig, resolve_device
 from .data import default_data_path, load_digits
 from .distributed import SOLO, Ranks
-from .errors import StderrOrNothing, UserError, reading
+from .errors import StderrOrNothing, UserError, reading, redraw_interval
 from .files import fsync_dir, link_atomically, write_json
 from .run_files import final_figures, hparams_of, report_metrics
 from .runs import METRICS, RunLog, read_history, read_split
@@ -442,15 +442,8 @@ def _progress_bar(epochs: int, quiet: bool) -> tqdm:
         file=StderrOrNothing(),  # a closed or broken stderr does not stop the sweep
         leave=False,
         unit="epoch",
-        mininterval=0.25 if _on_terminal() else 30.0,
+        mininterval=redraw_interval(),
     )
-
-
-def _on_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # no stderr, or a closed one
-        return False
 
 
 def run_sweep(

@@ -46,7 +46,7 @@ from .checkpoints import (
 )
 from .config import TrainConfig, preset_differences
 from .distributed import Ranks, any_rank, from_lead, job_ranks, joined
-from .errors import Interrupted, StderrOrNothing, UserError, tell
+from .errors import Interrupted, StderrOrNothing, UserError, redraw_interval, tell
 from .model import MLP
 from .run_files import NOT_HPARAMS, FollowerFiles, RunFiles, val_figures
 from .run_setup import set_up
@@ -332,7 +332,7 @@ def _progress_bar(config: TrainConfig, start: int, ranks: Ranks) -> tqdm:
         file=StderrOrNothing(),  # a closed or broken stderr does not stop the run
         disable=config.quiet or sys.stderr is None or not ranks.lead,
         leave=False,
-        mininterval=0.25,
+        mininterval=redraw_interval(),
     )
 
 
