@@ -4,6 +4,7 @@ splits, run names, "did you mean", Ctrl-C at start-up, and ``python -m`` forms."
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import re
 import shutil
@@ -15,6 +16,7 @@ import pytest
 import digits_torch.run_setup
 from digits_torch import TrainConfig, cli, make_config
 from digits_torch import __main__ as commands
+from digits_torch.errors import redraw_interval
 from digits_torch.evaluate import evaluate
 from digits_torch.evaluate import main as evaluate_main
 from digits_torch.runs import read_split, run_label
@@ -241,3 +243,15 @@ def test_python_m_digits_torch_lists_the_commands_and_runs_one(capsys, trained_r
     assert capsys.readouterr().out.startswith("accuracy ")
     assert commands.main(["nonesuch"]) == 2
     assert "no command 'nonesuch'" in capsys.readouterr().err
+
+
+def test_progress_bars_redraw_rarely_off_a_terminal(monkeypatch):
+    """A log (cron, CI, torchrun's captured output) keeps every redraw of a bar as a line."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stderr, interval in ((Terminal(), 0.25), (io.StringIO(), 30.0), (None, 30.0)):
+        monkeypatch.setattr("sys.stderr", stderr)
+        assert redraw_interval() == interval
