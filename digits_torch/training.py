@@ -49,7 +49,7 @@ from .distributed import Ranks, any_rank, from_lead, job_ranks, joined
 from .errors import Interrupted, StderrOrNothing, UserError, redraw_interval, tell
 from .model import MLP
 from .run_files import NOT_HPARAMS, FollowerFiles, RunFiles, val_figures
-from .run_setup import set_up
+from .run_setup import Setup, set_up
 from .runs import RunLock, check_history, new_run_dir, read_config, run_label
 from .schedule import advance, lower_on_plateau
 from .threads import cpu_threads
@@ -205,7 +205,7 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
             rng=run.rng,
             stopping=run.stopping,
         )
-        best = from_lead(ranks, lambda: best_weights(run_dir, run.model))  # read, checked
+        best = _best_so_far(run_dir, run, ranks)  # read (and checked) in any case
         if run.val is None:  # the best is the latest, even if a kill beat best.pt's update
             best = clone_weights(run.model)
     else:
@@ -272,6 +272,15 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
         if lock is not None:
             lock.release()
     return FitResult(run.model.eval(), run_dir, config, metrics, history)
+
+
+def _best_so_far(run_dir: Path, run: Setup, ranks: Ranks) -> dict:
+    """best.pt's weights, read by rank 0 and sent to every rank by way of the CPU (a GPU's
+    tensors would arrive on rank 0's GPU), on each rank's own device."""
+    sent = from_lead(
+        ranks, lambda: {k: v.cpu() for k, v in best_weights(run_dir, run.model).items()}
+    )
+    return {k: v.to(run.device) for k, v in sent.items()}
 
 
 def _nothing_to_train(config: TrainConfig, epoch: int, stopped: str) -> str:
