@@ -74,6 +74,7 @@ def fit_seconds(epochs: int, device: str, cuda_graph: bool = False) -> tuple[flo
             device=device,
             logdir=logdir,
             quiet=True,
+            figures=False,  # drawn after the training clock stops: seconds, not milliseconds
             cuda_graph=cuda_graph,
             threads=torch.get_num_threads(),
         )
