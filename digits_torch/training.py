@@ -46,7 +46,14 @@ from .checkpoints import (
 )
 from .config import TrainConfig, preset_differences
 from .distributed import Ranks, any_rank, from_lead, job_ranks, joined
-from .errors import Interrupted, StderrOrNothing, UserError, redraw_interval, tell
+from .errors import (
+    Interrupted,
+    StderrOrNothing,
+    UserError,
+    no_such_path,
+    redraw_interval,
+    tell,
+)
 from .model import MLP
 from .run_files import NOT_HPARAMS, FollowerFiles, RunFiles, val_figures
 from .run_setup import Setup, set_up
@@ -105,9 +112,10 @@ def resume(run_dir: str | Path, ranks: Ranks | None = None, **overrides) -> FitR
 
     def read_run() -> tuple[TrainConfig, dict]:
         """On rank 0 (the one that writes the run): lock it, then read and check it."""
+        if not run_dir.exists():
+            raise no_such_path(run_dir)
         if not run_dir.is_dir():
-            problem = "no such run directory" if not run_dir.exists() else "not a directory"
-            raise UserError(problem, run_dir)
+            raise UserError("not a directory", run_dir)
         if not (run_dir / LATEST).exists():
             raise UserError(f"not a run directory to resume (no {LATEST})", run_dir)
         locks.append(RunLock(run_dir))  # before reading: what is read must not change under us
