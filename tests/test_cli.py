@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import digits_torch.run_setup
-from digits_torch import TrainConfig, cli, make_config
+from digits_torch import TrainConfig, cli, compare, make_config
 from digits_torch import __main__ as commands
 from digits_torch.errors import redraw_interval
 from digits_torch.evaluate import evaluate
@@ -232,6 +232,17 @@ def test_help_names_the_command_as_it_was_started(monkeypatch):
     assert cli.build_parser().prog == "train.py"
     monkeypatch.setattr(sys, "argv", ["/checkout/digits_torch/cli.py"])
     assert cli.build_parser().prog == "python -m digits_torch.cli"
+
+
+def test_evaluates_help_is_plain_text_and_compares_shows_its_defaults(capsys):
+    for main in (evaluate_main, compare.main):
+        with pytest.raises(SystemExit):
+            main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines to the terminal
+    evaluate_help, compare_help = out.split("usage: ")[1:]
+    assert "`" not in evaluate_help and "--split train scores its training digits" in evaluate_help
+    assert "(default: relu,logistic)" in compare_help and "(default: runs)" in compare_help
+    assert "(default: auto)" in compare_help and "(default: 1000)" in compare_help
 
 
 def test_python_m_digits_torch_lists_the_commands_and_runs_one(capsys, trained_run):
