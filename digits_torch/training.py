@@ -229,12 +229,12 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
         # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
         # epoch can be resumed and has a model to load.
         files.open(start, seconds_before, best)
-        bar = _progress_bar(config, start, ranks)
         started, epoch, stopped, last = time.perf_counter(), start, "max_epochs", config.epochs
         if run.stopping.should_stop:  # a resumed run that had already converged
             stopped, last = "converged", start
-        if checkpoint is not None and start >= last:
+        if checkpoint is not None and start >= last:  # before the bar: a line of its own
             tell(_nothing_to_train(config, start, stopped))
+        bar = _progress_bar(config, start, ranks)
         # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint (under
         # torchrun by every rank at the same epoch end, whichever ranks were signalled).
         with _StopRequests(ranks) as requests:

@@ -122,10 +122,19 @@ def test_resume_by_name_under_the_logdir_with_flags_equal_to_the_saved_ones(
     assert moved.code == 2 and "cannot change logdir" in moved.stderr
 
 
-def test_resuming_a_finished_run_says_so(run_copy, run_entry):
-    ran = run_entry(lambda: cli.main(["--resume", str(run_copy), "--quiet"]))
+def test_resuming_a_finished_run_says_so_on_a_line_of_its_own(run_copy, run_entry):
+    ran = run_entry(lambda: cli.main(["--resume", str(run_copy), "--no-quiet"]))  # with a bar
     assert ran.code == 0
-    assert "epoch 3 of 3 done; pass --epochs N to train longer" in ran.stderr
+    assert "epoch 3 of 3 done; pass --epochs N to train longer" in ran.stderr.splitlines()
+
+
+def test_resume_of_a_directory_of_runs_names_its_latest(run_copy, run_entry):
+    ran = run_entry(lambda: cli.main(["--resume", str(run_copy.parent)]))
+    assert ran.code == 2
+    assert (
+        ran.stderr
+        == f"error: {run_copy.parent}: a directory of runs, not a run (latest: {run_copy})\n"
+    )
 
 
 # ------------------------------------------------------------------ the closing table
