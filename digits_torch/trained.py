@@ -56,9 +56,7 @@ class Trained:
 
 
 MODEL_FILES = "a run directory, a checkpoint .pt, a .safetensors export or ex4's .mat weights"
-_MAT_SUFFIXES = (".mat",)
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # MATLAB v7.3 puts it at byte 512
 
 
 def load_trained(
@@ -96,13 +94,13 @@ def _file_kind(path: Path) -> str:
     """``"mat"`` or ``"checkpoint"``: by the first bytes where they tell (a MAT file's header, a
     zip's, a pickle's, safetensors' JSON header), else by the extension."""
     with reading(path), open(path, "rb") as f:
-        head = f.read(520)
-    if head[:6] == b"MATLAB" or head[512:520] == _HDF5_SIGNATURE:
+        head = f.read(9)
+    if head[:6] == b"MATLAB":  # v5 to v7.3 (HDF5 behind the same text header)
         return "mat"
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80" or head[8:9] == b"{":
         return "checkpoint"  # torch's zip, a legacy torch file or pickle, safetensors
     suffix = path.suffix.lower()
-    if suffix in _MAT_SUFFIXES:  # MAT v4 has no header
+    if suffix == ".mat":  # MAT v4 has no header
         return "mat"
     if suffix in _CHECKPOINT_SUFFIXES or not head:  # load_checkpoint says what is wrong
         return "checkpoint"
