@@ -16,7 +16,7 @@ __all__ = ["COMMANDS", "available", "main"]
 # (installed name, module whose main() it runs, what it does)
 COMMANDS: list[tuple[str, str, str]] = [
     ("digits-train", "digits_torch.cli", "train a model; each run gets a directory under ./runs"),
-    ("digits-evaluate", "digits_torch.evaluate", "accuracy and loss of a run or checkpoint"),
+    ("digits-evaluate", "digits_torch.evaluate", "accuracy and loss of a trained model"),
     ("digits-plots", "digits_torch.plots.__main__", "pictures of a run, checkpoint or weights"),
     ("digits-compare", "digits_torch.compare", "scikit-learn's MLPClassifier beside ours"),
     ("digits-predict", "digits_torch.predict", "the digit in each image of a file"),

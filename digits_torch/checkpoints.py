@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError, reading
+from .errors import UserError, no_such_path, reading
 from .files import write_atomically
 from .model import MLP
 
@@ -104,10 +104,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if path.is_dir():
         if not (path / BEST).exists():
-            raise UserError(f"a directory without {BEST}: not a run directory", path)
+            raise UserError(f"not a run directory (no {BEST})", path)
         path = path / BEST
     if not path.exists():
-        raise UserError("no such checkpoint", path)
+        raise no_such_path(path)
     if path.is_dir():
         raise UserError("is a directory, not a checkpoint", path)
     with reading(path), open(path, "rb") as f:

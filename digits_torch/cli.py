@@ -26,6 +26,7 @@ from pathlib import Path
 from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config, read_config_file
 from .distributed import job_ranks
 from .errors import ArgumentParser, Interrupted, UserError, exit_on_error, program_name, show
+from .runs import find_run
 from .training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # and for SIGTERM (kill, schedulers, containers): 143
@@ -138,14 +139,6 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def find_run(run: str | Path, logdir: str | Path) -> Path:
-    """``run`` as given if it exists, else the run of that name under ``logdir``."""
-    path, named = Path(run), Path(logdir) / run
-    if not path.exists() and path.name == str(run) and named.exists():
-        return named
-    return path
 
 
 def summary(result: FitResult, prog: str = "digits-train") -> str:

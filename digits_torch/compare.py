@@ -359,23 +359,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--data", help="ex4-style .mat to use (default: the shipped digits)")
     parser.add_argument(
-        "--activations", default="relu,logistic", help="comma-separated: relu, logistic"
+        "--activations",
+        default="relu,logistic",
+        help="comma-separated: relu, logistic (default: relu,logistic)",
     )
-    parser.add_argument("--device", default="auto", help="for our systems: auto, cpu, cuda:N")
+    parser.add_argument(
+        "--device", default="auto", help="for our systems: auto, cpu, cuda:N (default: auto)"
+    )
     parser.add_argument(
         "--epochs", type=int, default=ARTICLE["max_iter"], help="most epochs (default: 1000)"
     )
     parser.add_argument(
         "--heldout", type=float, default=0.2, help="share of each digit held out (default: 0.2)"
     )
-    parser.add_argument("--logdir", default="runs", help="where the comparison's folder goes")
+    parser.add_argument(
+        "--logdir", default="runs", help="where the comparison's folder goes (default: runs)"
+    )
     parser.add_argument(
         "--threads",
         type=int,
         help="CPU threads for both torch and scikit-learn's BLAS (default: each library's own)",
     )
     parser.add_argument("--json", metavar="OUT", help="also write the records to this JSON file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)"
+    )
     args = parser.parse_args(argv)
     activations = tuple(a.strip() for a in args.activations.split(",") if a.strip())
     json_out = output_path(args.json) if args.json else None  # refused before the work, not after

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .distributed import job_ranks
-from .errors import UserError, reading
+from .errors import UserError, no_such_path, reading
 from .losses import LOSSES
 from .model import ACTIVATIONS, INITS
 from .schedule import SCHEDULES
@@ -423,6 +423,8 @@ def read_config_file(path: str | Path) -> dict:
     key); the bounds are checked once the file's values meet the preset's and the flags'.
     """
     path = Path(path)
+    if not path.exists():
+        raise no_such_path(path)
     with reading(path):
         text = path.read_bytes()
     try:

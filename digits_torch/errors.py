@@ -33,6 +33,8 @@ __all__ = [
     "UserError",
     "error_line",
     "exit_on_error",
+    "no_such_path",
+    "plain_text",
     "program_name",
     "reading",
     "show",
@@ -60,6 +62,12 @@ class UserError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+def no_such_path(path: str | Path) -> UserError:
+    """The one wording of a path that is not there, whatever was expected at it (a data file,
+    an image, a checkpoint, a run): ``error: PATH: no such file or directory``."""
+    return UserError("no such file or directory", path)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -202,6 +210,14 @@ def _os_errors(verb: str, path: str | Path) -> Iterator[None]:
         yield
     except OSError as err:
         raise UserError(f"cannot {verb} ({err.strerror or err})", path) from None
+
+
+_REST_ROLE = re.compile(r":\w+:`~?([^`]+)`")  # :func:`name`, :mod:`~a.b`
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as ``--help`` shows it: reST's ``code`` and :func:`name` as plain text."""
+    return re.sub(r"``([^`]*)``", r"\1", _REST_ROLE.sub(r"\1", doc))
 
 
 def program_name(command: str, module: str) -> str:

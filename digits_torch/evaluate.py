@@ -1,11 +1,13 @@
-"""``digits-evaluate RUN_OR_CHECKPOINT [--split val|train|all] [--data FILE.mat] [--json OUT]``
+"""``digits-evaluate MODEL [--split val|train|all] [--data FILE.mat] [--json OUT]``
 
-Accuracy and loss of a trained model. A run directory means its ``best.pt``, the model the run
-reported, scored by default on the run's own validation digits (the rows its split.json holds
-out), so that the figure is not one over digits the model trained on; ``--split train`` scores
-its training digits and ``--split all`` the whole file. A checkpoint file, a run without
-split.json (made before runs recorded one), or ``--data`` scores every digit of the file. The
-loss is the one the run trained with (softmax cross-entropy or ex4's cost), without the L2 term.
+Accuracy and loss of a trained model: a run (its directory, or its name under runs/), a
+checkpoint, a safetensors export, or ex4's Theta1/Theta2 .mat. A run means its ``best.pt``, the
+model the run reported, scored by default on the run's own validation digits (the rows its
+split.json holds out), so that the figure is not one over digits the model trained on;
+``--split train`` scores its training digits and ``--split all`` the whole file. A model file, a
+run without split.json (made before runs recorded one), or ``--data`` scores every digit of the
+file. The loss is the one the model trained with (softmax cross-entropy, or ex4's cost for ex4's
+weights), without the L2 term.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoints import load_checkpoint, model_from_state
 from .config import resolve_device
 from .data import NUM_CLASSES, default_data_path, load_digits
-from .errors import ArgumentParser, UserError, exit_on_error, program_name, show
+from .errors import ArgumentParser, UserError, exit_on_error, plain_text, program_name, show
 from .files import output_path, write_json
 from .losses import score
 from .runs import SPLIT, read_split
+from .trained import MODEL_FILES, load_trained
 
 __all__ = ["SPLITS", "evaluate"]
 
@@ -34,24 +36,24 @@ def evaluate(
     device: str = "auto",
     split: str | None = None,
 ) -> dict:
-    """Score the model at ``path`` (run directory or checkpoint) on ``data`` or a split.
+    """Score the model at ``path`` (anything :func:`~digits_torch.trained.load_trained` reads)
+    on ``data`` or a split.
 
     Args:
-        split: for a run directory without ``data``: ``val``, ``train`` or ``all`` of the run's
-            data file; ``None``: ``val`` where the run held digits out, else ``all``.
+        split: for a run without ``data``: ``val``, ``train`` or ``all`` of the run's data
+            file; ``None``: ``val`` where the run held digits out, else ``all``.
 
     Returns:
         ``{"accuracy": fraction correct, "loss": mean data loss, "n": examples,
         "split": the split used, "digits": what was scored, in words}``.
     """
     dev = resolve_device(device)
-    state = load_checkpoint(path, map_location=dev)  # read once: model and its config
-    model = model_from_state(state, map_location=dev)
+    trained = load_trained(path, map_location=dev)
+    model, config, run_dir = trained.model, trained.config, trained.run_dir
     if model.num_classes != NUM_CLASSES:
         raise UserError(f"the model has {model.num_classes} outputs, not one per digit", path)
-    config = state.get("config") if isinstance(state.get("config"), dict) else {}
     float64 = next(model.parameters()).dtype == torch.float64  # a float64 run sees float64 data
-    file, rows, used, digits = _digits(Path(path), data, config, split)
+    file, rows, used, digits = _digits(run_dir, data, config, split)
     X, y = load_digits(file, dtype=np.float64 if float64 else np.float32)
     if X.shape[1] != model.input_size:
         raise UserError(
@@ -60,36 +62,35 @@ def evaluate(
         )
     if rows is not None:
         if len(rows) and rows.max() >= len(y):
-            raise UserError(f"its split names rows past the {len(y)} of the data", path)
+            raise UserError(f"its split names rows past the {len(y)} of the data", run_dir)
         X, y = X[rows], y[rows]
-    loss_kind = config.get("loss", "softmax")
     loss, accuracy = score(
-        model, torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev), loss_kind
+        model, torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev), trained.loss
     )
     return {"accuracy": accuracy, "loss": loss, "n": len(y), "split": used, "digits": digits}
 
 
-def _digits(path: Path, data, config: dict, split: str | None):
+def _digits(run_dir: Path | None, data, config: dict, split: str | None):
     """(data file, rows of it or None for all, split used, what they are in words)."""
     if split is not None and split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if data is not None or not path.is_dir():
+    if data is not None or run_dir is None:
         if split not in (None, "all"):
-            what = "--data" if data is not None else "a checkpoint file"
+            what = "--data" if data is not None else "a model file"
             raise UserError(f"--split {split} needs a run directory's own data, not {what}")
         return data, None, "all", f"every digit of {data or 'the shipped digits'}"
     file = config.get("data")
     name = file or "the shipped digits"
-    recorded = read_split(path)
+    recorded = read_split(run_dir)
     if recorded is None:
         if split not in (None, "all"):
-            raise UserError(f"no {SPLIT}: the run recorded no split to score", path)
+            raise UserError(f"no {SPLIT}: the run recorded no split to score", run_dir)
         note = "" if split == "all" else f" (the run has no {SPLIT}, made before runs kept one)"
         return file, None, "all", f"every digit of {name}{note}"
     train_rows, val_rows = recorded
     split = split or ("val" if len(val_rows) else "all")
     if split == "val" and not len(val_rows):
-        raise UserError("the run held out no validation digits (--val-fraction 0)", path)
+        raise UserError("the run held out no validation digits (--val-fraction 0)", run_dir)
     if split == "all":
         return file, None, "all", f"every digit of {name}"
     rows = val_rows if split == "val" else train_rows
@@ -100,8 +101,8 @@ def _digits(path: Path, data, config: dict, split: str | None):
 @exit_on_error
 def main(argv: list[str] | None = None) -> dict:
     parser = ArgumentParser(prog=program_name("digits-evaluate", "digits_torch.evaluate"))
-    parser.description = __doc__
-    parser.add_argument("path", help="a run directory (uses its best.pt) or a checkpoint file")
+    parser.description = plain_text(__doc__.split("\n\n", 1)[1])  # the first line is usage
+    parser.add_argument("path", metavar="MODEL", help=f"{MODEL_FILES}, or a run's name under runs/")
     parser.add_argument(
         "--split",
         choices=SPLITS,
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         "training digits, or all of its data file",
     )
     parser.add_argument("--data", help="ex4-style .mat to score every digit of")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     json_out = output_path(args.json) if args.json else None  # refused before the work

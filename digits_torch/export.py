@@ -1,7 +1,8 @@
-"""``python -m digits_torch.export MODEL --format safetensors|onnx|coursera OUT``
+"""``python -m digits_torch.export MODEL OUT [--format safetensors|onnx|coursera]``
 
 Write a trained model (a run directory's best.pt, a checkpoint, a safetensors export, or ex4's
-Theta .mat) in a format other tools read:
+Theta .mat) in a format other tools read, by default the one OUT's extension names
+(``.safetensors``, ``.onnx``, ``.mat``):
 
 * ``safetensors``: the weights, with the architecture and loss in the file's metadata (JSON);
   :func:`digits_torch.load_model` and every command here read it back, weights exactly equal.
@@ -33,22 +34,29 @@ from .coursera import save_weights
 from .errors import ArgumentParser, UserError, exit_on_error, show
 from .files import output_path, write_atomically
 from .model import MLP
-from .trained import Trained, as_trained
+from .trained import MODEL_FILES, Trained, as_trained
 
-__all__ = ["FORMATS", "export_model"]
+__all__ = ["FORMATS", "export_format", "export_model"]
 
 FORMATS = ("safetensors", "onnx", "coursera")
+ALIASES = {"mat": "coursera"}  # what the file is, for what it is in
+EXTENSIONS = {".safetensors": "safetensors", ".onnx": "onnx", ".mat": "coursera"}
 ONNX_EXTRA = 'pip install "digits-torch[onnx]"'
 
 
 def export_model(
-    model: Trained | MLP | str | Path, format: str, out: str | Path, loss: str | None = None
+    model: Trained | MLP | str | Path,
+    format: str | None,
+    out: str | Path,
+    loss: str | None = None,
 ) -> Path:
     """Write ``model`` to ``out`` in ``format`` (one of :data:`FORMATS`; see the module docstring).
 
     Args:
         model: a run directory, checkpoint, safetensors or Theta .mat path, a
             :class:`~digits_torch.trained.Trained`, or an :class:`MLP`.
+        format: one of :data:`FORMATS` (``"mat"`` for ``"coursera"``), or None for the one
+            ``out``'s extension names (see :func:`export_format`).
         loss: the loss the model was trained with, ``"softmax"`` or ``"coursera"``, recorded by
             safetensors and ONNX; default: the file's, or ``"softmax"`` for an MLP.
 
@@ -56,15 +64,44 @@ def export_model(
         ``out`` as a Path.
 
     Raises:
-        UserError: an unknown format, a model that cannot be read, one the format cannot hold,
-            a missing optional package, or a file that cannot be written.
+        UserError: an unknown format or one ``out``'s extension contradicts, a model that
+            cannot be read, one the format cannot hold, a missing optional package, or a file
+            that cannot be written.
     """
-    if format not in FORMATS:
-        raise UserError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
-    trained = as_trained(model, loss)
     out = Path(out)
+    format = export_format(out, format)
+    trained = as_trained(model, loss)
     {"safetensors": _safetensors, "onnx": _onnx, "coursera": _coursera}[format](trained, out)
     return out
+
+
+def export_format(out: str | Path, format: str | None = None) -> str:
+    """The format to write ``out`` in: ``format`` (``"mat"`` read as ``"coursera"``), else the
+    one its extension names (:data:`EXTENSIONS`). A known extension of another format than
+    ``format`` is refused; any other extension goes with an explicit ``format``.
+
+    Raises:
+        UserError: an unknown format, a known extension that contradicts it, or no format and
+            an extension that names none.
+    """
+    out = Path(out)
+    named = EXTENSIONS.get(out.suffix.lower())
+    if format is None:
+        if named is None:
+            extensions = ", ".join(f"{ext} ({fmt})" for ext, fmt in EXTENSIONS.items())
+            extension = f"extension {out.suffix}" if out.suffix else "no extension"
+            problem = f"{extension} names no format; name it {extensions}, or give --format"
+            raise UserError(problem, out)
+        return named
+    format = ALIASES.get(format, format)
+    if format not in FORMATS:
+        known = ", ".join(FORMATS)
+        raise UserError(f"unknown format {format!r} (known: {known}; mat for coursera)")
+    if named not in (None, format):
+        wanted = next(ext for ext, fmt in EXTENSIONS.items() if fmt == format)
+        problem = f"its extension says {named}, not {format}: name it {wanted}, or drop --format"
+        raise UserError(problem, out)
+    return format
 
 
 def _safetensors(trained: Trained, out: Path) -> None:
@@ -140,14 +177,22 @@ def main(argv: list[str] | None = None) -> Path:
         description="Write a trained model (a run directory, a checkpoint, a safetensors export "
         "or ex4's Theta1/Theta2 .mat) as safetensors, ONNX or ex4's Theta1/Theta2 .mat.",
     )
-    parser.add_argument("model", metavar="MODEL", help="run directory, checkpoint or weights")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="what to write")
+    parser.add_argument(
+        "model", metavar="MODEL", help=f"{MODEL_FILES}, or a run's name under runs/"
+    )
+    parser.add_argument(
+        "--format",
+        choices=(*FORMATS, *ALIASES),
+        help="what to write: safetensors, onnx, or coursera (also: mat), ex4's Theta1/Theta2 "
+        "(default: the one OUT's extension names: .safetensors, .onnx, .mat)",
+    )
     parser.add_argument("out", metavar="OUT", help="the file to write")
     args = parser.parse_args(argv)
-    out = output_path(args.out)  # refused before the work: a directory, a device node, ...
+    format = export_format(args.out, args.format)  # all refused before the work
+    out = output_path(args.out)  # a directory, a device node, ...
     trained = as_trained(args.model)
-    out = export_model(trained, args.format, out)
-    show(f"wrote {out} ({args.format}: {_describe(trained.model)}, loss {trained.loss})")
+    out = export_model(trained, format, out)
+    show(f"wrote {out} ({format}: {_describe(trained.model)}, loss {trained.loss})")
     return out
 
 

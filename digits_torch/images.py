@@ -43,7 +43,7 @@ import PIL.Image
 import scipy.ndimage
 from PIL import ImageChops, ImageOps
 
-from .errors import UserError
+from .errors import UserError, no_such_path
 
 __all__ = ["MAX_PIXELS", "frame_to_row", "greyscale", "preprocess_image", "read_image"]
 
@@ -97,7 +97,7 @@ def read_image(path: str | Path) -> PIL.Image.Image:
     """
     path = Path(path)
     if not path.exists():
-        raise UserError("no such file", path)
+        raise no_such_path(path)
     if path.is_dir():
         raise UserError("is a directory, not an image", path)
     try:

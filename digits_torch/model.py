@@ -34,7 +34,9 @@ class MLP(nn.Module):
 
     Args:
         input_size: pixels per image (400 for 20 x 20).
-        hidden_sizes: units per hidden layer, e.g. ``(25,)``.
+        hidden: units per hidden layer, default ``(25,)``; the name of ``TrainConfig.hidden``
+            and ``--hidden``. ``hidden_sizes`` (the name checkpoints' architecture records)
+            is taken too.
         num_classes: output units (10 digits).
         activation: ``"sigmoid"``, ``"relu"``, ``"tanh"`` or ``"identity"``.
         init: ``"coursera"`` or ``"glorot"`` (see the module docstring).
@@ -44,20 +46,26 @@ class MLP(nn.Module):
     def __init__(
         self,
         input_size: int = 400,
-        hidden_sizes: Sequence[int] = (25,),
+        hidden: Sequence[int] | None = None,
         num_classes: int = 10,
         activation: str = "sigmoid",
         init: str = "coursera",
         generator: torch.Generator | None = None,
+        *,
+        hidden_sizes: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        if hidden is not None and hidden_sizes is not None:
+            raise TypeError("MLP takes hidden or hidden_sizes (the same thing), not both")
+        hidden = hidden_sizes if hidden is None else hidden
+        hidden = (25,) if hidden is None else hidden
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        sizes = [input_size, *hidden_sizes, num_classes]
+        sizes = [input_size, *hidden, num_classes]
         if any(int(s) < 1 for s in sizes):
             raise ValueError(f"layer sizes must be positive, got {sizes}")
         self.input_size = int(input_size)
-        self.hidden_sizes = tuple(int(s) for s in hidden_sizes)
+        self.hidden_sizes = tuple(int(s) for s in hidden)
         self.num_classes = int(num_classes)
         self.activation = activation
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))

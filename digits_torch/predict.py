@@ -30,7 +30,7 @@ from .files import output_path, write_json
 from .images import EX4_SIDE, greyscale, preprocess_image, read_image
 from .model import MLP
 from .plots import render, save_png
-from .trained import Trained, as_trained
+from .trained import MODEL_FILES, Trained, as_trained
 
 __all__ = ["Prediction", "predict_images"]
 
@@ -177,7 +177,7 @@ def _parser() -> ArgumentParser:
         description="Read the digit in each image with a trained model: a run directory (its "
         "best.pt), a checkpoint, a safetensors export, or ex4's Theta1/Theta2 .mat.",
     )
-    parser.add_argument("model", metavar="MODEL", help="run directory, checkpoint or weights")
+    parser.add_argument("model", metavar="MODEL", help=f"{MODEL_FILES}, or a run's name")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files, one digit each")
     parser.add_argument("--json", metavar="OUT", help="also write every result to this JSON file")
     parser.add_argument(

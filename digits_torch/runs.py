@@ -100,6 +100,32 @@ def new_run_dir(logdir: str | Path, preset: str, name: str = "") -> Path:
     raise UserError("too many runs with the same name this second", logdir)
 
 
+def find_run(run: str | Path, logdir: str | Path = TrainConfig.logdir) -> Path:
+    """What a run reference means in every command: ``run`` as given if it exists, else the run
+    of that name under ``logdir`` (a bare name, as ``train.py --resume NAME`` takes).
+
+    Raises:
+        UserError: ``run`` is a directory of runs (a logdir), not a run; the message names the
+            latest run in it (the last whose config.json was written).
+    """
+    path, named = Path(run), Path(logdir) / run
+    if not path.exists() and path.name == str(run) and named.exists():
+        path = named
+    if path.is_dir() and not (path / CONFIG).exists():
+        runs = [child for child in _subdirs(path) if (child / CONFIG).is_file()]
+        if runs:
+            latest = max(runs, key=lambda child: ((child / CONFIG).stat().st_mtime_ns, child.name))
+            raise UserError(f"a directory of runs, not a run (latest: {latest})", path)
+    return path
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return [child for child in path.iterdir() if child.is_dir()]
+    except OSError:  # unreadable: what reads it next says why
+        return []
+
+
 LABEL_LENGTH = 48  # most characters of a run name's label, so directory names stay readable
 
 

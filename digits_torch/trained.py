@@ -15,16 +15,17 @@ records nothing and is ex4's own network, so it is read as ``coursera``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .checkpoints import BEST, load_checkpoint, model_from_state
-from .config import LOSSES
+from .checkpoints import load_checkpoint, model_from_state
+from .config import LOSSES, TrainConfig
 from .coursera import load_weights
-from .errors import UserError
+from .errors import UserError, no_such_path, reading
 from .model import MLP
+from .runs import find_run
 
 __all__ = ["Trained", "as_trained", "load_trained"]
 
@@ -34,12 +35,14 @@ class Trained:
     """A model with the loss it was trained with.
 
     model: the :class:`MLP`, in eval mode. loss: ``"softmax"`` or ``"coursera"``.
-    run_dir: the run directory it came from, or None.
+    run_dir: the run directory it came from, or None. config: the run's config as its
+    checkpoint saved it (``{}`` for ex4's weights; only ``loss`` for a safetensors export).
     """
 
     model: MLP
     loss: str
     run_dir: Path | None = None
+    config: dict = field(default_factory=dict, repr=False, compare=False)
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,27 +55,56 @@ class Trained:
         return torch.softmax(logits, dim=1)
 
 
-def load_trained(path: str | Path, map_location: str | torch.device = "cpu") -> Trained:
+MODEL_FILES = "a run directory, a checkpoint .pt, a .safetensors export or ex4's .mat weights"
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
+
+
+def load_trained(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    logdir: str | Path = TrainConfig.logdir,
+) -> Trained:
     """The model in a run directory (its best.pt), a checkpoint, a safetensors export, or ex4's
-    Theta1/Theta2 .mat, on ``map_location``.
+    Theta1/Theta2 .mat, on ``map_location``: what every command that takes a model reads.
+
+    A run is named as :func:`~digits_torch.runs.find_run` takes it: a path, or a bare name under
+    ``logdir``. A file is told by its contents, else its extension.
 
     Raises:
-        UserError: no such file, a directory that is not a run, or a file that holds no model.
+        UserError: no such path, a directory that is not a run (a directory of runs names its
+            latest), or a file that holds no model.
     """
-    path = Path(path)
-    if path.is_dir() and not (path / BEST).exists():
-        raise UserError(f"not a run directory (no {BEST})", path)
+    path = find_run(path, logdir)
     if not path.exists():
-        raise UserError("no such file or directory", path)
-    if path.suffix.lower() == ".mat":
+        raise no_such_path(path)
+    kind = "checkpoint" if path.is_dir() else _file_kind(path)
+    if kind == "mat":
         return Trained(load_weights(path).to(map_location).eval(), "coursera")
     state = load_checkpoint(path, map_location)
     config = state.get("config")
-    loss = config.get("loss", "softmax") if isinstance(config, dict) else "softmax"
+    config = config if isinstance(config, dict) else {}
+    loss = config.get("loss", "softmax")
     if loss not in LOSSES:
         raise UserError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})", path)
     model = model_from_state(state, map_location)
-    return Trained(model, loss, path if path.is_dir() else None)
+    return Trained(model, loss, path if path.is_dir() else None, config)
+
+
+def _file_kind(path: Path) -> str:
+    """``"mat"`` or ``"checkpoint"``: by the first bytes where they tell (a MAT file's header, a
+    zip's, a pickle's, safetensors' JSON header), else by the extension."""
+    with reading(path), open(path, "rb") as f:
+        head = f.read(9)
+    if head[:6] == b"MATLAB":  # v5 to v7.3 (HDF5 behind the same text header)
+        return "mat"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80" or head[8:9] == b"{":
+        return "checkpoint"  # torch's zip, a legacy torch file or pickle, safetensors
+    suffix = path.suffix.lower()
+    if suffix == ".mat":  # MAT v4 has no header
+        return "mat"
+    if suffix in _CHECKPOINT_SUFFIXES or not head:  # load_checkpoint says what is wrong
+        return "checkpoint"
+    raise UserError(f"not a model file (expected {MODEL_FILES})", path)
 
 
 def as_trained(

@@ -46,7 +46,14 @@ from .checkpoints import (
 )
 from .config import TrainConfig, preset_differences
 from .distributed import Ranks, any_rank, from_lead, job_ranks, joined
-from .errors import Interrupted, StderrOrNothing, UserError, redraw_interval, tell
+from .errors import (
+    Interrupted,
+    StderrOrNothing,
+    UserError,
+    no_such_path,
+    redraw_interval,
+    tell,
+)
 from .model import MLP
 from .run_files import NOT_HPARAMS, FollowerFiles, RunFiles, val_figures
 from .run_setup import Setup, set_up
@@ -105,9 +112,10 @@ def resume(run_dir: str | Path, ranks: Ranks | None = None, **overrides) -> FitR
 
     def read_run() -> tuple[TrainConfig, dict]:
         """On rank 0 (the one that writes the run): lock it, then read and check it."""
+        if not run_dir.exists():
+            raise no_such_path(run_dir)
         if not run_dir.is_dir():
-            problem = "no such run directory" if not run_dir.exists() else "not a directory"
-            raise UserError(problem, run_dir)
+            raise UserError("not a directory", run_dir)
         if not (run_dir / LATEST).exists():
             raise UserError(f"not a run directory to resume (no {LATEST})", run_dir)
         locks.append(RunLock(run_dir))  # before reading: what is read must not change under us
@@ -221,12 +229,12 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
         # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
         # epoch can be resumed and has a model to load.
         files.open(start, seconds_before, best)
-        bar = _progress_bar(config, start, ranks)
         started, epoch, stopped, last = time.perf_counter(), start, "max_epochs", config.epochs
         if run.stopping.should_stop:  # a resumed run that had already converged
             stopped, last = "converged", start
-        if checkpoint is not None and start >= last:
+        if checkpoint is not None and start >= last:  # before the bar: a line of its own
             tell(_nothing_to_train(config, start, stopped))
+        bar = _progress_bar(config, start, ranks)
         # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint (under
         # torchrun by every rank at the same epoch end, whichever ranks were signalled).
         with _StopRequests(ranks) as requests:

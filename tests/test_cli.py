@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import digits_torch.run_setup
-from digits_torch import TrainConfig, cli, make_config
+from digits_torch import TrainConfig, cli, compare, make_config
 from digits_torch import __main__ as commands
 from digits_torch.errors import redraw_interval
 from digits_torch.evaluate import evaluate
@@ -89,7 +89,8 @@ def test_config_file_errors_name_the_key(tmp_path, base, run_entry, content, pro
 
 def test_config_file_that_is_missing_or_given_with_resume(tmp_path, trained_run, run_entry):
     ran = run_entry(lambda: cli.main(["--config", str(tmp_path / "none.json")]))
-    assert ran.code == 2 and ran.stderr.startswith(f"error: {tmp_path / 'none.json'}: cannot read")
+    assert ran.stderr == f"error: {tmp_path / 'none.json'}: no such file or directory\n"
+    assert ran.code == 2
     with_resume = ["--resume", str(trained_run), "--config", str(trained_run / "config.json")]
     ran = run_entry(lambda: cli.main(with_resume))
     assert ran.code == 2 and "a resumed run keeps its saved config" in ran.stderr
@@ -121,10 +122,19 @@ def test_resume_by_name_under_the_logdir_with_flags_equal_to_the_saved_ones(
     assert moved.code == 2 and "cannot change logdir" in moved.stderr
 
 
-def test_resuming_a_finished_run_says_so(run_copy, run_entry):
-    ran = run_entry(lambda: cli.main(["--resume", str(run_copy), "--quiet"]))
+def test_resuming_a_finished_run_says_so_on_a_line_of_its_own(run_copy, run_entry):
+    ran = run_entry(lambda: cli.main(["--resume", str(run_copy), "--no-quiet"]))  # with a bar
     assert ran.code == 0
-    assert "epoch 3 of 3 done; pass --epochs N to train longer" in ran.stderr
+    assert "epoch 3 of 3 done; pass --epochs N to train longer" in ran.stderr.splitlines()
+
+
+def test_resume_of_a_directory_of_runs_names_its_latest(run_copy, run_entry):
+    ran = run_entry(lambda: cli.main(["--resume", str(run_copy.parent)]))
+    assert ran.code == 2
+    assert (
+        ran.stderr
+        == f"error: {run_copy.parent}: a directory of runs, not a run (latest: {run_copy})\n"
+    )
 
 
 # ------------------------------------------------------------------ the closing table
@@ -231,6 +241,17 @@ def test_help_names_the_command_as_it_was_started(monkeypatch):
     assert cli.build_parser().prog == "train.py"
     monkeypatch.setattr(sys, "argv", ["/checkout/digits_torch/cli.py"])
     assert cli.build_parser().prog == "python -m digits_torch.cli"
+
+
+def test_evaluates_help_is_plain_text_and_compares_shows_its_defaults(capsys):
+    for main in (evaluate_main, compare.main):
+        with pytest.raises(SystemExit):
+            main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines to the terminal
+    evaluate_help, compare_help = out.split("usage: ")[1:]
+    assert "`" not in evaluate_help and "--split train scores its training digits" in evaluate_help
+    assert "(default: relu,logistic)" in compare_help and "(default: runs)" in compare_help
+    assert "(default: auto)" in compare_help and "(default: 1000)" in compare_help
 
 
 def test_python_m_digits_torch_lists_the_commands_and_runs_one(capsys, trained_run):

@@ -125,5 +125,5 @@ def test_load_weights_rejects_bad_files(write_mat, tmp_path):
         load_weights(write_mat(Theta1=np.zeros((25, 401))))
     with pytest.raises(UserError, match=r"Theta2 has shape \(10, 30\)"):
         load_weights(write_mat(Theta1=np.zeros((25, 401)), Theta2=np.zeros((10, 30))))
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(UserError, match="no such file or directory"):
         load_weights(tmp_path / "nope.mat")

@@ -122,7 +122,7 @@ def test_bad_contents_name_file_and_problem(write_mat, arrays, message):
 
 def test_bad_files_name_file_and_problem(tmp_path):
     cases = {
-        tmp_path / "missing.mat": r"no such file",
+        tmp_path / "missing.mat": r"no such file or directory",
         tmp_path: r"is a directory",
     }
     (tmp_path / "empty.mat").write_bytes(b"")

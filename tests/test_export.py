@@ -147,6 +147,50 @@ def test_unknown_format(trained_run, tmp_path, run_entry):
         export_model(trained_run, "pickle", tmp_path / "m")
 
 
+@pytest.mark.parametrize(
+    "name, given, written",
+    [
+        ("m.safetensors", None, "safetensors"),
+        ("m.MAT", None, "coursera"),
+        ("t.mat", "mat", "coursera"),  # mat: what the file is, for the format's name
+        ("m.st", "safetensors", "safetensors"),  # an extension no format has: --format says
+    ],
+)
+def test_the_format_comes_from_the_extension(
+    name, given, written, coursera_run, pixels, tmp_path, capsys
+):
+    flags = [] if given is None else ["--format", given]
+    out = main([str(coursera_run), str(tmp_path / name), *flags])
+    assert capsys.readouterr().out.startswith(f"wrote {out} ({written}: 400-25-10 sigmoid")
+    back = load_weights(out) if written == "coursera" else load_model(out)
+    assert torch.equal(logits(back, pixels), logits(load_model(coursera_run), pixels))
+
+
+@pytest.mark.parametrize(
+    "name, given, problem",
+    [
+        ("m.safetensors", "onnx", "{out}: its extension says safetensors, not onnx: name it "
+         ".onnx, or drop --format"),
+        ("theta.mat", "safetensors", "{out}: its extension says coursera, not safetensors: name "
+         "it .safetensors, or drop --format"),
+        ("m.bin", None, "{out}: extension .bin names no format; name it .safetensors "
+         "(safetensors), .onnx (onnx), .mat (coursera), or give --format"),
+        ("model", None, "{out}: no extension names no format; name it .safetensors "
+         "(safetensors), .onnx (onnx), .mat (coursera), or give --format"),
+    ],
+)  # fmt: skip
+def test_a_format_the_name_contradicts_or_cannot_tell(
+    name, given, problem, trained_run, tmp_path, run_entry
+):
+    out = tmp_path / name
+    flags = [] if given is None else ["--format", given]
+    ran = run_entry(lambda: main([str(trained_run), str(out), *flags]))
+    assert ran.code == 2 and ran.stderr == f"error: {problem.format(out=out)}\n"
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="its extension says|names no format"):
+        export_model(trained_run, given, out)
+
+
 def test_bad_safetensors_files(trained_run, tmp_path, run_entry):
     """A safetensors file that is not ours, a damaged one, one whose metadata lies."""
     model = load_model(trained_run)

@@ -59,6 +59,19 @@ THETA1, THETA2 = _rng.normal(size=(25, 401)), _rng.normal(size=(10, 26))
 X784 = _rng.random((40, 784))
 X_UINT8 = np.round(X40 * 255).astype(np.uint8)
 X_INT8 = np.round(X40 * 100).astype(np.int8)
+_DIGIT_ROW = [(digit - 1) % 10 for digit in range(10)]  # Theta2's row k scores label k + 1
+THETA_STATE = {  # the checkpoint of the network THETA1, THETA2 hold
+    "architecture": MLP(400, (25,), 10, "sigmoid").architecture(),
+    "model": {
+        name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+        for name, value in {
+            "layers.0.weight": THETA1[:, 1:],
+            "layers.0.bias": THETA1[:, 0],
+            "layers.1.weight": THETA2[_DIGIT_ROW, 1:],
+            "layers.1.bias": THETA2[_DIGIT_ROW, 0],
+        }.items()
+    },
+}
 
 GOOD = {DATA: {"X": X40, "y": Y40}, WEIGHTS: {"Theta1": THETA1, "Theta2": THETA2}}
 # What a correct reader returns for the good arrays: DATA float32 pixels and digits 0..9.
@@ -229,7 +242,7 @@ ALL = (DATA, WEIGHTS, CHECKPOINT)
 MATS = (DATA, WEIGHTS)
 NOT_MAT = r"not a readable MAT file"
 NOT_CKPT = r"not a readable checkpoint"
-NOT_A_RUN = r"a directory without best\.pt: not a run directory"
+NOT_A_RUN = r"not a run directory \(no best\.pt\)"
 ANY_KIND = {DATA: NOT_MAT, WEIGHTS: NOT_MAT, CHECKPOINT: NOT_CKPT}
 RESUME, RESUME_BEST, RESUME_DATA = "--resume: checkpoint.pt", "--resume: best.pt", "--resume: data"
 EVAL_DATA, EVAL_CKPT, EVAL_RUN = "evaluate --data", "evaluate CHECKPOINT", "evaluate RUN_DIR"
@@ -251,7 +264,7 @@ def data_case(name, expect, expected=None, fmt="5", **arrays) -> Case:
 # fmt: off
 CASES = [
     # --- any file: "*" is every entry point not named, DATA etc. every one of that kind ----------
-    Case("missing", ALL, missing, {"*": "no such file", CHECKPOINT: "no such checkpoint",
+    Case("missing", ALL, missing, {"*": "no such file or directory",
          RESUME: r"not a run directory to resume \(no checkpoint\.pt\)",
          EVAL_RUN: NOT_A_RUN, RESUME_BEST: OK}),
     Case("empty", ALL, raw(lambda ctx: b""), r"empty file"),
@@ -269,7 +282,8 @@ CASES = [
     Case("MATLAB v7 (compressed)", MATS, mat("5", compress=True), OK),
     Case("MATLAB v7.3 (HDF5)", MATS, v73(), OK),
     Case("a .mat given as checkpoint", (CHECKPOINT,), raw(lambda ctx: good_file(ctx, WEIGHTS),
-         ".mat"), r"a MATLAB \.mat file, not a checkpoint"),
+         ".mat"), {"*": r"a MATLAB \.mat file, not a checkpoint", EVAL_CKPT: OK},
+         THETA_STATE),  # evaluate takes every file that holds a model: ex4's weights too
     Case("a checkpoint given as .mat", MATS, raw(lambda ctx: good_file(ctx, CHECKPOINT), ".mat"),
          NOT_MAT),
     # --- variables --------------------------------------------------------------------------------
@@ -528,7 +542,7 @@ def test_hostile_input(case: Case, entry: EntryPoint, tmp_path, trained_run, run
     file = case.build(ctx)
     ctx.names.append(file)
     expected = case.expected or EXPECTED.get(entry.kind)
-    if entry.kind == CHECKPOINT and file.is_file():
+    if entry.kind == CHECKPOINT and file.is_file() and case.expected is None:
         expected = torch.load(file, weights_only=True) if case.outcome(entry) == OK else None
     call = entry.prepare(file, ctx)
     before = snapshot(tmp_path)

@@ -30,6 +30,19 @@ def test_hidden_sizes_and_architecture():
     }
 
 
+def test_hidden_is_trainconfigs_name_and_hidden_sizes_still_works():
+    by_config = MLP(hidden=(30, 20), generator=torch.Generator().manual_seed(1))
+    by_architecture = MLP(hidden_sizes=(30, 20), generator=torch.Generator().manual_seed(1))
+    assert by_config.hidden_sizes == by_architecture.hidden_sizes == (30, 20)
+    assert all(
+        torch.equal(a, b) for a, b in zip(by_config.parameters(), by_architecture.parameters())
+    )
+    assert MLP(**by_config.architecture()).hidden_sizes == (30, 20)  # what checkpoints record
+    assert MLP().hidden_sizes == (25,)
+    with pytest.raises(TypeError, match="hidden or hidden_sizes"):
+        MLP(hidden=(3,), hidden_sizes=(3,))
+
+
 def test_coursera_init_is_uniform_012():
     model = MLP(init="coursera", generator=torch.Generator().manual_seed(0))
     values = torch.cat([p.detach().ravel() for p in model.parameters()])

@@ -287,8 +287,8 @@ def test_cli_bad_path_is_one_line(tmp_path):
     [
         ([], "give a run directory"),
         (["{tmp}"], "not a run directory (no best.pt)"),
-        (["{tmp}/x.txt"], "x.txt: not a readable checkpoint"),
-        (["--digits", "--data", "{tmp}/none.mat"], "no such file"),
+        (["{tmp}/x.txt"], "x.txt: not a model file (expected a run directory"),
+        (["--digits", "--data", "{tmp}/none.mat"], "none.mat: no such file or directory"),
     ],
 )
 def test_cli_user_errors(tmp_path, capsys, args, message):

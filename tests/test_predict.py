@@ -352,7 +352,7 @@ def truncated_png(path: Path) -> None:
 BAD_IMAGES = {
     "blank": (lambda p: PIL.Image.new("L", (64, 64), 255).save(p), r"blank: no ink stands out"),
     "blank photo": (blank_photo, r"blank: no ink stands out"),
-    "missing": (lambda p: None, r"no such file"),
+    "missing": (lambda p: None, r"no such file or directory"),
     "empty": (lambda p: p.write_bytes(b""), r"empty file, not an image"),
     "a directory": (lambda p: p.mkdir(), r"is a directory, not an image"),
     "not an image": (lambda p: p.write_text("7\n" * 100), r"not an image \(not PNG, JPEG"),
@@ -398,7 +398,7 @@ def test_pixel_limit_is_checked_before_decoding():
     [
         ("absent.pt", r"no such file or directory"),
         (".", r"not a run directory \(no best\.pt\)"),
-        ("notes.txt", r"not a readable checkpoint"),
+        ("notes.txt", r"not a model file \(expected a run directory, a checkpoint \.pt"),
         ("wide.pt", r"the model takes 784 pixels, not 20 x 20 = 400"),
     ],
 )

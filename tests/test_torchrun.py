@@ -194,7 +194,7 @@ def test_a_user_error_is_said_once(tmp_path):
     job = _torchrun(["--resume", "runs/no-such-run"], tmp_path)
     assert job.returncode != 0
     errors = [line for line in job.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == ["error: runs/no-such-run: no such run directory"], job.stderr
+    assert errors == ["error: runs/no-such-run: no such file or directory"], job.stderr
     # torchrun's report: the first rank to end exited 2 (it may stop the other before its own 2)
     assert "exitcode  : 2" in job.stderr
 

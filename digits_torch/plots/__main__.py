@@ -15,7 +15,7 @@ from ..data import load_digits
 from ..errors import ArgumentParser, UserError, exit_on_error, program_name, show
 from ..files import output_path
 from ..runs import CONFIG, RunLock, read_config, read_split
-from ..trained import load_trained
+from ..trained import MODEL_FILES, load_trained
 from . import FIGURES, digits_grid, render, run_figures, save_png
 
 
@@ -27,9 +27,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         ".mat (hidden units, mistakes, confusion; learning curves for a run), and with --digits "
         "a grid of 100 digits of the data.",
     )
-    parser.add_argument(
-        "path", nargs="?", metavar="PATH", help="a run directory, a checkpoint, or a weights .mat"
-    )
+    parser.add_argument("path", nargs="?", metavar="MODEL", help=f"{MODEL_FILES}, or a run's name")
     parser.add_argument(
         "--data",
         metavar="FILE.mat",
