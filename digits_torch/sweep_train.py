@@ -241,7 +241,7 @@ def recover(sweep_dir: Path, networks: list[Network]) -> set[str]:
             own_dir(sweep_dir, network.dir)
     epochs, diverged = _commits(sweep_dir)
     for network in networks:
-        if network.dir is None or not (network.dir / SIDE[LATEST]).exists():
+        if network.dir is None or not any((network.dir / n).exists() for n in SIDE.values()):
             continue
         lock = RunLock(network.dir)  # a train.py --resume of the network may not be running
         try:
@@ -252,11 +252,13 @@ def recover(sweep_dir: Path, networks: list[Network]) -> set[str]:
 
 
 def _settle(directory: Path, committed: Collection[int]) -> None:
-    """Finish the network's last save if its epoch is one of ``committed``, else undo it."""
+    """Finish the network's last save if its epoch is one of ``committed``, else undo it (a
+    side best.pt without a side checkpoint is of a save never committed: it is written first,
+    and installed first)."""
     side = directory / SIDE[LATEST]
-    if (directory / METRICS).exists() or not side.exists():
+    if (directory / METRICS).exists():
         return
-    if load_run_file(side)["epoch"] in committed:
+    if side.exists() and load_run_file(side)["epoch"] in committed:
         split = read_split(directory)
         _install(directory, split is not None and len(split[1]) > 0)
     else:
