@@ -273,6 +273,60 @@ def test_adam_and_lbfgs_run_one_after_another_and_say_so(tmp_path, digits300, ca
             ["--seeds", "1", "--grid", "seed=1,2"],
             "error: sweep seeds with --seeds or --grid seed=..., not both\n",
         ),  # fmt: skip
+        # issue 23: grids that would train duplicates, flags the grid ignores, huge sweeps
+        *[
+            (
+                ["--grid", f"{field}={values}"],
+                f"error: --grid {field}={values}: {field} changes "
+                "nothing a network learns; set it once for the whole sweep\n",
+            )
+            for field, values in [
+                ("figures", "true,false"),
+                ("checkpoint_every", "0,5"),
+                ("threads", "1,2"),
+            ]
+        ],
+        (
+            ["--grid", "activation=logistic,sigmoid", "--grid", "l2=0,1"],
+            "error: --grid: activation=logistic and activation=sigmoid train the same network; "
+            "keep one\n",
+        ),
+        (
+            ["--grid", "lr=0.1", "--lr", "0.5"],
+            "error: --lr and --grid lr=... both set lr; give one\n",
+        ),
+        (["--seeds", "0-2", "--seed", "4"], "error: --seed and --seeds both set seed; give one\n"),
+        *[
+            (
+                ["--seeds", f"0-{high}"],
+                f"error: --seeds 0-{high}: {high + 1:,} seeds, but a sweep "
+                "trains at most 10,000 networks; split it into several sweeps\n",
+            )
+            for high in (200_000, 10**12)
+        ],
+        (
+            ["--grid", "l2=" + ",".join(str(i) for i in range(101)), "--seeds", "0-99"],
+            "error: the grid makes 10,100 networks, but a sweep trains at most 10,000; split it "
+            "into several sweeps\n",
+        ),
+        # issue 22: hints
+        (
+            ["--seed", "0-2"],
+            "error: argument --seed: invalid int value: '0-2' (did you mean --seeds?)\n",
+        ),
+        (
+            ["--grid", "lambda=0,1"],
+            "error: --grid lambda=0,1: unknown field 'lambda' (lambda is l2 here)\n",
+        ),
+        (
+            ["--grid", "learning_rate_init=0.1"],
+            "error: --grid learning_rate_init=0.1: unknown field 'learning_rate_init' "
+            "(learning_rate_init is lr here)\n",
+        ),
+        (
+            ["--grid", "epoch=1,2"],
+            "error: --grid epoch=1,2: unknown field 'epoch' (did you mean 'epochs'?)\n",
+        ),
     ],
 )
 def test_a_bad_grid_is_one_error_line_and_nothing_written(
