@@ -16,6 +16,9 @@ directory per network in a ``train.py`` run's layout (``evaluate``, ``plots``, `
 ``train.py --resume`` work on each). Networks' files are written on a time budget
 (``--save-every`` seconds) and when each network ends; ``--resume`` continues from them.
 
+One process writes a sweep directory: rank 0 holds its lock from before it reads sweep.json
+(whose names and directories must lie inside the sweep) to the end.
+
 Over ranks (``torchrun --standalone --nproc-per-node N -m digits_torch.sweep ...``): rank 0
 decides for all (it reads sweep.json to resume, makes the sweep directory and writes the first
 sweep.json, and brings every network back to its last commit); each rank trains every N-th

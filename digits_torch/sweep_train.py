@@ -15,7 +15,11 @@ the same arithmetic), a save is a commit of the whole stack at one epoch:
 Before a resumed sweep trains, :func:`recover` renames the side files of a committed save and
 deletes those of a save that was not committed, reading every rank's commit file (the world
 size may have changed since), so every network is back at its last commit. History lines past a
-checkpoint are dropped on resume, as for a resumed ``train.py`` run. Networks that end between
+checkpoint are dropped on resume, and a resumed network is checked as a resumed ``train.py`` run
+is (:func:`~digits_torch.training.check_same_run`). A stack holds its networks' locks
+(:class:`~digits_torch.runs.RunLock`) while it trains, and a stack that fails cleans up as
+``fit`` does: its last save finished if committed, else undone; a network that never saved,
+removed. Networks that end between
 saves keep their state in memory and are saved (and reported) with the next commit. (Resumed
 with another number of ranks, a network joins another stack: its float64 figures then agree
 with an uninterrupted sweep's to about 1e-16, not bit for bit.)
