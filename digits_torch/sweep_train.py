@@ -465,6 +465,8 @@ def _run_solo(network: Network, sweep_dir: Path, stop: Stop, quiet: bool) -> Non
     found = []
     for directory in sorted(sweep_dir.glob(f"*-{network.config.preset}-{network.name}")):
         own_dir(sweep_dir, directory)
+        if not directory.is_dir():
+            continue
         if (directory / LATEST).exists():
             found.append(directory)
         else:  # a kill beat its first checkpoint: nothing in it to resume
@@ -494,15 +496,14 @@ def _remove_unstarted(run_dir: Path) -> None:
 
 
 def own_dir(sweep_dir: Path, path: Path) -> None:
-    """A network's directory must be the sweep's own: a directory (or nothing yet) right in
-    ``sweep_dir``, not a link out of it.
+    """A network's directory must be the sweep's own: right in ``sweep_dir``, not a link out
+    of it.
 
     Raises:
         UserError: naming ``path``.
     """
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        problem = "a link" if path.is_symlink() else "not a directory"
-        raise UserError(f"{problem}, not a network directory of the sweep", path)
+    if path.is_symlink():
+        raise UserError("a link, not a network directory of the sweep", path)
     if path.parent.resolve() != sweep_dir.resolve():
         raise UserError(f"not a network directory of the sweep {sweep_dir}", path)
 
