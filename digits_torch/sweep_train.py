@@ -484,8 +484,8 @@ def _run_solo(network: Network, sweep_dir: Path, stop: Stop, quiet: bool) -> Non
 
 
 def _remove_unstarted(run_dir: Path) -> None:
-    """A solo network's run directory without a checkpoint, removed (under its lock) as ``fit``
-    removes a run that never saved; ``fit`` then starts the network again."""
+    """A network's run directory without a checkpoint, removed (under its lock) as ``fit``
+    removes a run that never saved; the network then starts again."""
     lock = RunLock(run_dir)
     try:
         shutil.rmtree(run_dir)
@@ -510,11 +510,14 @@ def own_dir(sweep_dir: Path, path: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(networks: list[Network]) -> Iterator[None]:
-    """Each network's directory, made if new and held (:class:`RunLock`) while its stack
-    trains: a ``train.py --resume`` of it, or a second sweep, is refused meanwhile."""
+    """Each network's directory, made if new (or if a kill beat its first checkpoint: nothing
+    in it to resume) and held (:class:`RunLock`) while its stack trains: a ``train.py
+    --resume`` of it, or a second sweep, is refused meanwhile."""
     locks: list[RunLock] = []
     try:
         for network in networks:
+            if network.dir.is_dir() and not (network.dir / LATEST).exists():
+                _remove_unstarted(network.dir)
             _make_dir(network.dir)
             locks.append(RunLock(network.dir))
         yield

@@ -118,18 +118,23 @@ def test_a_history_that_skips_epochs_is_refused_as_train_py_refuses_it(copied, r
 # ------------------------------------------------------------------------- kills
 
 
-def test_a_solo_network_killed_before_its_first_checkpoint_resumes(copied, small_digits):
-    """A kill just after fit made the network's directory (it holds a config.json at most)."""
-    network = next(n for n in _networks(copied) if n["values"]["optimizer"] == "adam")
-    killed = copied / network["dir"]
-    shutil.rmtree(killed)
-    killed.mkdir()
-    (killed / "config.json").write_text("{}\n")
+def test_networks_killed_before_their_first_checkpoint_resume(copied, small_digits):
+    """A kill just after a network's directory was made: it holds a config.json and an event
+    file at most, for a solo (adam) network, as for a stacked one."""
+    solo = next(n for n in _networks(copied) if n["values"]["optimizer"] == "adam")
+    stacked = _stacked(copied)
+    for killed in (copied / solo["dir"], stacked):
+        shutil.rmtree(killed)
+        killed.mkdir()
+        (killed / "config.json").write_text("{}\n")
+        (killed / "events.out.tfevents.0.killed").write_bytes(b"")
     assert sweep.run_command(["--resume", str(copied)]) == copied
-    (again,) = copied.glob(f"*-seed-{network['name']}")
-    assert again != killed and not killed.exists()
-    assert [r["epoch"] for r in read_history(again)] == list(range(1, EPOCHS + 1))
-    saved = next(n for n in _networks(copied) if n["name"] == network["name"])
+    (again,) = copied.glob(f"*-seed-{solo['name']}")  # the killed one removed, a new one
+    for run in (again, stacked):
+        assert not (run / "events.out.tfevents.0.killed").exists()
+        assert [r["epoch"] for r in read_history(run)] == list(range(1, EPOCHS + 1))
+        assert json.loads((run / "metrics.json").read_text())["epochs"] == EPOCHS
+    saved = next(n for n in _networks(copied) if n["name"] == solo["name"])
     assert saved["dir"] == again.name and saved["metrics"]["epochs"] == EPOCHS
 
 
