@@ -52,7 +52,14 @@ from pathlib import Path
 import torch
 
 from . import cli
-from .config import DEFAULT_PRESET, TrainConfig, close_field, make_config, resolve_device
+from .config import (
+    DEFAULT_PRESET,
+    TrainConfig,
+    close_field,
+    make_config,
+    read_config_file,
+    resolve_device,
+)
 from .data import default_data_path, load_digits
 from .distributed import Ranks, any_rank, from_lead, gather_to_lead, job_ranks, joined, own_errors
 from .errors import ArgumentParser, UserError, exit_on_error, tell
@@ -475,10 +482,9 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
     lock then added to ``locks``)."""
     given = dict(given)
     specs, seeds = given.pop("grid"), given.pop("seeds", None)
-    sweep_dir = given.pop("resume", None)
-    logdir, name = given.get("logdir", TrainConfig.logdir), given.get("name", "")
+    sweep_dir, config_file = given.pop("resume", None), given.pop("config", None)
     if sweep_dir is not None:
-        if specs or seeds or set(given) - {"device", "quiet"}:
+        if specs or seeds or config_file or set(given) - {"device", "quiet"}:
             raise UserError(
                 "a resumed sweep keeps its grid and config; give only --device, --quiet"
             )
@@ -494,7 +500,11 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
                 raise UserError("sweep seeds with --seeds or --grid seed=..., not both")
             grid["seed"] = parse_seeds(seeds)
         _check_flags(given, grid, seeds is not None)
+        # a config file is a base, as train.py takes it: the flags override it, the grid both
+        given = {**(read_config_file(config_file) if config_file else {}), **given}
+        logdir = given.get("logdir", TrainConfig.logdir)
         networks = expand(given.pop("preset", DEFAULT_PRESET), given, grid, Path(logdir))
+    logdir, name = given.get("logdir", TrainConfig.logdir), given.get("name", "")
     base = networks[0].config
     resolve_device(base.device)  # a device missing everywhere: said once, by rank 0
     X, _ = load_digits(base.data or default_data_path())

@@ -358,6 +358,18 @@ def test_memory_grows_linearly_and_256_article_networks_fit_in_2_gib():
     assert need(256) < 2 * 2**30
 
 
+def test_a_config_file_is_the_base_the_flags_and_the_grid_override(tmp_path, small_digits):
+    """As train.py's --config: a file under the flags (a traceback before issue 23)."""
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps({"preset": "seed", "lr": 0.05, "l2": 0.5, "epochs": 7}))
+    args = ["--config", str(path), "--grid", "l2=0,0.1", "--epochs", "1", "--data"]
+    args += [str(small_digits), "--device", "cpu", "--quiet", "--no-figures"]
+    sweep_dir = sweep.run_command([*args, "--logdir", str(tmp_path / "runs")])
+    networks = json.loads((sweep_dir / "sweep.json").read_text())["networks"]
+    got = [tuple(n["config"][k] for k in ("preset", "lr", "l2", "epochs")) for n in networks]
+    assert got == [("seed", 0.05, 0.0, 1), ("seed", 0.05, 0.1, 1)]
+
+
 def test_parse_grid_and_seeds():
     grid = sweep.parse_grid(["l2=0,1e-2", "hidden=25,50x50", "nesterov=true,false", "init=glorot"])
     assert grid == {
