@@ -60,7 +60,7 @@ from .distributed import SOLO, Ranks
 from .errors import StderrOrNothing, UserError, reading, redraw_interval
 from .files import fsync_dir, link_atomically, write_json
 from .run_files import final_figures, hparams_of, report_metrics
-from .runs import METRICS, RunLock, RunLog, read_history, read_split
+from .runs import METRICS, RunLock, RunLog, read_history, read_metrics, read_split
 from .stacked import Member, Stack, stack_key, stackable
 from .training import check_same_run, fit, resume
 
@@ -357,7 +357,7 @@ class _StackRun:
         todo = []
         for network in networks:
             if (network.dir / METRICS).exists():
-                network.metrics = json.loads((network.dir / METRICS).read_text())
+                network.metrics = read_metrics(network.dir)
             else:
                 todo.append(network)
         self.files: dict[int, _Files] = {}
@@ -480,7 +480,7 @@ def _run_solo(network: Network, sweep_dir: Path, stop: Stop, quiet: bool) -> Non
             # in the sweep directory, wherever sweep.json says it was
             config = dataclasses.replace(network.config, quiet=quiet, logdir=str(sweep_dir))
             network.dir = fit(config, ranks=SOLO).run_dir
-    network.metrics = json.loads((network.dir / METRICS).read_text())
+    network.metrics = read_metrics(network.dir)
 
 
 def _remove_unstarted(run_dir: Path) -> None:

@@ -177,6 +177,20 @@ def test_a_hand_edited_sweep_json_writes_nothing_outside_the_sweep(
     ]
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("[1]", "not a JSON object of figures (a list)"), ('{"val_accuracy": "x"}', "got 'x'")],
+)
+def test_a_hand_edited_metrics_json_is_one_error_line(copied, run_entry, content, problem):
+    network = _networks(copied)[-1]  # a solo one, then a stacked one
+    for run in (copied / network["dir"], copied / _networks(copied)[0]["dir"]):
+        saved = (run / "metrics.json").read_text()
+        (run / "metrics.json").write_text(content)
+        ran = run_entry(lambda: sweep.run_command(["--resume", str(copied)]))
+        assert problem in one_error_line(ran, f"error: {run / 'metrics.json'}: ")
+        (run / "metrics.json").write_text(saved)
+
+
 def test_a_network_directory_planted_as_a_link_is_refused(copied, tmp_path, run_entry):
     network = _stacked(copied)
     outside = Path(shutil.move(network, tmp_path / "elsewhere"))
