@@ -335,9 +335,8 @@ def _check_names(networks: list[Network], path: Path) -> None:
         raise UserError("holds no networks", path)
     seen: set[str] = set()
     for index, network in enumerate(networks):
-        for what, name in (("name", network.name), ("dir", network.dir and network.dir.name)):
-            if name is None and what == "dir":
-                continue
+        named = [("name", network.name)] + [("dir", d.name) for d in [network.dir] if d]
+        for what, name in named:
             plain = isinstance(name, str) and re.fullmatch(r"[\w+=-][\w.+=-]*", name)
             if not plain or len(name.encode()) > 255:
                 raise UserError(

@@ -16,13 +16,16 @@ Before a resumed sweep trains, :func:`recover` renames the side files of a commi
 deletes those of a save that was not committed, reading every rank's commit file (the world
 size may have changed since), so every network is back at its last commit. History lines past a
 checkpoint are dropped on resume, and a resumed network is checked as a resumed ``train.py`` run
-is (:func:`~digits_torch.training.check_same_run`). A stack holds its networks' locks
-(:class:`~digits_torch.runs.RunLock`) while it trains, and a stack that fails cleans up as
-``fit`` does: its last save finished if committed, else undone; a network that never saved,
-removed. Networks that end between
-saves keep their state in memory and are saved (and reported) with the next commit. (Resumed
-with another number of ranks, a network joins another stack: its float64 figures then agree
-with an uninterrupted sweep's to about 1e-16, not bit for bit.)
+is (:func:`~digits_torch.training.check_same_run`). Networks that end between saves keep their
+state in memory and are saved (and reported) with the next commit. (Resumed with another number
+of ranks, a network joins another stack: its float64 figures then agree with an uninterrupted
+sweep's to about 1e-16, not bit for bit.)
+
+A stack holds its networks' locks (:class:`~digits_torch.runs.RunLock`) while it trains, so a
+``train.py --resume`` of one of them waits its turn; a stack that fails (a full disk) cleans up
+as ``fit`` does: its last save finished if committed, else undone, and a network that never
+saved removed. A network's directory that a kill left before its first checkpoint is removed
+when the sweep resumes, and the network starts again.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ from .runs import METRICS, RunLock, RunLog, read_history, read_metrics, read_spl
 from .stacked import Member, Stack, stack_key, stackable
 from .training import check_same_run, fit, resume
 
-__all__ = ["Network", "Stop", "commit_file", "own_dir", "plan_networks", "recover", "run_sweep"]
+__all__ = ["Network", "Stop", "commit_file", "plan_networks", "recover", "run_sweep"]
 
 PROGRESS = "progress.json"  # the commit file of a one-process sweep (and of torchrun's rank 0)
 SIDE = {LATEST: ".sweep-checkpoint.pt", BEST: ".sweep-best.pt"}
@@ -242,7 +245,7 @@ def recover(sweep_dir: Path, networks: list[Network]) -> set[str]:
         if network.dir is None and stackable(network.config):
             network.dir = sweep_dir / network.name
         if network.dir is not None:
-            own_dir(sweep_dir, network.dir)
+            _own_dir(sweep_dir, network.dir)
     epochs, diverged = _commits(sweep_dir)
     for network in networks:
         if network.dir is None or not any((network.dir / n).exists() for n in SIDE.values()):
@@ -464,7 +467,7 @@ def _run_solo(network: Network, sweep_dir: Path, stop: Stop, quiet: bool) -> Non
     process alone (under torchrun, each rank trains its own networks)."""
     found = []
     for directory in sorted(sweep_dir.glob(f"*-{network.config.preset}-{network.name}")):
-        own_dir(sweep_dir, directory)
+        _own_dir(sweep_dir, directory)
         if not directory.is_dir():
             continue
         if (directory / LATEST).exists():
@@ -495,7 +498,7 @@ def _remove_unstarted(run_dir: Path) -> None:
         lock.release()
 
 
-def own_dir(sweep_dir: Path, path: Path) -> None:
+def _own_dir(sweep_dir: Path, path: Path) -> None:
     """A network's directory must be the sweep's own: right in ``sweep_dir``, not a link out
     of it.
 
