@@ -452,8 +452,14 @@ def read_config_file(path: str | Path) -> dict:
 
 
 def _unknown_key(key: str) -> str:
-    close = difflib.get_close_matches(key, list(_field_types()), n=1)
-    return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    close = close_field(key)
+    return f"unknown key {key!r}" + (f" (did you mean {close!r}?)" if close else "")
+
+
+def close_field(name: str) -> str | None:
+    """The config field most like ``name`` (a mistyped field name), or None."""
+    close = difflib.get_close_matches(name, list(_field_types()), n=1)
+    return close[0] if close else None
 
 
 @functools.cache

@@ -53,12 +53,14 @@ __all__ = [
     "new_run_dir",
     "read_config",
     "read_history",
+    "read_metrics",
     "read_split",
     "run_label",
 ]
 
 CONFIG, HISTORY, METRICS, SPLIT = "config.json", "history.jsonl", "metrics.json", "split.json"
 LOCK = ".lock"
+TEXT_METRICS = ("stopped", "device", "preset")  # metrics.json's text; its other values are numbers
 
 # Per-epoch record key -> TensorBoard tag.
 SCALAR_TAGS = {
@@ -212,6 +214,33 @@ def read_config(run_dir: str | Path) -> dict:
         UserError: naming config.json, when it is missing, not JSON, or not a valid config.
     """
     path = Path(run_dir) / CONFIG
+    values = _read_object(path, "config fields")
+    try:
+        TrainConfig.from_dict(values)
+    except (UserError, TypeError) as err:
+        raise UserError(f"not a valid config ({err})", path) from None
+    return values
+
+
+def read_metrics(run_dir: str | Path) -> dict:
+    """A finished run's metrics.json, checked: a JSON object whose figures are numbers (or
+    null), bar the text of :data:`TEXT_METRICS`.
+
+    Raises:
+        UserError: naming metrics.json, when it is missing, not JSON, or holds other values.
+    """
+    path = Path(run_dir) / METRICS
+    metrics = _read_object(path, "figures")
+    for key, value in metrics.items():
+        text = key in TEXT_METRICS
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (isinstance(value, str) if text else value is None or number):
+            raise UserError(f"{key} must be {'text' if text else 'a number'}, got {value!r}", path)
+    return metrics
+
+
+def _read_object(path: Path, holds: str) -> dict:
+    """The JSON object (of ``holds``) in the file at ``path``, or a UserError naming it."""
     with reading(path):
         content = path.read_bytes()
     try:
@@ -219,11 +248,7 @@ def read_config(run_dir: str | Path) -> dict:
     except ValueError as err:
         raise UserError(f"not JSON ({err})", path) from None
     if not isinstance(values, dict):
-        raise UserError(f"not a JSON object of config fields (a {type(values).__name__})", path)
-    try:
-        TrainConfig.from_dict(values)
-    except (UserError, TypeError) as err:
-        raise UserError(f"not a valid config ({err})", path) from None
+        raise UserError(f"not a JSON object of {holds} (a {type(values).__name__})", path)
     return values
 
 

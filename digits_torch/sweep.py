@@ -16,6 +16,9 @@ directory per network in a ``train.py`` run's layout (``evaluate``, ``plots``, `
 ``train.py --resume`` work on each). Networks' files are written on a time budget
 (``--save-every`` seconds) and when each network ends; ``--resume`` continues from them.
 
+One process writes a sweep directory: rank 0 holds its lock from before it reads sweep.json
+(whose names and directories must lie inside the sweep) to the end.
+
 Over ranks (``torchrun --standalone --nproc-per-node N -m digits_torch.sweep ...``): rank 0
 decides for all (it reads sweep.json to resume, makes the sweep directory and writes the first
 sweep.json, and brings every network back to its last commit); each rank trains every N-th
@@ -37,8 +40,10 @@ import argparse
 import dataclasses
 import itertools
 import json
+import math
 import os
 import re
+import shutil
 import socket
 import typing
 from dataclasses import dataclass
@@ -47,12 +52,19 @@ from pathlib import Path
 import torch
 
 from . import cli
-from .config import DEFAULT_PRESET, TrainConfig, make_config, resolve_device
+from .config import (
+    DEFAULT_PRESET,
+    TrainConfig,
+    close_field,
+    make_config,
+    read_config_file,
+    resolve_device,
+)
 from .data import default_data_path, load_digits
 from .distributed import Ranks, any_rank, from_lead, gather_to_lead, job_ranks, joined, own_errors
 from .errors import ArgumentParser, UserError, exit_on_error, tell
 from .files import write_json
-from .runs import new_run_dir
+from .runs import RunLock, new_run_dir
 from .stacked import memory_needed
 from .sweep_report import report, write_results
 from .sweep_train import Network, Stop, plan_networks, recover, run_sweep
@@ -66,6 +78,26 @@ EXIT_INTERRUPTED = 130
 RANK_WAIT = 24 * 3600.0
 # how a sweep runs, not what it trains
 UNSWEPT = ("preset", "device", "logdir", "name", "quiet", "rank_timeout")
+# how a network is trained or watched, not what it learns: swept, they would train duplicates
+UNLEARNED = ("figures", "image_every", "checkpoint_every", "threads", "cuda_graph")
+# other names for fields (scikit-learn's MLPClassifier, ex4's lambda): --grid says which it is
+FIELD_ALIASES = {
+    "lambda": "l2",
+    "alpha": "l2",
+    "learning_rate": "lr",
+    "learning_rate_init": "lr",
+    "hidden_layer_sizes": "hidden",
+    "max_iter": "epochs",
+    "random_state": "seed",
+    "solver": "optimizer",
+    "n_iter_no_change": "patience",
+    "validation_fraction": "val_fraction",
+    "nesterovs_momentum": "nesterov",
+}
+MAX_NETWORKS = 10_000  # per sweep: each leaves a run directory, and its plan lists every one
+# Bytes of a network's name: a solo network's run directory adds a timestamp, its preset and
+# perhaps a suffix (29 bytes at most) within a file name's 255.
+NAME_BYTES = 200
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -99,9 +131,14 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
         if not equals or not text.strip():
             raise UserError(f"--grid {spec}: give FIELD=V1,V2,...")
         if field not in types:
-            raise UserError(f"--grid {spec}: unknown field {field!r}")
+            raise UserError(f"--grid {spec}: unknown field {field!r}{_field_hint(field)}")
         if field in UNSWEPT:
             raise UserError(f"--grid {spec}: {field} is the same for the whole sweep; set it once")
+        if field in UNLEARNED:
+            raise UserError(
+                f"--grid {spec}: {field} changes nothing a network learns; set it once for the "
+                "whole sweep"
+            )
         if field in grid:
             raise UserError(f"--grid {spec}: {field} is swept twice")
         values = []
@@ -116,15 +153,30 @@ def parse_grid(specs: list[str]) -> dict[str, list]:
     return grid
 
 
+def _field_hint(field: str) -> str:
+    """What an unknown --grid field may have meant: `` (lambda is l2 here)``, or a close one."""
+    if field in FIELD_ALIASES:
+        return f" ({field} is {FIELD_ALIASES[field]} here)"
+    close = close_field(field)
+    return f" (did you mean {close!r}?)" if close else ""
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]."""
-    seeds: list[int] = []
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]; at most :data:`MAX_NETWORKS`."""
+    ranges: list[range] = []
     for part in text.split(","):
         low, dash, high = part.strip().partition("-")
         try:
-            seeds += list(range(int(low), int(high) + 1)) if dash else [int(low)]
+            ranges.append(range(int(low), int(high if dash else low) + 1))
         except ValueError:
             raise UserError(f"--seeds {text}: give seeds like 0-4 or 0,3,7") from None
+    count = sum(max(0, r.stop - r.start) for r in ranges)  # counted before any list is made
+    if count > MAX_NETWORKS:
+        raise UserError(
+            f"--seeds {text}: {count:,} seeds, but a sweep trains at most {MAX_NETWORKS:,} "
+            "networks; split it into several sweeps"
+        )
+    seeds = [seed for r in ranges for seed in r]
     if not seeds or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds {text}: give each seed once")
     return seeds
@@ -135,22 +187,48 @@ def _label(value) -> str:
 
 
 def expand(preset: str, given: dict, grid: dict[str, list], logdir: Path) -> list[Network]:
-    """Every combination of the grid as a checked config (a UserError names a bad one)."""
+    """Every combination of the grid as a checked config (a UserError names a bad one, or two
+    that would train the same network)."""
+    count = math.prod(len(values) for values in grid.values())
+    if count > MAX_NETWORKS:
+        raise UserError(
+            f"the grid makes {count:,} networks, but a sweep trains at most {MAX_NETWORKS:,}; "
+            "split it into several sweeps"
+        )
     fields = list(grid)
     networks = []
-    combos = list(itertools.product(*grid.values()))
-    width = len(str(len(combos) - 1))
-    for index, combo in enumerate(combos):
+    seen: dict[TrainConfig, Network] = {}  # each config bar its name: the network it trains
+    width = len(str(count - 1))
+    for index, combo in enumerate(itertools.product(*grid.values())):
         values = dict(zip(fields, combo))
-        label = "-".join(f"{f}={_label(v)}" for f, v in values.items()) or "base"
-        name = f"{index:0{width}d}-" + re.sub(r"[^\w.+=-]", "_", label)
+        name = _network_name(f"{index:0{width}d}", values)
         try:
             config = make_config(preset, **{**given, **values, "name": name, "logdir": str(logdir)})
         except UserError as err:
-            shown = ", ".join(f"{f}={_label(v)}" for f, v in values.items())
-            raise UserError(f"network {shown}: {err}") from None
-        networks.append(Network(name, values, config))
+            raise UserError(f"network {_shown(values)}: {err}") from None
+        network = Network(name, values, config)
+        twin = seen.setdefault(dataclasses.replace(config, name=""), network)
+        if twin is not network:  # activation=logistic,sigmoid: one is the other's alias
+            differ = [f for f in fields if values[f] != twin.values[f]]
+            pair = [_shown({f: n.values[f] for f in differ}) for n in (twin, network)]
+            raise UserError(f"--grid: {pair[0]} and {pair[1]} train the same network; keep one")
+        networks.append(network)
     return networks
+
+
+def _shown(values: dict) -> str:
+    return ", ".join(f"{f}={_label(v)}" for f, v in values.items())
+
+
+def _network_name(index: str, values: dict) -> str:
+    """``03-l2=0.1-seed=1``: its index and swept values, as letters, digits and ``. _ + = -``;
+    values past :data:`NAME_BYTES` are counted (``03-l2=0.1-+1``), as run names count them."""
+    parts = [re.sub(r"[^\w.+=-]", "_", f"{f}={_label(v)}") for f, v in values.items()]
+    name, shown = f"{index}-" + ("-".join(parts) or "base"), len(parts)
+    while len(name.encode()) > NAME_BYTES:
+        shown -= 1
+        name = f"{index}-" + "-".join([*parts[:shown], f"+{len(parts) - shown}"])
+    return name
 
 
 def describe_plan(stacks, solo, memory: int, available: int | None) -> str:
@@ -222,10 +300,13 @@ def _write_sweep_json(sweep_dir: Path, grid: dict, networks: list[Network], plan
     )
 
 
-def _read_sweep(sweep_dir: Path) -> tuple[dict, list[Network]]:
+def _read_sweep(sweep_dir: Path, locks: list[RunLock]) -> tuple[dict, list[Network]]:
+    """The grid and networks of the sweep to resume, read holding its lock (added to
+    ``locks``), and checked: nothing read may make the sweep write outside its directory."""
     path = sweep_dir / SWEEP
-    if not path.exists():
+    if not path.is_file():
         raise UserError(f"not a sweep directory to resume (no {SWEEP})", sweep_dir)
+    locks.append(RunLock(sweep_dir))  # one sweep at a time: before reading what it will change
     try:
         saved = json.loads(path.read_text())
         grid = {
@@ -243,14 +324,53 @@ def _read_sweep(sweep_dir: Path) -> tuple[dict, list[Network]]:
         ]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"unreadable ({err})", path) from None
+    _check_names(networks, path)
     return grid, networks
+
+
+def _check_names(networks: list[Network], path: Path) -> None:
+    """Each network of a sweep.json read back has a name of its own that is a plain directory
+    name, the name its config trains under, and a directory (if any) of such a name."""
+    if not networks:
+        raise UserError("holds no networks", path)
+    seen: set[str] = set()
+    for index, network in enumerate(networks):
+        named = [("name", network.name)] + [("dir", d.name) for d in [network.dir] if d]
+        for what, name in named:
+            plain = isinstance(name, str) and re.fullmatch(r"[\w+=-][\w.+=-]*", name)
+            if not plain or len(name.encode()) > 255:
+                raise UserError(
+                    f"network {index}: {what} {name!r} is not a directory name in the sweep "
+                    "(letters, digits and . _ - + =, not first a dot)",
+                    path,
+                )
+        if network.dir is not None and network.dir.parent != path.parent:  # an absolute dir
+            raise UserError(f"network {index}: dir {str(network.dir)!r} is outside the sweep", path)
+        if network.config.name != network.name:
+            raise UserError(
+                f"network {index}: its config's name {network.config.name!r} is not its name "
+                f"{network.name!r}",
+                path,
+            )
+        if network.name in seen:
+            raise UserError(f"network {index}: name {network.name!r} is given twice", path)
+        seen.add(network.name)
 
 
 # ----------------------------------------------------------------------------- the command
 
 
+class _Parser(ArgumentParser):
+    """The sweep's flags: ``--seed 0-2`` (train.py's one seed) hints at ``--seeds``."""
+
+    def _suggestion(self, message: str) -> str:
+        if message.startswith("argument --seed: invalid"):
+            return " (did you mean --seeds?)"
+        return super()._suggestion(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
+    parser = _Parser(
         prog="python -m digits_torch.sweep",
         description="Train many networks at once over a grid of config fields. Every train.py "
         "flag sets a field for all networks.",
@@ -327,12 +447,21 @@ def _sweep(given: dict, ranks: Ranks) -> Path:
     and rank 0 checks and prints the plans and makes the sweep directory; each rank trains its
     share and sends rank 0 the results, which rank 0 writes."""
     save_every = given.pop("save_every")
-    planned = from_lead(ranks, lambda: _what_to_train(given))
+    locks: list[RunLock] = []  # rank 0's, on the sweep directory: one sweep writes it at a time
+    try:
+        return _sweep_locked(given, ranks, save_every, locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _sweep_locked(given: dict, ranks: Ranks, save_every: float, locks: list[RunLock]) -> Path:
+    planned = from_lead(ranks, lambda: _what_to_train(given, locks))
     device = planned.networks[0].config.device
     with own_errors(ranks):
         share = _share(ranks.mine(planned.networks), device, planned.shape)
     shares = gather_to_lead(ranks, share)
-    planned = from_lead(ranks, lambda: _start(planned, shares))
+    planned = from_lead(ranks, lambda: _start(planned, shares, locks))
     mine = ranks.mine(planned.networks)  # round robin: stacks and solo runs spread alike
     stop = _train_share(planned, mine, save_every, ranks)
     with stop.deferred():  # a rank done with its share waits here for the others; signals too
@@ -347,19 +476,19 @@ def _sweep(given: dict, ranks: Ranks) -> Path:
     return planned.dir
 
 
-def _what_to_train(given: dict) -> _Sweep:
-    """On rank 0: the grid and its networks, from the flags or (``--resume``) sweep.json."""
+def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
+    """On rank 0: the grid and its networks, from the flags or (``--resume``) sweep.json (its
+    lock then added to ``locks``)."""
     given = dict(given)
     specs, seeds = given.pop("grid"), given.pop("seeds", None)
-    sweep_dir = given.pop("resume", None)
-    logdir, name = given.get("logdir", TrainConfig.logdir), given.get("name", "")
+    sweep_dir, config_file = given.pop("resume", None), given.pop("config", None)
     if sweep_dir is not None:
-        if specs or seeds or set(given) - {"device", "quiet"}:
+        if specs or seeds or config_file or set(given) - {"device", "quiet"}:
             raise UserError(
                 "a resumed sweep keeps its grid and config; give only --device, --quiet"
             )
         sweep_dir = Path(sweep_dir)
-        grid, networks = _read_sweep(sweep_dir)
+        grid, networks = _read_sweep(sweep_dir, locks)
         networks = [
             dataclasses.replace(n, config=dataclasses.replace(n.config, **given)) for n in networks
         ]
@@ -369,11 +498,25 @@ def _what_to_train(given: dict) -> _Sweep:
             if "seed" in grid:
                 raise UserError("sweep seeds with --seeds or --grid seed=..., not both")
             grid["seed"] = parse_seeds(seeds)
+        _check_flags(given, grid, seeds is not None)
+        # a config file is a base, as train.py takes it: the flags override it, the grid both
+        given = {**(read_config_file(config_file) if config_file else {}), **given}
+        logdir = given.get("logdir", TrainConfig.logdir)
         networks = expand(given.pop("preset", DEFAULT_PRESET), given, grid, Path(logdir))
+    logdir, name = given.get("logdir", TrainConfig.logdir), given.get("name", "")
     base = networks[0].config
     resolve_device(base.device)  # a device missing everywhere: said once, by rank 0
     X, _ = load_digits(base.data or default_data_path())
     return _Sweep(grid, networks, sweep_dir, logdir, name, X.shape)
+
+
+def _check_flags(given: dict, grid: dict, seeds: bool) -> None:
+    """Refuse a flag for a field the grid sweeps: the grid's values would silently win."""
+    for field in grid:
+        if field in given:
+            flag = "--" + field.replace("_", "-")
+            swept = "--seeds" if seeds and field == "seed" else f"--grid {field}=..."
+            raise UserError(f"{flag} and {swept} both set {field}; give one")
 
 
 def _share(networks: list[Network], device_spec: str, shape: tuple[int, int]) -> _Share:
@@ -386,21 +529,29 @@ def _share(networks: list[Network], device_spec: str, shape: tuple[int, int]) ->
     return _Share(plan, len(networks), str(device), socket.gethostname(), needed, available)
 
 
-def _start(planned: _Sweep, shares: list[_Share]) -> _Sweep:
+def _start(planned: _Sweep, shares: list[_Share], locks: list[RunLock]) -> _Sweep:
     """On rank 0, once every rank has planned its share: refuse a sweep that does not fit,
-    print the plan, make the sweep directory (a new sweep), write sweep.json, and bring every
-    network back to its last commit (a resumed sweep), before any rank trains."""
+    print the plan, make the sweep directory (a new sweep; its lock added to ``locks``), write
+    sweep.json, and bring every network back to its last commit (a resumed sweep), before any
+    rank trains."""
     _check_memory(shares)
     plan = _whole_plan(shares)
     print(plan)
-    sweep_dir, networks = planned.dir, planned.networks
-    if sweep_dir is None:
+    sweep_dir, networks, new = planned.dir, planned.networks, planned.dir is None
+    if new:
         sweep_dir = new_run_dir(planned.logdir, "sweep", planned.name)
         networks = [
             dataclasses.replace(n, config=dataclasses.replace(n.config, logdir=str(sweep_dir)))
             for n in networks
         ]
-    _write_sweep_json(sweep_dir, planned.grid, networks, plan)
+    try:
+        if new:
+            locks.append(RunLock(sweep_dir))
+        _write_sweep_json(sweep_dir, planned.grid, networks, plan)
+    except UserError:
+        if new:  # a full disk, say: a sweep that never started leaves nothing, as a run
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+        raise
     diverged = recover(sweep_dir, networks)
     return dataclasses.replace(
         planned, dir=sweep_dir, networks=networks, plan=plan, diverged=diverged

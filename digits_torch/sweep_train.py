@@ -15,10 +15,17 @@ the same arithmetic), a save is a commit of the whole stack at one epoch:
 Before a resumed sweep trains, :func:`recover` renames the side files of a committed save and
 deletes those of a save that was not committed, reading every rank's commit file (the world
 size may have changed since), so every network is back at its last commit. History lines past a
-checkpoint are dropped on resume, as for a resumed ``train.py`` run. Networks that end between
-saves keep their state in memory and are saved (and reported) with the next commit. (Resumed
-with another number of ranks, a network joins another stack: its float64 figures then agree
-with an uninterrupted sweep's to about 1e-16, not bit for bit.)
+checkpoint are dropped on resume, and a resumed network is checked as a resumed ``train.py`` run
+is (:func:`~digits_torch.training.check_same_run`). Networks that end between saves keep their
+state in memory and are saved (and reported) with the next commit. (Resumed with another number
+of ranks, a network joins another stack: its float64 figures then agree with an uninterrupted
+sweep's to about 1e-16, not bit for bit.)
+
+A stack holds its networks' locks (:class:`~digits_torch.runs.RunLock`) while it trains, so a
+``train.py --resume`` of one of them waits its turn; a stack that fails (a full disk) cleans up
+as ``fit`` does: its last save finished if committed, else undone, and a network that never
+saved removed. A network's directory that a kill left before its first checkpoint is removed
+when the sweep resumes, and the network starts again.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -55,9 +63,9 @@ from .distributed import SOLO, Ranks
 from .errors import StderrOrNothing, UserError, reading, redraw_interval
 from .files import fsync_dir, link_atomically, write_json
 from .run_files import final_figures, hparams_of, report_metrics
-from .runs import METRICS, RunLog, read_history, read_split
+from .runs import METRICS, RunLock, RunLog, read_history, read_metrics, read_split
 from .stacked import Member, Stack, stack_key, stackable
-from .training import fit, resume
+from .training import check_same_run, fit, resume
 
 __all__ = ["Network", "Stop", "commit_file", "plan_networks", "recover", "run_sweep"]
 
@@ -94,20 +102,22 @@ def plan_networks(networks: list[Network]) -> tuple[list[list[Network]], list[Ne
 class _Files:
     """One stacked network's run directory, written as ``fit`` writes it, in batches."""
 
-    def __init__(self, network: Network, member: Member, seconds: float) -> None:
+    def __init__(self, network: Network, member: Member, seconds: float, resumed: bool) -> None:
         self.network, self.member, self.dir = network, member, network.dir
+        self.resumed = resumed  # from its checkpoint
         self.saved_config = member.config.to_dict()
+        self.log: RunLog | None = None
         self.records: list[dict] = []
         self.images: list[tuple] = []
         self.start_seconds = self.seconds = seconds  # training seconds: resumed at, and now
         self.improved = False
         self.has_val = len(member.val_rows) > 0
 
-    def open(self, resumed: bool) -> None:
+    def open(self) -> None:
         """The run's log; a new run records its split and saves epoch 0 as latest and best."""
-        resume_epoch = self.member.epoch if resumed else None
+        resume_epoch = self.member.epoch if self.resumed else None
         self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
-        if not resumed:
+        if not self.resumed:
             self.log.write_split(self.member.train_rows, self.member.val_rows)
             figures = ["train_loss", "train_accuracy"]
             figures += ["val_loss", "val_accuracy"] if self.has_val else []
@@ -173,6 +183,18 @@ class _Files:
         self.log.close()
         return metrics
 
+    def abandon(self, committed: Collection[int]) -> None:
+        """A stack that failed (a full disk, say): as ``fit`` cleans up a run. The log is
+        closed, the last save finished if it was committed (``committed``: the network's
+        committed epochs) and undone if not, and a directory with no checkpoint yet, which
+        nothing could resume from, is removed."""
+        if self.log is not None:
+            with contextlib.suppress(Exception):  # the disk may be what failed: that error stands
+                self.log.close()
+        _settle(self.dir, committed)
+        if not (self.dir / LATEST).exists():
+            shutil.rmtree(self.dir, ignore_errors=True)
+
 
 def _install(directory: Path, has_val: bool) -> None:
     """Step 3 of a save: the side files become the real ones (best.pt first)."""
@@ -222,20 +244,33 @@ def recover(sweep_dir: Path, networks: list[Network]) -> set[str]:
     for network in networks:
         if network.dir is None and stackable(network.config):
             network.dir = sweep_dir / network.name
+        if network.dir is not None:
+            _own_dir(sweep_dir, network.dir)
     epochs, diverged = _commits(sweep_dir)
     for network in networks:
-        if network.dir is None or (network.dir / METRICS).exists():
+        if network.dir is None or not any((network.dir / n).exists() for n in SIDE.values()):
             continue
-        side = network.dir / SIDE[LATEST]
-        if not side.exists():
-            continue
-        if load_run_file(side)["epoch"] in epochs.get(network.name, ()):
-            split = read_split(network.dir)
-            _install(network.dir, split is not None and len(split[1]) > 0)
-        else:
-            for name in SIDE.values():
-                (network.dir / name).unlink(missing_ok=True)
+        lock = RunLock(network.dir)  # a train.py --resume of the network may not be running
+        try:
+            _settle(network.dir, epochs.get(network.name, ()))
+        finally:
+            lock.release()
     return diverged
+
+
+def _settle(directory: Path, committed: Collection[int]) -> None:
+    """Finish the network's last save if its epoch is one of ``committed``, else undo it (a
+    side best.pt without a side checkpoint is of a save never committed: it is written first,
+    and installed first)."""
+    side = directory / SIDE[LATEST]
+    if (directory / METRICS).exists():
+        return
+    if side.exists() and load_run_file(side)["epoch"] in committed:
+        split = read_split(directory)
+        _install(directory, split is not None and len(split[1]) > 0)
+    else:
+        for name in SIDE.values():
+            (directory / name).unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- signals
@@ -285,6 +320,7 @@ def _member(network: Network, order: int, X, labels, device) -> tuple[Member, fl
         return member, 0.0, False
     checkpoint = load_run_file(path)
     check_fits(checkpoint, member.model, path, network.config.data or default_data_path())
+    check_same_run(network.dir, checkpoint)  # as train.py --resume checks it: its history too
     epoch, seconds = restore(
         checkpoint,
         path,
@@ -324,13 +360,12 @@ class _StackRun:
         todo = []
         for network in networks:
             if (network.dir / METRICS).exists():
-                network.metrics = json.loads((network.dir / METRICS).read_text())
+                network.metrics = read_metrics(network.dir)
             else:
                 todo.append(network)
         self.files: dict[int, _Files] = {}
         self.members: list[Member] = []
-        for order, network in enumerate(todo):
-            _make_dir(network.dir)
+        for order, network in enumerate(todo):  # every network checked before any is written
             member, seconds, resumed = _member(network, order, X_np, labels, device)
             if network.name in diverged:
                 member.status = "diverged"
@@ -339,12 +374,30 @@ class _StackRun:
             elif member.epoch >= member.config.epochs:
                 member.status = "max_epochs"
             self.members.append(member)
-            self.files[id(member)] = _Files(network, member, seconds)
-            self.files[id(member)].open(resumed)
+            self.files[id(member)] = _Files(network, member, seconds, resumed)
         self.unsaved: list[Member] = []  # ended since the last save
         self.stack = Stack([m for m in self.members if m.status == "training"], self.X, self.y)
 
     def train(self, save_every: float, stop: Stop, quiet: bool) -> None:
+        """Open the networks' files, train the stack, and report each network."""
+        try:
+            for files in self.files.values():
+                files.open()
+            self._train(save_every, stop, quiet)
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Every network's files cleaned up (:meth:`_Files.abandon`); what fails here stays
+        unsaid, so that the error that stopped the stack is the one the user sees."""
+        with contextlib.suppress(UserError, OSError):
+            epochs, _ = _commits(self.commits.parent)
+            for files in self.files.values():
+                with contextlib.suppress(UserError, OSError):
+                    files.abandon(epochs.get(files.network.name, ()))
+
+    def _train(self, save_every: float, stop: Stop, quiet: bool) -> None:
         started = last_save = time.perf_counter()
         epochs = max((m.config.epochs - m.epoch for m in self.stack.members), default=0)
         bar = _progress_bar(epochs, quiet)
@@ -412,16 +465,68 @@ class _StackRun:
 def _run_solo(network: Network, sweep_dir: Path, stop: Stop, quiet: bool) -> None:
     """A network that does not stack: ``fit`` (or ``resume``) in the sweep directory, in this
     process alone (under torchrun, each rank trains its own networks)."""
-    found = sorted(sweep_dir.glob(f"*-{network.config.preset}-{network.name}"))
+    found = []
+    for directory in sorted(sweep_dir.glob(f"*-{network.config.preset}-{network.name}")):
+        _own_dir(sweep_dir, directory)
+        if not directory.is_dir():
+            continue
+        if (directory / LATEST).exists():
+            found.append(directory)
+        else:  # a kill beat its first checkpoint: nothing in it to resume
+            _remove_unstarted(directory)
     with stop.raising():
         if found and (found[-1] / METRICS).exists():
             network.dir = found[-1]
         elif found:
             network.dir = resume(found[-1], ranks=SOLO, quiet=quiet).run_dir
         else:
-            config = dataclasses.replace(network.config, quiet=quiet)
+            # in the sweep directory, wherever sweep.json says it was
+            config = dataclasses.replace(network.config, quiet=quiet, logdir=str(sweep_dir))
             network.dir = fit(config, ranks=SOLO).run_dir
-    network.metrics = json.loads((network.dir / METRICS).read_text())
+    network.metrics = read_metrics(network.dir)
+
+
+def _remove_unstarted(run_dir: Path) -> None:
+    """A network's run directory without a checkpoint, removed (under its lock) as ``fit``
+    removes a run that never saved; the network then starts again."""
+    lock = RunLock(run_dir)
+    try:
+        shutil.rmtree(run_dir)
+    except OSError as err:
+        raise UserError(f"cannot remove it ({err.strerror or err})", run_dir) from None
+    finally:
+        lock.release()
+
+
+def _own_dir(sweep_dir: Path, path: Path) -> None:
+    """A network's directory must be the sweep's own: right in ``sweep_dir``, not a link out
+    of it.
+
+    Raises:
+        UserError: naming ``path``.
+    """
+    if path.is_symlink():
+        raise UserError("a link, not a network directory of the sweep", path)
+    if path.parent.resolve() != sweep_dir.resolve():
+        raise UserError(f"not a network directory of the sweep {sweep_dir}", path)
+
+
+@contextlib.contextmanager
+def _locked(networks: list[Network]) -> Iterator[None]:
+    """Each network's directory, made if new (or if a kill beat its first checkpoint: nothing
+    in it to resume) and held (:class:`RunLock`) while its stack trains: a ``train.py
+    --resume`` of it, or a second sweep, is refused meanwhile."""
+    locks: list[RunLock] = []
+    try:
+        for network in networks:
+            if network.dir.is_dir() and not (network.dir / LATEST).exists():
+                _remove_unstarted(network.dir)
+            _make_dir(network.dir)
+            locks.append(RunLock(network.dir))
+        yield
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 def _make_dir(path: Path) -> None:
@@ -477,6 +582,7 @@ def run_sweep(
     quiet = quiet or not ranks.lead
     commits = sweep_dir / commit_file(ranks.rank)
     for stack in stacks:
-        _StackRun(commits, stack, device, diverged).train(save_every, stop, quiet)
+        with _locked(stack):
+            _StackRun(commits, stack, device, diverged).train(save_every, stop, quiet)
     for network in solo:
         _run_solo(network, sweep_dir, stop, quiet)

@@ -152,14 +152,19 @@ def _resumable(run_dir: Path, overrides: dict) -> tuple[TrainConfig, dict]:
         raise UserError(
             f"the {config.schedule} lr schedule spans the run's epochs; keep them", run_dir
         )
-    _check_same_run(run_dir, saved)
+    check_same_run(run_dir, saved)
     return config, saved
 
 
-def _check_same_run(run_dir: Path, saved: dict) -> None:
-    """The checkpoint must be the run's own: config.json's config (bar what a resume may
-    change) and a history that reaches its epoch. A checkpoint copied in from another run
-    would otherwise resume into a chimera."""
+def check_same_run(run_dir: Path, saved: dict) -> None:
+    """The checkpoint ``saved`` (read from ``run_dir``'s checkpoint.pt) must be the run's own:
+    config.json's config (bar what a resume may change) and a history that holds its epochs
+    exactly. A checkpoint copied in from another run would otherwise resume into a chimera.
+    A resumed sweep checks each of its stacked networks with it too.
+
+    Raises:
+        UserError: naming the checkpoint, config.json or history.jsonl.
+    """
     on_disk = TrainConfig.from_dict(read_config(run_dir)).to_dict()
     in_checkpoint = TrainConfig.from_dict(saved["config"]).to_dict()
     differ = [k for k in on_disk if k not in RESUME_MAY_CHANGE and on_disk[k] != in_checkpoint[k]]

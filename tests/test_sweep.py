@@ -273,6 +273,60 @@ def test_adam_and_lbfgs_run_one_after_another_and_say_so(tmp_path, digits300, ca
             ["--seeds", "1", "--grid", "seed=1,2"],
             "error: sweep seeds with --seeds or --grid seed=..., not both\n",
         ),  # fmt: skip
+        # issue 23: grids that would train duplicates, flags the grid ignores, huge sweeps
+        *[
+            (
+                ["--grid", f"{field}={values}"],
+                f"error: --grid {field}={values}: {field} changes "
+                "nothing a network learns; set it once for the whole sweep\n",
+            )
+            for field, values in [
+                ("figures", "true,false"),
+                ("checkpoint_every", "0,5"),
+                ("threads", "1,2"),
+            ]
+        ],
+        (
+            ["--grid", "activation=logistic,sigmoid", "--grid", "l2=0,1"],
+            "error: --grid: activation=logistic and activation=sigmoid train the same network; "
+            "keep one\n",
+        ),
+        (
+            ["--grid", "lr=0.1", "--lr", "0.5"],
+            "error: --lr and --grid lr=... both set lr; give one\n",
+        ),
+        (["--seeds", "0-2", "--seed", "4"], "error: --seed and --seeds both set seed; give one\n"),
+        *[
+            (
+                ["--seeds", f"0-{high}"],
+                f"error: --seeds 0-{high}: {high + 1:,} seeds, but a sweep "
+                "trains at most 10,000 networks; split it into several sweeps\n",
+            )
+            for high in (200_000, 10**12)
+        ],
+        (
+            ["--grid", "l2=" + ",".join(str(i) for i in range(101)), "--seeds", "0-99"],
+            "error: the grid makes 10,100 networks, but a sweep trains at most 10,000; split it "
+            "into several sweeps\n",
+        ),
+        # issue 22: hints
+        (
+            ["--seed", "0-2"],
+            "error: argument --seed: invalid int value: '0-2' (did you mean --seeds?)\n",
+        ),
+        (
+            ["--grid", "lambda=0,1"],
+            "error: --grid lambda=0,1: unknown field 'lambda' (lambda is l2 here)\n",
+        ),
+        (
+            ["--grid", "learning_rate_init=0.1"],
+            "error: --grid learning_rate_init=0.1: unknown field 'learning_rate_init' "
+            "(learning_rate_init is lr here)\n",
+        ),
+        (
+            ["--grid", "epoch=1,2"],
+            "error: --grid epoch=1,2: unknown field 'epoch' (did you mean 'epochs'?)\n",
+        ),
     ],
 )
 def test_a_bad_grid_is_one_error_line_and_nothing_written(
@@ -302,6 +356,18 @@ def test_memory_grows_linearly_and_256_article_networks_fit_in_2_gib():
 
     assert need(256) - need(128) == 2 * (need(128) - need(64))
     assert need(256) < 2 * 2**30
+
+
+def test_a_config_file_is_the_base_the_flags_and_the_grid_override(tmp_path, small_digits):
+    """As train.py's --config: a file under the flags (a traceback before issue 23)."""
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps({"preset": "seed", "lr": 0.05, "l2": 0.5, "epochs": 7}))
+    args = ["--config", str(path), "--grid", "l2=0,0.1", "--epochs", "1", "--data"]
+    args += [str(small_digits), "--device", "cpu", "--quiet", "--no-figures"]
+    sweep_dir = sweep.run_command([*args, "--logdir", str(tmp_path / "runs")])
+    networks = json.loads((sweep_dir / "sweep.json").read_text())["networks"]
+    got = [tuple(n["config"][k] for k in ("preset", "lr", "l2", "epochs")) for n in networks]
+    assert got == [("seed", 0.05, 0.0, 1), ("seed", 0.05, 0.1, 1)]
 
 
 def test_parse_grid_and_seeds():
