@@ -26,7 +26,8 @@ from pathlib import Path
 from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config, read_config_file
 from .distributed import job_ranks
 from .errors import ArgumentParser, Interrupted, UserError, exit_on_error, program_name, show
-from .runs import find_run
+from .plots import FIGURES
+from .runs import METRICS, find_run
 from .training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # and for SIGTERM (kill, schedulers, containers): 143
@@ -146,14 +147,16 @@ def summary(result: FitResult, prog: str = "digits-train") -> str:
 
     The loss and accuracy of a row come from one model on one set of digits: the reported model
     (best.pt, from its best epoch) on clean digits, the loss without the L2 term. The last
-    epoch's training objective (augmented digits, L2 term included) is labelled as such.
+    epoch's training objective is labelled with what it was computed on (augmented digits or
+    not, L2 term or not), and epochs are called iterations for a full-batch optimizer.
     """
-    m, run_dir = result.metrics, result.run_dir
+    m, run_dir, config = result.metrics, result.run_dir, result.config
+    steps = config.step_name + "s"
     rows = [
         ("preset", m["preset"]),
         ("device", m["device"] + (f", {m['ranks']} ranks (torchrun)" if m["ranks"] > 1 else "")),
-        ("epochs", f"{m['epochs']} of {result.config.epochs} ({m['stopped']})"),
-        ("model", f"best.pt, from epoch {m['best_epoch']} (by {result.config.stop_on})"),
+        (steps, f"{m['epochs']} of {config.epochs} ({m['stopped']})"),
+        ("model", f"best.pt, from {config.step_name} {m['best_epoch']} (by {config.stop_on})"),
         ("", f"{'loss':>8}  {'accuracy':>8}  (best.pt on clean digits, loss without L2)"),
         ("training", _pair(m["train_loss"], m["train_accuracy"], m.get("train_examples"))),
     ]
@@ -161,22 +164,31 @@ def summary(result: FitResult, prog: str = "digits-train") -> str:
         rows.append(("validation", _pair(m["val_loss"], m["val_accuracy"], m.get("val_examples"))))
     objective = m.get("last_epoch_objective")
     rows += [
-        ("last epoch", f"{_fmt(objective)}  training objective (augmented digits, with L2)"),
+        (f"last {config.step_name}", f"{_fmt(objective)}  {_objective_words(config)}"),
         ("seconds", f"{m['seconds']:.2f}"),
     ]
     table = "\n".join(f"{name:>12}  {value}" for name, value in rows)
     installed = prog.startswith("digits-")
     evaluate = "digits-evaluate" if installed else "python -m digits_torch.evaluate"
     train = prog if installed or prog.startswith("python") else f"python {prog}"
-    longer = "" if result.config.schedule == "cosine" else " --epochs N   (to train longer)"
-    pictures = f"; pictures: {run_dir / 'figures'}" if result.config.figures else ""
+    longer = "" if config.schedule == "cosine" else " --epochs N   (to train longer)"
+    pictures = f"figures: {run_dir / FIGURES}\n" if config.figures else ""
     return (
         f"{table}\n"
-        f"figures: {run_dir / 'metrics.json'}{pictures}\n"
+        f"metrics: {run_dir / METRICS}\n"
+        f"{pictures}"
         f"  tensorboard --logdir {run_dir.parent}\n"
         f"  {evaluate} {run_dir}\n"
         f"  {train} --resume {run_dir}{longer}"
     )
+
+
+def _objective_words(config: TrainConfig) -> str:
+    """What the last epoch's training objective was computed on, from the run's config."""
+    digits = "augmented digits" if config.augmented else "training digits"
+    penalty = "with L2" if config.l2 else "no L2 term"
+    note = "; training accuracy during training was on them" if config.augmented else ""
+    return f"training objective ({digits}, {penalty}{note})"
 
 
 def _pair(loss, accuracy, examples) -> str:

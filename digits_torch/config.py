@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
+# Optimizers that take one step on all the training digits per epoch: an epoch is an iteration.
+FULL_BATCH = ("lbfgs",)
 BACKPROPS = ("explicit", "autograd")
 MONITORS = ("train_loss", "val_loss", "val_accuracy")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -184,6 +186,21 @@ class TrainConfig:
     def hidden_text(self) -> str:
         shown = " ".join(map(str, self.hidden[:8]))
         return shown + (" ..." if len(self.hidden) > 8 else "")
+
+    @property
+    def full_batch(self) -> bool:
+        """Whether an epoch is one full-batch iteration (L-BFGS): what plots and tables call it."""
+        return self.optimizer in FULL_BATCH
+
+    @property
+    def step_name(self) -> str:
+        """What one epoch is called: "iteration" for a full-batch optimizer, else "epoch"."""
+        return "iteration" if self.full_batch else "epoch"
+
+    @property
+    def augmented(self) -> bool:
+        """Whether training sees randomly distorted digits (any augmentation field above 0)."""
+        return bool(self.aug_shift or self.aug_rotate or self.aug_scale)
 
     @property
     def memory_text(self) -> str:

@@ -250,8 +250,10 @@ class RunFiles:
 
     def _figures(self, epoch: int) -> None:
         """Pictures of the reported model, on the validation digits when some were held out."""
-        shown = self.run.val if self.run.val is not None else self.run.train
-        for name, figure in plots.run_figures(self.run.model, *shown, self.dir).items():
+        run = self.run
+        shown, digits = plots.shown_digits(run.train, run.val)
+        figures = plots.run_figures(run.model, *shown, self.dir, digits, train_X=run.train[0])
+        for name, figure in figures.items():
             image = plots.render(figure)
             plots.save_png(image, self.dir / plots.FIGURES / f"{name}.png")
             if name in ("mistakes", "confusion"):

@@ -2,11 +2,13 @@
 
 * ``results.csv``: one row per network: its swept values and final figures;
 * ``validation_curve_<field>.png`` for each swept numeric field: training and validation accuracy
-  against the field's value, mean and spread (one standard deviation) over seeds, a log axis for
-  l2 and lr (symmetric-log where 0 is one of the values): ex5's validation curve;
+  (in two colours) against the field's value, mean and spread (one standard deviation) over
+  seeds, a log axis for l2 and lr (symmetric-log where 0 is one of the values, which the axis
+  label says): ex5's validation curve;
 * ``heatmap_<a>_<b>.png`` where two fields are swept: mean validation accuracy over seeds;
 * the closing table: configurations (all swept values but the seed) ranked by mean validation
   accuracy (training accuracy without a validation split), and the best network's directory.
+  A configuration of one network (one seed) shows its value alone: one seed has no spread.
 """
 
 from __future__ import annotations
@@ -64,6 +66,18 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _mean_sd_text(values: list[float | None]) -> str:
+    """Percent "mean +- sd" of fractions; one value alone, without a spread it does not have."""
+    mean, sd = _mean_sd(values)
+    if mean != mean:
+        return "-"
+    return f"{100 * mean:.2f}" + (f" +- {100 * sd:.2f}" if _count(values) > 1 else "")
+
+
+def _count(values: list[float | None]) -> int:
+    return sum(v is not None for v in values)
+
+
 def _configurations(grid: dict, rows: list[dict]) -> dict[tuple, list[dict]]:
     """Rows by their swept values other than the seed."""
     fields = [f for f in grid if f != "seed"]
@@ -82,15 +96,15 @@ def report(sweep_dir: Path, grid: dict, rows: list[dict]) -> str:
         _configurations(grid, rows).items(),
         key=lambda item: -np.nan_to_num(_mean_sd([r[key] for r in item[1]])[0], nan=-1.0),
     )
-    seeds = f" (mean +- sd over {len(grid['seed'])} seeds)" if "seed" in grid else ""
+    seeds = len(grid.get("seed", [0]))
+    seeds = f" (mean +- sd over {seeds} seeds)" if seeds > 1 else " (one seed: no spread)"
     lines = [f"ranked by {key.replace('_', ' ')}{seeds}:"]
     head = ["#", *fields, "val acc %", "train acc %", "epochs"]
     table = [head]
     for rank, (values, members) in enumerate(ranked, 1):
         cells = [str(rank), *map(_shown, values)]
         for figure in ("val_accuracy", "train_accuracy"):
-            mean, sd = _mean_sd([r[figure] for r in members])
-            cells.append("-" if mean != mean else f"{100 * mean:.2f} +- {100 * sd:.2f}")
+            cells.append(_mean_sd_text([r[figure] for r in members]))
         cells.append(f"{_mean_sd([r['epochs'] for r in members])[0]:.0f}")
         table.append(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
@@ -113,16 +127,21 @@ def _numeric(grid: dict, field: str) -> list[float] | None:
     return None
 
 
-def _log_axis(ax, values: list[float], axis: str = "x") -> None:
+def _log_axis(ax, values: list[float], axis: str = "x") -> str:
+    """A log axis for ``values``; returns what its label must add ("log scale", and how 0 is
+    placed where it is one of the values), or "" where the axis stays linear."""
     positive = [v for v in values if v > 0]
     set_scale = ax.set_xscale if axis == "x" else ax.set_yscale
     if not positive:
-        return
+        return ""
+    note = "log scale"
     if min(values) > 0:
         set_scale("log")
     else:  # 0 is one of the values: linear near 0, logarithmic beyond the smallest one
         set_scale("symlog", linthresh=min(positive))
+        note += f"; 0 has no place on it: drawn one decade left of {min(positive):g}"
     (ax.set_xticks if axis == "x" else ax.set_yticks)(values, [f"{v:g}" for v in values])
+    return note
 
 
 def draw_figures(sweep_dir: Path, grid: dict, rows: list[dict]) -> list[Path]:
@@ -139,6 +158,15 @@ def draw_figures(sweep_dir: Path, grid: dict, rows: list[dict]) -> list[Path]:
 
 
 def _validation_curve(sweep_dir, grid, rows, field, xs) -> Path:
+    path = sweep_dir / f"validation_curve_{field}.png"
+    plots.save_png(plots.render(validation_curve(grid, rows, field, xs)), path)
+    return path
+
+
+def validation_curve(grid: dict, rows: list[dict], field: str, xs: list[float]) -> Figure:
+    """Training and validation accuracy (%) against ``field``'s values ``xs`` (one per value of
+    ``grid[field]``), a line pair per combination of the other swept fields; ``rows`` as
+    :func:`write_results` returns them."""
     others = [f for f in grid if f not in (field, "seed")]
     figure = Figure(figsize=(6.4, 4.4), dpi=plots.DPI)
     ax = figure.add_subplot()
@@ -147,11 +175,10 @@ def _validation_curve(sweep_dir, grid, rows, field, xs) -> Path:
         lines.setdefault(tuple(row[f] for f in others), []).append(row)
     order = np.argsort(xs)
     for i, (values, members) in enumerate(lines.items()):
-        colour = f"C{i % 10}"
         label = ", ".join(f"{f}={_shown(v)}" for f, v in zip(others, values))
-        for figure_key, style, name in (
-            ("train_accuracy", "--", "training"),
-            ("val_accuracy", "-", "validation"),
+        for figure_key, style, name, colour in (  # a colour each: training is not validation
+            ("train_accuracy", "--", "training", f"C{(2 * i + 1) % 10}"),
+            ("val_accuracy", "-", "validation", f"C{(2 * i) % 10}"),
         ):
             stats = [
                 _mean_sd([r[figure_key] for r in members if r[field] == grid[field][j]])
@@ -164,20 +191,16 @@ def _validation_curve(sweep_dir, grid, rows, field, xs) -> Path:
             x = np.array(xs)[order]
             ax.plot(x, mean, style, color=colour, marker="o", label=f"{name} {label}".strip())
             ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.15, linewidth=0)
-    if field in LOG_AXIS:
-        _log_axis(ax, xs)
+    note = _log_axis(ax, xs) if field in LOG_AXIS else ""
     seeds = len(grid.get("seed", [0]))
-    ax.set_xlabel(field + (" (log scale)" if field in LOG_AXIS else ""))
+    ax.set_xlabel(field + (f" ({note})" if note else ""))
     ax.set_ylabel("accuracy %")
-    ax.set_title(
-        f"accuracy against {field}" + (f": mean ± sd over {seeds} seeds" if seeds > 1 else "")
-    )
+    spread = f"mean ± sd over {seeds} seeds" if seeds > 1 else "one seed"
+    ax.set_title(f"accuracy against {field}: {spread}")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9, framealpha=0.9)
     figure.tight_layout()
-    path = sweep_dir / f"validation_curve_{field}.png"
-    plots.save_png(plots.render(figure), path)
-    return path
+    return figure
 
 
 def _heatmap(sweep_dir, grid, rows, a, b) -> Path:

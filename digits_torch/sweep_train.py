@@ -175,8 +175,9 @@ class _Files:
         )
         self.log.write_metrics(metrics)
         if config.figures:
-            shown = val if val is not None else train
-            for name, figure in plots.run_figures(m.model, *shown, self.dir).items():
+            shown, digits = plots.shown_digits(train, val)
+            figures = plots.run_figures(m.model, *shown, self.dir, digits, train_X=train[0])
+            for name, figure in figures.items():
                 image = plots.render(figure)
                 plots.save_png(image, self.dir / plots.FIGURES / f"{name}.png")
         self.log.log_hparams(final, step=m.epoch)

@@ -46,9 +46,12 @@ def measure(preset: str, seed: int, val_fraction: float, device: str) -> dict:
 
 
 def mean_sd(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    """'mean +- sample standard deviation' of ``values`` times ``scale``."""
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values) * scale:.{digits}f} +- {sd * scale:.{digits}f}"
+    """'mean +- sample standard deviation' of ``values`` times ``scale``; one value alone is
+    shown as it is, '(one seed)': one seed has no spread to show."""
+    mean = f"{statistics.mean(values) * scale:.{digits}f}"
+    if len(values) == 1:
+        return f"{mean} (one seed)"
+    return f"{mean} +- {statistics.stdev(values) * scale:.{digits}f}"
 
 
 def table(runs: dict[str, list[dict]], last: bool) -> str:

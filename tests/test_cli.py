@@ -20,6 +20,7 @@ from digits_torch.errors import redraw_interval
 from digits_torch.evaluate import evaluate
 from digits_torch.evaluate import main as evaluate_main
 from digits_torch.runs import read_split, run_label
+from digits_torch.training import FitResult
 
 
 @pytest.fixture
@@ -160,7 +161,32 @@ def test_the_closing_table_labels_its_figures_and_says_what_next(tmp_path, small
         f"  python -m digits_torch.evaluate {run}",
         f"  python -m digits_torch.cli --resume {run}",  # tuned: cosine, cannot train longer
     ]
-    assert lines[-5].startswith(f"figures: {run / 'metrics.json'}")
+    assert lines[-5] == f"metrics: {run / 'metrics.json'}"  # --no-figures: no figures row
+    assert "figures:" not in out
+    assert "(augmented digits, with L2; training accuracy during training" in out  # tuned
+
+
+@pytest.mark.parametrize(
+    ("preset", "flags", "words"),
+    [
+        ("tuned", {}, ("epochs", "training objective (augmented digits, with L2;")),
+        ("seed", {"l2": 0.0}, ("epochs", "training objective (training digits, no L2 term)")),
+        ("coursera", {}, ("iterations", "training objective (training digits, with L2)")),
+    ],
+)
+def test_the_closing_table_says_what_its_run_computed(tmp_path, preset, flags, words):
+    config = make_config(preset, logdir=str(tmp_path), **flags)
+    metrics = {"preset": preset, "device": "cpu", "ranks": 1, "epochs": 2, "stopped": "done",
+               "best_epoch": 2, "train_loss": 0.5, "train_accuracy": 0.9, "val_loss": None,
+               "val_accuracy": None, "last_epoch_objective": 0.6, "seconds": 1.0}  # fmt: skip
+    run = tmp_path / "run"
+    out = cli.summary(FitResult(model=None, config=config, run_dir=run, metrics=metrics))
+    steps, objective = words
+    assert f"{steps:>12}  2 of {config.epochs} (done)" in out
+    step = steps.removesuffix("s")
+    assert f"best.pt, from {step} 2" in out and f"last {step}" in out
+    assert objective in out
+    assert f"metrics: {run / 'metrics.json'}\nfigures: {run / 'figures'}\n" in out
 
 
 # ------------------------------------------------------------------ evaluate's splits

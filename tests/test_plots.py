@@ -127,8 +127,8 @@ def test_mistakes_name_predicted_and_true_digit(run, digits, row_of):
     predicted = run.model.predict(torch.from_numpy(X)).numpy()
     wrong = int((predicted != y).sum())
     assert wrong > 25  # six iterations leave plenty
-    fig = plots.mistakes(run.model, X, y, n=25)
-    assert fig._suptitle.get_text().startswith(f"{wrong} of 5000 misclassified")
+    fig = plots.mistakes(run.model, X, y, n=25, digits="training digits")
+    assert fig._suptitle.get_text().startswith(f"training digits (5,000): {wrong} misclassified")
     axes = image_axes(fig)
     assert len(axes) == 25
     for ax in axes:
@@ -144,13 +144,15 @@ def test_mistakes_when_there_are_none(run, digits):
     right = run.model.predict(torch.from_numpy(X)).numpy() == y
     fig = plots.mistakes(run.model, X[right][:40], y[right][:40])
     assert image_axes(fig) == []
-    assert fig._suptitle.get_text().startswith("0 of 40 misclassified")
+    assert fig._suptitle.get_text().startswith("digits (40): 0 misclassified")
 
 
 def test_confusion_counts_every_digit_once(run, digits):
     X, y = digits
     predicted = run.model.predict(torch.from_numpy(X)).numpy()
-    ax = plots.confusion(run.model, X, y).axes[0]
+    ax = plots.confusion(run.model, X, y, digits="validation digits").axes[0]
+    correct = int((predicted == y).sum())
+    assert ax.get_title().startswith(f"validation digits (5,000): {correct} correct")
     counts = np.asarray(ax.images[0].get_array())
     assert counts.shape == (10, 10)
     assert counts.sum() == len(y)
@@ -185,9 +187,57 @@ def test_learning_curves_plot_the_history(run):
     np.testing.assert_allclose(
         lines[acc_ax, "validation"], [100 * r["val_accuracy"] for r in history]
     )
-    best = f"best epoch ({run.metrics['best_epoch']})"
+    best = f"best iteration ({run.metrics['best_epoch']})"  # coursera: L-BFGS
     assert (loss_ax, best) in lines and (acc_ax, best) in lines
     assert loss_ax.get_yscale() == "log"
+    assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == "iteration"
+
+
+@pytest.mark.parametrize(
+    ("flags", "step", "loss", "accuracy"),
+    [
+        ({}, "epoch", "training (augmented digits, with L2 term)", "training (augmented digits)"),
+        ({"aug_shift": 0.0, "aug_rotate": 0.0, "aug_scale": 0.0, "l2": 0.0}, "epoch",
+         "training (no L2 term)", "training"),
+    ],
+)  # fmt: skip
+def test_learning_curves_say_what_training_was_on(tmp_path, small_digits, flags, step, loss,
+                                                  accuracy):  # fmt: skip
+    config = make_config("tuned", data=str(small_digits), epochs=2, figures=False, device="cpu",
+                         quiet=True, logdir=str(tmp_path), **flags)  # fmt: skip
+    loss_ax, acc_ax = plots.learning_curves(fit(config).run_dir).axes
+    assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == step
+    assert loss_ax.get_legend_handles_labels()[1][0] == loss
+    assert [t.get_text() for t in acc_ax.get_legend().get_texts()][0] == accuracy
+
+
+def test_full_batch_is_derived_from_the_optimizer():
+    assert make_config("coursera").step_name == "iteration" and make_config("coursera").full_batch
+    assert make_config("tuned").step_name == "epoch" and make_config("tuned").augmented
+    assert (
+        not make_config("seed").augmented and not make_config("seed", optimizer="adam").full_batch
+    )
+
+
+def test_hidden_units_mark_the_units_dead_on_the_training_digits(digits):
+    X, _ = digits
+    model = MLP(hidden_sizes=(25,), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # units 3 and 7 never active: a bias far below any weighted sum
+        model.layers[0].bias[[3, 7]] = -1e3
+    dead = plots.dead_units(model, X)
+    assert list(np.flatnonzero(dead)) == [3, 7]
+    fig = plots.hidden_units(model, X)
+    assert fig._suptitle.get_text().endswith(
+        "2 of 25 units dead (never active on a training digit; red border)"
+    )
+    framed = [k for k, ax in enumerate(image_axes(fig)) if ax.patches]
+    assert framed == [3, 7]
+    assert image_axes(fig)[3].patches[0].get_edgecolor()[:3] == (1.0, 0.0, 0.0)
+    alive = plots.hidden_units(MLP(activation="sigmoid"), X)  # a sigmoid is never exactly 0
+    assert alive._suptitle.get_text().endswith(
+        "0 of 25 units dead (never active on a training digit)"
+    )
+    assert plots.hidden_units(model)._suptitle.get_text().count("dead") == 0  # no digits: no claim
 
 
 def test_learning_curves_need_a_history(tmp_path):
@@ -204,8 +254,8 @@ def test_run_leaves_figures_and_tensorboard_images(run, digits):
     _, val = stratified_split(y, 0.2, 0)
     best = load_model(run_dir)
     for name, figure in (
-        ("mistakes", plots.mistakes(best, X[val], y[val])),
-        ("confusion", plots.confusion(best, X[val], y[val])),
+        ("mistakes", plots.mistakes(best, X[val], y[val], digits="validation digits")),
+        ("confusion", plots.confusion(best, X[val], y[val], digits="validation digits")),
     ):
         png = np.asarray(PIL.Image.open(run_dir / "figures" / f"{name}.png"))
         np.testing.assert_array_equal(png, plots.render(figure))

@@ -30,6 +30,7 @@ from digits_torch import (
     load_model,
     make_config,
     sweep,
+    sweep_report,
 )
 from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
 from digits_torch.runs import read_history
@@ -458,3 +459,42 @@ def test_a_stack_on_cuda_trains_as_on_the_cpu(tmp_path, digits300):
         assert a.status == b.status and a.epoch == b.epoch
         for name, value in a.model.state_dict().items():
             assert (b.model.state_dict()[name].cpu() - value).abs().max() < 1e-9
+
+
+# ----------------------------------------------------------------------------- the report's words
+
+
+def _rows(l2s, seeds):
+    """Rows of results.csv for a grid of l2 by seed, accuracies made up but all different."""
+    return [
+        {"l2": l2, "seed": seed, "dir": f"n{i}-{seed}", "epochs": 3,
+         "train_accuracy": 0.9 + 0.01 * i + 0.001 * seed,
+         "val_accuracy": 0.8 + 0.02 * i + 0.003 * seed}
+        for i, l2 in enumerate(l2s) for seed in seeds
+    ]  # fmt: skip
+
+
+def test_a_one_seed_sweep_shows_values_without_a_spread(tmp_path):
+    grid = {"l2": [0.0, 0.01, 0.1], "seed": [0]}
+    table = sweep_report.report(tmp_path, grid, _rows(grid["l2"], [0]))
+    assert "+-" not in table and "(one seed: no spread)" in table
+    assert " 84.00  " in table  # l2=0.1's val accuracy alone
+    many = sweep_report.report(tmp_path, {**grid, "seed": [0, 1]}, _rows(grid["l2"], [0, 1]))
+    assert "(mean +- sd over 2 seeds)" in many and "84.15 +- 0.21" in many
+
+
+def test_the_validation_curve_tells_its_lines_and_its_zero_apart():
+    grid = {"l2": [0.0, 0.01, 0.1], "seed": [0, 1]}
+    ax = sweep_report.validation_curve(grid, _rows(grid["l2"], [0, 1]), "l2", grid["l2"]).axes[0]
+    train, val = ax.lines
+    assert train.get_color() != val.get_color()
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert (
+        texts == ["training", "validation"] and ax.get_legend().get_texts()[0].get_fontsize() >= 9
+    )
+    assert ax.get_xlabel() == "l2 (log scale; 0 has no place on it: drawn one decade left of 0.01)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "0.01", "0.1"]
+    assert ax.get_title() == "accuracy against l2: mean ± sd over 2 seeds"
+    positive = {"l2": [0.01, 0.1], "seed": [0]}
+    ax = sweep_report.validation_curve(positive, _rows([0.01, 0.1], [0]), "l2", [0.01, 0.1]).axes[0]
+    assert ax.get_xlabel() == "l2 (log scale)" and ax.get_title().endswith(": one seed")

@@ -31,17 +31,19 @@ import numpy as np
 import PIL.Image
 import torch
 
+from ..config import TrainConfig
 from ..data import to_image
 from ..errors import UserError, writing
 from ..files import write_atomically
-from ..model import MLP
-from ..runs import METRICS, read_history
+from ..model import ACTIVATIONS, MLP
+from ..runs import CONFIG, METRICS, read_config, read_history
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a run without one never pays
     from matplotlib.figure import Figure
 
 __all__ = [
     "confusion",
+    "dead_units",
     "digits_grid",
     "hidden_units",
     "hidden_units_image",
@@ -50,6 +52,7 @@ __all__ = [
     "render",
     "run_figures",
     "save_png",
+    "shown_digits",
 ]
 
 FIGURES = "figures"  # a run's PNGs go to <run>/figures/
@@ -84,21 +87,29 @@ def digits_grid(
     return fig
 
 
-def hidden_units(model: MLP) -> Figure:
+def hidden_units(model: MLP, X: np.ndarray | torch.Tensor | None = None) -> Figure:
     """Each first-layer unit's incoming weights as an upright image, all on one grey scale.
 
     The scale is symmetric, -w..+w: mid grey is a zero weight, white pixels excite the unit and
     black ones inhibit it. w is the 99th percentile of the absolute weights, so that a few large
     weights do not wash the rest out to grey; the colour bar's arrows stand for the larger ones.
-    Any number of units; 25 make a 5 x 5 grid.
+    Any number of units; 25 make a 5 x 5 grid. Given the training digits X, (m, side * side),
+    the units :func:`dead_units` finds on them get a red border, and the title counts them.
     """
     weights = _first_layer(model)  # (units, side * side)
     limit = _weight_limit(weights)
-    fig, axes = _image_grid(len(weights), tile=0.75, colorbar=True)
-    for ax, unit in zip(axes, weights):
+    dead = np.zeros(len(weights), dtype=bool) if X is None else dead_units(model, X)
+    fig, axes = _image_grid(len(weights), tile=0.75, colorbar=True, title_lines=int(X is not None))
+    from matplotlib.patches import Rectangle
+
+    for ax, unit, is_dead in zip(axes, weights, dead):
         image = ax.imshow(
             to_image(unit), cmap="gray", vmin=-limit, vmax=limit, interpolation="nearest"
         )
+        if is_dead:  # a flat grey tile is otherwise a unit with small weights, or a dead one
+            frame = Rectangle((0, 0), 1, 1, transform=ax.transAxes, clip_on=False)
+            ax.add_patch(frame)
+            frame.set(fill=False, edgecolor="red", linewidth=2.5)
     from matplotlib.transforms import Bbox
 
     grid = Bbox.union([ax.get_position() for ax in axes])  # in figure fractions
@@ -106,8 +117,27 @@ def hidden_units(model: MLP) -> Figure:
     inch = 1 / fig.get_figwidth()
     bar = (grid.x1 + 0.15 * inch, grid.y0 + 0.2 * grid.height, 0.2 * inch, 0.6 * grid.height)
     fig.colorbar(image, cax=fig.add_axes(bar), extend="both", label="weight")
-    fig.suptitle(f"First-layer weights of the {len(weights)} hidden units")
+    title = f"First-layer weights of the {len(weights)} hidden units"
+    if X is not None:
+        title += f"\n{int(dead.sum())} of {len(weights)} units dead (never active on a training"
+        title += " digit; red border)" if dead.any() else " digit)"
+    fig.suptitle(title, fontsize=11 if X is not None else None)
     return fig
+
+
+@torch.no_grad()
+def dead_units(model: MLP, X: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Which first-layer units are dead on X: their output is exactly 0 for every row of X.
+
+    A relu unit whose weighted input is <= 0 on every training digit outputs 0 and passes no
+    gradient, so training never moves it again: its weights stay as they were. (A sigmoid or
+    tanh unit practically never outputs exactly 0.) Shapes: X (m, side * side); returns (units,)
+    bool, computed where the model lives, in its dtype.
+    """
+    weight = model.layers[0].weight
+    x = torch.as_tensor(_numpy(X)).to(device=weight.device, dtype=weight.dtype)
+    hidden = ACTIVATIONS[model.activation](model.layers[0](x))
+    return (hidden == 0).all(dim=0).cpu().numpy()
 
 
 def hidden_units_image(model: MLP) -> np.ndarray:
@@ -138,10 +168,12 @@ def mistakes(
     y: np.ndarray | torch.Tensor,
     n: int = 25,
     seed: int = 0,
+    digits: str = "digits",
 ) -> Figure:
     """Up to ``n`` misclassified digits, each titled with the predicted and the true digit.
 
-    The title counts all mistakes on (X, y). Shapes: X (m, side * side), y (m,) digits.
+    The title names the digits (``digits``: "validation digits", ...) and their number, and
+    counts all mistakes on (X, y). Shapes: X (m, side * side), y (m,) digits.
     """
     X, y = _numpy(X), _numpy(y)
     predicted = _predict(model, X)
@@ -154,18 +186,25 @@ def mistakes(
         ax.set_title(f"predicted {predicted[row]}\ntrue {y[row]}", fontsize=9, pad=2)
     if len(shown) == 0:
         axes[0].text(0.5, 0.5, "none", ha="center", va="center", transform=axes[0].transAxes)
-    title = f"{len(wrong)} of {len(y)} misclassified ({100 * len(wrong) / len(y):.2f} %)"
+    title = f"{_digits_named(digits, len(y))}: {len(wrong)} misclassified"
+    title += f" ({100 * len(wrong) / len(y):.2f} %)"
     if 0 < len(shown) < len(wrong):
         title += f"; {len(shown)} shown"
     fig.suptitle(title)
     return fig
 
 
-def confusion(model: MLP, X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> Figure:
+def confusion(
+    model: MLP,
+    X: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    digits: str = "digits",
+) -> Figure:
     """The confusion matrix: the count of digits of each true class (row) per prediction (column).
 
     Colours are on a log scale so that a handful of mistakes still shows beside ~500 correct
-    ones; empty cells stay white. Shapes: X (m, side * side), y (m,) digits.
+    ones; empty cells stay white. The title names the digits (``digits``) and their number.
+    Shapes: X (m, side * side), y (m,) digits.
     """
     X, y = _numpy(X), _numpy(y)
     classes = model.num_classes
@@ -193,7 +232,8 @@ def confusion(model: MLP, X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Te
     ax.xaxis.set_label_position("top")
     ax.xaxis.tick_top()
     correct = int(np.trace(counts))
-    ax.set_title(f"{correct} of {len(y)} correct ({100 * correct / len(y):.2f} %)", pad=12)
+    named = _digits_named(digits, len(y))
+    ax.set_title(f"{named}: {correct} correct ({100 * correct / len(y):.2f} %)", pad=12)
     return fig
 
 
@@ -202,7 +242,9 @@ def learning_curves(run_dir: str | Path) -> Figure:
 
     The training loss is the objective the optimizer minimised, L2 penalty included; the
     validation loss is the data loss alone. With a validation split, a dotted line marks the best
-    epoch: the model that best.pt holds.
+    epoch: the model that best.pt holds. The labels follow the run's config.json: training
+    figures on augmented digits say so (they can lie below validation: distorted digits are
+    harder), and a full-batch optimizer's epochs are iterations.
 
     Raises:
         UserError: ``run_dir`` has no epochs recorded.
@@ -213,21 +255,24 @@ def learning_curves(run_dir: str | Path) -> Figure:
         raise UserError("no epochs recorded (no history.jsonl, or an empty one)", run_dir)
     epochs = [r["epoch"] for r in history]
     has_val = history[-1].get("val_accuracy") is not None
+    config = TrainConfig.from_dict(read_config(run_dir)) if (run_dir / CONFIG).exists() else None
+    step = "epoch" if config is None else config.step_name
+    train_loss, train_accuracy = _training_labels(config)
 
     from matplotlib import ticker
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 3.6), dpi=DPI, layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [r["train_loss"] for r in history], label="training (with L2 term)")
-    acc_ax.plot(epochs, [100 * r["train_accuracy"] for r in history], label="training")
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], label=train_loss)
+    acc_ax.plot(epochs, [100 * r["train_accuracy"] for r in history], label=train_accuracy)
     if has_val:
         loss_ax.plot(epochs, [r["val_loss"] for r in history], label="validation (data loss)")
         acc_ax.plot(epochs, [100 * r["val_accuracy"] for r in history], label="validation")
         best = _best_epoch(run_dir)
         if best is not None:
             for ax in (loss_ax, acc_ax):
-                ax.axvline(best, color="grey", linestyle=":", label=f"best epoch ({best})")
+                ax.axvline(best, color="grey", linestyle=":", label=f"best {step} ({best})")
     loss_ax.set(yscale="log", ylabel="loss (log scale)", title="Loss")
     # Plain numbers at 1, 2 and 5 per decade read better than 10^k labels.
     loss_ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -235,7 +280,7 @@ def learning_curves(run_dir: str | Path) -> Figure:
     loss_ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     acc_ax.set(ylabel="accuracy (%)", title="Accuracy")
     for ax in (loss_ax, acc_ax):
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(step)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(run_dir.name)
@@ -246,17 +291,32 @@ def learning_curves(run_dir: str | Path) -> Figure:
 
 
 def run_figures(
-    model: MLP, X: np.ndarray, y: np.ndarray, run_dir: str | Path | None = None
+    model: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    run_dir: str | Path | None = None,
+    digits: str = "digits",
+    train_X: np.ndarray | torch.Tensor | None = None,
 ) -> dict[str, Figure]:
-    """The pictures of a trained model on (X, y), by file stem; learning curves given a run."""
+    """The pictures of a trained model on (X, y), by file stem; learning curves given a run.
+
+    ``digits`` names (X, y) in the titles ("validation digits"); ``train_X``, the training
+    digits, marks the hidden units dead on them.
+    """
     figures = {
-        "hidden_units": hidden_units(model),
-        "mistakes": mistakes(model, X, y),
-        "confusion": confusion(model, X, y),
+        "hidden_units": hidden_units(model, train_X),
+        "mistakes": mistakes(model, X, y, digits=digits),
+        "confusion": confusion(model, X, y, digits=digits),
     }
     if run_dir is not None:
         figures["learning_curves"] = learning_curves(run_dir)
     return figures
+
+
+def shown_digits(train: tuple, val: tuple | None) -> tuple[tuple, str]:
+    """The digits a run's pictures show, and their name: the validation digits where there are
+    some, else the training digits. ``train``, ``val``: ((m, n) images, (m,) digits)."""
+    return (train, "training digits") if val is None else (val, "validation digits")
 
 
 def render(figure: Figure) -> np.ndarray:
@@ -286,6 +346,20 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------- helpers
+
+
+def _digits_named(digits: str, count: int) -> str:
+    """ "validation digits (1,000)": what a picture shows, for its title."""
+    return f"{digits} ({count:,})"
+
+
+def _training_labels(config: TrainConfig | None) -> tuple[str, str]:
+    """The learning curves' training labels (loss, accuracy): what they were computed on."""
+    if config is None:
+        return "training (with L2 term)", "training"
+    on = "augmented digits, " if config.augmented else ""
+    loss = f"training ({on}{'with L2 term' if config.l2 else 'no L2 term'})"
+    return loss, "training (augmented digits)" if config.augmented else "training"
 
 
 def _grid_shape(count: int) -> tuple[int, int]:

@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
         path = Path(args.path)
         trained = load_trained(path)
         model, run_dir = trained.model, trained.run_dir
-        X, y = _data_for(run_dir, args.data)
+        X, y, digits, train_X = _data_for(run_dir, args.data)
         if X.shape[1] != model.input_size:
-            digits = args.data or ("the run's data" if run_dir else "the shipped digits")
-            problem = f"takes {model.input_size} pixels, but {digits} have {X.shape[1]}"
+            data = args.data or ("the run's data" if run_dir else "the shipped digits")
+            problem = f"takes {model.input_size} pixels, but {data} have {X.shape[1]}"
             raise UserError(problem, path)
-        figures.update(run_figures(model, X, y, run_dir))
+        figures.update(run_figures(model, X, y, run_dir, digits, train_X))
         if run_dir is not None and not args.out:
             out = run_dir / FIGURES
     if args.digits:
@@ -81,19 +81,24 @@ def _lock(run_dir: Path) -> RunLock:
         raise UserError(f"{err.problem}; or draw elsewhere with --out DIR", err.path) from None
 
 
-def _data_for(run_dir: Path | None, data: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """--data if given; for a run, the digits its own figures show (its validation split if any)."""
+def _data_for(
+    run_dir: Path | None, data: str | None
+) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
+    """--data if given; for a run, the digits its own figures show (its validation split if
+    any). Returns (X, y), their name for the titles, and the run's training digits (else None,
+    and no unit is called dead)."""
     if data is not None or run_dir is None or not (run_dir / CONFIG).exists():
-        return load_digits(data)
+        X, y = load_digits(data)
+        return X, y, "digits" if data is None else f"digits of {Path(data).name}", None
     run_data = read_config(run_dir).get("data")  # checked: a config this package can use
     X, y = load_digits(run_data)
     split = read_split(run_dir)
     if split is None or len(split[1]) == 0:
-        return X, y
-    val = split[1]
-    if val.max() >= len(y):
+        return X, y, "training digits", X
+    train, val = split
+    if max(train.max(initial=0), val.max()) >= len(y):
         raise UserError(f"its split names rows past the {len(y)} of {run_data}", run_dir)
-    return X[val], y[val]
+    return X[val], y[val], "validation digits", X[train]
 
 
 if __name__ == "__main__":
