@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 
 import numpy as np
@@ -159,6 +160,7 @@ def test_bad_safetensors_files(trained_run, tmp_path, run_entry):
     metadata = {
         "format": "digits-torch",
         "architecture": json.dumps(MLP(400, (30,)).architecture()),
+        "loss": "softmax",
     }
     safetensors.torch.save_file(model.state_dict(), lying, metadata=metadata)
     for path, problem in (
@@ -168,6 +170,39 @@ def test_bad_safetensors_files(trained_run, tmp_path, run_entry):
     ):
         ran = run_entry(lambda: load_model(path))  # noqa: B023 (called at once)
         assert ran.code == 2 and ran.stderr.startswith(f"error: {path}: {problem}"), ran.stderr
+
+
+def test_safetensors_metadata_and_weights_are_all_there(trained_run, tmp_path, run_entry):
+    """No field of the architecture, nor the loss, is filled in with a default (a relu model
+    read as a sigmoid one predicts nonsense), and the weights must be floats."""
+    model = load_model(trained_run)
+    weights, architecture = model.state_dict(), model.architecture()
+    assert architecture["activation"] != "sigmoid"  # MLP's default: it would be read as one
+    metadata = {"format": "digits-torch", "architecture": json.dumps(architecture)}
+    without_activation = {k: v for k, v in architecture.items() if k != "activation"}
+    cases = {
+        "no activation": (
+            {**metadata, "loss": "softmax", "architecture": json.dumps(without_activation)},
+            weights,
+            r"its architecture lacks activation",
+        ),
+        "no loss": (metadata, weights, r"its metadata lacks the loss the model was trained with"),
+        "int64 weights": (
+            {**metadata, "loss": "softmax"},
+            {k: v.round().long() for k, v in weights.items()},
+            r"weights must be floating point \(layers\.0\.(weight|bias) is int64\)",
+        ),
+    }
+    out = tmp_path / "out.onnx"
+    for name, (meta, tensors, problem) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        safetensors.torch.save_file(tensors, path, metadata=meta)
+        export = [str(path), "--format", "safetensors", str(out)]
+        for call in (lambda: load_model(path), lambda: main(export)):  # noqa: B023 (called at once)
+            ran = run_entry(call)
+            (line,) = ran.stderr.splitlines()
+            assert ran.code == 2 and re.fullmatch(f"error: {re.escape(str(path))}: {problem}", line)
+    assert not out.exists()
 
 
 def test_without_safetensors_installed(trained_run, tmp_path, monkeypatch, run_entry):
