@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import sys
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from digits_torch import MLP, fit, load_model, make_config
+from digits_torch import MLP, UserError, fit, load_model, make_config
 from digits_torch.checkpoints import load_checkpoint
 from digits_torch.coursera import load_weights
 from digits_torch.export import export_model, main
@@ -216,3 +217,33 @@ def test_without_safetensors_installed(trained_run, tmp_path, monkeypatch, run_e
         assert (
             ran.stderr == f"error: {out}: safetensors is not installed (pip install safetensors)\n"
         )
+
+
+@pytest.mark.parametrize(
+    "model, out, problem",
+    [
+        ("run", "run/checkpoint.pt", r"is a file of the run .*run, which it needs; refusing"),
+        ("run", "run/best.pt", r"is the model being exported; refusing to write over it"),
+        ("run/checkpoint.pt", "run/best.pt", r"is a file of the run .*run, which it needs"),
+        ("run", "run/config.json", r"is a file of the run .*run, which it needs"),
+        ("run", "run/figures/digits.png", r"is a file of the run .*run, which it needs"),
+        ("m.safetensors", "m.safetensors", r"is the model being exported; refusing"),
+        ("m.safetensors", "link", r"is the model being exported; refusing"),
+    ],
+)
+def test_export_never_writes_over_its_model_or_a_run(
+    model, out, problem, trained_run, tmp_path, run_entry
+):
+    """A run whose checkpoint, best.pt or config.json an export replaced could not resume."""
+    shutil.copytree(trained_run, tmp_path / "run")
+    (tmp_path / "run" / "figures").mkdir(exist_ok=True)
+    export_model(trained_run, "safetensors", tmp_path / "m.safetensors")
+    (tmp_path / "link").symlink_to(tmp_path / "m.safetensors")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    model, out = tmp_path / model, tmp_path / out
+    ran = run_entry(lambda: main([str(model), "--format", "onnx", str(out)]))
+    (line,) = ran.stderr.splitlines()
+    assert ran.code == 2 and line.startswith("error: ") and re.search(problem, line), line
+    with pytest.raises(UserError, match=problem):
+        export_model(model, "safetensors", out)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
