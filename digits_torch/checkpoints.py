@@ -54,6 +54,7 @@ LATEST, BEST = "checkpoint.pt", "best.pt"
 # What a checkpoint needs beyond the model to continue a run (best.pt lacks all but config).
 RESUMABLE = frozenset({"epoch", "optimizer", "rng", "config", "progress", "seconds"})
 SAFETENSORS_FORMAT = "digits-torch"  # the "format" of our safetensors files' metadata
+ARCHITECTURE = ("input_size", "hidden_sizes", "num_classes", "activation")  # MLP.architecture()
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
@@ -177,7 +178,9 @@ def _read_safetensors(path: Path, map_location: str | torch.device) -> dict:
         architecture = json.loads(metadata.get("architecture", ""))
     except ValueError:
         raise UserError("its metadata's architecture is not JSON", path) from None
-    config = {"loss": metadata.get("loss", "softmax")}
+    if "loss" not in metadata:  # a default would read a coursera model's sigmoids as softmax
+        raise UserError("its metadata lacks the loss the model was trained with", path)
+    config = {"loss": metadata["loss"]}
     return {"format": FORMAT, "architecture": architecture, "model": weights, "config": config}
 
 
@@ -288,6 +291,9 @@ def _check_state(state, path: Path) -> None:
     architecture, weights = state["architecture"], state["model"]
     if not isinstance(architecture, dict) or not isinstance(weights, dict):
         raise UserError("not a digits-torch checkpoint (model or architecture is not a dict)", path)
+    missing = [name for name in ARCHITECTURE if name not in architecture]
+    if missing:  # MLP's defaults would fill them in: a relu network read as a sigmoid one
+        raise UserError(f"its architecture lacks {', '.join(missing)}", path)
     try:
         with torch.device("meta"):  # shapes only: a hostile architecture allocates nothing
             skeleton = MLP(**architecture)
@@ -307,7 +313,10 @@ def _check_state(state, path: Path) -> None:
                 path,
             )
     for name, tensor in weights.items():
-        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+        if not tensor.is_floating_point():  # loading would round them into the model's floats
+            dtype = str(tensor.dtype).removeprefix("torch.")
+            raise UserError(f"weights must be floating point ({name} is {dtype})", path)
+        if not bool(tensor.isfinite().all()):
             raise UserError(f"weights are not finite ({name} holds nan or inf)", path)
 
 

@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import sklearn_exact
-from .config import make_config, resolve_device
+from .config import MAX_THREADS, make_config, resolve_device
 from .data import default_data_path, load_digits, stratified_split
 from .errors import ArgumentParser, UserError, exit_on_error, program_name, show, writing
 from .events import EventFile
@@ -102,8 +102,8 @@ def compare(
         raise UserError(f"--heldout must be in (0, 1), got {heldout}")
     if epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {epochs}")
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be >= 1, got {threads}")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UserError(f"--threads must be >= 1 and <= {MAX_THREADS}, got {threads}")
     settings = {
         "data": None if data is None else str(data),
         "activations": list(activations),

@@ -56,6 +56,10 @@ SKLEARN_SEED_LIMIT = 2**32  # numpy's RandomState, which sklearn-exact mode draw
 MAX_DEPTH = 100  # hidden layers
 MEMORY_LIMIT = 64 * 2**30  # bytes a model may need while training (an estimate, see below)
 ESTIMATED_INPUTS = 400  # pixels per image assumed by the estimate (the shipped 20 x 20)
+MAX_THREADS = 1024  # torch.set_num_threads overflows above 2**31 - 1; no machine has this many
+MAX_RANK_TIMEOUT = 7 * 24 * 3600.0  # seconds (a week); a timedelta overflows above about 1e14
+MAX_AUG_SHIFT = 20.0  # pixels: the side of ex4's images; a shift past it moves every digit out
+MAX_AUG_ROTATE = 180.0  # degrees either way: a full turn
 
 
 def _field(default, help: str):
@@ -302,7 +306,10 @@ FIELD_RULES: dict[str, Rule] = {
     ),
     "image_every": _at_least("image every", 0),
     "checkpoint_every": _at_least("checkpoint every", 0),
-    "rank_timeout": ((lambda v: v >= 1), "rank timeout must be >= 1 second"),
+    "rank_timeout": (
+        (lambda v: 1 <= v <= MAX_RANK_TIMEOUT),
+        f"rank timeout must be >= 1 second and <= {MAX_RANK_TIMEOUT:.0f} (a week)",
+    ),
     "seed": ((lambda v: 0 <= v < SEED_LIMIT), "seed must be in [0, 2**64)"),
     "val_fraction": _in_unit("val fraction"),
     "hidden": ((lambda v: len(v) > 0 and min(v) >= 1), "hidden sizes must be >= 1"),
@@ -316,13 +323,20 @@ FIELD_RULES: dict[str, Rule] = {
     "momentum": _in_unit("momentum"),
     "backprop": _one_of("backprop", BACKPROPS),
     "dtype": _one_of("dtype", DTYPES),
-    "threads": _at_least("threads", 0),
+    "threads": ((lambda v: 0 <= v <= MAX_THREADS), f"threads must be >= 0 and <= {MAX_THREADS}"),
     "schedule": _one_of("schedule", SCHEDULES),
     "power_t": _at_least("power t", 0),
     "l2": _at_least("l2", 0),
     "label_smoothing": _in_unit("label smoothing"),
-    "aug_shift": _at_least("aug values", 0),
-    "aug_rotate": _at_least("aug values", 0),
+    "aug_shift": (
+        (lambda v: 0 <= v <= MAX_AUG_SHIFT),
+        f"aug values must be >= 0 and aug shift must be <= {MAX_AUG_SHIFT:.0f} pixels "
+        "(the side of ex4's 20 x 20 images)",
+    ),
+    "aug_rotate": (
+        (lambda v: 0 <= v <= MAX_AUG_ROTATE),
+        f"aug values must be >= 0 and aug rotate must be <= {MAX_AUG_ROTATE:.0f} degrees",
+    ),
     "aug_scale": ((lambda v: 0 <= v < 1), "aug values must be >= 0 and aug scale must be < 1"),
     "stop_on": _one_of("stop on", MONITORS),
     "tol": _at_least("tol", 0),

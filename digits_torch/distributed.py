@@ -45,6 +45,7 @@ __all__ = [
 T = TypeVar("T")
 
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # what torchrun sets for each process
+RENDEZVOUS = ("MASTER_ADDR", "MASTER_PORT")  # where the ranks meet: torchrun sets these too
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,18 @@ def job_ranks() -> Ranks:
         rank, world, local = (int(values[key]) for key in ENVIRONMENT)
     except (TypeError, ValueError):
         shown = " ".join(f"{k}={v}" for k, v in values.items())
-        problem = f"an incomplete torchrun environment ({shown}); start with torchrun"
-        raise UserError(problem) from None
+        raise _environment_error(f"an incomplete torchrun environment ({shown})") from None
     if not (0 <= rank < world and local >= 0):
-        raise UserError(f"a torchrun environment with RANK={rank} of WORLD_SIZE={world}")
+        raise _environment_error(f"a torchrun environment with RANK={rank} of WORLD_SIZE={world}")
     return Ranks(rank, world, local)
+
+
+def _environment_error(problem: str) -> UserError:
+    """A bad torchrun environment: said by every process that sees it, since a process whose
+    RANK is bad or not 0 may be the only one there is (rank 0 alone says other user errors)."""
+    err = UserError(f"{problem}; start with torchrun")
+    err.every_rank = True
+    return err
 
 
 class RankLost(UserError):
@@ -136,6 +144,10 @@ def joined(ranks: Ranks, timeout: float) -> Iterator[None]:
     if not ranks.parallel or dist.is_initialized():
         yield
         return
+    missing = [key for key in RENDEZVOUS if not os.environ.get(key)]
+    if missing:  # torch would raise a ValueError from deep inside init_process_group
+        shown = " ".join(f"{k}={os.environ.get(k)}" for k in ("RANK", "WORLD_SIZE"))
+        raise _environment_error(f"a torchrun environment ({shown}) without {' or '.join(missing)}")
     backend = "gloo"
     if torch.cuda.is_available() and dist.is_nccl_available():
         backend = "cpu:gloo,cuda:nccl"

@@ -23,17 +23,19 @@ import copy
 import importlib.util
 import json
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from .checkpoints import save_safetensors
+from .checkpoints import BEST, save_safetensors
 from .coursera import save_weights
 from .errors import ArgumentParser, UserError, exit_on_error, show
 from .files import output_path, write_atomically
 from .model import MLP
+from .runs import run_owning
 from .trained import MODEL_FILES, Trained, as_trained
 
 __all__ = ["FORMATS", "export_format", "export_model"]
@@ -70,6 +72,7 @@ def export_model(
     """
     out = Path(out)
     format = export_format(out, format)
+    check_target(model, out)
     trained = as_trained(model, loss)
     {"safetensors": _safetensors, "onnx": _onnx, "coursera": _coursera}[format](trained, out)
     return out
@@ -102,6 +105,26 @@ def export_format(out: str | Path, format: str | None = None) -> str:
         problem = f"its extension says {named}, not {format}: name it {wanted}, or drop --format"
         raise UserError(problem, out)
     return format
+
+
+def check_target(model: Trained | MLP | str | Path, out: Path) -> None:
+    """Refuse to write over the model file exported from, or over a file of a run directory:
+    the run could no longer resume, or would read back another model.
+
+    Raises:
+        UserError: naming ``out``.
+    """
+    if isinstance(model, (str, Path)):
+        source = Path(model) / BEST if Path(model).is_dir() else Path(model)
+        if out.exists() and source.exists() and os.path.samefile(source, out):
+            raise UserError("is the model being exported; refusing to write over it", out)
+    run = run_owning(out)
+    if run is not None:
+        raise UserError(
+            f"is a file of the run {run}, which it needs; refusing to write over it (export "
+            "elsewhere)",
+            out,
+        )
 
 
 def _safetensors(trained: Trained, out: Path) -> None:
@@ -190,6 +213,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     format = export_format(args.out, args.format)  # all refused before the work
     out = output_path(args.out)  # a directory, a device node, ...
+    check_target(args.model, out)
     trained = as_trained(args.model)
     out = export_model(trained, format, out)
     show(f"wrote {out} ({format}: {_describe(trained.model)}, loss {trained.loss})")

@@ -25,7 +25,14 @@ from pathlib import Path
 
 from .errors import UserError, writing
 
-__all__ = ["link_atomically", "output_path", "remove_stale_temps", "write_atomically", "write_json"]
+__all__ = [
+    "link_atomically",
+    "output_path",
+    "remove_stale_temps",
+    "write_atomically",
+    "write_json",
+    "write_new",
+]
 
 TEMP_SUFFIX = ".tmp"
 _NOT_FILES = {
@@ -51,11 +58,35 @@ def write_atomically(path: str | Path, data: bytes | memoryview) -> None:
     tmp = _temp_name(path)
     try:
         with writing(path):
-            with open(tmp, "wb", opener=_exclusive) as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            _write_synced(tmp, data)
             os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def write_new(path: str | Path, data: bytes | memoryview) -> None:
+    """Write ``data`` as a new file ``path``, never replacing anything there, not even a file made
+    since the caller chose the name: a temp file (as :func:`write_atomically`) hard-linked into
+    place, which fails if the name is taken. Where hard links are not supported, the file is
+    created exclusively and written in place.
+
+    Raises:
+        UserError: something is at ``path``, or the file cannot be written.
+    """
+    path = Path(path)
+    tmp = _temp_name(path)
+    try:
+        with writing(path):
+            _write_synced(tmp, data)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise UserError("exists already; refusing to write over it", path) from None
+            except OSError:  # no hard links here (some network and FAT file systems)
+                with open(path, "xb", opener=_exclusive) as f:
+                    f.write(data)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -145,6 +176,14 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _write_synced(tmp: Path, data: bytes | memoryview) -> None:
+    """Create ``tmp`` exclusively (see :func:`_exclusive`), write ``data`` and fsync it."""
+    with open(tmp, "wb", opener=_exclusive) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _temp_name(path: Path) -> Path:

@@ -7,8 +7,9 @@ anti-aliasing, then centred in a 28 x 28 frame by their centre of mass; the ship
 those frames shrunk to 20 x 20 (``scripts/build_dataset.py``). A digit that a person draws or
 photographs goes the same way, so that it lands where the network expects digits:
 
-1. **Read** (:func:`read_image`): PNG, JPEG, BMP, GIF (its first frame), TIFF or anything else
-   Pillow decodes, turned upright by its EXIF orientation. Over :data:`MAX_PIXELS` is refused
+1. **Read** (:func:`read_image`): PNG, JPEG, BMP, GIF (its first frame), TIFF, WebP or another
+   raster format Pillow decodes itself (:data:`RASTER_FORMATS`; never EPS or PDF, which it hands
+   to Ghostscript), turned upright by its EXIF orientation. Over :data:`MAX_PIXELS` is refused
    before decoding (a decompression bomb), as is a truncated or damaged file.
 2. **Grey** (:func:`greyscale`): luminance in [0, 1], box-averaged down to at most
    :data:`WORK_SIDE` pixels a side. Transparent pixels are paper: white behind dark ink, black
@@ -34,7 +35,11 @@ photographs goes the same way, so that it lands where the network expects digits
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import math
+import stat
 import warnings
 from pathlib import Path
 
@@ -62,6 +67,14 @@ SPECK = 0.05  # a piece with less ink than this share of the largest piece's is 
 MIN_CONTRAST = 0.04  # ink must differ from the paper by this much (of full black to white) ...
 NOISE_CONTRAST = 8.0  # ... and by this many times the paper's noise (its robust std. deviation)
 NOISE_FLOOR = 3.0  # contrast below this many noise deviations is paper
+# What read_image lets Pillow open: raster formats decoded by Pillow itself. Never EPS or PDF,
+# which Pillow hands to Ghostscript (another program, run on the user's file), nor the rare
+# scientific and game formats no one draws a digit in.
+RASTER_FORMATS = (
+    "PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "AVIF", "PPM", "TGA", "ICO", "PCX",
+    "QOI", "SGI", "JPEG2000",
+)  # fmt: skip
+SHOWN_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WebP")
 _HIGH_BIT = {"I": 65535.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "F": 1.0}
 
 
@@ -92,30 +105,60 @@ def read_image(path: str | Path) -> PIL.Image.Image:
     """Decode an image file's first frame, upright (its EXIF orientation applied).
 
     Raises:
-        UserError: missing, a directory, empty, not an image Pillow reads, over
-            :data:`MAX_PIXELS`, or truncated or damaged.
+        UserError: missing, a symlink loop, a directory, empty, not in one of
+            :data:`RASTER_FORMATS`, over :data:`MAX_PIXELS`, or truncated or damaged.
     """
     path = Path(path)
-    if not path.exists():
-        raise no_such_path(path)
-    if path.is_dir():
-        raise UserError("is a directory, not an image", path)
+    _check_file(path)
     try:
-        if path.stat().st_size == 0:
-            raise UserError("empty file, not an image", path)
         with warnings.catch_warnings():
             # Pillow warns of a decompression bomb above 89 megapixels, and refuses above twice
             # that, when it reads the header; we refuse earlier, and never decode a pixel of it.
             warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
-            with PIL.Image.open(path) as image:
+            with PIL.Image.open(path, formats=_raster_formats()) as image:
                 _check_size(image, path)
                 return _decode(image, path)
     except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning):
         raise UserError(f"over the limit of {MAX_PIXELS // 10**6} megapixels", path) from None
     except PIL.UnidentifiedImageError:
-        raise UserError("not an image (not PNG, JPEG, BMP, GIF, TIFF, ...)", path) from None
+        raise UserError(_unread_format(path), path) from None
     except OSError as err:
         raise UserError(f"cannot read ({err.strerror or err})", path) from None
+
+
+def _check_file(path: Path) -> None:
+    """Refuse what is no image file before opening it: absent, a link loop, a directory, empty."""
+    try:
+        info = path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise UserError("a symlink loop (too many levels of symbolic links)", path) from None
+        if err.errno == errno.ENOENT:
+            raise no_such_path(path) from None
+        raise UserError(f"cannot read ({err.strerror or err})", path) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError("is a directory, not an image", path)
+    if info.st_size == 0:
+        raise UserError("empty file, not an image", path)
+
+
+@functools.cache
+def _raster_formats() -> tuple[str, ...]:
+    """The :data:`RASTER_FORMATS` this Pillow has (AVIF needs a Pillow built with it)."""
+    PIL.Image.init()
+    return tuple(f for f in RASTER_FORMATS if f in PIL.Image.OPEN)
+
+
+def _unread_format(path: Path) -> str:
+    """Why a file Pillow was not let open (or could not) is refused."""
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        head = f.read(8)
+        if head.startswith((b"%!", b"\xc5\xd0\xd3\xc6", b"%PDF")):  # PostScript, DOS EPS, PDF
+            return (
+                "PostScript or PDF, not a raster image: it is not read (Pillow would run "
+                "Ghostscript on it); save it as PNG"
+            )
+    return f"not an image in a format this reads ({', '.join(SHOWN_FORMATS)}, ...)"
 
 
 def greyscale(image: PIL.Image.Image) -> np.ndarray:
@@ -124,14 +167,22 @@ def greyscale(image: PIL.Image.Image) -> np.ndarray:
 
     Returns:
         float32 array of shape (H, W), 0 black and 1 white (a float image keeps its values).
+
+    Raises:
+        UserError: a float image with NaN or infinite pixels, or a colour mode Pillow cannot
+            convert.
     """
     factor = max(1, math.ceil(max(image.size) / WORK_SIDE))
     if image.mode in _HIGH_BIT and "transparency" not in image.info:
-        plane = image.convert("F").reduce(factor)
-        return np.asarray(plane, dtype=np.float32) / np.float32(_HIGH_BIT[image.mode])
+        plane = np.asarray(image.convert("F").reduce(factor), dtype=np.float32)
+        if not np.isfinite(plane).all():  # a float TIFF: NaN would read as blank, with warnings
+            raise UserError("non-finite pixels (NaN or infinity) in a float image")
+        return plane / np.float32(_HIGH_BIT[image.mode])
+    if image.mode == "LAB":  # its L is lightness, 0 black to 255 white; Pillow converts no LAB
+        return np.asarray(image.getchannel("L").reduce(factor), dtype=np.float32) / np.float32(255)
     if not _has_transparency(image):
-        return np.asarray(image.convert("L").reduce(factor), dtype=np.float32) / np.float32(255)
-    rgba = image.convert("RGBA")
+        return np.asarray(_converted(image, "L").reduce(factor), dtype=np.float32) / np.float32(255)
+    rgba = _converted(image, "RGBA")
     alpha = rgba.getchannel("A")
     painted = ImageChops.multiply(rgba.convert("RGB").convert("L"), alpha)  # luminance x alpha
     painted, alpha = (
@@ -359,6 +410,16 @@ def _from_array(array: np.ndarray) -> PIL.Image.Image:
     image = PIL.Image.fromarray(np.round(np.clip(values, 0, 1) * 255).astype(np.uint8))
     _check_size(image)
     return image
+
+
+def _converted(image: PIL.Image.Image, mode: str) -> PIL.Image.Image:
+    """``image.convert(mode)``; a colour mode Pillow cannot convert is a user error."""
+    try:
+        return image.convert(mode)
+    except ValueError:
+        raise UserError(
+            f"colour mode {image.mode} cannot be read; save the image as RGB or greyscale"
+        ) from None
 
 
 def _has_transparency(image: PIL.Image.Image) -> bool:

@@ -4,8 +4,10 @@ Read the digit in each image (a drawing, a scan or a photo of one digit; PNG, JP
 TIFF, ...) with a trained model: a run directory (its best.pt), a checkpoint, a safetensors
 export, or ex4's Theta1/Theta2 .mat. Each image is made into a 20 x 20 input as MNIST's digits
 were made (:mod:`digits_torch.images`). One line per image: the digit and the three most probable
-digits. A bad image gets one ``error: <image>: <problem>`` line on stderr, the others are still
-read, and the exit code is 2.
+digits; then ``wrote <path>`` for each file written. Every image is read and checked before any
+is predicted: a bad one is one ``error: <image>: <problem>`` line on stderr, exit code 2, and
+nothing is printed or written. A name holding control characters (a newline) is shown quoted,
+as Python writes it, so that it cannot pass for another line.
 
     from digits_torch.predict import predict_images
     predict_images("runs/<run>", ["seven.png"])[0].digit
@@ -13,6 +15,8 @@ read, and the exit code is 2.
 
 from __future__ import annotations
 
+import io
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +28,13 @@ from matplotlib.figure import Figure
 
 from .config import resolve_device
 from .data import NUM_CLASSES, to_image
-from .errors import EXIT_USAGE, ArgumentParser, UserError, error_line, exit_on_error, tell
+from .errors import ArgumentParser, UserError, exit_on_error, writing
 from .errors import show as show_line
-from .files import output_path, write_json
+from .files import output_path, write_json, write_new
 from .images import EX4_SIDE, greyscale, preprocess_image, read_image
 from .model import MLP
-from .plots import render, save_png
+from .plots import render
+from .runs import run_owning
 from .trained import MODEL_FILES, Trained, as_trained
 
 __all__ = ["Prediction", "predict_images"]
@@ -104,10 +109,20 @@ def _predict(trained: Trained, image, path: str | Path | None = None) -> Predict
     """Read one image (a path, PIL image or array); ``path`` names it (default: the image path)."""
     if path is None and isinstance(image, (str, Path)):
         path = image
+    return _predict_pixels(trained, _pixels(image, path), path)
+
+
+def _pixels(image, path: str | Path | None) -> np.ndarray:
+    """:func:`preprocess_image` of ``image``, a user error naming ``path`` (quoted if odd)."""
     try:
-        pixels = preprocess_image(image)
+        return preprocess_image(image)
     except UserError as err:  # a blank image: the message names the image
-        raise UserError(err.problem, err.path or path) from None
+        where = err.path if err.path is not None else path
+        raise UserError(err.problem, None if where is None else shown_name(where)) from None
+
+
+def _predict_pixels(trained: Trained, pixels: np.ndarray, path: str | Path | None) -> Prediction:
+    """The prediction for ``pixels`` (400,), the input made from the image at ``path``."""
     weight = trained.model.layers[0].weight
     x = torch.from_numpy(pixels)[None].to(device=weight.device, dtype=weight.dtype)
     probabilities = trained.probabilities(x)[0].double().cpu().numpy()
@@ -118,18 +133,30 @@ def _predict(trained: Trained, image, path: str | Path | None = None) -> Predict
 def describe(prediction: Prediction) -> str:
     """One line: ``<path>: <digit>  (7 0.981, 1 0.012, 9 0.003)``."""
     top = ", ".join(f"{d} {p:.3f}" for d, p in prediction.top())
-    return f"{prediction.path}: {prediction.digit}  ({top})"
+    return f"{shown_name(prediction.path)}: {prediction.digit}  ({top})"
+
+
+_LINE_BREAKING = {"Cc", "Zl", "Zp"}  # control characters, and the line and paragraph separators
+
+
+def shown_name(path: str | Path | None) -> str:
+    """A file name as a line shows it: as it is, or quoted as Python writes a string (``'a\\nb'``)
+    when it holds a control character, which could end the line or forge another."""
+    name = str(path)
+    return repr(name) if any(unicodedata.category(c) in _LINE_BREAKING for c in name) else name
 
 
 # ---------------------------------------------------------------------------------- the picture
 
 
-def figure(image: PIL.Image.Image, prediction: Prediction) -> Figure:
+def figure(image: PIL.Image.Image | np.ndarray, prediction: Prediction) -> Figure:
     """The image as read (greyscale, transparency as paper) beside the 20 x 20 input, upright,
-    titled with the digit and the top three probabilities."""
+    titled with the digit and the top three probabilities. ``image``: a PIL image, or its
+    :func:`~digits_torch.images.greyscale` (H, W) already made."""
     fig = Figure(figsize=(6.4, 3.4), dpi=100, layout="constrained")
     original, seen = fig.subplots(1, 2)
-    original.imshow(greyscale(image), cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
+    grey = image if isinstance(image, np.ndarray) else greyscale(image)
+    original.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
     original.set_title("your image", fontsize=10)
     seen.imshow(to_image(prediction.pixels), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     seen.set_title("what the network sees (20 x 20)", fontsize=10)
@@ -142,16 +169,24 @@ def figure(image: PIL.Image.Image, prediction: Prediction) -> Figure:
 
 
 def _picture_paths(paths: Sequence[str], folder: Path) -> list[Path]:
-    """``folder/<stem>.png`` per image; a stem taken already gets ``-2``, ``-3``, ..."""
+    """``folder/<stem>.png`` per image; a name taken already, in this call or by a file in the
+    folder (the user's own image, or another call's picture), gets ``-2``, ``-3``, ..."""
     taken: set[str] = set()
     pictures = []
     for path in paths:
         stem, n = Path(path).stem, 1
-        while (name := stem if n == 1 else f"{stem}-{n}") in taken:
+        while (name := stem if n == 1 else f"{stem}-{n}") in taken or _exists(
+            folder / f"{name}.png"
+        ):
             n += 1
         taken.add(name)
         pictures.append(folder / f"{name}.png")
     return pictures
+
+
+def _exists(path: Path) -> bool:
+    """Whether anything, a dangling link included, has this name."""
+    return path.exists() or path.is_symlink()
 
 
 # -------------------------------------------------------------------------------- command line
@@ -160,14 +195,26 @@ def _picture_paths(paths: Sequence[str], folder: Path) -> list[Path]:
 @exit_on_error
 def main(argv: list[str] | None = None) -> list[Prediction]:
     args = _parser().parse_args(argv)
-    json_out = output_path(args.json) if args.json else None  # refused before the work
+    json_out = _json_path(args.json) if args.json else None  # refused before the work
+    show = _show_folder(args.show) if args.show else None
     trained = checked_model(args.model, args.device)
-    show = Path(args.show) if args.show else None
-    predictions, failures = _read_each(trained, args.images, show)
+    # Every image read and checked before any is predicted: a bad one is one error line, and
+    # nothing is printed or written.
+    read = [_read(path, keep_grey=show is not None) for path in args.images]
+    pictures = _picture_paths(args.images, show) if show is not None else []
+    if show is not None:
+        with writing(show):
+            show.mkdir(parents=True, exist_ok=True)
+    predictions = []
+    for k, (path, (pixels, grey)) in enumerate(zip(args.images, read)):
+        predictions.append(prediction := _predict_pixels(trained, pixels, path))
+        show_line(describe(prediction))
+        if show is not None:  # never over a file there: the name is one no file has
+            write_new(pictures[k], _png(figure(grey, prediction)))
+            show_line(f"wrote {shown_name(pictures[k])}")
     if json_out is not None:
-        write_json(json_out, _report(args.model, trained, predictions, failures))
-    if failures:
-        raise SystemExit(EXIT_USAGE)
+        write_json(json_out, _report(args.model, trained, predictions))
+        show_line(f"wrote {shown_name(json_out)}")
     return predictions
 
 
@@ -187,38 +234,49 @@ def _parser() -> ArgumentParser:
     return parser
 
 
-def _read_each(
-    trained: Trained, paths: Sequence[str], show: Path | None
-) -> tuple[list[Prediction], list[dict]]:
-    """Read, print (and draw into ``show``) each image in turn; a bad one is an error line.
+def _json_path(name: str) -> Path:
+    """--json's file: a regular file or none yet, and not one of a run's own files."""
+    path = output_path(name)
+    run = run_owning(path)
+    if run is not None:
+        raise UserError(f"is a file of the run {run}; refusing to write over it", name)
+    return path
 
-    Returns:
-        The predictions, and ``{"path", "error"}`` for each bad image.
+
+def _show_folder(name: str) -> Path:
+    """--show's folder: one there, or none yet (made once every image has been read)."""
+    folder = Path(name)
+    if folder.exists() and not folder.is_dir():
+        raise UserError("is not a directory, for --show's pictures", name)
+    return folder
+
+
+def _read(path: str, keep_grey: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's input made from the image file at ``path``, and its greyscale for the
+    picture (if ``keep_grey``: at most 1024 pixels a side, not the whole decoded image).
+
+    Raises:
+        UserError: naming the image (quoted if its name has control characters).
     """
-    predictions, failures = [], []
-    pictures = _picture_paths(paths, show) if show else []
-    for k, path in enumerate(paths):
-        try:
-            image = read_image(path)
-            prediction = _predict(trained, image, path)
-        except UserError as err:
-            tell(error_line(err))
-            failures.append({"path": path, "error": err.problem})
-            continue
-        show_line(describe(prediction))
-        predictions.append(prediction)
-        if show:
-            save_png(render(figure(image, prediction)), pictures[k])
-    return predictions, failures
+    try:
+        image = read_image(path)
+    except UserError as err:
+        raise UserError(err.problem, shown_name(path)) from None
+    return _pixels(image, path), greyscale(image) if keep_grey else None
 
 
-def _report(model: str, trained: Trained, predictions, failures) -> dict:
+def _png(fig: Figure) -> bytes:
+    png = io.BytesIO()
+    PIL.Image.fromarray(render(fig)).save(png, format="PNG", optimize=True)
+    return png.getvalue()
+
+
+def _report(model: str, trained: Trained, predictions: list[Prediction]) -> dict:
     """What --json writes."""
     return {
         "model": model,
         "probabilities": "normalised sigmoids" if trained.loss == "coursera" else "softmax",
         "predictions": [p.as_dict() for p in predictions],
-        "errors": failures,
     }
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
+from .checkpoints import BEST, LATEST
 from .config import TrainConfig
 from .errors import UserError, reading, writing
 from .events import EventFile
@@ -56,6 +57,7 @@ __all__ = [
     "read_metrics",
     "read_split",
     "run_label",
+    "run_owning",
 ]
 
 CONFIG, HISTORY, METRICS, SPLIT = "config.json", "history.jsonl", "metrics.json", "split.json"
@@ -330,6 +332,27 @@ def read_split(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
         return np.asarray(split["train"], dtype=np.int64), np.asarray(split["val"], dtype=np.int64)
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise UserError(f"unreadable ({err})", path) from None
+
+
+RUN_FILES = (CONFIG, SPLIT, HISTORY, METRICS, LATEST, BEST, LOCK)  # and events, figures/*
+FIGURES = "figures"
+
+
+def run_owning(path: str | Path) -> Path | None:
+    """The run directory of which ``path`` is one of the files, or None: a file a run writes
+    (config.json, a checkpoint, its events, a picture in figures/, ...), replaced by anything
+    else, breaks the run (it cannot resume, or reads back wrong). A run directory is one holding
+    config.json and a checkpoint; links are followed."""
+    path = Path(os.path.realpath(path))
+    folder, name = path.parent, path.name
+    if folder.name == FIGURES and _is_run(folder.parent):
+        return folder.parent
+    owned = name in RUN_FILES or name.startswith("events.out.tfevents.")
+    return folder if owned and _is_run(folder) else None
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / CONFIG).is_file() and any((folder / n).is_file() for n in (LATEST, BEST))
 
 
 def _hparam_tag(metric: str) -> str:

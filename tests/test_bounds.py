@@ -58,15 +58,21 @@ BAD_FLAGS = [
     (["--cuda-graph", "--backprop", "autograd"], r"cuda graph needs --optimizer sgd --backprop"),
     (["--threads", "-1"], r"threads must be >= 0"),
     (["--threads", "two"], r"argument --threads: invalid int value: 'two'"),
+    (["--threads", "2147483648"], r"threads must be >= 0 and <= 1024"),  # torch would overflow
     (["--cuda-graph=yes"], r"argument --cuda-graph/--no-cuda-graph: ignored explicit argument"),
     (["--checkpoint-every", "-1"], r"checkpoint every must be >= 0"),
     (["--checkpoint-every", "nan"], r"checkpoint every must be >= 0"),
     (["--checkpoint-every", "inf"], r"checkpoint every must be finite"),
     (["--rank-timeout", "0.5"], r"rank timeout must be >= 1 second"),
-    (["--rank-timeout", "inf"], r"rank timeout must be finite"),
+    (["--rank-timeout", "inf"], r"rank timeout must be >= 1 second and <= 604800"),
+    (["--rank-timeout", "1e300"], r"rank timeout must be >= 1 second and <= 604800 \(a week\)"),
+    # finite but absurd augmentation: every digit shifted out, or turned past a full turn
+    (["--aug-shift", "1e300"], r"aug shift must be <= 20 pixels"),
+    (["--aug-shift", "20.5"], r"aug shift must be <= 20 pixels"),
+    (["--aug-rotate", "1e300"], r"aug rotate must be <= 180 degrees"),
     # non-finite values of every float field (nan fails every bound; inf the finite check)
     (["--aug-rotate", "nan"], r"aug values must be >= 0"),
-    (["--aug-shift", "inf"], r"aug shift must be finite, got inf"),
+    (["--aug-shift", "inf"], r"aug shift must be <= 20 pixels"),
     (["--aug-scale", "nan"], r"aug values must be >= 0"),
     (["--tol", "inf"], r"tol must be finite"),
     (["--power-t", "inf"], r"power t must be finite"),
@@ -128,11 +134,31 @@ def test_bad_flag_with_resume(flags, problem, trained_run, tmp_path, run_entry):
         ({"checkpoint_every": float("inf")}, r"checkpoint every must be finite"),
         ({"hidden": (10**9,)}, r"need about 7\.2 TB of memory"),
         ({"preset": "sklearn", "seed": 2**32}, r"sklearn-exact mode seeds numpy's RandomState"),
+        ({"threads": 2**31}, r"threads must be >= 0 and <= 1024"),
+        ({"aug_shift": 1e300}, r"aug shift must be <= 20 pixels"),
     ],
 )
 def test_bad_values_from_python(overrides, problem):
     with pytest.raises(UserError, match=problem):
         make_config(**overrides)
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('{"threads": 1e23}', r"threads must be an integer, got 1e\+23"),
+        ('{"threads": 100000000000000000000000}', r"threads must be >= 0 and <= 1024"),
+        ('{"aug_shift": 1e300}', r"aug shift must be <= 20 pixels"),
+    ],
+)
+def test_absurd_values_in_a_config_file(text, problem, small_digits, tmp_path, run_entry):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    argv = ["--config", str(path), "--data", str(small_digits), "--logdir", str(tmp_path / "runs")]
+    ran = run_entry(lambda: cli.main(argv))
+    (line,) = ran.stderr.splitlines()
+    assert ran.code == 2 and line.startswith("error: ") and re.search(problem, line), line
+    assert not (tmp_path / "runs").exists()
 
 
 def test_numpy_integers_are_integers():

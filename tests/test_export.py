@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shutil
 import sys
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from digits_torch import MLP, fit, load_model, make_config
+from digits_torch import MLP, UserError, fit, load_model, make_config
 from digits_torch.checkpoints import load_checkpoint
 from digits_torch.coursera import load_weights
 from digits_torch.export import export_model, main
@@ -203,6 +205,7 @@ def test_bad_safetensors_files(trained_run, tmp_path, run_entry):
     metadata = {
         "format": "digits-torch",
         "architecture": json.dumps(MLP(400, (30,)).architecture()),
+        "loss": "softmax",
     }
     safetensors.torch.save_file(model.state_dict(), lying, metadata=metadata)
     for path, problem in (
@@ -212,6 +215,39 @@ def test_bad_safetensors_files(trained_run, tmp_path, run_entry):
     ):
         ran = run_entry(lambda: load_model(path))  # noqa: B023 (called at once)
         assert ran.code == 2 and ran.stderr.startswith(f"error: {path}: {problem}"), ran.stderr
+
+
+def test_safetensors_metadata_and_weights_are_all_there(trained_run, tmp_path, run_entry):
+    """No field of the architecture, nor the loss, is filled in with a default (a relu model
+    read as a sigmoid one predicts nonsense), and the weights must be floats."""
+    model = load_model(trained_run)
+    weights, architecture = model.state_dict(), model.architecture()
+    assert architecture["activation"] != "sigmoid"  # MLP's default: it would be read as one
+    metadata = {"format": "digits-torch", "architecture": json.dumps(architecture)}
+    without_activation = {k: v for k, v in architecture.items() if k != "activation"}
+    cases = {
+        "no activation": (
+            {**metadata, "loss": "softmax", "architecture": json.dumps(without_activation)},
+            weights,
+            r"its architecture lacks activation",
+        ),
+        "no loss": (metadata, weights, r"its metadata lacks the loss the model was trained with"),
+        "int64 weights": (
+            {**metadata, "loss": "softmax"},
+            {k: v.round().long() for k, v in weights.items()},
+            r"weights must be floating point \(layers\.0\.(weight|bias) is int64\)",
+        ),
+    }
+    out = tmp_path / "out.safetensors"
+    for name, (meta, tensors, problem) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        safetensors.torch.save_file(tensors, path, metadata=meta)
+        export = [str(path), "--format", "safetensors", str(out)]
+        for call in (lambda: load_model(path), lambda: main(export)):  # noqa: B023 (called at once)
+            ran = run_entry(call)
+            (line,) = ran.stderr.splitlines()
+            assert ran.code == 2 and re.fullmatch(f"error: {re.escape(str(path))}: {problem}", line)
+    assert not out.exists()
 
 
 def test_without_safetensors_installed(trained_run, tmp_path, monkeypatch, run_entry):
@@ -225,3 +261,33 @@ def test_without_safetensors_installed(trained_run, tmp_path, monkeypatch, run_e
         assert (
             ran.stderr == f"error: {out}: safetensors is not installed (pip install safetensors)\n"
         )
+
+
+@pytest.mark.parametrize(
+    "model, out, problem",
+    [
+        ("run", "run/checkpoint.pt", r"is a file of the run .*run, which it needs; refusing"),
+        ("run", "run/best.pt", r"is the model being exported; refusing to write over it"),
+        ("run/checkpoint.pt", "run/best.pt", r"is a file of the run .*run, which it needs"),
+        ("run", "run/config.json", r"is a file of the run .*run, which it needs"),
+        ("run", "run/figures/digits.png", r"is a file of the run .*run, which it needs"),
+        ("m.safetensors", "m.safetensors", r"is the model being exported; refusing"),
+        ("m.safetensors", "link", r"is the model being exported; refusing"),
+    ],
+)
+def test_export_never_writes_over_its_model_or_a_run(
+    model, out, problem, trained_run, tmp_path, run_entry
+):
+    """A run whose checkpoint, best.pt or config.json an export replaced could not resume."""
+    shutil.copytree(trained_run, tmp_path / "run")
+    (tmp_path / "run" / "figures").mkdir(exist_ok=True)
+    export_model(trained_run, "safetensors", tmp_path / "m.safetensors")
+    (tmp_path / "link").symlink_to(tmp_path / "m.safetensors")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    model, out = tmp_path / model, tmp_path / out
+    ran = run_entry(lambda: main([str(model), "--format", "onnx", str(out)]))
+    (line,) = ran.stderr.splitlines()
+    assert ran.code == 2 and line.startswith("error: ") and re.search(problem, line), line
+    with pytest.raises(UserError, match=problem):
+        export_model(model, "safetensors", out)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -206,6 +206,17 @@ def architecture(**changes) -> Callable[[dict], dict]:
     return lambda state: {**state, "architecture": {**state["architecture"], **changes}}
 
 
+def without_architecture(state: dict, *names: str) -> dict:
+    """An edit for checkpoint(): the architecture without ``names`` (MLP has defaults for them)."""
+    kept = {k: v for k, v in state["architecture"].items() if k not in names}
+    return {**state, "architecture": kept}
+
+
+def integer_weights(state: dict) -> dict:
+    """An edit for checkpoint(): the weights rounded to int64."""
+    return {**state, "model": {k: v.round().long() for k, v in state["model"].items()}}
+
+
 def other_model(input_size=400, hidden=(25,), classes=10, activation="relu", weights=None):
     """A checkpoint of another model: consistent, unless ``weights`` gives other shapes."""
 
@@ -354,6 +365,11 @@ CASES = [
          r"weights do not fit the file's 1000000000000-25-10"),
     Case("an unknown activation", (CHECKPOINT,), checkpoint(architecture(activation="evil")),
          r"invalid architecture"),
+    Case("an architecture without its activation", (CHECKPOINT,),
+         checkpoint(lambda state: without_architecture(state, "activation")),
+         r"its architecture lacks activation"),
+    Case("integer weights", (CHECKPOINT,), checkpoint(integer_weights),
+         r"weights must be floating point \(layers\.0\.weight is int64\)"),
     Case("another model: 784 inputs", (CHECKPOINT,), other_model(input_size=784), {"*": OK,
          EVAL_CKPT: r"images have 400 pixels but the model .* takes 784",
          EVAL_RUN: r"images have 400 pixels but the model .* takes 784",

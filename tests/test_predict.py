@@ -311,11 +311,13 @@ def test_cli_prints_writes_json_and_pictures(reader, tmp_path, capsys):
     predictions = main([str(reader), str(one), str(seven), "--json", str(out), "--show", str(show)])
     lines = capsys.readouterr().out.splitlines()
     assert [p.digit for p in predictions] == [1, 7]
-    for line, prediction, path in zip(lines, predictions, (one, seven)):
+    assert lines[1::2] == [f"wrote {show / 'digit.png'}", f"wrote {show / 'digit-2.png'}"]
+    assert lines[4:] == [f"wrote {out}"]
+    for line, prediction, path in zip(lines[:4:2], predictions, (one, seven)):
         top = ", ".join(f"{d} {p:.3f}" for d, p in prediction.top())
         assert line == f"{path}: {prediction.digit}  ({top})"
     written = json.loads(out.read_text())
-    assert written["probabilities"] == "softmax" and written["errors"] == []
+    assert written["probabilities"] == "softmax" and "errors" not in written
     assert [p["digit"] for p in written["predictions"]] == [1, 7]
     assert written["predictions"][1]["probabilities"] == list(predictions[1].probabilities)
     assert sorted(p.name for p in show.iterdir()) == ["digit-2.png", "digit.png"]
@@ -355,7 +357,16 @@ BAD_IMAGES = {
     "missing": (lambda p: None, r"no such file or directory"),
     "empty": (lambda p: p.write_bytes(b""), r"empty file, not an image"),
     "a directory": (lambda p: p.mkdir(), r"is a directory, not an image"),
-    "not an image": (lambda p: p.write_text("7\n" * 100), r"not an image \(not PNG, JPEG"),
+    "not an image": (lambda p: p.write_text("7\n" * 100), r"not an image in a format this reads"),
+    "a symlink loop": (lambda p: p.symlink_to(p), r"a symlink loop \(too many levels of symbolic"),
+    "EPS (Pillow would run Ghostscript)": (
+        lambda p: draw(3).save(p, "EPS"),
+        r"PostScript or PDF, not a raster image: it is not read \(Pillow would run Ghostscript",
+    ),
+    "a float TIFF with one NaN pixel": (
+        lambda p: PIL.Image.fromarray(nan_pixel()).save(p, "TIFF"),
+        r"non-finite pixels \(NaN or infinity\) in a float image",
+    ),
     "truncated": (truncated_png, r"truncated or damaged image"),
     "over the pixel limit": (
         lambda p: p.write_bytes(png_of_size(8000, 6000)),
@@ -368,23 +379,57 @@ BAD_IMAGES = {
 }
 
 
+def nan_pixel() -> np.ndarray:
+    """A float image of a 7, one pixel of it NaN."""
+    pixels = np.asarray(draw(7), dtype=np.float32) / 255
+    pixels[0, 0] = np.nan
+    return pixels
+
+
 @pytest.mark.parametrize("case", BAD_IMAGES)
-def test_a_bad_image_is_one_line_and_the_good_ones_are_read(
+def test_a_bad_image_is_one_line_and_nothing_is_written(
     case, reader, good_png, tmp_path, run_entry
 ):
+    """Every image is read before any is predicted: one line, no result, no file."""
     build, problem = BAD_IMAGES[case]
     bad = tmp_path / "bad.png"
     build(bad)
-    out = tmp_path / "out.json"
-    ran = run_entry(lambda: main([str(reader), str(good_png), str(bad), "--json", str(out)]))
+    out, show = tmp_path / "out.json", tmp_path / "show"
+    argv = [str(reader), str(good_png), str(bad), "--json", str(out), "--show", str(show)]
+    ran = run_entry(lambda: main(argv))
     assert ran.code == 2
-    (line,) = ran.stderr.splitlines()
+    (line,) = ran.stderr.splitlines()  # and no warning
     assert line.startswith(f"error: {bad}: ") and re.search(problem, line), line
-    written = json.loads(out.read_text())
-    assert [p["digit"] for p in written["predictions"]] == [7]
-    assert [e["path"] for e in written["errors"]] == [str(bad)]
+    assert not out.exists() and not show.exists()
     with pytest.raises(UserError, match=problem):
         predict_images(reader, [bad])
+
+
+def test_a_lab_tiff_reads_as_its_rgb(reader, tmp_path):
+    """Pillow converts no LAB image: its L channel is the lightness."""
+    lab = tmp_path / "lab.tif"
+    draw(7).convert("RGB").convert("LAB").save(lab)
+    assert read(reader, [lab]) == [7]
+
+
+def test_show_never_replaces_a_file_and_says_what_it_wrote(reader, good_png, tmp_path, capsys):
+    """predict IMG --show DIR, IMG in DIR: the picture takes a free name, IMG is untouched."""
+    folder = good_png.parent
+    (folder / "seven-2.png").write_bytes(b"the user's own")
+    before = {p: p.read_bytes() for p in folder.iterdir()}
+    main([str(reader), str(good_png), "--show", str(folder)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [f"wrote {folder / 'seven-3.png'}"]
+    assert {p: p.read_bytes() for p in before} == before
+    assert PIL.Image.open(folder / "seven-3.png").size == (640, 340)
+
+
+def test_a_name_with_a_newline_is_quoted(reader, good_png, tmp_path, capsys):
+    odd = tmp_path / "a\nb: 1  (1 1.000, 2 0.000, 3 0.000).png"
+    odd.write_bytes(good_png.read_bytes())
+    main([str(reader), str(odd)])
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(repr(str(odd)) + ": 7  (7 "), line
 
 
 def test_pixel_limit_is_checked_before_decoding():

@@ -351,6 +351,7 @@ def test_compare_reports_sklearn_and_reproduces_it(tmp_path, capsys):
     [
         (slice(None), ["--activations", "swish"], "activations must be among relu, logistic"),
         (slice(None), ["--threads", "0"], "--threads must be >= 1"),
+        (slice(None), ["--threads", "2147483648"], "--threads must be >= 1 and <= 1024"),
         ("no zeros", [], r"needs every digit 0\.\.9; there is no \[0\]"),
         ("two of each", [], r"too few examples of digit\(s\) \[0, 1, .*none is held out"),
     ],

@@ -233,6 +233,40 @@ def test_an_incomplete_torchrun_environment_is_one_error(monkeypatch):
     assert job_ranks() == Ranks(1, 2, 1) and not job_ranks().lead
 
 
+BAD_ENVIRONMENTS = {
+    # rank 0 alone says other user errors: a process whose RANK is not 0 must say its own
+    "a LOCAL_RANK that is no number": (
+        {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "x"},
+        "an incomplete torchrun environment (RANK=1 WORLD_SIZE=2 LOCAL_RANK=x); start with "
+        "torchrun",
+    ),
+    "a RANK past the world": (
+        {"RANK": "5", "WORLD_SIZE": "2", "LOCAL_RANK": "0"},
+        "a torchrun environment with RANK=5 of WORLD_SIZE=2; start with torchrun",
+    ),
+    "no MASTER_ADDR": (
+        {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_PORT": "29500"},
+        "a torchrun environment (RANK=0 WORLD_SIZE=2) without MASTER_ADDR; start with torchrun",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ENVIRONMENTS)
+def test_a_bad_rank_environment_is_said_by_the_process_that_sees_it(case, tmp_path):
+    variables, problem = BAD_ENVIRONMENTS[case]
+    env = {k: v for k, v in _env().items() if k not in (*variables, "MASTER_ADDR", "MASTER_PORT")}
+    job = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *FLOAT64, "--epochs", "1"],
+        cwd=tmp_path,
+        env={**env, **variables},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (job.returncode, job.stderr, job.stdout) == (2, f"error: {problem}\n", "")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_one_process_modes_are_refused_under_torchrun():
     two = Ranks(0, 2, 0)
     with pytest.raises(UserError, match="sklearn-exact mode repeats scikit-learn's one-process"):
