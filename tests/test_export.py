@@ -285,7 +285,7 @@ def test_export_never_writes_over_its_model_or_a_run(
     (tmp_path / "link").symlink_to(tmp_path / "m.safetensors")
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     model, out = tmp_path / model, tmp_path / out
-    ran = run_entry(lambda: main([str(model), "--format", "onnx", str(out)]))
+    ran = run_entry(lambda: main([str(model), "--format", "safetensors", str(out)]))
     (line,) = ran.stderr.splitlines()
     assert ran.code == 2 and line.startswith("error: ") and re.search(problem, line), line
     with pytest.raises(UserError, match=problem):
