@@ -19,7 +19,10 @@ from . import sklearn_exact
 from .config import TrainConfig
 from .model import MLP
 
-__all__ = ["make_optimizer", "optimizer_step"]
+__all__ = ["LBFGS_EVALS", "make_optimizer", "optimizer_step"]
+
+# Most objective evaluations in one L-BFGS iteration (its line search's budget).
+LBFGS_EVALS = 25
 
 
 def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
@@ -38,7 +41,13 @@ def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
         )
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr)
-    return torch.optim.LBFGS(params, lr=config.lr, max_iter=1, line_search_fn="strong_wolfe")
+    # max_eval given: torch's default, max_iter * 5 // 4, is 1 for max_iter=1, which leaves the
+    # line search no evaluation past its first trial step; where that step fails the Armijo test
+    # it returns a step of 0, the memory learns nothing, and every later call retries the same
+    # step: the run stalls for good. 25 is torch's default budget for 20 iterations.
+    return torch.optim.LBFGS(
+        params, lr=config.lr, max_iter=1, max_eval=LBFGS_EVALS, line_search_fn="strong_wolfe"
+    )
 
 
 def optimizer_step(
