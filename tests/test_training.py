@@ -453,6 +453,20 @@ def test_optimizer_step_of_other_optimizers_is_their_own_step():
         assert optimizer_step(optimizer) == optimizer.step
 
 
+def test_every_valid_optimizer_name_makes_its_own_optimizer():
+    from digits_torch.config import OPTIMIZERS as NAMES
+    from digits_torch.model import MLP
+    from digits_torch.optimizers import OPTIMIZERS, make_optimizer
+
+    assert tuple(OPTIMIZERS) == NAMES  # the table's keys are exactly what config accepts
+    kinds = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "lbfgs": torch.optim.LBFGS}
+    for name in NAMES:
+        optimizer = make_optimizer(make_config("seed", optimizer=name), MLP())
+        assert type(optimizer) is kinds[name]
+    lbfgs = make_optimizer(make_config("coursera"), MLP())
+    assert lbfgs.defaults["max_eval"] > lbfgs.defaults["max_iter"]  # room to search the line
+
+
 def test_a_cuda_graph_refuses_cpu_tensors():
     from digits_torch.cudagraph import EpochGraph
     from digits_torch.epochs import run_batches
