@@ -44,7 +44,7 @@ __all__ = [
     "resolve_device",
 ]
 
-OPTIMIZERS = ("sgd", "adam", "lbfgs")
+OPTIMIZERS = ("sgd", "adam", "lbfgs", "fmincg")
 BACKPROPS = ("explicit", "autograd")
 MONITORS = ("train_loss", "val_loss", "val_accuracy")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -109,7 +109,9 @@ class TrainConfig:
         "softmax", "softmax cross-entropy, or coursera (ex4's sum of sigmoid log-losses)"
     )
     # --- optimisation
-    optimizer: str = _field("sgd", "sgd, adam, or lbfgs (full batch; one iteration per epoch)")
+    optimizer: str = _field(
+        "sgd", "sgd, adam, lbfgs or fmincg (the last two: full batch, one iteration an epoch)"
+    )
     epochs: int = _field(1000, "most epochs to train (L-BFGS: iterations)")
     batch_size: int = _field(200, "examples per step (capped at the training set's size)")
     lr: float = _field(0.001, "learning rate (L-BFGS: initial step length)")

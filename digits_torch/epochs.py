@@ -31,7 +31,7 @@ from .cudagraph import EpochGraph
 from .data_parallel import DataParallel
 from .distributed import SOLO, Ranks
 from .model import MLP
-from .optimizers import optimizer_step
+from .optimizers import FULL_BATCH, optimizer_step
 
 __all__ = ["Epoch", "make_epoch", "run_batches", "train_epoch"]
 
@@ -99,7 +99,7 @@ def train_epoch(
     distorted images).
     """
     model.train()
-    if config.optimizer == "lbfgs":
+    if config.optimizer in FULL_BATCH:
         return _lbfgs_iteration(model, optimizer, X, y, config, parallel)
     # A CPU permutation (the same on every device), then each batch gathered by index: a
     # batch-sized gather stays in cache for the matrix products that follow.

@@ -5,7 +5,8 @@
   (:class:`~digits_torch.sklearn_exact.SklearnSGD`);
 * ``adam``: ``torch.optim.Adam``;
 * ``lbfgs``: ``torch.optim.LBFGS`` with a strong-Wolfe line search, one iteration an epoch: the
-  closest relative in torch of ex4's fmincg (conjugate gradients with a Wolfe line search).
+  closest relative in torch of ex4's fmincg (conjugate gradients with a Wolfe line search);
+* ``fmincg``: ex4's own, :class:`~digits_torch.fmincg.Fmincg`, one line search an epoch.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import torch
 
 from . import sklearn_exact
 from .config import TrainConfig
+from .fmincg import Fmincg
 from .model import MLP
 
-__all__ = ["LBFGS_EVALS", "OPTIMIZERS", "make_optimizer", "optimizer_step"]
+__all__ = ["FULL_BATCH", "LBFGS_EVALS", "OPTIMIZERS", "make_optimizer", "optimizer_step"]
 
 # Most objective evaluations in one L-BFGS iteration (its line search's budget).
 LBFGS_EVALS = 25
@@ -65,7 +67,11 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": _sgd,
     "adam": _adam,
     "lbfgs": _lbfgs,
+    "fmincg": lambda config, params: Fmincg(params, lr=config.lr),  # lr: the first reduction
 }
+
+# The optimizers that take one full-batch step an epoch, with a closure.
+FULL_BATCH = ("lbfgs", "fmincg")
 
 
 def optimizer_step(

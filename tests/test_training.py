@@ -455,11 +455,17 @@ def test_optimizer_step_of_other_optimizers_is_their_own_step():
 
 def test_every_valid_optimizer_name_makes_its_own_optimizer():
     from digits_torch.config import OPTIMIZERS as NAMES
+    from digits_torch.fmincg import Fmincg
     from digits_torch.model import MLP
     from digits_torch.optimizers import OPTIMIZERS, make_optimizer
 
     assert tuple(OPTIMIZERS) == NAMES  # the table's keys are exactly what config accepts
-    kinds = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "lbfgs": torch.optim.LBFGS}
+    kinds = {
+        "sgd": torch.optim.SGD,
+        "adam": torch.optim.Adam,
+        "lbfgs": torch.optim.LBFGS,
+        "fmincg": Fmincg,
+    }
     for name in NAMES:
         optimizer = make_optimizer(make_config("seed", optimizer=name), MLP())
         assert type(optimizer) is kinds[name]
