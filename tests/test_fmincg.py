@@ -6,7 +6,8 @@ import io
 
 import torch
 
-from digits_torch import fit, make_config
+from digits_torch import fit, make_config, resume
+from digits_torch.checkpoints import load_checkpoint
 from digits_torch.cli import build_parser
 from digits_torch.fmincg import Fmincg
 
@@ -63,3 +64,13 @@ def test_coursera_with_fmincg_reaches_ex4s_figure(tmp_path):
     given = dict(device="cpu", logdir=str(tmp_path), quiet=True, figures=False)
     result = fit(make_config("coursera", optimizer="fmincg", **given))
     assert result.metrics["epochs"] == 50 and result.metrics["train_accuracy"] >= 0.943
+
+
+def test_a_resumed_fmincg_run_equals_an_uninterrupted_one(tmp_path):
+    base = dict(optimizer="fmincg", device="cpu", quiet=True, figures=False)
+    whole = fit(make_config("coursera", epochs=6, logdir=str(tmp_path / "a"), **base))
+    part = fit(make_config("coursera", epochs=3, logdir=str(tmp_path / "b"), **base))
+    resume(part.run_dir, epochs=6)
+    a = load_checkpoint(whole.run_dir / "checkpoint.pt")["model"]
+    b = load_checkpoint(part.run_dir / "checkpoint.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
