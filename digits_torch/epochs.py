@@ -6,7 +6,7 @@ The kinds of epoch, by config:
   the same order), then each batch gathered by its slice of it, its gradients, a step;
 * on CUDA with ``cuda_graph``: the same batches, replayed as one captured CUDA graph
   (:mod:`digits_torch.cudagraph`);
-* L-BFGS: one full-batch quasi-Newton iteration;
+* L-BFGS or fmincg: one full-batch iteration (fmincg: one line search);
 * sklearn-exact: MLPClassifier's own epoch (:func:`digits_torch.sklearn_exact.train_epoch`).
 
 With augmentation, every epoch but sklearn-exact's first distorts the whole training set at once
@@ -99,8 +99,8 @@ def train_epoch(
     distorted images).
     """
     model.train()
-    if config.optimizer == "lbfgs":
-        return _lbfgs_iteration(model, optimizer, X, y, config, parallel)
+    if config.full_batch:  # L-BFGS, fmincg: one step on the whole training set
+        return _full_batch_iteration(model, optimizer, X, y, config, parallel)
     # A CPU permutation (the same on every device), then each batch gathered by index: a
     # batch-sized gather stays in cache for the matrix products that follow.
     order = torch.randperm(X.shape[0], generator=generator).to(X.device)
@@ -144,7 +144,7 @@ def run_batches(
     return torch.stack(objectives) @ sizes / m, torch.stack(hits).sum() / m
 
 
-def _lbfgs_iteration(
+def _full_batch_iteration(
     model: MLP,
     optimizer: torch.optim.Optimizer,
     X: torch.Tensor,
@@ -152,7 +152,7 @@ def _lbfgs_iteration(
     config: TrainConfig,
     parallel: DataParallel | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One full-batch quasi-Newton iteration, then the objective and accuracy it reached."""
+    """One full-batch iteration (L-BFGS or fmincg), then the objective and accuracy it reached."""
     gradients = GRADIENTS[config.backprop]
 
     def full_batch() -> tuple[torch.Tensor, torch.Tensor]:

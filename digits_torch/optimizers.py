@@ -5,21 +5,26 @@
   (:class:`~digits_torch.sklearn_exact.SklearnSGD`);
 * ``adam``: ``torch.optim.Adam``;
 * ``lbfgs``: ``torch.optim.LBFGS`` with a strong-Wolfe line search, one iteration an epoch: the
-  closest relative in torch of ex4's fmincg (conjugate gradients with a Wolfe line search).
+  closest relative in torch of ex4's fmincg (conjugate gradients with a Wolfe line search);
+* ``fmincg``: ex4's own, :class:`~digits_torch.fmincg.Fmincg`, one line search an epoch.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 
 from . import sklearn_exact
 from .config import TrainConfig
+from .fmincg import Fmincg
 from .model import MLP
 
-__all__ = ["make_optimizer", "optimizer_step"]
+__all__ = ["LBFGS_EVALS", "OPTIMIZERS", "make_optimizer", "optimizer_step"]
+
+# Most objective evaluations in one L-BFGS iteration (its line search's budget).
+LBFGS_EVALS = 25
 
 
 def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
@@ -27,18 +32,43 @@ def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
     params = model.parameters()
     if config.sklearn_exact:
         return sklearn_exact.SklearnSGD(params, config.lr, config.momentum, config.nesterov)
-    if config.optimizer == "sgd":
-        # fused: one kernel for the whole update, where this torch has it as it had
-        return torch.optim.SGD(
-            params,
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov and config.momentum > 0,
-            fused=_fused_sgd() is not None,
-        )
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr)
-    return torch.optim.LBFGS(params, lr=config.lr, max_iter=1, line_search_fn="strong_wolfe")
+    return OPTIMIZERS[config.optimizer](config, params)
+
+
+def _sgd(config: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    # fused: one kernel for the whole update, where this torch has it as it had
+    return torch.optim.SGD(
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+        fused=_fused_sgd() is not None,
+    )
+
+
+def _adam(config: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=config.lr)
+
+
+def _lbfgs(config: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    # max_eval given: torch's default, max_iter * 5 // 4, is 1 for max_iter=1, which leaves the
+    # line search no evaluation past its first trial step; where that step fails the Armijo test
+    # it returns a step of 0, the memory learns nothing, and every later call retries the same
+    # step: the run stalls for good. 25 is torch's default budget for 20 iterations.
+    return torch.optim.LBFGS(
+        params, lr=config.lr, max_iter=1, max_eval=LBFGS_EVALS, line_search_fn="strong_wolfe"
+    )
+
+
+# --optimizer's choices, each made from a config and the parameters; the keys are the valid
+# names (config.OPTIMIZERS lists them for validation, which cannot import this module; a test
+# checks the two agree), so no name falls through to another optimizer.
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": _sgd,
+    "adam": _adam,
+    "lbfgs": _lbfgs,
+    "fmincg": lambda config, params: Fmincg(params, lr=config.lr),  # lr: the first reduction
+}
 
 
 def optimizer_step(

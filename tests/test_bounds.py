@@ -37,7 +37,7 @@ BAD_FLAGS = [
     (["--activation", "softplus"], r"activation must be one of sigmoid, relu, tanh, identity"),
     (["--init", "zeros"], r"init must be one of coursera, glorot"),
     (["--loss", "mse"], r"loss must be one of softmax, coursera"),
-    (["--optimizer", "rmsprop"], r"optimizer must be one of sgd, adam, lbfgs"),
+    (["--optimizer", "rmsprop"], r"optimizer must be one of sgd, adam, lbfgs, fmincg"),
     (["--seed", "-1"], r"seed must be in \[0, 2\*\*64\)"),
     (["--name", "../../elsewhere"], r"name may hold letters, digits and \. _ - \+ = only"),
     (["--nesterov=yes"], r"argument --nesterov/--no-nesterov: ignored explicit argument"),
