@@ -301,17 +301,23 @@ def _hparam_tag(metric: str) -> str:
     return f"metrics/{metric}"
 
 
-def trial_name(run_dir: Path) -> str:
+def trial_name(run_dir: Path, name: str = "") -> str:
     """The run's name in the HParams table, whose Trial ID column shows about a dozen
     characters: what tells it from its neighbours comes first, and the rest keeps it unique.
 
-    ``20261201-101500-tuned-l2=0.1`` -> ``101500-tuned-l2=0.1 (20261201)``; a directory not
-    named by :func:`new_run_dir` (a sweep's stacked network) -> ``<name> (<parent's name>)``.
+    A run: ``20261201-101500-tuned-l2=0.1`` -> ``101500-tuned-l2=0.1 (20261201)``. A sweep's
+    network (``name``, its config's, in a directory :func:`new_run_dir` made):
+    ``3-l2=0.1-seed=1 (20261201-101500-sweep)``. Any other directory: ``<name> (<parent>)``.
     """
-    stamped = re.fullmatch(r"(\d{8})-(\d{6}-.+)", run_dir.name)
+    if name and _STAMPED.fullmatch(run_dir.parent.name):
+        return f"{name} ({run_dir.parent.name})"
+    stamped = _STAMPED.fullmatch(run_dir.name)
     if stamped:
         return f"{stamped[2]} ({stamped[1]})"
     return f"{run_dir.name} ({run_dir.parent.name})"
+
+
+_STAMPED = re.compile(r"(\d{8})-(\d{6}-.+)")  # new_run_dir's names: <date>-<time>-<rest>
 
 
 def _valid_text(value: str) -> str:
@@ -332,6 +338,7 @@ class RunLog:
         from torch.utils.tensorboard.summary import custom_scalars, text
 
         self.dir = Path(run_dir)
+        self.name = config.get("name") or ""  # a sweep's network's: its HParams row's name
         remove_stale_temps(self.dir)  # a killed writer's: the lock says none is alive
         history = self.dir / HISTORY
         if resume_epoch is None:
@@ -390,7 +397,7 @@ class RunLog:
         }
         shown = list(dict.fromkeys([*swept, *FIRST_HPARAMS]))[: max(SHOWN_HPARAMS, len(swept))]
         metrics = {_hparam_tag(name): name for name in HPARAM_METRICS}
-        for summary in hparams_start(values, shown, metrics, trial_name(self.dir)):
+        for summary in hparams_start(values, shown, metrics, trial_name(self.dir, self.name)):
             self.events.add_summary(summary)
         self.events.flush()
 

@@ -190,7 +190,7 @@ def test_a_sweep_shows_its_swept_hparams_and_tells_its_networks_apart(tmp_path):
         rows = _session_groups(base)
     assert {"l2", "seed"} <= set(shown) and "preset" in shown
     names = [g["name"] for g in rows]
-    assert sorted(names) == sorted(trial_name(n) for n in networks) and len(names) == 2
+    assert sorted(names) == sorted(trial_name(n, n.name) for n in networks) and len(names) == 2
     assert len({name[:SHOWN_TRIAL] for name in names}) == 2
     assert all(len(g["metricValues"]) == len(METRICS) for g in rows)
 
@@ -198,8 +198,12 @@ def test_a_sweep_shows_its_swept_hparams_and_tells_its_networks_apart(tmp_path):
 def test_trial_names_put_what_differs_first(tmp_path):
     run = tmp_path / "20261201-101500-tuned-l2=0.1"
     assert trial_name(run) == "101500-tuned-l2=0.1 (20261201)"
-    network = tmp_path / "20261201-101500-sweep" / "3-l2=0.1-seed=1"
-    assert trial_name(network) == "3-l2=0.1-seed=1 (20261201-101500-sweep)"
+    assert trial_name(tmp_path / "mine") == f"mine ({tmp_path.name})"
+    sweep_dir = tmp_path / "20261201-101500-sweep"
+    stacked = sweep_dir / "3-l2=0.1-seed=1"
+    assert trial_name(stacked, "3-l2=0.1-seed=1") == "3-l2=0.1-seed=1 (20261201-101500-sweep)"
+    solo = sweep_dir / "20261201-101502-coursera-0-l2=0.1"  # a network that does not stack
+    assert trial_name(solo, "0-l2=0.1") == "0-l2=0.1 (20261201-101500-sweep)"
 
 
 def test_a_running_run_is_in_the_hparams_tab(tmp_path, small_digits):
