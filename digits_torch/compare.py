@@ -300,7 +300,7 @@ def _log_sklearn(run_dir: Path, clf) -> None:
     events = EventFile(run_dir)
     try:
         for epoch, loss in enumerate(clf.loss_curve_, start=1):
-            events.add_scalar("train/loss", loss, epoch)
+            events.add_scalar("loss/train", loss, epoch)
     finally:
         events.close()
 

@@ -120,9 +120,7 @@ class RunFiles:
         self.saved_seconds = self.last_seconds = seconds
         if not self.resumable:
             self.log.write_split(*self.run.rows)
-            figures = ["train_loss", "train_accuracy"]
-            figures += [] if self.run.val is None else ["val_loss", "val_accuracy"]
-            self.log.start_hparams(hparams_of(self.saved_config), figures)  # final_figures' names
+            self.log.start_hparams(hparams_of(self.saved_config))
             self._save_latest(0, 0.0)
             link_atomically(self.dir / LATEST, self.dir / BEST)
             self.resumable = True

@@ -32,6 +32,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ import PIL.Image
 from .checkpoints import BEST, LATEST
 from .config import TrainConfig
 from .errors import UserError, reading, writing
-from .events import EventFile
+from .events import EventFile, hparams_end, hparams_start
 from .files import remove_stale_temps, write_atomically, write_json
 
 try:
@@ -58,19 +59,34 @@ __all__ = [
     "read_split",
     "run_label",
     "run_owning",
+    "trial_name",
 ]
 
 CONFIG, HISTORY, METRICS, SPLIT = "config.json", "history.jsonl", "metrics.json", "split.json"
 LOCK = ".lock"
 TEXT_METRICS = ("stopped", "device", "preset")  # metrics.json's text; its other values are numbers
 
-# Per-epoch record key -> TensorBoard tag.
+# Per-epoch record key -> TensorBoard tag. The Scalars tab groups tags by their prefix before
+# "/", groups in name order, and opens the first two: accuracy and loss, then lr and metrics.
 SCALAR_TAGS = {
-    "train_loss": "train/loss",
-    "train_accuracy": "train/accuracy",
-    "val_loss": "val/loss",
-    "val_accuracy": "val/accuracy",
+    "train_loss": "loss/train",
+    "train_accuracy": "accuracy/train",
+    "val_loss": "loss/val",
+    "val_accuracy": "accuracy/val",
     "lr": "lr",
+}
+# The reported model's figures (metrics.json's), in the HParams table's column order: each
+# ``metrics/<name>``, shown as ``<name>``. Every run declares all four (see events.py).
+HPARAM_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+# The hyperparameters the HParams table shows at first, after a sweep's swept ones (five shown).
+FIRST_HPARAMS = ("preset", "optimizer", "lr", "l2", "hidden")
+SHOWN_HPARAMS = 5
+# The Custom Scalars tab: train and validation on one chart.
+LAYOUT = {
+    "train and validation": {
+        "accuracy": ["Multiline", [r"^accuracy/(train|val)$"]],
+        "loss": ["Multiline", [r"^loss/(train|val)$"]],
+    }
 }
 # What every history record holds: key -> whether it may be null (no validation split).
 RECORD_FIELDS = {
@@ -356,7 +372,26 @@ def _is_run(folder: Path) -> bool:
 
 
 def _hparam_tag(metric: str) -> str:
-    return f"hparams/{metric}"
+    return f"metrics/{metric}"
+
+
+def trial_name(run_dir: Path, name: str = "") -> str:
+    """The run's name in the HParams table, whose Trial ID column shows about a dozen
+    characters: what tells it from its neighbours comes first, and the rest keeps it unique.
+
+    A run: ``20261201-101500-tuned-l2=0.1`` -> ``101500-tuned-l2=0.1 (20261201)``. A sweep's
+    network (``name``, its config's, in a directory :func:`new_run_dir` made):
+    ``3-l2=0.1-seed=1 (20261201-101500-sweep)``. Any other directory: ``<name> (<parent>)``.
+    """
+    if name and _STAMPED.fullmatch(run_dir.parent.name):
+        return f"{name} ({run_dir.parent.name})"
+    stamped = _STAMPED.fullmatch(run_dir.name)
+    if stamped:
+        return f"{stamped[2]} ({stamped[1]})"
+    return f"{run_dir.name} ({run_dir.parent.name})"
+
+
+_STAMPED = re.compile(r"(\d{8})-(\d{6}-.+)")  # new_run_dir's names: <date>-<time>-<rest>
 
 
 def _valid_text(value: str) -> str:
@@ -374,9 +409,10 @@ class RunLog:
     """
 
     def __init__(self, run_dir: Path, config: dict, resume_epoch: int | None = None) -> None:
-        from torch.utils.tensorboard.summary import text
+        from torch.utils.tensorboard.summary import custom_scalars, text
 
         self.dir = Path(run_dir)
+        self.name = config.get("name") or ""  # a sweep's network's: its HParams row's name
         remove_stale_temps(self.dir)  # a killed writer's: the lock says none is alive
         history = self.dir / HISTORY
         if resume_epoch is None:
@@ -392,6 +428,7 @@ class RunLog:
         if resume_epoch is None:
             shown = "```\n" + json.dumps(config, indent=2) + "\n```"
             self.events.add_summary(text("config", shown), 0)
+            self.events.add_summary(custom_scalars(LAYOUT), 0)
 
     def log_epoch(self, record: dict) -> None:
         """Append one epoch's record (``epoch`` plus any of SCALAR_TAGS): buffered, made
@@ -424,27 +461,23 @@ class RunLog:
             os.fsync(self._history.fileno())
         self.events.flush()
 
-    def start_hparams(self, hyperparameters: dict, metric_names: list[str]) -> None:
+    def start_hparams(self, hyperparameters: dict, swept: Collection[str] = ()) -> None:
         """The run's entry in TensorBoard's HParams tab, written when it starts: its
-        hyperparameters, and the names of the metrics :meth:`log_hparams` fills in at the end,
-        so a running or interrupted run is listed too."""
-        from torch.utils.tensorboard.summary import hparams
-
+        hyperparameters (``swept``: those its sweep varies, shown first), and the metrics
+        :meth:`log_hparams` fills in at the end, so a running or interrupted run is listed too."""
         values = {
             k: v if isinstance(v, int | float | bool) else _valid_text(str(v))
             for k, v in hyperparameters.items()
         }
-        experiment, session_start, _ = hparams(values, {_hparam_tag(k): 0.0 for k in metric_names})
-        for summary in (experiment, session_start):
+        shown = list(dict.fromkeys([*swept, *FIRST_HPARAMS]))[: max(SHOWN_HPARAMS, len(swept))]
+        metrics = {_hparam_tag(name): name for name in HPARAM_METRICS}
+        for summary in hparams_start(values, shown, metrics, trial_name(self.dir, self.name)):
             self.events.add_summary(summary)
         self.events.flush()
 
     def log_hparams(self, metrics: dict, step: int) -> None:
-        """The HParams entry's metrics (scalars ``hparams/<name>``), and the run marked ended."""
-        from torch.utils.tensorboard.summary import hparams
-
-        _, _, session_end = hparams({}, {})
-        self.events.add_summary(session_end)
+        """The HParams entry's metrics (scalars ``metrics/<name>``), and the run marked ended."""
+        self.events.add_summary(hparams_end())
         for key, value in metrics.items():
             if value is not None:
                 self.events.add_scalar(_hparam_tag(key), value, step)

@@ -119,9 +119,7 @@ class _Files:
         self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
         if not self.resumed:
             self.log.write_split(self.member.train_rows, self.member.val_rows)
-            figures = ["train_loss", "train_accuracy"]
-            figures += ["val_loss", "val_accuracy"] if self.has_val else []
-            self.log.start_hparams(hparams_of(self.saved_config), figures)
+            self.log.start_hparams(hparams_of(self.saved_config), swept=self.network.values)
             save_checkpoint(self._latest(), self.dir / LATEST)
             link_atomically(self.dir / LATEST, self.dir / BEST)
 
