@@ -167,7 +167,8 @@ def summary(result: FitResult, prog: str = "digits-train") -> str:
         (f"last {config.step_name}", f"{_fmt(objective)}  {_objective_words(config)}"),
         ("seconds", f"{m['seconds']:.2f}"),
     ]
-    table = "\n".join(f"{name:>12}  {value}" for name, value in rows)
+    width = max(12, *(len(name) for name, _ in rows))  # "last iteration" is wider than 12
+    table = "\n".join(f"{name:>{width}}  {value}" for name, value in rows)
     installed = prog.startswith("digits-")
     evaluate = "digits-evaluate" if installed else "python -m digits_torch.evaluate"
     train = prog if installed or prog.startswith("python") else f"python {prog}"

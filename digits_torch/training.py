@@ -350,7 +350,7 @@ def _progress_bar(config: TrainConfig, start: int, ranks: Ranks) -> tqdm:
         total=config.epochs,
         initial=start,
         desc=config.preset,
-        unit="epoch",
+        unit=config.step_name,  # L-BFGS and fmincg count iterations
         file=StderrOrNothing(),  # a closed or broken stderr does not stop the run
         disable=config.quiet or sys.stderr is None or not ranks.lead,
         leave=False,

@@ -187,6 +187,11 @@ def test_the_closing_table_says_what_its_run_computed(tmp_path, preset, flags, w
     assert f"best.pt, from {step} 2" in out and f"last {step}" in out
     assert objective in out
     assert f"metrics: {run / 'metrics.json'}\nfigures: {run / 'figures'}\n" in out
+    # every name ends in one column, "last iteration" (wider than the others) too
+    names = ("preset", steps, "model", f"last {step}", "seconds")
+    lines = out.splitlines()
+    ends = {line.index(name) + len(name) for name in names for line in lines if f"{name}  " in line}
+    assert len(ends) == 1, ends
 
 
 # ------------------------------------------------------------------ evaluate's splits
