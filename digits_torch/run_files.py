@@ -19,7 +19,7 @@ from .checkpoints import (
     save_checkpoint,
     training_checkpoint,
 )
-from .config import TrainConfig
+from .config import TrainConfig, fields_with
 from .errors import UserError, tell
 from .files import link_atomically
 from .losses import score
@@ -30,15 +30,7 @@ from .runs import RunLog, read_history
 __all__ = ["FollowerFiles", "RunFiles", "final_figures", "hparams_of", "report_metrics"]
 
 # Config fields that describe how a run is watched, not what it trains: not hyperparameters.
-NOT_HPARAMS = (
-    "logdir",
-    "quiet",
-    "name",
-    "image_every",
-    "figures",
-    "checkpoint_every",
-    "rank_timeout",
-)
+NOT_HPARAMS = fields_with("hparam", has=False)
 
 
 def val_figures(run: Setup, config: TrainConfig) -> dict:

@@ -44,7 +44,7 @@ from .checkpoints import (
     load_run_file,
     restore,
 )
-from .config import TrainConfig, preset_differences
+from .config import TrainConfig, fields_with, preset_differences
 from .distributed import Ranks, any_rank, from_lead, job_ranks, joined
 from .errors import (
     Interrupted,
@@ -55,7 +55,7 @@ from .errors import (
     tell,
 )
 from .model import MLP
-from .run_files import NOT_HPARAMS, FollowerFiles, RunFiles, val_figures
+from .run_files import FollowerFiles, RunFiles, val_figures
 from .run_setup import Setup, set_up
 from .runs import RunLock, check_history, new_run_dir, read_config, run_label
 from .schedule import advance, lower_on_plateau
@@ -65,9 +65,9 @@ __all__ = ["FitResult", "fit", "resume"]
 
 # Config fields a run directory's name leaves out: how a run is watched, and where and how it
 # trains (names tell apart what runs trained).
-_NOT_TRAINING = (*NOT_HPARAMS, "preset", "device", "threads")
+_NOT_TRAINING = fields_with("named", has=False)
 # What a resume may change: how a run is trained and watched, not what it trains.
-RESUME_MAY_CHANGE = ("device", "quiet", "epochs", "checkpoint_every", "rank_timeout")
+RESUME_MAY_CHANGE = fields_with("resumable")
 
 
 @dataclass
