@@ -7,6 +7,7 @@ import dataclasses
 import typing
 
 import pytest
+import torch
 
 from digits_torch import fit, make_config
 from digits_torch.config import (
@@ -151,3 +152,13 @@ def test_a_resume_changes_exactly_the_resumable_fields(run):
         else:
             with pytest.raises(UserError, match=f"cannot change {name}"):
                 _resumable(run.run_dir, overrides)
+
+
+def test_a_field_that_is_not_learned_leaves_the_trained_network_bitwise_equal(run, tmp_path):
+    # threads and device: where it runs, equal up to the order of float sums, not bitwise
+    for name in set(fields_with("learned", has=False)) - {"threads", "device"}:
+        other = str(tmp_path / "elsewhere") if name == "logdir" else _other(run.config, name)
+        result = fit(dataclasses.replace(run.config, **{name: other}))
+        weights, trained = result.model.state_dict(), run.model.state_dict()
+        assert all(torch.equal(weights[k], trained[k]) for k in trained), name
+        assert result.metrics["val_loss"] == run.metrics["val_loss"], name
