@@ -8,6 +8,11 @@ Validation is a table, as scikit-learn's ``_parameter_constraints``: one rule pe
 rule runs in ``__post_init__``, so the CLI, the Python API and a hand-edited ``config.json`` are
 held to the same bounds, and a bad value is one :class:`UserError` naming it.
 
+Each field declares its roles beside its help text (:data:`ROLES`: a hyperparameter, names the
+run, may change on resume, may be swept, shared by a stack, ...), and every list of fields by
+role is derived from them (:func:`fields_with`). Adding a field touches its line here, the code
+it affects, and its row of tests/test_bounds.py.
+
 The module runs past 400 lines on purpose: the fields with their help texts, the rule table and
 the presets are one declarative description of a run, meant to be read side by side.
 """
@@ -37,7 +42,9 @@ from .schedule import SCHEDULES
 __all__ = [
     "DEFAULT_PRESET",
     "PRESETS",
+    "ROLES",
     "TrainConfig",
+    "fields_with",
     "make_config",
     "preset_differences",
     "read_config_file",
@@ -62,9 +69,28 @@ MAX_AUG_SHIFT = 20.0  # pixels: the side of ex4's images; a shift past it moves 
 MAX_AUG_ROTATE = 180.0  # degrees either way: a full turn
 
 
-def _field(default, help: str):
-    """A config field with its one-line meaning, which ``--help`` shows."""
-    return field(default=default, metadata={"help": help})
+# A field's roles: what the package does with it, declared beside its help text (as its bound
+# is in FIELD_RULES). Every list of fields by role is derived from them (:func:`fields_with`).
+ROLES = {
+    "hparam": "a hyperparameter: the run's HParams entry lists it",
+    "named": "a run directory's name shows it where it differs from the preset's",
+    "learned": "changes what a network learns: a sweep's --grid may vary it",
+    "sweep_wide": "how a whole sweep runs: one value for all its networks, never swept",
+    "resumable": "a resume may change it: how a run goes on or is watched, not what it trained",
+    "stacked": "a stack's networks share it: their shapes, data and loss (the stack key)",
+    "augments": "distorts a batch's digits: stacked networks see the same batches only if equal",
+}
+# The roles of a field that changes what a network learns: most fields.
+TRAINS = ("hparam", "named", "learned")
+
+
+def _field(default, help: str, roles: tuple[str, ...] = TRAINS, sklearn: str | None = None):
+    """A config field with its one-line meaning, which ``--help`` shows, its :data:`ROLES`,
+    and the name of scikit-learn's MLPClassifier parameter that means the same, if any."""
+    unknown = set(roles) - ROLES.keys()
+    if unknown:
+        raise ValueError(f"unknown field roles {sorted(unknown)}")
+    return field(default=default, metadata={"help": help, "roles": roles, "sklearn": sklearn})
 
 
 @dataclass(frozen=True)
@@ -75,56 +101,97 @@ class TrainConfig:
     """
 
     # --- run
-    preset: str = _field("seed", "named defaults to start from (listed below; flags override)")
-    device: str = _field("auto", "auto, cpu, cuda or cuda:N (auto = CUDA when available)")
-    logdir: str = _field("runs", "where run directories are created (TensorBoard's --logdir)")
-    name: str = _field("", "appended to the run directory's name")
-    image_every: int = _field(
-        50, "log the hidden units to TensorBoard as an image every N epochs (0: never)"
+    preset: str = _field(
+        "seed",
+        "named defaults to start from (listed below; flags override)",
+        roles=("hparam", "sweep_wide"),
     )
-    figures: bool = _field(True, "draw the run's pictures into figures/ and TensorBoard at the end")
-    quiet: bool = _field(False, "print only the final line")
+    device: str = _field(
+        "auto",
+        "auto, cpu, cuda or cuda:N (auto = CUDA when available)",
+        roles=("hparam", "sweep_wide", "resumable"),
+    )
+    logdir: str = _field(
+        "runs", "where run directories are created (TensorBoard's --logdir)", roles=("sweep_wide",)
+    )
+    name: str = _field("", "appended to the run directory's name", roles=("sweep_wide",))
+    image_every: int = _field(
+        50, "log the hidden units to TensorBoard as an image every N epochs (0: never)", roles=()
+    )
+    figures: bool = _field(
+        True, "draw the run's pictures into figures/ and TensorBoard at the end", roles=()
+    )
+    quiet: bool = _field(False, "print only the final line", roles=("sweep_wide", "resumable"))
     checkpoint_every: float = _field(
         5.0,
         "seconds of training between checkpoints (also written at the end and on Ctrl-C or "
         "SIGTERM; a kill loses at most this much; 0: every epoch)",
+        roles=("resumable",),
     )
     rank_timeout: float = _field(
         120.0,
         "under torchrun: seconds a rank waits for the others at a collective before the job "
         "ends with an error (a rank died, a machine went away)",
+        roles=("sweep_wide", "resumable"),
     )
     # --- data
     data: str | None = _field(
-        None, "ex4-style .mat to train on (default: the shipped 5,000 digits)"
+        None,
+        "ex4-style .mat to train on (default: the shipped 5,000 digits)",
+        roles=(*TRAINS, "stacked"),
     )
-    seed: int = _field(0, "seeds initialisation, shuffling and the validation split")
+    seed: int = _field(
+        0, "seeds initialisation, shuffling and the validation split", sklearn="random_state"
+    )
     val_fraction: float = _field(
-        0.0, "share of each digit held out for validation (0: train on all)"
+        0.0,
+        "share of each digit held out for validation (0: train on all)",
+        roles=(*TRAINS, "stacked"),
+        sklearn="validation_fraction",
     )
     # --- model
-    hidden: tuple[int, ...] = _field((25,), "hidden layer sizes")
+    hidden: tuple[int, ...] = _field(
+        (25,), "hidden layer sizes", roles=(*TRAINS, "stacked"), sklearn="hidden_layer_sizes"
+    )
     activation: str = _field(
         "relu",
         "hidden activation: sigmoid (or scikit-learn's name, logistic), relu, tanh, identity",
+        roles=(*TRAINS, "stacked"),
+        sklearn="activation",
     )
     init: str = _field(
         "glorot", "initial weights: glorot (scikit-learn's) or coursera (uniform +-0.12)"
     )
     loss: str = _field(
-        "softmax", "softmax cross-entropy, or coursera (ex4's sum of sigmoid log-losses)"
+        "softmax",
+        "softmax cross-entropy, or coursera (ex4's sum of sigmoid log-losses)",
+        roles=(*TRAINS, "stacked"),
     )
     # --- optimisation
     optimizer: str = _field(
         "sgd", "sgd, adam, lbfgs or fmincg (the last two: full batch, one iteration an epoch)"
     )
-    epochs: int = _field(1000, "most epochs to train (L-BFGS: iterations)")
-    batch_size: int = _field(200, "examples per step (capped at the training set's size)")
-    lr: float = _field(0.001, "learning rate (L-BFGS: initial step length)")
-    momentum: float = _field(0.9, "SGD momentum")
-    nesterov: bool = _field(True, "SGD with Nesterov momentum")
+    epochs: int = _field(
+        1000,
+        "most epochs to train (L-BFGS: iterations)",
+        roles=(*TRAINS, "resumable"),
+        sklearn="max_iter",
+    )
+    batch_size: int = _field(
+        200,
+        "examples per step (capped at the training set's size)",
+        roles=(*TRAINS, "stacked"),
+        sklearn="batch_size",
+    )
+    lr: float = _field(
+        0.001, "learning rate (L-BFGS: initial step length)", sklearn="learning_rate_init"
+    )
+    momentum: float = _field(0.9, "SGD momentum", sklearn="momentum")
+    nesterov: bool = _field(True, "SGD with Nesterov momentum", sklearn="nesterovs_momentum")
     backprop: str = _field("explicit", "gradients by hand-written backprop (fast) or autograd")
-    dtype: str = _field("float32", "float32 or float64, for the weights and the data")
+    dtype: str = _field(
+        "float32", "float32 or float64, for the weights and the data", roles=(*TRAINS, "stacked")
+    )
     sklearn_exact: bool = _field(
         False,
         "repeat scikit-learn's MLPClassifier(solver='sgd') step for step: init, validation "
@@ -134,38 +201,61 @@ class TrainConfig:
         1,
         "CPU threads for torch's operations (0: torch's default, one per core); results are "
         "bit-for-bit repeatable at the same count (docs/speed.md)",
+        roles=("hparam",),
     )
     cuda_graph: bool = _field(
         False,
         "on CUDA, replay each epoch as one captured CUDA graph (needs SGD, explicit backprop, "
         "float32; no effect on CPU)",
+        roles=("hparam", "named"),
     )
     # --- schedule
     schedule: str = _field(
         "constant",
         "lr schedule per epoch: constant; cosine (down to 0); scikit-learn's invscaling "
         "(lr / (samples seen + 1) ** power_t) or adaptive (lr / 5 where training would stop)",
+        sklearn="learning_rate",
     )
-    power_t: float = _field(0.5, "invscaling's exponent")
+    power_t: float = _field(0.5, "invscaling's exponent", sklearn="power_t")
     # --- regularisation
     l2: float = _field(
-        1e-4, "lambda: adds lambda / (2 * batch size) * sum of squared non-bias weights"
+        1e-4,
+        "lambda: adds lambda / (2 * batch size) * sum of squared non-bias weights",
+        sklearn="alpha",
     )
     label_smoothing: float = _field(
         0.0, "targets: one-hot mixed with this share of the uniform distribution"
     )
     # --- augmentation
-    aug_shift: float = _field(0.0, "augmentation: most pixels an image is shifted along each axis")
-    aug_rotate: float = _field(0.0, "augmentation: most degrees an image is rotated either way")
-    aug_scale: float = _field(0.0, "augmentation: most relative change of an image's size")
+    aug_shift: float = _field(
+        0.0,
+        "augmentation: most pixels an image is shifted along each axis",
+        roles=(*TRAINS, "augments"),
+    )
+    aug_rotate: float = _field(
+        0.0,
+        "augmentation: most degrees an image is rotated either way",
+        roles=(*TRAINS, "augments"),
+    )
+    aug_scale: float = _field(
+        0.0, "augmentation: most relative change of an image's size", roles=(*TRAINS, "augments")
+    )
     # --- stopping
     stop_on: str = _field(
-        "train_loss", "what early stopping watches: train_loss, val_loss or val_accuracy"
+        "train_loss",
+        "what early stopping watches: train_loss, val_loss or val_accuracy",
+        sklearn="early_stopping",
     )
     tol: float = _field(
-        1e-9, "the watched figure must improve by more than this to count as progress"
+        1e-9,
+        "the watched figure must improve by more than this to count as progress",
+        sklearn="tol",
     )
-    patience: int = _field(10, "stop after more than this many epochs without progress (0: never)")
+    patience: int = _field(
+        10,
+        "stop after more than this many epochs without progress (0: never)",
+        sklearn="n_iter_no_change",
+    )
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -229,6 +319,21 @@ class TrainConfig:
         """The config of ``values`` (a saved config.json); unknown keys are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: tuple(v) if k == "hidden" else v for k, v in values.items() if k in known})
+
+
+def fields_with(role: str, has: bool = True) -> tuple[str, ...]:
+    """The names of the fields that have ``role`` (a key of :data:`ROLES`), in field order; with
+    ``has=False``, of those that do not."""
+    if role not in ROLES:
+        raise ValueError(f"unknown field role {role!r}")
+    fields = dataclasses.fields(TrainConfig)
+    return tuple(f.name for f in fields if (role in f.metadata["roles"]) == has)
+
+
+def sklearn_fields() -> dict[str, str]:
+    """scikit-learn MLPClassifier's parameter names -> the fields that mean the same."""
+    fields = dataclasses.fields(TrainConfig)
+    return {f.metadata["sklearn"]: f.name for f in fields if f.metadata["sklearn"]}
 
 
 # ------------------------------------------------------------------------------ presets

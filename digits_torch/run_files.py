@@ -19,7 +19,7 @@ from .checkpoints import (
     save_checkpoint,
     training_checkpoint,
 )
-from .config import TrainConfig
+from .config import TrainConfig, fields_with
 from .errors import UserError, tell
 from .files import link_atomically
 from .losses import score
@@ -27,18 +27,17 @@ from .model import MLP
 from .run_setup import Setup
 from .runs import RunLog, read_history
 
-__all__ = ["FollowerFiles", "RunFiles", "final_figures", "hparams_of", "report_metrics"]
+__all__ = [
+    "RunFiles",
+    "final_figures",
+    "hparams_of",
+    "report_metrics",
+    "run_final_figures",
+    "run_metrics",
+]
 
 # Config fields that describe how a run is watched, not what it trains: not hyperparameters.
-NOT_HPARAMS = (
-    "logdir",
-    "quiet",
-    "name",
-    "image_every",
-    "figures",
-    "checkpoint_every",
-    "rank_timeout",
-)
+NOT_HPARAMS = fields_with("hparam", has=False)
 
 
 def val_figures(run: Setup, config: TrainConfig) -> dict:
@@ -48,7 +47,8 @@ def val_figures(run: Setup, config: TrainConfig) -> dict:
     return {"val_loss": val_loss, "val_accuracy": val_accuracy}
 
 
-def _final_figures(run: Setup, config: TrainConfig) -> dict:
+def run_final_figures(run: Setup, config: TrainConfig) -> dict:
+    """:func:`final_figures` of the model now in ``run``."""
     return final_figures(run.model, run.train, run.val, config.loss)
 
 
@@ -86,6 +86,31 @@ def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict
     }
 
 
+def run_metrics(
+    final: dict,
+    run: Setup,
+    config: TrainConfig,
+    history: list[dict],
+    epoch: int,
+    stopped: str,
+    world: int,
+) -> dict:
+    """:func:`report_metrics` of ``run`` after ``epoch`` epochs: ``final`` (its model's
+    :func:`final_figures`), ``history`` (the run's, or [] where none is read), ``world`` (the
+    processes that trained it)."""
+    return report_metrics(
+        final,
+        history,
+        run.rows,
+        epochs=epoch,
+        best_epoch=run.stopping.best_epoch_,
+        stopped=stopped,
+        device=str(run.device),
+        preset=config.preset,
+        ranks=world,
+    )
+
+
 def hparams_of(saved_config: dict) -> dict:
     """The fields of a run's config that its HParams entry lists: what it trained with."""
     return {k: v for k, v in saved_config.items() if k not in NOT_HPARAMS}
@@ -112,8 +137,9 @@ class RunFiles:
         self.saved_epoch, self.saved_seconds = 0, 0.0  # what checkpoint.pt holds
         self.last_epoch, self.last_seconds = 0, 0.0  # the last finished epoch
 
-    def open(self, start: int, seconds: float, best: dict | None) -> None:
-        """Open the log; a new run records its split and saves epoch 0 as latest and best."""
+    def open(self, start: int, seconds: float, best: dict) -> None:
+        """Open the log; a new run records its split and saves epoch 0 as latest and best.
+        ``best``: the best model's weights so far (a new run's: its initial ones)."""
         resume_epoch = start if self.resumable else None
         self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
         self.saved_epoch = self.last_epoch = self.best_epoch = self.best_saved_epoch = start
@@ -124,7 +150,7 @@ class RunFiles:
             self._save_latest(0, 0.0)
             link_atomically(self.dir / LATEST, self.dir / BEST)
             self.resumable = True
-        self.best = clone_weights(self.run.model) if best is None else best
+        self.best = best
 
     def log_epoch(self, record: dict) -> None:
         self.log.log_epoch(record)
@@ -133,19 +159,16 @@ class RunFiles:
             image = plots.hidden_units_image(self.run.model)
             self.log.log_image("hidden_units", image, record["epoch"])
 
-    def end_epoch(self, epoch: int, seconds: float, improved: bool, save: bool) -> None:
-        """Keep this epoch's model if it is the best; checkpoint if ``save`` or the budget says.
+    def end_epoch(self, epoch: int, seconds: float, best: dict | None, save: bool) -> None:
+        """Keep ``best``, this epoch's weights where they are the best so far (else None);
+        checkpoint if ``save`` or the budget says.
 
         The budget is measured on the training clock (``seconds``, the history's): no epoch
         the history records after a checkpoint ends ``checkpoint_every`` seconds or more after
         it, except the one whose checkpoint a kill beat.
         """
-        if improved:
-            self.best, self.best_epoch, self.best_saved = (
-                clone_weights(self.run.model),
-                epoch,
-                False,
-            )
+        if best is not None:
+            self.best, self.best_epoch, self.best_saved = best, epoch, False
         self.last_epoch, self.last_seconds = epoch, seconds
         if save or seconds - self.saved_seconds >= self.config.checkpoint_every:
             self.save(epoch)
@@ -225,20 +248,10 @@ class RunFiles:
         Returns the metrics and the run's history.
         """
         run, config = self.run, self.config
-        final = _final_figures(run, config)
+        final = run_final_figures(run, config)
         self.log.flush()
         history = read_history(self.dir)
-        metrics = report_metrics(
-            final,
-            history,
-            run.rows,
-            epochs=epoch,
-            best_epoch=run.stopping.best_epoch_,
-            stopped=stopped,
-            device=str(run.device),
-            preset=config.preset,
-            ranks=self.world,
-        )
+        metrics = run_metrics(final, run, config, history, epoch, stopped, self.world)
         self.log.write_metrics(metrics)
         if config.figures:
             self._figures(epoch)
@@ -273,44 +286,3 @@ class RunFiles:
                 f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
                 f"resume with: {launch} train.py --resume {self.dir}"
             )
-
-
-class FollowerFiles(RunFiles):
-    """What a rank other than 0 of a torchrun job writes: nothing (rank 0 writes the run).
-
-    It keeps the best model in memory as rank 0 does, so that every rank ends with the model
-    rank 0 reports, and stops on a non-finite loss with rank 0 (they see the same numbers).
-    """
-
-    def open(self, start: int, seconds: float, best: dict | None) -> None:
-        self.saved_epoch = self.last_epoch = self.best_epoch = self.best_saved_epoch = start
-        self.saved_seconds = self.last_seconds = seconds
-        self.best = clone_weights(self.run.model) if best is None else best
-
-    def log_epoch(self, record: dict) -> None:
-        pass
-
-    def save(self, epoch: int) -> None:
-        pass
-
-    def stop_on_nan(self, epoch: int, loss: float | None = None) -> None:
-        raise UserError(f"the loss or the weights stopped being finite at epoch {epoch}", self.dir)
-
-    def report(self, epoch: int, stopped: str) -> tuple[dict, list[dict]]:
-        """The metrics rank 0 writes (without the history's figures), written nowhere."""
-        run = self.run
-        metrics = report_metrics(
-            _final_figures(run, self.config),
-            [],
-            run.rows,
-            epochs=epoch,
-            best_epoch=run.stopping.best_epoch_,
-            stopped=stopped,
-            device=str(run.device),
-            preset=self.config.preset,
-            ranks=self.world,
-        )
-        return metrics, []
-
-    def abandon(self, interrupted: bool) -> None:
-        pass

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import sklearn_fields
 from .data import load_digits
 from .errors import UserError
 from .losses import smoothed_targets
@@ -60,24 +61,9 @@ __all__ = [
     "train_epoch",
 ]
 
-# MLPClassifier's parameters (solver="sgd") -> the TrainConfig fields that mean the same.
-SKLEARN_FIELDS = {
-    "hidden_layer_sizes": "hidden",
-    "activation": "activation",
-    "alpha": "l2",
-    "batch_size": "batch_size",
-    "learning_rate": "schedule",
-    "learning_rate_init": "lr",
-    "power_t": "power_t",
-    "max_iter": "epochs",
-    "random_state": "seed",
-    "tol": "tol",
-    "momentum": "momentum",
-    "nesterovs_momentum": "nesterov",
-    "early_stopping": "stop_on",  # True: "val_accuracy", False: "train_loss"
-    "validation_fraction": "val_fraction",
-    "n_iter_no_change": "patience",
-}
+# MLPClassifier's parameters (solver="sgd") -> the TrainConfig fields that mean the same
+# (declared with each field). early_stopping True is stop_on "val_accuracy", False "train_loss".
+SKLEARN_FIELDS = sklearn_fields()
 
 
 def config_fields(params: dict) -> dict:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from .augment import random_affine
 from .backprop import BACKWARD, FORWARD_INPLACE
-from .config import DTYPES, TrainConfig
+from .config import DTYPES, TrainConfig, fields_with
 from .errors import UserError
 from .model import MLP
 from .optimizers import make_optimizer
@@ -52,6 +52,9 @@ from .stopping import EarlyStopping
 
 __all__ = ["Member", "Stack", "stack_key", "stackable"]
 
+_STACKED = fields_with("stacked")
+_AUGMENTS = fields_with("augments")  # with the seed's draws, what decides a network's batches
+
 
 def stackable(config: TrainConfig) -> bool:
     """Whether the stack trains ``config``: minibatch SGD outside sklearn-exact mode."""
@@ -59,16 +62,9 @@ def stackable(config: TrainConfig) -> bool:
 
 
 def stack_key(config: TrainConfig) -> tuple:
-    """Networks with equal keys train in one stack: the same shapes, data and loss."""
-    return (
-        config.hidden,
-        config.activation,
-        config.loss,
-        config.dtype,
-        config.batch_size,
-        config.data,
-        config.val_fraction,
-    )
+    """Networks with equal keys train in one stack: the same shapes, data and loss (the fields
+    whose role is "stacked")."""
+    return tuple(getattr(config, name) for name in _STACKED)
 
 
 class Member:
@@ -157,7 +153,7 @@ def _group_key(member: Member) -> tuple:
     return (
         member.generator.get_state().numpy().tobytes(),
         member.train_rows.tobytes(),
-        (c.aug_shift, c.aug_rotate, c.aug_scale),
+        tuple(getattr(c, name) for name in _AUGMENTS),
     )
 
 

@@ -56,6 +56,7 @@ from .config import (
     DEFAULT_PRESET,
     TrainConfig,
     close_field,
+    fields_with,
     make_config,
     read_config_file,
     resolve_device,
@@ -77,9 +78,9 @@ EXIT_INTERRUPTED = 130
 # the final gather for the slowest, possibly for hours (a rank that dies ends the job at once).
 RANK_WAIT = 24 * 3600.0
 # how a sweep runs, not what it trains
-UNSWEPT = ("preset", "device", "logdir", "name", "quiet", "rank_timeout")
+UNSWEPT = fields_with("sweep_wide")
 # how a network is trained or watched, not what it learns: swept, they would train duplicates
-UNLEARNED = ("figures", "image_every", "checkpoint_every", "threads", "cuda_graph")
+UNLEARNED = tuple(f for f in fields_with("learned", has=False) if f not in UNSWEPT)
 # other names for fields (scikit-learn's MLPClassifier, ex4's lambda): --grid says which it is
 FIELD_ALIASES = {
     "lambda": "l2",

@@ -44,7 +44,7 @@ from .checkpoints import (
     load_run_file,
     restore,
 )
-from .config import TrainConfig, preset_differences
+from .config import TrainConfig, fields_with, preset_differences
 from .distributed import Ranks, any_rank, from_lead, job_ranks, joined
 from .errors import (
     Interrupted,
@@ -55,7 +55,7 @@ from .errors import (
     tell,
 )
 from .model import MLP
-from .run_files import NOT_HPARAMS, FollowerFiles, RunFiles, val_figures
+from .run_files import RunFiles, run_final_figures, run_metrics, val_figures
 from .run_setup import Setup, set_up
 from .runs import RunLock, check_history, new_run_dir, read_config, run_label
 from .schedule import advance, lower_on_plateau
@@ -65,9 +65,9 @@ __all__ = ["FitResult", "fit", "resume"]
 
 # Config fields a run directory's name leaves out: how a run is watched, and where and how it
 # trains (names tell apart what runs trained).
-_NOT_TRAINING = (*NOT_HPARAMS, "preset", "device", "threads")
+_NOT_TRAINING = fields_with("named", has=False)
 # What a resume may change: how a run is trained and watched, not what it trains.
-RESUME_MAY_CHANGE = ("device", "quiet", "epochs", "checkpoint_every", "rank_timeout")
+RESUME_MAY_CHANGE = fields_with("resumable")
 
 
 @dataclass
@@ -225,15 +225,20 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
         label = config.name or run_label(preset_differences(config, ignore=_NOT_TRAINING))
         run_dir = from_lead(ranks, lambda: new_run_dir(config.logdir, config.preset, label))
         best = None
-    writer = RunFiles if ranks.lead else FollowerFiles
-    files = writer(run_dir, config, run, resumed=checkpoint is not None, world=ranks.world)
+    # Rank 0 alone writes: the other ranks of a torchrun job have no run files.
+    files = None
+    if ranks.lead:
+        files = RunFiles(run_dir, config, run, resumed=checkpoint is not None, world=ranks.world)
+    # Every rank keeps the best model in memory, to end with the model rank 0 reports.
+    best = clone_weights(run.model) if best is None else best
     bar = None
     try:
         if lock is None and ranks.lead:  # a new run: its directory is ours from the start
             lock = RunLock(run_dir)
         # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
         # epoch can be resumed and has a model to load.
-        files.open(start, seconds_before, best)
+        if files is not None:
+            files.open(start, seconds_before, best)
         started, epoch, stopped, last = time.perf_counter(), start, "max_epochs", config.epochs
         if run.stopping.should_stop:  # a resumed run that had already converged
             stopped, last = "converged", start
@@ -255,31 +260,45 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
                     advance(run.scheduler)
                 record["seconds"] = seconds_before + time.perf_counter() - started
                 if not (math.isfinite(record["train_loss"]) and weights_finite):
-                    files.stop_on_nan(epoch, record["train_loss"])
-                files.log_epoch(record)
+                    if files is not None:  # keeps what was finite, and says so
+                        files.stop_on_nan(epoch, record["train_loss"])
+                    problem = f"the loss or the weights stopped being finite at epoch {epoch}"
+                    raise UserError(problem, run_dir)  # the other ranks stop with rank 0
+                if files is not None:
+                    files.log_epoch(record)
                 # Stopping and the best model, then the checkpoint that counts this epoch.
                 improved = run.stopping.update(record)
                 stop = run.stopping.should_stop
                 if stop and config.schedule == "adaptive" and lower_on_plateau(run.optimizer):
                     stop = False  # scikit-learn: lr / 5, and go on
                     run.stopping.restart()
-                files.end_epoch(epoch, record["seconds"], improved, save=requests.agreed())
+                if improved:
+                    best = clone_weights(run.model)
+                save = requests.agreed()  # on every rank: the ranks agree on it
+                if files is not None:
+                    files.end_epoch(epoch, record["seconds"], best if improved else None, save)
                 requests.act()
                 bar.set_postfix(_postfix(record), refresh=False)
                 bar.update(1)
                 if stop:
                     stopped = "converged"
                     break
-        files.save(epoch)  # the last epoch, whatever the budget
+        if files is not None:
+            files.save(epoch)  # the last epoch, whatever the budget
         bar.close()
         # The report, on the best model: the one best.pt holds and load_model returns. (Still in
         # the try: a Ctrl-C here, too, says where the checkpoint is and how to resume.)
-        run.model.load_state_dict(files.best)
-        metrics, history = files.report(epoch, stopped)
+        run.model.load_state_dict(best)
+        if files is not None:
+            metrics, history = files.report(epoch, stopped)
+        else:  # the metrics rank 0 writes (without the history's figures), written nowhere
+            final = run_final_figures(run, config)
+            metrics, history = run_metrics(final, run, config, [], epoch, stopped, ranks.world), []
     except BaseException as err:
         if bar is not None:
             bar.close()  # first, so that whatever is printed next starts on a clean line
-        files.abandon(interrupted=isinstance(err, KeyboardInterrupt))
+        if files is not None:
+            files.abandon(interrupted=isinstance(err, KeyboardInterrupt))
         raise
     finally:
         if lock is not None:
