@@ -262,13 +262,9 @@ class RunFiles:
     def _figures(self, epoch: int) -> None:
         """Pictures of the reported model, on the validation digits when some were held out."""
         run = self.run
-        shown, digits = plots.shown_digits(run.train, run.val)
-        figures = plots.run_figures(run.model, *shown, self.dir, digits, train_X=run.train[0])
-        for name, figure in figures.items():
-            image = plots.render(figure)
-            plots.save_png(image, self.dir / plots.FIGURES / f"{name}.png")
-            if name in ("mistakes", "confusion"):
-                self.log.log_image(f"figures/{name}", image, epoch)
+        images = plots.write_run_figures(run.model, run.train, run.val, self.dir)
+        for name in ("mistakes", "confusion"):
+            self.log.log_image(f"figures/{name}", images[name], epoch)
 
     def abandon(self, interrupted: bool) -> None:
         """The one cleanup path: close what is open; a run that never saved is removed."""

@@ -173,11 +173,7 @@ class _Files:
         )
         self.log.write_metrics(metrics)
         if config.figures:
-            shown, digits = plots.shown_digits(train, val)
-            figures = plots.run_figures(m.model, *shown, self.dir, digits, train_X=train[0])
-            for name, figure in figures.items():
-                image = plots.render(figure)
-                plots.save_png(image, self.dir / plots.FIGURES / f"{name}.png")
+            plots.write_run_figures(m.model, train, val, self.dir)
         self.log.log_hparams(final, step=m.epoch)
         self.log.close()
         return metrics

@@ -53,6 +53,7 @@ __all__ = [
     "run_figures",
     "save_png",
     "shown_digits",
+    "write_run_figures",
 ]
 
 FIGURES = "figures"  # a run's PNGs go to <run>/figures/
@@ -317,6 +318,20 @@ def shown_digits(train: tuple, val: tuple | None) -> tuple[tuple, str]:
     """The digits a run's pictures show, and their name: the validation digits where there are
     some, else the training digits. ``train``, ``val``: ((m, n) images, (m,) digits)."""
     return (train, "training digits") if val is None else (val, "validation digits")
+
+
+def write_run_figures(
+    model: MLP, train: tuple, val: tuple | None, run_dir: str | Path
+) -> dict[str, np.ndarray]:
+    """Draw a run's pictures of ``model`` into ``run_dir``/figures/ (on :func:`shown_digits`),
+    and return each rendered image by file stem. ``train``, ``val``: ((m, n) images, (m,)
+    digits); a trained network alone and a sweep's network both report through this."""
+    shown, digits = shown_digits(train, val)
+    figures = run_figures(model, *shown, run_dir, digits, train_X=train[0])
+    images = {name: render(figure) for name, figure in figures.items()}
+    for name, image in images.items():
+        save_png(image, Path(run_dir) / FIGURES / f"{name}.png")
+    return images
 
 
 def render(figure: Figure) -> np.ndarray:
