@@ -40,7 +40,9 @@ import torch
 from digits_torch import fit, load_digits, make_config
 from digits_torch.config import resolve_device
 from digits_torch.errors import ArgumentParser, exit_on_error
-from digits_torch.stacked import Member, Stack, memory_needed
+from digits_torch.run_setup import read_digits, set_up
+from digits_torch.stacked import Stack, memory_needed
+from digits_torch.trainee import Trainee
 
 RECIPES = {"article": "seed", "default": "tuned"}
 
@@ -71,25 +73,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_sweep(cfgs: list, X: np.ndarray, labels: np.ndarray, device: torch.device, epochs: int):
+def time_sweep(cfgs: list, device: torch.device, epochs: int):
     """(ms per network-epoch of the stack, the allocator's peak bytes on CUDA or None)."""
-    Xt = torch.from_numpy(X).to(device)
-    yt = torch.from_numpy(labels % 10).to(device)
-    members = [Member(c, X, labels, device, i) for i, c in enumerate(cfgs)]
-    stack = Stack(members, Xt, yt)
-    for _ in stack.train_epoch():  # warm-up (and the first-step buffers)
-        pass
+    digits = read_digits(cfgs[0], device)
+    members = [Trainee(set_up(c, digits=digits, stacked=True), order=i) for i, c in enumerate(cfgs)]
+    stack = Stack(members, *digits.on_device)
+    _epoch(stack)  # warm-up (and the first-step buffers)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     start = time.perf_counter()
     for _ in range(epochs):
-        for _ in stack.train_epoch():
-            pass
+        _epoch(stack)
     _sync(device)
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return 1000 * seconds / (epochs * len(cfgs)), peak
+
+
+def _epoch(stack: Stack) -> None:
+    """One epoch of the stack and each network's bookkeeping (no files: the loop's rest)."""
+    for trainee, record, finite in stack.epoch():
+        trainee.end_epoch(record, finite)
+    stack.end_epoch()
 
 
 def time_solo(cfgs: list) -> float:
@@ -190,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
             for shared in (True, False):
                 for k in [int(v) for v in args.ks.split(",")]:
                     cfgs = configs(recipe, k, shared, str(device), args.epochs + 1, logdir)
-                    sweep_ms, peak = time_sweep(cfgs, X, labels, device, args.epochs)
+                    sweep_ms, peak = time_sweep(cfgs, device, args.epochs)
                     key = (recipe, shared)
                     if key not in solo_cache:
                         few = configs(recipe, args.solo, shared, str(device), args.epochs, logdir)
@@ -220,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
                     )
         if args.cuda_1024 and device.type == "cuda":
             cfgs = configs("article", 1024, True, str(device), 1000, logdir)
-            ms, peak = time_sweep(cfgs, X, labels, device, 999)
+            ms, peak = time_sweep(cfgs, device, 999)
             results["cuda_1024_seconds"] = ms * 1024  # ms per network-epoch x 1024 x 1000 / 1000
             print(f"1024 article networks x 1000 epochs: {results['cuda_1024_seconds']:.1f} s")
     results["peak_rss_mib"] = peak_rss_mib()

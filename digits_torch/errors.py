@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
+from tqdm.auto import tqdm
+
 __all__ = [
     "EXIT_USAGE",
     "ArgumentParser",
@@ -149,6 +151,22 @@ class StderrOrNothing:
 
     def flush(self) -> None:
         _write(sys.stderr, "")
+
+
+def progress_bar(total: int, initial: int, desc: str, unit: str, shown: bool) -> tqdm:
+    """A training progress bar on stderr (:class:`StderrOrNothing`: a closed or broken stderr
+    does not stop training), redrawn as :func:`redraw_interval` says; ``shown``: whether it is
+    drawn at all (not when quiet, nor on a torchrun job's other ranks)."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=unit,
+        file=StderrOrNothing(),
+        disable=not shown or sys.stderr is None,
+        leave=False,
+        mininterval=redraw_interval(),
+    )
 
 
 def redraw_interval() -> float:

@@ -1,12 +1,16 @@
 """What a training run writes, and when: its log (history, TensorBoard), its checkpoints on a
 time budget, its report (metrics.json, pictures, the HParams entry), and the one cleanup path
-(:class:`RunFiles`). A sweep reports its networks with the same functions.
+(:class:`RunFiles`). A sweep's stacked networks write theirs with the same class: a sweep's save
+is written beside the real files (:data:`SIDE`) and installed once the sweep has committed it
+(:func:`install`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 from . import plots
@@ -19,18 +23,21 @@ from .checkpoints import (
     save_checkpoint,
     training_checkpoint,
 )
-from .config import TrainConfig, fields_with
+from .config import fields_with
 from .errors import UserError, tell
-from .files import link_atomically
+from .files import fsync_dir, link_atomically
 from .losses import score
 from .model import MLP
 from .run_setup import Setup
 from .runs import RunLog, read_history
+from .trainee import Trainee
 
 __all__ = [
+    "SIDE",
     "RunFiles",
     "final_figures",
     "hparams_of",
+    "install",
     "report_metrics",
     "run_final_figures",
     "run_metrics",
@@ -38,18 +45,13 @@ __all__ = [
 
 # Config fields that describe how a run is watched, not what it trains: not hyperparameters.
 NOT_HPARAMS = fields_with("hparam", has=False)
+# A sweep's save, written beside the real files until the sweep commits it.
+SIDE = {LATEST: ".sweep-checkpoint.pt", BEST: ".sweep-best.pt"}
 
 
-def val_figures(run: Setup, config: TrainConfig) -> dict:
-    if run.val is None:
-        return {"val_loss": None, "val_accuracy": None}
-    val_loss, val_accuracy = score(run.model, *run.val, config.loss)
-    return {"val_loss": val_loss, "val_accuracy": val_accuracy}
-
-
-def run_final_figures(run: Setup, config: TrainConfig) -> dict:
+def run_final_figures(run: Setup) -> dict:
     """:func:`final_figures` of the model now in ``run``."""
-    return final_figures(run.model, run.train, run.val, config.loss)
+    return final_figures(run.model, run.train, run.val, run.config.loss)
 
 
 def final_figures(model: MLP, train: tuple, val: tuple | None, loss: str) -> dict:
@@ -86,27 +88,20 @@ def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict
     }
 
 
-def run_metrics(
-    final: dict,
-    run: Setup,
-    config: TrainConfig,
-    history: list[dict],
-    epoch: int,
-    stopped: str,
-    world: int,
-) -> dict:
-    """:func:`report_metrics` of ``run`` after ``epoch`` epochs: ``final`` (its model's
+def run_metrics(final: dict, trainee: Trainee, history: list[dict], world: int) -> dict:
+    """:func:`report_metrics` of ``trainee`` where it stands: ``final`` (its model's
     :func:`final_figures`), ``history`` (the run's, or [] where none is read), ``world`` (the
     processes that trained it)."""
+    run = trainee.run
     return report_metrics(
         final,
         history,
         run.rows,
-        epochs=epoch,
+        epochs=trainee.epoch,
         best_epoch=run.stopping.best_epoch_,
-        stopped=stopped,
+        stopped=trainee.status,
         device=str(run.device),
-        preset=config.preset,
+        preset=run.config.preset,
         ranks=world,
     )
 
@@ -119,84 +114,110 @@ def hparams_of(saved_config: dict) -> dict:
 class RunFiles:
     """What a run writes: its log (history, TensorBoard), its checkpoints and its report.
 
-    ``best`` holds the best model's weights so far (None until the run has started), written
-    to best.pt with the latest checkpoint, on the time budget.
+    Args:
+        run_dir: the run's directory (made; held under its lock).
+        trainee: the network: its set-up, epoch, training seconds and best weights so far,
+            read when a checkpoint is written.
+        resumed: whether ``run_dir`` holds the network's checkpoint already.
+        world: the processes of a torchrun job training the run, else 1.
+        swept: the fields its sweep varies (shown first in the HParams tab).
+        budget: seconds of training between checkpoints (default: the config's
+            ``checkpoint_every``; a sweep saves its stack as one, and passes infinity).
     """
 
     def __init__(
-        self, run_dir: Path, config: TrainConfig, run: Setup, resumed: bool, world: int = 1
+        self,
+        run_dir: Path,
+        trainee: Trainee,
+        resumed: bool,
+        world: int = 1,
+        swept: Collection[str] = (),
+        budget: float | None = None,
     ) -> None:
-        self.dir, self.config, self.run = run_dir, config, run
-        self.world = world  # the processes of a torchrun job training the run, else 1
+        self.dir, self.trainee, self.config = run_dir, trainee, trainee.config
+        self.world, self.swept = world, swept
+        self.budget = self.config.checkpoint_every if budget is None else budget
         self.resumable = resumed  # a run that has saved a checkpoint is kept, whatever happens
-        self.saved_config = config.to_dict()  # once: every checkpoint carries it
+        self.saved_config = self.config.to_dict()  # once: every checkpoint carries it
         self.log: RunLog | None = None
-        self.best: dict | None = None
-        self.best_epoch = self.best_saved_epoch = 0
-        self.best_saved = True  # best.pt holds self.best
-        self.saved_epoch, self.saved_seconds = 0, 0.0  # what checkpoint.pt holds
-        self.last_epoch, self.last_seconds = 0, 0.0  # the last finished epoch
+        self.best_saved_epoch = trainee.best_epoch  # what best.pt holds
+        self.saved_epoch, self.saved_seconds = trainee.epoch, trainee.seconds  # checkpoint.pt's
 
-    def open(self, start: int, seconds: float, best: dict) -> None:
-        """Open the log; a new run records its split and saves epoch 0 as latest and best.
-        ``best``: the best model's weights so far (a new run's: its initial ones)."""
-        resume_epoch = start if self.resumable else None
+    @property
+    def run(self) -> Setup:
+        return self.trainee.run
+
+    @property
+    def best_saved(self) -> bool:
+        """Whether best.pt holds the trainee's best weights."""
+        return self.best_saved_epoch == self.trainee.best_epoch
+
+    def open(self) -> None:
+        """Open the log; a new run records its split and saves epoch 0 as latest and best."""
+        resume_epoch = self.trainee.epoch if self.resumable else None
         self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
-        self.saved_epoch = self.last_epoch = self.best_epoch = self.best_saved_epoch = start
-        self.saved_seconds = self.last_seconds = seconds
         if not self.resumable:
             self.log.write_split(*self.run.rows)
-            self.log.start_hparams(hparams_of(self.saved_config))
-            self._save_latest(0, 0.0)
+            self.log.start_hparams(hparams_of(self.saved_config), swept=self.swept)
+            save_checkpoint(self._latest(), self.dir / LATEST)
             link_atomically(self.dir / LATEST, self.dir / BEST)
             self.resumable = True
-        self.best = best
 
     def log_epoch(self, record: dict) -> None:
+        """One epoch's record, in the history and TensorBoard."""
         self.log.log_epoch(record)
+
+    def pictured(self, epoch: int) -> bool:
+        """Whether TensorBoard gets a picture of the hidden units after ``epoch``."""
         every = self.config.image_every
-        if every and record["epoch"] % every == 0:
-            image = plots.hidden_units_image(self.run.model)
-            self.log.log_image("hidden_units", image, record["epoch"])
+        return bool(every) and epoch % every == 0
 
-    def end_epoch(self, epoch: int, seconds: float, best: dict | None, save: bool) -> None:
-        """Keep ``best``, this epoch's weights where they are the best so far (else None);
-        checkpoint if ``save`` or the budget says.
+    def log_picture(self) -> None:
+        """The hidden units of the model as it is now (the trainee's epoch's)."""
+        image = plots.hidden_units_image(self.run.model)
+        self.log.log_image("hidden_units", image, self.trainee.epoch)
 
-        The budget is measured on the training clock (``seconds``, the history's): no epoch
-        the history records after a checkpoint ends ``checkpoint_every`` seconds or more after
-        it, except the one whose checkpoint a kill beat.
+    def end_epoch(self, save: bool) -> None:
+        """Checkpoint if ``save`` or the budget says.
+
+        The budget is measured on the training clock (the history's seconds): no epoch the
+        history records after a checkpoint ends ``budget`` seconds or more after it, except the
+        one whose checkpoint a kill beat.
         """
-        if best is not None:
-            self.best, self.best_epoch, self.best_saved = best, epoch, False
-        self.last_epoch, self.last_seconds = epoch, seconds
-        if save or seconds - self.saved_seconds >= self.config.checkpoint_every:
-            self.save(epoch)
+        if save or self.trainee.seconds - self.saved_seconds >= self.budget:
+            self.save()
 
-    def save(self, epoch: int) -> None:
-        """The history, best.pt (if it changed), then the latest checkpoint of ``epoch`` (the
-        last finished one: the live model is that epoch's)."""
+    def save(self, beside: bool = False) -> bool:
+        """The history, best.pt (if it changed), then the latest checkpoint, of the trainee's
+        last finished epoch (the live model is that epoch's). ``beside``: as a sweep's save,
+        under the :data:`SIDE` names. Returns whether anything was written."""
+        epoch, trainee = self.trainee.epoch, self.trainee
         if epoch == self.saved_epoch and self.best_saved:
-            return
+            return False
         # The NaN guard, on what is saved: the loss an epoch reports was computed before its
-        # last step, so weights that took one step too far are scored here.
-        if not self._scores_finite(None) or not (self.best_saved or self._scores_finite(self.best)):
+        # last step, so weights that took one step too far are scored here. (A stack checks its
+        # networks itself.)
+        if self.run.epoch is not None and not (
+            self._scores_finite(None) and (self.best_saved or self._scores_finite(trainee.best))
+        ):
             self.stop_on_nan(epoch)
         self.log.flush()  # the checkpoint claims these epochs: their records come first
-        same = self.best_epoch == epoch and self.run.val is None
-        if not self.best_saved and not same:
-            self._save_best()
-        self._save_latest(epoch, self.last_seconds)
-        if same:  # the best is the latest: one file, two names
+        names = SIDE if beside else {LATEST: LATEST, BEST: BEST}
+        same = trainee.best_epoch == epoch and not self.run.has_val
+        if not self.best_saved and not same:  # (a sweep links the two when it installs)
+            self._save_best(self.dir / names[BEST])
+        save_checkpoint(self._latest(), self.dir / names[LATEST])
+        if same and not beside:  # the best is the latest: one file, two names
             link_atomically(self.dir / LATEST, self.dir / BEST)
-            self.best_saved_epoch = epoch
-        self.best_saved = True
-        self.saved_epoch, self.saved_seconds = epoch, self.last_seconds
+        self.best_saved_epoch = trainee.best_epoch
+        self.saved_epoch, self.saved_seconds = epoch, trainee.seconds
+        return True
 
-    def _save_best(self) -> None:
-        best = model_checkpoint(self.run.model, self.best, self.best_epoch, self.saved_config)
-        save_checkpoint(best, self.dir / BEST)
-        self.best_saved, self.best_saved_epoch = True, self.best_epoch
+    def _save_best(self, path: Path) -> None:
+        trainee = self.trainee
+        best = model_checkpoint(self.run.model, trainee.best, trainee.best_epoch, self.saved_config)
+        save_checkpoint(best, path)
+        self.best_saved_epoch = trainee.best_epoch
 
     def _scores_finite(self, weights: dict | None) -> bool:
         """Whether the model (with ``weights``, else as it is) has a finite loss on the
@@ -215,8 +236,8 @@ class RunFiles:
     def stop_on_nan(self, epoch: int, loss: float | None = None) -> None:
         """The NaN guard: the live weights are lost; keep what was finite, then say so."""
         self.log.flush()
-        if not self.best_saved and self._scores_finite(self.best):
-            self._save_best()  # best.pt: the best finite model so far, kept in memory
+        if not self.best_saved and self._scores_finite(self.trainee.best):
+            self._save_best(self.dir / BEST)  # the best finite model so far, kept in memory
         what = (
             f"training loss became {loss}"
             if loss is not None and not math.isfinite(loss)
@@ -228,34 +249,31 @@ class RunFiles:
             self.dir,
         )
 
-    def _save_latest(self, epoch: int, seconds: float) -> None:
+    def _latest(self) -> dict:
+        """What checkpoint.pt holds: everything a resume needs, at the trainee's epoch."""
         run = self.run
-        state = training_checkpoint(
+        return training_checkpoint(
             run.model,
-            epoch,
+            self.trainee.epoch,
             self.saved_config,
-            seconds,
+            self.trainee.seconds,
             optimizer=run.optimizer,
             scheduler=run.scheduler,
             rng=run.rng,
             stopping=run.stopping,
         )
-        save_checkpoint(state, self.dir / LATEST)
 
-    def report(self, epoch: int, stopped: str) -> tuple[dict, list[dict]]:
-        """metrics.json, the pictures and the HParams entry, for the model now in ``run``.
-
-        Returns the metrics and the run's history.
-        """
-        run, config = self.run, self.config
-        final = run_final_figures(run, config)
+    def report(self) -> tuple[dict, list[dict]]:
+        """metrics.json, the pictures and the HParams entry, for the model now in ``run`` (the
+        best one: the caller has loaded it). Returns the metrics and the run's history."""
+        final = run_final_figures(self.run)
         self.log.flush()
         history = read_history(self.dir)
-        metrics = run_metrics(final, run, config, history, epoch, stopped, self.world)
+        metrics = run_metrics(final, self.trainee, history, self.world)
         self.log.write_metrics(metrics)
-        if config.figures:
-            self._figures(epoch)
-        self.log.log_hparams(final, step=epoch)
+        if self.config.figures:
+            self._figures(self.trainee.epoch)
+        self.log.log_hparams(final, step=self.trainee.epoch)
         self.log.close()
         return metrics, history
 
@@ -282,3 +300,14 @@ class RunFiles:
                 f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
                 f"resume with: {launch} train.py --resume {self.dir}"
             )
+
+
+def install(directory: Path, has_val: bool) -> None:
+    """A sweep's committed save: its side files become the real ones (best.pt first)."""
+    for name in (BEST, LATEST):
+        side = directory / SIDE[name]
+        if side.exists():
+            os.replace(side, directory / name)
+    fsync_dir(directory)
+    if not has_val:  # the best is the latest: one file, two names
+        link_atomically(directory / LATEST, directory / BEST)

@@ -1,10 +1,13 @@
 """What a run trains with: its data on the device, its split, model, optimizer, schedule,
 stopping rule, random draws and epoch function, all built from its config (:func:`set_up`)
-before anything is written, so a run that cannot start leaves nothing behind.
+before anything is written, so a run that cannot start leaves nothing behind. A network a sweep
+trains in a stack is set up by the same function (without an epoch function: the stack's
+arithmetic trains it), on digits read once for the whole stack (:func:`read_digits`).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,57 +25,109 @@ from .optimizers import make_optimizer
 from .schedule import make_scheduler
 from .stopping import EarlyStopping
 
-__all__ = ["Setup", "set_up", "split_rows"]
+__all__ = ["Digits", "Setup", "read_digits", "set_up", "split_rows"]
+
+
+@dataclass(frozen=True)
+class Digits:
+    """A data file's digits, read once (a stack's networks share them).
+
+    ``X``: (rows, n) images in the config's dtype; ``labels``: (rows,) as the file stores them
+    (Coursera's 10 for the digit 0); ``on_device``: (X, digits 0-9) as tensors on the device.
+    """
+
+    path: Path
+    X: np.ndarray
+    labels: np.ndarray
+    on_device: tuple[torch.Tensor, torch.Tensor]
+
+
+def read_digits(config: TrainConfig, device: torch.device) -> Digits:
+    """The digits ``config`` trains on (its data file, else the shipped one), on ``device``."""
+    path = default_data_path() if config.data is None else Path(config.data)
+    X, labels = load_digits(path, dtype=config.dtype, stored_labels=True)
+    y = labels % 10  # digits: Coursera's label 10 is the digit 0
+    return Digits(path, X, labels, (torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)))
 
 
 @dataclass
 class Setup:
     """Everything a run trains with, built before its run directory is touched."""
 
+    config: TrainConfig
     device: torch.device
-    data_path: Path
+    digits: Digits
     rows: tuple[np.ndarray, np.ndarray]  # training and validation rows of the data file
-    train: tuple[torch.Tensor, torch.Tensor]  # (m, n) images, (m,) digits, on the device
-    val: tuple[torch.Tensor, torch.Tensor] | None  # likewise, or None without a split
     model: MLP
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     stopping: EarlyStopping
     rng: torch.Generator | sklearn_exact.RandomStream  # what a checkpoint saves to resume draws
-    epoch: Epoch
+    epoch: Epoch | None  # None for a network that a stack trains
+
+    @property
+    def data_path(self) -> Path:
+        return self.digits.path
+
+    @property
+    def has_val(self) -> bool:
+        return len(self.rows[1]) > 0
+
+    @functools.cached_property
+    def train(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m, n) training images and (m,) their digits, on the device (made on first use)."""
+        return self._on_device(self.rows[0])
+
+    @functools.cached_property
+    def val(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Likewise for the validation digits; None without a split."""
+        return self._on_device(self.rows[1]) if self.has_val else None
+
+    def _on_device(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        X, y = self.digits.on_device
+        index = torch.from_numpy(rows).to(self.device)
+        return X.index_select(0, index), y.index_select(0, index)
+
+    def drop_copies(self) -> None:
+        """Forget the device copies of the split (a stacked network's, once it has reported:
+        a sweep's networks would otherwise each hold a copy of the data)."""
+        self.__dict__.pop("train", None)
+        self.__dict__.pop("val", None)
 
 
-def set_up(config: TrainConfig, ranks: Ranks = SOLO) -> Setup:
+def set_up(
+    config: TrainConfig,
+    ranks: Ranks = SOLO,
+    digits: Digits | None = None,
+    stacked: bool = False,
+) -> Setup:
     """The run of ``config``; with ``ranks`` of a torchrun job, this rank's part of it (every
-    rank sets up the same run: the same data, split, model and random draws)."""
-    device = resolve_device(config.device)
+    rank sets up the same run: the same data, split, model and random draws).
+
+    Args:
+        digits: the data, already read (a stack's); default: read from ``config.data``.
+        stacked: a network a stack trains: no epoch function of its own.
+    """
+    device = resolve_device(config.device) if digits is None else digits.on_device[0].device
     if ranks.parallel:
         _check_parallel(config, device)
-    data_path = default_data_path() if config.data is None else Path(config.data)
-    X, labels = load_digits(data_path, dtype=config.dtype, stored_labels=True)
-    y = labels % 10  # digits: Coursera's label 10 is the digit 0
+    digits = read_digits(config, device) if digits is None else digits
 
     # Initialisation, augmentation and shuffling draw from one CPU generator: the same numbers
     # on every device.
     generator = torch.Generator().manual_seed(config.seed)
-    model = MLP(X.shape[1], config.hidden, 10, config.activation, config.init, generator)
+    model = MLP(digits.X.shape[1], config.hidden, 10, config.activation, config.init, generator)
     model.to(device, DTYPES[config.dtype])
-    stream, train_idx, val_idx = split_rows(config, labels, model)
+    stream, train_idx, val_idx = split_rows(config, digits.labels, model)
     if len(train_idx) == 0:
         problem = f"val fraction {config.val_fraction} holds out every example; lower it"
-        raise UserError(problem, data_path)
-
-    def on_device(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(X[rows]).to(device), torch.from_numpy(y[rows]).to(device)
-
-    train = on_device(train_idx)
+        raise UserError(problem, digits.path)
     optimizer = make_optimizer(config, model)
-    return Setup(
+    run = Setup(
+        config=config,
         device=device,
-        data_path=data_path,
+        digits=digits,
         rows=(train_idx, val_idx),
-        train=train,
-        val=on_device(val_idx) if len(val_idx) else None,
         model=model,
         optimizer=optimizer,
         scheduler=make_scheduler(
@@ -80,8 +135,11 @@ def set_up(config: TrainConfig, ranks: Ranks = SOLO) -> Setup:
         ),
         stopping=EarlyStopping(config.stop_on, config.tol, config.patience),
         rng=generator if stream is None else stream,
-        epoch=make_epoch(config, model, optimizer, *train, generator, stream, ranks),
+        epoch=None,
     )
+    if not stacked:
+        run.epoch = make_epoch(config, model, optimizer, *run.train, generator, stream, ranks)
+    return run
 
 
 def _check_parallel(config: TrainConfig, device: torch.device) -> None:

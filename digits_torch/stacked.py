@@ -1,16 +1,16 @@
 """Many networks trained as one: K SGD networks of one architecture in stacked tensors.
 
-    members = [Member(config, X, labels, device) for config in configs]   # each as fit builds it
-    stack = Stack(members, X, y)
-    while stack.members:
-        for member, record in stack.train_epoch():   # one epoch of every network still training
-            ...                                      # log it; member.status says if it left
+    digits = read_digits(configs[0], device)
+    trainees = [Trainee(set_up(c, digits=digits, stacked=True), order=i) for i, c in ...]
+    stack = Stack(trainees, *digits.on_device)
+    train_epochs(stack, saves, requests, bar)        # the loop a solo run trains in
 
-Each :class:`Member` is exactly the network its solo ``fit`` run trains: its initial weights,
-validation split, optimizer, lr scheduler, stopping rule and CPU generator are built as
-:func:`digits_torch.run_setup.set_up` builds them, and each epoch its generator draws the
-augmentation and then the shuffle, as :func:`digits_torch.epochs.make_epoch` does. What the
-stack changes is only how the arithmetic is laid out:
+A :class:`Stack` is the :class:`~digits_torch.loop.Arithmetic` of a sweep's epoch. Each
+network is set up by :func:`digits_torch.run_setup.set_up`, exactly as its solo ``fit`` run is:
+its initial weights, validation split, optimizer, lr scheduler, stopping rule and CPU
+generator; and each epoch its generator draws the augmentation and then the shuffle, as
+:func:`digits_torch.epochs.make_epoch` does. What the stack changes is only how the arithmetic
+is laid out:
 
 * weights carry a leading model dimension: layer l is W (K, n_l, n_{l-1}) and b (K, n_l);
 * networks whose generators are in the same state and that train on the same rows with the same
@@ -23,9 +23,9 @@ stack changes is only how the arithmetic is laid out:
   into the gradient product; objective = data loss + l2 / (2 b) * sum of squared weights).
 
 A network that stops (early stopping, max epochs, a non-finite loss) leaves the stack at the end
-of the epoch: its weights, momentum and generator go back into its :class:`Member` (for a
-non-finite loss, those from before that epoch, as the solo run keeps its last good checkpoint),
-and the others go on in a smaller stack.
+of the epoch: its weights, momentum and generator go back into its set-up (for a non-finite
+loss, those from before that epoch, as the solo run keeps its last good checkpoint), and the
+others go on in a smaller stack.
 
 Past 400 lines on purpose: the stacked forward, backward and update must be read together with
 the solo path they reproduce exactly (``backprop.loss_and_gradients``, torch's SGD).
@@ -34,23 +34,18 @@ the solo path they reproduce exactly (``backprop.loss_and_gradients``, torch's S
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .augment import random_affine
 from .backprop import BACKWARD, FORWARD_INPLACE
+from .checkpoints import clone_weights
 from .config import DTYPES, TrainConfig, fields_with
-from .errors import UserError
-from .model import MLP
-from .optimizers import make_optimizer
-from .run_setup import split_rows
-from .schedule import advance, lower_on_plateau, make_scheduler
-from .stopping import EarlyStopping
+from .trainee import Trainee
 
-__all__ = ["Member", "Stack", "stack_key", "stackable"]
+__all__ = ["Stack", "memory_needed", "stack_key", "stackable"]
 
 _STACKED = fields_with("stacked")
 _AUGMENTS = fields_with("augments")  # with the seed's draws, what decides a network's batches
@@ -67,123 +62,65 @@ def stack_key(config: TrainConfig) -> tuple:
     return tuple(getattr(config, name) for name in _STACKED)
 
 
-class Member:
-    """One network of a stack, with everything its solo run keeps beside the weights.
-
-    Built as ``fit`` builds a run: ``model`` from ``torch.Generator().manual_seed(seed)``, the
-    split from :func:`digits_torch.run_setup.split_rows`, a real ``torch.optim.SGD`` over
-    ``model`` (its momentum buffers are filled when the member leaves the stack or is synced) and
-    the run's scheduler and :class:`EarlyStopping`. ``epoch`` counts completed epochs; ``status``
-    is ``"training"`` until it leaves: ``"max_epochs"``, ``"converged"`` or ``"diverged"``.
-    """
-
-    def __init__(
-        self,
-        config: TrainConfig,
-        X: np.ndarray,
-        labels: np.ndarray,
-        device: torch.device,
-        order: int = 0,
-    ) -> None:
-        if not stackable(config):
-            raise ValueError("the stack trains SGD networks outside sklearn-exact mode")
-        self.config, self.order = config, order  # order: its place in every stack it joins
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.model = MLP(
-            X.shape[1], config.hidden, 10, config.activation, config.init, self.generator
-        )
-        self.model.to(device, DTYPES[config.dtype])
-        _, self.train_rows, self.val_rows = split_rows(config, labels, self.model)
-        if len(self.train_rows) == 0:
-            problem = f"val fraction {config.val_fraction} holds out every example; lower it"
-            raise UserError(problem, config.data)
-        self.optimizer = make_optimizer(config, self.model)
-        self.scheduler = make_scheduler(
-            config.schedule, self.optimizer, config.epochs, len(self.train_rows), config.power_t
-        )
-        self.stopping = EarlyStopping(config.stop_on, config.tol, config.patience)
-        self.epoch = 0
-        self.status = "training"
-        self.best: dict[str, torch.Tensor] | None = None  # the best weights, once known
-
-    @property
-    def lr(self) -> float:
-        """The lr this member's next epoch trains with."""
-        return self.optimizer.param_groups[0]["lr"]
-
-    def end_epoch(self, record: dict) -> bool:
-        """The solo loop's bookkeeping after an epoch: schedule, stopping, adaptive lr.
-
-        Returns whether the epoch's model is the best so far; sets ``status`` if it stops.
-        """
-        if self.scheduler is not None:
-            advance(self.scheduler)  # the stack, not this optimizer, took the steps
-        if not math.isfinite(record["train_loss"]):
-            self.status = "diverged"
-            return False
-        self.epoch = record["epoch"]
-        improved = self.stopping.update(record)
-        stop = self.stopping.should_stop
-        if stop and self.config.schedule == "adaptive" and lower_on_plateau(self.optimizer):
-            stop = False
-            self.stopping.restart()
-        if stop:
-            self.status = "converged"
-        elif self.epoch >= self.config.epochs:
-            self.status = "max_epochs"
-        return improved
-
-
 class _Group:
-    """Members that see the same batches: a slice of the stack, one generator's draws."""
+    """Networks that see the same batches: a slice of the stack, one generator's draws."""
 
-    def __init__(self, members: list[Member], X: torch.Tensor, device: torch.device) -> None:
-        first = members[0]
+    def __init__(self, members: list[Trainee], device: torch.device) -> None:
+        first = members[0].run
         self.members = members
-        self.generator = first.generator
-        self.rows = torch.from_numpy(first.train_rows).to(device)
+        self.generator = first.rng
+        train_rows, val_rows = first.rows
+        self.rows = torch.from_numpy(train_rows).to(device)
         c = first.config
         self.augmentation = (c.aug_shift, c.aug_rotate, c.aug_scale)
         self.augmented = any(self.augmentation)
-        self.val_rows = torch.from_numpy(first.val_rows).to(device)
+        self.val_rows = torch.from_numpy(val_rows).to(device)
 
 
-def _group_key(member: Member) -> tuple:
-    c = member.config
+def _group_key(member: Trainee) -> tuple:
+    run = member.run
     return (
-        member.generator.get_state().numpy().tobytes(),
-        member.train_rows.tobytes(),
-        tuple(getattr(c, name) for name in _AUGMENTS),
+        run.rng.get_state().numpy().tobytes(),
+        run.rows[0].tobytes(),
+        tuple(getattr(run.config, name) for name in _AUGMENTS),
     )
 
 
 class Stack:
-    """The members' weights stacked, and their epochs trained together.
+    """The networks' weights stacked, and their epochs trained together (an
+    :class:`~digits_torch.loop.Arithmetic`: ``trainees`` are the networks still training).
 
     Args:
-        members: networks with one :func:`stack_key`, each at its own epoch (a resumed sweep).
-        X: (rows, n) every image of the data file, on the device, in the members' dtype.
+        members: networks with one :func:`stack_key` (set up with ``stacked=True``), each at
+            its own epoch (a resumed sweep); those that have ended are left out.
+        X: (rows, n) every image of the data file, on the device, in the networks' dtype.
         y: (rows,) their digits, on the device.
     """
 
-    def __init__(self, members: Sequence[Member], X: torch.Tensor, y: torch.Tensor) -> None:
+    def __init__(self, members: Sequence[Trainee], X: torch.Tensor, y: torch.Tensor) -> None:
         self.X, self.y = X, y
         self.device, self.dtype = X.device, X.dtype
-        self.members: list[Member] = []
+        self.members: list[Trainee] = []
+        self._snapshot_before: tuple | None = None
         self._buffers_by_shape: dict[tuple, torch.Tensor] = {}
         self._augmented: torch.Tensor | None = None
-        self._build(list(members))
+        self._build([m for m in members if m.status == "training"])
+
+    @property
+    def trainees(self) -> list[Trainee]:
+        return self.members
 
     # ------------------------------------------------------------------ building and leaving
 
-    def _build(self, members: list[Member]) -> None:
+    def _build(self, members: list[Trainee]) -> None:
         """Stack ``members``' weights and momentum, ordered by batch group."""
-        groups: dict[tuple, list[Member]] = {}
+        groups: dict[tuple, list[Trainee]] = {}
         # In a canonical order, so that a resumed sweep stacks as the uninterrupted one did.
         for member in sorted(members, key=lambda m: m.order):
             groups.setdefault(_group_key(member), []).append(member)
         self.members = [m for group in groups.values() for m in group]
-        self.groups = [_Group(group, self.X, self.device) for group in groups.values()]
+        self.index = {id(m): k for k, m in enumerate(self.members)}
+        self.groups = [_Group(group, self.device) for group in groups.values()]
         if not self.members:
             return
         sizes = [len(group) for group in groups.values()]
@@ -193,14 +130,10 @@ class Stack:
         self.group_of = torch.repeat_interleave(
             torch.arange(len(sizes), device=self.device), torch.tensor(sizes, device=self.device)
         )
-        layers = range(len(self.members[0].model.layers))
-        self.weights = [
-            torch.stack([m.model.layers[i].weight.detach() for m in self.members]) for i in layers
-        ]
-        self.biases = [
-            torch.stack([m.model.layers[i].bias.detach() for m in self.members])
-            for i in range(len(self.weights))
-        ]
+        models = [m.run.model for m in self.members]
+        layers = range(len(models[0].layers))
+        self.weights = [torch.stack([m.layers[i].weight.detach() for m in models]) for i in layers]
+        self.biases = [torch.stack([m.layers[i].bias.detach() for m in models]) for i in layers]
         self.weight_buffers = [self._buffers(i, "weight") for i in range(len(self.weights))]
         self.bias_buffers = [self._buffers(i, "bias") for i in range(len(self.weights))]
         configs = [m.config for m in self.members]
@@ -208,14 +141,14 @@ class Stack:
         self.l2 = self._per_model([c.l2 for c in configs])
         self.smoothing = self._per_model([c.label_smoothing for c in configs])
         self.any_smoothing = any(c.label_smoothing for c in configs)
-        nesterov = [m.optimizer.param_groups[0]["nesterov"] for m in self.members]
+        nesterov = [m.run.optimizer.param_groups[0]["nesterov"] for m in self.members]
         self.nesterov = self._per_model(nesterov).bool() if len(set(nesterov)) > 1 else nesterov[0]
         self.activation = configs[0].activation
         self.loss = configs[0].loss
-        self.batch = min(configs[0].batch_size, len(self.members[0].train_rows))
-        self.has_val = len(self.members[0].val_rows) > 0
-        if self.has_val:  # the best weights so far: a resumed member's from its best.pt
-            bests = [m.best or m.model.state_dict() for m in self.members]
+        self.batch = min(configs[0].batch_size, self.m)
+        self.has_val = self.members[0].run.has_val
+        if self.has_val:  # the best weights so far: a resumed network's from its best.pt
+            bests = [m.best for m in self.members]
             self.best = [
                 [torch.stack([b[f"layers.{i}.{name}"] for b in bests]).clone() for i in layers]
                 for name in ("weight", "bias")
@@ -226,8 +159,8 @@ class Stack:
         step from zero is torch's first step, buffer = gradient)."""
         found = []
         for member in self.members:
-            param = getattr(member.model.layers[layer], name)
-            buffer = member.optimizer.state.get(param, {}).get("momentum_buffer")
+            param = getattr(member.run.model.layers[layer], name)
+            buffer = member.run.optimizer.state.get(param, {}).get("momentum_buffer")
             found.append(torch.zeros_like(param) if buffer is None else buffer.detach())
         return torch.stack(found)
 
@@ -235,13 +168,14 @@ class Stack:
         return torch.tensor(values, dtype=self.dtype, device=self.device)
 
     def sync(self) -> None:
-        """Copy every member's weights, momentum and generator state out of the stack."""
+        """Copy every network's weights, momentum, best weights and generator state out of the
+        stack."""
         if not self.members:
             return
         self._sync(range(len(self.members)), self.weights, self.biases, self._buffer_state())
         for group in self.groups:
             for member in group.members[1:]:
-                member.generator.set_state(group.generator.get_state())
+                member.run.rng.set_state(group.generator.get_state())
 
     def _buffer_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         return self.weight_buffers, self.bias_buffers
@@ -250,7 +184,7 @@ class Stack:
     def _sync(self, indices, weights, biases, buffers) -> None:
         for k in indices:
             member = self.members[k]
-            for i, layer in enumerate(member.model.layers):
+            for i, layer in enumerate(member.run.model.layers):
                 pairs = (
                     (layer.weight, weights[i], buffers[0][i]),
                     (layer.bias, biases[i], buffers[1][i]),
@@ -258,7 +192,7 @@ class Stack:
                 for param, stacked, buffer in pairs:
                     param.copy_(stacked[k])
                     if member.config.momentum and member.epoch > 0:
-                        state = member.optimizer.state[param]
+                        state = member.run.optimizer.state[param]
                         state["momentum_buffer"] = buffer[k].clone()
             if self.has_val:
                 member.best = {
@@ -266,26 +200,22 @@ class Stack:
                     **{f"layers.{i}.bias": b[k].clone() for i, b in enumerate(self.best[1])},
                 }
             else:
-                member.best = {
-                    k2: v.detach().clone() for k2, v in member.model.state_dict().items()
-                }
+                member.best = clone_weights(member.run.model)
 
     # ------------------------------------------------------------------ the epoch
 
     @torch.no_grad()
-    def train_epoch(self) -> Iterator[tuple[Member, dict]]:
-        """One epoch of every member; yields (member, its epoch record) in stack order.
-
-        Members that stop leave the stack once every record has been yielded.
-        """
-        snapshot = self._snapshot()
+    def epoch(self) -> list[tuple[Trainee, dict, bool]]:
+        """One epoch of every network: (network, its record, whether its loss is finite), in
+        stack order. The networks whose bookkeeping ends them leave at :meth:`end_epoch`."""
+        self._snapshot_before = self._snapshot()
         losses, hits = self._batches()
         # as the solo epoch computes them: an int64 count / m is a float32, then read as float64
         figures = [losses.double(), (hits / self.m).double()]
         if self.has_val:
             figures += list(self._validate())
         values = torch.stack(figures).tolist()  # the epoch's one read from the device
-        leaving, diverged = [], []
+        results = []
         for k, member in enumerate(self.members):
             record = {"epoch": member.epoch + 1}
             if self.has_val:
@@ -293,18 +223,24 @@ class Stack:
             else:
                 record["val_loss"], record["val_accuracy"] = None, None
             record["train_loss"], record["train_accuracy"] = values[0][k], values[1][k]
-            record["lr"] = member.lr
-            improved = member.end_epoch(record)
-            if improved and self.has_val:
-                for best, now in zip(self.best[0] + self.best[1], self.weights + self.biases):
-                    best[k].copy_(now[k])
-            if member.status == "diverged":
-                diverged.append(k)
-            elif member.status != "training":
-                leaving.append(k)
-            yield member, record
+            results.append((member, record, math.isfinite(record["train_loss"])))
+        return results
+
+    def keep_best(self, trainee: Trainee) -> None:
+        """The network's weights now become its best (copied out at :meth:`sync`)."""
+        if self.has_val:
+            k = self.index[id(trainee)]
+            for best, now in zip(self.best[0] + self.best[1], self.weights + self.biases):
+                best[k].copy_(now[k])
+
+    def end_epoch(self) -> None:
+        """Networks that ended leave; a diverged one with its state from before the epoch."""
+        leaving = [
+            k for k, m in enumerate(self.members) if m.status not in ("training", "diverged")
+        ]
+        diverged = [k for k, m in enumerate(self.members) if m.status == "diverged"]
         if leaving or diverged:
-            self._leave(leaving, diverged, snapshot)
+            self._leave(leaving, diverged, self._snapshot_before)
 
     def _snapshot(self) -> tuple:
         """Weights, momentum and generators before the epoch, for members whose loss diverges."""
@@ -320,14 +256,14 @@ class Stack:
         self._sync(diverged, weights, biases, buffers)
         for k in diverged:
             group = int(self.group_of[k])
-            self.members[k].generator.set_state(states[group])
+            self.members[k].run.rng.set_state(states[group])
         gone = set(leaving) | set(diverged)
         staying = [m for k, m in enumerate(self.members) if k not in gone]
         self._build(staying)
 
     @property
     def m(self) -> int:
-        return len(self.members[0].train_rows)
+        return len(self.members[0].run.rows[0])
 
     def _draws(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each group's epoch draws, in the solo order (augmentation, then the shuffle).

@@ -65,10 +65,11 @@ from .data import default_data_path, load_digits
 from .distributed import Ranks, any_rank, from_lead, gather_to_lead, job_ranks, joined, own_errors
 from .errors import ArgumentParser, UserError, exit_on_error, tell
 from .files import write_json
+from .interrupts import StopRequests
 from .runs import RunLock, new_run_dir
 from .stacked import memory_needed
 from .sweep_report import report, write_results
-from .sweep_train import Network, Stop, plan_networks, recover, run_sweep
+from .sweep_train import Network, plan_networks, recover, run_sweep
 
 __all__ = ["main", "parse_grid", "parse_seeds", "run_command"]
 
@@ -464,10 +465,10 @@ def _sweep_locked(given: dict, ranks: Ranks, save_every: float, locks: list[RunL
     shares = gather_to_lead(ranks, share)
     planned = from_lead(ranks, lambda: _start(planned, shares, locks))
     mine = ranks.mine(planned.networks)  # round robin: stacks and solo runs spread alike
-    stop = _train_share(planned, mine, save_every, ranks)
-    with stop.deferred():  # a rank done with its share waits here for the others; signals too
+    interrupted = _train_share(planned, mine, save_every, ranks)
+    with StopRequests() as waiting:  # a rank done with its share waits here for the others
         done = gather_to_lead(ranks, [_result(n) for n in mine])
-        interrupted = any_rank(ranks, stop.asked)
+        interrupted = any_rank(ranks, interrupted or waiting.signum is not None)
     if interrupted:
         if ranks.lead:
             tell(_resume_hint(planned.dir, ranks))
@@ -594,10 +595,9 @@ def _whole_plan(shares: list[_Share]) -> str:
     return "\n".join(lines)
 
 
-def _train_share(planned: _Sweep, mine: list[Network], save_every: float, ranks: Ranks) -> Stop:
-    """Train this rank's networks; the Stop returned says whether Ctrl-C or SIGTERM stopped
-    them (their files saved). An error here is this rank's own: every rank says its own."""
-    stop = Stop()
+def _train_share(planned: _Sweep, mine: list[Network], save_every: float, ranks: Ranks) -> bool:
+    """Train this rank's networks; returns whether Ctrl-C or SIGTERM stopped them (their files
+    saved). An error here is this rank's own: every rank says its own."""
     try:
         with own_errors(ranks):
             if not ranks.lead:
@@ -610,11 +610,10 @@ def _train_share(planned: _Sweep, mine: list[Network], save_every: float, ranks:
                 quiet,
                 ranks=ranks,
                 diverged=planned.diverged,
-                stop=stop,
             )
     except KeyboardInterrupt:
-        stop.asked = True
-    return stop
+        return True
+    return False
 
 
 def _check_shared(sweep_dir: Path) -> None:

@@ -1,9 +1,11 @@
 """Training a sweep's networks and writing their run directories: stacks, then solo runs.
 
-Each stacked network's directory is written as ``fit`` writes a run's (:class:`_Files`), but in
-batches: every ``save_every`` seconds, when the stack is interrupted, and at the end. So that a
-sweep resumed after a kill trains every network exactly as an uninterrupted one (the same stack,
-the same arithmetic), a save is a commit of the whole stack at one epoch:
+A stack trains in the loop a solo run trains in (:func:`~digits_torch.loop.train_epochs`), with
+the stack as its arithmetic; each stacked network's directory is written as ``fit`` writes a
+run's (:class:`~digits_torch.run_files.RunFiles`), but on the sweep's clock
+(:class:`_CommittedSaves`): every ``save_every`` seconds, when the stack is interrupted, and at
+the end. So that a sweep resumed after a kill trains every network exactly as an uninterrupted
+one (the same stack, the same arithmetic), a save is a commit of the whole stack at one epoch:
 
 1. each network appends its new epochs to history.jsonl and writes its checkpoint (and best.pt)
    beside the real ones, as ``.sweep-checkpoint.pt`` (``.sweep-best.pt``);
@@ -33,44 +35,32 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
+import math
 import shutil
-import signal
-import sys
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from . import plots
-from .checkpoints import (
-    BEST,
-    LATEST,
-    best_weights,
-    check_fits,
-    load_run_file,
-    model_checkpoint,
-    restore,
-    save_checkpoint,
-    training_checkpoint,
-)
+from .checkpoints import LATEST, best_weights, check_fits, load_run_file, restore
 from .config import TrainConfig, resolve_device
-from .data import default_data_path, load_digits
 from .distributed import SOLO, Ranks
-from .errors import StderrOrNothing, UserError, reading, redraw_interval
-from .files import fsync_dir, link_atomically, write_json
-from .run_files import final_figures, hparams_of, report_metrics
-from .runs import METRICS, RunLock, RunLog, read_history, read_metrics, read_split
-from .stacked import Member, Stack, stack_key, stackable
+from .errors import UserError, progress_bar, reading
+from .files import write_json
+from .interrupts import StopRequests, sigterm_interrupts
+from .loop import train_epochs
+from .run_files import SIDE, RunFiles, install
+from .run_setup import Digits, read_digits, set_up
+from .runs import METRICS, RunLock, read_metrics, read_split
+from .stacked import Stack, stack_key, stackable
+from .trainee import Trainee
 from .training import check_same_run, fit, resume
 
-__all__ = ["Network", "Stop", "commit_file", "plan_networks", "recover", "run_sweep"]
+__all__ = ["Network", "commit_file", "plan_networks", "recover", "run_sweep"]
 
 PROGRESS = "progress.json"  # the commit file of a one-process sweep (and of torchrun's rank 0)
-SIDE = {LATEST: ".sweep-checkpoint.pt", BEST: ".sweep-best.pt"}
 
 
 @dataclass
@@ -96,110 +86,7 @@ def plan_networks(networks: list[Network]) -> tuple[list[list[Network]], list[Ne
     return list(stacks.values()), solo
 
 
-# ----------------------------------------------------------------------------- the files
-
-
-class _Files:
-    """One stacked network's run directory, written as ``fit`` writes it, in batches."""
-
-    def __init__(self, network: Network, member: Member, seconds: float, resumed: bool) -> None:
-        self.network, self.member, self.dir = network, member, network.dir
-        self.resumed = resumed  # from its checkpoint
-        self.saved_config = member.config.to_dict()
-        self.log: RunLog | None = None
-        self.records: list[dict] = []
-        self.images: list[tuple] = []
-        self.start_seconds = self.seconds = seconds  # training seconds: resumed at, and now
-        self.improved = False
-        self.has_val = len(member.val_rows) > 0
-
-    def open(self) -> None:
-        """The run's log; a new run records its split and saves epoch 0 as latest and best."""
-        resume_epoch = self.member.epoch if self.resumed else None
-        self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
-        if not self.resumed:
-            self.log.write_split(self.member.train_rows, self.member.val_rows)
-            self.log.start_hparams(hparams_of(self.saved_config), swept=self.network.values)
-            save_checkpoint(self._latest(), self.dir / LATEST)
-            link_atomically(self.dir / LATEST, self.dir / BEST)
-
-    def _latest(self) -> dict:
-        """What a solo run's checkpoint.pt holds, for the member (synced) at its last epoch."""
-        m = self.member
-        return training_checkpoint(
-            m.model,
-            m.epoch,
-            self.saved_config,
-            self.seconds,
-            optimizer=m.optimizer,
-            scheduler=m.scheduler,
-            rng=m.generator,
-            stopping=m.stopping,
-        )
-
-    def prepare(self) -> bool:
-        """Step 1 of a save: the new history lines, then the side files. False: nothing new."""
-        if not self.records:
-            return False
-        self.log.log_epochs(self.records)
-        for image, epoch in self.images:
-            self.log.log_image("hidden_units", image, epoch)
-        if self.improved and self.has_val:
-            m = self.member
-            best = model_checkpoint(m.model, m.best, m.stopping.best_epoch_, self.saved_config)
-            save_checkpoint(best, self.dir / SIDE[BEST])
-        save_checkpoint(self._latest(), self.dir / SIDE[LATEST])
-        self.records, self.images, self.improved = [], [], False
-        return True
-
-    def report(self, X: torch.Tensor, y: torch.Tensor) -> dict:
-        """metrics.json, figures and HParams for the best model, as ``fit`` reports a run."""
-        m, config = self.member, self.member.config
-        m.model.load_state_dict(m.best)
-        train = (X[m.train_rows], y[m.train_rows])
-        val = (X[m.val_rows], y[m.val_rows]) if self.has_val else None
-        final = final_figures(m.model, train, val, config.loss)
-        history = read_history(self.dir)
-        metrics = report_metrics(
-            final,
-            history,
-            (m.train_rows, m.val_rows),
-            epochs=m.epoch,
-            best_epoch=m.stopping.best_epoch_,
-            stopped=m.status,
-            device=str(X.device),
-            preset=config.preset,
-            ranks=1,  # each network of a sweep is one process's, under torchrun too
-        )
-        self.log.write_metrics(metrics)
-        if config.figures:
-            plots.write_run_figures(m.model, train, val, self.dir)
-        self.log.log_hparams(final, step=m.epoch)
-        self.log.close()
-        return metrics
-
-    def abandon(self, committed: Collection[int]) -> None:
-        """A stack that failed (a full disk, say): as ``fit`` cleans up a run. The log is
-        closed, the last save finished if it was committed (``committed``: the network's
-        committed epochs) and undone if not, and a directory with no checkpoint yet, which
-        nothing could resume from, is removed."""
-        if self.log is not None:
-            with contextlib.suppress(Exception):  # the disk may be what failed: that error stands
-                self.log.close()
-        _settle(self.dir, committed)
-        if not (self.dir / LATEST).exists():
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _install(directory: Path, has_val: bool) -> None:
-    """Step 3 of a save: the side files become the real ones (best.pt first)."""
-    for name in (BEST, LATEST):
-        side = directory / SIDE[name]
-        if side.exists():
-            os.replace(side, directory / name)
-    fsync_dir(directory)
-    if not has_val:  # the best is the latest: one file, two names
-        link_atomically(directory / LATEST, directory / BEST)
+# ----------------------------------------------------------------------------- commits
 
 
 def commit_file(rank: int) -> str:
@@ -262,72 +149,35 @@ def _settle(directory: Path, committed: Collection[int]) -> None:
         return
     if side.exists() and load_run_file(side)["epoch"] in committed:
         split = read_split(directory)
-        _install(directory, split is not None and len(split[1]) > 0)
+        install(directory, split is not None and len(split[1]) > 0)
     else:
         for name in SIDE.values():
             (directory / name).unlink(missing_ok=True)
 
 
-# ----------------------------------------------------------------------------- signals
-
-
-class Stop:
-    """SIGINT and SIGTERM ask a stack to stop at the end of its epoch, with its files saved
-    (and, while a rank waits for the others, wait with it: ``asked`` says one came)."""
-
-    def __init__(self) -> None:
-        self.asked = False
-
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        def ask(signum, frame):
-            self.asked = True
-
-        previous = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-    @contextlib.contextmanager
-    def raising(self) -> Iterator[None]:
-        """During a solo fit: SIGTERM interrupts it as Ctrl-C does (fit keeps its checkpoint)."""
-
-        def interrupt(signum, frame):
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, interrupt)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-
 # ----------------------------------------------------------------------------- a stack
 
 
-def _member(network: Network, order: int, X, labels, device) -> tuple[Member, float, bool]:
-    """The network's member, fresh or (its directory has a checkpoint) restored from it."""
-    member = Member(network.config, X, labels, device, order)
+def _trainee(network: Network, order: int, digits: Digits) -> tuple[Trainee, bool]:
+    """The network set up as ``fit`` sets it up, fresh or (its directory has a checkpoint)
+    restored from it; and whether it was restored."""
+    run = set_up(network.config, digits=digits, stacked=True)
     path = network.dir / LATEST
     if not path.exists():
-        return member, 0.0, False
+        return Trainee(run, order=order), False
     checkpoint = load_run_file(path)
-    check_fits(checkpoint, member.model, path, network.config.data or default_data_path())
+    check_fits(checkpoint, run.model, path, run.data_path)
     check_same_run(network.dir, checkpoint)  # as train.py --resume checks it: its history too
     epoch, seconds = restore(
         checkpoint,
         path,
-        model=member.model,
-        optimizer=member.optimizer,
-        scheduler=member.scheduler,
-        rng=member.generator,
-        stopping=member.stopping,
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        rng=run.rng,
+        stopping=run.stopping,
     )
-    member.epoch = epoch
-    member.best = best_weights(network.dir, member.model)
-    return member, seconds, True
+    return Trainee(run, epoch, seconds, best_weights(network.dir, run.model), order), True
 
 
 class _StackRun:
@@ -347,117 +197,99 @@ class _StackRun:
         diverged: Collection[str] = (),
     ) -> None:
         self.commits = commits
-        c = networks[0].config
-        path = c.data or default_data_path()
-        X_np, labels = load_digits(path, dtype=c.dtype, stored_labels=True)
-        self.X = torch.from_numpy(X_np).to(device)
-        self.y = torch.from_numpy(labels % 10).to(device)
+        self.digits = read_digits(networks[0].config, device)
+        self.trainees: list[Trainee] = []
+        self.networks: dict[int, Network] = {}
         todo = []
         for network in networks:
             if (network.dir / METRICS).exists():
                 network.metrics = read_metrics(network.dir)
             else:
                 todo.append(network)
-        self.files: dict[int, _Files] = {}
-        self.members: list[Member] = []
         for order, network in enumerate(todo):  # every network checked before any is written
-            member, seconds, resumed = _member(network, order, X_np, labels, device)
+            trainee, resumed = _trainee(network, order, self.digits)
             if network.name in diverged:
-                member.status = "diverged"
-            elif member.stopping.should_stop:
-                member.status = "converged"
-            elif member.epoch >= member.config.epochs:
-                member.status = "max_epochs"
-            self.members.append(member)
-            self.files[id(member)] = _Files(network, member, seconds, resumed)
-        self.unsaved: list[Member] = []  # ended since the last save
-        self.stack = Stack([m for m in self.members if m.status == "training"], self.X, self.y)
+                trainee.status = "diverged"
+            swept = network.values
+            trainee.files = RunFiles(network.dir, trainee, resumed, swept=swept, budget=math.inf)
+            self.trainees.append(trainee)
+            self.networks[id(trainee)] = network
+        self.stack = Stack(self.trainees, *self.digits.on_device)
 
-    def train(self, save_every: float, stop: Stop, quiet: bool) -> None:
-        """Open the networks' files, train the stack, and report each network."""
+    def train(self, save_every: float, quiet: bool) -> None:
+        """Open the networks' files, train the stack, and report each network.
+
+        Raises:
+            Interrupted: on Ctrl-C or SIGTERM, once every network's files are saved.
+        """
         try:
-            for files in self.files.values():
-                files.open()
-            self._train(save_every, stop, quiet)
+            for trainee in self.trainees:
+                trainee.files.open()
+            epochs = max((t.config.epochs - t.epoch for t in self.stack.trainees), default=0)
+            desc = f"{len(self.stack.trainees)} networks"
+            bar = progress_bar(epochs, 0, desc, "epoch", shown=not quiet)
+            with StopRequests() as requests:
+                train_epochs(self.stack, _CommittedSaves(self, save_every), requests, bar)
+            bar.close()
         except BaseException:
             self._abandon()
             raise
 
     def _abandon(self) -> None:
-        """Every network's files cleaned up (:meth:`_Files.abandon`); what fails here stays
-        unsaid, so that the error that stopped the stack is the one the user sees."""
+        """Every network's files cleaned up as ``fit`` cleans up a run: the log closed, the
+        last save finished if it was committed and undone if not, and a directory with no
+        checkpoint yet, which nothing could resume from, removed. What fails here stays unsaid,
+        so that the error that stopped the stack is the one the user sees."""
         with contextlib.suppress(UserError, OSError):
             epochs, _ = _commits(self.commits.parent)
-            for files in self.files.values():
+            for trainee in self.trainees:
                 with contextlib.suppress(UserError, OSError):
-                    files.abandon(epochs.get(files.network.name, ()))
-
-    def _train(self, save_every: float, stop: Stop, quiet: bool) -> None:
-        started = last_save = time.perf_counter()
-        epochs = max((m.config.epochs - m.epoch for m in self.stack.members), default=0)
-        bar = _progress_bar(epochs, quiet)
-        bar.set_description(f"{len(self.stack.members)} networks")
-        with stop.deferred():
-            while self.stack.members and not stop.asked:
-                self.unsaved += self._epoch(started)
-                bar.update(1)
-                if stop.asked or time.perf_counter() - last_save >= save_every:
-                    self.save()
-                    last_save = time.perf_counter()
-        bar.close()
-        self.save()
-        if stop.asked:
-            raise KeyboardInterrupt
-        for member in self.members:
-            files = self.files[id(member)]
-            if files.network.metrics is None:
-                files.network.metrics = files.report(self.X, self.y)
-
-    def _epoch(self, started: float) -> list[Member]:
-        """One epoch of the stack, its records kept for the files; returns who ended."""
-        ended, pictured = [], []
-        for member, record in self.stack.train_epoch():
-            files = self.files[id(member)]
-            if member.status != "training":
-                ended.append(member)
-            if member.status == "diverged":  # as the solo run: that epoch is not logged
-                continue
-            files.seconds = files.start_seconds + time.perf_counter() - started
-            record["seconds"] = files.seconds
-            files.improved |= record["epoch"] == member.stopping.best_epoch_
-            files.records.append(record)
-            every = member.config.image_every
-            if every and record["epoch"] % every == 0:
-                pictured.append(member)
-        if pictured:
-            self.stack.sync()  # the members' models hold this epoch's weights (leavers' too)
-            for member in pictured:
-                image = plots.hidden_units_image(member.model)
-                self.files[id(member)].images.append((image, member.epoch))
-        return ended
+                    trainee.files.abandon(interrupted=False)
+                    if trainee.files.dir.exists():
+                        name = self.networks[id(trainee)].name
+                        _settle(trainee.files.dir, epochs.get(name, ()))
 
     def save(self) -> None:
-        """Commit every network of the stack at its current epoch (see the module docstring)."""
+        """Commit every network of the stack not yet reported at its current epoch (see the
+        module docstring); report those that have ended."""
         self.stack.sync()
-        saving = self.stack.members + self.unsaved
-        prepared = [m for m in saving if self.files[id(m)].prepare()]
-        if not prepared and not self.unsaved:
+        saving = [t for t in self.trainees if self.networks[id(t)].metrics is None]
+        prepared = [t for t in saving if t.files.save(beside=True)]
+        ended = [t for t in saving if t.status != "training"]
+        if not prepared and not ended:
             return
-        epochs = {self.files[id(m)].network.name: m.epoch for m in saving}
-        diverged = [self.files[id(m)].network.name for m in saving if m.status == "diverged"]
+        epochs = {self.networks[id(t)].name: t.epoch for t in saving}
+        diverged = [self.networks[id(t)].name for t in saving if t.status == "diverged"]
         write_json(self.commits, {"epochs": epochs, "diverged": diverged})
-        for member in prepared:
-            _install(self.files[id(member)].dir, self.files[id(member)].has_val)
-        for member in self.unsaved:
-            files = self.files[id(member)]
-            files.network.metrics = files.report(self.X, self.y)
-        self.unsaved = []
+        for trainee in prepared:
+            install(trainee.files.dir, trainee.run.has_val)
+        for trainee in ended:
+            trainee.run.model.load_state_dict(trainee.best)
+            self.networks[id(trainee)].metrics, _ = trainee.files.report()
+            trainee.run.drop_copies()
+
+
+class _CommittedSaves:
+    """A stack's saves (a :class:`~digits_torch.loop.Saves`): the whole stack, committed as
+    one, every ``save_every`` seconds, when training stops and at the end."""
+
+    def __init__(self, stack_run: _StackRun, save_every: float) -> None:
+        self.stack_run, self.save_every = stack_run, save_every
+        self.last = time.perf_counter()
+
+    def after_epoch(self, stop: bool) -> None:
+        if stop or time.perf_counter() - self.last >= self.save_every:
+            self.stack_run.save()
+            self.last = time.perf_counter()
+
+    def final(self) -> None:
+        self.stack_run.save()
 
 
 # ----------------------------------------------------------------------------- the sweep
 
 
-def _run_solo(network: Network, sweep_dir: Path, stop: Stop, quiet: bool) -> None:
+def _run_solo(network: Network, sweep_dir: Path, quiet: bool) -> None:
     """A network that does not stack: ``fit`` (or ``resume``) in the sweep directory, in this
     process alone (under torchrun, each rank trains its own networks)."""
     found = []
@@ -469,7 +301,7 @@ def _run_solo(network: Network, sweep_dir: Path, stop: Stop, quiet: bool) -> Non
             found.append(directory)
         else:  # a kill beat its first checkpoint: nothing in it to resume
             _remove_unstarted(directory)
-    with stop.raising():
+    with sigterm_interrupts():  # fit cleans up on SIGTERM as on Ctrl-C
         if found and (found[-1] / METRICS).exists():
             network.dir = found[-1]
         elif found:
@@ -533,19 +365,6 @@ def _make_dir(path: Path) -> None:
         raise UserError(problem, path) from None
 
 
-def _progress_bar(epochs: int, quiet: bool) -> tqdm:
-    """A stack's bar, redrawn at most four times a second on a terminal, and every half
-    minute elsewhere (a log file keeps every redraw as a line)."""
-    return tqdm(
-        total=epochs,
-        disable=quiet or sys.stderr is None,
-        file=StderrOrNothing(),  # a closed or broken stderr does not stop the sweep
-        leave=False,
-        unit="epoch",
-        mininterval=redraw_interval(),
-    )
-
-
 def run_sweep(
     sweep_dir: Path,
     networks: list[Network],
@@ -554,7 +373,6 @@ def run_sweep(
     *,
     ranks: Ranks = SOLO,
     diverged: Collection[str] = (),
-    stop: Stop | None = None,
 ) -> None:
     """Train (or go on training) ``networks``: the stacks, then the solo networks.
 
@@ -564,7 +382,6 @@ def run_sweep(
         quiet: no progress bars (only rank 0 of a torchrun job shows them anyway).
         ranks: the job: which commit file this rank writes (:func:`commit_file`).
         diverged: what :func:`recover` returned.
-        stop: what notes Ctrl-C and SIGTERM (a new one by default).
 
     Raises:
         KeyboardInterrupt: on Ctrl-C or SIGTERM, once every network's files are saved.
@@ -573,11 +390,10 @@ def run_sweep(
         return
     stacks, solo = plan_networks(networks)
     device = resolve_device(networks[0].config.device)
-    stop = Stop() if stop is None else stop
     quiet = quiet or not ranks.lead
     commits = sweep_dir / commit_file(ranks.rank)
     for stack in stacks:
         with _locked(stack):
-            _StackRun(commits, stack, device, diverged).train(save_every, stop, quiet)
+            _StackRun(commits, stack, device, diverged).train(save_every, quiet)
     for network in solo:
-        _run_solo(network, sweep_dir, stop, quiet)
+        _run_solo(network, sweep_dir, quiet)

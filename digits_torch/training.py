@@ -24,16 +24,8 @@ from before a resume reads its checkpoint to the end of the run).
 from __future__ import annotations
 
 import dataclasses
-import math
-import signal
-import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-from tqdm.auto import tqdm
 
 from .checkpoints import (
     LATEST,
@@ -45,21 +37,16 @@ from .checkpoints import (
     restore,
 )
 from .config import TrainConfig, fields_with, preset_differences
-from .distributed import Ranks, any_rank, from_lead, job_ranks, joined
-from .errors import (
-    Interrupted,
-    StderrOrNothing,
-    UserError,
-    no_such_path,
-    redraw_interval,
-    tell,
-)
+from .distributed import Ranks, from_lead, job_ranks, joined
+from .errors import UserError, no_such_path, progress_bar, tell
+from .interrupts import StopRequests
+from .loop import EachOnItsBudget, OneNetwork, train_epochs
 from .model import MLP
-from .run_files import RunFiles, run_final_figures, run_metrics, val_figures
+from .run_files import RunFiles, run_final_figures, run_metrics
 from .run_setup import Setup, set_up
 from .runs import RunLock, check_history, new_run_dir, read_config, run_label
-from .schedule import advance, lower_on_plateau
 from .threads import cpu_threads
+from .trainee import Trainee
 
 __all__ = ["FitResult", "fit", "resume"]
 
@@ -206,94 +193,47 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
     # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
     # Under torchrun every rank sets up the same run; rank 0 alone writes it.
     run = set_up(config, ranks)
-    start, seconds_before = 0, 0.0
     if checkpoint is not None:
-        check_fits(checkpoint, run.model, run_dir / LATEST, run.data_path)
-        start, seconds_before = restore(
-            checkpoint,
-            run_dir / LATEST,
-            model=run.model,
-            optimizer=run.optimizer,
-            scheduler=run.scheduler,
-            rng=run.rng,
-            stopping=run.stopping,
-        )
-        best = _best_so_far(run_dir, run, ranks)  # read (and checked) in any case
-        if run.val is None:  # the best is the latest, even if a kill beat best.pt's update
-            best = clone_weights(run.model)
+        trainee = _restored(run, checkpoint, run_dir, ranks)
     else:
         label = config.name or run_label(preset_differences(config, ignore=_NOT_TRAINING))
         run_dir = from_lead(ranks, lambda: new_run_dir(config.logdir, config.preset, label))
-        best = None
+        trainee = Trainee(run)
     # Rank 0 alone writes: the other ranks of a torchrun job have no run files.
-    files = None
     if ranks.lead:
-        files = RunFiles(run_dir, config, run, resumed=checkpoint is not None, world=ranks.world)
-    # Every rank keeps the best model in memory, to end with the model rank 0 reports.
-    best = clone_weights(run.model) if best is None else best
-    bar = None
+        trainee.files = RunFiles(
+            run_dir, trainee, resumed=checkpoint is not None, world=ranks.world
+        )
+    files, bar = trainee.files, None
     try:
         if lock is None and ranks.lead:  # a new run: its directory is ours from the start
             lock = RunLock(run_dir)
         # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
         # epoch can be resumed and has a model to load.
         if files is not None:
-            files.open(start, seconds_before, best)
-        started, epoch, stopped, last = time.perf_counter(), start, "max_epochs", config.epochs
-        if run.stopping.should_stop:  # a resumed run that had already converged
-            stopped, last = "converged", start
-        if checkpoint is not None and start >= last:  # before the bar: a line of its own
-            tell(_nothing_to_train(config, start, stopped))
-        bar = _progress_bar(config, start, ranks)
+            files.open()
+        if checkpoint is not None and trainee.status != "training":  # before the bar: its own line
+            tell(_nothing_to_train(config, trainee.epoch, trainee.status))
+        shown = not config.quiet and ranks.lead
+        bar = progress_bar(config.epochs, trainee.epoch, config.preset, config.step_name, shown)
         # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint (under
         # torchrun by every rank at the same epoch end, whichever ranks were signalled).
-        with _StopRequests(ranks) as requests:
-            for epoch in range(start + 1, last + 1):
-                loss, accuracy = run.epoch()
-                record = {"epoch": epoch, **val_figures(run, config)}
-                # the epoch's one read from the device (float64 holds either dtype exactly)
-                finite = torch.stack([p.isfinite().all() for p in run.model.parameters()]).all()
-                read = torch.stack([loss.double(), accuracy.double(), finite.double()]).tolist()
-                record["train_loss"], record["train_accuracy"], weights_finite = read
-                record["lr"] = run.optimizer.param_groups[0]["lr"]  # this epoch's lr
-                if run.scheduler is not None:
-                    advance(run.scheduler)
-                record["seconds"] = seconds_before + time.perf_counter() - started
-                if not (math.isfinite(record["train_loss"]) and weights_finite):
-                    if files is not None:  # keeps what was finite, and says so
-                        files.stop_on_nan(epoch, record["train_loss"])
-                    problem = f"the loss or the weights stopped being finite at epoch {epoch}"
-                    raise UserError(problem, run_dir)  # the other ranks stop with rank 0
-                if files is not None:
-                    files.log_epoch(record)
-                # Stopping and the best model, then the checkpoint that counts this epoch.
-                improved = run.stopping.update(record)
-                stop = run.stopping.should_stop
-                if stop and config.schedule == "adaptive" and lower_on_plateau(run.optimizer):
-                    stop = False  # scikit-learn: lr / 5, and go on
-                    run.stopping.restart()
-                if improved:
-                    best = clone_weights(run.model)
-                save = requests.agreed()  # on every rank: the ranks agree on it
-                if files is not None:
-                    files.end_epoch(epoch, record["seconds"], best if improved else None, save)
-                requests.act()
-                bar.set_postfix(_postfix(record), refresh=False)
-                bar.update(1)
-                if stop:
-                    stopped = "converged"
-                    break
-        if files is not None:
-            files.save(epoch)  # the last epoch, whatever the budget
+        with StopRequests(ranks) as requests:
+            train_epochs(
+                OneNetwork(trainee),
+                EachOnItsBudget([trainee]),
+                requests,
+                bar,
+                on_diverged=lambda t, record: _diverged(t, record, run_dir),
+            )
         bar.close()
         # The report, on the best model: the one best.pt holds and load_model returns. (Still in
         # the try: a Ctrl-C here, too, says where the checkpoint is and how to resume.)
-        run.model.load_state_dict(best)
+        run.model.load_state_dict(trainee.best)
         if files is not None:
-            metrics, history = files.report(epoch, stopped)
+            metrics, history = files.report()
         else:  # the metrics rank 0 writes (without the history's figures), written nowhere
-            final = run_final_figures(run, config)
-            metrics, history = run_metrics(final, run, config, [], epoch, stopped, ranks.world), []
+            metrics, history = run_metrics(run_final_figures(run), trainee, [], ranks.world), []
     except BaseException as err:
         if bar is not None:
             bar.close()  # first, so that whatever is printed next starts on a clean line
@@ -304,6 +244,33 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
         if lock is not None:
             lock.release()
     return FitResult(run.model.eval(), run_dir, config, metrics, history)
+
+
+def _restored(run: Setup, checkpoint: dict, run_dir: Path, ranks: Ranks) -> Trainee:
+    """The run's network as its checkpoint left it, with the best model so far."""
+    check_fits(checkpoint, run.model, run_dir / LATEST, run.data_path)
+    epoch, seconds = restore(
+        checkpoint,
+        run_dir / LATEST,
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        rng=run.rng,
+        stopping=run.stopping,
+    )
+    best = _best_so_far(run_dir, run, ranks)  # read (and checked) in any case
+    if not run.has_val:  # the best is the latest, even if a kill beat best.pt's update
+        best = clone_weights(run.model)
+    return Trainee(run, epoch, seconds, best)
+
+
+def _diverged(trainee: Trainee, record: dict, run_dir: Path) -> None:
+    """The NaN guard of a run: it stops, keeping what was finite, and says so."""
+    epoch = record["epoch"]
+    if trainee.files is not None:  # keeps what was finite, and says so
+        trainee.files.stop_on_nan(epoch, record["train_loss"])
+    problem = f"the loss or the weights stopped being finite at epoch {epoch}"
+    raise UserError(problem, run_dir)  # the other ranks stop with rank 0
 
 
 def _best_so_far(run_dir: Path, run: Setup, ranks: Ranks) -> dict:
@@ -325,61 +292,3 @@ def _nothing_to_train(config: TrainConfig, epoch: int, stopped: str) -> str:
     if config.schedule == "cosine":
         return f"epoch {epoch} of {epoch} done; its cosine lr schedule ends there"
     return f"epoch {epoch} of {config.epochs} done; pass --epochs N to train longer"
-
-
-class _StopRequests:
-    """Ctrl-C and SIGTERM during the epochs: the first is noted and acted on at the end of the
-    epoch (:meth:`agreed`, then :meth:`act` after the checkpoint); a second stops the run at
-    once. Under torchrun a signal to any rank stops every rank at the same epoch end. Off the
-    main thread, where Python allows no signal handlers, signals act as they would."""
-
-    def __init__(self, ranks: Ranks) -> None:
-        self.ranks = ranks
-        self.signum: int | None = None
-        self.stopping = False
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> _StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._note)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _note(self, signum: int, frame) -> None:
-        if self.signum is not None:
-            raise Interrupted(signum)
-        self.signum = signum
-
-    def agreed(self) -> bool:
-        """Whether the run stops after this epoch: a signal here (or on any rank of the job)."""
-        self.stopping = any_rank(self.ranks, self.signum is not None)
-        return self.stopping
-
-    def act(self) -> None:
-        if self.stopping:
-            raise Interrupted(signal.SIGTERM if self.signum is None else self.signum)
-
-
-def _progress_bar(config: TrainConfig, start: int, ranks: Ranks) -> tqdm:
-    return tqdm(
-        total=config.epochs,
-        initial=start,
-        desc=config.preset,
-        unit=config.step_name,  # L-BFGS and fmincg count iterations
-        file=StderrOrNothing(),  # a closed or broken stderr does not stop the run
-        disable=config.quiet or sys.stderr is None or not ranks.lead,
-        leave=False,
-        mininterval=redraw_interval(),
-    )
-
-
-def _postfix(record: dict) -> dict:
-    """The progress bar's figures for one epoch."""
-    postfix = {"loss": f"{record['train_loss']:.4f}", "acc": f"{record['train_accuracy']:.4f}"}
-    if record["val_accuracy"] is not None:
-        postfix["val_acc"] = f"{record['val_accuracy']:.4f}"
-    return postfix

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import write_subset
+from tqdm import tqdm
 
 from digits_torch import (
     TrainConfig,
@@ -26,16 +27,19 @@ from digits_torch import (
     cli,
     evaluate,
     fit,
-    load_digits,
     load_model,
     make_config,
     sweep,
     sweep_report,
 )
 from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
+from digits_torch.interrupts import StopRequests
+from digits_torch.loop import train_epochs
+from digits_torch.run_setup import read_digits, set_up
 from digits_torch.runs import read_history
-from digits_torch.stacked import Member, Stack, memory_needed, stack_key
+from digits_torch.stacked import Stack, memory_needed, stack_key
 from digits_torch.sweep_train import PROGRESS
+from digits_torch.trainee import Trainee
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,23 +70,52 @@ def _configs(data: Path, logdir: Path, dtype: str) -> list:
     return [make_config("seed", **base, **v) for v in varied]
 
 
+class _Records:
+    """A network's run files, reduced to the records the loop logs."""
+
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def log_epoch(self, record: dict) -> None:
+        self.records.append(record)
+
+    def pictured(self, epoch: int) -> bool:
+        return False
+
+
+class _NoSaves:
+    def after_epoch(self, stop: bool) -> None:
+        pass
+
+    def final(self) -> None:
+        pass
+
+
+def _stacked(configs, device):
+    """The configs' networks, set up for a stack on ``device`` (in order), and the digits."""
+    digits = read_digits(configs[0], device)
+    trainees = [
+        Trainee(set_up(c, digits=digits, stacked=True), order=i) for i, c in enumerate(configs)
+    ]
+    return trainees, digits
+
+
+def _train_stack(trainees, digits):
+    """Train ``trainees`` (one stack key) in the loop a sweep trains them in."""
+    stack = Stack(trainees, *digits.on_device)
+    train_epochs(stack, _NoSaves(), StopRequests(), tqdm(disable=True))
+    stack.sync()
+
+
 def _train_stacks(configs, data):
-    X, labels = load_digits(data, dtype=configs[0].dtype, stored_labels=True)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(labels % 10)
+    members, digits = _stacked(configs, torch.device("cpu"))
     stacks: dict = {}
-    members, records = [], {}
-    for order, config in enumerate(configs):
-        member = Member(config, X, labels, torch.device("cpu"), order)
-        stacks.setdefault(stack_key(config), []).append(member)
-        members.append(member)
-        records[id(member)] = []
+    for member in members:
+        member.files = _Records()
+        stacks.setdefault(stack_key(member.config), []).append(member)
     for group in stacks.values():
-        stack = Stack(group, Xt, yt)
-        while stack.members:
-            for member, record in stack.train_epoch():
-                if member.status != "diverged":
-                    records[id(member)].append(record)
-    return members, [records[id(m)] for m in members], len(stacks)
+        _train_stack(group, digits)
+    return members, [m.files.records for m in members], len(stacks)
 
 
 def test_every_stacked_network_is_its_solo_run_in_float64(tmp_path, digits300):
@@ -93,21 +126,21 @@ def test_every_stacked_network_is_its_solo_run_in_float64(tmp_path, digits300):
     for member, mine, config in zip(members, records, configs):
         solo = fit(config)
         latest = load_checkpoint(solo.run_dir / LATEST)
-        weights = member.model.state_dict()
+        weights = member.run.model.state_dict()
         for name, value in latest["model"].items():
             assert (weights[name] - value).abs().max() < 1e-9, (config, name)
         # momentum: the member's own torch SGD holds the stack's buffers
         solo_state = latest["optimizer"]["state"]
-        mine_state = member.optimizer.state_dict()["state"]
+        mine_state = member.run.optimizer.state_dict()["state"]
         assert solo_state.keys() == mine_state.keys()
         for key, value in solo_state.items():
             assert (
                 mine_state[key]["momentum_buffer"] - value["momentum_buffer"]
             ).abs().max() < 1e-9
-        assert torch.equal(member.generator.get_state(), latest["rng"])
+        assert torch.equal(member.run.rng.get_state(), latest["rng"])
         assert [r["epoch"] for r in mine] == [r["epoch"] for r in solo.history]
         assert member.status == solo.metrics["stopped"]
-        assert member.stopping.best_epoch_ == solo.metrics["best_epoch"]
+        assert member.run.stopping.best_epoch_ == solo.metrics["best_epoch"]
         for a, b in zip(mine, solo.history):
             assert a["val_accuracy"] == b["val_accuracy"]
             assert abs(a["lr"] - b["lr"]) < 1e-12  # cosine as CosineAnnealingLR computes it
@@ -121,11 +154,11 @@ def test_stacked_float32_accuracies_match_the_solo_runs(tmp_path, digits300):
     members, records, _ = _train_stacks(configs, digits300)
     for member, mine, config in zip(members, records, configs):
         solo = fit(config)
-        m = len(member.train_rows)
+        m = len(member.run.rows[0])
         assert [r["epoch"] for r in mine] == [r["epoch"] for r in solo.history]
         for a, b in zip(mine, solo.history):
             assert abs(a["train_accuracy"] - b["train_accuracy"]) <= 2 / m
-            assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 2 / len(member.val_rows)
+            assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 2 / len(member.run.rows[1])
             assert abs(a["train_loss"] - b["train_loss"]) < 1e-4
 
 
@@ -448,17 +481,12 @@ def test_a_stack_on_cuda_trains_as_on_the_cpu(tmp_path, digits300):
     configs = _configs(digits300, tmp_path, "float64")[:6]
     cpu, _, _ = _train_stacks(configs, digits300)
     cuda_configs = [TrainConfig.from_dict({**c.to_dict(), "device": "cuda"}) for c in configs]
-    X, labels = load_digits(digits300, dtype="float64", stored_labels=True)
-    device = torch.device("cuda")
-    members = [Member(c, X, labels, device, i) for i, c in enumerate(cuda_configs)]
-    stack = Stack(members, torch.from_numpy(X).to(device), torch.from_numpy(labels % 10).to(device))
-    while stack.members:
-        for _ in stack.train_epoch():
-            pass
+    members, digits = _stacked(cuda_configs, torch.device("cuda"))
+    _train_stack(members, digits)
     for a, b in zip(cpu, members):
         assert a.status == b.status and a.epoch == b.epoch
-        for name, value in a.model.state_dict().items():
-            assert (b.model.state_dict()[name].cpu() - value).abs().max() < 1e-9
+        for name, value in a.run.model.state_dict().items():
+            assert (b.run.model.state_dict()[name].cpu() - value).abs().max() < 1e-9
 
 
 # ----------------------------------------------------------------------------- the report's words

@@ -1,0 +1,179 @@
+"""The epochs of one network or of a sweep's stack, in one loop (:func:`train_epochs`).
+
+    train_epochs(OneNetwork(trainee), EachOnItsBudget([trainee]), requests, bar)
+
+What differs between one network and a stack is only the arithmetic of an epoch: an
+:class:`Arithmetic` trains every network still training for one epoch and returns each one's
+record. The loop then does, for each network, what a run does after an epoch: its bookkeeping
+(:meth:`~digits_torch.trainee.Trainee.end_epoch`), its clock, the divergence check, its log
+and pictures (:class:`~digits_torch.run_files.RunFiles`) and the best weights so far; then
+the checkpoints (a :class:`Saves`: each run on its own time budget, or a sweep's stack saved as
+one) and Ctrl-C or SIGTERM (:class:`~digits_torch.interrupts.StopRequests`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoints import clone_weights
+from .interrupts import StopRequests
+from .losses import score
+from .model import MLP
+from .trainee import Trainee
+
+__all__ = ["Arithmetic", "EachOnItsBudget", "OneNetwork", "Saves", "train_epochs"]
+
+
+class Arithmetic(Protocol):
+    """How the networks still training (``trainees``) train one epoch."""
+
+    trainees: list[Trainee]
+
+    def epoch(self) -> list[tuple[Trainee, dict, bool]]:
+        """One epoch of every network still training: (network, its record, whether its loss
+        and weights are finite). A record holds ``epoch``, ``train_loss``, ``train_accuracy``,
+        ``val_loss`` and ``val_accuracy`` (None without validation digits)."""
+
+    def keep_best(self, trainee: Trainee) -> None:
+        """Keep the network's weights now as its best (``trainee.best``, now or at
+        :meth:`sync`)."""
+
+    def end_epoch(self) -> None:
+        """After the bookkeeping: networks whose ``status`` says they ended stop training."""
+
+    def sync(self) -> None:
+        """Make each network's model, optimizer, generator and ``best`` hold its state now."""
+
+
+class Saves(Protocol):
+    """When and how the networks' checkpoints are written."""
+
+    def after_epoch(self, stop: bool) -> None:
+        """After every epoch; ``stop``: training stops now (Ctrl-C or SIGTERM)."""
+
+    def final(self) -> None:
+        """Once training ends (not when it is interrupted)."""
+
+
+def train_epochs(
+    arithmetic: Arithmetic,
+    saves: Saves,
+    requests: StopRequests,
+    bar: tqdm,
+    on_diverged: Callable[[Trainee, dict], None] | None = None,
+) -> None:
+    """Train ``arithmetic``'s networks until each has ended (or a signal stops them all).
+
+    Args:
+        requests: Ctrl-C and SIGTERM, held (entered) by the caller.
+        bar: counts epochs.
+        on_diverged: called for a network whose loss or weights stopped being finite, before
+            it leaves (a run raises; a sweep's network ends, and the others go on).
+
+    Raises:
+        Interrupted: on Ctrl-C or SIGTERM, once the checkpoints are written.
+    """
+    started = time.perf_counter()
+    seconds_before = {id(t): t.seconds for t in arithmetic.trainees}
+    while arithmetic.trainees:
+        results = arithmetic.epoch()
+        pictured = []
+        for trainee, record, finite in results:
+            improved = trainee.end_epoch(record, finite)
+            trainee.seconds = seconds_before[id(trainee)] + time.perf_counter() - started
+            record["seconds"] = trainee.seconds
+            if trainee.status == "diverged":  # that epoch is not logged
+                if on_diverged is not None:
+                    on_diverged(trainee, record)
+                continue
+            if trainee.files is not None:
+                trainee.files.log_epoch(record)
+                if trainee.files.pictured(trainee.epoch):
+                    pictured.append(trainee)
+            if improved:
+                arithmetic.keep_best(trainee)
+        arithmetic.end_epoch()
+        if pictured:
+            arithmetic.sync()  # the pictures are of this epoch's weights
+            for trainee in pictured:
+                trainee.files.log_picture()
+        saves.after_epoch(requests.agreed())  # on every rank: the ranks agree on it
+        requests.act()
+        if len(results) == 1:
+            bar.set_postfix(_postfix(results[0][1]), refresh=False)
+        bar.update(1)
+    saves.final()
+
+
+class OneNetwork:
+    """The arithmetic of one network's epoch: its run's epoch function, then its figures on
+    the validation digits, read from the device at once."""
+
+    def __init__(self, trainee: Trainee) -> None:
+        self.trainee = trainee
+        self.trainees = [trainee] if trainee.status == "training" else []
+
+    def epoch(self) -> list[tuple[Trainee, dict, bool]]:
+        run = self.trainee.run
+        loss, accuracy = run.epoch()
+        record = {
+            "epoch": self.trainee.epoch + 1,
+            **val_figures(run.model, run.val, run.config.loss),
+        }
+        # the epoch's one read from the device (float64 holds either dtype exactly)
+        finite = torch.stack([p.isfinite().all() for p in run.model.parameters()]).all()
+        read = torch.stack([loss.double(), accuracy.double(), finite.double()]).tolist()
+        record["train_loss"], record["train_accuracy"], weights_finite = read
+        finite = math.isfinite(record["train_loss"]) and weights_finite == 1.0
+        return [(self.trainee, record, finite)]
+
+    def keep_best(self, trainee: Trainee) -> None:
+        trainee.best = clone_weights(trainee.run.model)
+
+    def end_epoch(self) -> None:
+        if self.trainee.status != "training":
+            self.trainees = []
+
+    def sync(self) -> None:
+        pass  # the model is the run's own
+
+
+class EachOnItsBudget:
+    """Saves of runs trained alone: each checkpointed on its own time budget
+    (:meth:`~digits_torch.run_files.RunFiles.end_epoch`), when training stops, and at the end."""
+
+    def __init__(self, trainees: list[Trainee]) -> None:
+        self.trainees = trainees
+
+    def after_epoch(self, stop: bool) -> None:
+        for trainee in self.trainees:
+            if trainee.files is not None:
+                trainee.files.end_epoch(stop)
+
+    def final(self) -> None:
+        for trainee in self.trainees:
+            if trainee.files is not None:
+                trainee.files.save()  # the last epoch, whatever the budget
+
+
+def val_figures(model: MLP, val: tuple | None, loss: str) -> dict:
+    """An epoch's ``val_loss`` and ``val_accuracy`` of ``model`` on ``val`` ((v, n) images,
+    (v,) digits), None without it."""
+    if val is None:
+        return {"val_loss": None, "val_accuracy": None}
+    val_loss, val_accuracy = score(model, *val, loss)
+    return {"val_loss": val_loss, "val_accuracy": val_accuracy}
+
+
+def _postfix(record: dict) -> dict:
+    """The progress bar's figures for one network's epoch."""
+    postfix = {"loss": f"{record['train_loss']:.4f}", "acc": f"{record['train_accuracy']:.4f}"}
+    if record["val_accuracy"] is not None:
+        postfix["val_acc"] = f"{record['val_accuracy']:.4f}"
+    return postfix
