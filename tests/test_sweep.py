@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import write_subset
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tqdm import tqdm
 
 from digits_torch import (
@@ -218,6 +219,16 @@ def test_the_command_writes_a_sweep_and_train_py_runs_in_it(tmp_path, digits300,
         assert (mine["model"][name] - value).abs().max() < 1e-6  # float32
     assert torch.equal(mine["rng"], theirs["rng"])
     assert [r["epoch"] for r in read_history(run)] == [1, 2, 3, 4, 5]
+    # what TensorBoard shows of a sweep's network is what it shows of a train.py run
+    assert _tags(run) == _tags(solo.run_dir)
+    assert {"figures/confusion", "figures/mistakes", "hidden_units"} <= _tags(run)["images"]
+
+
+def _tags(run_dir: Path) -> dict[str, set[str]]:
+    """The tags of each kind (scalars, images, tensors...) in a run's TensorBoard events."""
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    events.Reload()
+    return {kind: set(tags) for kind, tags in events.Tags().items() if isinstance(tags, list)}
 
 
 def test_a_resumed_network_continues_exactly_as_its_solo_run_in_float64(tmp_path, digits300):
