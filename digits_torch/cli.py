@@ -13,19 +13,17 @@ A config is built in three layers, each overriding the one before: the preset's 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import signal
 import sys
-import threading
 import types
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 
 from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config, read_config_file
 from .distributed import job_ranks
-from .errors import ArgumentParser, Interrupted, UserError, exit_on_error, program_name, show
+from .errors import ArgumentParser, UserError, exit_on_error, program_name, show
+from .interrupts import sigterm_interrupts
 from .plots import FIGURES
 from .runs import METRICS, find_run
 from .training import RESUME_MAY_CHANGE, FitResult, fit, resume
@@ -108,12 +106,12 @@ def main(argv: list[str] | None = None) -> FitResult:
             run_dir = find_run(run, given.get("logdir", TrainConfig.logdir))
             if "logdir" in given and run_dir.parent.resolve() == Path(given["logdir"]).resolve():
                 del given["logdir"]  # it only said where to look
-            with _sigterm_interrupts():
+            with sigterm_interrupts():
                 result = resume(run_dir, **given)
         else:
             values = {**(read_config_file(config_file) if config_file else {}), **given}
             config = make_config(values.pop("preset", DEFAULT_PRESET), **values)
-            with _sigterm_interrupts():
+            with sigterm_interrupts():
                 result = fit(config)
     except KeyboardInterrupt as err:
         raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
@@ -122,24 +120,6 @@ def main(argv: list[str] | None = None) -> FitResult:
             show(summary(result, _prog()))
         show(f"run: {result.run_dir}")
     return result
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises :class:`Interrupted`, as Ctrl-C raises KeyboardInterrupt: the run keeps
-    its checkpoint and says how to resume (the epochs themselves defer both to an epoch end)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame) -> None:
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def summary(result: FitResult, prog: str = "digits-train") -> str:

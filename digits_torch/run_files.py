@@ -281,7 +281,7 @@ class RunFiles:
         """Pictures of the reported model, on the validation digits when some were held out."""
         run = self.run
         images = plots.write_run_figures(run.model, run.train, run.val, self.dir)
-        for name in ("mistakes", "confusion"):
+        for name in plots.TENSORBOARD_FIGURES:
             self.log.log_image(f"figures/{name}", images[name], epoch)
 
     def abandon(self, interrupted: bool) -> None:

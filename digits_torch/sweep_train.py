@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import LATEST, best_weights, check_fits, load_run_file, restore
+from .checkpoints import LATEST, best_weights, load_run_file
 from .config import TrainConfig, resolve_device
 from .distributed import SOLO, Ranks
 from .errors import UserError, progress_bar, reading
@@ -166,18 +166,10 @@ def _trainee(network: Network, order: int, digits: Digits) -> tuple[Trainee, boo
     if not path.exists():
         return Trainee(run, order=order), False
     checkpoint = load_run_file(path)
-    check_fits(checkpoint, run.model, path, run.data_path)
     check_same_run(network.dir, checkpoint)  # as train.py --resume checks it: its history too
-    epoch, seconds = restore(
-        checkpoint,
-        path,
-        model=run.model,
-        optimizer=run.optimizer,
-        scheduler=run.scheduler,
-        rng=run.rng,
-        stopping=run.stopping,
-    )
-    return Trainee(run, epoch, seconds, best_weights(network.dir, run.model), order), True
+    trainee = Trainee.restored(run, checkpoint, path, order)
+    trainee.best = best_weights(network.dir, run.model)
+    return trainee, True
 
 
 class _StackRun:

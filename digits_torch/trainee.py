@@ -9,7 +9,9 @@ the bookkeeping that ends each of its epochs (:meth:`Trainee.end_epoch`), the sa
 
 from __future__ import annotations
 
-from .checkpoints import clone_weights
+from pathlib import Path
+
+from .checkpoints import check_fits, clone_weights, restore
 from .run_setup import Setup
 from .schedule import advance, lower_on_plateau
 
@@ -51,6 +53,27 @@ class Trainee:
             self.status = "converged"
         elif epoch >= run.config.epochs:
             self.status = "max_epochs"
+
+    @classmethod
+    def restored(cls, run: Setup, checkpoint: dict, path: Path, order: int = 0) -> Trainee:
+        """The network of ``run`` as its checkpoint (read from ``path``) left it: weights,
+        optimizer, schedule, stopping rule and random draws. Its ``best`` is the restored model
+        until the caller gives it best.pt's.
+
+        Raises:
+            UserError: the checkpoint does not fit ``run`` (its shapes, data or state).
+        """
+        check_fits(checkpoint, run.model, path, run.data_path)
+        epoch, seconds = restore(
+            checkpoint,
+            path,
+            model=run.model,
+            optimizer=run.optimizer,
+            scheduler=run.scheduler,
+            rng=run.rng,
+            stopping=run.stopping,
+        )
+        return cls(run, epoch, seconds, order=order)
 
     @property
     def config(self):

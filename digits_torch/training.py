@@ -31,10 +31,7 @@ from .checkpoints import (
     LATEST,
     RESUMABLE,
     best_weights,
-    check_fits,
-    clone_weights,
     load_run_file,
-    restore,
 )
 from .config import TrainConfig, fields_with, preset_differences
 from .distributed import Ranks, from_lead, job_ranks, joined
@@ -248,20 +245,11 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
 
 def _restored(run: Setup, checkpoint: dict, run_dir: Path, ranks: Ranks) -> Trainee:
     """The run's network as its checkpoint left it, with the best model so far."""
-    check_fits(checkpoint, run.model, run_dir / LATEST, run.data_path)
-    epoch, seconds = restore(
-        checkpoint,
-        run_dir / LATEST,
-        model=run.model,
-        optimizer=run.optimizer,
-        scheduler=run.scheduler,
-        rng=run.rng,
-        stopping=run.stopping,
-    )
+    trainee = Trainee.restored(run, checkpoint, run_dir / LATEST)
     best = _best_so_far(run_dir, run, ranks)  # read (and checked) in any case
-    if not run.has_val:  # the best is the latest, even if a kill beat best.pt's update
-        best = clone_weights(run.model)
-    return Trainee(run, epoch, seconds, best)
+    if run.has_val:  # else the best is the latest, even if a kill beat best.pt's update
+        trainee.best = best
+    return trainee
 
 
 def _diverged(trainee: Trainee, record: dict, run_dir: Path) -> None:

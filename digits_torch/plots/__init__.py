@@ -291,6 +291,11 @@ def learning_curves(run_dir: str | Path) -> Figure:
 # --------------------------------------------------------------------------- a run's pictures
 
 
+# The report's pictures TensorBoard shows too, under figures/<name> (the hidden units have their
+# own slider through training; the learning curves are the scalars).
+TENSORBOARD_FIGURES = ("mistakes", "confusion")
+
+
 def run_figures(
     model: MLP,
     X: np.ndarray,
