@@ -1,6 +1,8 @@
-"""Data augmentation: small random shifts, rotations and scalings of the digit images.
+"""Data augmentation: small random shifts, rotations and scalings of the digit images, and
+elastic distortions.
 
     X_epoch = random_affine(X_train, generator, shift=2.0, rotation=10.0, scale=0.1)
+    X_epoch = random_affine(X_train, generator, elastic=(10.0, 2.9))   # Simard et al. 2003
 
 Each epoch trains on a freshly distorted copy of the whole training set, made in one
 ``affine_grid`` + ``grid_sample`` call on the device the data lives on: a few milliseconds for
@@ -20,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["affine", "random_affine"]
+__all__ = ["affine", "elastic_field", "random_affine"]
 
 
 def affine(
@@ -29,14 +31,18 @@ def affine(
     scale: torch.Tensor,
     shift_x: torch.Tensor,
     shift_y: torch.Tensor,
+    displacement: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Rotate, scale and then shift every image, about the image centre.
+    """Rotate, scale and then shift every image, about the image centre; with
+    ``displacement``, then read each output pixel from that far off where the map says.
 
     Args:
         X: (m, side * side) rows, column-major images.
         rotation: (m,) degrees, counter-clockwise as the upright image is seen.
         scale: (m,) size factors (1 keeps the size).
         shift_x, shift_y: (m,) pixels to the right and down.
+        displacement: (m, side, side, 2) pixels (x right, y down) per upright output pixel
+            (:func:`elastic_field`), or None.
 
     Returns:
         (m, side * side) contiguous rows in the same layout; ink moved in from outside the
@@ -59,9 +65,10 @@ def affine(
         dim=1,
     ).to(X.dtype)  # (m, 2, 3)
     upright = X.view(m, side, side).transpose(1, 2).unsqueeze(1)  # (m, 1, rows, columns)
-    moved = F.grid_sample(
-        upright, _grid(theta, side), mode="bilinear", padding_mode="zeros", align_corners=False
-    )
+    grid = _grid(theta, side)
+    if displacement is not None:  # pixels -> grid units (2 / side per pixel)
+        grid = grid + displacement.to(grid.dtype) * (2 / side)
+    moved = F.grid_sample(upright, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return moved.squeeze(1).transpose(1, 2).reshape(m, n)  # back to column-major rows
 
 
@@ -86,21 +93,59 @@ def random_affine(
     shift: float = 0.0,
     rotation: float = 0.0,
     scale: float = 0.0,
+    elastic: tuple[float, float] = (0.0, 0.0),
 ) -> torch.Tensor:
-    """Every image of X moved by its own random :func:`affine` map, drawn uniformly.
+    """Every image of X moved by its own random :func:`affine` map, drawn uniformly, and with
+    ``elastic`` by its own random :func:`elastic_field` too.
 
     Args:
         X: (m, side * side) column-major rows, on any device.
-        generator: a CPU generator; each call draws 4 m numbers from it.
+        generator: a CPU generator; each call draws 4 m numbers from it, then (elastic) the
+            2 m side^2 of the fields.
         shift: most pixels moved along each axis (uniform in [-shift, shift]).
         rotation: most degrees turned either way.
         scale: most relative change of size (factor uniform in [1 - scale, 1 + scale]).
+        elastic: (alpha, sigma) in pixels: the fields' scale and smoothness; alpha 0: none.
 
     Returns:
-        The distorted rows, or ``X`` itself (and nothing drawn) when all three are 0.
+        The distorted rows, or ``X`` itself (and nothing drawn) when all are 0.
     """
-    if shift == 0 and rotation == 0 and scale == 0:
+    alpha, sigma = elastic
+    if shift == 0 and rotation == 0 and scale == 0 and alpha == 0:
         return X
-    u = torch.rand(4, X.shape[0], generator=generator, dtype=torch.float64) * 2 - 1
+    m, side = X.shape[0], math.isqrt(X.shape[1])
+    u = torch.rand(4, m, generator=generator, dtype=torch.float64) * 2 - 1
     u = u.to(X.device)  # drawn on the CPU: the same numbers on every device
-    return affine(X, rotation * u[0], 1 + scale * u[1], shift * u[2], shift * u[3])
+    field = elastic_field(m, side, alpha, sigma, generator).to(X.device) if alpha else None
+    return affine(X, rotation * u[0], 1 + scale * u[1], shift * u[2], shift * u[3], field)
+
+
+def elastic_field(
+    m: int, side: int, alpha: float, sigma: float, generator: torch.Generator
+) -> torch.Tensor:
+    """m random displacement fields (Simard, Steinkraus and Platt 2003): per pixel and axis a
+    uniform number in [-1, 1], smoothed by a Gaussian of ``sigma`` pixels, times ``alpha``.
+
+    The smoothing is scipy's ``gaussian_filter(mode="constant")`` (zeros outside, the kernel
+    cut at 4 sigma), done as two (side, side) matrix products instead of a convolution.
+
+    Returns:
+        (m, side, side, 2) float64 pixels (x, y) on the CPU, drawn from ``generator``.
+    """
+    u = torch.rand(m, 2, side, side, generator=generator, dtype=torch.float64) * 2 - 1
+    g = _gaussian_matrix(side, sigma)
+    smooth = g @ u @ g.t()  # rows and columns each smoothed: (m, 2, side, side)
+    return (alpha * smooth).permute(0, 2, 3, 1)
+
+
+def _gaussian_matrix(side: int, sigma: float) -> torch.Tensor:
+    """(side, side) G with (G @ v)[i] = sum_j k(i - j) v[j]: a 1-D Gaussian filter of ``sigma``
+    pixels, kernel radius int(4 sigma + 0.5), normalised over the whole kernel."""
+    radius = int(4 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    index = torch.arange(side)
+    distance = index.view(-1, 1) - index.view(1, -1)  # i - j
+    weights = kernel[(distance + radius).clamp(0, 2 * radius)]
+    return torch.where(distance.abs() <= radius, weights, torch.zeros(()))

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from . import distillation
+from .distillation import Soft
 from .losses import data_loss, smoothed_targets
 from .model import MLP
 
@@ -74,16 +76,19 @@ def loss_and_gradients(
     l2: float,
     label_smoothing: float = 0.0,
     total: int | None = None,
+    soft: Soft | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch's objective and its gradient, written into ``p.grad`` of every parameter.
 
     The objective is the mean data loss plus ``l2 / (2 b) * sum of squared non-bias weights``:
     with ``loss="softmax"`` the data loss is softmax cross-entropy, with ``loss="coursera"``
     ex4's sum of per-class sigmoid cross-entropies; either against targets smoothed by
-    ``label_smoothing`` (see :func:`smoothed_targets`).
+    ``label_smoothing`` (see :func:`smoothed_targets`). With ``soft`` (softmax only), the
+    data loss is distillation's (:mod:`digits_torch.distillation`).
 
     Args:
         x: (b, n_in) inputs; y: (b,) class indices.
+        soft: the teacher's (b, classes) soft targets of x, its temperature and weight.
         total: where x is one rank's share of a batch of ``total`` examples (data parallelism,
             :mod:`digits_torch.data_parallel`): the objective and gradients divide by
             ``total``, not b, so that the shares' sum over the ranks is the whole batch's
@@ -105,7 +110,10 @@ def loss_and_gradients(
 
     # delta = b * dLoss/dz, (b, classes): softmax: p - t; ex4: sigmoid(z) - t; t the targets.
     targets = smoothed_targets(y, z.shape[1], label_smoothing, z.dtype)
-    if loss == "softmax":
+    if soft is not None:
+        per_example, delta = distillation.objective(z, soft, targets)
+        data_loss = per_example.sum().div_(b)
+    elif loss == "softmax":
         log_p = torch.log_softmax(z, dim=1)
         data_loss = torch.vdot(log_p.view(-1), targets.view(-1)).div_(-b)
         delta = log_p.exp_().sub_(targets)
@@ -145,14 +153,25 @@ def _ones(b: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
 
 
 def autograd_gradients(
-    model: MLP, x: torch.Tensor, y: torch.Tensor, loss: str, l2: float, label_smoothing: float
+    model: MLP,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    l2: float,
+    label_smoothing: float,
+    soft: Soft | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference for :func:`loss_and_gradients`: the same contract, computed by autograd."""
     model.zero_grad(set_to_none=True)
     with torch.enable_grad():
         logits = model(x)
         penalty = l2 / (2 * x.shape[0]) * model.squared_weights()
-        objective = data_loss(logits, y, loss, label_smoothing) + penalty
+        if soft is None:
+            fit = data_loss(logits, y, loss, label_smoothing)
+        else:
+            targets = smoothed_targets(y, logits.shape[1], label_smoothing, logits.dtype)
+            fit = distillation.distillation_loss(logits, soft, targets)
+        objective = fit + penalty
         objective.backward()
     return objective.detach(), (logits.argmax(dim=1) == y).sum()
 

@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, type=int, nargs="+", metavar="N", help=help_text)
+            items, metavar = typing.get_args(kind), f.metadata["metavar"]
+            nargs = "+" if items[-1] is Ellipsis else len(items)
+            parser.add_argument(
+                flag, type=items[0], nargs=nargs, metavar=metavar or "N", help=help_text
+            )
         else:
             parser.add_argument(
                 flag, type=_scalar_type(kind), metavar=f.name.upper(), help=help_text

@@ -67,6 +67,8 @@ MAX_THREADS = 1024  # torch.set_num_threads overflows above 2**31 - 1; no machin
 MAX_RANK_TIMEOUT = 7 * 24 * 3600.0  # seconds (a week); a timedelta overflows above about 1e14
 MAX_AUG_SHIFT = 20.0  # pixels: the side of ex4's images; a shift past it moves every digit out
 MAX_AUG_ROTATE = 180.0  # degrees either way: a full turn
+MAX_ELASTIC = (100.0, 20.0)  # pixels: alpha, sigma (Simard et al. used 34 and 4 on 28 x 28)
+MAX_TEMPERATURE = 100.0
 
 
 # A field's roles: what the package does with it, declared beside its help text (as its bound
@@ -78,19 +80,27 @@ ROLES = {
     "sweep_wide": "how a whole sweep runs: one value for all its networks, never swept",
     "resumable": "a resume may change it: how a run goes on or is watched, not what it trained",
     "stacked": "a stack's networks share it: their shapes, data and loss (the stack key)",
-    "augments": "distorts a batch's digits: stacked networks see the same batches only if equal",
+    "augments": "distorts or labels a batch's digits: stacked networks share batches only if equal",
 }
 # The roles of a field that changes what a network learns: most fields.
 TRAINS = ("hparam", "named", "learned")
 
 
-def _field(default, help: str, roles: tuple[str, ...] = TRAINS, sklearn: str | None = None):
+def _field(
+    default,
+    help: str,
+    roles: tuple[str, ...] = TRAINS,
+    sklearn: str | None = None,
+    metavar: tuple[str, ...] | None = None,
+):
     """A config field with its one-line meaning, which ``--help`` shows, its :data:`ROLES`,
-    and the name of scikit-learn's MLPClassifier parameter that means the same, if any."""
+    the name of scikit-learn's MLPClassifier parameter that means the same, if any, and (a
+    fixed-length tuple) the names ``--help`` gives its values."""
     unknown = set(roles) - ROLES.keys()
     if unknown:
         raise ValueError(f"unknown field roles {sorted(unknown)}")
-    return field(default=default, metadata={"help": help, "roles": roles, "sklearn": sklearn})
+    metadata = {"help": help, "roles": roles, "sklearn": sklearn, "metavar": metavar}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -240,6 +250,39 @@ class TrainConfig:
     aug_scale: float = _field(
         0.0, "augmentation: most relative change of an image's size", roles=(*TRAINS, "augments")
     )
+    aug_elastic: tuple[float, float] = _field(
+        (0.0, 0.0),
+        "augmentation: elastic distortions (Simard et al. 2003), random displacements smoothed "
+        "by a Gaussian of SIGMA pixels and scaled by ALPHA (0 0: none)",
+        roles=(*TRAINS, "augments"),
+        metavar=("ALPHA", "SIGMA"),
+    )
+    # --- distillation and dead units
+    teacher: str | None = _field(
+        None,
+        "distil from this trained model (a run directory or model file, as digits-evaluate "
+        "takes): it labels each epoch's digits with soft targets, learned beside the true ones",
+        roles=("hparam", "learned", "augments"),
+    )
+    teacher_preset: str | None = _field(
+        None,
+        "without --teacher: first train a teacher with this preset on the same digits and "
+        "split (seed, val fraction, data), or reuse one that finished in --logdir",
+        roles=(*TRAINS, "augments"),
+    )
+    distill_temperature: float = _field(
+        3.0,
+        "distillation: the temperature T that softens the teacher's and the network's outputs",
+        roles=(*TRAINS, "augments"),
+    )
+    distill_weight: float = _field(
+        0.7, "distillation: the soft targets' share w of the loss, w T^2 KL + (1 - w) CE"
+    )
+    revive_dead_units: bool = _field(
+        False,
+        "every 5 epochs in the first half, give dead relu units of the first hidden layer new "
+        "incoming weights and zero outgoing ones",
+    )
     # --- stopping
     stop_on: str = _field(
         "train_loss",
@@ -260,6 +303,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_types(self)
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "aug_elastic", tuple(float(v) for v in self.aug_elastic))
         activation = ACTIVATION_ALIASES.get(self.activation, self.activation)
         object.__setattr__(self, "activation", activation)
         for name, (ok, problem) in FIELD_RULES.items():
@@ -296,7 +340,17 @@ class TrainConfig:
     @property
     def augmented(self) -> bool:
         """Whether training sees randomly distorted digits (any augmentation field above 0)."""
-        return bool(self.aug_shift or self.aug_rotate or self.aug_scale)
+        return bool(self.aug_shift or self.aug_rotate or self.aug_scale or self.aug_elastic[0])
+
+    @property
+    def augmentation(self) -> tuple:
+        """What :func:`~digits_torch.augment.random_affine` takes after the generator."""
+        return (self.aug_shift, self.aug_rotate, self.aug_scale, self.aug_elastic)
+
+    @property
+    def distilled(self) -> bool:
+        """Whether the network learns a teacher's soft targets (``teacher`` or its preset)."""
+        return self.teacher is not None or self.teacher_preset is not None
 
     @property
     def memory_text(self) -> str:
@@ -318,7 +372,7 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         """The config of ``values`` (a saved config.json); unknown keys are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if k == "hidden" else v for k, v in values.items() if k in known})
+        return cls(**{k: _tuples(k, v) for k, v in values.items() if k in known})
 
 
 def fields_with(role: str, has: bool = True) -> tuple[str, ...]:
@@ -369,6 +423,41 @@ PRESETS: dict[str, dict] = {
         "aug_shift": 1.0,
         "aug_rotate": 10.0,
         "aug_scale": 0.1,
+        "val_fraction": 0.2,
+        "stop_on": "val_accuracy",
+        "patience": 0,
+    },
+    # A wide network that distorts its digits elastically too: the teacher of "distilled".
+    "teacher": {
+        "hidden": (400,),
+        "lr": 0.1,
+        "batch_size": 50,
+        "schedule": "cosine",
+        "epochs": 100,
+        "l2": 0.02,
+        "aug_shift": 1.0,
+        "aug_rotate": 10.0,
+        "aug_scale": 0.1,
+        "aug_elastic": (10.0, 2.9),
+        "val_fraction": 0.2,
+        "stop_on": "val_accuracy",
+        "patience": 0,
+    },
+    # 400-25-10 distilled from a "teacher" trained first on the same split, with its dead
+    # units revived (docs/recipe.md): the held-out accuracy of a wide network in 25 units.
+    "distilled": {
+        "lr": 0.1,
+        "batch_size": 50,
+        "schedule": "cosine",
+        "epochs": 300,
+        "l2": 0.01,
+        "aug_shift": 1.0,
+        "aug_rotate": 10.0,
+        "aug_scale": 0.1,
+        "teacher_preset": "teacher",
+        "distill_temperature": 3.0,
+        "distill_weight": 0.7,
+        "revive_dead_units": True,
         "val_fraction": 0.2,
         "stop_on": "val_accuracy",
         "patience": 0,
@@ -446,6 +535,26 @@ FIELD_RULES: dict[str, Rule] = {
         f"aug values must be >= 0 and aug rotate must be <= {MAX_AUG_ROTATE:.0f} degrees",
     ),
     "aug_scale": ((lambda v: 0 <= v < 1), "aug values must be >= 0 and aug scale must be < 1"),
+    "aug_elastic": (
+        (
+            lambda v: (
+                all(0 <= x <= top for x, top in zip(v, MAX_ELASTIC)) and (v[0] == 0 or v[1] > 0)
+            )
+        ),
+        f"aug elastic is ALPHA SIGMA in pixels: alpha in [0, {MAX_ELASTIC[0]:.0f}], sigma in "
+        f"(0, {MAX_ELASTIC[1]:.0f}] (0 0: none)",
+    ),
+    "teacher": ((lambda v: v is None or v != ""), "teacher must name a run or a model file"),
+    "teacher_preset": (
+        lambda v: v is None or (v in PRESETS and "teacher_preset" not in PRESETS[v]),
+        "teacher preset must be a preset that trains without a teacher of its own "
+        f"({', '.join(p for p in PRESETS if 'teacher_preset' not in PRESETS[p])})",
+    ),
+    "distill_temperature": (
+        (lambda v: 0 < v <= MAX_TEMPERATURE),
+        f"distill temperature must be > 0 and <= {MAX_TEMPERATURE:.0f}",
+    ),
+    "distill_weight": ((lambda v: 0 <= v <= 1), "distill weight must be in [0, 1]"),
     "stop_on": _one_of("stop on", MONITORS),
     "tol": _at_least("tol", 0),
     "patience": _at_least("patience", 0),
@@ -464,6 +573,9 @@ def training_memory(hidden: tuple[int, ...], batch_size: int, dtype: str) -> int
 
 def _fits_in_memory(config: TrainConfig) -> bool:
     return training_memory(config.hidden, config.batch_size, config.dtype) <= MEMORY_LIMIT
+
+
+_REVIVABLE = (("relu", "sgd"), ("relu", "adam"))
 
 
 def _sklearn_exact_rule(test: Callable[[TrainConfig], bool], problem: str) -> Rule:
@@ -506,8 +618,20 @@ CROSS_RULES: list[Rule] = [
         lambda c: c.stop_on != "val_loss", "sklearn-exact mode stops on train_loss or val_accuracy"
     ),
     _sklearn_exact_rule(
-        lambda c: c.label_smoothing == 0 and max(c.aug_shift, c.aug_rotate, c.aug_scale) == 0,
+        lambda c: c.label_smoothing == 0 and not c.augmented,
         "sklearn-exact mode trains without label smoothing or augmentation",
+    ),
+    _sklearn_exact_rule(
+        lambda c: not c.distilled and not c.revive_dead_units,
+        "sklearn-exact mode trains without a teacher or dead-unit revival",
+    ),
+    (
+        lambda c: not c.distilled or (c.loss, c.cuda_graph) == ("softmax", False),
+        "distilling from a teacher trains with --loss softmax, without --cuda-graph",
+    ),
+    (
+        lambda c: not c.revive_dead_units or (c.activation, c.optimizer) in _REVIVABLE,
+        "--revive-dead-units revives relu units trained by --optimizer sgd or adam",
     ),
     _sklearn_exact_rule(
         lambda c: c.stop_on == "val_accuracy" or c.val_fraction == 0,
@@ -544,11 +668,15 @@ def _type_problem(name: str, value) -> str | None:
         ok, wanted = isinstance(value, bool), "true or false"
     elif kind is str:
         ok, wanted = isinstance(value, str), "a string"
-    elif name == "hidden":
+    elif name in tuple_fields():
+        items = tuple_fields()[name]
+        number = numbers.Integral if items[0] is int else numbers.Real
         ok = isinstance(value, list | tuple) and all(
-            isinstance(h, numbers.Integral) and not isinstance(h, bool) for h in value
+            isinstance(v, number) and not isinstance(v, bool) for v in value
         )
-        wanted = "a sequence of integers"
+        ok = ok and (items[-1] is Ellipsis or len(value) == len(items))
+        count = "a sequence of" if items[-1] is Ellipsis else f"{len(items)}"
+        wanted = f"{count} {'integers' if items[0] is int else 'numbers'}"
     else:  # str | None
         ok, wanted = value is None or isinstance(value, str), "a string or None"
     return None if ok else f"{name} must be {wanted}, got {value!r}"
@@ -587,7 +715,22 @@ def read_config_file(path: str | Path) -> dict:
         problem = _type_problem(key, value)
         if problem:
             raise UserError(problem, path)
-    return {k: tuple(v) if k == "hidden" else v for k, v in values.items()}
+    return {k: _tuples(k, v) for k, v in values.items()}
+
+
+def _tuples(name: str, value):
+    """A JSON list read back as the tuple a tuple field holds."""
+    return tuple(value) if isinstance(value, list) and name in tuple_fields() else value
+
+
+@functools.cache
+def tuple_fields() -> dict[str, tuple]:
+    """The tuple-valued fields and their element types (``(int, ...)`` for hidden sizes)."""
+    return {
+        name: typing.get_args(kind)
+        for name, kind in _field_types().items()
+        if typing.get_origin(kind) is tuple
+    }
 
 
 def _unknown_key(key: str) -> str:

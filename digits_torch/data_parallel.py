@@ -28,8 +28,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .backprop import loss_and_gradients
 from .config import TrainConfig
+from .distillation import Soft, distillation_loss
 from .distributed import Ranks, collective, sum_over_ranks
-from .losses import data_loss
+from .losses import data_loss, smoothed_targets
 from .model import MLP
 
 __all__ = ["DataParallel"]
@@ -61,26 +62,34 @@ class DataParallel:
                 self.ddp = DistributedDataParallel(model, broadcast_buffers=False)
 
     def __call__(
-        self, X: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor | None = None,
+        soft: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch ``X[index], y[index]`` (all of X and y if None): its objective and count
         of correct examples as 0-dim tensors, its gradient in ``p.grad``, each summed over the
-        ranks (the same bits on every rank)."""
+        ranks (the same bits on every rank). ``soft``: (m, classes) a teacher's soft targets
+        of X, to distil from."""
         b = X.shape[0] if index is None else index.shape[0]
         lo, hi = self.ranks.share(b)
         if index is None:
             xs, ys = X[lo:hi], y[lo:hi]  # (share, n), (share,)
+            soft = None if soft is None else soft[lo:hi]
         else:
             part = index[lo:hi]
             xs, ys = X.index_select(0, part), y.index_select(0, part)
+            soft = None if soft is None else soft.index_select(0, part)
         c = self.config
+        share_soft = None if soft is None else Soft(soft, c.distill_temperature, c.distill_weight)
         with collective(self.ranks):
             if self.ddp is None:
                 objective, correct = loss_and_gradients(
-                    self.model, xs, ys, c.loss, self.l2, c.label_smoothing, total=b
+                    self.model, xs, ys, c.loss, self.l2, c.label_smoothing, b, share_soft
                 )
             else:
-                objective, correct = self._autograd(xs, ys, b)
+                objective, correct = self._autograd(xs, ys, b, share_soft)
             self.flat[-2].copy_(objective)
             self.flat[-1].copy_(correct)
             sum_over_ranks(self.flat)
@@ -88,14 +97,18 @@ class DataParallel:
         return objective, correct.long()  # a count, as one process counts it
 
     def _autograd(
-        self, xs: torch.Tensor, ys: torch.Tensor, b: int
+        self, xs: torch.Tensor, ys: torch.Tensor, b: int, soft: Soft | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A share's part of the objective, and its count; DDP sums the gradients."""
         c, model = self.config, self.model
         model.zero_grad(set_to_none=True)
         with torch.enable_grad():
             logits = self.ddp(xs)  # through DDP, so that its backward reduces the gradients
-            loss = data_loss(logits, ys, c.loss, c.label_smoothing, reduction="sum")
+            if soft is None:
+                loss = data_loss(logits, ys, c.loss, c.label_smoothing, reduction="sum")
+            else:  # the share's mean times its size: its part of the batch's sum
+                targets = smoothed_targets(ys, logits.shape[1], c.label_smoothing, logits.dtype)
+                loss = distillation_loss(logits, soft, targets) * len(ys) if len(ys) else 0.0
             objective = loss / b + self.l2 / (2 * b) * model.squared_weights()
             (objective * self.ranks.world).backward()  # DDP averages: undo its 1 / world
         return objective.detach(), (logits.argmax(dim=1) == ys).sum()

@@ -10,8 +10,10 @@ The kinds of epoch, by config:
 * sklearn-exact: MLPClassifier's own epoch (:func:`digits_torch.sklearn_exact.train_epoch`).
 
 With augmentation, every epoch but sklearn-exact's first distorts the whole training set at once
-(:mod:`digits_torch.augment`). Under torchrun the ranks of a job compute each batch's gradients
-together (:class:`~digits_torch.data_parallel.DataParallel`): the same batches, the same steps.
+(:mod:`digits_torch.augment`); with a teacher, the teacher then labels the epoch's digits with
+its soft targets, in one forward pass (:mod:`digits_torch.distillation`). Under torchrun the
+ranks of a job compute each batch's gradients together
+(:class:`~digits_torch.data_parallel.DataParallel`): the same batches, the same steps.
 Nothing in an epoch waits for the device: its loss and accuracy come back as 0-dim device
 tensors, which the loop reads once.
 """
@@ -29,6 +31,7 @@ from .backprop import GRADIENTS
 from .config import TrainConfig
 from .cudagraph import EpochGraph
 from .data_parallel import DataParallel
+from .distillation import Soft, soft_targets
 from .distributed import SOLO, Ranks
 from .model import MLP
 from .optimizers import optimizer_step
@@ -48,6 +51,7 @@ def make_epoch(
     generator: torch.Generator,
     stream: sklearn_exact.RandomStream | None = None,
     ranks: Ranks = SOLO,
+    teacher: MLP | None = None,
 ) -> Epoch:
     """The epoch function of a run: trains ``model`` on (m, n) images X and (m,) labels y.
 
@@ -56,12 +60,13 @@ def make_epoch(
         stream: scikit-learn's random stream, in sklearn-exact mode (else None).
         ranks: the torchrun job that trains the model together (a process group is up), or
             SOLO. (sklearn-exact mode and CUDA graphs are one process's: see run_setup.)
+        teacher: the model to distil from (config.teacher's), or None.
     """
     if stream is not None:  # the config rules out augmenting here
         return functools.partial(
             sklearn_exact.train_epoch, model, optimizer, X, y, config.batch_size, config.l2, stream
         )
-    augmentation = (config.aug_shift, config.aug_rotate, config.aug_scale)
+    augmentation = config.augmentation
     if config.cuda_graph and X.device.type == "cuda":
         graph = EpochGraph(
             model, optimizer, X, y, functools.partial(run_batches, model, config=config)
@@ -76,7 +81,8 @@ def make_epoch(
 
     def epoch() -> tuple[torch.Tensor, torch.Tensor]:
         X_epoch = random_affine(X, generator, *augmentation)  # X itself without augmentation
-        return train_epoch(model, optimizer, X_epoch, y, config, generator, parallel)
+        soft = None if teacher is None else teacher_soft(teacher, X_epoch, config)
+        return train_epoch(model, optimizer, X_epoch, y, config, generator, parallel, soft)
 
     return epoch
 
@@ -89,9 +95,11 @@ def train_epoch(
     config: TrainConfig,
     generator: torch.Generator,
     parallel: DataParallel | None = None,
+    soft: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over (X (m, n), y (m,)), minibatch or (L-BFGS) full batch; with ``parallel``,
-    this rank's share of each batch, the gradients summed over the job's ranks.
+    this rank's share of each batch, the gradients summed over the job's ranks; with ``soft``,
+    (m, classes) a teacher's soft targets of X, distilled.
 
     Returns 0-dim device tensors: the mean training objective (scikit-learn's ``loss_curve_``:
     batch objectives weighted by batch size) and the accuracy over the epoch's batches, each
@@ -100,11 +108,27 @@ def train_epoch(
     """
     model.train()
     if config.full_batch:  # L-BFGS, fmincg: one step on the whole training set
-        return _full_batch_iteration(model, optimizer, X, y, config, parallel)
+        return _full_batch_iteration(model, optimizer, X, y, config, parallel, soft)
     # A CPU permutation (the same on every device), then each batch gathered by index: a
     # batch-sized gather stays in cache for the matrix products that follow.
     order = torch.randperm(X.shape[0], generator=generator).to(X.device)
-    return run_batches(model, optimizer_step(optimizer), X, y, order, config, parallel)
+    return run_batches(model, optimizer_step(optimizer), X, y, order, config, parallel, soft)
+
+
+def teacher_soft(teacher: MLP, X: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """(m, classes) the teacher's soft targets of (m, n) images X, at the config's temperature."""
+    with torch.no_grad():
+        return soft_targets(teacher(X), config.distill_temperature)
+
+
+def _soft_rows(
+    soft: torch.Tensor | None, index: torch.Tensor | None, config: TrainConfig
+) -> Soft | None:
+    """The soft targets of a batch (rows ``index`` of ``soft``; all of them for None)."""
+    if soft is None:
+        return None
+    rows = soft if index is None else soft.index_select(0, index)
+    return Soft(rows, config.distill_temperature, config.distill_weight)
 
 
 def run_batches(
@@ -115,9 +139,11 @@ def run_batches(
     order: torch.Tensor,
     config: TrainConfig,
     parallel: DataParallel | None = None,
+    soft: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The batches of one epoch of minibatch training, in ``order`` (m,), each followed by ``step``.
-    With ``parallel``, each batch's gradients are those of every rank's share, summed.
+    With ``parallel``, each batch's gradients are those of every rank's share, summed; with
+    ``soft`` (m, classes), distilled from those soft targets.
 
     Nothing here waits for the device or reads a tensor on the host, so that on CUDA the whole
     epoch can be captured as one graph (:mod:`digits_torch.cudagraph`).
@@ -130,11 +156,12 @@ def run_batches(
         index = order[start : start + batch]
         if parallel is None:
             xb, yb = X.index_select(0, index), y.index_select(0, index)  # (b, n), (b,)
+            soft_b = _soft_rows(soft, index, config)  # (b, classes) or None
             objective, correct = gradients(
-                model, xb, yb, config.loss, config.l2, config.label_smoothing
+                model, xb, yb, config.loss, config.l2, config.label_smoothing, soft=soft_b
             )  # fills p.grad
-        else:
-            objective, correct = parallel(X, y, index)  # this rank's share, summed over ranks
+        else:  # this rank's share, summed over ranks
+            objective, correct = parallel(X, y, index, soft)
         step()
         objectives.append(objective)
         hits.append(correct)
@@ -151,14 +178,17 @@ def _full_batch_iteration(
     y: torch.Tensor,
     config: TrainConfig,
     parallel: DataParallel | None,
+    soft: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One full-batch iteration (L-BFGS or fmincg), then the objective and accuracy it reached."""
     gradients = GRADIENTS[config.backprop]
+    batch_soft = _soft_rows(soft, None, config)
 
     def full_batch() -> tuple[torch.Tensor, torch.Tensor]:
         if parallel is not None:  # the ranks' shares of the one batch, summed
-            return parallel(X, y)
-        return gradients(model, X, y, config.loss, config.l2, config.label_smoothing)
+            return parallel(X, y, soft=soft)
+        c = config
+        return gradients(model, X, y, c.loss, c.l2, c.label_smoothing, soft=batch_soft)
 
     optimizer.step(lambda: full_batch()[0])
     objective, correct = full_batch()

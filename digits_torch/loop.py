@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import clone_weights
+from .dead_units import revival_due, revival_generator, revive
 from .interrupts import StopRequests
 from .losses import score
 from .model import MLP
@@ -112,18 +113,23 @@ def train_epochs(
 
 
 class OneNetwork:
-    """The arithmetic of one network's epoch: its run's epoch function, then its figures on
-    the validation digits, read from the device at once."""
+    """The arithmetic of one network's epoch: its run's epoch function, the revival of its
+    dead units (if due), then its figures on the validation digits, read from the device at
+    once."""
 
     def __init__(self, trainee: Trainee) -> None:
         self.trainee = trainee
         self.trainees = [trainee] if trainee.status == "training" else []
 
     def epoch(self) -> list[tuple[Trainee, dict, bool]]:
-        run = self.trainee.run
+        run, epoch = self.trainee.run, self.trainee.epoch + 1
         loss, accuracy = run.epoch()
+        if run.config.revive_dead_units and revival_due(epoch, run.config.epochs):
+            revive(
+                run.model, run.optimizer, run.train[0], revival_generator(run.config.seed, epoch)
+            )
         record = {
-            "epoch": self.trainee.epoch + 1,
+            "epoch": epoch,
             **val_figures(run.model, run.val, run.config.loss),
         }
         # the epoch's one read from the device (float64 holds either dtype exactly)

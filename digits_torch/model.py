@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "INITS", "MLP"]
+__all__ = ["ACTIVATIONS", "INITS", "MLP", "glorot_bound"]
 
 ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
@@ -82,14 +82,13 @@ class MLP(nn.Module):
         """Redraw every weight and bias with one of the reference schemes (see module docstring)."""
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        factor = 2.0 if self.activation == "sigmoid" else 6.0
         with torch.no_grad():
             for layer in self.layers:
                 fan_out, fan_in = layer.weight.shape
                 if init == "coursera":
                     bound = COURSERA_EPSILON
                 else:
-                    bound = (factor / (fan_in + fan_out)) ** 0.5
+                    bound = glorot_bound(fan_in, fan_out, self.activation)
                 for p in (layer.weight, layer.bias):
                     p.uniform_(-bound, bound, generator=generator)
         return self
@@ -114,3 +113,10 @@ class MLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"activation={self.activation!r}"
+
+
+def glorot_bound(fan_in: int, fan_out: int, activation: str) -> float:
+    """scikit-learn's Glorot bound b of a layer's uniform [-b, b] initial weights:
+    sqrt(6 / (fan_in + fan_out)), with 2 for 6 for sigmoid units."""
+    factor = 2.0 if activation == "sigmoid" else 6.0
+    return (factor / (fan_in + fan_out)) ** 0.5

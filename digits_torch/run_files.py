@@ -28,7 +28,7 @@ from .errors import UserError, tell
 from .files import fsync_dir, link_atomically
 from .losses import score
 from .model import MLP
-from .run_setup import Setup
+from .run_setup import TEACHER, Setup
 from .runs import RunLog, read_history
 from .trainee import Trainee
 
@@ -158,10 +158,19 @@ class RunFiles:
         self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
         if not self.resumable:
             self.log.write_split(*self.run.rows)
+            self._save_teacher()
             self.log.start_hparams(hparams_of(self.saved_config), swept=self.swept)
             save_checkpoint(self._latest(), self.dir / LATEST)
             link_atomically(self.dir / LATEST, self.dir / BEST)
             self.resumable = True
+
+    def _save_teacher(self) -> None:
+        """A distilled run's copy of its teacher (teacher.pt, a model file as best.pt is): a
+        resume distils from it, whatever has become of the file it came from."""
+        teacher = self.run.teacher
+        if teacher is not None:
+            state = model_checkpoint(teacher, teacher.state_dict(), 0, self.run.teacher_config)
+            save_checkpoint(state, self.dir / TEACHER)
 
     def log_epoch(self, record: dict) -> None:
         """One epoch's record, in the history and TensorBoard."""

@@ -24,8 +24,11 @@ from .model import MLP
 from .optimizers import make_optimizer
 from .schedule import make_scheduler
 from .stopping import EarlyStopping
+from .trained import load_trained
 
-__all__ = ["Digits", "Setup", "read_digits", "set_up", "split_rows"]
+__all__ = ["TEACHER", "Digits", "Setup", "load_teacher", "read_digits", "set_up", "split_rows"]
+
+TEACHER = "teacher.pt"  # a distilled run's copy of its teacher: a resume distils from the same
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Setup:
     stopping: EarlyStopping
     rng: torch.Generator | sklearn_exact.RandomStream  # what a checkpoint saves to resume draws
     epoch: Epoch | None  # None for a network that a stack trains
+    teacher: MLP | None = None  # distillation's, in eval mode, on the device, in the dtype
+    teacher_config: dict | None = None  # the config its checkpoint saved (what teacher.pt keeps)
 
     @property
     def data_path(self) -> Path:
@@ -100,6 +105,7 @@ def set_up(
     ranks: Ranks = SOLO,
     digits: Digits | None = None,
     stacked: bool = False,
+    teacher_file: Path | None = None,
 ) -> Setup:
     """The run of ``config``; with ``ranks`` of a torchrun job, this rank's part of it (every
     rank sets up the same run: the same data, split, model and random draws).
@@ -107,6 +113,8 @@ def set_up(
     Args:
         digits: the data, already read (a stack's); default: read from ``config.data``.
         stacked: a network a stack trains: no epoch function of its own.
+        teacher_file: where the teacher is, if not at ``config.teacher``: a resumed run's own
+            copy (:data:`TEACHER`).
     """
     device = resolve_device(config.device) if digits is None else digits.on_device[0].device
     if ranks.parallel:
@@ -123,6 +131,15 @@ def set_up(
         problem = f"val fraction {config.val_fraction} holds out every example; lower it"
         raise UserError(problem, digits.path)
     optimizer = make_optimizer(config, model)
+    teacher, teacher_config = None, None
+    if config.teacher is None and config.teacher_preset is not None:
+        raise UserError(
+            f"teacher preset {config.teacher_preset}: fit (or a sweep) trains the teacher "
+            "first; set up the run with its teacher (dataclasses.replace(config, teacher=...))"
+        )
+    if config.teacher is not None:
+        path = config.teacher if teacher_file is None else teacher_file
+        teacher, teacher_config = load_teacher(path, config, digits)
     run = Setup(
         config=config,
         device=device,
@@ -136,10 +153,37 @@ def set_up(
         stopping=EarlyStopping(config.stop_on, config.tol, config.patience),
         rng=generator if stream is None else stream,
         epoch=None,
+        teacher=teacher,
+        teacher_config=teacher_config,
     )
     if not stacked:
-        run.epoch = make_epoch(config, model, optimizer, *run.train, generator, stream, ranks)
+        run.epoch = make_epoch(
+            config, model, optimizer, *run.train, generator, stream, ranks, teacher
+        )
     return run
+
+
+def load_teacher(path: str | Path, config: TrainConfig, digits: Digits) -> tuple[MLP, dict]:
+    """The teacher ``config`` distils from, read from ``path`` (a run or a model file, checked
+    as every model file is), on the digits' device in the config's dtype; and its config.
+
+    Raises:
+        UserError: no model there, one trained with ex4's cost (its outputs are no softmax
+            to soften), or one that does not take these digits' pixels to ten digits.
+    """
+    trained = load_trained(path, logdir=config.logdir)
+    shape = trained.model.architecture()
+    if trained.loss != "softmax":
+        raise UserError("a teacher must be trained with --loss softmax", path)
+    if (shape["input_size"], shape["num_classes"]) != (digits.X.shape[1], 10):
+        problem = (
+            f"the teacher takes {shape['input_size']} pixels to {shape['num_classes']} classes; "
+            f"the digits have {digits.X.shape[1]} pixels and 10 classes"
+        )
+        raise UserError(problem, path)
+    device = digits.on_device[0].device
+    teacher = trained.model.to(device, DTYPES[config.dtype]).eval().requires_grad_(False)
+    return teacher, dict(trained.config) or {"loss": trained.loss}
 
 
 def _check_parallel(config: TrainConfig, device: torch.device) -> None:

@@ -17,8 +17,11 @@ is laid out:
   augmentation (a *batch group*: the same seed) see the same batches, so their first layer is one
   wide matrix product, X_b (b, n) @ W1^T (n, K_g * h); groups are a leading dimension of a
   batched product (``baddbmm``), so K networks of K seeds are K narrow products in one call;
-* lr, momentum, l2 and label smoothing are (K,) tensors; one update, torch.optim.SGD's
-  (Nesterov) momentum arithmetic, steps the whole stack;
+* lr, momentum, l2, label smoothing and the distillation weight are (K,) tensors; one update,
+  torch.optim.SGD's (Nesterov) momentum arithmetic, steps the whole stack;
+* a group with a teacher has it label the group's epoch digits once, as the solo epoch does;
+  dead units are revived network by network, by the solo run's own function, between epochs'
+  batches and validation;
 * the gradients are those of :func:`digits_torch.backprop.loss_and_gradients` (the L2 term folded
   into the gradient product; objective = data loss + l2 / (2 b) * sum of squared weights).
 
@@ -43,12 +46,16 @@ from .augment import random_affine
 from .backprop import BACKWARD, FORWARD_INPLACE
 from .checkpoints import clone_weights
 from .config import DTYPES, TrainConfig, fields_with
+from .dead_units import revival_due, revival_generator, revive
+from .distillation import Soft, objective
+from .epochs import teacher_soft
 from .trainee import Trainee
 
 __all__ = ["Stack", "memory_needed", "stack_key", "stackable"]
 
 _STACKED = fields_with("stacked")
 _AUGMENTS = fields_with("augments")  # with the seed's draws, what decides a network's batches
+# (its digits' distortion, and the teacher and temperature that label them)
 
 
 def stackable(config: TrainConfig) -> bool:
@@ -72,8 +79,9 @@ class _Group:
         train_rows, val_rows = first.rows
         self.rows = torch.from_numpy(train_rows).to(device)
         c = first.config
-        self.augmentation = (c.aug_shift, c.aug_rotate, c.aug_scale)
-        self.augmented = any(self.augmentation)
+        self.config = c
+        self.augmentation, self.augmented = c.augmentation, c.augmented
+        self.teacher = first.teacher  # the group's: its networks have one config.teacher
         self.val_rows = torch.from_numpy(val_rows).to(device)
 
 
@@ -141,6 +149,13 @@ class Stack:
         self.l2 = self._per_model([c.l2 for c in configs])
         self.smoothing = self._per_model([c.label_smoothing for c in configs])
         self.any_smoothing = any(c.label_smoothing for c in configs)
+        # distillation: the same temperature in a group; groups without a teacher weigh 0
+        self.distilled = any(g.teacher is not None for g in self.groups)
+        self.temperature = self._per_model([c.distill_temperature for c in configs])
+        weights = [
+            m.config.distill_weight if m.run.teacher is not None else 0.0 for m in self.members
+        ]
+        self.distill_weight = self._per_model(weights)
         nesterov = [m.run.optimizer.param_groups[0]["nesterov"] for m in self.members]
         self.nesterov = self._per_model(nesterov).bool() if len(set(nesterov)) > 1 else nesterov[0]
         self.activation = configs[0].activation
@@ -210,6 +225,7 @@ class Stack:
         stack order. The networks whose bookkeeping ends them leave at :meth:`end_epoch`."""
         self._snapshot_before = self._snapshot()
         losses, hits = self._batches()
+        self._revive()
         # as the solo epoch computes them: an int64 count / m is a float32, then read as float64
         figures = [losses.double(), (hits / self.m).double()]
         if self.has_val:
@@ -225,6 +241,24 @@ class Stack:
             record["train_loss"], record["train_accuracy"] = values[0][k], values[1][k]
             results.append((member, record, math.isfinite(record["train_loss"])))
         return results
+
+    def _revive(self) -> None:
+        """The networks whose revival is due have their dead units revived, each by the solo
+        run's function on its own model and optimizer; then the stack is built again."""
+        due = [
+            (k, m)
+            for k, m in enumerate(self.members)
+            if m.config.revive_dead_units and revival_due(m.epoch + 1, m.config.epochs)
+        ]
+        if not due:
+            return
+        self.sync()
+        for k, member in due:
+            group = self.groups[int(self.group_of[k])]
+            X = self.X.index_select(0, group.rows)  # the training digits, as run.train holds them
+            generator = revival_generator(member.config.seed, member.epoch + 1)
+            revive(member.run.model, member.run.optimizer, X, generator)
+        self._build(self.members)
 
     def keep_best(self, trainee: Trainee) -> None:
         """The network's weights now become its best (copied out at :meth:`sync`)."""
@@ -265,18 +299,26 @@ class Stack:
     def m(self) -> int:
         return len(self.members[0].run.rows[0])
 
-    def _draws(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Each group's epoch draws, in the solo order (augmentation, then the shuffle).
+    def _draws(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Each group's epoch draws, in the solo order (augmentation, then the shuffle), and
+        the soft targets of its teacher, if any, computed on what the solo epoch computes them.
 
-        Returns (source images, (G, m) rows of the source, (G, m) rows of y, in batch order).
+        Returns (source images, (G, m) rows of the source, (G, m) rows of y, in batch order;
+        (G, m, classes) soft targets in batch order, or None when no group has a teacher).
         """
-        source, source_rows, label_rows = self._source(), [], []
+        source, source_rows, label_rows, softs = self._source(), [], [], []
         offset = self.X.shape[0]  # each augmented group's images follow the data's
         for group in self.groups:
-            if group.augmented:
+            images = None
+            if group.augmented or group.teacher is not None:
                 images = self.X.index_select(0, group.rows)
-                moved = random_affine(images, group.generator, *group.augmentation)
-                source[offset : offset + self.m].copy_(moved)
+            if group.augmented:
+                images = random_affine(images, group.generator, *group.augmentation)
+                source[offset : offset + self.m].copy_(images)
+            if group.teacher is not None:
+                softs.append(teacher_soft(group.teacher, images, group.config))
+            elif self.distilled:
+                softs.append(None)
             order = torch.randperm(self.m, generator=group.generator).to(self.device)
             if group.augmented:
                 source_rows.append(order + offset)
@@ -284,7 +326,13 @@ class Stack:
             else:
                 source_rows.append(group.rows[order])
             label_rows.append(group.rows[order])
-        return source, torch.stack(source_rows), torch.stack(label_rows)
+            if softs and softs[-1] is not None:
+                softs[-1] = softs[-1].index_select(0, order)
+        soft = None
+        if self.distilled:  # a group without a teacher: zeros, weighed 0
+            shape = next(t for t in softs if t is not None).shape
+            soft = torch.stack([self.X.new_zeros(shape) if t is None else t for t in softs])
+        return source, torch.stack(source_rows), torch.stack(label_rows), soft
 
     def _source(self) -> torch.Tensor:
         """The images batches are gathered from: the data, then room for each augmented group's
@@ -300,7 +348,7 @@ class Stack:
 
     def _batches(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The epoch's batches; returns (K,) mean objectives and (K,) hit counts."""
-        source, rows, label_rows = self._draws()
+        source, rows, label_rows, soft = self._draws()
         self.minus_lr = -self._per_model([m.lr for m in self.members])  # (K,), this epoch's
         objectives, hits, sizes = [], [], []
         for start in range(0, self.m, self.batch):
@@ -308,7 +356,10 @@ class Stack:
             G, b = index.shape
             xb = self._gather(source, index.reshape(-1)).view(G, b, -1)
             yb = self.y.index_select(0, label_rows[:, start : start + self.batch].reshape(-1))
-            objective, correct = self._gradients(xb, yb.view(G, b))
+            soft_b = None
+            if soft is not None:  # (G, b, classes) -> (K, classes, b), as the logits
+                soft_b = soft[:, start : start + self.batch].index_select(0, self.group_of).mT
+            objective, correct = self._gradients(xb, yb.view(G, b), soft_b)
             objectives.append(objective)
             hits.append(correct)
             sizes.append(b)
@@ -361,15 +412,23 @@ class Stack:
             targets = targets * (1 - s) + s / classes
         return targets
 
-    def _gradients(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch of every network: SGD steps taken; returns (K,) objectives and hits."""
+    def _gradients(
+        self, xb: torch.Tensor, yb: torch.Tensor, soft: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch of every network: SGD steps taken; returns (K,) objectives and hits.
+        ``soft``: (K, classes, b) the teachers' soft targets of the batch, or None."""
         K, b = len(self.members), xb.shape[1]
         xg = self._grouped_input(xb)
         a, z = self._forward(xg)  # z: (K, classes, b)
         y = yb.index_select(0, self.group_of)  # (K, b)
         targets = self._targets(y, z.shape[1])
         # delta = b * dLoss/dz, (K, classes, b): softmax: p - t; ex4: sigmoid(z) - t.
-        if self.loss == "softmax":
+        if soft is not None:  # distillation's (a network without a teacher weighs it 0)
+            shape = (K, 1, 1)
+            terms = Soft(soft, self.temperature.view(shape), self.distill_weight.view(shape))
+            per_example, delta = objective(z, terms, targets, dim=1)  # (K, b), (K, classes, b)
+            data_loss = per_example.sum(1) / b
+        elif self.loss == "softmax":
             log_p = torch.log_softmax(z, dim=1)
             data_loss = -(log_p * targets).sum((1, 2)) / b
             delta = log_p.exp_().sub_(targets)
@@ -453,8 +512,8 @@ def memory_needed(configs: Sequence[TrainConfig], rows: int, pixels: int) -> int
     sizes = [pixels, *c.hidden, 10]
     params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     K = len(configs)
-    keys = {(x.seed, x.aug_shift, x.aug_rotate, x.aug_scale) for x in configs}
-    G, augmented = len(keys), sum(1 for k in keys if any(k[1:]))
+    groups = {(x.seed, *(getattr(x, name) for name in _AUGMENTS)): x for x in configs}
+    G, augmented = len(groups), sum(1 for x in groups.values() if x.augmented)
     val = int(round(rows * c.val_fraction))
     m = rows - val
     b, width = min(c.batch_size, m), sum(sizes[1:])

@@ -111,6 +111,15 @@ def _parse_value(field: str, kind, text: str):
         if not re.fullmatch(r"\d+(x\d+)*", text):
             raise ValueError("not hidden sizes like 25 or 50x50")
         return tuple(int(h) for h in text.split("x"))
+    if typing.get_origin(kind) is tuple:  # aug_elastic: ALPHAxSIGMA
+        items = typing.get_args(kind)
+        try:
+            value = tuple(items[0](v) for v in text.split("x"))
+        except ValueError:
+            value = ()
+        if len(value) != len(items):
+            raise ValueError(f"not {len(items)} numbers like 10x2.9")
+        return value
     if kind is bool:
         if text.lower() not in ("true", "false"):
             raise ValueError("not true or false")
@@ -238,12 +247,7 @@ def describe_plan(stacks, solo, memory: int, available: int | None) -> str:
     lines = [f"{count} network(s):"]
     for i, stack in enumerate(stacks, 1):
         c = stack[0].config
-        seeds = len(
-            {
-                (n.config.seed, n.config.aug_shift, n.config.aug_rotate, n.config.aug_scale)
-                for n in stack
-            }
-        )
+        seeds = len({(n.config.seed, n.config.augmentation) for n in stack})
         shape = "-".join(map(str, (400, *c.hidden, 10)))
         how = "one wide product each" if seeds < len(stack) else "batched products"
         lines.append(
@@ -386,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=V1,V2",
         default=[],
         help="sweep a config field over values (repeat for more fields); "
-        "hidden sizes as 25 or 50x50",
+        "hidden sizes as 25 or 50x50, aug_elastic as 10x2.9",
     )
     parser.add_argument("--seeds", metavar="SEEDS", help="sweep the seed: 0-4 or 0,3,7")
     parser.add_argument(

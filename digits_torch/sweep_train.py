@@ -52,11 +52,11 @@ from .files import write_json
 from .interrupts import StopRequests, sigterm_interrupts
 from .loop import train_epochs
 from .run_files import SIDE, RunFiles, install
-from .run_setup import Digits, read_digits, set_up
+from .run_setup import TEACHER, Digits, read_digits, set_up
 from .runs import METRICS, RunLock, read_metrics, read_split
 from .stacked import Stack, stack_key, stackable
 from .trainee import Trainee
-from .training import check_same_run, fit, resume
+from .training import check_same_run, fit, resume, with_teacher
 
 __all__ = ["Network", "commit_file", "plan_networks", "recover", "run_sweep"]
 
@@ -161,9 +161,11 @@ def _settle(directory: Path, committed: Collection[int]) -> None:
 def _trainee(network: Network, order: int, digits: Digits) -> tuple[Trainee, bool]:
     """The network set up as ``fit`` sets it up, fresh or (its directory has a checkpoint)
     restored from it; and whether it was restored."""
-    run = set_up(network.config, digits=digits, stacked=True)
     path = network.dir / LATEST
-    if not path.exists():
+    resumed, config = path.exists(), network.config
+    teacher_file = network.dir / TEACHER if resumed and config.teacher else None
+    run = set_up(config, digits=digits, stacked=True, teacher_file=teacher_file)
+    if not resumed:
         return Trainee(run, order=order), False
     checkpoint = load_run_file(path)
     check_same_run(network.dir, checkpoint)  # as train.py --resume checks it: its history too
@@ -380,6 +382,8 @@ def run_sweep(
     """
     if not networks:  # a rank of a job with more ranks than networks
         return
+    for network in networks:  # teachers to train first (or found trained) name them
+        network.config = with_teacher(network.config)
     stacks, solo = plan_networks(networks)
     device = resolve_device(networks[0].config.device)
     quiet = quiet or not ranks.lead

@@ -33,25 +33,32 @@ from .checkpoints import (
     best_weights,
     load_run_file,
 )
-from .config import TrainConfig, fields_with, preset_differences
-from .distributed import Ranks, from_lead, job_ranks, joined
+from .config import TrainConfig, fields_with, make_config, preset_differences
+from .distributed import SOLO, Ranks, from_lead, job_ranks, joined
 from .errors import UserError, no_such_path, progress_bar, tell
 from .interrupts import StopRequests
 from .loop import EachOnItsBudget, OneNetwork, train_epochs
 from .model import MLP
 from .run_files import RunFiles, run_final_figures, run_metrics
-from .run_setup import Setup, set_up
-from .runs import RunLock, check_history, new_run_dir, read_config, run_label
+from .run_setup import TEACHER, Setup, set_up
+from .runs import METRICS, RunLock, check_history, new_run_dir, read_config, run_label
 from .threads import cpu_threads
 from .trainee import Trainee
 
-__all__ = ["FitResult", "fit", "resume"]
+__all__ = ["FitResult", "fit", "resume", "with_teacher"]
 
 # Config fields a run directory's name leaves out: how a run is watched, and where and how it
 # trains (names tell apart what runs trained).
 _NOT_TRAINING = fields_with("named", has=False)
 # What a resume may change: how a run is trained and watched, not what it trains.
 RESUME_MAY_CHANGE = fields_with("resumable")
+TEACHERS = "teachers"  # where in the logdir the teachers trained first (teacher_preset) go
+# What a teacher trained first (teacher_preset) takes from its student: the digits and split
+# (data, seed, val fraction), the arithmetic's dtype and threads, and how runs are kept and shown.
+_TEACHER_SHARES = (
+    *("data", "seed", "val_fraction", "dtype", "threads", "device", "quiet"),
+    *("checkpoint_every", "rank_timeout", "image_every", "figures"),
+)
 
 
 @dataclass
@@ -75,7 +82,51 @@ def fit(config: TrainConfig, ranks: Ranks | None = None) -> FitResult:
     """
     ranks = job_ranks() if ranks is None else ranks
     with joined(ranks, config.rank_timeout):
-        return _train(config, ranks=ranks)
+        return _train(with_teacher(config, ranks), ranks=ranks)
+
+
+def with_teacher(config: TrainConfig, ranks: Ranks = SOLO) -> TrainConfig:
+    """``config`` with its teacher named: a ``teacher_preset`` without a ``teacher`` is trained
+    first (a run of that preset on the same digits and split: the same data, seed and val
+    fraction, so it never sees the validation digits), or found finished in the logdir."""
+    if config.teacher is not None or config.teacher_preset is None:
+        return config
+    teacher = teacher_config(config)
+    found = from_lead(ranks, lambda: _finished_run(teacher))
+    shown = not config.quiet and ranks.lead
+    if found is None:
+        if shown:
+            tell(f"training the teacher first: the {config.teacher_preset} preset on this split")
+        found = _train(teacher, ranks=ranks).run_dir
+    elif shown:
+        tell(f"teacher: {found} (a finished {config.teacher_preset} run of this split)")
+    return dataclasses.replace(config, teacher=str(found))
+
+
+def teacher_config(config: TrainConfig) -> TrainConfig:
+    """The config of the teacher ``config``'s ``teacher_preset`` trains: that preset on the
+    student's digits and split, trained and watched as the student is, in the logdir's
+    :data:`TEACHERS` directory."""
+    shared = {k: getattr(config, k) for k in _TEACHER_SHARES}
+    logdir = str(Path(config.logdir) / TEACHERS)
+    return make_config(config.teacher_preset, **shared, logdir=logdir)
+
+
+def _finished_run(config: TrainConfig) -> Path | None:
+    """The newest run under ``config.logdir`` that trained ``config`` to its end, or None."""
+    same = set(fields_with("hparam")) - {"device"}  # a run trained on another device is it
+    wanted = {k: v for k, v in config.to_dict().items() if k in same}
+    logdir = Path(config.logdir)
+    for run_dir in sorted(logdir.glob(f"*-{config.preset}*"), reverse=True):
+        if not (run_dir / METRICS).exists():
+            continue
+        try:
+            saved = TrainConfig.from_dict(read_config(run_dir)).to_dict()
+        except (UserError, TypeError, ValueError):
+            continue  # not a run of this package's, or one it can no longer read
+        if {k: saved.get(k) for k in wanted} == wanted:
+            return run_dir
+    return None
 
 
 def resume(run_dir: str | Path, ranks: Ranks | None = None, **overrides) -> FitResult:
@@ -189,7 +240,8 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
     # Set up: data, model, optimizer and epoch, before the run directory is touched, so that a
     # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
     # Under torchrun every rank sets up the same run; rank 0 alone writes it.
-    run = set_up(config, ranks)
+    teacher_file = run_dir / TEACHER if checkpoint is not None and config.teacher else None
+    run = set_up(config, ranks, teacher_file=teacher_file)
     if checkpoint is not None:
         trainee = _restored(run, checkpoint, run_dir, ranks)
     else:

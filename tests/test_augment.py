@@ -1,4 +1,5 @@
-"""Augmentation: the column-major layout is respected, and the random draws are reproducible."""
+"""Augmentation: the column-major layout is respected, the random draws are reproducible, and
+the elastic fields are Simard et al.'s smoothed noise."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from digits_torch.augment import affine, random_affine
+from digits_torch.augment import affine, elastic_field, random_affine
 from digits_torch.data import to_image
 
 
@@ -67,3 +68,32 @@ def test_random_affine_is_reproducible_and_draws_nothing_when_off(rows):
     state = generator.get_state()
     assert random_affine(rows, generator) is rows
     assert torch.equal(generator.get_state(), state)
+
+
+def test_the_elastic_field_is_uniform_noise_smoothed_as_scipy_smooths_it():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    field = elastic_field(3, 20, 10.0, 2.9, torch.Generator().manual_seed(5))  # (3, 20, 20, 2)
+    noise = torch.rand(
+        3, 2, 20, 20, generator=torch.Generator().manual_seed(5), dtype=torch.float64
+    )
+    noise = (noise * 2 - 1).numpy()
+    for image in range(3):
+        for axis in range(2):
+            smoothed = ndimage.gaussian_filter(noise[image, axis], 2.9, mode="constant")
+            np.testing.assert_allclose(field[image, :, :, axis].numpy(), 10 * smoothed, atol=1e-12)
+
+
+def test_elastic_distortion_draws_after_the_affine_map_and_moves_ink_locally(rows):
+    affine_only = random_affine(rows, torch.Generator().manual_seed(3), 1.0, 10.0, 0.1)
+    generator = torch.Generator().manual_seed(3)
+    barely = random_affine(rows, generator, 1.0, 10.0, 0.1, elastic=(1e-9, 2.9))
+    assert (barely - affine_only).abs().max() < 1e-6  # the same affine draws come first
+    after = torch.Generator().manual_seed(3)
+    torch.rand(4 * 10 + 2 * 10 * 400, generator=after, dtype=torch.float64)
+    assert torch.equal(generator.get_state(), after.get_state())  # 4 m + 2 m side^2 numbers
+    elastic = random_affine(rows, torch.Generator().manual_seed(3), elastic=(10.0, 2.9))
+    change = (elastic - rows).abs()
+    assert change.max() > 0.1  # ink moved ...
+    assert change.sum(1).mean() < 0.5 * rows.sum(1).mean()  # ... but the digit is still there
+    again = random_affine(rows, torch.Generator().manual_seed(3), elastic=(10.0, 2.9))
+    assert torch.equal(elastic, again)

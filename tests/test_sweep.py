@@ -35,7 +35,7 @@ from digits_torch import (
 )
 from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
 from digits_torch.interrupts import StopRequests
-from digits_torch.loop import train_epochs
+from digits_torch.loop import OneNetwork, train_epochs
 from digits_torch.run_setup import read_digits, set_up
 from digits_torch.runs import read_history
 from digits_torch.stacked import Stack, memory_needed, stack_key
@@ -161,6 +161,65 @@ def test_stacked_float32_accuracies_match_the_solo_runs(tmp_path, digits300):
             assert abs(a["train_accuracy"] - b["train_accuracy"]) <= 2 / m
             assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 2 / len(member.run.rows[1])
             assert abs(a["train_loss"] - b["train_loss"]) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def teacher300(tmp_path_factory, digits300) -> Path:
+    """A teacher for the distilled networks: a wider network, a few epochs on digits300."""
+    logdir = tmp_path_factory.mktemp("teacher")
+    config = make_config(
+        "seed", data=str(digits300), device="cpu", quiet=True, figures=False, logdir=str(logdir),
+        hidden=(60,), lr=0.1, batch_size=50, epochs=8, val_fraction=0.2, image_every=0,
+    )  # fmt: skip
+    return fit(config).run_dir
+
+
+def _kill_units(trainee, units=(0, 1, 2)) -> None:
+    """Dead on every digit from the start, so that the revival at epoch 5 has work to do."""
+    with torch.no_grad():
+        trainee.run.model.layers[0].bias[list(units)] = -1e3
+
+
+def test_distilled_elastic_and_revived_stacked_networks_are_their_solo_runs(
+    tmp_path, digits300, teacher300
+):
+    base = dict(
+        data=str(digits300), device="cpu", quiet=True, figures=False, logdir=str(tmp_path),
+        dtype="float64", epochs=10, batch_size=50, val_fraction=0.2, image_every=0, lr=0.1,
+        revive_dead_units=True,
+    )  # fmt: skip
+    teacher = str(teacher300)
+    varied = [
+        dict(seed=0, teacher=teacher, aug_elastic=(10.0, 2.9), aug_shift=1.0),
+        dict(seed=0, teacher=teacher, aug_elastic=(10.0, 2.9), aug_shift=1.0, distill_weight=0.3),
+        dict(seed=1, aug_elastic=(8.0, 2.0)),  # no teacher: a group without soft targets
+        dict(seed=1, teacher=teacher, distill_temperature=2.0),  # another teacher group
+        dict(seed=2, teacher=teacher, revive_dead_units=False),
+    ]
+    configs = [make_config("seed", **{**base, **v}) for v in varied]
+    members, digits = _stacked(configs, torch.device("cpu"))
+    assert len({stack_key(c) for c in configs}) == 1
+    for member in members:
+        member.files = _Records()
+        _kill_units(member)
+    stack = Stack(members, *digits.on_device)
+    assert len(stack.groups) == 4 and stack.distilled
+    train_epochs(stack, _NoSaves(), StopRequests(), tqdm(disable=True))
+    stack.sync()
+    for member, config in zip(members, configs):
+        solo = Trainee(set_up(config))
+        solo.files = _Records()
+        _kill_units(solo)
+        train_epochs(OneNetwork(solo), _NoSaves(), StopRequests(), tqdm(disable=True))
+        mine, theirs = member.run.model.state_dict(), solo.run.model.state_dict()
+        for name, value in theirs.items():
+            assert (mine[name] - value).abs().max() < 1e-9, (config, name)
+        assert torch.equal(member.run.rng.get_state(), solo.run.rng.get_state())
+        for a, b in zip(member.files.records, solo.files.records):
+            assert a["val_accuracy"] == b["val_accuracy"]
+            assert abs(a["train_loss"] - b["train_loss"]) < 1e-9
+        revived = (mine["layers.0.bias"][:3] > -1e3).all()
+        assert revived == config.revive_dead_units, config  # the test revived units
 
 
 # ----------------------------------------------------------------------------- the command

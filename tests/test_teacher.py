@@ -1,0 +1,102 @@
+"""A distilled run's teacher: named, or trained first on the same split; kept for its resume."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+import torch
+
+from digits_torch import cli, fit, load_model, make_config, resume
+from digits_torch.checkpoints import LATEST, load_checkpoint
+from digits_torch.run_setup import TEACHER
+from digits_torch.trained import load_trained
+from digits_torch.training import TEACHERS
+
+
+def _config(data, logdir, **changes):
+    base = dict(
+        data=str(data), device="cpu", quiet=True, figures=False, logdir=str(logdir),
+        batch_size=10, val_fraction=0.25, image_every=0,
+    )  # fmt: skip
+    return make_config("seed", **{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, small_digits):
+    logdir = tmp_path_factory.mktemp("teachers")
+    return fit(_config(small_digits, logdir, hidden=(50,), lr=0.1, epochs=5)).run_dir
+
+
+def test_a_resume_distils_from_its_own_copy_of_the_teacher(tmp_path, small_digits, teacher):
+    mine = tmp_path / "teacher"
+    shutil.copytree(teacher, mine)
+    config = _config(small_digits, tmp_path / "runs", teacher=str(mine), epochs=6, lr=0.05)
+    whole = fit(config)
+    part = fit(config.__class__(**{**config.__dict__, "epochs": 3}))
+    assert torch.equal(load_trained(part.run_dir / TEACHER).model.layers[0].weight.cpu(),
+                       load_model(mine).layers[0].weight)  # fmt: skip
+    # the teacher's run is replaced by another network; the resume does not see it
+    other = fit(_config(small_digits, tmp_path / "other", hidden=(50,), seed=1, epochs=1))
+    shutil.rmtree(mine)
+    shutil.copytree(other.run_dir, mine)
+    assert not torch.equal(load_model(mine).layers[0].weight, load_model(teacher).layers[0].weight)
+    resumed = resume(part.run_dir, epochs=6, quiet=True)
+    a, b = load_checkpoint(resumed.run_dir / LATEST), load_checkpoint(whole.run_dir / LATEST)
+    for name, value in b["model"].items():
+        assert torch.equal(a["model"][name], value), name
+    assert json.loads((part.run_dir / "config.json").read_text())["teacher"] == str(mine)
+
+
+def test_distillation_changes_what_is_learned(tmp_path, small_digits, teacher):
+    plain = fit(_config(small_digits, tmp_path, epochs=3, lr=0.05))
+    taught = fit(_config(small_digits, tmp_path, epochs=3, lr=0.05, teacher=str(teacher)))
+    assert plain.history[-1]["train_loss"] != taught.history[-1]["train_loss"]
+    assert (taught.run_dir / TEACHER).exists() and not (plain.run_dir / TEACHER).exists()
+
+
+def test_a_teacher_preset_trains_on_the_students_split_once(tmp_path, small_digits, capsys):
+    config = _config(small_digits, tmp_path, teacher_preset="teacher", epochs=2, quiet=False)
+    first = fit(config)
+    (teacher,) = (tmp_path / TEACHERS).iterdir()
+    assert first.config.teacher == str(teacher) and "-teacher" in teacher.name
+    split = json.loads((teacher / "split.json").read_text())
+    assert split == json.loads((first.run_dir / "split.json").read_text())
+    taught = json.loads((teacher / "config.json").read_text())
+    assert (taught["seed"], taught["hidden"], taught["aug_elastic"]) == (0, [400], [10.0, 2.9])
+    assert "training the teacher first" in capsys.readouterr().err
+    second = fit(config)
+    assert second.config.teacher == str(teacher) and len(list((tmp_path / TEACHERS).iterdir())) == 1
+    assert f"teacher: {teacher}" in capsys.readouterr().err
+    other_seed = fit(config.__class__(**{**config.__dict__, "seed": 1}))
+    assert other_seed.config.teacher != str(teacher)  # another split, another teacher
+
+
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda d, t: str(d / "nowhere.pt"), r"nowhere\.pt: no such file or directory"),
+        (lambda d, t: str(t / "split.json"), r"split\.json: "),
+    ],
+)
+def test_a_teacher_that_is_no_model_is_one_error_line(
+    make, problem, tmp_path, small_digits, teacher, run_entry
+):
+    argv = ["--preset", "seed", "--data", str(small_digits), "--logdir", str(tmp_path / "runs")]
+    ran = run_entry(lambda: cli.main([*argv, "--teacher", make(tmp_path, teacher)]))
+    (line,) = ran.stderr.splitlines()
+    assert ran.code == 2 and line.startswith("error: ")
+    assert re.search(problem, line), line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_teacher_trained_on_ex4s_cost_or_other_pixels_is_refused(
+    tmp_path, small_digits, run_entry
+):
+    coursera = fit(_config(small_digits, tmp_path / "t", loss="coursera", epochs=1)).run_dir
+    argv = ["--preset", "seed", "--data", str(small_digits), "--logdir", str(tmp_path / "runs")]
+    ran = run_entry(lambda: cli.main([*argv, "--teacher", str(coursera)]))
+    assert ran.code == 2 and "a teacher must be trained with --loss softmax" in ran.stderr
+    assert not (tmp_path / "runs").exists()
