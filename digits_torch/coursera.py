@@ -21,7 +21,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import torch
 import torch.nn.functional as F
 
@@ -91,6 +90,8 @@ def save_weights(model: MLP, path: str | Path) -> None:
         for layer in model.layers
     )
     second = second[_DIGIT_FROM_THETA_ROW]
+    import scipy.io  # here, as in data.read_mat: a run reads a teacher through this module
+
     buffer = io.BytesIO()
     scipy.io.savemat(buffer, {"Theta1": first, "Theta2": second}, format="5")
     write_atomically(path, buffer.getbuffer())

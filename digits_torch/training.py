@@ -245,7 +245,9 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
     if checkpoint is not None:
         trainee = _restored(run, checkpoint, run_dir, ranks)
     else:
-        label = config.name or run_label(preset_differences(config, ignore=_NOT_TRAINING))
+        # a teacher trained first is named by its preset (teacher_preset), not by its path
+        ignore = _NOT_TRAINING + (("teacher",) if config.teacher_preset else ())
+        label = config.name or run_label(preset_differences(config, ignore=ignore))
         run_dir = from_lead(ranks, lambda: new_run_dir(config.logdir, config.preset, label))
         trainee = Trainee(run)
     # Rank 0 alone writes: the other ranks of a torchrun job have no run files.

@@ -91,6 +91,19 @@ def trained_run(tmp_path_factory, small_digits) -> Path:
     return fit(config).run_dir
 
 
+@pytest.fixture(scope="session")
+def shipped_teacher(tmp_path_factory) -> Path:
+    """A small teacher on the shipped digits (one epoch): what a test of the default preset
+    passes as --teacher, instead of the 100-epoch teacher the default trains first."""
+    from digits_torch import fit, make_config
+
+    config = make_config(
+        "seed", hidden=(40,), epochs=1, lr=0.1, val_fraction=0.2, device="cpu", quiet=True,
+        figures=False, logdir=str(tmp_path_factory.mktemp("teacher")),
+    )  # fmt: skip
+    return fit(config).run_dir
+
+
 @dataclass
 class Ran:
     """What an entry point did: its exit code, what it wrote to stderr, what it returned."""

@@ -46,6 +46,8 @@ def _candidates(name: str, value) -> list:
     kind = TYPES[name]
     if name == "hidden":
         return [(7,)]
+    if name == "aug_elastic":
+        return [(10.0, 2.9)]
     if kind is bool:
         return [not value]
     if kind is int:

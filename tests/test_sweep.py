@@ -283,6 +283,24 @@ def test_the_command_writes_a_sweep_and_train_py_runs_in_it(tmp_path, digits300,
     assert {"figures/confusion", "figures/mistakes", "hidden_units"} <= _tags(run)["images"]
 
 
+def test_a_sweep_trains_each_seeds_teacher_first_and_stacks_the_students(tmp_path, digits300):
+    args = _sweep_args(digits300, tmp_path, "--teacher-preset", "teacher", "--seeds", "0-1")
+    args += ["--epochs", "2", "--val-fraction", "0.2", "--no-figures", "--lr", "0.05"]
+    sweep_dir = sweep.run_command(args)
+    teachers = sorted((sweep_dir / "teachers").iterdir())
+    assert len(teachers) == 2
+    saved = json.loads((sweep_dir / "sweep.json").read_text())
+    for network in saved["networks"]:
+        run = sweep_dir / network["dir"]
+        config = json.loads((run / "config.json").read_text())
+        teacher = Path(config["teacher"])
+        assert teacher in teachers and (run / "teacher.pt").exists()
+        assert json.loads((teacher / "config.json").read_text())["seed"] == config["seed"]
+        assert (teacher / "split.json").read_text() == (run / "split.json").read_text()
+    assert len({json.loads((sweep_dir / n["dir"] / "config.json").read_text())["teacher"]
+                for n in saved["networks"]}) == 2  # fmt: skip
+
+
 def _tags(run_dir: Path) -> dict[str, set[str]]:
     """The tags of each kind (scalars, images, tensors...) in a run's TensorBoard events."""
     events = EventAccumulator(str(run_dir), size_guidance={"images": 0})

@@ -164,12 +164,13 @@ def test_resume_equals_uninterrupted_on_cpu(tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_default_preset_holds_out_validation_and_the_references_do_not(tmp_path):
+def test_default_preset_holds_out_validation_and_the_references_do_not(tmp_path, shipped_teacher):
     config = make_config()
     assert config.preset == DEFAULT_PRESET and config.val_fraction > 0
     assert config.stop_on == "val_accuracy" and config.hidden == (25,)
     assert make_config("seed").val_fraction == 0 and make_config("coursera").val_fraction == 0
-    result = fit(make_config(epochs=2, logdir=str(tmp_path), quiet=True, figures=False))
+    taught = dict(teacher=str(shipped_teacher), epochs=2)
+    result = fit(make_config(**taught, logdir=str(tmp_path), quiet=True, figures=False))
     assert 0.5 < result.metrics["val_accuracy"] <= 1  # two epochs already learn a lot
     assert all(r["val_accuracy"] is not None for r in result.history)
 
@@ -188,8 +189,11 @@ def test_early_stopping_on_validation_accuracy(tmp_path):
     assert result.metrics["best_epoch"] == len(val) - patience - 1
 
 
-def test_interrupted_run_with_schedule_and_augmentation_resumes_exactly(tmp_path, monkeypatch):
-    base = dict(epochs=6, device="cpu", quiet=True, figures=False)
+def test_interrupted_run_with_schedule_and_augmentation_resumes_exactly(
+    tmp_path, monkeypatch, shipped_teacher
+):
+    # the default: a cosine lr, augmentation and distillation
+    base = dict(epochs=6, device="cpu", quiet=True, figures=False, teacher=str(shipped_teacher))
     whole = fit(make_config(logdir=str(tmp_path / "a"), **base))
     lrs = [r["lr"] for r in whole.history]
     assert lrs[0] == make_config().lr and lrs == sorted(lrs, reverse=True)  # cosine: falling
@@ -219,10 +223,9 @@ def test_interrupted_run_with_schedule_and_augmentation_resumes_exactly(tmp_path
         resume(run, epochs=10)
 
 
-def test_wider_hidden_layers_train_with_the_default_preset(tmp_path):
-    result = fit(
-        make_config(hidden=(100, 50), epochs=2, logdir=str(tmp_path), quiet=True, figures=False)
-    )
+def test_wider_hidden_layers_train_with_the_default_preset(tmp_path, shipped_teacher):
+    base = dict(epochs=2, logdir=str(tmp_path), quiet=True, figures=False)
+    result = fit(make_config(hidden=(100, 50), teacher=str(shipped_teacher), **base))
     assert result.model.architecture()["hidden_sizes"] == [100, 50]
     assert load_model(result.run_dir).architecture()["hidden_sizes"] == [100, 50]
     assert result.metrics["val_accuracy"] > 0.5
@@ -276,14 +279,17 @@ def test_weights_only_loading_refuses_code(tmp_path):
 # ------------------------------------------------------------------ the command line
 
 
-def test_cli_runs_prints_summary_and_run_path(tmp_path, capsys):
-    out = run_cli("--epochs", "2", "--device", "cpu", "--logdir", str(tmp_path), "--name", "cli")
+def test_cli_runs_prints_summary_and_run_path(tmp_path, capsys, shipped_teacher):
+    taught = ["--teacher", str(shipped_teacher)]
+    out = run_cli(
+        "--epochs", "2", "--device", "cpu", "--logdir", str(tmp_path), "--name", "cli", *taught
+    )
     assert out.returncode == 0, out.stderr
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("run: ") and last.endswith(f"-{DEFAULT_PRESET}-cli")
     rows = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
     assert {"training", "validation", "model", "epochs"} <= rows
-    cli_main(["--epochs", "1", "--logdir", str(tmp_path), "--quiet", "--no-figures"])
+    cli_main(["--epochs", "1", "--logdir", str(tmp_path), "--quiet", "--no-figures", *taught])
     quiet = capsys.readouterr().out
     assert quiet.strip().splitlines() == [quiet.strip()] and quiet.startswith("run: ")
 
