@@ -141,6 +141,7 @@ def summary(result: FitResult, prog: str = "digits-train") -> str:
         ("device", m["device"] + (f", {m['ranks']} ranks (torchrun)" if m["ranks"] > 1 else "")),
         (steps, f"{m['epochs']} of {config.epochs} ({m['stopped']})"),
         ("model", f"best.pt, from {config.step_name} {m['best_epoch']} (by {config.stop_on})"),
+        *([("teacher", f"{config.teacher} (a copy: teacher.pt)")] if config.teacher else []),
         ("", f"{'loss':>8}  {'accuracy':>8}  (best.pt on clean digits, loss without L2)"),
         ("training", _pair(m["train_loss"], m["train_accuracy"], m.get("train_examples"))),
     ]

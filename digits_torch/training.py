@@ -88,19 +88,30 @@ def fit(config: TrainConfig, ranks: Ranks | None = None) -> FitResult:
 def with_teacher(config: TrainConfig, ranks: Ranks = SOLO) -> TrainConfig:
     """``config`` with its teacher named: a ``teacher_preset`` without a ``teacher`` is trained
     first (a run of that preset on the same digits and split: the same data, seed and val
-    fraction, so it never sees the validation digits), or found finished in the logdir."""
+    fraction, so it never sees the validation digits), found finished in the logdir, or, where
+    one was stopped, resumed. Its progress bar is the preset's; its path is in the closing table.
+    """
     if config.teacher is not None or config.teacher_preset is None:
         return config
     teacher = teacher_config(config)
-    found = from_lead(ranks, lambda: _finished_run(teacher))
-    shown = not config.quiet and ranks.lead
+    found = from_lead(ranks, lambda: _teacher_run(teacher))
     if found is None:
-        if shown:
-            tell(f"training the teacher first: the {config.teacher_preset} preset on this split")
-        found = _train(teacher, ranks=ranks).run_dir
-    elif shown:
-        tell(f"teacher: {found} (a finished {config.teacher_preset} run of this split)")
+        found = _train_teacher(teacher, ranks)
+    elif not (found / METRICS).exists():  # stopped (Ctrl-C, a kill): go on from its checkpoint
+        found = _resume(found, ranks, {"quiet": config.quiet}).run_dir
     return dataclasses.replace(config, teacher=str(found))
+
+
+def _train_teacher(config: TrainConfig, ranks: Ranks) -> Path:
+    """A new teacher run; if it fails, a teachers/ directory it made (and left empty) goes too."""
+    teachers = Path(config.logdir)
+    made = not teachers.exists()
+    try:
+        return _train(config, ranks=ranks).run_dir
+    except BaseException:
+        if made and ranks.lead and teachers.is_dir() and not any(teachers.iterdir()):
+            teachers.rmdir()
+        raise
 
 
 def teacher_config(config: TrainConfig) -> TrainConfig:
@@ -112,13 +123,14 @@ def teacher_config(config: TrainConfig) -> TrainConfig:
     return make_config(config.teacher_preset, **shared, logdir=logdir)
 
 
-def _finished_run(config: TrainConfig) -> Path | None:
-    """The newest run under ``config.logdir`` that trained ``config`` to its end, or None."""
+def _teacher_run(config: TrainConfig) -> Path | None:
+    """The newest run under ``config.logdir`` of ``config`` (bar the device) that finished or
+    can resume, or None."""
     same = set(fields_with("hparam")) - {"device"}  # a run trained on another device is it
     wanted = {k: v for k, v in config.to_dict().items() if k in same}
     logdir = Path(config.logdir)
     for run_dir in sorted(logdir.glob(f"*-{config.preset}*"), reverse=True):
-        if not (run_dir / METRICS).exists():
+        if not (run_dir / METRICS).exists() and not (run_dir / LATEST).exists():
             continue
         try:
             saved = TrainConfig.from_dict(read_config(run_dir)).to_dict()
@@ -142,7 +154,13 @@ def resume(run_dir: str | Path, ranks: Ranks | None = None, **overrides) -> FitR
             history.jsonl are not of one run; or anything :func:`fit` refuses.
     """
     ranks = job_ranks() if ranks is None else ranks
-    run_dir = Path(run_dir)
+    timeout = overrides.get("rank_timeout", TrainConfig.rank_timeout)  # the run's is on rank 0
+    with joined(ranks, timeout):
+        return _resume(Path(run_dir), ranks, overrides)
+
+
+def _resume(run_dir: Path, ranks: Ranks, overrides: dict) -> FitResult:
+    """:func:`resume`, the process group up."""
     locks: list[RunLock] = []
 
     def read_run() -> tuple[TrainConfig, dict]:
@@ -156,14 +174,12 @@ def resume(run_dir: str | Path, ranks: Ranks | None = None, **overrides) -> FitR
         locks.append(RunLock(run_dir))  # before reading: what is read must not change under us
         return _resumable(run_dir, overrides)
 
-    timeout = overrides.get("rank_timeout", TrainConfig.rank_timeout)  # the run's is on rank 0
-    with joined(ranks, timeout):
-        try:
-            config, saved = from_lead(ranks, read_run)
-            return _train(config, run_dir, saved, locks[0] if locks else None, ranks=ranks)
-        finally:
-            for lock in locks:
-                lock.release()
+    try:
+        config, saved = from_lead(ranks, read_run)
+        return _train(config, run_dir, saved, locks[0] if locks else None, ranks=ranks)
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 def _resumable(run_dir: Path, overrides: dict) -> tuple[TrainConfig, dict]:

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from digits_torch import cli, resume
 from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
 from digits_torch.runs import read_history
+from digits_torch.training import TEACHERS
 
 EPOCHS = 20
 BUDGET = 0.003  # seconds between checkpoints: a few epochs of these runs
@@ -144,7 +145,8 @@ def test_a_logdir_that_cannot_hold_runs(tmp_path, small_digits, run_entry, where
     logdir = blocker if where == "a file" else blocker / "more"
     ran = run_entry(lambda: cli.main(["--data", str(small_digits), "--logdir", str(logdir)]))
     assert ran.code == 2 and len(ran.stderr.splitlines()) == 1, ran.stderr
-    assert ran.stderr.startswith(f"error: {logdir}: ")
+    # the default's first run directory is its teacher's, in the logdir's teachers/
+    assert ran.stderr.startswith(f"error: {logdir / TEACHERS}: cannot create a run directory")
     assert sorted(tmp_path.iterdir()) == [blocker] and blocker.read_text() == "not a directory\n"
 
 
@@ -159,12 +161,12 @@ def test_disk_full_at_the_first_checkpoint_leaves_no_run(
     monkeypatch.setattr("digits_torch.files.open", full, raising=False)
     ran = run_entry(lambda: cli.main(["--data", str(small_digits), "--logdir", str(tmp_path)]))
     assert ran.code == 2 and len(ran.stderr.splitlines()) == 1, ran.stderr
-    assert re.fullmatch(
-        rf"error: {re.escape(str(tmp_path))}/[^/]+/{LATEST}: cannot write \(No space left on "
-        r"device\)\n",
+    assert re.fullmatch(  # the default's first checkpoint is its teacher's
+        rf"error: {re.escape(str(tmp_path))}/{TEACHERS}/[^/]+/{LATEST}: cannot write \(No space "
+        r"left on device\)\n",
         ran.stderr,
     )
-    assert list(tmp_path.iterdir()) == []  # the new run directory is gone again
+    assert list(tmp_path.iterdir()) == []  # the new run directory is gone again, teachers/ too
 
 
 def test_disk_write_failing_mid_run_says_so_and_the_run_resumes(tmp_path, small_digits, reference):

@@ -72,8 +72,10 @@ def test_the_commands_run_from_the_installed_wheel(installed, tmp_path, small_di
     for name, _, _ in COMMANDS:  # every command, each landed by now
         assert any(line.split()[:1] == [name] for line in listed), name
 
-    out = _run([str(installed / "digits-train"), "--epochs", "5", "--data", str(small_digits),
-                "--device", "cpu", "--no-figures"], cwd=tmp_path)  # fmt: skip
+    train = [str(installed / "digits-train"), "--preset", "tuned", "--epochs", "5"]
+    out = _run(
+        [*train, "--data", str(small_digits), "--device", "cpu", "--no-figures"], cwd=tmp_path
+    )
     run = tmp_path / out.strip().splitlines()[-1].removeprefix("run: ")
     assert run.parent == tmp_path / "runs"  # ./runs of the working directory
     assert len((run / "history.jsonl").read_text().splitlines()) == 5

@@ -61,7 +61,8 @@ def digits300(tmp_path_factory, digits) -> Path:
 
 
 def _args(logdir: Path, *extra: str) -> list[str]:
-    return ["--device", "cpu", "--logdir", str(logdir), "--quiet", *extra]
+    # tuned: the ranks' shares, not distillation (whose teachers a sweep trains one by one)
+    return ["--preset", "tuned", "--device", "cpu", "--logdir", str(logdir), "--quiet", *extra]
 
 
 def _killed_args(data: Path, logdir: Path) -> list[str]:

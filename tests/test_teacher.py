@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -9,9 +10,11 @@ import shutil
 import pytest
 import torch
 
+import digits_torch.epochs
 from digits_torch import cli, fit, load_model, make_config, resume
 from digits_torch.checkpoints import LATEST, load_checkpoint
 from digits_torch.run_setup import TEACHER
+from digits_torch.runs import read_history
 from digits_torch.trained import load_trained
 from digits_torch.training import TEACHERS
 
@@ -35,7 +38,7 @@ def test_a_resume_distils_from_its_own_copy_of_the_teacher(tmp_path, small_digit
     shutil.copytree(teacher, mine)
     config = _config(small_digits, tmp_path / "runs", teacher=str(mine), epochs=6, lr=0.05)
     whole = fit(config)
-    part = fit(config.__class__(**{**config.__dict__, "epochs": 3}))
+    part = fit(dataclasses.replace(config, epochs=3))
     assert torch.equal(load_trained(part.run_dir / TEACHER).model.layers[0].weight.cpu(),
                        load_model(mine).layers[0].weight)  # fmt: skip
     # the teacher's run is replaced by another network; the resume does not see it
@@ -58,7 +61,7 @@ def test_distillation_changes_what_is_learned(tmp_path, small_digits, teacher):
 
 
 def test_a_teacher_preset_trains_on_the_students_split_once(tmp_path, small_digits, capsys):
-    config = _config(small_digits, tmp_path, teacher_preset="teacher", epochs=2, quiet=False)
+    config = _config(small_digits, tmp_path, teacher_preset="teacher", epochs=2)
     first = fit(config)
     (teacher,) = (tmp_path / TEACHERS).iterdir()
     assert first.config.teacher == str(teacher) and "-teacher" in teacher.name
@@ -66,12 +69,36 @@ def test_a_teacher_preset_trains_on_the_students_split_once(tmp_path, small_digi
     assert split == json.loads((first.run_dir / "split.json").read_text())
     taught = json.loads((teacher / "config.json").read_text())
     assert (taught["seed"], taught["hidden"], taught["aug_elastic"]) == (0, [400], [10.0, 2.9])
-    assert "training the teacher first" in capsys.readouterr().err
+    assert "teacher=" not in first.run_dir.name  # named by its preset, not by its path
     second = fit(config)
-    assert second.config.teacher == str(teacher) and len(list((tmp_path / TEACHERS).iterdir())) == 1
-    assert f"teacher: {teacher}" in capsys.readouterr().err
-    other_seed = fit(config.__class__(**{**config.__dict__, "seed": 1}))
+    assert second.config.teacher == str(teacher)
+    assert len(list((tmp_path / TEACHERS).iterdir())) == 1
+    other_seed = fit(dataclasses.replace(config, seed=1))
     assert other_seed.config.teacher != str(teacher)  # another split, another teacher
+
+
+def test_a_stopped_teacher_is_resumed_not_trained_again(tmp_path, small_digits, monkeypatch):
+    config = _config(small_digits, tmp_path, teacher_preset="teacher", epochs=2)
+    calls = []
+    real = digits_torch.epochs.random_affine
+
+    def stop_in_epoch_3(*args, **kwargs):  # Ctrl-C in the teacher's 3rd epoch
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(digits_torch.epochs, "random_affine", stop_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(dataclasses.replace(config, checkpoint_every=0))
+    monkeypatch.undo()
+    (teacher,) = (tmp_path / TEACHERS).iterdir()
+    assert load_checkpoint(teacher / LATEST)["epoch"] == 2
+    student = fit(config)
+    assert (
+        student.config.teacher == str(teacher) and len(list((tmp_path / TEACHERS).iterdir())) == 1
+    )
+    assert [r["epoch"] for r in read_history(teacher)] == list(range(1, 101))
 
 
 @pytest.mark.parametrize(

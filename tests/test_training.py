@@ -312,9 +312,18 @@ def test_bad_flag_is_one_line_error(tmp_path, capsys):
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
-def test_ctrl_c_leaves_a_loadable_checkpoint(tmp_path):
+def test_ctrl_c_leaves_a_loadable_checkpoint(tmp_path, shipped_teacher):
+    taught = ["--teacher", str(shipped_teacher)]  # the default, without its teacher's 100 epochs
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), "--epochs", "100000", "--logdir", str(tmp_path)],
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--epochs",
+            "100000",
+            "--logdir",
+            str(tmp_path),
+            *taught,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
