@@ -23,7 +23,14 @@ from .distillation import Soft
 from .losses import data_loss, smoothed_targets
 from .model import MLP
 
-__all__ = ["BACKWARD", "FORWARD_INPLACE", "GRADIENTS", "autograd_gradients", "loss_and_gradients"]
+__all__ = [
+    "BACKWARD",
+    "FORWARD_INPLACE",
+    "GRADIENTS",
+    "OUTPUT_ERRORS",
+    "autograd_gradients",
+    "loss_and_gradients",
+]
 
 # d act(z)/dz times the incoming gradient g, from the activation's output a = act(z): aten's own
 # backward kernels (one kernel each), and the same arithmetic in public ops, taken where a private
@@ -113,13 +120,8 @@ def loss_and_gradients(
     if soft is not None:
         per_example, delta = distillation.objective(z, soft, targets)
         data_loss = per_example.sum().div_(b)
-    elif loss == "softmax":
-        log_p = torch.log_softmax(z, dim=1)
-        data_loss = torch.vdot(log_p.view(-1), targets.view(-1)).div_(-b)
-        delta = log_p.exp_().sub_(targets)
     else:
-        data_loss = F.binary_cross_entropy_with_logits(z, targets, reduction="sum").div_(b)
-        delta = torch.sigmoid(z).sub_(targets)
+        data_loss, delta = OUTPUT_ERRORS[loss](z, targets, b)
     correct = z.argmax(dim=1).eq_(y).sum()  # eq_ into the argmax's int64: no bool tensor
 
     # Backward. The 1/b of the mean and the L2 gradient (l2/b) W ride along in addmm's alpha/beta;
@@ -135,6 +137,21 @@ def loss_and_gradients(
         if index > 0:
             delta = BACKWARD[model.activation](delta @ weight, a[index])
     return data_loss + l2 / (2 * b) * squared, correct
+
+
+def _softmax_error(z: torch.Tensor, targets: torch.Tensor, b: int):
+    log_p = torch.log_softmax(z, dim=1)
+    return torch.vdot(log_p.view(-1), targets.view(-1)).div_(-b), log_p.exp_().sub_(targets)
+
+
+def _coursera_error(z: torch.Tensor, targets: torch.Tensor, b: int):
+    summed = F.binary_cross_entropy_with_logits(z, targets, reduction="sum")
+    return summed.div_(b), torch.sigmoid(z).sub_(targets)
+
+
+# Per loss (the keys of losses.LOSSES): (b, classes) logits z and targets t, and the mean's
+# divisor b -> (the mean data loss, delta = b * dLoss/dz): softmax p - t, ex4's sigmoid(z) - t.
+OUTPUT_ERRORS = {"softmax": _softmax_error, "coursera": _coursera_error}
 
 
 def _into_grad(param: torch.nn.Parameter, op: Callable, *args, **kwargs) -> None:

@@ -11,15 +11,15 @@ is not part of a data loss: the objective adds it (:mod:`digits_torch.backprop`)
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from .model import MLP
 
-__all__ = ["LOSSES", "data_loss", "score", "smoothed_targets"]
-
-LOSSES = ("softmax", "coursera")
+__all__ = ["LOSSES", "Loss", "data_loss", "score", "smoothed_targets"]
 
 
 def smoothed_targets(
@@ -45,6 +45,40 @@ def _identity(classes: int, dtype: torch.dtype, device: torch.device) -> torch.T
     return torch.eye(classes, dtype=dtype, device=device)
 
 
+def _cross_entropy(logits, y, label_smoothing: float, reduction: str) -> torch.Tensor:
+    return F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
+
+
+def _sigmoid_log_losses(logits, y, label_smoothing: float, reduction: str) -> torch.Tensor:
+    targets = smoothed_targets(y, logits.shape[1], label_smoothing, logits.dtype)
+    summed = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
+    return summed if reduction == "sum" else summed / logits.shape[0]
+
+
+def _normalised_sigmoids(logits: torch.Tensor) -> torch.Tensor:
+    units = torch.sigmoid(logits)
+    return units / units.sum(dim=1, keepdim=True)
+
+
+class Loss(NamedTuple):
+    """What a loss means: its data loss of (b, classes) logits against (b,) labels (smoothed
+    targets; the mean, or with ``reduction="sum"`` the sum), and what it makes of the logits
+    as probabilities, (b, classes) rows summing to 1, and their name."""
+
+    data_loss: Callable[[torch.Tensor, torch.Tensor, float, str], torch.Tensor]
+    probabilities: Callable[[torch.Tensor], torch.Tensor]
+    probabilities_name: str
+
+
+# The losses a run can train with, by --loss name (the hand-written gradients of each are
+# backprop's and the stack's own tables, with the same keys).
+LOSSES: dict[str, Loss] = {
+    "softmax": Loss(_cross_entropy, lambda z: torch.softmax(z, dim=1), "softmax"),
+    # ex4's sigmoid units need not sum to 1: divided by their sum, they keep their order
+    "coursera": Loss(_sigmoid_log_losses, _normalised_sigmoids, "normalised sigmoids"),
+}
+
+
 def data_loss(
     logits: torch.Tensor,
     y: torch.Tensor,
@@ -52,13 +86,9 @@ def data_loss(
     label_smoothing: float = 0.0,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Loss of (b, classes) logits against (b,) labels, ``kind`` softmax or coursera: the mean
-    over the b examples, or with ``reduction="sum"`` their sum (0 for no examples)."""
-    if kind == "softmax":
-        return F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
-    targets = smoothed_targets(y, logits.shape[1], label_smoothing, logits.dtype)
-    summed = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
-    return summed if reduction == "sum" else summed / logits.shape[0]
+    """Loss of (b, classes) logits against (b,) labels, ``kind`` a key of :data:`LOSSES`: the
+    mean over the b examples, or with ``reduction="sum"`` their sum (0 for no examples)."""
+    return LOSSES[kind].data_loss(logits, y, label_smoothing, reduction)
 
 
 @torch.no_grad()

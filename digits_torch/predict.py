@@ -32,6 +32,7 @@ from .errors import ArgumentParser, UserError, exit_on_error, writing
 from .errors import show as show_line
 from .files import output_path, write_json, write_new
 from .images import EX4_SIDE, greyscale, preprocess_image, read_image
+from .losses import LOSSES
 from .model import MLP
 from .plots import render
 from .runs import run_owning
@@ -275,7 +276,7 @@ def _report(model: str, trained: Trained, predictions: list[Prediction]) -> dict
     """What --json writes."""
     return {
         "model": model,
-        "probabilities": "normalised sigmoids" if trained.loss == "coursera" else "softmax",
+        "probabilities": LOSSES[trained.loss].probabilities_name,
         "predictions": [p.as_dict() for p in predictions],
     }
 

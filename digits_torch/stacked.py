@@ -51,7 +51,7 @@ from .distillation import Soft, objective
 from .epochs import teacher_soft
 from .trainee import Trainee
 
-__all__ = ["Stack", "memory_needed", "stack_key", "stackable"]
+__all__ = ["Stack", "batch_group", "memory_needed", "stack_key", "stackable"]
 
 _STACKED = fields_with("stacked")
 _AUGMENTS = fields_with("augments")  # with the seed's draws, what decides a network's batches
@@ -61,6 +61,12 @@ _AUGMENTS = fields_with("augments")  # with the seed's draws, what decides a net
 def stackable(config: TrainConfig) -> bool:
     """Whether the stack trains ``config``: minibatch SGD outside sklearn-exact mode."""
     return config.optimizer == "sgd" and not config.sklearn_exact
+
+
+def batch_group(config: TrainConfig) -> tuple:
+    """Networks of one stack with equal values here share batches (a batch group): the seed,
+    and the fields whose role is "augments" (the distortions, the teacher that labels them)."""
+    return (config.seed, *(getattr(config, name) for name in _AUGMENTS))
 
 
 def stack_key(config: TrainConfig) -> tuple:
@@ -428,14 +434,8 @@ class Stack:
             terms = Soft(soft, self.temperature.view(shape), self.distill_weight.view(shape))
             per_example, delta = objective(z, terms, targets, dim=1)  # (K, b), (K, classes, b)
             data_loss = per_example.sum(1) / b
-        elif self.loss == "softmax":
-            log_p = torch.log_softmax(z, dim=1)
-            data_loss = -(log_p * targets).sum((1, 2)) / b
-            delta = log_p.exp_().sub_(targets)
         else:
-            bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
-            data_loss = bce.sum((1, 2)) / b
-            delta = torch.sigmoid(z).sub_(targets)
+            data_loss, delta = _STACK_ERRORS[self.loss](z, targets, b)
         correct = (z.mT.contiguous().argmax(dim=2) == y).sum(1)  # argmax is slow strided
 
         # Backward, with the 1/b of the mean and the L2 gradient (l2/b) W folded into each
@@ -490,14 +490,35 @@ class Stack:
         xv = self.X.index_select(0, rows.reshape(-1)).view(G, v, -1)
         yv = self.y.index_select(0, rows.reshape(-1)).view(G, v).index_select(0, self.group_of)
         z = self._forward(self._grouped_input(xv))[1]  # (K, classes, v)
-        if self.loss == "softmax":
-            loss = -torch.log_softmax(z, dim=1).gather(1, yv.unsqueeze(1)).squeeze(1).mean(1)
-        else:
-            targets = torch.zeros_like(z).scatter_(1, yv.unsqueeze(1), 1.0)
-            bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
-            loss = bce.sum((1, 2)) / v
+        loss = _STACK_VAL_LOSSES[self.loss](z, yv)
         correct = (z.mT.contiguous().argmax(dim=2) == yv).sum(1)
         return loss.double(), correct.double() / v
+
+
+def _softmax_errors(z: torch.Tensor, targets: torch.Tensor, b: int):
+    log_p = torch.log_softmax(z, dim=1)
+    return -(log_p * targets).sum((1, 2)) / b, log_p.exp_().sub_(targets)
+
+
+def _coursera_errors(z: torch.Tensor, targets: torch.Tensor, b: int):
+    bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
+    return bce.sum((1, 2)) / b, torch.sigmoid(z).sub_(targets)
+
+
+def _softmax_val_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return -torch.log_softmax(z, dim=1).gather(1, y.unsqueeze(1)).squeeze(1).mean(1)
+
+
+def _coursera_val_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    targets = torch.zeros_like(z).scatter_(1, y.unsqueeze(1), 1.0)
+    bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
+    return bce.sum((1, 2)) / z.shape[2]
+
+
+# backprop.OUTPUT_ERRORS for a stack: (K, classes, b) logits and targets -> ((K,) mean data
+# losses, delta); and each loss's (K,) mean over (K, classes, v) validation logits of (K, v) digits.
+_STACK_ERRORS = {"softmax": _softmax_errors, "coursera": _coursera_errors}
+_STACK_VAL_LOSSES = {"softmax": _softmax_val_loss, "coursera": _coursera_val_loss}
 
 
 def memory_needed(configs: Sequence[TrainConfig], rows: int, pixels: int) -> int:
@@ -512,7 +533,7 @@ def memory_needed(configs: Sequence[TrainConfig], rows: int, pixels: int) -> int
     sizes = [pixels, *c.hidden, 10]
     params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     K = len(configs)
-    groups = {(x.seed, *(getattr(x, name) for name in _AUGMENTS)): x for x in configs}
+    groups = {batch_group(x): x for x in configs}
     G, augmented = len(groups), sum(1 for x in groups.values() if x.augmented)
     val = int(round(rows * c.val_fraction))
     m = rows - val

@@ -67,7 +67,7 @@ from .errors import ArgumentParser, UserError, exit_on_error, tell
 from .files import write_json
 from .interrupts import StopRequests
 from .runs import RunLock, new_run_dir
-from .stacked import memory_needed
+from .stacked import batch_group, memory_needed
 from .sweep_report import report, write_results
 from .sweep_train import Network, plan_networks, recover, run_sweep
 
@@ -247,12 +247,13 @@ def describe_plan(stacks, solo, memory: int, available: int | None) -> str:
     lines = [f"{count} network(s):"]
     for i, stack in enumerate(stacks, 1):
         c = stack[0].config
-        seeds = len({(n.config.seed, n.config.augmentation) for n in stack})
+        seeds = len({batch_group(n.config) for n in stack})
         shape = "-".join(map(str, (400, *c.hidden, 10)))
         how = "one wide product each" if seeds < len(stack) else "batched products"
         lines.append(
             f"  stack {i}: {len(stack)} SGD networks {shape} {c.activation} {c.dtype}, batch "
-            f"{c.batch_size}: {seeds} batch group(s) (same seed and augmentation share batches; "
+            f"{c.batch_size}: {seeds} batch group(s) (same seed, augmentation and teacher share "
+            f"batches; "
             f"{how})"
         )
     for n in solo:

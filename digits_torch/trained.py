@@ -48,11 +48,7 @@ class Trained:
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Each digit's probability for pixels x of shape (batch, input_size): (batch, classes),
         rows summing to 1. Softmax of the logits, or normalised sigmoids for ``coursera``."""
-        logits = self.model(x)
-        if self.loss == "coursera":
-            units = torch.sigmoid(logits)
-            return units / units.sum(dim=1, keepdim=True)
-        return torch.softmax(logits, dim=1)
+        return LOSSES[self.loss].probabilities(self.model(x))
 
 
 MODEL_FILES = "a run directory, a checkpoint .pt, a .safetensors export or ex4's .mat weights"
