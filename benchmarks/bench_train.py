@@ -49,8 +49,9 @@ import torch
 from torch import nn
 
 from digits_torch import MLP, TrainConfig, load_digits, make_config
-from digits_torch.config import DEFAULT_PRESET, resolve_device
+from digits_torch.config import DEFAULT_PRESET
 from digits_torch.cudagraph import EpochGraph
+from digits_torch.devices import resolve_device
 from digits_torch.epochs import run_batches, train_epoch
 from digits_torch.errors import ArgumentParser, exit_on_error
 from digits_torch.optimizers import make_optimizer

@@ -20,7 +20,8 @@ import types
 import typing
 from pathlib import Path
 
-from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config, read_config_file
+from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config
+from .config_files import read_config_file
 from .distributed import job_ranks
 from .errors import ArgumentParser, UserError, exit_on_error, program_name, show
 from .interrupts import sigterm_interrupts

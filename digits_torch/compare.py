@@ -35,8 +35,10 @@ import torch
 from tqdm.auto import tqdm
 
 from . import sklearn_exact
-from .config import MAX_THREADS, make_config, resolve_device
+from .bounds import MAX_THREADS
+from .config import make_config
 from .data import default_data_path, load_digits, stratified_split
+from .devices import resolve_device
 from .errors import ArgumentParser, UserError, exit_on_error, program_name, show, writing
 from .events import EventFile
 from .files import output_path, write_json

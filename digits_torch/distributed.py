@@ -8,7 +8,7 @@ they differ only in the share of each batch they compute (:mod:`digits_torch.dat
 or of a sweep's networks they train, and in that rank 0 alone writes the run directory.
 
 The backend follows the device: gloo on the CPU, NCCL on CUDA, each rank on ``cuda:LOCAL_RANK``
-(:func:`digits_torch.config.resolve_device`). A collective that fails, because another rank
+(:func:`digits_torch.devices.resolve_device`). A collective that fails, because another rank
 died or a machine went away, or that waits longer than the run's ``rank_timeout``, raises
 :class:`RankLost`: one line on stderr and a non-zero exit, never a hang.
 """

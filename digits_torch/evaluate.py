@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import resolve_device
 from .data import NUM_CLASSES, default_data_path, load_digits
+from .devices import resolve_device
 from .errors import ArgumentParser, UserError, exit_on_error, plain_text, program_name, show
 from .files import output_path, write_json
 from .losses import score

@@ -61,7 +61,7 @@ def _lbfgs(config: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.o
 
 
 # --optimizer's choices, each made from a config and the parameters; the keys are the valid
-# names (config.OPTIMIZERS lists them for validation, which cannot import this module; a test
+# names (bounds.OPTIMIZERS lists them for validation, which cannot import this module; a test
 # checks the two agree), so no name falls through to another optimizer.
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": _sgd,

@@ -26,8 +26,8 @@ import PIL.Image
 import torch
 from matplotlib.figure import Figure
 
-from .config import resolve_device
 from .data import NUM_CLASSES, to_image
+from .devices import resolve_device
 from .errors import ArgumentParser, UserError, exit_on_error, writing
 from .errors import show as show_line
 from .files import output_path, write_json, write_new

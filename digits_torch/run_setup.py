@@ -15,8 +15,10 @@ import numpy as np
 import torch
 
 from . import sklearn_exact
-from .config import DTYPES, TrainConfig, resolve_device
+from .bounds import DTYPES
+from .config import TrainConfig
 from .data import default_data_path, load_digits, stratified_split
+from .devices import resolve_device
 from .distributed import SOLO, Ranks
 from .epochs import Epoch, make_epoch
 from .errors import UserError

@@ -44,8 +44,9 @@ import torch.nn.functional as F
 
 from .augment import random_affine
 from .backprop import BACKWARD, FORWARD_INPLACE
+from .bounds import DTYPES
 from .checkpoints import clone_weights
-from .config import DTYPES, TrainConfig, fields_with
+from .config import TrainConfig, fields_with
 from .dead_units import revival_due, revival_generator, revive
 from .distillation import Soft, objective
 from .epochs import teacher_soft

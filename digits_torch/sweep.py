@@ -52,16 +52,10 @@ from pathlib import Path
 import torch
 
 from . import cli
-from .config import (
-    DEFAULT_PRESET,
-    TrainConfig,
-    close_field,
-    fields_with,
-    make_config,
-    read_config_file,
-    resolve_device,
-)
+from .config import DEFAULT_PRESET, TrainConfig, fields_with, make_config
+from .config_files import close_field, read_config_file
 from .data import default_data_path, load_digits
+from .devices import resolve_device
 from .distributed import Ranks, any_rank, from_lead, gather_to_lead, job_ranks, joined, own_errors
 from .errors import ArgumentParser, UserError, exit_on_error, tell
 from .files import write_json

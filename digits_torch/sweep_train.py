@@ -45,7 +45,8 @@ from pathlib import Path
 import torch
 
 from .checkpoints import LATEST, best_weights, load_run_file
-from .config import TrainConfig, resolve_device
+from .config import TrainConfig
+from .devices import resolve_device
 from .distributed import SOLO, Ranks
 from .errors import UserError, progress_bar, reading
 from .files import write_json

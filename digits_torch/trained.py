@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 
 from .checkpoints import load_checkpoint, model_from_state
-from .config import LOSSES, TrainConfig
+from .config import TrainConfig
 from .coursera import load_weights
 from .errors import UserError, no_such_path, reading
+from .losses import LOSSES
 from .model import MLP
 from .runs import find_run
 

@@ -10,23 +10,13 @@ import pytest
 import torch
 
 from digits_torch import fit, make_config
-from digits_torch.config import (
-    ACTIVATIONS,
-    BACKPROPS,
-    DTYPES,
-    INITS,
-    LOSSES,
-    MONITORS,
-    OPTIMIZERS,
-    PRESETS,
-    ROLES,
-    SCHEDULES,
-    TrainConfig,
-    fields_with,
-    preset_differences,
-)
+from digits_torch.bounds import BACKPROPS, DTYPES, MONITORS, OPTIMIZERS
+from digits_torch.config import PRESETS, ROLES, TrainConfig, fields_with, preset_differences
 from digits_torch.errors import UserError
+from digits_torch.losses import LOSSES
+from digits_torch.model import ACTIVATIONS, INITS
 from digits_torch.run_files import hparams_of
+from digits_torch.schedule import SCHEDULES
 from digits_torch.sklearn_exact import SKLEARN_FIELDS
 from digits_torch.stacked import stack_key
 from digits_torch.sweep import parse_grid

@@ -20,7 +20,7 @@ import torch
 
 from digits_torch import UserError, fit, make_config, resume
 from digits_torch.checkpoints import LATEST, load_run_file
-from digits_torch.config import resolve_device
+from digits_torch.devices import resolve_device
 from digits_torch.distributed import SOLO, Ranks, job_ranks
 from digits_torch.run_setup import set_up
 from digits_torch.runs import read_history

@@ -469,7 +469,7 @@ def test_optimizer_step_of_other_optimizers_is_their_own_step():
 
 
 def test_every_valid_optimizer_name_makes_its_own_optimizer():
-    from digits_torch.config import OPTIMIZERS as NAMES
+    from digits_torch.bounds import OPTIMIZERS as NAMES
     from digits_torch.fmincg import Fmincg
     from digits_torch.model import MLP
     from digits_torch.optimizers import OPTIMIZERS, make_optimizer

@@ -1,0 +1,63 @@
+"""Config files: the fields a JSON or TOML file sets (:func:`read_config_file`), each key a field
+and each value of its type; and the field a mistyped name meant (:func:`close_field`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from pathlib import Path
+
+from .config import TrainConfig, from_json, type_problem
+from .errors import UserError, no_such_path, reading
+
+__all__ = ["close_field", "read_config_file"]
+
+FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The fields a config file sets: JSON, or TOML (``.toml``, Python 3.11+), one table of
+    ``field = value`` as config.json holds them (a run's own config.json is one).
+
+    Each key must be a field and each value of its type (a UserError naming the file and the
+    key); the bounds are checked once the file's values meet the preset's and the flags'.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise no_such_path(path)
+    with reading(path):
+        text = path.read_bytes()
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib  # Python 3.11+
+            except ImportError:
+                raise UserError("TOML config files need Python 3.11+; use JSON", path) from None
+            values = tomllib.loads(text.decode())
+        else:
+            values = json.loads(text)
+    except UserError:
+        raise
+    except ValueError as err:  # JSONDecodeError, TOMLDecodeError and UnicodeDecodeError are
+        raise UserError(f"not a valid config file ({err})", path) from None
+    if not isinstance(values, dict):
+        raise UserError("a config file holds one table of field = value", path)
+    for key, value in values.items():
+        if key not in FIELDS:
+            raise UserError(_unknown_key(key), path)
+        problem = type_problem(key, value)
+        if problem:
+            raise UserError(problem, path)
+    return {k: from_json(k, v) for k, v in values.items()}
+
+
+def _unknown_key(key: str) -> str:
+    close = close_field(key)
+    return f"unknown key {key!r}" + (f" (did you mean {close!r}?)" if close else "")
+
+
+def close_field(name: str) -> str | None:
+    """The config field most like ``name`` (a mistyped field name), or None."""
+    close = difflib.get_close_matches(name, FIELDS, n=1)
+    return close[0] if close else None
