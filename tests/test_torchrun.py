@@ -86,14 +86,20 @@ def _wait_for_epochs(run_parent: Path, epochs: int, job: subprocess.Popen) -> Pa
     raise AssertionError(f"no {epochs} epochs within 90 s")
 
 
-@pytest.mark.parametrize("backprop", ["explicit", "autograd"])
-def test_two_ranks_train_the_one_process_network(tmp_path, backprop):
+@pytest.mark.parametrize(
+    "backprop, taught", [("explicit", False), ("explicit", True), ("autograd", True)]
+)
+def test_two_ranks_train_the_one_process_network(tmp_path, backprop, taught, shipped_teacher):
     flags = ["--epochs", "6", "--val-fraction", "0.1", "--batch-size", "333"]
+    more = {}
+    if taught:  # distilled from a teacher, on elastically distorted digits: each rank's share
+        more = {"teacher": str(shipped_teacher), "aug_elastic": (10.0, 2.9)}
+        flags += ["--teacher", str(shipped_teacher), "--aug-elastic", "10", "2.9"]
     job = _torchrun([*flags, *FLOAT64, "--backprop", backprop], tmp_path)  # --quiet: no table
     assert job.returncode == 0, job.stderr
     run = _only_run(tmp_path)  # rank 0 alone made and wrote it
     assert job.stdout.count("run: ") == 1, job.stdout  # and spoke for the job
-    solo = _solo(tmp_path, epochs=6, val_fraction=0.1, batch_size=333, backprop=backprop)
+    solo = _solo(tmp_path, epochs=6, val_fraction=0.1, batch_size=333, backprop=backprop, **more)
     parallel = load_run_file(run / LATEST)
     assert parallel["epoch"] == 6
     assert _largest_difference(solo.model.state_dict(), parallel["model"]) < 1e-9
