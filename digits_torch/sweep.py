@@ -39,201 +39,35 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
-import math
 import os
-import re
 import shutil
 import socket
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import cli
-from .config import DEFAULT_PRESET, TrainConfig, fields_with, make_config
-from .config_files import close_field, read_config_file
+from .config import DEFAULT_PRESET, TrainConfig
+from .config_files import read_config_file
 from .data import default_data_path, load_digits
 from .devices import resolve_device
 from .distributed import Ranks, any_rank, from_lead, gather_to_lead, job_ranks, joined, own_errors
 from .errors import ArgumentParser, UserError, exit_on_error, tell
-from .files import write_json
 from .interrupts import StopRequests
 from .runs import RunLock, new_run_dir
 from .stacked import batch_group, memory_needed
+from .sweep_grid import expand, parse_grid, parse_seeds
+from .sweep_record import SWEEP, read_sweep, write_sweep_json
 from .sweep_report import report, write_results
 from .sweep_train import Network, plan_networks, recover, run_sweep
 
 __all__ = ["main", "parse_grid", "parse_seeds", "run_command"]
 
-SWEEP = "sweep.json"
 EXIT_INTERRUPTED = 130
 # Seconds a rank waits for the others at a collective: one that is done with its share waits at
 # the final gather for the slowest, possibly for hours (a rank that dies ends the job at once).
 RANK_WAIT = 24 * 3600.0
-# how a sweep runs, not what it trains
-UNSWEPT = fields_with("sweep_wide")
-# how a network is trained or watched, not what it learns: swept, they would train duplicates
-UNLEARNED = tuple(f for f in fields_with("learned", has=False) if f not in UNSWEPT)
-# other names for fields (scikit-learn's MLPClassifier, ex4's lambda): --grid says which it is
-FIELD_ALIASES = {
-    "lambda": "l2",
-    "alpha": "l2",
-    "learning_rate": "lr",
-    "learning_rate_init": "lr",
-    "hidden_layer_sizes": "hidden",
-    "max_iter": "epochs",
-    "random_state": "seed",
-    "solver": "optimizer",
-    "n_iter_no_change": "patience",
-    "validation_fraction": "val_fraction",
-    "nesterovs_momentum": "nesterov",
-}
-MAX_NETWORKS = 10_000  # per sweep: each leaves a run directory, and its plan lists every one
-# Bytes of a network's name: a solo network's run directory adds a timestamp, its preset and
-# perhaps a suffix (29 bytes at most) within a file name's 255.
-NAME_BYTES = 200
-
-
-# ----------------------------------------------------------------------------- the grid
-
-
-def _parse_value(field: str, kind, text: str):
-    """One --grid value for ``field`` of type ``kind``; ValueError says what it is not."""
-    if field == "hidden":
-        if not re.fullmatch(r"\d+(x\d+)*", text):
-            raise ValueError("not hidden sizes like 25 or 50x50")
-        return tuple(int(h) for h in text.split("x"))
-    if typing.get_origin(kind) is tuple:  # aug_elastic: ALPHAxSIGMA
-        items = typing.get_args(kind)
-        try:
-            value = tuple(items[0](v) for v in text.split("x"))
-        except ValueError:
-            value = ()
-        if len(value) != len(items):
-            raise ValueError(f"not {len(items)} numbers like 10x2.9")
-        return value
-    if kind is bool:
-        if text.lower() not in ("true", "false"):
-            raise ValueError("not true or false")
-        return text.lower() == "true"
-    if kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            raise ValueError("not an integer" if kind is int else "not a number") from None
-    return None if text.lower() == "none" and kind is not str else text
-
-
-def parse_grid(specs: list[str]) -> dict[str, list]:
-    """``["l2=0,0.1", "hidden=25,5x5"]`` -> ``{"l2": [0.0, 0.1], "hidden": [(25,), (5, 5)]}``."""
-    types = typing.get_type_hints(TrainConfig)
-    grid: dict[str, list] = {}
-    for spec in specs:
-        field, equals, text = spec.partition("=")
-        field = field.strip().replace("-", "_")
-        if not equals or not text.strip():
-            raise UserError(f"--grid {spec}: give FIELD=V1,V2,...")
-        if field not in types:
-            raise UserError(f"--grid {spec}: unknown field {field!r}{_field_hint(field)}")
-        if field in UNSWEPT:
-            raise UserError(f"--grid {spec}: {field} is the same for the whole sweep; set it once")
-        if field in UNLEARNED:
-            raise UserError(
-                f"--grid {spec}: {field} changes nothing a network learns; set it once for the "
-                "whole sweep"
-            )
-        if field in grid:
-            raise UserError(f"--grid {spec}: {field} is swept twice")
-        values = []
-        for item in text.split(","):
-            try:
-                values.append(_parse_value(field, types[field], item.strip()))
-            except ValueError as err:
-                raise UserError(f"--grid {spec}: {item.strip()!r} is {err}") from None
-        if len(set(values)) != len(values):
-            raise UserError(f"--grid {spec}: a value is given twice")
-        grid[field] = values
-    return grid
-
-
-def _field_hint(field: str) -> str:
-    """What an unknown --grid field may have meant: `` (lambda is l2 here)``, or a close one."""
-    if field in FIELD_ALIASES:
-        return f" ({field} is {FIELD_ALIASES[field]} here)"
-    close = close_field(field)
-    return f" (did you mean {close!r}?)" if close else ""
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,3,7"`` -> [0, 3, 7]; at most :data:`MAX_NETWORKS`."""
-    ranges: list[range] = []
-    for part in text.split(","):
-        low, dash, high = part.strip().partition("-")
-        try:
-            ranges.append(range(int(low), int(high if dash else low) + 1))
-        except ValueError:
-            raise UserError(f"--seeds {text}: give seeds like 0-4 or 0,3,7") from None
-    count = sum(max(0, r.stop - r.start) for r in ranges)  # counted before any list is made
-    if count > MAX_NETWORKS:
-        raise UserError(
-            f"--seeds {text}: {count:,} seeds, but a sweep trains at most {MAX_NETWORKS:,} "
-            "networks; split it into several sweeps"
-        )
-    seeds = [seed for r in ranges for seed in r]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds {text}: give each seed once")
-    return seeds
-
-
-def _label(value) -> str:
-    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
-def expand(preset: str, given: dict, grid: dict[str, list], logdir: Path) -> list[Network]:
-    """Every combination of the grid as a checked config (a UserError names a bad one, or two
-    that would train the same network)."""
-    count = math.prod(len(values) for values in grid.values())
-    if count > MAX_NETWORKS:
-        raise UserError(
-            f"the grid makes {count:,} networks, but a sweep trains at most {MAX_NETWORKS:,}; "
-            "split it into several sweeps"
-        )
-    fields = list(grid)
-    networks = []
-    seen: dict[TrainConfig, Network] = {}  # each config bar its name: the network it trains
-    width = len(str(count - 1))
-    for index, combo in enumerate(itertools.product(*grid.values())):
-        values = dict(zip(fields, combo))
-        name = _network_name(f"{index:0{width}d}", values)
-        try:
-            config = make_config(preset, **{**given, **values, "name": name, "logdir": str(logdir)})
-        except UserError as err:
-            raise UserError(f"network {_shown(values)}: {err}") from None
-        network = Network(name, values, config)
-        twin = seen.setdefault(dataclasses.replace(config, name=""), network)
-        if twin is not network:  # activation=logistic,sigmoid: one is the other's alias
-            differ = [f for f in fields if values[f] != twin.values[f]]
-            pair = [_shown({f: n.values[f] for f in differ}) for n in (twin, network)]
-            raise UserError(f"--grid: {pair[0]} and {pair[1]} train the same network; keep one")
-        networks.append(network)
-    return networks
-
-
-def _shown(values: dict) -> str:
-    return ", ".join(f"{f}={_label(v)}" for f, v in values.items())
-
-
-def _network_name(index: str, values: dict) -> str:
-    """``03-l2=0.1-seed=1``: its index and swept values, as letters, digits and ``. _ + = -``;
-    values past :data:`NAME_BYTES` are counted (``03-l2=0.1-+1``), as run names count them."""
-    parts = [re.sub(r"[^\w.+=-]", "_", f"{f}={_label(v)}") for f, v in values.items()]
-    name, shown = f"{index}-" + ("-".join(parts) or "base"), len(parts)
-    while len(name.encode()) > NAME_BYTES:
-        shown -= 1
-        name = f"{index}-" + "-".join([*parts[:shown], f"+{len(parts) - shown}"])
-    return name
 
 
 def describe_plan(stacks, solo, memory: int, available: int | None) -> str:
@@ -274,88 +108,6 @@ def available_memory(device: torch.device) -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
-
-
-def _write_sweep_json(sweep_dir: Path, grid: dict, networks: list[Network], plan: str) -> None:
-    write_json(
-        sweep_dir / SWEEP,
-        {
-            "format": 1,
-            "grid": {
-                k: [list(v) if isinstance(v, tuple) else v for v in vs] for k, vs in grid.items()
-            },
-            "plan": plan.splitlines(),
-            "networks": [
-                {
-                    "name": n.name,
-                    "dir": None if n.dir is None else n.dir.name,
-                    "values": {
-                        k: list(v) if isinstance(v, tuple) else v for k, v in n.values.items()
-                    },
-                    "config": n.config.to_dict(),
-                    "metrics": n.metrics,
-                }
-                for n in networks
-            ],
-        },
-    )
-
-
-def _read_sweep(sweep_dir: Path, locks: list[RunLock]) -> tuple[dict, list[Network]]:
-    """The grid and networks of the sweep to resume, read holding its lock (added to
-    ``locks``), and checked: nothing read may make the sweep write outside its directory."""
-    path = sweep_dir / SWEEP
-    if not path.is_file():
-        raise UserError(f"not a sweep directory to resume (no {SWEEP})", sweep_dir)
-    locks.append(RunLock(sweep_dir))  # one sweep at a time: before reading what it will change
-    try:
-        saved = json.loads(path.read_text())
-        grid = {
-            k: [tuple(v) if isinstance(v, list) else v for v in vs]
-            for k, vs in saved["grid"].items()
-        }
-        networks = [
-            Network(
-                n["name"],
-                {k: tuple(v) if isinstance(v, list) else v for k, v in n["values"].items()},
-                TrainConfig.from_dict(n["config"]),
-                None if n["dir"] is None else sweep_dir / n["dir"],
-            )
-            for n in saved["networks"]
-        ]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"unreadable ({err})", path) from None
-    _check_names(networks, path)
-    return grid, networks
-
-
-def _check_names(networks: list[Network], path: Path) -> None:
-    """Each network of a sweep.json read back has a name of its own that is a plain directory
-    name, the name its config trains under, and a directory (if any) of such a name."""
-    if not networks:
-        raise UserError("holds no networks", path)
-    seen: set[str] = set()
-    for index, network in enumerate(networks):
-        named = [("name", network.name)] + [("dir", d.name) for d in [network.dir] if d]
-        for what, name in named:
-            plain = isinstance(name, str) and re.fullmatch(r"[\w+=-][\w.+=-]*", name)
-            if not plain or len(name.encode()) > 255:
-                raise UserError(
-                    f"network {index}: {what} {name!r} is not a directory name in the sweep "
-                    "(letters, digits and . _ - + =, not first a dot)",
-                    path,
-                )
-        if network.dir is not None and network.dir.parent != path.parent:  # an absolute dir
-            raise UserError(f"network {index}: dir {str(network.dir)!r} is outside the sweep", path)
-        if network.config.name != network.name:
-            raise UserError(
-                f"network {index}: its config's name {network.config.name!r} is not its name "
-                f"{network.name!r}",
-                path,
-            )
-        if network.name in seen:
-            raise UserError(f"network {index}: name {network.name!r} is given twice", path)
-        seen.add(network.name)
 
 
 # ----------------------------------------------------------------------------- the command
@@ -489,7 +241,7 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
                 "a resumed sweep keeps its grid and config; give only --device, --quiet"
             )
         sweep_dir = Path(sweep_dir)
-        grid, networks = _read_sweep(sweep_dir, locks)
+        grid, networks = read_sweep(sweep_dir, locks)
         networks = [
             dataclasses.replace(n, config=dataclasses.replace(n.config, **given)) for n in networks
         ]
@@ -548,7 +300,7 @@ def _start(planned: _Sweep, shares: list[_Share], locks: list[RunLock]) -> _Swee
     try:
         if new:
             locks.append(RunLock(sweep_dir))
-        _write_sweep_json(sweep_dir, planned.grid, networks, plan)
+        write_sweep_json(sweep_dir, planned.grid, networks, plan)
     except UserError:
         if new:  # a full disk, say: a sweep that never started leaves nothing, as a run
             shutil.rmtree(sweep_dir, ignore_errors=True)
@@ -638,7 +390,7 @@ def _finish(planned: _Sweep, done: list[list[tuple]]) -> None:
         network = by_name[name]
         network.dir = None if directory is None else planned.dir / directory
         network.metrics = metrics
-    _write_sweep_json(planned.dir, planned.grid, planned.networks, planned.plan)
+    write_sweep_json(planned.dir, planned.grid, planned.networks, planned.plan)
     rows = write_results(planned.dir, planned.grid, planned.networks)
     print(report(planned.dir, planned.grid, rows))
     print(f"sweep: {planned.dir}")
