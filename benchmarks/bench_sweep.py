@@ -41,7 +41,8 @@ from digits_torch import fit, load_digits, make_config
 from digits_torch.devices import resolve_device
 from digits_torch.errors import ArgumentParser, exit_on_error
 from digits_torch.run_setup import read_digits, set_up
-from digits_torch.stacked import Stack, memory_needed
+from digits_torch.stack_plan import memory_needed
+from digits_torch.stacked import Stack
 from digits_torch.trainee import Trainee
 
 RECIPES = {"article": "seed", "default": "tuned"}

@@ -7,8 +7,9 @@
 Every ``train.py`` flag sets a field for all networks; ``--grid FIELD=V1,V2,...`` sweeps a field
 (``hidden=25,100,50x50``); ``--seeds 0-4`` (or ``0,3,7``) sweeps the seed. Every combination is
 checked as a :class:`TrainConfig` before anything runs. SGD networks that share a
-:func:`~digits_torch.stacked.stack_key` train together as one :class:`~digits_torch.stacked.Stack`;
-Adam, L-BFGS and sklearn-exact networks run one after another through ``fit``. The plan, with the
+:func:`~digits_torch.stack_plan.stack_key` train together as one
+:class:`~digits_torch.stacked.Stack`; Adam, L-BFGS and sklearn-exact networks run one after
+another through ``fit``. The plan, with the
 memory it needs, is printed first.
 
 ``runs/<timestamp>-sweep[-name]/`` holds ``sweep.json``, ``results.csv``, the figures, and one
@@ -56,7 +57,7 @@ from .distributed import Ranks, any_rank, from_lead, gather_to_lead, job_ranks, 
 from .errors import ArgumentParser, UserError, exit_on_error, tell
 from .interrupts import StopRequests
 from .runs import RunLock, new_run_dir
-from .stacked import batch_group, memory_needed
+from .stack_plan import batch_group, memory_needed
 from .sweep_grid import expand, parse_grid, parse_seeds
 from .sweep_record import SWEEP, read_sweep, write_sweep_json
 from .sweep_report import report, write_results

@@ -55,7 +55,8 @@ from .loop import train_epochs
 from .run_files import SIDE, RunFiles, install
 from .run_setup import TEACHER, Digits, read_digits, set_up
 from .runs import METRICS, RunLock, read_metrics, read_split
-from .stacked import Stack, stack_key, stackable
+from .stack_plan import stack_key, stackable
+from .stacked import Stack
 from .trainee import Trainee
 from .training import check_same_run, fit, resume, with_teacher
 

@@ -18,7 +18,7 @@ from digits_torch.model import ACTIVATIONS, INITS
 from digits_torch.run_files import hparams_of
 from digits_torch.schedule import SCHEDULES
 from digits_torch.sklearn_exact import SKLEARN_FIELDS
-from digits_torch.stacked import stack_key
+from digits_torch.stack_plan import stack_key
 from digits_torch.sweep import parse_grid
 from digits_torch.training import _NOT_TRAINING, _resumable
 

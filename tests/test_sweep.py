@@ -38,7 +38,8 @@ from digits_torch.interrupts import StopRequests
 from digits_torch.loop import OneNetwork, train_epochs
 from digits_torch.run_setup import read_digits, set_up
 from digits_torch.runs import read_history
-from digits_torch.stacked import Stack, memory_needed, stack_key
+from digits_torch.stack_plan import memory_needed, stack_key
+from digits_torch.stacked import Stack
 from digits_torch.sweep_train import PROGRESS
 from digits_torch.trainee import Trainee
 
