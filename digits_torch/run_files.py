@@ -28,8 +28,9 @@ from .errors import UserError, tell
 from .files import fsync_dir, link_atomically
 from .losses import score
 from .model import MLP
+from .run_log import RunLog
 from .run_setup import TEACHER, Setup
-from .runs import RunLog, read_history
+from .runs import read_history
 from .trainee import Trainee
 
 __all__ = [

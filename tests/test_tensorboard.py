@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from digits_torch import fit, make_config, sweep
-from digits_torch.runs import read_history, trial_name
+from digits_torch.run_log import trial_name
+from digits_torch.runs import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["metrics/val_accuracy", "metrics/val_loss", "metrics/train_accuracy",

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import digits_torch.epochs
-import digits_torch.runs
+import digits_torch.run_log
 from digits_torch import TrainConfig, UserError, fit, load_model, make_config, resume
 from digits_torch.checkpoints import load_checkpoint
 from digits_torch.cli import build_parser
@@ -509,7 +509,7 @@ def test_ctrl_c_after_the_last_epoch_still_says_how_to_resume(tmp_path, monkeypa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(digits_torch.runs.RunLog, "log_hparams", interrupted)
+    monkeypatch.setattr(digits_torch.run_log.RunLog, "log_hparams", interrupted)
     argv = ["--preset", "seed", "--epochs", "2", "--quiet", "--no-figures"]
     with pytest.raises(SystemExit) as exit_info:
         cli_main([*argv, "--logdir", str(tmp_path)])
