@@ -7,9 +7,9 @@ anti-aliasing, then centred in a 28 x 28 frame by their centre of mass; the ship
 those frames shrunk to 20 x 20 (``scripts/build_dataset.py``). A digit that a person draws or
 photographs goes the same way, so that it lands where the network expects digits:
 
-1. **Read** (:func:`read_image`): PNG, JPEG, BMP, GIF (its first frame), TIFF, WebP or another
-   raster format Pillow decodes itself (:data:`RASTER_FORMATS`; never EPS or PDF, which it hands
-   to Ghostscript), turned upright by its EXIF orientation. Over :data:`MAX_PIXELS` is refused
+1. **Read** (:func:`~digits_torch.image_files.read_image`): PNG, JPEG, BMP, GIF (its first
+   frame), TIFF, WebP or another raster format Pillow decodes itself (never EPS or PDF, which it
+   hands to Ghostscript), turned upright by its EXIF orientation. Over 40 megapixels is refused
    before decoding (a decompression bomb), as is a truncated or damaged file.
 2. **Grey** (:func:`greyscale`): luminance in [0, 1], box-averaged down to at most
    :data:`WORK_SIDE` pixels a side. Transparent pixels are paper: white behind dark ink, black
@@ -35,24 +35,19 @@ photographs goes the same way, so that it lands where the network expects digits
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import functools
 import math
-import stat
-import warnings
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import scipy.ndimage
-from PIL import ImageChops, ImageOps
+from PIL import ImageChops
 
-from .errors import UserError, no_such_path
+from .errors import UserError
+from .image_files import check_size, from_array, read_image
 
-__all__ = ["MAX_PIXELS", "frame_to_row", "greyscale", "preprocess_image", "read_image"]
+__all__ = ["frame_to_row", "greyscale", "preprocess_image"]
 
-MAX_PIXELS = 40_000_000  # larger images are refused unread: 40 megapixels is a big phone photo
 WORK_SIDE = 1024  # larger images are box-averaged down to this many pixels a side, for speed
 MNIST_FRAME, MNIST_BOX, MNIST_CENTRE = 28, 20, 14.0  # pixels; the centre as a 0-based index
 EX4_SIDE = 20  # the network's input is 20 x 20
@@ -67,14 +62,6 @@ SPECK = 0.05  # a piece with less ink than this share of the largest piece's is 
 MIN_CONTRAST = 0.04  # ink must differ from the paper by this much (of full black to white) ...
 NOISE_CONTRAST = 8.0  # ... and by this many times the paper's noise (its robust std. deviation)
 NOISE_FLOOR = 3.0  # contrast below this many noise deviations is paper
-# What read_image lets Pillow open: raster formats decoded by Pillow itself. Never EPS or PDF,
-# which Pillow hands to Ghostscript (another program, run on the user's file), nor the rare
-# scientific and game formats no one draws a digit in.
-RASTER_FORMATS = (
-    "PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "AVIF", "PPM", "TGA", "ICO", "PCX",
-    "QOI", "SGI", "JPEG2000",
-)  # fmt: skip
-SHOWN_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WebP")
 _HIGH_BIT = {"I": 65535.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "F": 1.0}
 
 
@@ -96,69 +83,9 @@ def preprocess_image(image: str | Path | PIL.Image.Image | np.ndarray) -> np.nda
     if isinstance(image, (str, Path)):
         image = read_image(image)
     elif isinstance(image, np.ndarray):
-        image = _from_array(image)
-    _check_size(image)
+        image = from_array(image)
+    check_size(image)
     return frame_to_row(mnist_frame(thicken(ink(greyscale(image)))))
-
-
-def read_image(path: str | Path) -> PIL.Image.Image:
-    """Decode an image file's first frame, upright (its EXIF orientation applied).
-
-    Raises:
-        UserError: missing, a symlink loop, a directory, empty, not in one of
-            :data:`RASTER_FORMATS`, over :data:`MAX_PIXELS`, or truncated or damaged.
-    """
-    path = Path(path)
-    _check_file(path)
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns of a decompression bomb above 89 megapixels, and refuses above twice
-            # that, when it reads the header; we refuse earlier, and never decode a pixel of it.
-            warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
-            with PIL.Image.open(path, formats=_raster_formats()) as image:
-                _check_size(image, path)
-                return _decode(image, path)
-    except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning):
-        raise UserError(f"over the limit of {MAX_PIXELS // 10**6} megapixels", path) from None
-    except PIL.UnidentifiedImageError:
-        raise UserError(_unread_format(path), path) from None
-    except OSError as err:
-        raise UserError(f"cannot read ({err.strerror or err})", path) from None
-
-
-def _check_file(path: Path) -> None:
-    """Refuse what is no image file before opening it: absent, a link loop, a directory, empty."""
-    try:
-        info = path.stat()
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise UserError("a symlink loop (too many levels of symbolic links)", path) from None
-        if err.errno == errno.ENOENT:
-            raise no_such_path(path) from None
-        raise UserError(f"cannot read ({err.strerror or err})", path) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise UserError("is a directory, not an image", path)
-    if info.st_size == 0:
-        raise UserError("empty file, not an image", path)
-
-
-@functools.cache
-def _raster_formats() -> tuple[str, ...]:
-    """The :data:`RASTER_FORMATS` this Pillow has (AVIF needs a Pillow built with it)."""
-    PIL.Image.init()
-    return tuple(f for f in RASTER_FORMATS if f in PIL.Image.OPEN)
-
-
-def _unread_format(path: Path) -> str:
-    """Why a file Pillow was not let open (or could not) is refused."""
-    with contextlib.suppress(OSError), open(path, "rb") as f:
-        head = f.read(8)
-        if head.startswith((b"%!", b"\xc5\xd0\xd3\xc6", b"%PDF")):  # PostScript, DOS EPS, PDF
-            return (
-                "PostScript or PDF, not a raster image: it is not read (Pillow would run "
-                "Ghostscript on it); save it as PNG"
-            )
-    return f"not an image in a format this reads ({', '.join(SHOWN_FORMATS)}, ...)"
 
 
 def greyscale(image: PIL.Image.Image) -> np.ndarray:
@@ -304,29 +231,6 @@ def frame_to_row(frame: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------- helpers
 
 
-def _check_size(image: PIL.Image.Image, path: Path | None = None) -> None:
-    width, height = image.size
-    if width * height > MAX_PIXELS:
-        problem = f"{width} x {height} pixels is over the limit of {MAX_PIXELS // 10**6} megapixels"
-        raise UserError(problem, path)
-    if width == 0 or height == 0:
-        raise UserError(f"an image of {width} x {height} pixels holds nothing", path)
-
-
-def _decode(image: PIL.Image.Image, path: Path) -> PIL.Image.Image:
-    """Load the open image's first frame (a damaged file fails here) and turn it upright."""
-    try:
-        image.seek(0)
-        image.load()
-    except Exception as err:  # Pillow raises many types for a damaged file; the user needs one
-        text = " ".join(str(err).split()) or type(err).__name__
-        raise UserError(f"truncated or damaged image ({text[:120]})", path) from None
-    try:
-        return ImageOps.exif_transpose(image)
-    except Exception:  # damaged EXIF data: the pixels are still good, as they were stored
-        return image.copy()
-
-
 def _paper(grey: np.ndarray) -> tuple[np.ndarray, float]:
     """The paper's brightness under the whole image, and its noise.
 
@@ -395,21 +299,6 @@ def _stroke_width(solid: np.ndarray) -> float:
     w and length L has area w L and 2 L boundary pixels). Strokes 1 pixel wide read as 2."""
     inner = scipy.ndimage.binary_erosion(solid, structure=np.ones((3, 3)))
     return 2 * int(solid.sum()) / max(1, int((solid & ~inner).sum()))
-
-
-def _from_array(array: np.ndarray) -> PIL.Image.Image:
-    """An array of pixels as an 8-bit PIL image: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA."""
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise UserError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
-    if array.dtype.kind not in "biuf":
-        raise UserError(f"an image array must hold numbers, got {array.dtype}")
-    top = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
-    values = array.astype(np.float64) / top
-    if not np.isfinite(values).all():
-        raise UserError("the image array holds NaN or infinite values")
-    image = PIL.Image.fromarray(np.round(np.clip(values, 0, 1) * 255).astype(np.uint8))
-    _check_size(image)
-    return image
 
 
 def _converted(image: PIL.Image.Image, mode: str) -> PIL.Image.Image:

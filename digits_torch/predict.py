@@ -31,7 +31,8 @@ from .devices import resolve_device
 from .errors import ArgumentParser, UserError, exit_on_error, writing
 from .errors import show as show_line
 from .files import output_path, write_json, write_new
-from .images import EX4_SIDE, greyscale, preprocess_image, read_image
+from .image_files import read_image
+from .images import EX4_SIDE, greyscale, preprocess_image
 from .losses import LOSSES
 from .model import MLP
 from .plots import render

@@ -22,7 +22,8 @@ from PIL import ImageDraw, ImageFilter
 
 from digits_torch import MLP, UserError, fit, make_config
 from digits_torch.data import to_image
-from digits_torch.images import MAX_PIXELS, frame_to_row, preprocess_image
+from digits_torch.image_files import MAX_PIXELS
+from digits_torch.images import frame_to_row, preprocess_image
 from digits_torch.predict import Prediction, main, predict_images
 from digits_torch.trained import Trained, load_trained
 
