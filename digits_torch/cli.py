@@ -173,6 +173,7 @@ def summary(result: FitResult, prog: str = "digits-train") -> str:
 def _objective_words(config: TrainConfig) -> str:
     """What the last epoch's training objective was computed on, from the run's config."""
     digits = "augmented digits" if config.augmented else "training digits"
+    digits += ", distilled" if config.distilled else ""  # the teacher's soft targets too
     penalty = "with L2" if config.l2 else "no L2 term"
     note = "; training accuracy during training was on them" if config.augmented else ""
     return f"training objective ({digits}, {penalty}{note})"

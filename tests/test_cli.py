@@ -163,13 +163,14 @@ def test_the_closing_table_labels_its_figures_and_says_what_next(tmp_path, small
     ]
     assert lines[-5] == f"metrics: {run / 'metrics.json'}"  # --no-figures: no figures row
     assert "figures:" not in out
-    assert "(augmented digits, with L2; training accuracy during training" in out  # tuned
+    assert "(augmented digits, distilled, with L2; training accuracy during" in out  # distilled
 
 
 @pytest.mark.parametrize(
     ("preset", "flags", "words"),
     [
         ("tuned", {}, ("epochs", "training objective (augmented digits, with L2;")),
+        ("distilled", {}, ("epochs", "training objective (augmented digits, distilled, with L2;")),
         ("seed", {"l2": 0.0}, ("epochs", "training objective (training digits, no L2 term)")),
         ("coursera", {}, ("iterations", "training objective (training digits, with L2)")),
     ],

@@ -199,10 +199,14 @@ def test_learning_curves_plot_the_history(run):
         ({}, "epoch", "training (augmented digits, with L2 term)", "training (augmented digits)"),
         ({"aug_shift": 0.0, "aug_rotate": 0.0, "aug_scale": 0.0, "l2": 0.0}, "epoch",
          "training (no L2 term)", "training"),
+        ({"teacher": "TEACHER"}, "epoch",
+         "training (augmented digits, distillation loss, with L2 term)",
+         "training (augmented digits)"),
     ],
 )  # fmt: skip
 def test_learning_curves_say_what_training_was_on(tmp_path, small_digits, flags, step, loss,
-                                                  accuracy):  # fmt: skip
+                                                  accuracy, trained_run):  # fmt: skip
+    flags = {k: str(trained_run) if v == "TEACHER" else v for k, v in flags.items()}
     config = make_config("tuned", data=str(small_digits), epochs=2, figures=False, device="cpu",
                          quiet=True, logdir=str(tmp_path), **flags)  # fmt: skip
     loss_ax, acc_ax = plots.learning_curves(fit(config).run_dir).axes

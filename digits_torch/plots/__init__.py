@@ -378,6 +378,7 @@ def _training_labels(config: TrainConfig | None) -> tuple[str, str]:
     if config is None:
         return "training (with L2 term)", "training"
     on = "augmented digits, " if config.augmented else ""
+    on += "distillation loss, " if config.distilled else ""  # not the validation's data loss
     loss = f"training ({on}{'with L2 term' if config.l2 else 'no L2 term'})"
     return loss, "training (augmented digits)" if config.augmented else "training"
 
