@@ -66,9 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                 flag, type=items[0], nargs=nargs, metavar=metavar or "N", help=help_text
             )
         else:
-            parser.add_argument(
-                flag, type=_scalar_type(kind), metavar=f.name.upper(), help=help_text
-            )
+            metavar = (f.metadata["metavar"] or (f.name.upper(),))[0]
+            parser.add_argument(flag, type=_scalar_type(kind), metavar=metavar, help=help_text)
     parser.add_argument(
         "--config",
         metavar="FILE",

@@ -62,8 +62,8 @@ def _field(
     metavar: tuple[str, ...] | None = None,
 ):
     """A config field with its one-line meaning, which ``--help`` shows, its :data:`ROLES`,
-    the name of scikit-learn's MLPClassifier parameter that means the same, if any, and (a
-    fixed-length tuple) the names ``--help`` gives its values."""
+    the name of scikit-learn's MLPClassifier parameter that means the same, if any, and the
+    names ``--help`` gives its values (one, or a fixed-length tuple's; default: its name)."""
     unknown = set(roles) - ROLES.keys()
     if unknown:
         raise ValueError(f"unknown field roles {sorted(unknown)}")
@@ -231,12 +231,14 @@ class TrainConfig:
         "distil from this trained model (a run directory or model file, as digits-evaluate "
         "takes): it labels each epoch's digits with soft targets, learned beside the true ones",
         roles=(*TRAINS, "augments"),
+        metavar=("RUN_OR_MODEL",),
     )
     teacher_preset: str | None = _field(
         None,
         "without --teacher: first train a teacher with this preset on the same digits and "
         "split (seed, val fraction, data), or reuse one that finished in --logdir",
         roles=(*TRAINS, "augments"),
+        metavar=("PRESET",),
     )
     distill_temperature: float = _field(
         3.0,
