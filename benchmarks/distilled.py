@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/distilled.py --seeds 0-4 --json distilled.json
 
 For each seed, a fresh `distilled` run (its `teacher` trained first, on the same split) and,
-with `--tuned`, a `tuned` run; each reports the validation accuracy of its best.pt (the epoch
+with `--tuned`, a `tuned` run, without pictures; each reports the validation accuracy of its best.pt (the epoch
 chosen on validation, as every run reports it), the validation accuracy after its last epoch,
 its dead hidden units on the training digits at the end, and its training seconds by fit's
 clock (the teacher's apart). Then the mean and standard deviation over the seeds. Every run is
@@ -36,11 +36,12 @@ def _seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def measure(preset: str, seed: int, logdir: Path) -> dict:
-    """One run of ``preset`` with ``seed``: its figures (see the module docstring)."""
-    result = fit(make_config(preset, seed=seed, device="cpu", quiet=True, logdir=str(logdir)))
+def measure(preset: str, seed: int, logdir: Path, **changes) -> dict:
+    """One run of ``preset`` with ``seed`` (and ``changes``): its figures (see above)."""
+    config = make_config(preset, seed=seed, device="cpu", quiet=True, logdir=str(logdir), **changes)
+    result = fit(config)
     history = result.history
-    figures = {
+    row = {
         "preset": preset,
         "seed": seed,
         "val_accuracy": result.metrics["val_accuracy"],
@@ -51,9 +52,9 @@ def measure(preset: str, seed: int, logdir: Path) -> dict:
     }
     if result.config.teacher is not None:
         teacher = Path(result.config.teacher)
-        figures["teacher_val_accuracy"] = read_metrics(teacher)["val_accuracy"]
-        figures["teacher_seconds"] = read_history(teacher)[-1]["seconds"]
-    return figures
+        row["teacher_val_accuracy"] = read_metrics(teacher)["val_accuracy"]
+        row["teacher_seconds"] = read_history(teacher)[-1]["seconds"]
+    return row
 
 
 def _dead(result) -> int:
@@ -73,13 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0-4", help="seeds: 0-4 or 0,3,7 (default 0-4)")
     parser.add_argument("--tuned", action="store_true", help="also run the tuned preset")
     parser.add_argument("--json", metavar="FILE", help="write every figure here")
+    parser.add_argument("--data", metavar="FILE", help="another ex4-style .mat (a test's)")
+    parser.add_argument("--epochs", type=int, help="fewer student epochs (a test's)")
     args = parser.parse_args(argv)
+    changes = {k: v for k, v in (("data", args.data), ("epochs", args.epochs)) if v is not None}
     presets = ["distilled"] + (["tuned"] if args.tuned else [])
     rows = []
     with tempfile.TemporaryDirectory() as logdir:
         for seed in _seeds(args.seeds):
             for preset in presets:
-                rows.append(measure(preset, seed, Path(logdir)))
+                rows.append(measure(preset, seed, Path(logdir), figures=False, **changes))
                 print(json.dumps(rows[-1]), flush=True)
     for preset in presets:
         mine = [r for r in rows if r["preset"] == preset]

@@ -107,3 +107,17 @@ def test_bench_ranks_times_torchrun_ranks(tmp_path):
     timed = results["shipped"]["2"]
     assert timed["ms_per_epoch"] > 0 and timed["wall_s"] > timed["ms_per_epoch"] / 1000
     assert ran.stdout.count("ms/epoch") == 1
+
+
+def test_the_distilled_benchmark_reports_each_seed_and_the_mean(tmp_path, small_digits):
+    out = tmp_path / "distilled.json"
+    argv = ["--seeds", "0-1", "--epochs", "2", "--data", str(small_digits), "--json", str(out)]
+    ran = _bench("distilled.py", *argv)
+    assert ran.returncode == 0, ran.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["preset"], r["seed"]) for r in runs] == [("distilled", 0), ("distilled", 1)]
+    for r in runs:
+        assert 0 <= r["val_accuracy"] <= 1 and 0 <= r["teacher_val_accuracy"] <= 1
+        assert 0 <= r["dead_units"] <= 25 and r["seconds"] > 0 and r["teacher_seconds"] > 0
+    mean = 100 * (runs[0]["val_accuracy"] + runs[1]["val_accuracy"]) / 2
+    assert f"distilled: val {mean:.2f} +- " in ran.stdout and "its teachers: val" in ran.stdout
