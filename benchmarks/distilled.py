@@ -3,11 +3,12 @@
     PYTHONPATH=. python benchmarks/distilled.py --seeds 0-4 --json distilled.json
 
 For each seed, a fresh `distilled` run (its `teacher` trained first, on the same split) and,
-with `--tuned`, a `tuned` run, without pictures; each reports the validation accuracy of its best.pt (the epoch
-chosen on validation, as every run reports it), the validation accuracy after its last epoch,
-its dead hidden units on the training digits at the end, and its training seconds by fit's
-clock (the teacher's apart). Then the mean and standard deviation over the seeds. Every run is
-on the CPU at the config's threads (1), in a temporary logdir; nothing here is a test.
+with `--tuned`, a `tuned` run, without pictures; each reports the validation accuracy of its
+best.pt (the epoch chosen on validation, as every run reports it), the validation accuracy
+after its last epoch, its dead hidden units on the training digits at the end, and its
+training seconds by fit's clock (the teacher's apart). Then the mean and standard deviation over
+the seeds. Every run is on the CPU at the config's threads (1), in a temporary logdir; nothing
+here is a test.
 """
 
 from __future__ import annotations
