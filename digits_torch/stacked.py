@@ -19,19 +19,18 @@ is laid out:
   batched product (``baddbmm``), so K networks of K seeds are K narrow products in one call;
 * lr, momentum, l2, label smoothing and the distillation weight are (K,) tensors; one update,
   torch.optim.SGD's (Nesterov) momentum arithmetic, steps the whole stack;
-* a group with a teacher has it label the group's epoch digits once, as the solo epoch does;
-  dead units are revived network by network, by the solo run's own function, between epochs'
-  batches and validation;
-* the gradients are those of :func:`digits_torch.backprop.loss_and_gradients` (the L2 term folded
-  into the gradient product; objective = data loss + l2 / (2 b) * sum of squared weights).
+* a group's teacher labels its epoch's digits once, as the solo epoch does; dead units are
+  revived network by network by the solo run's function, between batches and validation;
+* the gradients are :func:`digits_torch.backprop.loss_and_gradients`'s (L2 folded in).
 
 A network that stops (early stopping, max epochs, a non-finite loss) leaves the stack at the end
 of the epoch: its weights, momentum and generator go back into its set-up (for a non-finite
 loss, those from before that epoch, as the solo run keeps its last good checkpoint), and the
 others go on in a smaller stack.
 
-Past 400 lines on purpose: the stacked forward, backward and update must be read together with
-the solo path they reproduce exactly (``backprop.loss_and_gradients``, torch's SGD).
+Past 400 lines on purpose: the stacked forward and backward must be read together with the solo
+path they reproduce exactly (``backprop.loss_and_gradients``); the stacked losses, targets and
+SGD update are :mod:`digits_torch.stack_math`.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .augment import random_affine
 from .backprop import BACKWARD, FORWARD_INPLACE
@@ -48,6 +46,7 @@ from .checkpoints import clone_weights
 from .dead_units import revival_due, revival_generator, revive
 from .distillation import Soft, objective
 from .epochs import teacher_soft
+from .stack_math import STACK_ERRORS, STACK_VAL_LOSSES, sgd_step, stacked_targets
 from .stack_plan import AUGMENTS
 from .trainee import Trainee
 
@@ -300,10 +299,6 @@ class Stack:
             if group.augmented:
                 images = random_affine(images, group.generator, *group.augmentation)
                 source[offset : offset + self.m].copy_(images)
-            if group.teacher is not None:
-                softs.append(teacher_soft(group.teacher, images, group.config))
-            elif self.distilled:
-                softs.append(None)
             order = torch.randperm(self.m, generator=group.generator).to(self.device)
             if group.augmented:
                 source_rows.append(order + offset)
@@ -311,8 +306,10 @@ class Stack:
             else:
                 source_rows.append(group.rows[order])
             label_rows.append(group.rows[order])
-            if softs and softs[-1] is not None:
-                softs[-1] = softs[-1].index_select(0, order)
+            if group.teacher is not None:  # what the solo epoch labels, then in batch order
+                softs.append(teacher_soft(group.teacher, images, group.config)[order])
+            else:
+                softs.append(None)
         soft = None
         if self.distilled:  # a group without a teacher: zeros, weighed 0
             shape = next(t for t in softs if t is not None).shape
@@ -387,16 +384,6 @@ class Stack:
         logits = torch.baddbmm(self.biases[-1].unsqueeze(2), self.weights[-1], outputs[-1].mT)
         return outputs, logits
 
-    def _targets(self, y: torch.Tensor, classes: int) -> torch.Tensor:
-        """(K, classes, b) one-hot targets of (K, b) labels, smoothed per network."""
-        K, b = y.shape
-        targets = torch.zeros(K, classes, b, dtype=self.dtype, device=self.device)
-        targets.scatter_(1, y.unsqueeze(1), 1.0)
-        if self.any_smoothing:
-            s = self.smoothing.view(K, 1, 1)
-            targets = targets * (1 - s) + s / classes
-        return targets
-
     def _gradients(
         self, xb: torch.Tensor, yb: torch.Tensor, soft: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -406,7 +393,8 @@ class Stack:
         xg = self._grouped_input(xb)
         a, z = self._forward(xg)  # z: (K, classes, b)
         y = yb.index_select(0, self.group_of)  # (K, b)
-        targets = self._targets(y, z.shape[1])
+        smoothing = self.smoothing if self.any_smoothing else None
+        targets = stacked_targets(y, z.shape[1], smoothing, self.dtype)  # (K, classes, b)
         # delta = b * dLoss/dz, (K, classes, b): softmax: p - t; ex4: sigmoid(z) - t.
         if soft is not None:  # distillation's (a network without a teacher weighs it 0)
             shape = (K, 1, 1)
@@ -414,7 +402,7 @@ class Stack:
             per_example, delta = objective(z, terms, targets, dim=1)  # (K, b), (K, classes, b)
             data_loss = per_example.sum(1) / b
         else:
-            data_loss, delta = _STACK_ERRORS[self.loss](z, targets, b)
+            data_loss, delta = STACK_ERRORS[self.loss](z, targets, b)
         correct = (z.mT.contiguous().argmax(dim=2) == y).sum(1)  # argmax is slow strided
 
         # Backward, with the 1/b of the mean and the L2 gradient (l2/b) W folded into each
@@ -445,22 +433,9 @@ class Stack:
         return data_loss + self.l2 / (2 * b) * squared, correct
 
     def _step(self, grads_w: list[torch.Tensor], grads_b: list[torch.Tensor]) -> None:
-        """torch.optim.SGD's update, per network: buf = momentum buf + g; p += -lr (Nesterov:
-        g + momentum buf, else buf)."""
-        K = len(self.members)
-        params = self.weights + self.biases
-        buffers = self.weight_buffers + self.bias_buffers
-        for param, grad, buffer in zip(params, grads_w + grads_b, buffers):
-            shape = (K,) + (1,) * (param.dim() - 1)
-            momentum = self.momentum.view(shape)
-            buffer.mul_(momentum).add_(grad)
-            if self.nesterov is True:
-                step = grad.addcmul_(momentum, buffer)
-            elif self.nesterov is False:
-                step = buffer
-            else:
-                step = torch.where(self.nesterov.view(shape), grad + momentum * buffer, buffer)
-            param.addcmul_(self.minus_lr.view(shape), step)
+        """One SGD update of every network (:func:`~digits_torch.stack_math.sgd_step`)."""
+        params, buffers = self.weights + self.biases, self.weight_buffers + self.bias_buffers
+        sgd_step(params, grads_w + grads_b, buffers, self.momentum, self.nesterov, self.minus_lr)
 
     def _validate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(K,) validation loss and accuracy, as :func:`digits_torch.losses.score` gives them."""
@@ -469,32 +444,6 @@ class Stack:
         xv = self.X.index_select(0, rows.reshape(-1)).view(G, v, -1)
         yv = self.y.index_select(0, rows.reshape(-1)).view(G, v).index_select(0, self.group_of)
         z = self._forward(self._grouped_input(xv))[1]  # (K, classes, v)
-        loss = _STACK_VAL_LOSSES[self.loss](z, yv)
+        loss = STACK_VAL_LOSSES[self.loss](z, yv)
         correct = (z.mT.contiguous().argmax(dim=2) == yv).sum(1)
         return loss.double(), correct.double() / v
-
-
-def _softmax_errors(z: torch.Tensor, targets: torch.Tensor, b: int):
-    log_p = torch.log_softmax(z, dim=1)
-    return -(log_p * targets).sum((1, 2)) / b, log_p.exp_().sub_(targets)
-
-
-def _coursera_errors(z: torch.Tensor, targets: torch.Tensor, b: int):
-    bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
-    return bce.sum((1, 2)) / b, torch.sigmoid(z).sub_(targets)
-
-
-def _softmax_val_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return -torch.log_softmax(z, dim=1).gather(1, y.unsqueeze(1)).squeeze(1).mean(1)
-
-
-def _coursera_val_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    targets = torch.zeros_like(z).scatter_(1, y.unsqueeze(1), 1.0)
-    bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
-    return bce.sum((1, 2)) / z.shape[2]
-
-
-# backprop.OUTPUT_ERRORS for a stack: (K, classes, b) logits and targets -> ((K,) mean data
-# losses, delta); and each loss's (K,) mean over (K, classes, v) validation logits of (K, v) digits.
-_STACK_ERRORS = {"softmax": _softmax_errors, "coursera": _coursera_errors}
-_STACK_VAL_LOSSES = {"softmax": _softmax_val_loss, "coursera": _coursera_val_loss}
