@@ -22,7 +22,6 @@ checkpoint or ex4's weights::
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +35,21 @@ from ..data import to_image
 from ..errors import UserError, writing
 from ..files import write_atomically
 from ..model import ACTIVATIONS, MLP
-from ..runs import CONFIG, METRICS, read_config, read_history
+from ..runs import CONFIG, read_config, read_history
+from .drawing import (
+    DPI,
+    best_epoch,
+    digits_named,
+    first_layer,
+    grid_shape,
+    image_grid,
+    ink_scale,
+    numpy_rows,
+    predict,
+    show_digit,
+    training_labels,
+    weight_limit,
+)
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a run without one never pays
     from matplotlib.figure import Figure
@@ -57,7 +70,6 @@ __all__ = [
 ]
 
 FIGURES = "figures"  # a run's PNGs go to <run>/figures/
-DPI = 100
 
 
 # --------------------------------------------------------------------------------- the pictures
@@ -76,12 +88,12 @@ def digits_grid(
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    X = _numpy(X)
+    X = numpy_rows(X)
     shown = np.random.default_rng(seed).choice(len(X), size=min(n, len(X)), replace=False)
-    scale = _ink_scale(X[shown])
-    fig, axes = _image_grid(len(shown), tile=0.6, title_lines=0 if y is None else 1)
+    scale = ink_scale(X[shown])
+    fig, axes = image_grid(len(shown), tile=0.6, title_lines=0 if y is None else 1)
     for ax, row in zip(axes, shown):
-        _show_digit(ax, X[row], scale)
+        show_digit(ax, X[row], scale)
         if y is not None:
             ax.set_title(str(int(y[row])), fontsize=9, pad=2)
     fig.suptitle(f"{len(shown)} digits drawn at random from {len(X)}")
@@ -97,10 +109,10 @@ def hidden_units(model: MLP, X: np.ndarray | torch.Tensor | None = None) -> Figu
     Any number of units; 25 make a 5 x 5 grid. Given the training digits X, (m, side * side),
     the units :func:`dead_units` finds on them get a red border, and the title counts them.
     """
-    weights = _first_layer(model)  # (units, side * side)
-    limit = _weight_limit(weights)
+    weights = first_layer(model)  # (units, side * side)
+    limit = weight_limit(weights)
     dead = np.zeros(len(weights), dtype=bool) if X is None else dead_units(model, X)
-    fig, axes = _image_grid(len(weights), tile=0.75, colorbar=True, title_lines=int(X is not None))
+    fig, axes = image_grid(len(weights), tile=0.75, colorbar=True, title_lines=int(X is not None))
     from matplotlib.patches import Rectangle
 
     for ax, unit, is_dead in zip(axes, weights, dead):
@@ -136,7 +148,7 @@ def dead_units(model: MLP, X: np.ndarray | torch.Tensor) -> np.ndarray:
     bool, computed where the model lives, in its dtype.
     """
     weight = model.layers[0].weight
-    x = torch.as_tensor(_numpy(X)).to(device=weight.device, dtype=weight.dtype)
+    x = torch.as_tensor(numpy_rows(X)).to(device=weight.device, dtype=weight.dtype)
     hidden = ACTIVATIONS[model.activation](model.layers[0](x))
     return (hidden == 0).all(dim=0).cpu().numpy()
 
@@ -150,9 +162,9 @@ def hidden_units_image(model: MLP) -> np.ndarray:
     Returns:
         float32 array of shape (H, W) in [0, 1]; (106, 106) for 25 units of 20 x 20.
     """
-    weights = _first_layer(model)
-    limit = _weight_limit(weights)
-    rows, cols = _grid_shape(len(weights))
+    weights = first_layer(model)
+    limit = weight_limit(weights)
+    rows, cols = grid_shape(len(weights))
     side = math.isqrt(weights.shape[1])
     step = side + 1
     mosaic = np.ones((rows * step + 1, cols * step + 1), dtype=np.float32)
@@ -176,18 +188,18 @@ def mistakes(
     The title names the digits (``digits``: "validation digits", ...) and their number, and
     counts all mistakes on (X, y). Shapes: X (m, side * side), y (m,) digits.
     """
-    X, y = _numpy(X), _numpy(y)
-    predicted = _predict(model, X)
+    X, y = numpy_rows(X), numpy_rows(y)
+    predicted = predict(model, X)
     wrong = np.flatnonzero(predicted != y)
     shown = np.random.default_rng(seed).choice(wrong, size=min(n, len(wrong)), replace=False)
-    scale = _ink_scale(X[shown])
-    fig, axes = _image_grid(max(len(shown), 1), tile=1.0, title_lines=2)
+    scale = ink_scale(X[shown])
+    fig, axes = image_grid(max(len(shown), 1), tile=1.0, title_lines=2)
     for ax, row in zip(axes, shown):
-        _show_digit(ax, X[row], scale)
+        show_digit(ax, X[row], scale)
         ax.set_title(f"predicted {predicted[row]}\ntrue {y[row]}", fontsize=9, pad=2)
     if len(shown) == 0:
         axes[0].text(0.5, 0.5, "none", ha="center", va="center", transform=axes[0].transAxes)
-    title = f"{_digits_named(digits, len(y))}: {len(wrong)} misclassified"
+    title = f"{digits_named(digits, len(y))}: {len(wrong)} misclassified"
     title += f" ({100 * len(wrong) / len(y):.2f} %)"
     if 0 < len(shown) < len(wrong):
         title += f"; {len(shown)} shown"
@@ -207,9 +219,9 @@ def confusion(
     ones; empty cells stay white. The title names the digits (``digits``) and their number.
     Shapes: X (m, side * side), y (m,) digits.
     """
-    X, y = _numpy(X), _numpy(y)
+    X, y = numpy_rows(X), numpy_rows(y)
     classes = model.num_classes
-    predicted = _predict(model, X)
+    predicted = predict(model, X)
     counts = np.bincount(y * classes + predicted, minlength=classes * classes)
     counts = counts.reshape(classes, classes)  # counts[true, predicted]
 
@@ -233,7 +245,7 @@ def confusion(
     ax.xaxis.set_label_position("top")
     ax.xaxis.tick_top()
     correct = int(np.trace(counts))
-    named = _digits_named(digits, len(y))
+    named = digits_named(digits, len(y))
     ax.set_title(f"{named}: {correct} correct ({100 * correct / len(y):.2f} %)", pad=12)
     return fig
 
@@ -258,7 +270,7 @@ def learning_curves(run_dir: str | Path) -> Figure:
     has_val = history[-1].get("val_accuracy") is not None
     config = TrainConfig.from_dict(read_config(run_dir)) if (run_dir / CONFIG).exists() else None
     step = "epoch" if config is None else config.step_name
-    train_loss, train_accuracy = _training_labels(config)
+    train_loss, train_accuracy = training_labels(config)
 
     from matplotlib import ticker
     from matplotlib.figure import Figure
@@ -270,7 +282,7 @@ def learning_curves(run_dir: str | Path) -> Figure:
     if has_val:
         loss_ax.plot(epochs, [r["val_loss"] for r in history], label="validation (data loss)")
         acc_ax.plot(epochs, [100 * r["val_accuracy"] for r in history], label="validation")
-        best = _best_epoch(run_dir)
+        best = best_epoch(run_dir)
         if best is not None:
             for ax in (loss_ax, acc_ax):
                 ax.axvline(best, color="grey", linestyle=":", label=f"best {step} ({best})")
@@ -363,106 +375,3 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     PIL.Image.fromarray(image).save(png, format="PNG", optimize=True)
     write_atomically(path, png.getbuffer())  # a reader never sees half a PNG
     return path
-
-
-# ------------------------------------------------------------------------------------- helpers
-
-
-def _digits_named(digits: str, count: int) -> str:
-    """ "validation digits (1,000)": what a picture shows, for its title."""
-    return f"{digits} ({count:,})"
-
-
-def _training_labels(config: TrainConfig | None) -> tuple[str, str]:
-    """The learning curves' training labels (loss, accuracy): what they were computed on."""
-    if config is None:
-        return "training (with L2 term)", "training"
-    on = "augmented digits, " if config.augmented else ""
-    on += "distillation loss, " if config.distilled else ""  # not the validation's data loss
-    loss = f"training ({on}{'with L2 term' if config.l2 else 'no L2 term'})"
-    return loss, "training (augmented digits)" if config.augmented else "training"
-
-
-def _grid_shape(count: int) -> tuple[int, int]:
-    """(rows, columns) of the squarest grid holding ``count`` images: 25 -> (5, 5)."""
-    cols = math.ceil(math.sqrt(count))
-    return math.ceil(count / cols), cols
-
-
-def _image_grid(
-    count: int, tile: float, title_lines: int = 0, colorbar: bool = False
-) -> tuple[Figure, list]:
-    """A figure holding ``count`` bare square axes of ``tile`` inches, row by row.
-
-    Placed by hand rather than by a layout engine: the sizes are known, and constrained layout
-    would double the time to draw a grid. At 100 dpi a 0.6 inch tile draws each of a 20 x 20
-    digit's pixels 3 screen pixels wide. ``colorbar`` leaves room on the right for one.
-    """
-    rows, cols = _grid_shape(count)
-    gap, title, top = 0.05, 0.16 * title_lines, 0.4  # inches; top: room for the suptitle
-    cell = tile + gap
-    grid_width, bar = cols * cell + gap, (1.2 if colorbar else 0.0)  # bar, ticks and label
-    width, height = max(grid_width + bar, 4.5), top + rows * (cell + title)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    left0 = (width - bar - grid_width) / 2 + gap  # centred when the title sets the width
-    axes = []
-    for k in range(count):
-        row, col = divmod(k, cols)
-        left = left0 + col * cell
-        bottom = height - top - (row + 1) * (cell + title) + gap
-        ax = fig.add_axes((left / width, bottom / height, tile / width, tile / height))
-        ax.set_axis_off()
-        axes.append(ax)
-    return fig, axes
-
-
-def _ink_scale(rows: np.ndarray) -> tuple[float, float]:
-    """One grey scale for a grid of digits, (white, black), so that a faint digit stays faint.
-
-    White is the median pixel, which is the background of digit images (0 here, but -1 in data
-    scaled to [-1, 1]); darker than black never happens, brighter than white is clipped.
-    """
-    if rows.size == 0:
-        return 0.0, 1.0
-    white, black = float(np.median(rows)), float(rows.max())
-    return white, black if black > white else white + 1.0
-
-
-def _show_digit(ax, row: np.ndarray, scale: tuple[float, float]) -> None:
-    """Draw one digit upright, dark ink on white."""
-    ax.imshow(to_image(row), cmap="gray_r", vmin=scale[0], vmax=scale[1], interpolation="nearest")
-
-
-def _weight_limit(weights: np.ndarray) -> float:
-    """Half-range of the hidden units' grey scale: the 99th percentile of |weight|."""
-    return float(np.percentile(np.abs(weights), 99)) or 1.0
-
-
-def _first_layer(model: MLP) -> np.ndarray:
-    """First-layer weights, (units, side * side) on the CPU; the inputs must form a square."""
-    weights = model.layers[0].weight.detach().cpu().numpy()
-    if math.isqrt(weights.shape[1]) ** 2 != weights.shape[1]:
-        raise ValueError(f"the model's {weights.shape[1]} inputs are not a square image")
-    return weights
-
-
-@torch.no_grad()
-def _predict(model: MLP, X: np.ndarray) -> np.ndarray:
-    """Predicted digits, (m,), computed where the model lives, in its dtype."""
-    weight = model.layers[0].weight
-    x = torch.as_tensor(X).to(device=weight.device, dtype=weight.dtype)
-    return model(x).argmax(dim=1).cpu().numpy()
-
-
-def _numpy(X: np.ndarray | torch.Tensor) -> np.ndarray:
-    return X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
-
-
-def _best_epoch(run_dir: Path) -> int | None:
-    """The epoch of best.pt, from metrics.json (written when the run ended)."""
-    try:
-        return json.loads((run_dir / METRICS).read_text())["best_epoch"]
-    except (OSError, ValueError, KeyError):
-        return None
