@@ -17,14 +17,13 @@ keep sharing them, and a resume needs no new state.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from .model import MLP, glorot_bound
+from .model import ACTIVATIONS, MLP, glorot_bound
 
 __all__ = [
     "REVIVED_BIAS",
     "REVIVE_EVERY",
-    "dead_units",
+    "never_active",
     "revival_due",
     "revival_generator",
     "revive",
@@ -36,10 +35,12 @@ _MIX = 0x9E3779B97F4A7C15  # the golden-ratio constant: spreads (seed, epoch) ov
 
 
 @torch.no_grad()
-def dead_units(weight: torch.Tensor, bias: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """(units,) bool: the relu units of a layer with weight (units, n) and bias (units,) that
-    are 0 on every row of X (m, n), i.e. whose weighted input is never above 0."""
-    return (F.linear(X, weight, bias) <= 0).all(dim=0)
+def never_active(model: MLP, X: torch.Tensor) -> torch.Tensor:
+    """(units,) bool: the first-layer units whose output is exactly 0 on every row of X (m, n),
+    on X's device and the model's. For relu, those whose weighted input is never above 0 (a
+    sigmoid or tanh unit practically never outputs exactly 0)."""
+    first = model.layers[0]
+    return (ACTIVATIONS[model.activation](first(X)) == 0).all(dim=0)
 
 
 def revival_due(epoch: int, epochs: int) -> bool:
@@ -63,7 +64,7 @@ def revive(
     zero optimizer state (momentum) for all three. Returns how many units were revived.
     """
     first, second = model.layers[0], model.layers[1]
-    dead = dead_units(first.weight, first.bias, X)
+    dead = never_active(model, X)
     units = dead.nonzero().squeeze(1)  # (k,) on the model's device
     k = int(units.numel())
     if k == 0:

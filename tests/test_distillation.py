@@ -8,7 +8,7 @@ import torch
 from digits_torch.backprop import autograd_gradients, loss_and_gradients
 from digits_torch.dead_units import (
     REVIVED_BIAS,
-    dead_units,
+    never_active,
     revival_due,
     revival_generator,
     revive,
@@ -86,11 +86,11 @@ def test_dead_units_get_new_incoming_weights_and_no_say_in_the_outputs(batch):
     with torch.no_grad():
         first.bias[[3, 7]] = -1e3  # dead on every input
     optimizer = _momentum(model, x, y)
-    assert dead_units(first.weight, first.bias, x).nonzero().flatten().tolist() == [3, 7]
+    assert never_active(model, x).nonzero().flatten().tolist() == [3, 7]
     logits = model(x)
     untouched = [p.detach().clone() for p in model.parameters()]
     assert revive(model, optimizer, x, revival_generator(0, 5)) == 2
-    assert not dead_units(first.weight, first.bias, x).any()
+    assert not never_active(model, x).any()
     torch.testing.assert_close(model(x), logits, rtol=0, atol=1e-12)  # zero outgoing weights
     bound = glorot_bound(400, 25, "relu")
     assert first.weight[[3, 7]].abs().max() <= bound and first.weight[[3, 7]].std() > bound / 3

@@ -32,9 +32,10 @@ import torch
 
 from ..config import TrainConfig
 from ..data import to_image
+from ..dead_units import never_active
 from ..errors import UserError, writing
 from ..files import write_atomically
-from ..model import ACTIVATIONS, MLP
+from ..model import MLP
 from ..runs import CONFIG, read_config, read_history
 from .drawing import (
     DPI,
@@ -145,12 +146,12 @@ def dead_units(model: MLP, X: np.ndarray | torch.Tensor) -> np.ndarray:
     A relu unit whose weighted input is <= 0 on every training digit outputs 0 and passes no
     gradient, so training never moves it again: its weights stay as they were. (A sigmoid or
     tanh unit practically never outputs exactly 0.) Shapes: X (m, side * side); returns (units,)
-    bool, computed where the model lives, in its dtype.
+    bool, computed where the model lives, in its dtype (by
+    :func:`digits_torch.dead_units.never_active`, which revival uses too).
     """
     weight = model.layers[0].weight
     x = torch.as_tensor(numpy_rows(X)).to(device=weight.device, dtype=weight.dtype)
-    hidden = ACTIVATIONS[model.activation](model.layers[0](x))
-    return (hidden == 0).all(dim=0).cpu().numpy()
+    return never_active(model, x).cpu().numpy()
 
 
 def hidden_units_image(model: MLP) -> np.ndarray:
