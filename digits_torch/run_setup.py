@@ -107,7 +107,7 @@ def set_up(
     ranks: Ranks = SOLO,
     digits: Digits | None = None,
     stacked: bool = False,
-    teacher_file: Path | None = None,
+    resumed_from: Path | None = None,
 ) -> Setup:
     """The run of ``config``; with ``ranks`` of a torchrun job, this rank's part of it (every
     rank sets up the same run: the same data, split, model and random draws).
@@ -115,8 +115,8 @@ def set_up(
     Args:
         digits: the data, already read (a stack's); default: read from ``config.data``.
         stacked: a network a stack trains: no epoch function of its own.
-        teacher_file: where the teacher is, if not at ``config.teacher``: a resumed run's own
-            copy (:data:`TEACHER`).
+        resumed_from: the directory of the run this resumes, whose own copy of its teacher
+            (:data:`TEACHER`) it distils from, not ``config.teacher``.
     """
     device = resolve_device(config.device) if digits is None else digits.on_device[0].device
     if ranks.parallel:
@@ -140,7 +140,7 @@ def set_up(
             "first; set up the run with its teacher (dataclasses.replace(config, teacher=...))"
         )
     if config.teacher is not None:
-        path = config.teacher if teacher_file is None else teacher_file
+        path = config.teacher if resumed_from is None else resumed_from / TEACHER
         teacher, teacher_config = load_teacher(path, config, digits)
     run = Setup(
         config=config,

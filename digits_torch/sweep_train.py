@@ -53,7 +53,7 @@ from .files import write_json
 from .interrupts import StopRequests, sigterm_interrupts
 from .loop import train_epochs
 from .run_files import SIDE, RunFiles, install
-from .run_setup import TEACHER, Digits, read_digits, set_up
+from .run_setup import Digits, read_digits, set_up
 from .runs import METRICS, RunLock, read_metrics, read_split
 from .stack_plan import stack_key, stackable
 from .stacked import Stack
@@ -164,10 +164,9 @@ def _trainee(network: Network, order: int, digits: Digits) -> tuple[Trainee, boo
     """The network set up as ``fit`` sets it up, fresh or (its directory has a checkpoint)
     restored from it; and whether it was restored."""
     path = network.dir / LATEST
-    resumed, config = path.exists(), network.config
-    teacher_file = network.dir / TEACHER if resumed and config.teacher else None
-    run = set_up(config, digits=digits, stacked=True, teacher_file=teacher_file)
-    if not resumed:
+    resumed_from = network.dir if path.exists() else None
+    run = set_up(network.config, digits=digits, stacked=True, resumed_from=resumed_from)
+    if resumed_from is None:
         return Trainee(run, order=order), False
     checkpoint = load_run_file(path)
     check_same_run(network.dir, checkpoint)  # as train.py --resume checks it: its history too

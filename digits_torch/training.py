@@ -40,7 +40,7 @@ from .interrupts import StopRequests
 from .loop import EachOnItsBudget, OneNetwork, train_epochs
 from .model import MLP
 from .run_files import RunFiles, run_final_figures, run_metrics
-from .run_setup import TEACHER, Setup, set_up
+from .run_setup import Setup, set_up
 from .runs import METRICS, RunLock, check_history, new_run_dir, read_config, run_label
 from .threads import cpu_threads
 from .trainee import Trainee
@@ -256,8 +256,7 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
     # Set up: data, model, optimizer and epoch, before the run directory is touched, so that a
     # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
     # Under torchrun every rank sets up the same run; rank 0 alone writes it.
-    teacher_file = run_dir / TEACHER if checkpoint is not None and config.teacher else None
-    run = set_up(config, ranks, teacher_file=teacher_file)
+    run = set_up(config, ranks, resumed_from=run_dir if checkpoint is not None else None)
     if checkpoint is not None:
         trainee = _restored(run, checkpoint, run_dir, ranks)
     else:
