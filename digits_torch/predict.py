@@ -20,11 +20,11 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import PIL.Image
 import torch
-from matplotlib.figure import Figure
 
 from .data import NUM_CLASSES, to_image
 from .devices import resolve_device
@@ -38,6 +38,9 @@ from .model import MLP
 from .plots import render
 from .runs import run_owning
 from .trained import MODEL_FILES, Trained, as_trained
+
+if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn (--show), not to predict
+    from matplotlib.figure import Figure
 
 __all__ = ["Prediction", "predict_images"]
 
@@ -155,6 +158,8 @@ def figure(image: PIL.Image.Image | np.ndarray, prediction: Prediction) -> Figur
     """The image as read (greyscale, transparency as paper) beside the 20 x 20 input, upright,
     titled with the digit and the top three probabilities. ``image``: a PIL image, or its
     :func:`~digits_torch.images.greyscale` (H, W) already made."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6.4, 3.4), dpi=100, layout="constrained")
     original, seen = fig.subplots(1, 2)
     grey = image if isinstance(image, np.ndarray) else greyscale(image)

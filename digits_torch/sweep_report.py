@@ -17,12 +17,15 @@ import csv
 import io
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from . import plots
 from .files import write_atomically
+
+if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a sweep without one never pays
+    from matplotlib.figure import Figure
 
 __all__ = ["report", "write_results"]
 
@@ -167,6 +170,8 @@ def validation_curve(grid: dict, rows: list[dict], field: str, xs: list[float]) 
     """Training and validation accuracy (%) against ``field``'s values ``xs`` (one per value of
     ``grid[field]``), a line pair per combination of the other swept fields; ``rows`` as
     :func:`write_results` returns them."""
+    from matplotlib.figure import Figure
+
     others = [f for f in grid if f not in (field, "seed")]
     figure = Figure(figsize=(6.4, 4.4), dpi=plots.DPI)
     ax = figure.add_subplot()
@@ -204,6 +209,8 @@ def validation_curve(grid: dict, rows: list[dict], field: str, xs: list[float]) 
 
 
 def _heatmap(sweep_dir, grid, rows, a, b) -> Path:
+    from matplotlib.figure import Figure
+
     key = _score_key(rows)
     table = np.full((len(grid[a]), len(grid[b])), np.nan)
     for i, va in enumerate(grid[a]):

@@ -1,5 +1,6 @@
-"""Start-up: importing the package, or asking train.py for --help, leaves the heavy third-party
-packages unimported; they load when a picture is drawn, a run is logged or a file is read."""
+"""Start-up: asking train.py or the commands that draw nothing for --help (which imports the
+package) leaves the heavy third-party packages unimported; they load when a picture is drawn, a
+run is logged or a file is read."""
 
 from __future__ import annotations
 
@@ -15,13 +16,21 @@ HEAVY = ("matplotlib", "tensorboard", "scipy.io", "scipy.sparse")
 
 # Each prints the heavy modules it found imported, as JSON, on its last line.
 SCRIPTS = {
-    "import digits_torch": "import digits_torch",
     "train.py --help": (
         "import contextlib, io, runpy\n"
         "sys.argv = ['train.py', '--help']\n"
         "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()) as out:\n"
         "    runpy.run_path('train.py', run_name='__main__')\n"
         "assert '--epochs' in out.getvalue()\n"
+    ),
+    # the commands whose work needs no picture (plots' and compare's does)
+    "evaluate, predict, export, sweep --help": (
+        "import contextlib, importlib, io\n"
+        "for name in ('evaluate', 'predict', 'export', 'sweep'):\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(out):\n"
+        "        importlib.import_module(f'digits_torch.{name}').main(['--help'])\n"
+        "    assert 'usage:' in out.getvalue(), name\n"
     ),
     # the loaders themselves, to show the check can fail: they do need scipy.io
     "load_digits()": "from digits_torch import load_digits; load_digits()",
@@ -39,7 +48,7 @@ def _heavy_modules_after(script: str) -> list[str]:
     return json.loads(ran.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("what", ["import digits_torch", "train.py --help"])
+@pytest.mark.parametrize("what", ["train.py --help", "evaluate, predict, export, sweep --help"])
 def test_start_up_imports_none_of_the_heavy_packages(what):
     assert _heavy_modules_after(SCRIPTS[what]) == []
 
