@@ -1,12 +1,13 @@
 """Wall time of whole ``python train.py`` runs at each thread count, on a quiet and a busy CPU.
 
     python benchmarks/bench_threads.py [--presets coursera tuned] [--threads 1 2] [--repeats 3]
-                                       [--epochs N] [--timeout 600] [--json OUT]
+                                       [--epochs N] [--timeout 600] [--burners N] [--json OUT]
 
 Each run is ``python train.py --preset P --device cpu --quiet --no-figures --threads T`` in a
 fresh process, timed from start to exit: what a user waits for. "quiet" runs them with nothing
-else of ours running; "busy" with one CPU-burning process per core beside them (started here,
-bounded in time, killed at the end), as on a shared CI runner or a laptop building something.
+else of ours running; "busy" with one CPU-burning process per core beside them (``--burners``;
+started here, bounded in time, killed at the end), as on a shared CI runner or a laptop building
+something.
 The runs of each load take turns (preset by preset, thread count by thread count, repeated), so
 each comparison is between runs taken minutes apart at most; the medians are reported.
 """
@@ -46,16 +47,15 @@ def time_run(preset: str, threads: int, epochs: int | None, timeout: float) -> f
         return time.perf_counter() - start
 
 
-def burners(seconds: float) -> list[subprocess.Popen]:
-    """One busy loop per core, each ending by itself after ``seconds`` at the latest."""
-    count = os.cpu_count() or 1
+def burners(count: int, seconds: float) -> list[subprocess.Popen]:
+    """``count`` busy loops, each ending by itself after ``seconds`` at the latest."""
     return [subprocess.Popen([sys.executable, "-c", BURN, str(seconds)]) for _ in range(count)]
 
 
 def measure(args, busy: bool) -> dict[str, dict[str, float | None]]:
     """{preset: {threads: median seconds (None: a run timed out)}} under one load."""
     runs = len(args.presets) * len(args.threads) * args.repeats
-    load = burners(runs * args.timeout) if busy else []
+    load = burners(args.burners, runs * args.timeout) if busy else []
     try:
         times = {(p, t): [] for p in args.presets for t in args.threads}
         for _ in range(args.repeats):
@@ -82,9 +82,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each; medians")
     parser.add_argument("--epochs", type=int, help="override the presets' epochs (shorter runs)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a run may take")
+    parser.add_argument(
+        "--burners", type=int, default=os.cpu_count() or 1, help="busy loops (default: one a core)"
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
-    results = {"cores": os.cpu_count(), "repeats": args.repeats, "epochs": args.epochs}
+    results = {
+        "cores": os.cpu_count(),
+        "burners": args.burners,
+        "repeats": args.repeats,
+        "epochs": args.epochs,
+    }
     for load in ("quiet", "busy"):
         results[load] = measure(args, busy=load == "busy")
     print(f"{results['cores']} cores; wall seconds of python train.py, medians of {args.repeats}")

@@ -17,7 +17,8 @@ momentum 0.9, l2 1e-4):
 On CUDA also ``ours_graph`` and ``loop_graph``: the same with ``--cuda-graph`` (each epoch one
 replayed CUDA graph), and the article's whole 1000-epoch run by fit's clock, eager and as a graph.
 
-Then how ours grows with rows (the data repeated to 50k and 500k rows) and hidden width.
+Then how ours grows with rows (the data repeated, by default to 50k and 500k rows: ``--copies``)
+and hidden width (``--widths``).
 
 Then time to an accuracy, each a whole process timed from start to exit (median of the repeats,
 taking turns): ``python train.py --device D --quiet --no-figures`` (the default recipe, the
@@ -245,6 +246,20 @@ def main() -> None:
         default=DEFAULT_PRESET,
         help=f"the preset of the whole-process run of ours (default: {DEFAULT_PRESET})",
     )
+    parser.add_argument(
+        "--copies",
+        type=int,
+        nargs="+",
+        default=[1, 10, 100],
+        help="times the data is repeated for the rows figures (default: 1 10 100)",
+    )
+    parser.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=[25, 100, 400],
+        help="hidden units for the width figures (default: 25 100 400)",
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.threads:
@@ -293,10 +308,10 @@ def main() -> None:
         str(len(X) * k): median_of(
             args.repeats, time_loop, X.repeat(k, 1), y.repeat(k), HIDDEN, max(1, scale_epochs // k)
         )
-        for k in (1, 10, 100)
+        for k in args.copies
     }
     results["hidden_ms"] = {
-        str(h): median_of(args.repeats, time_loop, X, y, h, scale_epochs) for h in (25, 100, 400)
+        str(h): median_of(args.repeats, time_loop, X, y, h, scale_epochs) for h in args.widths
     }
 
     # Time to an accuracy: whole processes, taking turns.
