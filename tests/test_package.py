@@ -60,18 +60,34 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
     return out.stdout
 
 
+# Installed scripts run one after another in one interpreter, each as it runs alone (its file as
+# __main__, its argv), since a process each would import torch each time. Its argument: a JSON
+# list of argvs. Each script's output follows a SEPARATOR line; one that exits non-zero ends it.
+SEPARATOR = "-- the next script --"
+_IN_TURN = f"""
+import json, runpy, sys
+for argv in json.loads(sys.argv[1]):
+    print({SEPARATOR!r}, flush=True)
+    sys.argv = list(argv)
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as stop:
+        if stop.code not in (None, 0):
+            sys.exit(f"{{argv[0]}} exited {{stop.code}}")
+"""
+
+
+def _in_turn(python: Path, cwd: Path, *argvs: list[str]) -> list[str]:
+    """The stdout of each argv ([script path, *args]), run in turn by :data:`_IN_TURN`."""
+    out = _run([str(python), "-c", _IN_TURN, json.dumps(argvs)], cwd)
+    first, *outputs = out.split(SEPARATOR + "\n")
+    assert first == "" and len(outputs) == len(argvs), out
+    return outputs
+
+
 def test_the_commands_run_from_the_installed_wheel(installed, tmp_path, small_digits):
     assert not tmp_path.resolve().is_relative_to(ROOT)
-    # One process each (every one imports torch, seconds on a busy machine).
-    listing = "import digits_torch, runpy; print(digits_torch.__file__); " + (
-        "runpy.run_module('digits_torch', run_name='__main__')"  # python -m digits_torch
-    )
-    where, *listed = _run([str(installed / "python"), "-c", listing], tmp_path).splitlines()
-    assert Path(where).is_relative_to(installed.parent)  # the wheel's copy, not the checkout's
-    assert (Path(where).parent / "py.typed").is_file()
-    for name, _, _ in COMMANDS:  # every command, each landed by now
-        assert any(line.split()[:1] == [name] for line in listed), name
-
+    # digits-train as a process of its own (the script's interpreter line), the rest in one
     train = [str(installed / "digits-train"), "--preset", "tuned", "--epochs", "5"]
     out = _run(
         [*train, "--data", str(small_digits), "--device", "cpu", "--no-figures"], cwd=tmp_path
@@ -81,27 +97,39 @@ def test_the_commands_run_from_the_installed_wheel(installed, tmp_path, small_di
     assert len((run / "history.jsonl").read_text().splitlines()) == 5
     assert "digits-evaluate" in out and "digits-train --resume" in out
 
-    scored = _run([str(installed / "digits-evaluate"), str(run), "--json", "e.json"], cwd=tmp_path)
-    split = json.loads((run / "split.json").read_text())
-    assert json.loads((tmp_path / "e.json").read_text())["n"] == len(split["val"])
-    assert "validation digits" in scored
-
-    drawn = _run([str(installed / "digits-plots"), str(run)], cwd=tmp_path)
-    assert {Path(line).name for line in drawn.split()} >= {"hidden_units.png", "confusion.png"}
-    assert all(Path(line).is_file() for line in drawn.split())
-
+    (tmp_path / "listing.py").write_text(  # where the package comes from; python -m digits_torch
+        "import digits_torch, runpy\nprint(digits_torch.__file__)\n"
+        "runpy.run_module('digits_torch', run_name='__main__')\n"
+    )
     seven = PIL.Image.new("L", (120, 120), 255)  # a drawn 7, dark ink on white
     PIL.ImageDraw.Draw(seven).line([(30, 25), (90, 25), (55, 100)], fill=0, width=9)
     seven.save(tmp_path / "seven.png")
-    _run([str(installed / "digits-predict"), str(run), "seven.png", "--json", "p.json"], tmp_path)
+    sweep = ["--epochs", "2", "--seeds", "0-1", "--data", str(small_digits), "--no-figures"]
+    listing, scored, drawn, _, _, exported, swept = _in_turn(
+        installed / "python",
+        tmp_path,
+        [str(tmp_path / "listing.py")],
+        [str(installed / "digits-evaluate"), str(run), "--json", "e.json"],
+        [str(installed / "digits-plots"), str(run)],
+        [str(installed / "digits-predict"), str(run), "seven.png", "--json", "p.json"],
+        [str(installed / "digits-export"), str(run), "--format", "safetensors", "m.st"],
+        [str(installed / "digits-evaluate"), "m.st", "--json", "x.json"],
+        [str(installed / "digits-sweep"), *sweep, "--device", "cpu"],
+    )
+    where, *listed = listing.splitlines()
+    assert Path(where).is_relative_to(installed.parent)  # the wheel's copy, not the checkout's
+    assert (Path(where).parent / "py.typed").is_file()
+    for name, _, _ in COMMANDS:  # every command, each landed by now
+        assert any(line.split()[:1] == [name] for line in listed), name
+
+    split = json.loads((run / "split.json").read_text())
+    assert json.loads((tmp_path / "e.json").read_text())["n"] == len(split["val"])
+    assert "validation digits" in scored
+    assert {Path(line).name for line in drawn.split()} >= {"hidden_units.png", "confusion.png"}
+    assert all(Path(line).is_file() for line in drawn.split())
     (prediction,) = json.loads((tmp_path / "p.json").read_text())["predictions"]
     assert prediction["digit"] in range(10)  # 5 epochs on 40 digits: any digit, but one
-    _run([str(installed / "digits-export"), str(run), "--format", "safetensors", "m.st"], tmp_path)
-    exported = _run([str(installed / "digits-evaluate"), "m.st", "--json", "x.json"], tmp_path)
     assert "accuracy" in exported and json.loads((tmp_path / "x.json").read_text())["n"] > 0
-
-    argv = ["--epochs", "2", "--seeds", "0-1", "--data", str(small_digits), "--no-figures"]
-    swept = _run([str(installed / "digits-sweep"), *argv, "--device", "cpu"], cwd=tmp_path)
     sweep_dir = tmp_path / swept.strip().splitlines()[-1].removeprefix("sweep: ")
     assert sweep_dir.parent == tmp_path / "runs" and (sweep_dir / "sweep.json").is_file()
 
