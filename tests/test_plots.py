@@ -291,12 +291,12 @@ def test_image_every_zero_logs_no_images_during_training(tmp_path):
 # ------------------------------------------------------------------------------ command line
 
 
-def cli(*args, cwd=None):
+def cli(*args):
+    """``python -m digits_torch.plots ARGS`` as a process of its own."""
     return subprocess.run(
         [sys.executable, "-m", "digits_torch.plots", *map(str, args)],
         capture_output=True,
         text=True,
-        cwd=cwd,
     )
 
 
@@ -311,28 +311,28 @@ def test_cli_redraws_a_run_and_draws_weights_files(run, tmp_path):
             redrawn, np.asarray(PIL.Image.open(run.run_dir / "figures" / name))
         )
 
+    # the rest in this process: the command's main, as the process above ran it
     save_weights(run.model, tmp_path / "weights.mat")  # ex4's Theta1/Theta2 layout
-    result = cli(tmp_path / "weights.mat", "--out", tmp_path / "ex4")
-    assert result.returncode == 0, result.stderr
+    plots_main([str(tmp_path / "weights.mat"), "--out", str(tmp_path / "ex4")])
     assert {p.name for p in (tmp_path / "ex4").iterdir()} == FIGURES - {"learning_curves.png"}
 
 
-def test_cli_draws_digits_of_any_file(write_mat, digits, tmp_path):
+def test_cli_draws_digits_of_any_file(write_mat, digits, tmp_path, monkeypatch, capsys):
     X, y = digits
     data = write_mat(
         "few.mat", X=X[::100].astype(np.float64), y=np.where(y[::100] == 0, 10, y[::100])
     )
-    result = cli("--data", data, "--digits", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["digits.png"]  # into the current folder
+    monkeypatch.chdir(tmp_path)
+    plots_main(["--data", str(data), "--digits"])
+    assert capsys.readouterr().out.split() == ["digits.png"]  # into the current folder
     drawn = np.asarray(PIL.Image.open(tmp_path / "digits.png"))
     np.testing.assert_array_equal(drawn, plots.render(plots.digits_grid(X[::100], y[::100])))
 
 
-def test_cli_bad_path_is_one_line(tmp_path):
-    result = cli(tmp_path / "nope", "--out", tmp_path / "out")
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [f"error: {tmp_path / 'nope'}: no such file or directory"]
+def test_cli_bad_path_is_one_line(tmp_path, run_entry):
+    ran = run_entry(lambda: plots_main([str(tmp_path / "nope"), "--out", str(tmp_path / "out")]))
+    assert ran.code == 2
+    assert ran.stderr.splitlines() == [f"error: {tmp_path / 'nope'}: no such file or directory"]
     assert not (tmp_path / "out").exists()
 
 

@@ -281,13 +281,13 @@ def test_weights_only_loading_refuses_code(tmp_path):
 
 def test_cli_runs_prints_summary_and_run_path(tmp_path, capsys, shipped_teacher):
     taught = ["--teacher", str(shipped_teacher)]
-    out = run_cli(
-        "--epochs", "2", "--device", "cpu", "--logdir", str(tmp_path), "--name", "cli", *taught
+    cli_main(
+        ["--epochs", "2", "--device", "cpu", "--logdir", str(tmp_path), "--name", "cli", *taught]
     )
-    assert out.returncode == 0, out.stderr
-    last = out.stdout.strip().splitlines()[-1]
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
     assert last.startswith("run: ") and last.endswith(f"-{DEFAULT_PRESET}-cli")
-    rows = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+    rows = {line.split()[0] for line in out.splitlines() if line.strip()}
     assert {"training", "validation", "model", "epochs"} <= rows
     cli_main(["--epochs", "1", "--logdir", str(tmp_path), "--quiet", "--no-figures", *taught])
     quiet = capsys.readouterr().out
