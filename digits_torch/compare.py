@@ -219,6 +219,7 @@ def _run_ours(system: str, params: dict, device: str, split: _Split, out: Path, 
         "device": device,
         "name": params["activation"],
         "quiet": True,
+        "figures": False,  # a comparison is its table and curves; a fit's seconds draw nothing
     }
     preset = PRESET[system]
     start = time.perf_counter()
