@@ -1,7 +1,7 @@
 """Data-parallel training under torchrun: real two-rank jobs on the CPU (gloo, loopback).
 
-Each job is ``torchrun --standalone --nproc_per_node=2 train.py ...`` in a fresh directory, on the
-shipped digits in float64, so the two ranks' summed gradients must give the one-process run's
+Each job is ``torchrun --standalone --nproc_per_node=2 train.py ...`` in a fresh directory (or
+``tests/torchrun_fits.py``, several runs in one job), on the shipped digits in float64, so the two ranks' summed gradients must give the one-process run's
 weights to within float reduction order (1e-9; measured about 1e-16).
 """
 
@@ -37,15 +37,19 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-def _launch(args: list[str], cwd: Path, ranks: int = 2) -> subprocess.Popen:
-    command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", str(ROOT / "train.py")]
+def _launch(
+    args: list[str], cwd: Path, ranks: int = 2, script: Path = ROOT / "train.py"
+) -> subprocess.Popen:
+    command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", str(script)]
     return subprocess.Popen(
         [*command, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
 
 
-def _torchrun(args: list[str], cwd: Path, ranks: int = 2) -> subprocess.CompletedProcess:
-    job = _launch(args, cwd, ranks)
+def _torchrun(
+    args: list[str], cwd: Path, ranks: int = 2, script: Path = ROOT / "train.py"
+) -> subprocess.CompletedProcess:
+    job = _launch(args, cwd, ranks, script)
     out, err = job.communicate(timeout=120)
     return subprocess.CompletedProcess(job.args, job.returncode, out.decode(), err.decode())
 
@@ -86,33 +90,40 @@ def _wait_for_epochs(run_parent: Path, epochs: int, job: subprocess.Popen) -> Pa
     raise AssertionError(f"no {epochs} epochs within 90 s")
 
 
-@pytest.mark.parametrize(
-    "backprop, taught", [("explicit", False), ("explicit", True), ("autograd", True)]
-)
-def test_two_ranks_train_the_one_process_network(tmp_path, backprop, taught, shipped_teacher):
-    flags = ["--epochs", "6", "--val-fraction", "0.1", "--batch-size", "333"]
-    more = {}
-    if taught:  # distilled from a teacher: each rank's share of the batch's soft targets
-        more = {"teacher": str(shipped_teacher)}
-        flags += ["--teacher", str(shipped_teacher)]
-    job = _torchrun([*flags, *FLOAT64, "--backprop", backprop], tmp_path)  # --quiet: no table
+# (backprop, taught): the hand-written gradients without and with a teacher (whose soft targets
+# each rank takes its share of), and autograd's with one
+TWO_RANK_CASES = [("explicit", False), ("explicit", True), ("autograd", True)]
+
+
+def test_two_ranks_train_the_one_process_network(tmp_path, shipped_teacher):
+    # one job trains the three runs (tests/torchrun_fits.py), each then compared with its solo run
+    cases = []
+    for backprop, taught in TWO_RANK_CASES:  # batches of 333: shares of 167 and 166 digits
+        fields = {"epochs": 6, "val_fraction": 0.1, "batch_size": 333, "backprop": backprop}
+        cases.append({**fields, "teacher": str(shipped_teacher)} if taught else fields)
+    logdirs = [str(tmp_path / f"job{i}") for i in range(len(cases))]
+    job_cases = [
+        {**fields, "device": "cpu", "dtype": "float64", "figures": False, "quiet": True}
+        | {"logdir": logdir}
+        for fields, logdir in zip(cases, logdirs)
+    ]
+    (tmp_path / "cases.json").write_text(json.dumps(job_cases))
+    job = _torchrun(["cases.json"], tmp_path, script=ROOT / "tests" / "torchrun_fits.py")
     assert job.returncode == 0, job.stderr
-    run = _only_run(tmp_path)  # rank 0 alone made and wrote it
-    assert job.stdout.count("run: ") == 1, job.stdout  # and spoke for the job
-    solo = _solo(tmp_path, epochs=6, val_fraction=0.1, batch_size=333, backprop=backprop, **more)
-    parallel = load_run_file(run / LATEST)
-    assert parallel["epoch"] == 6
-    assert _largest_difference(solo.model.state_dict(), parallel["model"]) < 1e-9
-    # the same run, as files: its config, its split, one history line an epoch
-    assert json.loads((run / "config.json").read_text()) == {
-        **solo.config.to_dict(),
-        "logdir": "runs",
-    }
-    assert [r["epoch"] for r in read_history(run)] == list(range(1, 7))
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["val_accuracy"] == pytest.approx(solo.metrics["val_accuracy"], abs=1e-12)
-    assert metrics["train_examples"] == solo.metrics["train_examples"] == 4500
-    assert (metrics["ranks"], solo.metrics["ranks"]) == (2, 1)
+    for fields, logdir in zip(cases, logdirs):
+        (run,) = Path(logdir).iterdir()  # rank 0 alone made and wrote it
+        solo = _solo(tmp_path, **fields)
+        parallel = load_run_file(run / LATEST)
+        assert parallel["epoch"] == 6
+        assert _largest_difference(solo.model.state_dict(), parallel["model"]) < 1e-9, fields
+        # the same run, as files: its config, its split, one history line an epoch
+        saved = json.loads((run / "config.json").read_text())
+        assert saved == {**solo.config.to_dict(), "logdir": logdir}, fields
+        assert [r["epoch"] for r in read_history(run)] == list(range(1, 7))
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["val_accuracy"] == pytest.approx(solo.metrics["val_accuracy"], abs=1e-12)
+        assert metrics["train_examples"] == solo.metrics["train_examples"] == 4500
+        assert (metrics["ranks"], solo.metrics["ranks"]) == (2, 1)
 
 
 def test_an_interrupted_job_resumes_under_torchrun_then_alone(tmp_path):
@@ -133,6 +144,7 @@ def test_an_interrupted_job_resumes_under_torchrun_then_alone(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert load_run_file(run / LATEST)["epoch"] == middle
     assert "device  cpu, 2 ranks (torchrun)" in resumed.stdout  # the closing table says so
+    assert resumed.stdout.count("run: ") == 1, resumed.stdout  # rank 0 spoke for the job
     alone = resume(run, ranks=SOLO, epochs=end)  # and on from there in one process
     assert alone.metrics["ranks"] == 1
     solo = _solo(tmp_path, epochs=end, batch_size=50, checkpoint_every=0.0)
