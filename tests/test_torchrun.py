@@ -1,8 +1,9 @@
 """Data-parallel training under torchrun: real two-rank jobs on the CPU (gloo, loopback).
 
 Each job is ``torchrun --standalone --nproc_per_node=2 train.py ...`` in a fresh directory (or
-``tests/torchrun_fits.py``, several runs in one job), on the shipped digits in float64, so the two ranks' summed gradients must give the one-process run's
-weights to within float reduction order (1e-9; measured about 1e-16).
+``tests/torchrun_fits.py``, several runs in one job), on the shipped digits in float64, so the
+two ranks' summed gradients must give the one-process run's weights to within float reduction
+order (1e-9; measured about 1e-16).
 """
 
 from __future__ import annotations
