@@ -103,11 +103,8 @@ def test_two_ranks_train_the_one_process_network(tmp_path, shipped_teacher):
         fields = {"epochs": 6, "val_fraction": 0.1, "batch_size": 333, "backprop": backprop}
         cases.append({**fields, "teacher": str(shipped_teacher)} if taught else fields)
     logdirs = [str(tmp_path / f"job{i}") for i in range(len(cases))]
-    job_cases = [
-        {**fields, "device": "cpu", "dtype": "float64", "figures": False, "quiet": True}
-        | {"logdir": logdir}
-        for fields, logdir in zip(cases, logdirs)
-    ]
+    as_job = {"device": "cpu", "dtype": "float64", "figures": False, "quiet": True}  # FLOAT64's
+    job_cases = [{**fields, **as_job, "logdir": d} for fields, d in zip(cases, logdirs)]
     (tmp_path / "cases.json").write_text(json.dumps(job_cases))
     job = _torchrun(["cases.json"], tmp_path, script=ROOT / "tests" / "torchrun_fits.py")
     assert job.returncode == 0, job.stderr
