@@ -224,7 +224,6 @@ def test_a_running_run_is_in_the_hparams_tab(tmp_path, small_digits):
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not list(logdir.glob("*/history.jsonl")):
             time.sleep(0.2)
-        training.send_signal(signal.SIGSTOP)  # mid-run, and no core spent training meanwhile
         (run_dir,) = logdir.iterdir()
         with _tensorboard(logdir) as base:
             assert _wait_for_run(base, run_dir.name) == [run_dir.name]
@@ -238,5 +237,4 @@ def test_a_running_run_is_in_the_hparams_tab(tmp_path, small_digits):
         assert row["name"] == trial_name(run_dir) and not row["metricValues"]
     finally:
         training.send_signal(signal.SIGINT)
-        training.send_signal(signal.SIGCONT)
         training.wait(timeout=60)
