@@ -36,8 +36,11 @@ import torch
 from .errors import UserError, no_such_path, reading
 from .files import write_atomically
 from .model import MLP
+from .run_contents import BEST, LATEST
 
 __all__ = [
+    "BEST",
+    "LATEST",
     "best_weights",
     "check_fits",
     "load_checkpoint",
@@ -50,7 +53,6 @@ __all__ = [
 ]
 
 FORMAT = 1
-LATEST, BEST = "checkpoint.pt", "best.pt"
 # What a checkpoint needs beyond the model to continue a run (best.pt lacks all but config).
 RESUMABLE = frozenset({"epoch", "optimizer", "rng", "config", "progress", "seconds"})
 SAFETENSORS_FORMAT = "digits-torch"  # the "format" of our safetensors files' metadata

@@ -36,7 +36,6 @@ from .images import EX4_SIDE, greyscale, preprocess_image
 from .losses import LOSSES
 from .model import MLP
 from .plots import render
-from .runs import run_owning
 from .trained import MODEL_FILES, Trained, as_trained
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn (--show), not to predict
@@ -242,12 +241,8 @@ def _parser() -> ArgumentParser:
 
 
 def _json_path(name: str) -> Path:
-    """--json's file: a regular file or none yet, and not one of a run's own files."""
-    path = output_path(name)
-    run = run_owning(path)
-    if run is not None:
-        raise UserError(f"is a file of the run {run}; refusing to write over it", name)
-    return path
+    """--json's file: a regular file or none yet, and not one a run or a sweep keeps."""
+    return output_path(name)
 
 
 def _show_folder(name: str) -> Path:

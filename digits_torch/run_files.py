@@ -28,6 +28,7 @@ from .errors import UserError, tell
 from .files import fsync_dir, link_atomically
 from .losses import score
 from .model import MLP
+from .run_contents import SIDE
 from .run_log import RunLog
 from .run_setup import TEACHER, Setup
 from .runs import read_history
@@ -46,8 +47,6 @@ __all__ = [
 
 # Config fields that describe how a run is watched, not what it trains: not hyperparameters.
 NOT_HPARAMS = fields_with("hparam", has=False)
-# A sweep's save, written beside the real files until the sweep commits it.
-SIDE = {LATEST: ".sweep-checkpoint.pt", BEST: ".sweep-best.pt"}
 
 
 def run_final_figures(run: Setup) -> dict:

@@ -24,13 +24,12 @@ from .epochs import Epoch, make_epoch
 from .errors import UserError
 from .model import MLP
 from .optimizers import make_optimizer
+from .run_contents import TEACHER
 from .schedule import make_scheduler
 from .stopping import EarlyStopping
 from .trained import load_trained
 
 __all__ = ["TEACHER", "Digits", "Setup", "load_teacher", "read_digits", "set_up", "split_rows"]
-
-TEACHER = "teacher.pt"  # a distilled run's copy of its teacher: a resume distils from the same
 
 
 @dataclass(frozen=True)

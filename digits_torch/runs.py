@@ -3,14 +3,18 @@
     <logdir>/<timestamp>-<preset>[-<name>]/    (name: --name, else what the run changed from
                                                 the preset: 20261201-101500-tuned-l2=0.1-hidden=100)
         config.json      the TrainConfig the run was made with
-        split.json       the rows of the data file it trains on and validates on
+        split.json       the rows of the data file it trains on and validates on, and the
+                         SHA-256 of that file (and of teacher.pt, for a distilled run)
         history.jsonl    one JSON record per finished epoch (losses, accuracies, lr, seconds)
         metrics.json     the final figures, written when the run ends
         checkpoint.pt    the latest epoch;  best.pt: the best epoch (see digits_torch.checkpoints)
+        teacher.pt       a distilled run's copy of its teacher
         events.out.tfevents.*   TensorBoard: scalars per epoch, config text, hparams, images
         figures/         PNGs drawn at the end of the run
 
         .lock            held (flock) by the one process writing into the run
+
+(every name in one list: :mod:`digits_torch.run_contents`)
 
 A run directory has one writer at a time (:class:`RunLock`); readers need no lock, since every
 file but the logs is replaced whole. History and events are appended without a sync per epoch
@@ -32,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import BEST, LATEST
 from .config import TrainConfig
 from .errors import UserError, reading, writing
+from .run_contents import CONFIG, HISTORY, LOCK, METRICS, SPLIT
 
 try:
     import fcntl
@@ -49,11 +53,8 @@ __all__ = [
     "read_metrics",
     "read_split",
     "run_label",
-    "run_owning",
 ]
 
-CONFIG, HISTORY, METRICS, SPLIT = "config.json", "history.jsonl", "metrics.json", "split.json"
-LOCK = ".lock"
 TEXT_METRICS = ("stopped", "device", "preset")  # metrics.json's text; its other values are numbers
 
 # What every history record holds: key -> whether it may be null (no validation split).
@@ -316,24 +317,3 @@ def read_split(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
         return np.asarray(split["train"], dtype=np.int64), np.asarray(split["val"], dtype=np.int64)
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise UserError(f"unreadable ({err})", path) from None
-
-
-RUN_FILES = (CONFIG, SPLIT, HISTORY, METRICS, LATEST, BEST, LOCK)  # and events, figures/*
-FIGURES = "figures"
-
-
-def run_owning(path: str | Path) -> Path | None:
-    """The run directory of which ``path`` is one of the files, or None: a file a run writes
-    (config.json, a checkpoint, its events, a picture in figures/, ...), replaced by anything
-    else, breaks the run (it cannot resume, or reads back wrong). A run directory is one holding
-    config.json and a checkpoint; links are followed."""
-    path = Path(os.path.realpath(path))
-    folder, name = path.parent, path.name
-    if folder.name == FIGURES and _is_run(folder.parent):
-        return folder.parent
-    owned = name in RUN_FILES or name.startswith("events.out.tfevents.")
-    return folder if owned and _is_run(folder) else None
-
-
-def _is_run(folder: Path) -> bool:
-    return (folder / CONFIG).is_file() and any((folder / n).is_file() for n in (LATEST, BEST))

@@ -52,7 +52,8 @@ from .errors import UserError, progress_bar, reading
 from .files import write_json
 from .interrupts import StopRequests, sigterm_interrupts
 from .loop import train_epochs
-from .run_files import SIDE, RunFiles, install
+from .run_contents import PROGRESS, SIDE
+from .run_files import RunFiles, install
 from .run_setup import Digits, read_digits, set_up
 from .runs import METRICS, RunLock, read_metrics, read_split
 from .stack_plan import stack_key, stackable
@@ -61,8 +62,6 @@ from .trainee import Trainee
 from .training import check_same_run, fit, resume, with_teacher
 
 __all__ = ["Network", "commit_file", "plan_networks", "recover", "run_sweep"]
-
-PROGRESS = "progress.json"  # the commit file of a one-process sweep (and of torchrun's rank 0)
 
 
 @dataclass
