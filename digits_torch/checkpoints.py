@@ -43,6 +43,7 @@ __all__ = [
     "LATEST",
     "best_weights",
     "check_fits",
+    "checkpoint_bytes",
     "load_checkpoint",
     "load_model",
     "model_checkpoint",
@@ -67,9 +68,15 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     """
     # Serialise in memory first (a checkpoint is ~100 kB): then every failure below is the disk's
     # and becomes a UserError, while a failure to serialise stays a bug with its traceback.
+    write_atomically(path, checkpoint_bytes(state))
+
+
+def checkpoint_bytes(state: dict) -> bytes:
+    """The bytes :func:`save_checkpoint` writes for ``state`` (their SHA-256 is recorded of a
+    distilled run's teacher.pt)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_atomically(path, buffer.getbuffer())
+    return buffer.getvalue()
 
 
 def save_safetensors(model: MLP, path: str | Path, loss: str = "softmax") -> None:

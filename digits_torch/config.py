@@ -240,6 +240,13 @@ class TrainConfig:
         roles=(*TRAINS, "augments"),
         metavar=("PRESET",),
     )
+    teacher_any_split: bool = _field(
+        False,
+        "distil from a --teacher not known to have trained on this run's split (a model file, "
+        "another seed's or data file's run): it may have learned this run's validation digits, "
+        "whose figures then flatter the student",
+        roles=(),
+    )
     distill_temperature: float = _field(
         3.0,
         "distillation: the temperature T that softens the teacher's and the network's outputs",
