@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bounds import EMPTY_LOGDIR
 from .config import TrainConfig
 from .errors import UserError, reading, writing
 from .run_contents import CONFIG, HISTORY, LOCK, METRICS, SPLIT
@@ -74,6 +75,8 @@ RECORD_FIELDS = {
 def new_run_dir(logdir: str | Path, preset: str, name: str = "") -> Path:
     """Create and return ``<logdir>/<YYYYmmdd-HHMMSS>-<preset>[-<name>]`` (suffixed if taken)."""
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}" + (f"-{name}" if name else "")
+    if str(logdir) == "":  # Path("") is the working directory: an unset $LOGDIR, most often
+        raise UserError(EMPTY_LOGDIR)
     logdir = Path(logdir)
     if logdir.exists() and not logdir.is_dir():
         raise UserError("is a file, not a directory for runs", logdir)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from conftest import one_error
 
 from digits_torch import cli, evaluate, fit, make_config, resume
 from digits_torch.checkpoints import BEST, load_checkpoint, save_checkpoint
@@ -31,14 +32,6 @@ def _config(data, logdir, **changes):
         batch_size=10, val_fraction=0.25, image_every=0, epochs=2,
     )  # fmt: skip
     return make_config("seed", **{**base, **changes})
-
-
-def _one_error(ran, *needles) -> str:
-    lines = ran.stderr.splitlines()
-    assert ran.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), ran.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _files(root: Path) -> dict:
@@ -73,7 +66,7 @@ def test_a_teacher_of_another_seed_is_refused_unless_the_user_says(
     tmp_path, data, teacher, run_entry
 ):
     argv = _student_argv(data, tmp_path / "runs", "--teacher", str(teacher), "--seed", "3")
-    line = _one_error(run_entry(lambda: cli.main(argv)), f"error: {teacher}: it trained on ")
+    line = one_error(run_entry(lambda: cli.main(argv)), f"error: {teacher}: it trained on ")
     assert "validation digits" in line and "--teacher-any-split" in line
     assert not (tmp_path / "runs").exists()
     ran = run_entry(lambda: cli.main([*argv, "--teacher-any-split"]))
@@ -90,7 +83,7 @@ def test_a_model_file_or_other_data_teaches_only_where_the_user_says(
     model = tmp_path / "t.safetensors"
     export_model(teacher, "safetensors", model)
     argv = _student_argv(data, tmp_path / "runs", "--teacher", str(model))
-    _one_error(run_entry(lambda: cli.main(argv)), f"{model}: a model file, not a run")
+    one_error(run_entry(lambda: cli.main(argv)), f"{model}: a model file, not a run")
     assert run_entry(lambda: cli.main([*argv, "--teacher-any-split"])).code == 0
     whole = _student_argv(data, tmp_path / "all", "--teacher", str(model), "--val-fraction", "0")
     assert run_entry(lambda: cli.main(whole)).code == 0  # no validation digits to flatter
@@ -98,7 +91,7 @@ def test_a_model_file_or_other_data_teaches_only_where_the_user_says(
     X, y = scipy.io.loadmat(data)["X"], scipy.io.loadmat(data)["y"]
     scipy.io.savemat(other, {"X": X * 0.5, "y": y})
     argv = _student_argv(other, tmp_path / "runs", "--teacher", str(teacher))
-    _one_error(run_entry(lambda: cli.main(argv)), "another data file than this run's")
+    one_error(run_entry(lambda: cli.main(argv)), "another data file than this run's")
 
 
 def test_a_distilled_runs_config_with_another_seed_trains_that_seeds_teacher(
@@ -133,7 +126,7 @@ def test_a_resume_on_a_data_file_changed_in_place_is_refused(tmp_path, data, run
     scipy.io.savemat(mine, {"X": contents["X"][::-1], "y": contents["y"][::-1]})
     before = _files(run)
     ran = run_entry(lambda: resume(run, epochs=3))
-    _one_error(ran, f"error: {mine}: changed since the run started", "put that file back")
+    one_error(ran, f"error: {mine}: changed since the run started", "put that file back")
     assert _files(run) == before
 
 
@@ -164,7 +157,7 @@ def test_a_teachers_best_pt_that_is_not_its_runs_model_is_refused(
     else:
         shutil.copy(stranger / BEST, mine / BEST)
     argv = _student_argv(data, tmp_path / "runs", "--teacher", str(mine))
-    line = _one_error(run_entry(lambda: cli.main(argv)), f"error: {mine / BEST}: holds a 400-25-10")
+    line = one_error(run_entry(lambda: cli.main(argv)), f"error: {mine / BEST}: holds a 400-25-10")
     assert "config.json builds a 400-30-10" in line and "not the run's own model" in line
     assert not (tmp_path / "runs").exists()
 
@@ -187,7 +180,7 @@ def test_a_runs_teacher_pt_replaced_or_linked_is_refused_on_resume(
         problem = "not the teacher the run started with"
     before = _files(run)
     ran = run_entry(lambda: resume(run, epochs=3))
-    _one_error(ran, f"error: {run / TEACHER}: {problem}")
+    one_error(ran, f"error: {run / TEACHER}: {problem}")
     assert _files(run) == before
 
 
@@ -196,7 +189,7 @@ def test_a_teacher_still_training_is_refused(tmp_path, data, teacher, run_entry)
     lock = RunLock(mine)  # as the process training it holds it
     try:
         argv = _student_argv(data, tmp_path / "runs", "--teacher", str(mine))
-        line = _one_error(run_entry(lambda: cli.main(argv)), f"error: {mine}: still training (pid")
+        line = one_error(run_entry(lambda: cli.main(argv)), f"error: {mine}: still training (pid")
         assert "wait for it to end" in line
     finally:
         lock.release()
@@ -227,7 +220,7 @@ def test_hand_edited_split_rows_are_refused(rows, problem, tmp_path, teacher, ru
         lambda: plots_main.main([str(run), "--out", str(tmp_path / "pictures")]),
         lambda: resume(run, epochs=4),
     ):
-        _one_error(run_entry(call), f"error: {run / SPLIT}: {problem}")
+        one_error(run_entry(call), f"error: {run / SPLIT}: {problem}")
     assert _files(run) == before and not (tmp_path / "pictures").exists()
 
 
@@ -237,7 +230,7 @@ def test_a_split_json_with_rows_of_another_run_is_refused_on_resume(tmp_path, te
     moved = {**split, "train": split["train"][1:], "val": [*split["val"], split["train"][0]]}
     (run / SPLIT).write_text(json.dumps(moved))
     ran = run_entry(lambda: resume(run, epochs=4))
-    _one_error(ran, f"error: {run / SPLIT}: its rows are not those the run's config picks")
+    one_error(ran, f"error: {run / SPLIT}: its rows are not those the run's config picks")
 
 
 def test_every_run_records_its_data_and_teacher(tmp_path, data, teacher):
