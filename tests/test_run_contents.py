@@ -114,3 +114,14 @@ def test_a_file_beside_a_run_is_still_written(place, run_entry):
     ran = run_entry(lambda: evaluate.main([str(place / "run"), "--json", str(out)]))
     assert ran.code == 0, ran.stderr
     assert json.loads(out.read_text())["n"] == 40
+
+
+@pytest.mark.parametrize("folder", ["run/figures", "sweep"])
+def test_predict_shows_no_pictures_among_a_runs_or_sweeps(folder, place, run_entry):
+    image = _image(place.parent)
+    before = _files(place)
+    show = place / folder
+    ran = run_entry(lambda: predict.main([str(place / "run"), str(image), "--show", str(show)]))
+    assert ran.code == 2 and len(ran.stderr.splitlines()) == 1, ran.stderr
+    assert ran.stderr.startswith(f"error: {show}: holds the pictures of the ")
+    assert _files(place) == before
