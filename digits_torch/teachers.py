@@ -70,8 +70,8 @@ def kept_teacher(run_dir: Path, pixels: int) -> Trained:
     record = read_split_record(run_dir)
     recorded = None if record is None else record["teacher_sha256"]
     if recorded is not None and file_sha256(path) != recorded:
-        raise UserError(f"not the teacher the run started with ({SPLIT} records another SHA-256); "
-                        f"{_PUT_BACK}", path)  # fmt: skip
+        problem = f"not the teacher the run started with ({SPLIT} records another SHA-256)"
+        raise UserError(f"{problem}; {_PUT_BACK}", path)
     trained = load_trained(path)
     _check_model(trained, path, pixels)
     return trained
