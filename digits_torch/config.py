@@ -229,7 +229,8 @@ class TrainConfig:
     teacher: str | None = _field(
         None,
         "distil from this trained model (a run directory or model file, as digits-evaluate "
-        "takes): it labels each epoch's digits with soft targets, learned beside the true ones",
+        "takes): it labels each epoch's digits with soft targets, learned beside the true ones; "
+        "a run trained on this run's split (else see --teacher-any-split)",
         roles=(*TRAINS, "augments"),
         metavar=("RUN_OR_MODEL",),
     )
