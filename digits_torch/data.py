@@ -80,11 +80,15 @@ def file_sha256(path: str | Path) -> str:
     its teacher.pt), so that a resume or a teacher on other digits is told apart from its own.
 
     Raises:
-        UserError: the file is missing or cannot be read.
+        UserError: the file is missing, not a regular file, or cannot be read.
     """
     path = Path(path)
     if not path.exists():
         raise no_such_path(path)
+    if path.is_dir():
+        raise UserError("is a directory, not a file", path)
+    if not path.is_file():  # a FIFO or a device (/dev/zero) would never end
+        raise UserError("not a regular file; refusing to read it", path)
     digest = hashlib.sha256()
     with reading(path), open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

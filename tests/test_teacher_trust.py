@@ -141,6 +141,18 @@ def test_teachers_are_found_by_their_data_not_its_path(tmp_path, data):
     assert len(list((tmp_path / TEACHERS).iterdir())) == 2
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_data_that_is_no_regular_file_is_refused_before_it_is_hashed(kind, tmp_path, run_entry):
+    """The default preset looks for its teacher by the data's SHA-256 first: a FIFO or
+    /dev/zero is refused, not read for ever."""
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "digits.mat")
+    source = tmp_path / "digits.mat" if kind == "fifo" else Path("/dev/zero")
+    ran = run_entry(lambda: cli.main(["--data", str(source), "--logdir", str(tmp_path / "runs")]))
+    one_error(ran, f"error: {source}: ")
+    assert not (tmp_path / "runs").exists()
+
+
 # ----------------------------------------------------------------- item 4: the teacher itself
 
 
