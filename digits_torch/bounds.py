@@ -78,6 +78,9 @@ def is_device_spec(spec: str) -> bool:
     return re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec) is not None
 
 
+# What an empty --logdir is told (new_run_dir says it too, for compare's --logdir).
+EMPTY_LOGDIR = "logdir must name a directory for runs (. for the working directory), not be empty"
+
 # One rule per field, checked in this order (a float field must also be finite). Not NaN-safe
 # comparisons on purpose: NaN fails every one of them.
 FIELD_RULES: dict[str, Rule] = {
@@ -131,6 +134,8 @@ FIELD_RULES: dict[str, Rule] = {
         f"(0, {MAX_ELASTIC[1]:.0f}] (0 0: none)",
     ),
     "teacher": ((lambda v: v is None or v != ""), "teacher must name a run or a model file"),
+    # "" is most often an unset variable ($LOGDIR): refused, not read as the working directory
+    "logdir": ((lambda v: v != ""), EMPTY_LOGDIR),
     "teacher_preset": (
         lambda v: v is None or (v in PRESETS and "teacher_preset" not in PRESETS[v]),
         "teacher preset must be a preset that trains without a teacher of its own "

@@ -36,10 +36,14 @@ import torch
 from .errors import UserError, no_such_path, reading
 from .files import write_atomically
 from .model import MLP
+from .run_contents import BEST, LATEST
 
 __all__ = [
+    "BEST",
+    "LATEST",
     "best_weights",
     "check_fits",
+    "checkpoint_bytes",
     "load_checkpoint",
     "load_model",
     "model_checkpoint",
@@ -50,7 +54,6 @@ __all__ = [
 ]
 
 FORMAT = 1
-LATEST, BEST = "checkpoint.pt", "best.pt"
 # What a checkpoint needs beyond the model to continue a run (best.pt lacks all but config).
 RESUMABLE = frozenset({"epoch", "optimizer", "rng", "config", "progress", "seconds"})
 SAFETENSORS_FORMAT = "digits-torch"  # the "format" of our safetensors files' metadata
@@ -65,9 +68,15 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     """
     # Serialise in memory first (a checkpoint is ~100 kB): then every failure below is the disk's
     # and becomes a UserError, while a failure to serialise stays a bug with its traceback.
+    write_atomically(path, checkpoint_bytes(state))
+
+
+def checkpoint_bytes(state: dict) -> bytes:
+    """The bytes :func:`save_checkpoint` writes for ``state`` (their SHA-256 is recorded of a
+    distilled run's teacher.pt)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_atomically(path, buffer.getbuffer())
+    return buffer.getvalue()
 
 
 def save_safetensors(model: MLP, path: str | Path, loss: str = "softmax") -> None:

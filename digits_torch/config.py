@@ -229,7 +229,8 @@ class TrainConfig:
     teacher: str | None = _field(
         None,
         "distil from this trained model (a run directory or model file, as digits-evaluate "
-        "takes): it labels each epoch's digits with soft targets, learned beside the true ones",
+        "takes): it labels each epoch's digits with soft targets, learned beside the true ones; "
+        "a run trained on this run's split (else see --teacher-any-split)",
         roles=(*TRAINS, "augments"),
         metavar=("RUN_OR_MODEL",),
     )
@@ -239,6 +240,13 @@ class TrainConfig:
         "split (seed, val fraction, data), or reuse one that finished in --logdir",
         roles=(*TRAINS, "augments"),
         metavar=("PRESET",),
+    )
+    teacher_any_split: bool = _field(
+        False,
+        "distil from a --teacher not known to have trained on this run's split (a model file, "
+        "another seed's or data file's run): it may have learned this run's validation digits, "
+        "whose figures then flatter the student",
+        roles=(),
     )
     distill_temperature: float = _field(
         3.0,

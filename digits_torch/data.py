@@ -14,6 +14,7 @@ built by ``scripts/build_dataset.py``) and returns plain digits. Anything wrong 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from importlib import resources
 from pathlib import Path
@@ -24,7 +25,14 @@ from torch.utils.data import Dataset
 
 from .errors import UserError, no_such_path, reading
 
-__all__ = ["DigitsDataset", "default_data_path", "load_digits", "stratified_split", "to_image"]
+__all__ = [
+    "DigitsDataset",
+    "default_data_path",
+    "file_sha256",
+    "load_digits",
+    "stratified_split",
+    "to_image",
+]
 
 NUM_CLASSES = 10
 
@@ -65,6 +73,27 @@ def load_digits(
     X = _check_pixels(arrays["X"], path, np.dtype(dtype))
     labels = _check_labels(arrays["y"], path, len(X))
     return X, labels if stored_labels else np.where(labels == 10, 0, labels)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of the file at ``path``, in hex: what a run records of its data file (and of
+    its teacher.pt), so that a resume or a teacher on other digits is told apart from its own.
+
+    Raises:
+        UserError: the file is missing, not a regular file, or cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise no_such_path(path)
+    if path.is_dir():
+        raise UserError("is a directory, not a file", path)
+    if not path.is_file():  # a FIFO or a device (/dev/zero) would never end
+        raise UserError("not a regular file; refusing to read it", path)
+    digest = hashlib.sha256()
+    with reading(path), open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def to_image(row: np.ndarray | torch.Tensor) -> np.ndarray:

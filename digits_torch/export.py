@@ -35,7 +35,6 @@ from .coursera import save_weights
 from .errors import ArgumentParser, UserError, exit_on_error, show
 from .files import output_path, write_atomically
 from .model import MLP
-from .runs import run_owning
 from .trained import MODEL_FILES, Trained, as_trained
 
 __all__ = ["FORMATS", "export_format", "export_model"]
@@ -108,8 +107,9 @@ def export_format(out: str | Path, format: str | None = None) -> str:
 
 
 def check_target(model: Trained | MLP | str | Path, out: Path) -> None:
-    """Refuse to write over the model file exported from, or over a file of a run directory:
-    the run could no longer resume, or would read back another model.
+    """Refuse to write over the model file exported from, or over a file a run or a sweep
+    keeps (:func:`~digits_torch.files.output_path`): the run could no longer resume, or would
+    read back another model.
 
     Raises:
         UserError: naming ``out``.
@@ -118,13 +118,7 @@ def check_target(model: Trained | MLP | str | Path, out: Path) -> None:
         source = Path(model) / BEST if Path(model).is_dir() else Path(model)
         if out.exists() and source.exists() and os.path.samefile(source, out):
             raise UserError("is the model being exported; refusing to write over it", out)
-    run = run_owning(out)
-    if run is not None:
-        raise UserError(
-            f"is a file of the run {run}, which it needs; refusing to write over it (export "
-            "elsewhere)",
-            out,
-        )
+    output_path(out)  # nor over a file of a run or a sweep
 
 
 def _safetensors(trained: Trained, out: Path) -> None:
@@ -212,8 +206,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("out", metavar="OUT", help="the file to write")
     args = parser.parse_args(argv)
     format = export_format(args.out, args.format)  # all refused before the work
-    out = output_path(args.out)  # a directory, a device node, ...
-    check_target(args.model, out)
+    check_target(args.model, Path(args.out))  # the model itself, a run's file, a device node...
+    out = output_path(args.out)
     trained = as_trained(args.model)
     out = export_model(trained, format, out)
     show(f"wrote {out} ({format}: {_describe(trained.model)}, loss {trained.loss})")

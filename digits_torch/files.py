@@ -24,6 +24,7 @@ import stat
 from pathlib import Path
 
 from .errors import UserError, writing
+from .run_contents import owner_of
 
 __all__ = [
     "link_atomically",
@@ -128,16 +129,27 @@ def write_json(path: str | Path, value: dict) -> None:
     write_atomically(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
-def output_path(path: str | Path) -> Path:
+def output_path(path: str | Path, own: Path | None = None) -> Path:
     """The file to write for a path the user named: a symlink is followed to the file it names
-    (which may not exist yet); anything else than a regular file there is refused.
+    (which may not exist yet); anything else than a regular file there is refused, and so is a
+    file a run or a sweep keeps (:func:`~digits_torch.run_contents.owner_of`), bar those of
+    ``own`` (the run a command writes into as its one writer).
 
     Raises:
-        UserError: the path (or the link's target) is a directory, device node, FIFO or socket.
+        UserError: the path (or the link's target) is a directory, device node, FIFO or socket,
+            or a file of a run or sweep.
     """
     path = Path(path)
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     check_replaceable(target, named=path)
+    owner = owner_of(target)
+    if owner is not None and not (own is not None and os.path.samefile(owner[1], own)):
+        kind, directory = owner
+        raise UserError(
+            f"is a file of the {kind} {directory}, which it needs; refusing to write over it "
+            "(write elsewhere)",
+            path,
+        )
     return target
 
 

@@ -36,7 +36,7 @@ from .images import EX4_SIDE, greyscale, preprocess_image
 from .losses import LOSSES
 from .model import MLP
 from .plots import render
-from .runs import run_owning
+from .run_contents import owner_of
 from .trained import MODEL_FILES, Trained, as_trained
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn (--show), not to predict
@@ -242,19 +242,20 @@ def _parser() -> ArgumentParser:
 
 
 def _json_path(name: str) -> Path:
-    """--json's file: a regular file or none yet, and not one of a run's own files."""
-    path = output_path(name)
-    run = run_owning(path)
-    if run is not None:
-        raise UserError(f"is a file of the run {run}; refusing to write over it", name)
-    return path
+    """--json's file: a regular file or none yet, and not one a run or a sweep keeps."""
+    return output_path(name)
 
 
 def _show_folder(name: str) -> Path:
-    """--show's folder: one there, or none yet (made once every image has been read)."""
+    """--show's folder: one there, or none yet (made once every image has been read), and not
+    one whose pictures a run or a sweep keeps (a run's figures/, a sweep's directory)."""
     folder = Path(name)
     if folder.exists() and not folder.is_dir():
         raise UserError("is not a directory, for --show's pictures", name)
+    owner = owner_of(folder / "picture.png")  # every picture there is theirs
+    if owner is not None:
+        kind, directory = owner
+        raise UserError(f"holds the pictures of the {kind} {directory}; show elsewhere", name)
     return folder
 
 

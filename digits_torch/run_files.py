@@ -7,6 +7,7 @@ is written beside the real files (:data:`SIDE`) and installed once the sweep has
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import shutil
@@ -17,6 +18,7 @@ from . import plots
 from .checkpoints import (
     BEST,
     LATEST,
+    checkpoint_bytes,
     clone_weights,
     load_run_file,
     model_checkpoint,
@@ -25,11 +27,12 @@ from .checkpoints import (
 )
 from .config import fields_with
 from .errors import UserError, tell
-from .files import fsync_dir, link_atomically
+from .files import fsync_dir, link_atomically, write_atomically
 from .losses import score
 from .model import MLP
+from .run_contents import SIDE, TEACHER
 from .run_log import RunLog
-from .run_setup import TEACHER, Setup
+from .run_setup import Setup
 from .runs import read_history
 from .trainee import Trainee
 
@@ -46,8 +49,6 @@ __all__ = [
 
 # Config fields that describe how a run is watched, not what it trains: not hyperparameters.
 NOT_HPARAMS = fields_with("hparam", has=False)
-# A sweep's save, written beside the real files until the sweep commits it.
-SIDE = {LATEST: ".sweep-checkpoint.pt", BEST: ".sweep-best.pt"}
 
 
 def run_final_figures(run: Setup) -> dict:
@@ -158,20 +159,27 @@ class RunFiles:
         resume_epoch = self.trainee.epoch if self.resumable else None
         self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
         if not self.resumable:
-            self.log.write_split(*self.run.rows)
-            self._save_teacher()
+            teacher = self._teacher_bytes()
+            kept = (
+                {} if teacher is None else {"teacher_sha256": hashlib.sha256(teacher).hexdigest()}
+            )
+            self.log.write_split(self.run.rows, self.run.digits.sha256, **kept)
+            if teacher is not None:
+                write_atomically(self.dir / TEACHER, teacher)
             self.log.start_hparams(hparams_of(self.saved_config), swept=self.swept)
             save_checkpoint(self._latest(), self.dir / LATEST)
             link_atomically(self.dir / LATEST, self.dir / BEST)
             self.resumable = True
 
-    def _save_teacher(self) -> None:
-        """A distilled run's copy of its teacher (teacher.pt, a model file as best.pt is): a
-        resume distils from it, whatever has become of the file it came from."""
+    def _teacher_bytes(self) -> bytes | None:
+        """A distilled run's copy of its teacher (teacher.pt, a model file as best.pt is), or
+        None: a resume distils from it, whatever has become of the file it came from, and
+        split.json records its SHA-256, so a teacher.pt replaced since is refused."""
         teacher = self.run.teacher
-        if teacher is not None:
-            state = model_checkpoint(teacher, teacher.state_dict(), 0, self.run.teacher_config)
-            save_checkpoint(state, self.dir / TEACHER)
+        if teacher is None:
+            return None
+        state = model_checkpoint(teacher, teacher.state_dict(), 0, self.run.teacher_config)
+        return checkpoint_bytes(state)
 
     def log_epoch(self, record: dict) -> None:
         """One epoch's record, in the history and TensorBoard."""
@@ -310,6 +318,10 @@ class RunFiles:
                 f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
                 f"resume with: {launch} train.py --resume {self.dir}"
             )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def install(directory: Path, has_val: bool) -> None:

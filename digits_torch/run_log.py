@@ -184,9 +184,12 @@ class RunLog:
         summary = Summary(value=[Summary.Value(tag=tag, image=picture)])
         self.events.add_summary(summary, step)
 
-    def write_split(self, train_rows: np.ndarray, val_rows: np.ndarray) -> None:
-        """Record which rows of the data file the run trains on and validates on (1-d ints)."""
-        write_json(self.dir / SPLIT, {"train": train_rows.tolist(), "val": val_rows.tolist()})
+    def write_split(self, rows: tuple[np.ndarray, np.ndarray], data_sha256: str, **more) -> None:
+        """Record which rows of the data file the run trains on and validates on (1-d ints), the
+        file's SHA-256, and ``more`` (``teacher_sha256``: of a distilled run's teacher.pt)."""
+        train, val = rows
+        record = {"train": train.tolist(), "val": val.tolist(), "data_sha256": data_sha256}
+        write_json(self.dir / SPLIT, {**record, **more})
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.dir / METRICS, metrics)

@@ -17,20 +17,19 @@ import torch
 from . import sklearn_exact
 from .bounds import DTYPES
 from .config import TrainConfig
-from .data import default_data_path, load_digits, stratified_split
+from .data import default_data_path, file_sha256, load_digits, stratified_split
 from .devices import resolve_device
 from .distributed import SOLO, Ranks
 from .epochs import Epoch, make_epoch
 from .errors import UserError
 from .model import MLP
 from .optimizers import make_optimizer
+from .run_contents import TEACHER
 from .schedule import make_scheduler
 from .stopping import EarlyStopping
-from .trained import load_trained
+from .teachers import kept_teacher, load_teacher
 
-__all__ = ["TEACHER", "Digits", "Setup", "load_teacher", "read_digits", "set_up", "split_rows"]
-
-TEACHER = "teacher.pt"  # a distilled run's copy of its teacher: a resume distils from the same
+__all__ = ["TEACHER", "Digits", "Setup", "read_digits", "set_up", "split_rows"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,7 @@ class Digits:
     X: np.ndarray
     labels: np.ndarray
     on_device: tuple[torch.Tensor, torch.Tensor]
+    sha256: str  # of the file: what the run records (split.json), and what a teacher must share
 
 
 def read_digits(config: TrainConfig, device: torch.device) -> Digits:
@@ -52,7 +52,8 @@ def read_digits(config: TrainConfig, device: torch.device) -> Digits:
     path = default_data_path() if config.data is None else Path(config.data)
     X, labels = load_digits(path, dtype=config.dtype, stored_labels=True)
     y = labels % 10  # digits: Coursera's label 10 is the digit 0
-    return Digits(path, X, labels, (torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)))
+    on_device = (torch.from_numpy(X).to(device), torch.from_numpy(y).to(device))
+    return Digits(path, X, labels, on_device, file_sha256(path))
 
 
 @dataclass
@@ -140,8 +141,7 @@ def set_up(
             "first; set up the run with its teacher (dataclasses.replace(config, teacher=...))"
         )
     if config.teacher is not None:
-        path = config.teacher if resumed_from is None else resumed_from / TEACHER
-        teacher, teacher_config = load_teacher(path, config, digits)
+        teacher, teacher_config = _teacher(config, digits, val_idx, resumed_from)
     run = Setup(
         config=config,
         device=device,
@@ -165,24 +165,17 @@ def set_up(
     return run
 
 
-def load_teacher(path: str | Path, config: TrainConfig, digits: Digits) -> tuple[MLP, dict]:
-    """The teacher ``config`` distils from, read from ``path`` (a run or a model file, checked
-    as every model file is), on the digits' device in the config's dtype; and its config.
-
-    Raises:
-        UserError: no model there, one trained with ex4's cost (its outputs are no softmax
-            to soften), or one that does not take these digits' pixels to ten digits.
-    """
-    trained = load_trained(path, logdir=config.logdir)
-    shape = trained.model.architecture()
-    if trained.loss != "softmax":
-        raise UserError("a teacher must be trained with --loss softmax", path)
-    if (shape["input_size"], shape["num_classes"]) != (digits.X.shape[1], 10):
-        problem = (
-            f"the teacher takes {shape['input_size']} pixels to {shape['num_classes']} classes; "
-            f"the digits have {digits.X.shape[1]} pixels and 10 classes"
-        )
-        raise UserError(problem, path)
+def _teacher(
+    config: TrainConfig, digits: Digits, val_rows: np.ndarray, resumed_from: Path | None
+) -> tuple[MLP, dict]:
+    """The teacher ``config`` distils from (checked: :mod:`digits_torch.teachers`), on the
+    digits' device in the config's dtype, in eval mode; and the config its file saved. A resume
+    distils from the run's own copy."""
+    pixels = digits.X.shape[1]
+    if resumed_from is None:
+        trained = load_teacher(config.teacher, config, pixels, digits.sha256, val_rows)
+    else:
+        trained = kept_teacher(resumed_from, pixels)
     device = digits.on_device[0].device
     teacher = trained.model.to(device, DTYPES[config.dtype]).eval().requires_grad_(False)
     return teacher, dict(trained.config) or {"loss": trained.loss}

@@ -3,14 +3,18 @@
     <logdir>/<timestamp>-<preset>[-<name>]/    (name: --name, else what the run changed from
                                                 the preset: 20261201-101500-tuned-l2=0.1-hidden=100)
         config.json      the TrainConfig the run was made with
-        split.json       the rows of the data file it trains on and validates on
+        split.json       the rows of the data file it trains on and validates on, and the
+                         SHA-256 of that file (and of teacher.pt, for a distilled run)
         history.jsonl    one JSON record per finished epoch (losses, accuracies, lr, seconds)
         metrics.json     the final figures, written when the run ends
         checkpoint.pt    the latest epoch;  best.pt: the best epoch (see digits_torch.checkpoints)
+        teacher.pt       a distilled run's copy of its teacher
         events.out.tfevents.*   TensorBoard: scalars per epoch, config text, hparams, images
         figures/         PNGs drawn at the end of the run
 
         .lock            held (flock) by the one process writing into the run
+
+(every name in one list: :mod:`digits_torch.run_contents`)
 
 A run directory has one writer at a time (:class:`RunLock`); readers need no lock, since every
 file but the logs is replaced whole. History and events are appended without a sync per epoch
@@ -32,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import BEST, LATEST
+from .bounds import EMPTY_LOGDIR
 from .config import TrainConfig
 from .errors import UserError, reading, writing
+from .run_contents import CONFIG, HISTORY, LOCK, METRICS, SPLIT
 
 try:
     import fcntl
@@ -48,12 +53,11 @@ __all__ = [
     "read_history",
     "read_metrics",
     "read_split",
+    "read_split_record",
     "run_label",
-    "run_owning",
+    "writer_of",
 ]
 
-CONFIG, HISTORY, METRICS, SPLIT = "config.json", "history.jsonl", "metrics.json", "split.json"
-LOCK = ".lock"
 TEXT_METRICS = ("stopped", "device", "preset")  # metrics.json's text; its other values are numbers
 
 # What every history record holds: key -> whether it may be null (no validation split).
@@ -71,6 +75,8 @@ RECORD_FIELDS = {
 def new_run_dir(logdir: str | Path, preset: str, name: str = "") -> Path:
     """Create and return ``<logdir>/<YYYYmmdd-HHMMSS>-<preset>[-<name>]`` (suffixed if taken)."""
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}" + (f"-{name}" if name else "")
+    if str(logdir) == "":  # Path("") is the working directory: an unset $LOGDIR, most often
+        raise UserError(EMPTY_LOGDIR)
     logdir = Path(logdir)
     if logdir.exists() and not logdir.is_dir():
         raise UserError("is a file, not a directory for runs", logdir)
@@ -179,6 +185,27 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the only descriptor drops the lock
             self._fd = None
+
+
+def writer_of(run_dir: str | Path) -> str | None:
+    """``pid N`` (or ``pid unknown``) of the process that writes into ``run_dir`` now, else
+    None: a shared flock on its .lock, tried and dropped, read-only (a reader may not write)."""
+    path = Path(run_dir) / LOCK
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:  # no lock file: no writer ever took it
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _lock_holder(path)
+    except OSError:  # a file system without locks
+        return None
+    finally:
+        os.close(fd)  # the shared lock, if taken, goes with it
+    return None
 
 
 def _lock_holder(path: Path) -> str:
@@ -308,32 +335,75 @@ def check_history(run_dir: Path, epoch: int, checkpoint: Path) -> None:
 
 def read_split(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(training rows, validation rows) of the run's data file, or None if it recorded none."""
+    record = read_split_record(run_dir)
+    if record is None:
+        return None
+    return (np.asarray(record["train"], dtype=np.int64), np.asarray(record["val"], dtype=np.int64))
+
+
+def read_split_record(run_dir: str | Path) -> dict | None:
+    """split.json, checked, or None if the run recorded none: ``train`` and ``val``, the rows
+    (each a whole number >= 0, no row twice), and where recorded, ``data_sha256`` (of the data
+    file) and ``teacher_sha256`` (of teacher.pt).
+
+    Raises:
+        UserError: naming split.json, when it is unreadable or holds anything else.
+    """
     path = Path(run_dir) / SPLIT
     if not path.exists():
         return None
     try:
         split = json.loads(path.read_text())
-        return np.asarray(split["train"], dtype=np.int64), np.asarray(split["val"], dtype=np.int64)
+        record = {"train": split["train"], "val": split["val"]}
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise UserError(f"unreadable ({err})", path) from None
+    problem = _rows_problem(record["train"], record["val"])
+    for key in ("data_sha256", "teacher_sha256"):
+        value = split.get(key)
+        if value is not None and not (
+            isinstance(value, str) and re.fullmatch("[0-9a-f]{64}", value)
+        ):
+            problem = problem or f"{key} must be a SHA-256 in hex, got {value!r}"
+        record[key] = value
+    if problem:
+        raise UserError(problem, path)
+    return record
 
 
-RUN_FILES = (CONFIG, SPLIT, HISTORY, METRICS, LATEST, BEST, LOCK)  # and events, figures/*
-FIGURES = "figures"
+def _rows_problem(train, val) -> str | None:
+    """What is wrong with the rows a split.json holds, or None: rows of a data file are whole
+    numbers >= 0, each in one of the two lists once."""
+    for name, rows in (("train", train), ("val", val)):
+        if not isinstance(rows, list):
+            return f"{name} must be a list of rows, got {type(rows).__name__}"
+        for row in rows:
+            if not isinstance(row, int) or isinstance(row, bool) or row < 0:
+                return f"{name} rows must be whole numbers >= 0, got {row!r}"
+    if len(set(train) | set(val)) != len(train) + len(val):
+        return "a row is named twice"
+    return None
 
 
-def run_owning(path: str | Path) -> Path | None:
-    """The run directory of which ``path`` is one of the files, or None: a file a run writes
-    (config.json, a checkpoint, its events, a picture in figures/, ...), replaced by anything
-    else, breaks the run (it cannot resume, or reads back wrong). A run directory is one holding
-    config.json and a checkpoint; links are followed."""
-    path = Path(os.path.realpath(path))
-    folder, name = path.parent, path.name
-    if folder.name == FIGURES and _is_run(folder.parent):
-        return folder.parent
-    owned = name in RUN_FILES or name.startswith("events.out.tfevents.")
-    return folder if owned and _is_run(folder) else None
+def check_split(
+    run_dir: Path, rows: tuple[np.ndarray, np.ndarray], data: Path, sha256: str
+) -> None:
+    """A resumed run must train on what it started on: the data file it recorded (by its
+    SHA-256), and the rows of it split.json holds (those its config picks from that file).
 
-
-def _is_run(folder: Path) -> bool:
-    return (folder / CONFIG).is_file() and any((folder / n).is_file() for n in (LATEST, BEST))
+    Raises:
+        UserError: naming the data file, when it changed since the run started, or split.json.
+    """
+    record = read_split_record(run_dir)
+    if record is None:  # a run made before runs kept one: nothing to check against
+        return
+    if record["data_sha256"] not in (None, sha256):
+        raise UserError(
+            f"changed since the run started (its SHA-256 is not the one {Path(run_dir) / SPLIT} "
+            "records); a resumed run trains on the digits it started on: put that file back",
+            data,
+        )
+    if record["train"] != rows[0].tolist() or record["val"] != rows[1].tolist():
+        raise UserError(
+            f"its rows are not those the run's config picks from {data}: edited, or another run's?",
+            Path(run_dir) / SPLIT,
+        )

@@ -61,6 +61,7 @@ from .stack_plan import batch_group, memory_needed
 from .sweep_grid import expand, parse_grid, parse_seeds
 from .sweep_record import SWEEP, read_sweep, write_sweep_json
 from .sweep_report import report, write_results
+from .sweep_teachers import name_teachers
 from .sweep_train import Network, plan_networks, recover, run_sweep
 
 __all__ = ["main", "parse_grid", "parse_seeds", "run_command"]
@@ -354,6 +355,7 @@ def _train_share(planned: _Sweep, mine: list[Network], save_every: float, ranks:
         with own_errors(ranks):
             if not ranks.lead:
                 _check_shared(planned.dir)
+            name_teachers(planned.dir, planned.networks, ranks)  # each trained once, first
             quiet = planned.networks[0].config.quiet
             run_sweep(
                 planned.dir,

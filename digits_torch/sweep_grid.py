@@ -157,7 +157,9 @@ def expand(preset: str, given: dict, grid: dict[str, list], logdir: Path) -> lis
         except UserError as err:
             raise UserError(f"network {_shown(values)}: {err}") from None
         network = Network(name, values, config)
-        twin = seen.setdefault(dataclasses.replace(config, name=""), network)
+        # a named teacher is what a network distils from: its teacher_preset then trains none
+        trains = None if config.teacher is not None else config.teacher_preset
+        twin = seen.setdefault(dataclasses.replace(config, name="", teacher_preset=trains), network)
         if twin is not network:  # activation=logistic,sigmoid: one is the other's alias
             differ = [f for f in fields if values[f] != twin.values[f]]
             pair = [_shown({f: n.values[f] for f in differ}) for n in (twin, network)]

@@ -11,12 +11,11 @@ from pathlib import Path
 from .config import TrainConfig
 from .errors import UserError
 from .files import write_json
+from .run_contents import SWEEP
 from .runs import RunLock
 from .sweep_train import Network
 
 __all__ = ["SWEEP", "read_sweep", "write_sweep_json"]
-
-SWEEP = "sweep.json"
 
 
 def write_sweep_json(sweep_dir: Path, grid: dict, networks: list[Network], plan: str) -> None:

@@ -23,13 +23,13 @@ import numpy as np
 
 from . import plots
 from .files import write_atomically
+from .run_contents import RESULTS
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a sweep without one never pays
     from matplotlib.figure import Figure
 
 __all__ = ["report", "write_results"]
 
-RESULTS = "results.csv"
 FIGURES = ("train_accuracy", "val_accuracy", "val_loss", "train_loss", "epochs", "best_epoch")
 LOG_AXIS = ("l2", "lr")
 

@@ -52,17 +52,16 @@ from .errors import UserError, progress_bar, reading
 from .files import write_json
 from .interrupts import StopRequests, sigterm_interrupts
 from .loop import train_epochs
-from .run_files import SIDE, RunFiles, install
+from .run_contents import PROGRESS, SIDE
+from .run_files import RunFiles, install
 from .run_setup import Digits, read_digits, set_up
 from .runs import METRICS, RunLock, read_metrics, read_split
 from .stack_plan import stack_key, stackable
 from .stacked import Stack
 from .trainee import Trainee
-from .training import check_same_run, fit, resume, with_teacher
+from .training import check_same_run, fit, resume
 
 __all__ = ["Network", "commit_file", "plan_networks", "recover", "run_sweep"]
-
-PROGRESS = "progress.json"  # the commit file of a one-process sweep (and of torchrun's rank 0)
 
 
 @dataclass
@@ -373,7 +372,8 @@ def run_sweep(
 
     Args:
         networks: the sweep's, or under torchrun this rank's share of them, as :func:`recover`
-            left them (which must have run first, on the whole sweep).
+            left them (which must have run first, on the whole sweep), their teachers named
+            (:func:`~digits_torch.sweep_teachers.name_teachers`).
         quiet: no progress bars (only rank 0 of a torchrun job shows them anyway).
         ranks: the job: which commit file this rank writes (:func:`commit_file`).
         diverged: what :func:`recover` returned.
@@ -383,8 +383,6 @@ def run_sweep(
     """
     if not networks:  # a rank of a job with more ranks than networks
         return
-    for network in networks:  # teachers to train first (or found trained) name them
-        network.config = with_teacher(network.config)
     stacks, solo = plan_networks(networks)
     device = resolve_device(networks[0].config.device)
     quiet = quiet or not ranks.lead

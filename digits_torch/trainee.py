@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .checkpoints import check_fits, clone_weights, restore
 from .run_setup import Setup
+from .runs import check_split
 from .schedule import advance, lower_on_plateau
 
 __all__ = ["STATUSES", "Trainee"]
@@ -61,9 +62,11 @@ class Trainee:
         until the caller gives it best.pt's.
 
         Raises:
-            UserError: the checkpoint does not fit ``run`` (its shapes, data or state).
+            UserError: the checkpoint does not fit ``run`` (its shapes, data or state), or the
+                data file or split is not the one the run recorded.
         """
         check_fits(checkpoint, run.model, path, run.data_path)
+        check_split(path.parent, run.rows, run.data_path, run.digits.sha256)  # the same digits
         epoch, seconds = restore(
             checkpoint,
             path,

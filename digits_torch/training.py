@@ -34,6 +34,7 @@ from .checkpoints import (
     load_run_file,
 )
 from .config import TrainConfig, fields_with, make_config, preset_differences
+from .data import default_data_path, file_sha256
 from .distributed import SOLO, Ranks, from_lead, job_ranks, joined
 from .errors import UserError, no_such_path, progress_bar, tell
 from .interrupts import StopRequests
@@ -42,6 +43,7 @@ from .model import MLP
 from .run_files import RunFiles, run_final_figures, run_metrics
 from .run_setup import Setup, set_up
 from .runs import METRICS, RunLock, check_history, new_run_dir, read_config, run_label
+from .teachers import same_digits, trained_for_another_split
 from .threads import cpu_threads
 from .trainee import Trainee
 
@@ -90,8 +92,14 @@ def with_teacher(config: TrainConfig, ranks: Ranks = SOLO) -> TrainConfig:
     first (a run of that preset on the same digits and split: the same data, seed and val
     fraction, so it never sees the validation digits), found finished in the logdir, or, where
     one was stopped, resumed. Its progress bar is the preset's; its path is in the closing table.
+    A ``teacher`` the preset trained for another split gives way to this split's (unless
+    ``teacher_any_split``): ``--config RUN/config.json --seed 3`` trains seed 3's own.
     """
-    if config.teacher is not None or config.teacher_preset is None:
+    if config.teacher_preset is None:
+        return config
+    if config.teacher is not None and (
+        config.teacher_any_split or not from_lead(ranks, lambda: trained_for_another_split(config))
+    ):
         return config
     teacher = teacher_config(config)
     found = from_lead(ranks, lambda: _teacher_run(teacher))
@@ -124,10 +132,11 @@ def teacher_config(config: TrainConfig) -> TrainConfig:
 
 
 def _teacher_run(config: TrainConfig) -> Path | None:
-    """The newest run under ``config.logdir`` of ``config`` (bar the device) that finished or
-    can resume, or None."""
+    """The newest run under ``config.logdir`` of ``config`` (bar the device) on the same data
+    file (by its SHA-256) that finished or can resume, or None."""
     same = set(fields_with("hparam")) - {"device"}  # a run trained on another device is it
     wanted = {k: v for k, v in config.to_dict().items() if k in same}
+    data = file_sha256(config.data or default_data_path())  # the same digits, not just path
     logdir = Path(config.logdir)
     for run_dir in sorted(logdir.glob(f"*-{config.preset}*"), reverse=True):
         if not (run_dir / METRICS).exists() and not (run_dir / LATEST).exists():
@@ -136,7 +145,7 @@ def _teacher_run(config: TrainConfig) -> Path | None:
             saved = TrainConfig.from_dict(read_config(run_dir)).to_dict()
         except (UserError, TypeError, ValueError):
             continue  # not a run of this package's, or one it can no longer read
-        if {k: saved.get(k) for k in wanted} == wanted:
+        if {k: saved.get(k) for k in wanted} == wanted and same_digits(run_dir, data):
             return run_dir
     return None
 

@@ -140,3 +140,12 @@ def run_entry(capfd):
         return ran
 
     return run
+
+
+def one_error(ran: Ran, *needles: str) -> str:
+    """The one ``error:`` line a refused call printed (exit 2), holding each of ``needles``."""
+    lines = ran.stderr.splitlines()
+    assert ran.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), ran.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

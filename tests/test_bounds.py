@@ -92,6 +92,7 @@ BAD_FLAGS = [
     (["--teacher", "t.pt", "--loss", "coursera"], r"distilling from a teacher trains with --loss"),
     (["--teacher-preset", "distilled"], r"teacher preset must be a preset that trains without"),
     (["--teacher-preset", "nope"], r"teacher preset must be a preset .*\(seed, coursera, tuned"),
+    (["--teacher-any-split=no"], r"argument --teacher-any-split/--no-teacher-any-split: ignored"),
     (["--distill-temperature", "0"], r"distill temperature must be > 0 and <= 100"),
     (["--distill-temperature", "inf"], r"distill temperature must be > 0 and <= 100"),
     (["--distill-weight", "1.5"], r"distill weight must be in \[0, 1\]"),

@@ -199,7 +199,7 @@ def test_learning_curves_plot_the_history(run):
         ({}, "epoch", "training (augmented digits, with L2 term)", "training (augmented digits)"),
         ({"aug_shift": 0.0, "aug_rotate": 0.0, "aug_scale": 0.0, "l2": 0.0}, "epoch",
          "training (no L2 term)", "training"),
-        ({"teacher": "TEACHER"}, "epoch",
+        ({"teacher": "TEACHER", "teacher_any_split": True}, "epoch",
          "training (augmented digits, distillation loss, with L2 term)",
          "training (augmented digits)"),
     ],

@@ -36,6 +36,7 @@ from ..dead_units import never_active
 from ..errors import UserError, writing
 from ..files import write_atomically
 from ..model import MLP
+from ..run_contents import FIGURES
 from ..runs import CONFIG, read_config, read_history
 from .drawing import (
     DPI,
@@ -69,8 +70,6 @@ __all__ = [
     "shown_digits",
     "write_run_figures",
 ]
-
-FIGURES = "figures"  # a run's PNGs go to <run>/figures/
 
 
 # --------------------------------------------------------------------------------- the pictures

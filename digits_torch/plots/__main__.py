@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     into_run = args.path is not None and run_dir is not None and not args.out
     lock = _lock(run_dir) if into_run else None
     try:
-        targets = {name: output_path(out / f"{name}.png") for name in figures}  # all, first
+        own = run_dir if into_run else None  # no other run's or sweep's files
+        targets = {name: output_path(out / f"{name}.png", own) for name in figures}  # all, first
         paths = [save_png(render(figure), targets[name]) for name, figure in figures.items()]
     finally:
         if lock is not None:

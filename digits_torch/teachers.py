@@ -1,0 +1,192 @@
+"""The teacher a run distils from, checked before anything is written (:func:`load_teacher`):
+
+* a model trained with softmax that takes the digits' pixels to ten digits;
+* a run's own model: its best.pt is the network its config.json builds (a best.pt replaced by,
+  or linked to, another network is refused), and the run has stopped training (its lock is
+  free: a teacher still being trained is not one yet);
+* trained on the student's own split: a run on the same data file (by the SHA-256 its split.json
+  records) whose training rows hold none of the student's validation digits, else the student's
+  validation figures would score digits its teacher learned. A model file, or a run of another
+  split, teaches only where the config says it need not (``teacher_any_split``). A student
+  without validation digits may learn from any teacher.
+
+With a ``teacher_preset``, a ``teacher`` that preset trained for another student's split (a run's
+config.json names the teacher its preset found: ``--config RUN/config.json --seed 3``) gives way
+to this split's, which the preset finds or trains (:func:`trained_for_another_split`); teachers
+are found by their data file's SHA-256 (:func:`same_digits`), not its path alone.
+
+A resumed run distils from its own copy, teacher.pt (:func:`kept_teacher`): the file whose
+SHA-256 its split.json records, not a link, and not one replaced since.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .config import TrainConfig, fields_with
+from .data import default_data_path, file_sha256
+from .errors import UserError
+from .run_contents import BEST, LATEST, SPLIT, TEACHER, is_run
+from .runs import find_run, read_config, read_split_record, writer_of
+from .trained import Trained, load_trained
+
+__all__ = ["kept_teacher", "load_teacher", "same_digits", "trained_for_another_split"]
+
+# What a resume may change: a checkpoint's config may differ from config.json in these alone.
+_RESUMABLE = fields_with("resumable")
+
+
+def load_teacher(
+    path: str | Path, config: TrainConfig, pixels: int, data_sha256: str, val_rows: np.ndarray
+) -> Trained:
+    """The teacher ``config`` names, read from ``path`` (a run or a model file), checked (see
+    the module docstring) against the student's digits: ``pixels`` an image, the data file's
+    ``data_sha256``, and the student's validation rows ``val_rows``.
+
+    Raises:
+        UserError: naming the teacher, for each check above it fails.
+    """
+    trained = load_trained(path, logdir=config.logdir)
+    _check_model(trained, path, pixels)
+    run = _run_of(path, trained)
+    if run is not None:
+        _check_run(run, trained, path)
+    if not config.teacher_any_split and len(val_rows):
+        _check_split(run, path, data_sha256, val_rows)
+    return trained
+
+
+def kept_teacher(run_dir: Path, pixels: int) -> Trained:
+    """A resumed run's own copy of its teacher, teacher.pt, as split.json recorded it.
+
+    Raises:
+        UserError: naming teacher.pt, a link or a file other than the one recorded.
+    """
+    path = run_dir / TEACHER
+    if path.is_symlink():
+        raise UserError(f"a link, not the run's own copy of its teacher; {_PUT_BACK}", path)
+    record = read_split_record(run_dir)
+    recorded = None if record is None else record["teacher_sha256"]
+    if recorded is not None and file_sha256(path) != recorded:
+        problem = f"not the teacher the run started with ({SPLIT} records another SHA-256)"
+        raise UserError(f"{problem}; {_PUT_BACK}", path)
+    trained = load_trained(path)
+    _check_model(trained, path, pixels)
+    return trained
+
+
+_PUT_BACK = "a resume distils from the teacher it started with: put that file back"
+
+
+def _check_model(trained: Trained, path: str | Path, pixels: int) -> None:
+    """A teacher's outputs must be a softmax's over ten digits, from these digits' pixels."""
+    shape = trained.model.architecture()
+    if trained.loss != "softmax":
+        raise UserError("a teacher must be trained with --loss softmax", path)
+    if (shape["input_size"], shape["num_classes"]) != (pixels, 10):
+        problem = (
+            f"the teacher takes {shape['input_size']} pixels to {shape['num_classes']} classes; "
+            f"the digits have {pixels} pixels and 10 classes"
+        )
+        raise UserError(problem, path)
+
+
+def _run_of(path: str | Path, trained: Trained) -> Path | None:
+    """The run directory the teacher is the model of: the one named, or the one whose best.pt
+    or checkpoint.pt was named; None for a model file of no run."""
+    if trained.run_dir is not None:
+        return trained.run_dir
+    file = Path(path)
+    return file.parent if file.name in (BEST, LATEST) and is_run(file.parent) else None
+
+
+def _check_run(run: Path, trained: Trained, path: str | Path) -> None:
+    """A run's teacher is that run's model, trained to its end (or stopped: not still going)."""
+    writer = writer_of(run)
+    if writer is not None:
+        raise UserError(
+            f"still training ({writer}); a teacher must have stopped training first: wait for it "
+            "to end",
+            run,
+        )
+    config = TrainConfig.from_dict(read_config(run)).to_dict()
+    file = run / BEST if trained.run_dir is not None else Path(path)
+    shape = trained.model.architecture()
+    found = [shape["hidden_sizes"], shape["activation"], trained.loss]
+    if found != [list(config["hidden"]), config["activation"], config["loss"]]:
+        raise UserError(
+            f"holds a {_described(shape)} network ({trained.loss}), but the run's config.json "
+            f"builds a {_described({**shape, 'hidden_sizes': config['hidden']}, config)} one "
+            f"({config['loss']}): not the run's own model",
+            file,
+        )
+    saved = trained.config
+    differ = [k for k in config if k not in _RESUMABLE and k in saved and saved[k] != config[k]]
+    if differ:
+        raise UserError(
+            f"its config is not the run's config.json ({', '.join(differ)} differ): not the "
+            "run's own model",
+            file,
+        )
+
+
+def _described(shape: dict, config: dict | None = None) -> str:
+    layers = (shape["input_size"], *shape["hidden_sizes"], shape["num_classes"])
+    activation = shape["activation"] if config is None else config["activation"]
+    return f"{'-'.join(map(str, layers))} {activation}"
+
+
+def _check_split(run: Path | None, path: str | Path, data_sha256: str, val_rows) -> None:
+    """The teacher never trained on a validation digit of the student's (see the docstring)."""
+    record = read_split_record(run) if run is not None else None
+    if run is None:
+        problem = "a model file, not a run: which digits it trained on is unknown"
+    elif record is None or record["data_sha256"] is None:
+        problem = (
+            f"its run recorded no {SPLIT} with its data file's SHA-256 (made before runs kept "
+            "one): which digits it trained on is unknown"
+        )
+    elif record["data_sha256"] != data_sha256:
+        problem = "it trained on another data file than this run's (by their SHA-256)"
+    else:
+        seen = np.intersect1d(np.asarray(record["train"], dtype=np.int64), val_rows)
+        if not len(seen):
+            return
+        problem = (
+            f"it trained on {len(seen)} of this run's {len(val_rows)} validation digits (its "
+            "split is another seed's or val fraction's): they would score what it taught"
+        )
+    raise UserError(
+        f"{problem}; distil from a teacher trained on this run's split (--teacher-preset trains "
+        "one), or give --teacher-any-split to distil from it anyway",
+        path,
+    )
+
+
+def same_digits(run_dir: Path, data_sha256: str) -> bool:
+    """Whether the run at ``run_dir`` recorded (in its split.json) that it trained on the data
+    file whose SHA-256 is ``data_sha256``."""
+    try:
+        record = read_split_record(run_dir)
+    except UserError:  # not a split.json this package can read: not a run to reuse
+        return False
+    return record is not None and record["data_sha256"] == data_sha256
+
+
+def trained_for_another_split(config: TrainConfig) -> bool:
+    """Whether ``config.teacher`` is a run of ``config.teacher_preset`` trained for another
+    student's split: another seed, val fraction or data file (by its SHA-256)."""
+    try:
+        run = find_run(config.teacher, config.logdir)
+        if not is_run(run):
+            return False
+        saved = TrainConfig.from_dict(read_config(run))
+    except (UserError, OSError):  # not a run: load_teacher says what it is
+        return False
+    if saved.preset != config.teacher_preset:
+        return False
+    data = file_sha256(config.data or default_data_path())
+    ours = (saved.seed, saved.val_fraction) == (config.seed, config.val_fraction)
+    return not (ours and same_digits(run, data))
