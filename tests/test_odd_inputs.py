@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from digits_torch import evaluate, load_digits
+from digits_torch import evaluate, fit, load_digits, make_config, resume
 from digits_torch.checkpoints import load_model
+from digits_torch.runs import read_history
+from digits_torch.schedule import InvScalingLR, advance
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -26,3 +28,23 @@ def test_evaluate_scores_half_precision_weights(dtype, trained_run, small_digits
     assert result["n"] == len(y) == 40
     assert result["accuracy"] == np.mean(predicted == y)
     assert np.isfinite(result["loss"])
+
+
+def test_invscaling_keeps_scikit_learns_lrs_to_the_last_bit():
+    optimizer = torch.optim.SGD([torch.zeros(1)], lr=0.1)
+    scheduler = InvScalingLR(optimizer, samples_per_epoch=4000, power_t=0.5)
+    for epoch in range(1, 4):
+        advance(scheduler)
+        assert optimizer.param_groups[0]["lr"] == 0.1 / (epoch * 4000 + 1) ** 0.5
+
+
+def test_invscaling_with_a_huge_power_t_trains_and_resumes(small_digits, tmp_path):
+    # 33 ** 300 passes the largest float: lr / (seen + 1) ** power_t was an OverflowError
+    config = make_config(
+        "seed", data=str(small_digits), schedule="invscaling", power_t=300.0, epochs=2,
+        device="cpu", quiet=True, figures=False, logdir=str(tmp_path),
+    )  # fmt: skip
+    run = fit(config).run_dir
+    assert [r["lr"] for r in read_history(run)] == [config.lr, 0.0]
+    resume(run, epochs=3)
+    assert [r["lr"] for r in read_history(run)] == [config.lr, 0.0, 0.0]
