@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import UserError, no_such_path, reading
+from .errors import UserError, reading
+from .read_files import check_regular
 
 __all__ = ["DigitsDataset", "default_data_path", "load_digits", "stratified_split", "to_image"]
 
@@ -142,11 +143,7 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 def read_mat(path: Path) -> dict[str, np.ndarray]:
     """Every variable of a MAT file (v4, v5/v6/v7 or, through h5py, v7.3) as numpy arrays."""
-    if not path.exists():
-        raise no_such_path(path)
-    if path.is_dir():
-        raise UserError("is a directory, not a MAT file", path)
-    if path.stat().st_size == 0:
+    if check_regular(path, "a MAT file").st_size == 0:
         raise UserError("empty file, not a MAT file", path)
     with reading(path), open(path, "rb") as f:
         head = f.read(2048)

@@ -34,7 +34,8 @@ import numpy as np
 
 from .checkpoints import BEST, LATEST
 from .config import TrainConfig
-from .errors import UserError, reading, writing
+from .errors import UserError, writing
+from .read_files import parse_json, read_bytes
 
 try:
     import fcntl
@@ -227,10 +228,9 @@ def read_metrics(run_dir: str | Path) -> dict:
 
 def _read_object(path: Path, holds: str) -> dict:
     """The JSON object (of ``holds``) in the file at ``path``, or a UserError naming it."""
-    with reading(path):
-        content = path.read_bytes()
+    content = read_bytes(path)
     try:
-        values = json.loads(content)
+        values = parse_json(content)
     except ValueError as err:
         raise UserError(f"not JSON ({err})", path) from None
     if not isinstance(values, dict):
@@ -250,16 +250,17 @@ def read_history(run_dir: str | Path, through: int | None = None) -> list[dict]:
     path = Path(run_dir) / HISTORY
     if not path.exists():
         return []
-    with reading(path):
-        lines = path.read_bytes().decode(errors="replace").splitlines()
+    lines = read_bytes(path, limit=None).decode(errors="replace").splitlines()
     records = []
     for number, line in enumerate(lines, 1):
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except json.JSONDecodeError:
             if number == len(lines):  # the line a crash cut short
                 break
             raise UserError(f"line {number}: not a JSON record", path) from None
+        except ValueError as err:  # nested too deeply: no crash writes that
+            raise UserError(f"line {number}: not a JSON record ({err})", path) from None
         if isinstance(record, dict) and through is not None:
             epoch = record.get("epoch")
             if isinstance(epoch, int) and epoch > through:
@@ -311,10 +312,11 @@ def read_split(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
     path = Path(run_dir) / SPLIT
     if not path.exists():
         return None
+    content = read_bytes(path)
     try:
-        split = json.loads(path.read_text())
+        split = parse_json(content)
         return np.asarray(split["train"], dtype=np.int64), np.asarray(split["val"], dtype=np.int64)
-    except (OSError, ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, OverflowError) as err:  # 1e30 overflows int64
         raise UserError(f"unreadable ({err})", path) from None
 
 

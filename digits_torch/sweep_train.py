@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import shutil
 import time
@@ -48,10 +47,11 @@ from .checkpoints import LATEST, best_weights, load_run_file
 from .config import TrainConfig
 from .devices import resolve_device
 from .distributed import SOLO, Ranks
-from .errors import UserError, progress_bar, reading
+from .errors import UserError, progress_bar
 from .files import write_json
 from .interrupts import StopRequests, sigterm_interrupts
 from .loop import train_epochs
+from .read_files import parse_json, read_bytes
 from .run_files import SIDE, RunFiles, install
 from .run_setup import Digits, read_digits, set_up
 from .runs import METRICS, RunLock, read_metrics, read_split
@@ -107,9 +107,9 @@ def _commits(sweep_dir: Path) -> tuple[dict[str, set[int]], set[str]]:
     for path in [sweep_dir / PROGRESS, *sorted(sweep_dir.glob("progress-rank*.json"))]:
         if not path.exists():
             continue
+        content = read_bytes(path)
         try:
-            with reading(path):
-                record = json.loads(path.read_text())
+            record = parse_json(content)
             for name, epoch in record["epochs"].items():
                 epochs.setdefault(name, set()).add(epoch)
             diverged.update(record["diverged"])
