@@ -141,8 +141,10 @@ def _named_paths_refused(main: Callable[..., T], *args, **kwargs) -> T:
 
 def _lead_process() -> bool:
     """Whether this process speaks for its job: torchrun's rank 0, or a process on its own
-    (every rank of a job meets the same bad flags and user errors)."""
-    return os.environ.get("RANK", "0") == "0"
+    (every rank of a job meets the same bad flags and user errors). Without WORLD_SIZE a
+    process is on its own, whatever RANK a shell left set (it trains alone, as
+    :func:`~digits_torch.distributed.job_ranks` says)."""
+    return "WORLD_SIZE" not in os.environ or os.environ.get("RANK", "0") == "0"
 
 
 def error_line(err: UserError) -> str:

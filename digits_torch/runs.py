@@ -43,6 +43,7 @@ except ImportError:  # Windows: no advisory locks; a run directory is then not g
     fcntl = None
 
 __all__ = [
+    "RunInUse",
     "RunLock",
     "new_run_dir",
     "read_config",
@@ -147,6 +148,15 @@ def _short(value) -> str:
     return re.sub(r"[^\w.+=-]", "_", text)
 
 
+class RunInUse(UserError):
+    """Another process holds a run directory's lock; ``holder`` is ``pid N`` where known."""
+
+    def __init__(self, holder: str, run_dir: Path) -> None:
+        self.holder = holder
+        wait = "wait for it to end or stop it, then try again"
+        super().__init__(f"in use by another process ({holder}); {wait}", run_dir)
+
+
 class RunLock:
     """The one writer of a run directory: an exclusive ``flock`` on its ``.lock`` file, held
     until :meth:`release` (or until the process ends, however it ends).
@@ -167,11 +177,7 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise UserError(
-                f"in use by another process ({_lock_holder(path)}); wait for it to end or stop "
-                "it, then try again",
-                self.dir,
-            ) from None
+            raise RunInUse(_lock_holder(path), self.dir) from None
         except OSError:  # a file system without locks: go on unguarded rather than not at all
             pass
         self._fd = fd

@@ -41,7 +41,7 @@ from .loop import EachOnItsBudget, OneNetwork, train_epochs
 from .model import MLP
 from .run_files import RunFiles, run_final_figures, run_metrics
 from .run_setup import Setup, set_up
-from .runs import METRICS, RunLock, check_history, new_run_dir, read_config, run_label
+from .runs import METRICS, RunInUse, RunLock, check_history, new_run_dir, read_config, run_label
 from .threads import cpu_threads
 from .trainee import Trainee
 
@@ -98,7 +98,16 @@ def with_teacher(config: TrainConfig, ranks: Ranks = SOLO) -> TrainConfig:
     if found is None:
         found = _train_teacher(teacher, ranks)
     elif not (found / METRICS).exists():  # stopped (Ctrl-C, a kill): go on from its checkpoint
-        found = _resume(found, ranks, {"quiet": config.quiet}).run_dir
+        try:
+            found = _resume(found, ranks, {"quiet": config.quiet}).run_dir
+        except RunInUse as err:  # another run trains it first, for the same digits and split
+            raise UserError(
+                f"in use ({err.holder}): another run is training the teacher this run needs "
+                f"(--teacher-preset {config.teacher_preset}, on the same digits and split); "
+                "wait for it to finish (this run then uses it), or give this run a teacher of "
+                "its own: another --logdir, or --teacher RUN",
+                found,
+            ) from None
     return dataclasses.replace(config, teacher=str(found))
 
 
@@ -120,7 +129,19 @@ def teacher_config(config: TrainConfig) -> TrainConfig:
     :data:`TEACHERS` directory."""
     shared = {k: getattr(config, k) for k in _TEACHER_SHARES}
     logdir = str(Path(config.logdir) / TEACHERS)
-    return make_config(config.teacher_preset, **shared, logdir=logdir)
+    preset = config.teacher_preset
+    try:
+        teacher = make_config(preset, **shared, logdir=logdir)
+    except UserError as err:  # the student's flags are fine; its teacher's preset cannot take them
+        raise UserError(
+            f"the teacher this run trains first (--teacher-preset {preset}): {err}"
+        ) from None
+    if teacher.loss != "softmax":  # known before it trains: load_teacher would refuse it after
+        raise UserError(
+            f"--teacher-preset {preset} trains with --loss {teacher.loss}; a teacher must be "
+            "trained with --loss softmax (its outputs are softened into the student's targets)"
+        )
+    return teacher
 
 
 def _teacher_run(config: TrainConfig) -> Path | None:

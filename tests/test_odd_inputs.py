@@ -244,3 +244,14 @@ def test_a_config_file_over_the_size_limit_is_refused_unread(tmp_path, run_entry
     limit = f"{MAX_TEXT_BYTES + 1:,} bytes, over the limit of {MAX_TEXT_BYTES:,} for a config file"
     assert (ran.code, ran.stderr) == (2, f"error: {big}: {limit}\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_sklearn_exact_mode_in_float32_trains(small_digits, tmp_path):
+    """Its stratified first weights were put in float64 into float32 rows: a RuntimeError."""
+    config = make_config(
+        "sklearn", dtype="float32", data=str(small_digits), epochs=2, device="cpu",
+        quiet=True, figures=False, logdir=str(tmp_path),
+    )  # fmt: skip
+    run = fit(config).run_dir
+    assert next(load_model(run).parameters()).dtype == torch.float32
+    assert [r["epoch"] for r in read_history(run)] == [1, 2]
