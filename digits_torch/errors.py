@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -41,6 +42,7 @@ __all__ = [
     "program_name",
     "reading",
     "show",
+    "shown_name",
     "tell",
     "writing",
 ]
@@ -151,6 +153,16 @@ def error_line(err: UserError) -> str:
     """``error: <message>`` on one line, whatever the message holds (a file name may hold a
     newline): what a CLI prints for a user error."""
     return "error: " + " ".join(str(err).splitlines())
+
+
+_LINE_BREAKING = {"Cc", "Zl", "Zp"}  # control characters, and the line and paragraph separators
+
+
+def shown_name(path: str | Path | None) -> str:
+    """A file name as a line shows it: as it is, or quoted as Python writes a string (``'a\\nb'``)
+    when it holds a control character, which could end the line or forge another."""
+    name = str(path)
+    return repr(name) if any(unicodedata.category(c) in _LINE_BREAKING for c in name) else name
 
 
 def tell(text: str) -> None:

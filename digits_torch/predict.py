@@ -16,7 +16,6 @@ Python writes it, so that it cannot pass for another line.
 from __future__ import annotations
 
 import io
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from .errors import (
     UserError,
     error_line,
     exit_on_error,
+    shown_name,
     tell,
     writing,
 )
@@ -147,16 +147,6 @@ def describe(prediction: Prediction) -> str:
     """One line: ``<path>: <digit>  (7 0.981, 1 0.012, 9 0.003)``."""
     top = ", ".join(f"{d} {p:.3f}" for d, p in prediction.top())
     return f"{shown_name(prediction.path)}: {prediction.digit}  ({top})"
-
-
-_LINE_BREAKING = {"Cc", "Zl", "Zp"}  # control characters, and the line and paragraph separators
-
-
-def shown_name(path: str | Path | None) -> str:
-    """A file name as a line shows it: as it is, or quoted as Python writes a string (``'a\\nb'``)
-    when it holds a control character, which could end the line or forge another."""
-    name = str(path)
-    return repr(name) if any(unicodedata.category(c) in _LINE_BREAKING for c in name) else name
 
 
 # ---------------------------------------------------------------------------------- the picture

@@ -66,3 +66,15 @@ def test_a_teacher_another_run_is_training_is_named_as_such(small_digits, tmp_pa
         "this run a teacher of its own: another --logdir, or --teacher RUN\n"
     )
     assert sorted(p.name for p in logdir.iterdir()) == ["teachers"]
+
+
+def test_a_newline_in_the_logdir_cannot_forge_the_run_line(small_digits, tmp_path, capfd):
+    logdir = tmp_path / "a\nrun: /etc"
+    result = cli_main(
+        ["--preset", "seed", "--data", str(small_digits), "--epochs", "1", "--logdir",
+         str(logdir), "--quiet", "--no-figures", "--device", "cpu"]
+    )  # fmt: skip
+    out = capfd.readouterr().out
+    assert result.run_dir.parent == logdir
+    assert out.splitlines()[-1] == f"run: {str(result.run_dir)!r}"
+    assert "\nrun: /etc" not in out
