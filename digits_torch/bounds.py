@@ -138,6 +138,7 @@ FIELD_RULES: dict[str, Rule] = {
         f"aug elastic is ALPHA SIGMA in pixels: alpha in [0, {MAX_ELASTIC[0]:.0f}], sigma in "
         f"(0, {MAX_ELASTIC[1]:.0f}] (0 0: none)",
     ),
+    "data": ((lambda v: v is None or v != ""), "data must name a .mat file (or be left out)"),
     "teacher": ((lambda v: v is None or v != ""), "teacher must name a run or a model file"),
     "teacher_preset": (
         lambda v: v is None or (v in PRESETS and "teacher_preset" not in PRESETS[v]),

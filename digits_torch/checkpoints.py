@@ -119,8 +119,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     if head[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
         state = _read_safetensors(path, map_location)
-    else:
+    elif head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch's zip, a legacy pickle
         state = _torch_load(path, map_location)
+    else:  # torch.load would say only "list index out of range" of, say, a text file
+        problem = "not a readable checkpoint (neither torch's zip nor a pickle nor safetensors)"
+        raise UserError(problem, path)
     _check_state(state, path)
     return state
 

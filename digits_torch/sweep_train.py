@@ -52,7 +52,7 @@ from .files import write_json
 from .interrupts import StopRequests, sigterm_interrupts
 from .loop import train_epochs
 from .read_files import parse_json, read_bytes
-from .run_files import SIDE, RunFiles, install
+from .run_files import SIDE, RunFiles, install, without_resume_hint
 from .run_setup import Digits, read_digits, set_up
 from .runs import METRICS, RunLock, read_metrics, read_split
 from .stack_plan import stack_key, stackable
@@ -296,7 +296,8 @@ def _run_solo(network: Network, sweep_dir: Path, quiet: bool) -> None:
             found.append(directory)
         else:  # a kill beat its first checkpoint: nothing in it to resume
             _remove_unstarted(directory)
-    with sigterm_interrupts():  # fit cleans up on SIGTERM as on Ctrl-C
+    # fit cleans up on SIGTERM as on Ctrl-C; the sweep, not the network, says how to resume
+    with sigterm_interrupts(), without_resume_hint():
         if found and (found[-1] / METRICS).exists():
             network.dir = found[-1]
         elif found:

@@ -37,6 +37,7 @@ from .config import TrainConfig, fields_with, make_config, preset_differences
 from .distributed import SOLO, Ranks, from_lead, job_ranks, joined
 from .errors import UserError, no_such_path, progress_bar, tell
 from .interrupts import StopRequests
+from .leftovers import leftover_problem, remove_leftovers
 from .loop import EachOnItsBudget, OneNetwork, train_epochs
 from .model import MLP
 from .run_files import RunFiles, run_final_figures, run_metrics
@@ -191,7 +192,8 @@ def _resume(run_dir: Path, ranks: Ranks, overrides: dict) -> FitResult:
         if not run_dir.is_dir():
             raise UserError("not a directory", run_dir)
         if not (run_dir / LATEST).exists():
-            raise UserError(f"not a run directory to resume (no {LATEST})", run_dir)
+            left = leftover_problem(run_dir)
+            raise UserError(left or f"not a run directory to resume (no {LATEST})", run_dir)
         locks.append(RunLock(run_dir))  # before reading: what is read must not change under us
         return _resumable(run_dir, overrides)
 
@@ -295,6 +297,7 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
     try:
         if lock is None and ranks.lead:  # a new run: its directory is ours from the start
             lock = RunLock(run_dir)
+            remove_leftovers(run_dir.parent, keep=run_dir)  # runs a kill stopped before saving
         # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
         # epoch can be resumed and has a model to load.
         if files is not None:

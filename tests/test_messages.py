@@ -3,7 +3,12 @@ environment, a teacher's problem named as the teacher's, refusals before any wor
 
 from __future__ import annotations
 
-from digits_torch import fit, make_config
+from pathlib import Path
+
+import pytest
+
+import digits_torch.run_log
+from digits_torch import evaluate, fit, make_config, sweep
 from digits_torch.cli import main as cli_main
 from digits_torch.runs import METRICS, RunLock
 from digits_torch.training import teacher_config
@@ -78,3 +83,78 @@ def test_a_newline_in_the_logdir_cannot_forge_the_run_line(small_digits, tmp_pat
     assert result.run_dir.parent == logdir
     assert out.splitlines()[-1] == f"run: {str(result.run_dir)!r}"
     assert "\nrun: /etc" not in out
+
+
+@pytest.mark.parametrize("source", ["flag", "config file"])
+def test_an_empty_data_path_is_named_as_such(source, tmp_path, run_entry):
+    (tmp_path / "c.json").write_text('{"data": ""}')
+    given = ["--data", ""] if source == "flag" else ["--config", str(tmp_path / "c.json")]
+    ran = run_entry(lambda: cli_main([*given, "--logdir", str(tmp_path / "runs")]))
+    assert (ran.code, ran.stderr) == (2, "error: data must name a .mat file (or be left out)\n")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_text_file_as_a_model_is_not_a_checkpoint(tmp_path, run_entry):
+    (tmp_path / "passwd.pt").write_text("root:x:0:0:root:/root:/bin/bash\n" * 20)
+    ran = run_entry(lambda: evaluate.main([str(tmp_path / "passwd.pt"), "--device", "cpu"]))
+    assert (ran.code, ran.stderr) == (
+        2,
+        f"error: {tmp_path / 'passwd.pt'}: not a readable checkpoint (neither torch's zip nor a "
+        "pickle nor safetensors)\n",
+    )
+
+
+def test_an_interrupted_sweep_says_one_way_to_resume(small_digits, tmp_path, monkeypatch, capfd):
+    """A solo network (Adam trains alone) stopped by Ctrl-C: the sweep's hint, not its own."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digits_torch.run_log.RunLog, "log_hparams", interrupted)
+    argv = ["--preset", "seed", "--optimizer", "adam", "--epochs", "2", "--data", str(small_digits)]
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main([*argv, "--quiet", "--no-figures", "--device", "cpu", "--logdir", str(tmp_path)])
+    assert exit_info.value.code == 130
+    (sweep_dir,) = tmp_path.iterdir()
+    err = capfd.readouterr().err
+    assert err.count("resume with") == 1, err
+    assert f"resume with: python -m digits_torch.sweep --resume {sweep_dir}" in err
+
+
+def _left(folder: Path, trained_run: Path, *extra: str) -> Path:
+    """A run directory as a kill before its first checkpoint leaves it."""
+    folder.mkdir(parents=True)
+    for name in ("config.json", "split.json", *extra):
+        (folder / name).write_bytes((trained_run / name).read_bytes())
+    (folder / ".lock").touch()
+    return folder
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_a_leftover_the_next_run_removes(
+    trained_run, small_digits, tmp_path, run_entry
+):
+    logdir = tmp_path / "runs"
+    left = _left(logdir / "20260101-000000-seed", trained_run)
+    live = _left(logdir / "20260101-000001-seed", trained_run)
+    mine = _left(logdir / "20260101-000002-seed", trained_run, "metrics.json")  # not a run's
+    (logdir / "empty").mkdir()  # no lock file: not known to be a run
+    ran = run_entry(lambda: cli_main(["--resume", str(left)]))
+    assert (ran.code, ran.stderr) == (
+        2,
+        f"error: {left}: stopped before its first checkpoint: nothing in it to resume (no "
+        "checkpoint.pt); start the run again (the next run in its logdir removes this "
+        "directory)\n",
+    )
+    lock = RunLock(live)  # a run still starting up
+    try:
+        run = fit(
+            make_config(
+                "seed", data=str(small_digits), epochs=1, logdir=str(logdir), quiet=True,
+                figures=False, device="cpu",
+            )
+        ).run_dir  # fmt: skip
+    finally:
+        lock.release()
+    assert sorted(p.name for p in logdir.iterdir()) == sorted(
+        [live.name, mine.name, "empty", run.name]
+    )
