@@ -26,7 +26,7 @@ from .model import MLP
 from .optimizers import make_optimizer
 from .schedule import make_scheduler
 from .stopping import EarlyStopping
-from .trained import load_trained
+from .trained import Trained, load_trained
 
 __all__ = ["TEACHER", "Digits", "Setup", "load_teacher", "read_digits", "set_up", "split_rows"]
 
@@ -173,19 +173,26 @@ def load_teacher(path: str | Path, config: TrainConfig, digits: Digits) -> tuple
         UserError: no model there, one trained with ex4's cost (its outputs are no softmax
             to soften), or one that does not take these digits' pixels to ten digits.
     """
+    trained = checked_teacher(path, config, digits.X.shape[1])
+    device = digits.on_device[0].device
+    teacher = trained.model.to(device, DTYPES[config.dtype]).eval().requires_grad_(False)
+    return teacher, dict(trained.config) or {"loss": trained.loss}
+
+
+def checked_teacher(path: str | Path, config: TrainConfig, pixels: int) -> Trained:
+    """The teacher at ``path`` read, and checked to fit digits of ``pixels`` pixels (see
+    :func:`load_teacher`): a sweep checks its teachers so before it makes its directory."""
     trained = load_trained(path, logdir=config.logdir)
     shape = trained.model.architecture()
     if trained.loss != "softmax":
         raise UserError("a teacher must be trained with --loss softmax", path)
-    if (shape["input_size"], shape["num_classes"]) != (digits.X.shape[1], 10):
+    if (shape["input_size"], shape["num_classes"]) != (pixels, 10):
         problem = (
             f"the teacher takes {shape['input_size']} pixels to {shape['num_classes']} classes; "
-            f"the digits have {digits.X.shape[1]} pixels and 10 classes"
+            f"the digits have {pixels} pixels and 10 classes"
         )
         raise UserError(problem, path)
-    device = digits.on_device[0].device
-    teacher = trained.model.to(device, DTYPES[config.dtype]).eval().requires_grad_(False)
-    return teacher, dict(trained.config) or {"loss": trained.loss}
+    return trained
 
 
 def _check_parallel(config: TrainConfig, device: torch.device) -> None:

@@ -56,6 +56,7 @@ from .devices import resolve_device
 from .distributed import Ranks, any_rank, from_lead, gather_to_lead, job_ranks, joined, own_errors
 from .errors import ArgumentParser, UserError, exit_on_error, tell
 from .interrupts import StopRequests
+from .run_setup import checked_teacher
 from .runs import RunLock, new_run_dir
 from .stack_plan import batch_group, memory_needed
 from .sweep_grid import expand, parse_grid, parse_seeds
@@ -261,6 +262,10 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
     base = networks[0].config
     resolve_device(base.device)  # a device missing everywhere: said once, by rank 0
     X, _ = load_digits(base.data or default_data_path())
+    # a bad --teacher is one line before the sweep directory is made, not a sweep.json and
+    # network directories left with nothing in them
+    for teacher in sorted({n.config.teacher for n in networks if n.config.teacher is not None}):
+        checked_teacher(teacher, base, X.shape[1])
     return _Sweep(grid, networks, sweep_dir, logdir, name, X.shape)
 
 

@@ -158,3 +158,17 @@ def test_a_run_killed_before_its_first_checkpoint_is_a_leftover_the_next_run_rem
     assert sorted(p.name for p in logdir.iterdir()) == sorted(
         [live.name, mine.name, "empty", run.name]
     )
+
+
+def test_a_bad_teacher_in_a_sweep_leaves_nothing(small_digits, tmp_path, run_entry):
+    (tmp_path / "teacher.pt").write_text("not a model\n" * 20)
+    argv = ["--preset", "tuned", "--teacher", str(tmp_path / "teacher.pt"), "--seeds", "0-1"]
+    argv += ["--data", str(small_digits), "--logdir", str(tmp_path / "runs"), "--quiet"]
+    ran = run_entry(lambda: sweep.main(argv))
+    assert ran.code == 2
+    assert ran.stderr.endswith(
+        f"error: {tmp_path / 'teacher.pt'}: not a readable checkpoint (neither torch's zip nor "
+        "a pickle nor safetensors)\n"
+    )
+    assert ran.stderr.count("error:") == 1
+    assert not (tmp_path / "runs").exists()
