@@ -5,8 +5,9 @@ says what it is (:func:`leftover_problem`).
 
 A directory is a leftover only if all of this holds, so that nothing else is ever removed: it
 holds a run's lock file, which no process holds (a live run holds its lock from before it writes
-anything); it has no checkpoint; and every file in it is one a run writes before its first
-checkpoint (its config, split, teacher copy, TensorBoard events, temp files).
+anything), and its config.json; it has no checkpoint; and every file in it is one a run writes
+before its first checkpoint (its config, split, history, teacher copy, TensorBoard events, temp
+files).
 """
 
 from __future__ import annotations
@@ -66,10 +67,14 @@ def _remove_unlocked(run_dir: Path) -> None:
 
 
 def _looks_left(run_dir: Path) -> bool:
-    """Whether ``run_dir`` is a plain directory holding a run's lock, no checkpoint, and only
-    files a run writes before its first checkpoint."""
+    """Whether ``run_dir`` is a plain directory holding a run's lock and config, no checkpoint,
+    and only files a run writes before its first checkpoint."""
     try:
-        if run_dir.is_symlink() or not run_dir.is_dir() or not (run_dir / LOCK).is_file():
+        if run_dir.is_symlink() or not run_dir.is_dir():
+            return False
+        # config.json too: a run writes it holding the lock, so a run between creating its
+        # lock file and locking it (its directory holds nothing else yet) is never taken
+        if not ((run_dir / LOCK).is_file() and (run_dir / CONFIG).is_file()):
             return False
         names = [p.name for p in run_dir.iterdir()]
     except OSError:

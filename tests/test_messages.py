@@ -138,6 +138,8 @@ def test_a_run_killed_before_its_first_checkpoint_is_a_leftover_the_next_run_rem
     live = _left(logdir / "20260101-000001-seed", trained_run)
     mine = _left(logdir / "20260101-000002-seed", trained_run, "metrics.json")  # not a run's
     (logdir / "empty").mkdir()  # no lock file: not known to be a run
+    (logdir / "starting").mkdir()  # a run between creating its lock file and locking it
+    (logdir / "starting" / ".lock").touch()
     ran = run_entry(lambda: cli_main(["--resume", str(left)]))
     assert (ran.code, ran.stderr) == (
         2,
@@ -156,7 +158,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_a_leftover_the_next_run_rem
     finally:
         lock.release()
     assert sorted(p.name for p in logdir.iterdir()) == sorted(
-        [live.name, mine.name, "empty", run.name]
+        [live.name, mine.name, "empty", "starting", run.name]
     )
 
 
