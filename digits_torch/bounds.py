@@ -55,6 +55,9 @@ MAX_AUG_SHIFT = 20.0  # pixels: the side of ex4's images; a shift past it moves 
 MAX_AUG_ROTATE = 180.0  # degrees either way: a full turn
 MAX_ELASTIC = (100.0, 20.0)  # pixels: alpha, sigma (Simard et al. used 34 and 4 on 28 x 28)
 MAX_TEMPERATURE = 100.0
+# Below this the teacher's softened outputs are one-hot anyway, and logits / T overflows float32
+# (from about 1e-37 on: a NaN loss that no smaller --lr would cure).
+MIN_TEMPERATURE = 0.01
 
 
 # (is the value allowed, the problem if not); the problem may name {value} (or, for a rule
@@ -81,14 +84,19 @@ def is_device_spec(spec: str) -> bool:
 # What an empty --logdir is told (new_run_dir says it too, for compare's --logdir).
 EMPTY_LOGDIR = "logdir must name a directory for runs (. for the working directory), not be empty"
 
+# A run directory's name is <date>-<time>-<preset>-<name>[-N]: 200 bytes leave the rest room
+# within the 255 bytes a file system takes, so a run is refused before its teacher trains.
+MAX_NAME_BYTES = 200
+
 # One rule per field, checked in this order (a float field must also be finite). Not NaN-safe
 # comparisons on purpose: NaN fails every one of them.
 FIELD_RULES: dict[str, Rule] = {
     "preset": ((lambda v: v in PRESETS), f"unknown preset (choose from {', '.join(PRESETS)})"),
     "device": (is_device_spec, "unknown device {value!r} (use auto, cpu, cuda or cuda:N)"),
     "name": (
-        lambda v: re.fullmatch(r"[\w.+=-]*", v) is not None,
-        "name may hold letters, digits and . _ - + = only (it becomes a directory name)",
+        lambda v: re.fullmatch(r"[\w.+=-]*", v) is not None and len(v.encode()) <= MAX_NAME_BYTES,
+        "name may hold letters, digits and . _ - + = only, at most "
+        f"{MAX_NAME_BYTES} bytes (it becomes part of a directory name, of at most 255)",
     ),
     "image_every": _at_least("image every", 0),
     "checkpoint_every": _at_least("checkpoint every", 0),
@@ -133,6 +141,7 @@ FIELD_RULES: dict[str, Rule] = {
         f"aug elastic is ALPHA SIGMA in pixels: alpha in [0, {MAX_ELASTIC[0]:.0f}], sigma in "
         f"(0, {MAX_ELASTIC[1]:.0f}] (0 0: none)",
     ),
+    "data": ((lambda v: v is None or v != ""), "data must name a .mat file (or be left out)"),
     "teacher": ((lambda v: v is None or v != ""), "teacher must name a run or a model file"),
     # "" is most often an unset variable ($LOGDIR): refused, not read as the working directory
     "logdir": ((lambda v: v != ""), EMPTY_LOGDIR),
@@ -142,8 +151,8 @@ FIELD_RULES: dict[str, Rule] = {
         f"({', '.join(p for p in PRESETS if 'teacher_preset' not in PRESETS[p])})",
     ),
     "distill_temperature": (
-        (lambda v: 0 < v <= MAX_TEMPERATURE),
-        f"distill temperature must be > 0 and <= {MAX_TEMPERATURE:.0f}",
+        (lambda v: MIN_TEMPERATURE <= v <= MAX_TEMPERATURE),
+        f"distill temperature must be >= {MIN_TEMPERATURE} and <= {MAX_TEMPERATURE:.0f}",
     ),
     "distill_weight": ((lambda v: 0 <= v <= 1), "distill weight must be in [0, 1]"),
     "stop_on": _one_of("stop on", MONITORS),

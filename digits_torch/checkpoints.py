@@ -33,9 +33,10 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError, no_such_path, reading
+from .errors import UserError, reading
 from .files import write_atomically
 from .model import MLP
+from .read_files import check_regular, parse_json
 from .run_contents import BEST, LATEST
 
 __all__ = [
@@ -116,10 +117,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if not (path / BEST).exists():
             raise UserError(f"not a run directory (no {BEST})", path)
         path = path / BEST
-    if not path.exists():
-        raise no_such_path(path)
-    if path.is_dir():
-        raise UserError("is a directory, not a checkpoint", path)
+    check_regular(path, "a checkpoint")  # a FIFO would block torch.load for ever
     with reading(path), open(path, "rb") as f:
         head = f.read(9)
     if not head:
@@ -130,8 +128,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     if head[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
         state = _read_safetensors(path, map_location)
-    else:
+    elif head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch's zip, a legacy pickle
         state = _torch_load(path, map_location)
+    else:  # torch.load would say only "list index out of range" of, say, a text file
+        problem = "not a readable checkpoint (neither torch's zip nor a pickle nor safetensors)"
+        raise UserError(problem, path)
     _check_state(state, path)
     return state
 
@@ -184,7 +185,7 @@ def _read_safetensors(path: Path, map_location: str | torch.device) -> dict:
     if metadata.get("format") != SAFETENSORS_FORMAT:
         raise UserError("a safetensors file without digits-torch's metadata", path)
     try:
-        architecture = json.loads(metadata.get("architecture", ""))
+        architecture = parse_json(metadata.get("architecture", ""))
     except ValueError:
         raise UserError("its metadata's architecture is not JSON", path) from None
     if "loss" not in metadata:  # a default would read a coursera model's sigmoids as softmax

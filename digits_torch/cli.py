@@ -23,7 +23,7 @@ from pathlib import Path
 from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config
 from .config_files import read_config_file
 from .distributed import job_ranks
-from .errors import ArgumentParser, UserError, exit_on_error, program_name, show
+from .errors import ArgumentParser, UserError, exit_on_error, program_name, show, shown_name
 from .interrupts import sigterm_interrupts
 from .plots import FIGURES
 from .runs import METRICS, find_run
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> FitResult:
     if job_ranks().lead:  # under torchrun, rank 0 speaks for the job
         if not result.config.quiet:
             show(summary(result, _prog()))
-        show(f"run: {result.run_dir}")
+        show(f"run: {shown_name(result.run_dir)}")  # quoted if a newline could forge a line
     return result
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 from pathlib import Path
 
 from .config import TrainConfig, from_json, type_problem
-from .errors import UserError, no_such_path, reading
+from .errors import UserError
+from .read_files import parse_json, parse_toml, read_bytes
 
 __all__ = ["close_field", "read_config_file"]
 
@@ -24,19 +24,15 @@ def read_config_file(path: str | Path) -> dict:
     key); the bounds are checked once the file's values meet the preset's and the flags'.
     """
     path = Path(path)
-    if not path.exists():
-        raise no_such_path(path)
-    with reading(path):
-        text = path.read_bytes()
+    text = read_bytes(path, what="a config file")
     try:
         if path.suffix.lower() == ".toml":
             try:
-                import tomllib  # Python 3.11+
-            except ImportError:
+                values = parse_toml(text.decode())
+            except ImportError:  # tomllib is Python 3.11+
                 raise UserError("TOML config files need Python 3.11+; use JSON", path) from None
-            values = tomllib.loads(text.decode())
         else:
-            values = json.loads(text)
+            values = parse_json(text)
     except UserError:
         raise
     except ValueError as err:  # JSONDecodeError, TOMLDecodeError and UnicodeDecodeError are

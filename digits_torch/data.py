@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import UserError, no_such_path, reading
+from .errors import UserError, reading
+from .read_files import check_regular
 
 __all__ = [
     "DigitsDataset",
@@ -75,20 +76,16 @@ def load_digits(
     return X, labels if stored_labels else np.where(labels == 10, 0, labels)
 
 
-def file_sha256(path: str | Path) -> str:
+def file_sha256(path: str | Path, what: str = "a file") -> str:
     """The SHA-256 of the file at ``path``, in hex: what a run records of its data file (and of
     its teacher.pt), so that a resume or a teacher on other digits is told apart from its own.
+    ``what`` the file is, for the error that it is no regular file.
 
     Raises:
         UserError: the file is missing, not a regular file, or cannot be read.
     """
     path = Path(path)
-    if not path.exists():
-        raise no_such_path(path)
-    if path.is_dir():
-        raise UserError("is a directory, not a file", path)
-    if not path.is_file():  # a FIFO or a device (/dev/zero) would never end
-        raise UserError("not a regular file; refusing to read it", path)
+    check_regular(path, what)  # a FIFO or a device (/dev/zero) would never end
     digest = hashlib.sha256()
     with reading(path), open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -171,11 +168,7 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 def read_mat(path: Path) -> dict[str, np.ndarray]:
     """Every variable of a MAT file (v4, v5/v6/v7 or, through h5py, v7.3) as numpy arrays."""
-    if not path.exists():
-        raise no_such_path(path)
-    if path.is_dir():
-        raise UserError("is a directory, not a MAT file", path)
-    if path.stat().st_size == 0:
+    if check_regular(path, "a MAT file").st_size == 0:
         raise UserError("empty file, not a MAT file", path)
     with reading(path), open(path, "rb") as f:
         head = f.read(2048)

@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -36,10 +37,12 @@ __all__ = [
     "error_line",
     "exit_on_error",
     "no_such_path",
+    "path_error",
     "plain_text",
     "program_name",
     "reading",
     "show",
+    "shown_name",
     "tell",
     "writing",
 ]
@@ -49,6 +52,7 @@ T = TypeVar("T")
 EXIT_USAGE = 2  # what argparse uses for bad arguments; we use it for every user error
 EXIT_OUTPUT = 74  # sysexits' EX_IOERR: the work is done and kept, its report could not be written
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
+NAME_MAX = 255  # bytes in one file or directory name, on Linux's file systems and macOS's
 
 
 class UserError(ValueError):
@@ -70,6 +74,17 @@ def no_such_path(path: str | Path) -> UserError:
     """The one wording of a path that is not there, whatever was expected at it (a data file,
     an image, a checkpoint, a run): ``error: PATH: no such file or directory``."""
     return UserError("no such file or directory", path)
+
+
+def path_error(err: OSError, path: str | Path) -> UserError:
+    """The one line for a path the system refused to open or stat (``err``)."""
+    if err.errno == errno.ENOENT:
+        return no_such_path(path)
+    if err.errno == errno.ELOOP:
+        return UserError("a symlink loop (too many levels of symbolic links)", path)
+    if err.errno == errno.ENAMETOOLONG:
+        return UserError(f"file name too long (a name holds at most {NAME_MAX} bytes)", path)
+    return UserError(f"cannot read ({err.strerror or err})", path)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -99,7 +114,7 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T | None]:
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
-            result = main(*args, **kwargs)
+            result = _named_paths_refused(main, *args, **kwargs)
             return result if args or kwargs else None
         except UserError as err:
             if err.every_rank or _lead_process():
@@ -115,16 +130,39 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T | None]:
     return wrapper
 
 
+def _named_paths_refused(main: Callable[..., T], *args, **kwargs) -> T:
+    """``main(...)``, a path the system refuses whatever the command does with it (a name over
+    :data:`NAME_MAX` bytes, from any flag) turned into the one line :func:`path_error` says."""
+    try:
+        return main(*args, **kwargs)
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG or err.filename is None:
+            raise
+        raise path_error(err, os.fsdecode(err.filename)) from None
+
+
 def _lead_process() -> bool:
     """Whether this process speaks for its job: torchrun's rank 0, or a process on its own
-    (every rank of a job meets the same bad flags and user errors)."""
-    return os.environ.get("RANK", "0") == "0"
+    (every rank of a job meets the same bad flags and user errors). Without WORLD_SIZE a
+    process is on its own, whatever RANK a shell left set (it trains alone, as
+    :func:`~digits_torch.distributed.job_ranks` says)."""
+    return "WORLD_SIZE" not in os.environ or os.environ.get("RANK", "0") == "0"
 
 
 def error_line(err: UserError) -> str:
     """``error: <message>`` on one line, whatever the message holds (a file name may hold a
     newline): what a CLI prints for a user error."""
     return "error: " + " ".join(str(err).splitlines())
+
+
+_LINE_BREAKING = {"Cc", "Zl", "Zp"}  # control characters, and the line and paragraph separators
+
+
+def shown_name(path: str | Path | None) -> str:
+    """A file name as a line shows it: as it is, or quoted as Python writes a string (``'a\\nb'``)
+    when it holds a control character, which could end the line or forge another."""
+    name = str(path)
+    return repr(name) if any(unicodedata.category(c) in _LINE_BREAKING for c in name) else name
 
 
 def tell(text: str) -> None:

@@ -52,9 +52,11 @@ def evaluate(
     model, config, run_dir = trained.model, trained.config, trained.run_dir
     if model.num_classes != NUM_CLASSES:
         raise UserError(f"the model has {model.num_classes} outputs, not one per digit", path)
-    float64 = next(model.parameters()).dtype == torch.float64  # a float64 run sees float64 data
+    # The digits go in in the weights' dtype: float64 for a float64 run, float16 or bfloat16
+    # for a model saved in half precision (predict, plots and export take those too).
+    dtype = next(model.parameters()).dtype
     file, rows, used, digits = _digits(run_dir, data, config, split)
-    X, y = load_digits(file, dtype=np.float64 if float64 else np.float32)
+    X, y = load_digits(file, dtype=np.float64 if dtype == torch.float64 else np.float32)
     if X.shape[1] != model.input_size:
         raise UserError(
             f"images have {X.shape[1]} pixels but the model at {path} takes {model.input_size}",
@@ -64,9 +66,8 @@ def evaluate(
         if len(rows) and rows.max() >= len(y):
             raise UserError(f"its split names rows past the {len(y)} of the data", run_dir)
         X, y = X[rows], y[rows]
-    loss, accuracy = score(
-        model, torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev), trained.loss
-    )
+    images = torch.from_numpy(X).to(dev, dtype)
+    loss, accuracy = score(model, images, torch.from_numpy(y).to(dev), trained.loss)
     return {"accuracy": accuracy, "loss": loss, "n": len(y), "split": used, "digits": digits}
 
 

@@ -24,6 +24,7 @@ import stat
 from pathlib import Path
 
 from .errors import UserError, writing
+from .read_files import NOT_REGULAR
 from .run_contents import owner_of
 
 __all__ = [
@@ -36,13 +37,6 @@ __all__ = [
 ]
 
 TEMP_SUFFIX = ".tmp"
-_NOT_FILES = {
-    stat.S_IFDIR: "a directory",
-    stat.S_IFCHR: "a device node",
-    stat.S_IFBLK: "a device node",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFSOCK: "a socket",
-}
 
 
 def write_atomically(path: str | Path, data: bytes | memoryview) -> None:
@@ -160,7 +154,7 @@ def check_replaceable(path: Path, named: Path | None = None) -> None:
         mode = path.lstat().st_mode
     except OSError:  # absent (or unreadable: the write itself will say why)
         return
-    kind = _NOT_FILES.get(stat.S_IFMT(mode))
+    kind = NOT_REGULAR.get(stat.S_IFMT(mode))
     if kind is not None:
         where = "" if named is None or named == path else f" (a link to {path})"
         raise UserError(

@@ -6,9 +6,7 @@ damaged; :func:`from_array` takes pixels from an array instead. Each problem is 
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
-import stat
 import warnings
 from pathlib import Path
 
@@ -16,7 +14,8 @@ import numpy as np
 import PIL.Image
 from PIL import ImageOps
 
-from .errors import UserError, no_such_path
+from .errors import UserError
+from .read_files import check_regular
 
 __all__ = ["MAX_PIXELS", "RASTER_FORMATS", "check_size", "from_array", "read_image"]
 
@@ -58,18 +57,9 @@ def read_image(path: str | Path) -> PIL.Image.Image:
 
 
 def _check_file(path: Path) -> None:
-    """Refuse what is no image file before opening it: absent, a link loop, a directory, empty."""
-    try:
-        info = path.stat()
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise UserError("a symlink loop (too many levels of symbolic links)", path) from None
-        if err.errno == errno.ENOENT:
-            raise no_such_path(path) from None
-        raise UserError(f"cannot read ({err.strerror or err})", path) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise UserError("is a directory, not an image", path)
-    if info.st_size == 0:
+    """Refuse what is no image file before opening it: absent, a link loop, a name too long, a
+    directory, a FIFO or a device, empty."""
+    if check_regular(path, "an image").st_size == 0:
         raise UserError("empty file, not an image", path)
 
 

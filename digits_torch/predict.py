@@ -4,10 +4,10 @@ Read the digit in each image (a drawing, a scan or a photo of one digit; PNG, JP
 TIFF, ...) with a trained model: a run directory (its best.pt), a checkpoint, a safetensors
 export, or ex4's Theta1/Theta2 .mat. Each image is made into a 20 x 20 input as MNIST's digits
 were made (:mod:`digits_torch.images`). One line per image: the digit and the three most probable
-digits; then ``wrote <path>`` for each file written. Every image is read and checked before any
-is predicted: a bad one is one ``error: <image>: <problem>`` line on stderr, exit code 2, and
-nothing is printed or written. A name holding control characters (a newline) is shown quoted,
-as Python writes it, so that it cannot pass for another line.
+digits; then ``wrote <path>`` for each file written. As every batch tool, a bad image is one
+``error: <image>: <problem>`` line on stderr and the others are still predicted and written;
+the exit code is then 2. A name holding control characters (a newline) is shown quoted, as
+Python writes it, so that it cannot pass for another line.
 
     from digits_torch.predict import predict_images
     predict_images("runs/<run>", ["seven.png"])[0].digit
@@ -16,7 +16,6 @@ as Python writes it, so that it cannot pass for another line.
 from __future__ import annotations
 
 import io
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,16 @@ import torch
 
 from .data import NUM_CLASSES, to_image
 from .devices import resolve_device
-from .errors import ArgumentParser, UserError, exit_on_error, writing
+from .errors import (
+    EXIT_USAGE,
+    ArgumentParser,
+    UserError,
+    error_line,
+    exit_on_error,
+    shown_name,
+    tell,
+    writing,
+)
 from .errors import show as show_line
 from .files import output_path, write_json, write_new
 from .image_files import read_image
@@ -141,16 +149,6 @@ def describe(prediction: Prediction) -> str:
     return f"{shown_name(prediction.path)}: {prediction.digit}  ({top})"
 
 
-_LINE_BREAKING = {"Cc", "Zl", "Zp"}  # control characters, and the line and paragraph separators
-
-
-def shown_name(path: str | Path | None) -> str:
-    """A file name as a line shows it: as it is, or quoted as Python writes a string (``'a\\nb'``)
-    when it holds a control character, which could end the line or forge another."""
-    name = str(path)
-    return repr(name) if any(unicodedata.category(c) in _LINE_BREAKING for c in name) else name
-
-
 # ---------------------------------------------------------------------------------- the picture
 
 
@@ -205,23 +203,38 @@ def main(argv: list[str] | None = None) -> list[Prediction]:
     json_out = _json_path(args.json) if args.json else None  # refused before the work
     show = _show_folder(args.show) if args.show else None
     trained = checked_model(args.model, args.device)
-    # Every image read and checked before any is predicted: a bad one is one error line, and
-    # nothing is printed or written.
-    read = [_read(path, keep_grey=show is not None) for path in args.images]
-    pictures = _picture_paths(args.images, show) if show is not None else []
-    if show is not None:
+    # As every batch tool: each good image is predicted (and its picture and result written),
+    # each bad one is one error line, and the exit status says that one was bad.
+    images, bad = [], 0
+    for path in args.images:
+        try:
+            images.append((path, *_read(path, keep_grey=show is not None)))
+        except UserError as err:
+            tell(error_line(err))
+            bad += 1
+    predictions = _predict_all(trained, images, show)
+    if json_out is not None and predictions:  # the results of the good images, if any
+        write_json(json_out, _report(args.model, trained, predictions))
+        show_line(f"wrote {shown_name(json_out)}")
+    if bad:
+        raise SystemExit(EXIT_USAGE)
+    return predictions
+
+
+def _predict_all(trained: Trained, images: list, show: Path | None) -> list[Prediction]:
+    """The prediction of each (path, pixels, greyscale) read, each said on a line; with
+    ``show``, its picture written there and said."""
+    pictures = _picture_paths([path for path, _, _ in images], show) if show is not None else []
+    if show is not None and images:
         with writing(show):
             show.mkdir(parents=True, exist_ok=True)
     predictions = []
-    for k, (path, (pixels, grey)) in enumerate(zip(args.images, read)):
+    for k, (path, pixels, grey) in enumerate(images):
         predictions.append(prediction := _predict_pixels(trained, pixels, path))
         show_line(describe(prediction))
         if show is not None:  # never over a file there: the name is one no file has
             write_new(pictures[k], _png(figure(grey, prediction)))
             show_line(f"wrote {shown_name(pictures[k])}")
-    if json_out is not None:
-        write_json(json_out, _report(args.model, trained, predictions))
-        show_line(f"wrote {shown_name(json_out)}")
     return predictions
 
 

@@ -7,11 +7,13 @@ is written beside the real files (:data:`SIDE`) and installed once the sweep has
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import math
 import os
 import shutil
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from . import plots
@@ -45,6 +47,7 @@ __all__ = [
     "report_metrics",
     "run_final_figures",
     "run_metrics",
+    "without_resume_hint",
 ]
 
 # Config fields that describe how a run is watched, not what it trains: not hyperparameters.
@@ -311,7 +314,7 @@ class RunFiles:
                 pass
         if not self.resumable:  # nothing resumable was written: leave no half-made run behind
             shutil.rmtree(self.dir, ignore_errors=True)
-        elif interrupted:
+        elif interrupted and _HINTED.get():
             epoch = load_run_file(self.dir / LATEST)["epoch"]
             launch = "python" if self.world == 1 else f"torchrun --nproc-per-node {self.world}"
             tell(
@@ -322,6 +325,21 @@ class RunFiles:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# Whether an interrupted run says how to resume it: not a sweep's network, whose sweep says it
+# (resuming the sweep resumes the network; one hint, not two).
+_HINTED: contextvars.ContextVar[bool] = contextvars.ContextVar("resume_hint", default=True)
+
+
+@contextlib.contextmanager
+def without_resume_hint() -> Iterator[None]:
+    """Runs trained inside do not say how to resume them when interrupted: their caller does."""
+    token = _HINTED.set(False)
+    try:
+        yield
+    finally:
+        _HINTED.reset(token)
 
 
 def install(directory: Path, has_val: bool) -> None:

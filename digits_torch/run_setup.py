@@ -53,7 +53,7 @@ def read_digits(config: TrainConfig, device: torch.device) -> Digits:
     X, labels = load_digits(path, dtype=config.dtype, stored_labels=True)
     y = labels % 10  # digits: Coursera's label 10 is the digit 0
     on_device = (torch.from_numpy(X).to(device), torch.from_numpy(y).to(device))
-    return Digits(path, X, labels, on_device, file_sha256(path))
+    return Digits(path, X, labels, on_device, file_sha256(path, "a MAT file"))
 
 
 @dataclass

@@ -38,7 +38,8 @@ import numpy as np
 
 from .bounds import EMPTY_LOGDIR
 from .config import TrainConfig
-from .errors import UserError, reading, writing
+from .errors import UserError, writing
+from .read_files import parse_json, read_bytes
 from .run_contents import CONFIG, HISTORY, LOCK, METRICS, SPLIT
 
 try:
@@ -47,6 +48,7 @@ except ImportError:  # Windows: no advisory locks; a run directory is then not g
     fcntl = None
 
 __all__ = [
+    "RunInUse",
     "RunLock",
     "new_run_dir",
     "read_config",
@@ -152,6 +154,15 @@ def _short(value) -> str:
     return re.sub(r"[^\w.+=-]", "_", text)
 
 
+class RunInUse(UserError):
+    """Another process holds a run directory's lock; ``holder`` is ``pid N`` where known."""
+
+    def __init__(self, holder: str, run_dir: Path) -> None:
+        self.holder = holder
+        wait = "wait for it to end or stop it, then try again"
+        super().__init__(f"in use by another process ({holder}); {wait}", run_dir)
+
+
 class RunLock:
     """The one writer of a run directory: an exclusive ``flock`` on its ``.lock`` file, held
     until :meth:`release` (or until the process ends, however it ends).
@@ -172,11 +183,7 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise UserError(
-                f"in use by another process ({_lock_holder(path)}); wait for it to end or stop "
-                "it, then try again",
-                self.dir,
-            ) from None
+            raise RunInUse(_lock_holder(path), self.dir) from None
         except OSError:  # a file system without locks: go on unguarded rather than not at all
             pass
         self._fd = fd
@@ -254,10 +261,9 @@ def read_metrics(run_dir: str | Path) -> dict:
 
 def _read_object(path: Path, holds: str) -> dict:
     """The JSON object (of ``holds``) in the file at ``path``, or a UserError naming it."""
-    with reading(path):
-        content = path.read_bytes()
+    content = read_bytes(path)
     try:
-        values = json.loads(content)
+        values = parse_json(content)
     except ValueError as err:
         raise UserError(f"not JSON ({err})", path) from None
     if not isinstance(values, dict):
@@ -277,16 +283,17 @@ def read_history(run_dir: str | Path, through: int | None = None) -> list[dict]:
     path = Path(run_dir) / HISTORY
     if not path.exists():
         return []
-    with reading(path):
-        lines = path.read_bytes().decode(errors="replace").splitlines()
+    lines = read_bytes(path, limit=None).decode(errors="replace").splitlines()
     records = []
     for number, line in enumerate(lines, 1):
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except json.JSONDecodeError:
             if number == len(lines):  # the line a crash cut short
                 break
             raise UserError(f"line {number}: not a JSON record", path) from None
+        except ValueError as err:  # nested too deeply: no crash writes that
+            raise UserError(f"line {number}: not a JSON record ({err})", path) from None
         if isinstance(record, dict) and through is not None:
             epoch = record.get("epoch")
             if isinstance(epoch, int) and epoch > through:
@@ -352,10 +359,11 @@ def read_split_record(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / SPLIT
     if not path.exists():
         return None
+    content = read_bytes(path)
     try:
-        split = json.loads(path.read_text())
+        split = parse_json(content)
         record = {"train": split["train"], "val": split["val"]}
-    except (OSError, ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError) as err:
         raise UserError(f"unreadable ({err})", path) from None
     problem = _rows_problem(record["train"], record["val"])
     for key in ("data_sha256", "teacher_sha256"):

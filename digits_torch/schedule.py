@@ -15,12 +15,20 @@ continues the same curve.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 
-__all__ = ["SCHEDULES", "InvScalingLR", "advance", "lower_on_plateau", "make_scheduler"]
+__all__ = [
+    "SCHEDULES",
+    "InvScalingLR",
+    "advance",
+    "inv_scaled",
+    "lower_on_plateau",
+    "make_scheduler",
+]
 
 SCHEDULES = ("constant", "cosine", "invscaling", "adaptive")
 ADAPTIVE_DIVISOR = 5.0  # adaptive: lr /= 5 where training would stop ...
@@ -70,7 +78,17 @@ class InvScalingLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         seen = self.last_epoch * self.samples_per_epoch
-        return [float(lr) / (seen + 1) ** self.power_t for lr in self.base_lrs]
+        return [inv_scaled(float(lr), seen, self.power_t) for lr in self.base_lrs]
+
+
+def inv_scaled(lr: float, seen: int, power_t: float) -> float:
+    """``lr / (seen + 1) ** power_t``, as scikit-learn computes it; where the power passes the
+    largest float (``--power-t 100`` after an epoch), ``lr`` times ``exp(-power_t ln(seen + 1))``,
+    which underflows to the lr's true value (0, or a subnormal) instead of raising."""
+    try:
+        return lr / (seen + 1) ** power_t
+    except OverflowError:
+        return lr * math.exp(-power_t * math.log(seen + 1))
 
 
 def lower_on_plateau(optimizer: torch.optim.Optimizer) -> bool:

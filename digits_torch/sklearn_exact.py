@@ -124,8 +124,9 @@ class RandomStream:
             rows = slice(None)
             if i == last and unit_digits is not None:
                 rows = torch.from_numpy(np.asarray(unit_digits, dtype=np.int64))
-            layer.weight[rows] = torch.from_numpy(weight)  # rounds to the model's dtype
-            layer.bias[rows] = torch.from_numpy(bias)
+            # rounded to the model's dtype (index_put, for unit_digits' rows, will not round)
+            layer.weight[rows] = torch.from_numpy(weight).to(layer.weight.dtype)
+            layer.bias[rows] = torch.from_numpy(bias).to(layer.bias.dtype)
 
     def split(self, m: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
         """MLPClassifier's early-stopping split of m rows: ``train_test_split(test_size=fraction)``.

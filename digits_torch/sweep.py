@@ -63,6 +63,7 @@ from .sweep_record import SWEEP, read_sweep, write_sweep_json
 from .sweep_report import report, write_results
 from .sweep_teachers import name_teachers
 from .sweep_train import Network, plan_networks, recover, run_sweep
+from .teachers import checked_teacher
 
 __all__ = ["main", "parse_grid", "parse_seeds", "run_command"]
 
@@ -262,6 +263,10 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
     base = networks[0].config
     resolve_device(base.device)  # a device missing everywhere: said once, by rank 0
     X, _ = load_digits(base.data or default_data_path())
+    # a bad --teacher is one line before the sweep directory is made, not a sweep.json and
+    # network directories left with nothing in them
+    for teacher in sorted({n.config.teacher for n in networks if n.config.teacher is not None}):
+        checked_teacher(teacher, base, X.shape[1])
     return _Sweep(grid, networks, sweep_dir, logdir, name, X.shape)
 
 

@@ -4,13 +4,13 @@ sweep write outside its directory."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from .config import TrainConfig
 from .errors import UserError
 from .files import write_json
+from .read_files import parse_json, read_bytes
 from .run_contents import SWEEP
 from .runs import RunLock
 from .sweep_train import Network
@@ -50,8 +50,9 @@ def read_sweep(sweep_dir: Path, locks: list[RunLock]) -> tuple[dict, list[Networ
     if not path.is_file():
         raise UserError(f"not a sweep directory to resume (no {SWEEP})", sweep_dir)
     locks.append(RunLock(sweep_dir))  # one sweep at a time: before reading what it will change
+    content = read_bytes(path)
     try:
-        saved = json.loads(path.read_text())
+        saved = parse_json(content)
         grid = {
             k: [tuple(v) if isinstance(v, list) else v for v in vs]
             for k, vs in saved["grid"].items()

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import shutil
 import time
@@ -48,12 +47,13 @@ from .checkpoints import LATEST, best_weights, load_run_file
 from .config import TrainConfig
 from .devices import resolve_device
 from .distributed import SOLO, Ranks
-from .errors import UserError, progress_bar, reading
+from .errors import UserError, progress_bar
 from .files import write_json
 from .interrupts import StopRequests, sigterm_interrupts
 from .loop import train_epochs
+from .read_files import parse_json, read_bytes
 from .run_contents import PROGRESS, SIDE
-from .run_files import RunFiles, install
+from .run_files import RunFiles, install, without_resume_hint
 from .run_setup import Digits, read_digits, set_up
 from .runs import METRICS, RunLock, read_metrics, read_split
 from .stack_plan import stack_key, stackable
@@ -106,9 +106,9 @@ def _commits(sweep_dir: Path) -> tuple[dict[str, set[int]], set[str]]:
     for path in [sweep_dir / PROGRESS, *sorted(sweep_dir.glob("progress-rank*.json"))]:
         if not path.exists():
             continue
+        content = read_bytes(path)
         try:
-            with reading(path):
-                record = json.loads(path.read_text())
+            record = parse_json(content)
             for name, epoch in record["epochs"].items():
                 epochs.setdefault(name, set()).add(epoch)
             diverged.update(record["diverged"])
@@ -295,7 +295,8 @@ def _run_solo(network: Network, sweep_dir: Path, quiet: bool) -> None:
             found.append(directory)
         else:  # a kill beat its first checkpoint: nothing in it to resume
             _remove_unstarted(directory)
-    with sigterm_interrupts():  # fit cleans up on SIGTERM as on Ctrl-C
+    # fit cleans up on SIGTERM as on Ctrl-C; the sweep, not the network, says how to resume
+    with sigterm_interrupts(), without_resume_hint():
         if found and (found[-1] / METRICS).exists():
             network.dir = found[-1]
         elif found:

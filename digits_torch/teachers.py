@@ -32,7 +32,13 @@ from .run_contents import BEST, LATEST, SPLIT, TEACHER, is_run
 from .runs import find_run, read_config, read_split_record, writer_of
 from .trained import Trained, load_trained
 
-__all__ = ["kept_teacher", "load_teacher", "same_digits", "trained_for_another_split"]
+__all__ = [
+    "checked_teacher",
+    "kept_teacher",
+    "load_teacher",
+    "same_digits",
+    "trained_for_another_split",
+]
 
 # What a resume may change: a checkpoint's config may differ from config.json in these alone.
 _RESUMABLE = fields_with("resumable")
@@ -48,13 +54,25 @@ def load_teacher(
     Raises:
         UserError: naming the teacher, for each check above it fails.
     """
-    trained = load_trained(path, logdir=config.logdir)
-    _check_model(trained, path, pixels)
+    trained = checked_teacher(path, config, pixels)
     run = _run_of(path, trained)
     if run is not None:
         _check_run(run, trained, path)
     if not config.teacher_any_split and len(val_rows):
         _check_split(run, path, data_sha256, val_rows)
+    return trained
+
+
+def checked_teacher(path: str | Path, config: TrainConfig, pixels: int) -> Trained:
+    """The model at ``path`` read, and checked to be a teacher for digits of ``pixels`` pixels
+    (the checks that need no split: a sweep makes them before it makes its directory).
+
+    Raises:
+        UserError: naming the teacher: no model there, or one that is no softmax over ten
+            digits of these pixels.
+    """
+    trained = load_trained(path, logdir=config.logdir)
+    _check_model(trained, path, pixels)
     return trained
 
 
@@ -187,6 +205,6 @@ def trained_for_another_split(config: TrainConfig) -> bool:
         return False
     if saved.preset != config.teacher_preset:
         return False
-    data = file_sha256(config.data or default_data_path())
+    data = file_sha256(config.data or default_data_path(), "a MAT file")
     ours = (saved.seed, saved.val_fraction) == (config.seed, config.val_fraction)
     return not (ours and same_digits(run, data))

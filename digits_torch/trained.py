@@ -26,6 +26,7 @@ from .coursera import load_weights
 from .errors import UserError, no_such_path, reading
 from .losses import LOSSES
 from .model import MLP
+from .read_files import check_regular
 from .runs import find_run
 
 __all__ = ["Trained", "as_trained", "load_trained"]
@@ -90,6 +91,7 @@ def load_trained(
 def _file_kind(path: Path) -> str:
     """``"mat"`` or ``"checkpoint"``: by the first bytes where they tell (a MAT file's header, a
     zip's, a pickle's, safetensors' JSON header), else by the extension."""
+    check_regular(path, "a model file")  # a FIFO would block for ever
     with reading(path), open(path, "rb") as f:
         head = f.read(9)
     if head[:6] == b"MATLAB":  # v5 to v7.3 (HDF5 behind the same text header)

@@ -38,11 +38,12 @@ from .data import default_data_path, file_sha256
 from .distributed import SOLO, Ranks, from_lead, job_ranks, joined
 from .errors import UserError, no_such_path, progress_bar, tell
 from .interrupts import StopRequests
+from .leftovers import leftover_problem, remove_leftovers
 from .loop import EachOnItsBudget, OneNetwork, train_epochs
 from .model import MLP
 from .run_files import RunFiles, run_final_figures, run_metrics
 from .run_setup import Setup, set_up
-from .runs import METRICS, RunLock, check_history, new_run_dir, read_config, run_label
+from .runs import METRICS, RunInUse, RunLock, check_history, new_run_dir, read_config, run_label
 from .teachers import same_digits, trained_for_another_split
 from .threads import cpu_threads
 from .trainee import Trainee
@@ -106,7 +107,16 @@ def with_teacher(config: TrainConfig, ranks: Ranks = SOLO) -> TrainConfig:
     if found is None:
         found = _train_teacher(teacher, ranks)
     elif not (found / METRICS).exists():  # stopped (Ctrl-C, a kill): go on from its checkpoint
-        found = _resume(found, ranks, {"quiet": config.quiet}).run_dir
+        try:
+            found = _resume(found, ranks, {"quiet": config.quiet}).run_dir
+        except RunInUse as err:  # another run trains it first, for the same digits and split
+            raise UserError(
+                f"in use ({err.holder}): another run is training the teacher this run needs "
+                f"(--teacher-preset {config.teacher_preset}, on the same digits and split); "
+                "wait for it to finish (this run then uses it), or give this run a teacher of "
+                "its own: another --logdir, or --teacher RUN",
+                found,
+            ) from None
     return dataclasses.replace(config, teacher=str(found))
 
 
@@ -128,7 +138,19 @@ def teacher_config(config: TrainConfig) -> TrainConfig:
     :data:`TEACHERS` directory."""
     shared = {k: getattr(config, k) for k in _TEACHER_SHARES}
     logdir = str(Path(config.logdir) / TEACHERS)
-    return make_config(config.teacher_preset, **shared, logdir=logdir)
+    preset = config.teacher_preset
+    try:
+        teacher = make_config(preset, **shared, logdir=logdir)
+    except UserError as err:  # the student's flags are fine; its teacher's preset cannot take them
+        raise UserError(
+            f"the teacher this run trains first (--teacher-preset {preset}): {err}"
+        ) from None
+    if teacher.loss != "softmax":  # known before it trains: load_teacher would refuse it after
+        raise UserError(
+            f"--teacher-preset {preset} trains with --loss {teacher.loss}; a teacher must be "
+            "trained with --loss softmax (its outputs are softened into the student's targets)"
+        )
+    return teacher
 
 
 def _teacher_run(config: TrainConfig) -> Path | None:
@@ -136,7 +158,9 @@ def _teacher_run(config: TrainConfig) -> Path | None:
     file (by its SHA-256) that finished or can resume, or None."""
     same = set(fields_with("hparam")) - {"device"}  # a run trained on another device is it
     wanted = {k: v for k, v in config.to_dict().items() if k in same}
-    data = file_sha256(config.data or default_data_path())  # the same digits, not just path
+    data = file_sha256(
+        config.data or default_data_path(), "a MAT file"
+    )  # the same digits, not just path
     logdir = Path(config.logdir)
     for run_dir in sorted(logdir.glob(f"*-{config.preset}*"), reverse=True):
         if not (run_dir / METRICS).exists() and not (run_dir / LATEST).exists():
@@ -179,7 +203,8 @@ def _resume(run_dir: Path, ranks: Ranks, overrides: dict) -> FitResult:
         if not run_dir.is_dir():
             raise UserError("not a directory", run_dir)
         if not (run_dir / LATEST).exists():
-            raise UserError(f"not a run directory to resume (no {LATEST})", run_dir)
+            left = leftover_problem(run_dir)
+            raise UserError(left or f"not a run directory to resume (no {LATEST})", run_dir)
         locks.append(RunLock(run_dir))  # before reading: what is read must not change under us
         return _resumable(run_dir, overrides)
 
@@ -283,6 +308,7 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
     try:
         if lock is None and ranks.lead:  # a new run: its directory is ours from the start
             lock = RunLock(run_dir)
+            remove_leftovers(run_dir.parent, keep=run_dir)  # runs a kill stopped before saving
         # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
         # epoch can be resumed and has a model to load.
         if files is not None:

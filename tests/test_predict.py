@@ -388,22 +388,40 @@ def nan_pixel() -> np.ndarray:
 
 
 @pytest.mark.parametrize("case", BAD_IMAGES)
-def test_a_bad_image_is_one_line_and_nothing_is_written(
+def test_a_bad_image_is_one_line_and_the_good_ones_are_predicted(
     case, reader, good_png, tmp_path, run_entry
 ):
-    """Every image is read before any is predicted: one line, no result, no file."""
+    """As every batch tool: the bad image is one line, the good ones predicted, exit 2."""
     build, problem = BAD_IMAGES[case]
     bad = tmp_path / "bad.png"
     build(bad)
     out, show = tmp_path / "out.json", tmp_path / "show"
-    argv = [str(reader), str(good_png), str(bad), "--json", str(out), "--show", str(show)]
-    ran = run_entry(lambda: main(argv))
+    argv = [str(reader), str(good_png), str(bad), str(good_png), "--json", str(out)]
+    ran = run_entry(lambda: main([*argv, "--show", str(show)]))
     assert ran.code == 2
     (line,) = ran.stderr.splitlines()  # and no warning
     assert line.startswith(f"error: {bad}: ") and re.search(problem, line), line
-    assert not out.exists() and not show.exists()
+    report = json.loads(out.read_text())
+    assert [(p["path"], p["digit"]) for p in report["predictions"]] == [(str(good_png), 7)] * 2
+    assert sorted(p.name for p in show.iterdir()) == ["seven-2.png", "seven.png"]
     with pytest.raises(UserError, match=problem):
         predict_images(reader, [bad])
+
+
+def test_each_good_image_gets_its_line_and_each_bad_one_its_error(
+    reader, good_png, tmp_path, capfd
+):
+    missing, empty = tmp_path / "missing.png", tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_:
+        main([str(reader), str(missing), str(good_png), str(empty), str(good_png)])
+    assert exit_.value.code == 2
+    out, err = capfd.readouterr()
+    assert err.splitlines() == [
+        f"error: {missing}: no such file or directory",
+        f"error: {empty}: empty file, not an image",
+    ]
+    assert [line.split("  (")[0] for line in out.splitlines()] == [f"{good_png}: 7"] * 2
 
 
 def test_a_lab_tiff_reads_as_its_rgb(reader, tmp_path):

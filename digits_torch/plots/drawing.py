@@ -3,7 +3,6 @@ model's predictions, and the words that say what a picture shows."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +12,9 @@ import torch
 
 from ..config import TrainConfig
 from ..data import to_image
+from ..errors import UserError
 from ..model import MLP
+from ..read_files import parse_json, read_bytes
 from ..runs import METRICS
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn
@@ -132,6 +133,7 @@ def numpy_rows(X: np.ndarray | torch.Tensor) -> np.ndarray:
 def best_epoch(run_dir: Path) -> int | None:
     """The epoch of best.pt, from metrics.json (written when the run ended)."""
     try:
-        return json.loads((run_dir / METRICS).read_text())["best_epoch"]
-    except (OSError, ValueError, KeyError):
+        epoch = parse_json(read_bytes(run_dir / METRICS))["best_epoch"]
+    except (UserError, ValueError, KeyError, TypeError):  # TypeError: not an object ([1])
         return None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
