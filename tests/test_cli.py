@@ -328,8 +328,9 @@ def test_evaluates_help_is_plain_text_and_compares_shows_its_defaults(capsys):
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines to the terminal
     evaluate_help, compare_help = out.split("usage: ")[1:]
     assert "`" not in evaluate_help and "--split train scores its training digits" in evaluate_help
-    assert "(default: relu,logistic)" in compare_help and "(default: runs)" in compare_help
+    assert "(default: relu,logistic)" in compare_help and "(default: comparisons;" in compare_help
     assert "(default: auto)" in compare_help and "(default: 1000)" in compare_help
+    assert compare.LOGDIR != TrainConfig.logdir  # a comparison's runs are not among the user's
 
 
 def test_python_m_digits_torch_lists_the_commands_and_runs_one(capsys, trained_run):
