@@ -154,3 +154,20 @@ def test_set_up_is_the_readmes_two_commands_and_ci_runs_them(tmp_path):
     assert with_gpu[1] == ".venv/bin/pip install torch==2.13.0"  # PyPI's, with CUDA
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line[:1] not in "#"]
     assert [line for line in ci if line.strip()][-1] == "make test"
+
+
+def test_the_articles_page_maps_its_steps_with_data_and_its_pictures_exist():
+    """docs/from-the-article.md: load, 100 digits, train, hidden units, mistakes; its training
+    and drawing commands name --data; every picture it (or any page) shows is there."""
+    page = (ROOT / "docs" / "from-the-article.md").read_text()
+    for step in ("loadmat", "100 random digits", "MLPClassifier(", "hidden units", "misclassified"):
+        assert step in page, step
+    (commands,) = [code for where, code in _blocks("bash") if "from-the-article" in where]
+    for line in commands.splitlines():
+        if " --split " not in line:  # evaluate of a run scores the run's own digits
+            assert "--data ex4data1.mat" in line, line
+    assert "docs/from-the-article.md" in (ROOT / "README.md").read_text()
+    for path in PAGES:
+        for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", path.read_text()):
+            assert (path.parent / image).is_file(), (path.name, image)
+    assert len(re.findall(r"!\[", page)) == 3
