@@ -311,8 +311,10 @@ class RunFiles:
             launch = "python" if self.world == 1 else f"torchrun --nproc-per-node {self.world}"
             again = f"{launch} train.py --resume {self.dir}"
             if self.again is not None:  # the teacher, then the student it was trained for
-                launch = "" if self.world == 1 else f"torchrun --nproc-per-node {self.world} "
-                again = f"{launch}{self.again}   (the same command: it finishes this run first)"
+                command = self.again  # torchrun starts the script (or -m module) itself:
+                if self.world > 1:
+                    command = f"{launch} {command.removeprefix('python ')}"
+                again = f"{command}   (the same command: it finishes this run first)"
             tell(
                 f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
                 f"resume with: {again}"
