@@ -141,18 +141,18 @@ def plan(config: TrainConfig) -> str | None:
     if found is None:
         first = (
             f"train a teacher, {shape} ({teacher.preset} preset, {teacher.epochs} epochs"
-            f"{_rough(teacher.preset)}), into {teacher.logdir}/"
+            f"{_rough(teacher.preset, ' on one CPU core')}),\n         into {teacher.logdir}/"
         )
     elif (found / METRICS).exists():
-        first = f"the teacher {found} has finished: it is used, not trained again"
+        first = f"use the teacher that finished in {found}"
     else:
-        first = f"finish the stopped teacher {found} from its checkpoint"
+        first = f"finish the stopped teacher in {found}"
     student = "-".join(map(str, (400, *config.hidden, 10)))
     return (
         f"plan: 1. {first}\n"
-        f"      2. train {student} ({config.preset} preset, {config.epochs} epochs"
-        f"{_rough(config.preset)}), learning from the teacher's outputs\n"
-        f"      {NO_TEACHER} trains the {student} network alone, without a teacher"
+        f"      2. train {student} from the teacher's outputs ({config.preset} preset, "
+        f"{config.epochs} epochs{_rough(config.preset)})\n"
+        f"      {NO_TEACHER} trains {student} alone, without a teacher"
         f"{_rough(NO_TEACHER.split()[-1])}"
     )
 
@@ -172,9 +172,9 @@ def command_line() -> str:
     return shlex.join([*start, *sys.argv[1:]])
 
 
-def _rough(preset: str) -> str:
+def _rough(preset: str, where: str = "") -> str:
     seconds = ROUGH_SECONDS.get(preset)
-    return "" if seconds is None else f", about {seconds} s on a CPU"
+    return "" if seconds is None else f", about {seconds} s{where}"
 
 
 def _train_teacher(config: TrainConfig, ranks: Ranks, again: str) -> FitResult:

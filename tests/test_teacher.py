@@ -150,8 +150,9 @@ def test_a_run_with_a_teacher_says_its_plan_and_ctrl_c_resumes_the_whole_command
     assert ran.code == 130
     plan = ran.stderr.split("\n\n")[0].splitlines()
     assert plan[0].startswith("plan: 1. train a teacher, 400-400-10 (teacher preset, 100 epochs")
-    assert plan[1].startswith("      2. train 400-25-10 (distilled preset, 2 epochs")
-    assert plan[2].startswith("      --preset tuned trains the 400-25-10 network alone")
+    assert plan[1] == f"         into {tmp_path / 'my runs' / TEACHERS}/"
+    assert plan[2].startswith("      2. train 400-25-10 from the teacher's outputs (distilled")
+    assert plan[3].startswith("      --preset tuned trains 400-25-10 alone, without a teacher")
     (teacher,) = (tmp_path / "my runs" / TEACHERS).iterdir()
     said = ran.stderr.strip().splitlines()[-1]
     assert said.startswith("resume with: python train.py ") and said.endswith(
@@ -162,7 +163,7 @@ def test_a_run_with_a_teacher_says_its_plan_and_ctrl_c_resumes_the_whole_command
     monkeypatch.setattr(sys, "argv", again[1:])
     ran = run_entry(lambda: cli.main(again[2:]))
     assert ran.code == 0, ran.stderr
-    assert f"plan: 1. finish the stopped teacher {teacher} from its checkpoint" in ran.stderr
+    assert f"plan: 1. finish the stopped teacher in {teacher}\n" in ran.stderr
     done = (
         r"teacher: done, 100 epochs in [\d.]+ s; accuracy training 0\.\d{4}, validation 0\.\d{4}; "
     )
@@ -171,5 +172,5 @@ def test_a_run_with_a_teacher_says_its_plan_and_ctrl_c_resumes_the_whole_command
     (student,) = (p for p in (tmp_path / "my runs").iterdir() if p.name != TEACHERS)
     assert (student / "metrics.json").exists() and ran.value.run_dir == student
     ran = run_entry(lambda: cli.main(again[2:]))  # a third time: the teacher is only used
-    assert f"plan: 1. the teacher {teacher} has finished: it is used" in ran.stderr
+    assert f"plan: 1. use the teacher that finished in {teacher}\n" in ran.stderr
     assert "teacher: done" not in ran.stderr
