@@ -314,7 +314,8 @@ class RunFiles:
                 command = self.again  # torchrun starts the script (or -m module) itself:
                 if self.world > 1:
                     command = f"{launch} {command.removeprefix('python ')}"
-                again = f"{command}   (the same command: it finishes this run first)"
+                words = "the same command: it finishes this teacher, then trains its student"
+                again = f"{command}   ({words})"
             tell(
                 f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
                 f"resume with: {again}"

@@ -156,7 +156,7 @@ def test_a_run_with_a_teacher_says_its_plan_and_ctrl_c_resumes_the_whole_command
     (teacher,) = (tmp_path / "my runs" / TEACHERS).iterdir()
     said = ran.stderr.strip().splitlines()[-1]
     assert said.startswith("resume with: python train.py ") and said.endswith(
-        "(the same command: it finishes this run first)"
+        "(the same command: it finishes this teacher, then trains its student)"
     )
     again = shlex.split(said.removeprefix("resume with: ").split("   (")[0])
     assert again == ["python", "train.py", *argv]  # the path with a space survives the shell
