@@ -25,12 +25,12 @@ from pathlib import Path
 from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config
 from .config_files import read_config_file
 from .distributed import job_ranks
-from .errors import ArgumentParser, UserError, exit_on_error, program_name, show, tell
+from .errors import ArgumentParser, UserError, exit_on_error, program_name, show
 from .interrupts import sigterm_interrupts
 from .plots import FIGURES
 from .presets import PRESET_WORDS
 from .runs import METRICS, find_run
-from .training import RESUME_MAY_CHANGE, FitResult, fit, plan, resume
+from .training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # and for SIGTERM (kill, schedulers, containers): 143
 
@@ -167,9 +167,6 @@ def main(argv: list[str] | None = None) -> FitResult:
         else:
             values = {**(read_config_file(config_file) if config_file else {}), **given}
             config = make_config(values.pop("preset", DEFAULT_PRESET), **values)
-            said = plan(config)
-            if said and not config.quiet and job_ranks().lead:
-                tell(said)
             with sigterm_interrupts():
                 result = fit(config)
     except KeyboardInterrupt as err:

@@ -106,11 +106,15 @@ def with_teacher(config: TrainConfig, ranks: Ranks = SOLO) -> TrainConfig:
         return config
     teacher = teacher_config(config)
     found = from_lead(ranks, lambda: _teacher_run(teacher))
+    # the plan, said once the teacher's data and split are known to be good (after its set-up)
+    said = None if config.quiet or not ranks.lead else _plan(config, teacher, found)
     trained, again = None, command_line()
     if found is None:
-        trained = _train_teacher(teacher, ranks, again)
+        trained = _train_teacher(teacher, ranks, again, said)
     elif not (found / METRICS).exists():  # stopped (Ctrl-C, a kill): go on from its checkpoint
-        trained = _resume(found, ranks, {"quiet": config.quiet}, again)
+        trained = _resume(found, ranks, {"quiet": config.quiet}, again, said)
+    elif said is not None:
+        tell(said)
     if trained is not None:
         found = trained.run_dir
         if not config.quiet and ranks.lead:  # its bar is gone: a line that stays
@@ -136,7 +140,11 @@ def plan(config: TrainConfig) -> str | None:
     if config.teacher is not None or config.teacher_preset is None:
         return None
     teacher = teacher_config(config)
-    found = _teacher_run(teacher)
+    return _plan(config, teacher, _teacher_run(teacher))
+
+
+def _plan(config: TrainConfig, teacher: TrainConfig, found: Path | None) -> str:
+    """:func:`plan`, given the teacher's config and the run of it found in the logdir."""
     shape = "-".join(map(str, (400, *teacher.hidden, 10)))
     if found is None:
         first = (
@@ -177,13 +185,15 @@ def _rough(preset: str, where: str = "") -> str:
     return "" if seconds is None else f", about {seconds} s{where}"
 
 
-def _train_teacher(config: TrainConfig, ranks: Ranks, again: str) -> FitResult:
+def _train_teacher(
+    config: TrainConfig, ranks: Ranks, again: str, announce: str | None
+) -> FitResult:
     """A new teacher run; if it fails, a teachers/ directory it made (and left empty) goes too.
-    ``again``: what resumes the command it was trained for, if it is stopped."""
+    ``again``, ``announce``: as for :func:`_train`."""
     teachers = Path(config.logdir)
     made = not teachers.exists()
     try:
-        return _train(config, ranks=ranks, again=again)
+        return _train(config, ranks=ranks, again=again, announce=announce)
     except BaseException:
         if made and ranks.lead and teachers.is_dir() and not any(teachers.iterdir()):
             teachers.rmdir()
@@ -235,8 +245,14 @@ def resume(run_dir: str | Path, ranks: Ranks | None = None, **overrides) -> FitR
         return _resume(Path(run_dir), ranks, overrides)
 
 
-def _resume(run_dir: Path, ranks: Ranks, overrides: dict, again: str | None = None) -> FitResult:
-    """:func:`resume`, the process group up; ``again`` as for :func:`_train`."""
+def _resume(
+    run_dir: Path,
+    ranks: Ranks,
+    overrides: dict,
+    again: str | None = None,
+    announce: str | None = None,
+) -> FitResult:
+    """:func:`resume`, the process group up; ``again``, ``announce`` as for :func:`_train`."""
     locks: list[RunLock] = []
 
     def read_run() -> tuple[TrainConfig, dict]:
@@ -253,7 +269,7 @@ def _resume(run_dir: Path, ranks: Ranks, overrides: dict, again: str | None = No
     try:
         config, saved = from_lead(ranks, read_run)
         lock = locks[0] if locks else None
-        return _train(config, run_dir, saved, lock, ranks=ranks, again=again)
+        return _train(config, run_dir, saved, lock, ranks=ranks, again=again, announce=announce)
     finally:
         for lock in locks:
             lock.release()
@@ -325,11 +341,13 @@ def _train(
     *,
     ranks: Ranks,
     again: str | None = None,
+    announce: str | None = None,
 ):
     """Train (or go on training) one network; ``again``: the command that resumes what it was
-    trained for, which an interrupted run names (else: its own --resume)."""
+    trained for, which an interrupted run names (else: its own --resume); ``announce``: lines
+    said once it has started (a command's plan), so that a refused run says only its error."""
     with cpu_threads(config.threads):  # the run's thread count, set here only
-        return _run(config, run_dir, checkpoint, lock, ranks, again)
+        return _run(config, run_dir, checkpoint, lock, ranks, again, announce)
 
 
 def _run(
@@ -339,6 +357,7 @@ def _run(
     lock,
     ranks: Ranks,
     again: str | None = None,
+    announce: str | None = None,
 ):
     # Set up: data, model, optimizer and epoch, before the run directory is touched, so that a
     # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
@@ -366,6 +385,8 @@ def _run(
         # epoch can be resumed and has a model to load.
         if files is not None:
             files.open()
+        if announce is not None:  # the run has started: what could refuse it has not
+            tell(announce)
         if checkpoint is not None and trainee.status != "training":  # before the bar: its own line
             tell(_nothing_to_train(config, trainee.epoch, trainee.status))
         shown = not config.quiet and ranks.lead
