@@ -93,22 +93,24 @@ def fit(config: TrainConfig, ranks: Ranks | None = None) -> FitResult:
     """
     ranks = job_ranks() if ranks is None else ranks
     with joined(ranks, config.rank_timeout):
-        return _train(with_teacher(config, ranks), ranks=ranks)
+        return _train(with_teacher(config, ranks, fitting=True), ranks=ranks)
 
 
-def with_teacher(config: TrainConfig, ranks: Ranks = SOLO) -> TrainConfig:
+def with_teacher(config: TrainConfig, ranks: Ranks = SOLO, fitting: bool = False) -> TrainConfig:
     """``config`` with its teacher named: a ``teacher_preset`` without a ``teacher`` is trained
     first (a run of that preset on the same digits and split: the same data, seed and val
     fraction, so it never sees the validation digits), found finished in the logdir, or, where
     one was stopped, resumed. Its progress bar is the preset's; its path is in the closing table.
+    ``fitting``: the teacher comes before :func:`fit` trains ``config``: the plan is said (unless
+    quiet), and a stopped teacher names this command, which trains both, to run again.
     """
     if config.teacher is not None or config.teacher_preset is None:
         return config
     teacher = teacher_config(config)
     found = from_lead(ranks, lambda: _teacher_run(teacher))
     # the plan, said once the teacher's data and split are known to be good (after its set-up)
-    said = None if config.quiet or not ranks.lead else _plan(config, teacher, found)
-    trained, again = None, command_line()
+    said = _plan(config, teacher, found) if fitting and ranks.lead and not config.quiet else None
+    trained, again = None, command_line() if fitting else None
     if found is None:
         trained = _train_teacher(teacher, ranks, again, said)
     elif not (found / METRICS).exists():  # stopped (Ctrl-C, a kill): go on from its checkpoint
@@ -186,7 +188,7 @@ def _rough(preset: str, where: str = "") -> str:
 
 
 def _train_teacher(
-    config: TrainConfig, ranks: Ranks, again: str, announce: str | None
+    config: TrainConfig, ranks: Ranks, again: str | None, announce: str | None
 ) -> FitResult:
     """A new teacher run; if it fails, a teachers/ directory it made (and left empty) goes too.
     ``again``, ``announce``: as for :func:`_train`."""
