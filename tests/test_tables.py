@@ -11,13 +11,15 @@ import re
 import torch
 from torch.optim.lr_scheduler import StepLR
 
-from digits_torch import MLP, TrainConfig, bounds, cli, optimizers, sweep
+from digits_torch import MLP, TrainConfig, bounds, cli, make_config, optimizers, sweep
 from digits_torch.backprop import BACKWARD, FORWARD_INPLACE, OUTPUT_ERRORS, effective_backprop
 from digits_torch.losses import LOSSES
 from digits_torch.model import ACTIVATIONS
+from digits_torch.presets import PRESETS
 from digits_torch.runs import read_history
 from digits_torch.schedule import SCHEDULES, make_scheduler
 from digits_torch.stack_math import STACK_ERRORS, STACK_VAL_LOSSES
+from digits_torch.training import NO_TEACHER, ROUGH_SECONDS
 
 
 def test_the_tables_and_their_users_agree():
@@ -34,6 +36,9 @@ def test_the_tables_and_their_users_agree():
         for name in table:
             assert re.search(rf"\b{name}\b", helps[field]), (field, name)
             assert name in bounds.CHOICES[field], (field, name)
+    # the plan's rough seconds are presets', and the flag it names trains without a teacher
+    assert set(ROUGH_SECONDS) <= set(PRESETS)
+    assert make_config(NO_TEACHER.removeprefix("--preset ")).teacher_preset is None
     for name in SCHEDULES:  # each entry makes its scheduler, or None for a constant lr
         optimizer = torch.optim.SGD(MLP().parameters(), lr=0.1)
         made = make_scheduler(name, optimizer, epochs=10, samples_per_epoch=100)
