@@ -29,6 +29,7 @@ __all__ = [
     "GRADIENTS",
     "OUTPUT_ERRORS",
     "autograd_gradients",
+    "effective_backprop",
     "loss_and_gradients",
 ]
 
@@ -70,7 +71,9 @@ def _resolve_backward() -> dict[str, Callable[[torch.Tensor, torch.Tensor], torc
     return chosen
 
 
-# d act(z)/dz times g, per activation: what every backward pass here uses.
+# d act(z)/dz times g, per activation: what every backward pass here uses. An activation of
+# model.ACTIVATIONS without an entry here (and in FORWARD_INPLACE) trains by autograd
+# (effective_backprop); tests/test_backprop.py checks the built-in ones all have one.
 BACKWARD = _resolve_backward()
 
 
@@ -195,3 +198,12 @@ def autograd_gradients(
 
 # --backprop's choices: a batch's (objective, correct) with p.grad filled.
 GRADIENTS = {"explicit": loss_and_gradients, "autograd": autograd_gradients}
+
+
+def effective_backprop(backprop: str, activation: str, loss: str) -> str:
+    """The :data:`GRADIENTS` entry a run uses: ``backprop``, except that the hand-written pass
+    knows only the activations and losses of its own tables (:data:`FORWARD_INPLACE`,
+    :data:`BACKWARD`, :data:`OUTPUT_ERRORS`); for one added to ``model.ACTIVATIONS`` or
+    ``losses.LOSSES`` alone, autograd computes the same gradients, more slowly."""
+    known = activation in FORWARD_INPLACE and activation in BACKWARD and loss in OUTPUT_ERRORS
+    return backprop if known else "autograd"

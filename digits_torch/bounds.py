@@ -11,6 +11,7 @@ elsewhere (``LOSSES``, ``ACTIVATIONS``, ``SCHEDULES``).
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import typing
@@ -33,6 +34,8 @@ __all__ = [
     "MAX_THREADS",
     "MONITORS",
     "OPTIMIZERS",
+    "did_you_mean",
+    "suggestion",
     "is_device_spec",
     "training_memory",
 ]
@@ -65,8 +68,25 @@ MIN_TEMPERATURE = 0.01
 Rule = tuple[Callable[[typing.Any], bool], str]
 
 
-def _one_of(label: str, choices) -> Rule:
-    return (lambda v: v in choices), f"{label} must be one of {', '.join(choices)}"
+def _one_of(label: str, choices, aliases: dict[str, str] | None = None) -> Rule:
+    """A field that takes one of ``choices``: its problem names them, the bad value, and the
+    nearest choice (:func:`suggestion`; an alias is another name of a choice, already mapped to
+    it by ``__post_init__``)."""
+    named = ", ".join(choices)
+    if aliases:
+        named += " (" + ", ".join(f"{a}: {c}" for a, c in aliases.items()) + ")"
+    return (lambda v: v in choices), f"{label} must be one of {named}, not {{value!r}}"
+
+
+def suggestion(field: str, value) -> str:
+    """What a bad value of ``field`` is told beside its problem: the nearest choice, if any."""
+    return did_you_mean(value, CHOICES[field]) if field in CHOICES else ""
+
+
+def did_you_mean(value, choices) -> str:
+    """``; did you mean X?`` for the choice nearest a mistyped ``value``, else ''."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def _at_least(label: str, low: float) -> Rule:
@@ -107,7 +127,7 @@ FIELD_RULES: dict[str, Rule] = {
     "seed": ((lambda v: 0 <= v < SEED_LIMIT), "seed must be in [0, 2**64)"),
     "val_fraction": _in_unit("val fraction"),
     "hidden": ((lambda v: len(v) > 0 and min(v) >= 1), "hidden sizes must be >= 1"),
-    "activation": _one_of("activation", ACTIVATIONS),
+    "activation": _one_of("activation", ACTIVATIONS, ACTIVATION_ALIASES),
     "init": _one_of("init", INITS),
     "loss": _one_of("loss", LOSSES),
     "optimizer": _one_of("optimizer", OPTIMIZERS),
@@ -148,7 +168,7 @@ FIELD_RULES: dict[str, Rule] = {
     "teacher_preset": (
         lambda v: v is None or (v in PRESETS and "teacher_preset" not in PRESETS[v]),
         "teacher preset must be a preset that trains without a teacher of its own "
-        f"({', '.join(p for p in PRESETS if 'teacher_preset' not in PRESETS[p])})",
+        f"({', '.join(p for p in PRESETS if 'teacher_preset' not in PRESETS[p])}), not {{value!r}}",
     ),
     "distill_temperature": (
         (lambda v: MIN_TEMPERATURE <= v <= MAX_TEMPERATURE),
@@ -158,6 +178,19 @@ FIELD_RULES: dict[str, Rule] = {
     "stop_on": _one_of("stop on", MONITORS),
     "tol": _at_least("tol", 0),
     "patience": _at_least("patience", 0),
+}
+# The fields that take one of a few names, and the names a mistyped one is compared with.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "preset": tuple(PRESETS),
+    "activation": (*ACTIVATIONS, *ACTIVATION_ALIASES),
+    "init": INITS,
+    "loss": tuple(LOSSES),
+    "optimizer": OPTIMIZERS,
+    "backprop": BACKPROPS,
+    "dtype": tuple(DTYPES),
+    "schedule": tuple(SCHEDULES),
+    "stop_on": MONITORS,
+    "teacher_preset": tuple(PRESETS),
 }
 
 

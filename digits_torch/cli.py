@@ -16,6 +16,8 @@ import argparse
 import dataclasses
 import signal
 import sys
+import textwrap
+import time
 import types
 import typing
 from pathlib import Path
@@ -26,55 +28,50 @@ from .distributed import job_ranks
 from .errors import ArgumentParser, UserError, exit_on_error, program_name, show, shown_name
 from .interrupts import sigterm_interrupts
 from .plots import FIGURES
+from .presets import PRESET_WORDS
 from .runs import METRICS, find_run
 from .training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # and for SIGTERM (kill, schedulers, containers): 143
 
 
+# --help's groups of flags, in order (as timm's train.py groups its own): every field is in one
+# (tests/test_cli.py checks), and --config and --resume are the run's.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "run": ("preset", "device", "dtype", "threads", "backprop", "cuda_graph", "rank_timeout"),
+    "data": ("data", "seed", "val_fraction"),
+    "model": ("hidden", "activation", "init", "loss"),
+    "optimisation": (
+        *("optimizer", "epochs", "batch_size", "lr", "momentum", "nesterov", "schedule"),
+        *("power_t", "l2", "label_smoothing", "sklearn_exact", "stop_on", "tol", "patience"),
+    ),
+    "augmentation": ("aug_shift", "aug_rotate", "aug_scale", "aug_elastic"),
+    "distillation and dead units": (
+        *("teacher", "teacher_preset", "teacher_any_split"),
+        *("distill_temperature", "distill_weight"),
+        "revive_dead_units",
+    ),
+    "output": ("logdir", "name", "image_every", "figures", "quiet", "checkpoint_every"),
+}
+HELP_WIDTH = 100  # the presets' block is wrapped to this many columns
+
+
 def build_parser() -> argparse.ArgumentParser:
-    defaults = make_config(DEFAULT_PRESET)  # what a plain `python train.py` uses
-    default_values = defaults.to_dict()
-    epilog = f"presets (explicit flags override them; the defaults shown are {DEFAULT_PRESET}'s):"
-    for name in PRESETS:  # each as its differences from the default preset
-        values = make_config(name).to_dict()
-        changed = [
-            f"{k}={v}" for k, v in values.items() if k != "preset" and v != default_values[k]
-        ]
-        epilog += f"\n  {name:9} " + (", ".join(changed) or "the default")
     parser = ArgumentParser(
         prog=_prog(),
-        description="Train the 400-25-10 digit classifier and log the run for TensorBoard. "
-        f"Defaults shown are those of the default preset, {DEFAULT_PRESET}.",
-        epilog=epilog,
+        usage="%(prog)s [--preset PRESET] [FLAG ...]\n       %(prog)s --resume RUN [FLAG ...]",
+        description=textwrap.fill(
+            "Train the 400-25-10 digit classifier and log the run for TensorBoard. Defaults "
+            f"shown are those of the default preset, {DEFAULT_PRESET}; the flags are grouped "
+            "below by what they set.",
+            HELP_WIDTH,
+        ),
+        epilog=presets_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-        help_text = f.metadata["help"] + ("" if shown in (None, "") else f" (default: {shown})")
-        kind = hints[f.name]
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        elif typing.get_origin(kind) is tuple:
-            items, metavar = typing.get_args(kind), f.metadata["metavar"]
-            nargs = "+" if items[-1] is Ellipsis else len(items)
-            parser.add_argument(
-                flag, type=items[0], nargs=nargs, metavar=metavar or "N", help=help_text
-            )
-        else:
-            metavar = (f.metadata["metavar"] or (f.name.upper(),))[0]
-            parser.add_argument(flag, type=_scalar_type(kind), metavar=metavar, help=help_text)
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="JSON (or TOML, Python 3.11+) of field = value, e.g. a run's config.json: "
-        "overrides the preset, explicit flags override it",
-    )
-    parser.add_argument(
+    groups = add_config_arguments(parser)
+    groups["run"].add_argument(
         "--resume",
         metavar="RUN",
         help="continue RUN (a run directory, or a run's name under --logdir) from its latest "
@@ -83,6 +80,61 @@ def build_parser() -> argparse.ArgumentParser:
         + " may change)",
     )
     return parser
+
+
+def presets_help() -> str:
+    """--help's presets block: each preset, what it is, and how it differs from the default."""
+    default_values = make_config(DEFAULT_PRESET).to_dict()
+    lines = [f"presets (explicit flags override them; the defaults shown are {DEFAULT_PRESET}'s):"]
+    for name in PRESETS:  # each as its differences from the default preset
+        values = make_config(name).to_dict()
+        changed = [
+            f"{k}={v}" for k, v in values.items() if k != "preset" and v != default_values[k]
+        ]
+        text = f"{PRESET_WORDS[name]}: " + (", ".join(changed) or "the default")
+        lines += textwrap.wrap(
+            text,
+            HELP_WIDTH,
+            initial_indent=f"  {name:10}",
+            subsequent_indent=" " * 12,
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+    """A flag for every :class:`TrainConfig` field, in :data:`GROUPS`, and ``--config``;
+    returns the groups by name (a command adds its own flags to them)."""
+    defaults = make_config(DEFAULT_PRESET)  # what a plain `python train.py` uses
+    hints = typing.get_type_hints(TrainConfig)
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    groups = {title: parser.add_argument_group(title) for title in GROUPS}
+    for title, names in GROUPS.items():
+        for name in names:
+            _add_field(groups[title], fields[name], hints[name], getattr(defaults, name))
+    groups["run"].add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON (or TOML, Python 3.11+) of field = value, e.g. a run's config.json: "
+        "overrides the preset, explicit flags override it",
+    )
+    return groups
+
+
+def _add_field(group, f: dataclasses.Field, kind, default) -> None:
+    """The flag of one config field (``batch_size`` -> ``--batch-size``), its help its meaning."""
+    flag = "--" + f.name.replace("_", "-")
+    shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+    help_text = f.metadata["help"] + ("" if shown in (None, "") else f" (default: {shown})")
+    if kind is bool:
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+    elif typing.get_origin(kind) is tuple:
+        items, metavar = typing.get_args(kind), f.metadata["metavar"]
+        nargs = "+" if items[-1] is Ellipsis else len(items)
+        group.add_argument(flag, type=items[0], nargs=nargs, metavar=metavar or "N", help=help_text)
+    else:
+        metavar = (f.metadata["metavar"] or (f.name.upper(),))[0]
+        group.add_argument(flag, type=_scalar_type(kind), metavar=metavar, help=help_text)
 
 
 def _prog() -> str:
@@ -101,6 +153,7 @@ def _scalar_type(kind):
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> FitResult:
+    started = time.perf_counter()  # the closing table counts the whole command's seconds
     try:  # a Ctrl-C or SIGTERM at any point, start-up included: 130 or 143, no traceback
         given = vars(build_parser().parse_args(argv))
         config_file, run = given.pop("config", None), given.pop("resume", None)
@@ -121,13 +174,16 @@ def main(argv: list[str] | None = None) -> FitResult:
         raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
     if job_ranks().lead:  # under torchrun, rank 0 speaks for the job
         if not result.config.quiet:
-            show(summary(result, _prog()))
+            show(summary(result, _prog(), time.perf_counter() - started))
         show(f"run: {shown_name(result.run_dir)}")  # quoted if a newline could forge a line
     return result
 
 
-def summary(result: FitResult, prog: str = "digits-train") -> str:
-    """The closing table: what each figure is, then where they are and what to run next.
+def summary(
+    result: FitResult, prog: str = "digits-train", command_seconds: float | None = None
+) -> str:
+    """The closing table: what each figure is, then where they are and what to run next (only
+    what does something: ``--resume`` where the run can train longer).
 
     The loss and accuracy of a row come from one model on one set of digits: the reported model
     (best.pt, from its best epoch) on clean digits, the loss without the L2 term. The last
@@ -150,23 +206,29 @@ def summary(result: FitResult, prog: str = "digits-train") -> str:
     objective = m.get("last_epoch_objective")
     rows += [
         (f"last {config.step_name}", f"{_fmt(objective)}  {_objective_words(config)}"),
-        ("seconds", f"{m['seconds']:.2f}"),
+        ("seconds", f"{m['seconds']:.2f} training" + _whole(command_seconds)),
     ]
     width = max(12, *(len(name) for name, _ in rows))  # "last iteration" is wider than 12
     table = "\n".join(f"{name:>{width}}  {value}" for name, value in rows)
     installed = prog.startswith("digits-")
     evaluate = "digits-evaluate" if installed else "python -m digits_torch.evaluate"
     train = prog if installed or prog.startswith("python") else f"python {prog}"
-    longer = "" if config.schedule == "cosine" else " --epochs N   (to train longer)"
+    # a cosine schedule ends with its epochs, and a run that stopped early would stop again
+    longer = config.schedule != "cosine" and m["stopped"] == "max_epochs"
+    resume = f"\n  {train} --resume {run_dir} --epochs N   (to train longer)" if longer else ""
     pictures = f"figures: {run_dir / FIGURES}\n" if config.figures else ""
     return (
         f"{table}\n"
         f"metrics: {run_dir / METRICS}\n"
         f"{pictures}"
         f"  tensorboard --logdir {run_dir.parent}\n"
-        f"  {evaluate} {run_dir}\n"
-        f"  {train} --resume {run_dir}{longer}"
+        f"  {evaluate} {run_dir}"
+        f"{resume}"
     )
+
+
+def _whole(seconds: float | None) -> str:
+    return "" if seconds is None else f"; {seconds:.2f} the whole command"
 
 
 def _objective_words(config: TrainConfig) -> str:

@@ -17,7 +17,9 @@ Each is fit twice: on all the data (training accuracy, epochs, seconds), and on 
 share of it (``--heldout``, default 20 % held out) to score the rows it never saw. The table goes
 to stdout; ``<logdir>/<timestamp>-compare/`` holds results.json and one TensorBoard run per system
 and activation (``sklearn/<activation>`` from ``loss_curve_``; our runs are full run directories),
-so the loss curves overlay; the held-out fits sit under ``heldout/``.
+so the loss curves overlay; the held-out fits sit under ``heldout/``. The logdir is
+``comparisons/`` (:data:`LOGDIR`), not ``runs/``: a comparison's twelve runs are its own, and
+``tensorboard --logdir runs`` lists the user's runs alone.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from .model import MLP
 from .runs import new_run_dir
 from .training import fit
 
-__all__ = ["ARTICLE", "SYSTEMS", "compare", "format_table"]
+__all__ = ["ARTICLE", "LOGDIR", "SYSTEMS", "compare", "format_table"]
 
 # The article's script: MLPClassifier(**ARTICLE, activation=...).fit(X, y).
 ARTICLE = {
@@ -58,6 +60,7 @@ ARTICLE = {
     "tol": 1e-9,
 }
 SYSTEMS = ("sklearn", "sklearn-exact", "seed")
+LOGDIR = "comparisons"  # beside runs/, not in it
 PRESET = {"sklearn-exact": "sklearn", "seed": "seed"}  # our systems -> their presets
 SKLEARN_ACTIVATIONS = {"relu": "relu", "logistic": "logistic", "sigmoid": "logistic"}
 HELDOUT_SEED = 0
@@ -69,7 +72,7 @@ def compare(
     device: str = "auto",
     epochs: int = ARTICLE["max_iter"],
     heldout: float = 0.2,
-    logdir: str | Path = "runs",
+    logdir: str | Path = LOGDIR,
     threads: int | None = None,
     progress: bool = False,
 ) -> tuple[list[dict], Path]:
@@ -376,7 +379,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--heldout", type=float, default=0.2, help="share of each digit held out (default: 0.2)"
     )
     parser.add_argument(
-        "--logdir", default="runs", help="where the comparison's folder goes (default: runs)"
+        "--logdir",
+        default=LOGDIR,
+        help=f"where the comparison's folder goes (default: {LOGDIR}; not runs/, where "
+        "train.py's runs go)",
     )
     parser.add_argument(
         "--threads",
@@ -403,7 +409,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     show(format_table(records))
     if json_out is not None:  # write_json reports a failed write as a UserError itself
         write_json(json_out, json.loads((out / "results.json").read_text()))
-    show(f"runs: {out}")
+    show(f"comparison: {out}\n  tensorboard --logdir {out}")
     return records
 
 

@@ -23,7 +23,15 @@ import numbers
 import typing
 from dataclasses import dataclass, field
 
-from .bounds import ACTIVATION_ALIASES, CROSS_RULES, FIELD_RULES, FULL_BATCH, training_memory
+from .bounds import (
+    ACTIVATION_ALIASES,
+    CROSS_RULES,
+    FIELD_RULES,
+    FULL_BATCH,
+    did_you_mean,
+    suggestion,
+    training_memory,
+)
 from .errors import UserError
 from .presets import DEFAULT_PRESET, PRESETS
 
@@ -287,7 +295,7 @@ class TrainConfig:
         for name, (ok, problem) in FIELD_RULES.items():
             value = getattr(self, name)
             if not ok(value):
-                raise UserError(problem.format(value=value))
+                raise UserError(problem.format(value=value) + suggestion(name, value))
         for name, kind in _field_types().items():
             value = getattr(self, name)
             if kind is float and not math.isfinite(value):
@@ -429,7 +437,10 @@ def _field_types() -> dict:
 def make_config(preset: str = DEFAULT_PRESET, **overrides) -> TrainConfig:
     """A TrainConfig from a preset's defaults, with ``overrides`` taking precedence."""
     if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+        raise UserError(
+            f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})"
+            + did_you_mean(preset, PRESETS)
+        )
     return TrainConfig(**{**PRESETS[preset], **overrides, "preset": preset})
 
 

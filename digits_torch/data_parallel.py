@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .backprop import loss_and_gradients
+from .backprop import effective_backprop, loss_and_gradients
 from .config import TrainConfig
 from .distillation import Soft, distillation_loss
 from .distributed import Ranks, collective, sum_over_ranks
@@ -51,7 +51,7 @@ class DataParallel:
         params = list(model.parameters())
         sizes = [p.numel() for p in params]
         self.ddp = None
-        if config.backprop == "explicit":
+        if effective_backprop(config.backprop, config.activation, config.loss) == "explicit":
             # (all gradients, objective, correct): one buffer, one all-reduce per batch
             self.flat = torch.zeros(sum(sizes) + 2, dtype=params[0].dtype, device=params[0].device)
             for p, grad in zip(params, self.flat[:-2].split(sizes)):

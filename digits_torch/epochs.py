@@ -27,7 +27,7 @@ import torch
 
 from . import sklearn_exact
 from .augment import random_affine
-from .backprop import GRADIENTS
+from .backprop import GRADIENTS, effective_backprop
 from .config import TrainConfig
 from .cudagraph import EpochGraph
 from .data_parallel import DataParallel
@@ -149,7 +149,7 @@ def run_batches(
     epoch can be captured as one graph (:mod:`digits_torch.cudagraph`).
     """
     m = X.shape[0]
-    gradients = GRADIENTS[config.backprop]
+    gradients = GRADIENTS[effective_backprop(config.backprop, config.activation, config.loss)]
     batch = min(config.batch_size, m)
     objectives, hits = [], []  # 0-dim tensors, summed once at the end: no per-batch additions
     for start in range(0, m, batch):
@@ -181,7 +181,7 @@ def _full_batch_iteration(
     soft: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One full-batch iteration (L-BFGS or fmincg), then the objective and accuracy it reached."""
-    gradients = GRADIENTS[config.backprop]
+    gradients = GRADIENTS[effective_backprop(config.backprop, config.activation, config.loss)]
     batch_soft = _soft_rows(soft, None, config)
 
     def full_batch() -> tuple[torch.Tensor, torch.Tensor]:

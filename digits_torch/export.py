@@ -204,10 +204,15 @@ def main(argv: list[str] | None = None) -> Path:
         "(default: the one OUT's extension names: .safetensors, .onnx, .mat)",
     )
     parser.add_argument("out", metavar="OUT", help="the file to write")
+    parser.add_argument(
+        "--force", action="store_true", help="replace OUT if it exists (else: refused)"
+    )
     args = parser.parse_args(argv)
     format = export_format(args.out, args.format)  # all refused before the work
     check_target(args.model, Path(args.out))  # the model itself, a run's file, a device node...
     out = output_path(args.out)
+    if out.exists() and not args.force:  # an earlier export, or any other file: not silently
+        raise UserError("exists; pass --force to replace it", out)
     trained = as_trained(args.model)
     out = export_model(trained, format, out)
     show(f"wrote {out} ({format}: {_describe(trained.model)}, loss {trained.loss})")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,6 +41,11 @@ class MLP(nn.Module):
         num_classes: output units (10 digits).
         activation: ``"sigmoid"``, ``"relu"``, ``"tanh"`` or ``"identity"``.
         init: ``"coursera"`` or ``"glorot"`` (see the module docstring).
+
+    The defaults (sigmoid units, ex4's uniform +-0.12) are ex4's network, the one
+    :mod:`digits_torch.coursera` reads and scores, and the ``coursera`` preset trains; training's
+    default preset (``distilled``, as ``seed`` and ``tuned``) uses relu units with Glorot's
+    initialisation: ``MLP(activation="relu", init="glorot")``.
         generator: seeds the initialisation; ``None`` uses torch's global generator.
     """
 
@@ -71,8 +77,13 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.reset_parameters(init, generator)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, input_size) -> logits (batch, num_classes)."""
+    def forward(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """x: (batch, input_size) -> logits (batch, num_classes).
+
+        ``x`` may be a numpy array (as :func:`~digits_torch.load_digits` returns) and of any
+        dtype: it is taken as the weights' dtype, on their device (a float64 model, such as
+        ``--preset sklearn``'s, reads float32 digits)."""
+        x = self._as_input(x)
         act = ACTIVATIONS[self.activation]
         for layer in self.layers[:-1]:
             x = act(layer(x))
@@ -106,10 +117,19 @@ class MLP(nn.Module):
             "activation": self.activation,
         }
 
+    def _as_input(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        weight = self.layers[0].weight
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        if x.dtype != weight.dtype or x.device != weight.device:  # else as it is: no copy
+            x = x.to(device=weight.device, dtype=weight.dtype)
+        return x
+
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Predicted digits, shape (batch,)."""
-        return self(x).argmax(dim=1)
+    def predict(self, x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """Predicted digits, shape (batch,): a numpy array for a numpy ``x``, else a tensor."""
+        digits = self(x).argmax(dim=1)
+        return digits.cpu().numpy() if isinstance(x, np.ndarray) else digits
 
     def extra_repr(self) -> str:
         return f"activation={self.activation!r}"

@@ -142,6 +142,9 @@ class RunFiles:
         self.dir, self.trainee, self.config = run_dir, trainee, trainee.config
         self.world, self.swept = world, swept
         self.budget = self.config.checkpoint_every if budget is None else budget
+        # What resumes the command, not just this run, when it was stopped: a teacher trained
+        # for a student is finished by running the student's command again (else: --resume).
+        self.again: str | None = None
         self.resumable = resumed  # a run that has saved a checkpoint is kept, whatever happens
         self.saved_config = self.config.to_dict()  # once: every checkpoint carries it
         self.log: RunLog | None = None
@@ -317,9 +320,16 @@ class RunFiles:
         elif interrupted and _HINTED.get():
             epoch = load_run_file(self.dir / LATEST)["epoch"]
             launch = "python" if self.world == 1 else f"torchrun --nproc-per-node {self.world}"
+            again = f"{launch} train.py --resume {self.dir}"
+            if self.again is not None:  # the teacher, then the student it was trained for
+                command = self.again  # torchrun starts the script (or -m module) itself:
+                if self.world > 1:
+                    command = f"{launch} {command.removeprefix('python ')}"
+                words = "the same command: it finishes this teacher, then trains its student"
+                again = f"{command}   ({words})"
             tell(
                 f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
-                f"resume with: {launch} train.py --resume {self.dir}"
+                f"resume with: {again}"
             )
 
 

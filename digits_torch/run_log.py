@@ -22,7 +22,7 @@ from .events import EventFile, hparams_end, hparams_start
 from .files import remove_stale_temps, write_atomically, write_json
 from .runs import CONFIG, HISTORY, METRICS, SPLIT, read_history
 
-__all__ = ["SCALAR_TAGS", "RunLog", "trial_name"]
+__all__ = ["DISTILLED_TRAIN_LOSS", "SCALAR_TAGS", "RunLog", "trial_name"]
 
 # Per-epoch record key -> TensorBoard tag. The Scalars tab groups tags by their prefix before
 # "/", groups in name order, and opens the first two: accuracy and loss, then lr and metrics.
@@ -33,6 +33,9 @@ SCALAR_TAGS = {
     "val_accuracy": "accuracy/val",
     "lr": "lr",
 }
+# A distilled run's training objective is distillation's (soft and true targets), not the
+# cross-entropy other runs' loss/train is: its tag says so, beside theirs in the same group.
+DISTILLED_TRAIN_LOSS = "loss/train_distillation"
 # The reported model's figures (metrics.json's), in the HParams table's column order: each
 # ``metrics/<name>``, shown as ``<name>``. Every run declares all four (see events.py).
 HPARAM_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
@@ -43,7 +46,7 @@ SHOWN_HPARAMS = 5
 LAYOUT = {
     "train and validation": {
         "accuracy": ["Multiline", [r"^accuracy/(train|val)$"]],
-        "loss": ["Multiline", [r"^loss/(train|val)$"]],
+        "loss": ["Multiline", [r"^loss/(train|train_distillation|val)$"]],
     }
 }
 
@@ -58,10 +61,14 @@ def trial_name(run_dir: Path, name: str = "") -> str:
 
     A run: ``20261201-101500-tuned-l2=0.1`` -> ``101500-tuned-l2=0.1 (20261201)``. A sweep's
     network (``name``, its config's, in a directory :func:`new_run_dir` made):
-    ``3-l2=0.1-seed=1 (20261201-101500-sweep)``. Any other directory: ``<name> (<parent>)``.
+    ``101500-3-l2=0.1-seed=1 (20261201-sweep)``: the sweep's time first, so that two sweeps'
+    networks of one name differ where the column shows. Any other directory:
+    ``<name> (<parent>)``.
     """
-    if name and _STAMPED.fullmatch(run_dir.parent.name):
-        return f"{name} ({run_dir.parent.name})"
+    parent = _STAMPED.fullmatch(run_dir.parent.name)
+    if name and parent:
+        clock, rest = parent[2].split("-", 1)
+        return f"{clock}-{name} ({parent[1]}-{rest})"
     stamped = _STAMPED.fullmatch(run_dir.name)
     if stamped:
         return f"{stamped[2]} ({stamped[1]})"
@@ -90,6 +97,9 @@ class RunLog:
 
         self.dir = Path(run_dir)
         self.name = config.get("name") or ""  # a sweep's network's: its HParams row's name
+        self.tags = dict(SCALAR_TAGS)
+        if config.get("teacher") is not None:
+            self.tags["train_loss"] = DISTILLED_TRAIN_LOSS
         remove_stale_temps(self.dir)  # a killed writer's: the lock says none is alive
         history = self.dir / HISTORY
         if resume_epoch is None:
@@ -108,7 +118,7 @@ class RunLog:
             self.events.add_summary(custom_scalars(LAYOUT), 0)
 
     def log_epoch(self, record: dict) -> None:
-        """Append one epoch's record (``epoch`` plus any of SCALAR_TAGS): buffered, made
+        """Append one epoch's record (``epoch`` plus any of SCALAR_TAGS' keys): buffered, made
         durable by :meth:`flush`."""
         # All of an epoch's scalars in one event: add_scalar writes one event per value, at
         # about 60 us each (a fair share of a 10 ms epoch); TensorBoard reads either the same.
@@ -116,7 +126,7 @@ class RunLog:
 
         values = [
             Summary.Value(tag=tag, simple_value=float(record[key]))
-            for key, tag in SCALAR_TAGS.items()
+            for key, tag in self.tags.items()
             if record.get(key) is not None
         ]
         self.events.add_summary(Summary(value=values), record["epoch"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
@@ -30,7 +31,6 @@ __all__ = [
     "make_scheduler",
 ]
 
-SCHEDULES = ("constant", "cosine", "invscaling", "adaptive")
 ADAPTIVE_DIVISOR = 5.0  # adaptive: lr /= 5 where training would stop ...
 ADAPTIVE_MIN_LR = 1e-6  # ... unless lr is already this small: then it stops
 
@@ -54,15 +54,12 @@ def make_scheduler(
     samples_per_epoch: int = 1,
     power_t: float = 0.5,
 ) -> LRScheduler | None:
-    """The scheduler called ``name`` over ``epochs`` epochs of ``samples_per_epoch`` examples;
-    ``None`` for ``constant`` and ``adaptive`` (which acts through :func:`lower_on_plateau`)."""
-    if name in ("constant", "adaptive"):
-        return None
-    if name == "cosine":
-        return CosineAnnealingLR(optimizer, T_max=epochs)
-    if name == "invscaling":
-        return InvScalingLR(optimizer, samples_per_epoch, power_t)
-    raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
+    """The scheduler called ``name`` (a key of :data:`SCHEDULES`) over ``epochs`` epochs of
+    ``samples_per_epoch`` examples; ``None`` for ``constant`` and ``adaptive`` (which acts
+    through :func:`lower_on_plateau`)."""
+    if name not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {tuple(SCHEDULES)}, got {name!r}")
+    return SCHEDULES[name](optimizer, epochs, samples_per_epoch, power_t)
 
 
 class InvScalingLR(LRScheduler):
@@ -102,3 +99,16 @@ def lower_on_plateau(optimizer: torch.optim.Optimizer) -> bool:
     for group in optimizer.param_groups:
         group["lr"] = lr / ADAPTIVE_DIVISOR
     return True
+
+
+# --schedule's choices, one entry each: (optimizer, epochs, samples per epoch, power_t) -> the
+# scheduler stepped at each epoch's end, or None (a constant lr; adaptive's acts on a plateau,
+# trainee.py). A new schedule is a new entry; config validation reads the keys.
+SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int, int, float], LRScheduler | None]] = {
+    "constant": lambda optimizer, epochs, samples, power_t: None,
+    "cosine": lambda optimizer, epochs, samples, power_t: CosineAnnealingLR(optimizer, epochs),
+    "invscaling": lambda optimizer, epochs, samples, power_t: InvScalingLR(
+        optimizer, samples, power_t
+    ),
+    "adaptive": lambda optimizer, epochs, samples, power_t: None,
+}

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .backprop import effective_backprop
 from .bounds import DTYPES
 from .config import TrainConfig, fields_with
 
@@ -25,8 +26,10 @@ AUGMENTS = fields_with("augments")  # with the seed's draws, what decides a netw
 
 
 def stackable(config: TrainConfig) -> bool:
-    """Whether the stack trains ``config``: minibatch SGD outside sklearn-exact mode."""
-    return config.optimizer == "sgd" and not config.sklearn_exact
+    """Whether the stack trains ``config``: minibatch SGD outside sklearn-exact mode, with an
+    activation and a loss the hand-written backward pass knows (the stack's arithmetic is it)."""
+    explicit = effective_backprop("explicit", config.activation, config.loss) == "explicit"
+    return config.optimizer == "sgd" and not config.sklearn_exact and explicit
 
 
 def batch_group(config: TrainConfig) -> tuple:

@@ -128,13 +128,17 @@ class _Parser(ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m digits_torch.sweep",
+        usage="%(prog)s --grid FIELD=V1,V2 [--seeds SEEDS] [FLAG ...]\n"
+        "       %(prog)s --resume SWEEP_DIR",
         description="Train many networks at once over a grid of config fields. Every train.py "
-        "flag sets a field for all networks.",
-        parents=[cli.build_parser()],
-        conflict_handler="resolve",
+        "flag (grouped below)\nsets a field for all networks.",
         argument_default=argparse.SUPPRESS,
+        conflict_handler="resolve",  # its --checkpoint-every replaces train.py's
+        epilog=cli.presets_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
+    sweep = parser.add_argument_group("sweep")  # the sweep's own flags first, then train.py's
+    sweep.add_argument(
         "--grid",
         action="append",
         metavar="FIELD=V1,V2",
@@ -142,18 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="sweep a config field over values (repeat for more fields); "
         "hidden sizes as 25 or 50x50, aug_elastic as 10x2.9",
     )
-    parser.add_argument("--seeds", metavar="SEEDS", help="sweep the seed: 0-4 or 0,3,7")
-    parser.add_argument(
-        "--save-every",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="write every network's files at most this often (default: 5)",
-    )
-    parser.add_argument(
+    sweep.add_argument("--seeds", metavar="SEEDS", help="sweep the seed: 0-4 or 0,3,7")
+    sweep.add_argument(
         "--resume",
         metavar="SWEEP_DIR",
-        help="continue a sweep that was stopped (only --device, --quiet)",
+        help="continue a sweep that was stopped (only --device, --quiet, --checkpoint-every)",
+    )
+    groups = cli.add_config_arguments(parser)
+    # train.py's --checkpoint-every, for a sweep's stacks: its files are written as one
+    groups["output"].add_argument(
+        "--checkpoint-every",
+        "--save-every",  # its former name, still taken
+        dest="checkpoint_every",
+        type=float,
+        metavar="SECONDS",
+        help="write every network's files at most this often, and on Ctrl-C or SIGTERM "
+        f"(default: {TrainConfig.checkpoint_every:g}; --save-every: its former name)",
     )
     return parser
 
@@ -202,7 +210,7 @@ def _sweep(given: dict, ranks: Ranks) -> Path:
     """The sweep, as one rank runs it: rank 0 decides what to train; each rank plans its share
     and rank 0 checks and prints the plans and makes the sweep directory; each rank trains its
     share and sends rank 0 the results, which rank 0 writes."""
-    save_every = given.pop("save_every")
+    save_every = given.pop("checkpoint_every", TrainConfig.checkpoint_every)
     locks: list[RunLock] = []  # rank 0's, on the sweep directory: one sweep writes it at a time
     try:
         return _sweep_locked(given, ranks, save_every, locks)

@@ -24,6 +24,8 @@ from before a resume reads its checkpoint to the end of the run).
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,7 @@ from .interrupts import StopRequests
 from .leftovers import leftover_problem, remove_leftovers
 from .loop import EachOnItsBudget, OneNetwork, train_epochs
 from .model import MLP
+from .plots import FIGURES
 from .run_files import RunFiles, run_final_figures, run_metrics
 from .run_setup import Setup, set_up
 from .runs import METRICS, RunInUse, RunLock, check_history, new_run_dir, read_config, run_label
@@ -48,7 +51,7 @@ from .teachers import same_digits, trained_for_another_split
 from .threads import cpu_threads
 from .trainee import Trainee
 
-__all__ = ["FitResult", "fit", "resume", "with_teacher"]
+__all__ = ["FitResult", "fit", "plan", "resume", "with_teacher"]
 
 # Config fields a run directory's name leaves out: how a run is watched, and where and how it
 # trains (names tell apart what runs trained).
@@ -62,6 +65,14 @@ _TEACHER_SHARES = (
     *("data", "seed", "val_fraction", "dtype", "threads", "device", "quiet"),
     *("checkpoint_every", "rank_timeout", "image_every", "figures"),
 )
+
+
+# What skips a teacher trained first: the same network and recipe, alone (say so in the plan).
+NO_TEACHER = "--preset tuned"
+# Rough seconds of these presets' runs on the shipped digits, pictures included, on one CPU
+# thread of a 2-core AMD EPYC VM with nothing else running (README's Results, 2026-12-01 and
+# 2026-12-04): what the plan at the start says.
+ROUGH_SECONDS = {"teacher": 30, "distilled": 40, "tuned": 11}
 
 
 @dataclass
@@ -85,16 +96,18 @@ def fit(config: TrainConfig, ranks: Ranks | None = None) -> FitResult:
     """
     ranks = job_ranks() if ranks is None else ranks
     with joined(ranks, config.rank_timeout):
-        return _train(with_teacher(config, ranks), ranks=ranks)
+        return _train(with_teacher(config, ranks, fitting=True), ranks=ranks)
 
 
-def with_teacher(config: TrainConfig, ranks: Ranks = SOLO) -> TrainConfig:
+def with_teacher(config: TrainConfig, ranks: Ranks = SOLO, fitting: bool = False) -> TrainConfig:
     """``config`` with its teacher named: a ``teacher_preset`` without a ``teacher`` is trained
     first (a run of that preset on the same digits and split: the same data, seed and val
     fraction, so it never sees the validation digits), found finished in the logdir, or, where
     one was stopped, resumed. Its progress bar is the preset's; its path is in the closing table.
     A ``teacher`` the preset trained for another split gives way to this split's (unless
     ``teacher_any_split``): ``--config RUN/config.json --seed 3`` trains seed 3's own.
+    ``fitting``: the teacher comes before :func:`fit` trains ``config``: the plan is said (unless
+    quiet), and a stopped teacher names this command, which trains both, to run again.
     """
     if config.teacher_preset is None:
         return config
@@ -104,11 +117,14 @@ def with_teacher(config: TrainConfig, ranks: Ranks = SOLO) -> TrainConfig:
         return config
     teacher = teacher_config(config)
     found = from_lead(ranks, lambda: _teacher_run(teacher))
+    # the plan, said once the teacher's data and split are known to be good (after its set-up)
+    said = _plan(config, teacher, found) if fitting and ranks.lead and not config.quiet else None
+    trained, again = None, command_line() if fitting else None
     if found is None:
-        found = _train_teacher(teacher, ranks)
+        trained = _train_teacher(teacher, ranks, again, said)
     elif not (found / METRICS).exists():  # stopped (Ctrl-C, a kill): go on from its checkpoint
         try:
-            found = _resume(found, ranks, {"quiet": config.quiet}).run_dir
+            trained = _resume(found, ranks, {"quiet": config.quiet}, again, said)
         except RunInUse as err:  # another run trains it first, for the same digits and split
             raise UserError(
                 f"in use ({err.holder}): another run is training the teacher this run needs "
@@ -117,15 +133,87 @@ def with_teacher(config: TrainConfig, ranks: Ranks = SOLO) -> TrainConfig:
                 "its own: another --logdir, or --teacher RUN",
                 found,
             ) from None
+    elif said is not None:
+        tell(said)
+    if trained is not None:
+        found = trained.run_dir
+        if not config.quiet and ranks.lead:  # its bar is gone: a line that stays
+            tell(finished_line(trained))
     return dataclasses.replace(config, teacher=str(found))
 
 
-def _train_teacher(config: TrainConfig, ranks: Ranks) -> Path:
-    """A new teacher run; if it fails, a teachers/ directory it made (and left empty) goes too."""
+def finished_line(result: FitResult) -> str:
+    """One line for a network trained before the one a command reports: its preset, its
+    epochs and seconds, its best.pt's accuracies, where it is."""
+    m = result.metrics
+    val = "" if m["val_accuracy"] is None else f", validation {m['val_accuracy']:.4f}"
+    return (
+        f"{result.config.preset}: done, {m['epochs']} {result.config.step_name}s in "
+        f"{m['seconds']:.1f} s; accuracy training {m['train_accuracy']:.4f}{val}; "
+        f"{result.run_dir}"
+    )
+
+
+def plan(config: TrainConfig) -> str | None:
+    """What a new run of ``config`` trains, in order, and roughly how long, where it trains a
+    teacher first (else None: one network, its progress bar says enough). Lines for stderr."""
+    if config.teacher is not None or config.teacher_preset is None:
+        return None
+    teacher = teacher_config(config)
+    return _plan(config, teacher, _teacher_run(teacher))
+
+
+def _plan(config: TrainConfig, teacher: TrainConfig, found: Path | None) -> str:
+    """:func:`plan`, given the teacher's config and the run of it found in the logdir."""
+    shape = "-".join(map(str, (400, *teacher.hidden, 10)))
+    if found is None:
+        first = (
+            f"train a teacher, {shape} ({teacher.preset} preset, {teacher.epochs} epochs"
+            f"{_rough(teacher.preset, ' on one CPU core')}),\n         into {teacher.logdir}/"
+        )
+    elif (found / METRICS).exists():
+        first = f"use the teacher that finished in {found}"
+    else:
+        first = f"finish the stopped teacher in {found}"
+    student = "-".join(map(str, (400, *config.hidden, 10)))
+    return (
+        f"plan: 1. {first}\n"
+        f"      2. train {student} from the teacher's outputs ({config.preset} preset, "
+        f"{config.epochs} epochs{_rough(config.preset)})\n"
+        f"      {NO_TEACHER} trains {student} alone, without a teacher"
+        f"{_rough(NO_TEACHER.split()[-1])}"
+    )
+
+
+def command_line() -> str:
+    """This process's command, as the user would type it again (``python train.py --flags``,
+    ``digits-train ...``, ``python -m digits_torch.cli ...``)."""
+    first = Path(sys.argv[0])
+    if first.name == "train.py":
+        start = ["python", sys.argv[0]]
+    elif first.suffix == ".py" and first.parent.name == "digits_torch":
+        start = ["python", "-m", f"digits_torch.{first.stem}"]
+    elif first.suffix == ".py":
+        start = ["python", sys.argv[0]]
+    else:
+        start = [first.name]
+    return shlex.join([*start, *sys.argv[1:]])
+
+
+def _rough(preset: str, where: str = "") -> str:
+    seconds = ROUGH_SECONDS.get(preset)
+    return "" if seconds is None else f", about {seconds} s{where}"
+
+
+def _train_teacher(
+    config: TrainConfig, ranks: Ranks, again: str | None, announce: str | None
+) -> FitResult:
+    """A new teacher run; if it fails, a teachers/ directory it made (and left empty) goes too.
+    ``again``, ``announce``: as for :func:`_train`."""
     teachers = Path(config.logdir)
     made = not teachers.exists()
     try:
-        return _train(config, ranks=ranks).run_dir
+        return _train(config, ranks=ranks, again=again, announce=announce)
     except BaseException:
         if made and ranks.lead and teachers.is_dir() and not any(teachers.iterdir()):
             teachers.rmdir()
@@ -192,8 +280,14 @@ def resume(run_dir: str | Path, ranks: Ranks | None = None, **overrides) -> FitR
         return _resume(Path(run_dir), ranks, overrides)
 
 
-def _resume(run_dir: Path, ranks: Ranks, overrides: dict) -> FitResult:
-    """:func:`resume`, the process group up."""
+def _resume(
+    run_dir: Path,
+    ranks: Ranks,
+    overrides: dict,
+    again: str | None = None,
+    announce: str | None = None,
+) -> FitResult:
+    """:func:`resume`, the process group up; ``again``, ``announce`` as for :func:`_train`."""
     locks: list[RunLock] = []
 
     def read_run() -> tuple[TrainConfig, dict]:
@@ -210,7 +304,8 @@ def _resume(run_dir: Path, ranks: Ranks, overrides: dict) -> FitResult:
 
     try:
         config, saved = from_lead(ranks, read_run)
-        return _train(config, run_dir, saved, locks[0] if locks else None, ranks=ranks)
+        lock = locks[0] if locks else None
+        return _train(config, run_dir, saved, lock, ranks=ranks, again=again, announce=announce)
     finally:
         for lock in locks:
             lock.release()
@@ -281,12 +376,25 @@ def _train(
     lock: RunLock | None = None,
     *,
     ranks: Ranks,
+    again: str | None = None,
+    announce: str | None = None,
 ):
+    """Train (or go on training) one network; ``again``: the command that resumes what it was
+    trained for, which an interrupted run names (else: its own --resume); ``announce``: lines
+    said once it has started (a command's plan), so that a refused run says only its error."""
     with cpu_threads(config.threads):  # the run's thread count, set here only
-        return _run(config, run_dir, checkpoint, lock, ranks)
+        return _run(config, run_dir, checkpoint, lock, ranks, again, announce)
 
 
-def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, lock, ranks: Ranks):
+def _run(
+    config: TrainConfig,
+    run_dir: Path | None,
+    checkpoint: dict | None,
+    lock,
+    ranks: Ranks,
+    again: str | None = None,
+    announce: str | None = None,
+):
     # Set up: data, model, optimizer and epoch, before the run directory is touched, so that a
     # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
     # Under torchrun every rank sets up the same run; rank 0 alone writes it.
@@ -304,6 +412,7 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
         trainee.files = RunFiles(
             run_dir, trainee, resumed=checkpoint is not None, world=ranks.world
         )
+        trainee.files.again = again
     files, bar = trainee.files, None
     try:
         if lock is None and ranks.lead:  # a new run: its directory is ours from the start
@@ -313,6 +422,8 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
         # epoch can be resumed and has a model to load.
         if files is not None:
             files.open()
+        if announce is not None:  # the run has started: what could refuse it has not
+            tell(announce)
         if checkpoint is not None and trainee.status != "training":  # before the bar: its own line
             tell(_nothing_to_train(config, trainee.epoch, trainee.status))
         shown = not config.quiet and ranks.lead
@@ -332,6 +443,8 @@ def _run(config: TrainConfig, run_dir: Path | None, checkpoint: dict | None, loc
         # the try: a Ctrl-C here, too, says where the checkpoint is and how to resume.)
         run.model.load_state_dict(trainee.best)
         if files is not None:
+            if shown and config.figures:  # some seconds: say what they are spent on
+                tell(f"{config.preset}: drawing its pictures into {run_dir / FIGURES}")
             metrics, history = files.report()
         else:  # the metrics rank 0 writes (without the history's figures), written nowhere
             metrics, history = run_metrics(run_final_figures(run), trainee, [], ranks.world), []

@@ -35,6 +35,15 @@ BAD_FLAGS = [
     (["--hidden", "25", "0"], r"hidden sizes must be >= 1"),
     (["--hidden"], r"argument --hidden: expected at least one argument"),
     (["--activation", "softplus"], r"activation must be one of sigmoid, relu, tanh, identity"),
+    # a bad choice is echoed, with the nearest name (scikit-learn's logistic among them)
+    (["--activation", "softplus"], r"\(logistic: sigmoid\), not 'softplus'$"),
+    (["--activation", "logistc"], r", not 'logistc'; did you mean logistic\?$"),
+    (["--optimizer", "adm"], r"optimizer must be one of .*, not 'adm'; did you mean adam\?$"),
+    (
+        ["--preset", "sklean"],
+        r"unknown preset 'sklean' \(choose from .*\); did you mean sklearn\?$",
+    ),
+    (["--teacher-preset", "techer"], r"not 'techer'; did you mean teacher\?$"),
     (["--init", "zeros"], r"init must be one of coursera, glorot"),
     (["--loss", "mse"], r"loss must be one of softmax, coursera"),
     (["--optimizer", "rmsprop"], r"optimizer must be one of sgd, adam, lbfgs, fmincg"),

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 import digits_torch.run_setup
-from digits_torch import TrainConfig, cli, compare, make_config
+from digits_torch import TrainConfig, cli, compare, make_config, sweep
 from digits_torch import __main__ as commands
 from digits_torch.errors import redraw_interval
 from digits_torch.evaluate import evaluate
 from digits_torch.evaluate import main as evaluate_main
+from digits_torch.presets import PRESET_WORDS, PRESETS
 from digits_torch.runs import read_split, run_label
 from digits_torch.training import FitResult
 
@@ -156,12 +157,15 @@ def test_the_closing_table_labels_its_figures_and_says_what_next(tmp_path, small
     assert rows["validation"][:2] == [f"{val['loss']:.4f}", f"{val['accuracy']:.4f}"]
     assert rows["last"][1] == f"{result.history[-1]['train_loss']:.4f}"  # labelled objective
     lines = out.strip().splitlines()
-    assert lines[-4:-1] == [
+    assert lines[-3:-1] == [  # distilled: cosine, cannot train longer: no --resume
         f"  tensorboard --logdir {tmp_path}",
         f"  python -m digits_torch.evaluate {run}",
-        f"  python -m digits_torch.cli --resume {run}",  # tuned: cosine, cannot train longer
     ]
-    assert lines[-5] == f"metrics: {run / 'metrics.json'}"  # --no-figures: no figures row
+    assert lines[-4] == f"metrics: {run / 'metrics.json'}"  # --no-figures: no figures row
+    assert "--resume" not in out
+    (seconds,) = (line.split()[1:] for line in lines if line.split()[0] == "seconds")
+    assert seconds[:2] == [f"{m['seconds']:.2f}", "training;"]  # and the whole command's:
+    assert float(seconds[2]) > m["seconds"] and seconds[3:] == ["the", "whole", "command"]
     assert "figures:" not in out
     assert "(augmented digits, distilled, with L2; training accuracy during" in out  # distilled
 
@@ -266,6 +270,48 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, base, mo
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.parametrize(
+    ("schedule", "stopped", "resume"),
+    [("constant", "max_epochs", True), ("constant", "converged", False),
+     ("cosine", "max_epochs", False)],
+)  # fmt: skip
+def test_the_closing_table_suggests_resume_only_where_it_trains_longer(
+    tmp_path, schedule, stopped, resume
+):
+    """Resuming a finished cosine run, or one that stopped early, would train nothing."""
+    config = make_config("seed", logdir=str(tmp_path), schedule=schedule)
+    metrics = {"preset": "seed", "device": "cpu", "ranks": 1, "epochs": 2, "stopped": stopped,
+               "best_epoch": 2, "train_loss": 0.5, "train_accuracy": 0.9, "val_loss": None,
+               "val_accuracy": None, "last_epoch_objective": 0.6, "seconds": 1.0}  # fmt: skip
+    run = tmp_path / "run"
+    out = cli.summary(FitResult(model=None, config=config, run_dir=run, metrics=metrics))
+    wanted = f"  digits-train --resume {run} --epochs N   (to train longer)"
+    assert (out.splitlines()[-1] == wanted) == resume and ("--resume" in out) == resume
+
+
+def test_help_groups_every_flag_and_wraps_the_presets(capsys, monkeypatch):
+    """Every field is in one --help group (a new field must be placed); the presets block fits
+    100 columns and says what each preset is; the sweep's own flags come first."""
+    grouped = [name for names in cli.GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+    assert len(grouped) == len(set(grouped))
+    assert set(PRESET_WORDS) == set(PRESETS)
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    titles = [line[:-1] for line in out.splitlines() if line and line[0] != " " and line[-1] == ":"]
+    assert titles[1:-1] == list(cli.GROUPS)  # after "options:", before "presets (...):"
+    assert "the article's MLPClassifier recipe" in out.split("\n  seed")[1].split("\n  ")[0]
+    with pytest.raises(SystemExit):
+        sweep.run_command(["--help"])
+    out = capsys.readouterr().out
+    titles = [line[:-1] for line in out.splitlines() if line and line[0] != " " and line[-1] == ":"]
+    assert titles[1:3] == ["sweep", "run"] and out.count("--checkpoint-every SECONDS") == 1
+    assert "--checkpoint-every SECONDS, --save-every SECONDS" in out  # one flag, its old name
+
+
 def test_help_names_the_command_as_it_was_started(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["/venv/bin/digits-train"])
     assert cli.build_parser().prog == "digits-train"
@@ -282,8 +328,9 @@ def test_evaluates_help_is_plain_text_and_compares_shows_its_defaults(capsys):
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines to the terminal
     evaluate_help, compare_help = out.split("usage: ")[1:]
     assert "`" not in evaluate_help and "--split train scores its training digits" in evaluate_help
-    assert "(default: relu,logistic)" in compare_help and "(default: runs)" in compare_help
+    assert "(default: relu,logistic)" in compare_help and "(default: comparisons;" in compare_help
     assert "(default: auto)" in compare_help and "(default: 1000)" in compare_help
+    assert compare.LOGDIR != TrainConfig.logdir  # a comparison's runs are not among the user's
 
 
 def test_python_m_digits_torch_lists_the_commands_and_runs_one(capsys, trained_run):

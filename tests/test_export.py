@@ -291,3 +291,15 @@ def test_export_never_writes_over_its_model_or_a_run(
     with pytest.raises(UserError, match=problem):
         export_model(model, "safetensors", out)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_export_refuses_to_replace_a_file_without_force(trained_run, tmp_path, run_entry):
+    """An existing OUT (an earlier export, anything else) is kept unless --force says replace."""
+    out = tmp_path / "model.safetensors"
+    out.write_bytes(b"someone's file")
+    ran = run_entry(lambda: main([str(trained_run), str(out)]))
+    (line,) = ran.stderr.splitlines()
+    assert ran.code == 2 and line == f"error: {out}: exists; pass --force to replace it", line
+    assert out.read_bytes() == b"someone's file"
+    ran = run_entry(lambda: main([str(trained_run), str(out), "--force"]))
+    assert ran.code == 0 and out.read_bytes() != b"someone's file"

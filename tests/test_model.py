@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from digits_torch import MLP
+from digits_torch import MLP, load_digits, make_config
+from digits_torch.config import DEFAULT_PRESET
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh", "identity"])
@@ -84,3 +86,28 @@ def test_rejects_unknown_activation_and_init():
         MLP(activation="swish")
     with pytest.raises(ValueError, match="init"):
         MLP(init="he")
+
+
+def test_models_take_what_load_digits_returns_numpy_or_tensor_any_float_dtype():
+    """The README's `model(torch.from_numpy(X))` with a float64 model (--preset sklearn's)."""
+    X, y = load_digits()  # float32 numpy
+    model = MLP(activation="relu", init="glorot", generator=torch.Generator().manual_seed(0))
+    model = model.double()
+    exact = model(torch.from_numpy(X).double())
+    assert exact.dtype == torch.float64
+    assert torch.equal(model(torch.from_numpy(X)), exact)  # a float32 tensor
+    assert torch.equal(model(X), exact)  # the numpy array itself
+    digits = model.predict(X)
+    assert isinstance(digits, np.ndarray) and digits.shape == y.shape
+    assert np.array_equal(digits, exact.argmax(dim=1).numpy())
+    assert torch.equal(model.float().predict(torch.from_numpy(X)), model(X).argmax(dim=1))
+
+
+def test_mlps_defaults_are_ex4s_as_its_docstring_says():
+    """MLP() is the coursera preset's network; training's default preset is relu + Glorot."""
+    coursera, default = make_config("coursera"), make_config(DEFAULT_PRESET)
+    model = MLP()
+    assert (model.activation, model.hidden_sizes) == (coursera.activation, coursera.hidden)
+    assert coursera.init == "coursera" and model.layers[0].weight.abs().max() <= 0.12
+    assert (default.activation, default.init) == ("relu", "glorot")
+    assert 'MLP(activation="relu", init="glorot")' in MLP.__doc__

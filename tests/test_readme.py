@@ -7,6 +7,8 @@ import argparse
 import importlib
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from torch.distributed.run import get_args_parser
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Programs that are not ours: their commands are the user's tools (or set-up), not checked here.
-OTHERS = {"pip", "tensorboard", "cd", "export", "git", "bash", "OUT=gpu-check"}
+OTHERS = {"pip", "tensorboard", "cd", "export", "git", "bash", "OUT=gpu-check", "make"}
 # The package's commands, by how a page starts them.
 MODULES = {
     "train.py": "digits_torch.cli",
@@ -113,3 +115,59 @@ def test_the_checker_refuses_a_bad_flag(trained_run, monkeypatch, capsys):
             monkeypatch,
             capsys,
         )
+
+
+def _make_dry_run(target: str, path: str, tmp_path: Path) -> list[str]:
+    """The commands ``make TARGET`` would run from a fresh checkout, with ``path`` as PATH."""
+    env = {"PATH": path, "HOME": str(tmp_path)}
+    venv = f"VENV={tmp_path / 'venv'}"
+    ran = subprocess.run(["make", "-n", venv, *([target] if target else [])], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return [
+        line.replace(str(tmp_path / "venv"), ".venv").strip() for line in ran.stdout.splitlines()
+    ]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_set_up_is_the_readmes_two_commands_and_ci_runs_them(tmp_path):
+    """README's set-up is `make` (set up, train) and `make test`; on a machine without a GPU
+    torch 2.13.0 comes from PyTorch's CPU index, on one with nvidia-smi from PyPI; CI runs the
+    README's test command."""
+    (first, *_) = _blocks("bash")
+    lines = [line.split("#")[0].strip() for line in first[1].splitlines()]
+    assert lines == ["make", "make test"]
+    system = "/usr/bin:/bin"
+    setup = [
+        "python3 -m venv .venv",
+        "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu",
+        'pip install -e ".[dev]"',
+    ]
+    train = _make_dry_run("", system, tmp_path)
+    assert [line.removeprefix(".venv/bin/") for line in train[:3]] == setup
+    assert train[-1] == ".venv/bin/python train.py"
+    assert _make_dry_run("test", system, tmp_path)[-1] == ".venv/bin/python -m pytest"
+    gpu = tmp_path / "bin"
+    gpu.mkdir()
+    (gpu / "nvidia-smi").write_text("#!/bin/sh\n")
+    (gpu / "nvidia-smi").chmod(0o755)
+    with_gpu = _make_dry_run("", f"{gpu}:{system}", tmp_path)
+    assert with_gpu[1] == ".venv/bin/pip install torch==2.13.0"  # PyPI's, with CUDA
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line[:1] not in "#"]
+    assert [line for line in ci if line.strip()][-1] == "make test"
+
+
+def test_the_articles_page_maps_its_steps_with_data_and_its_pictures_exist():
+    """docs/from-the-article.md: load, 100 digits, train, hidden units, mistakes; its training
+    and drawing commands name --data; every picture it (or any page) shows is there."""
+    page = (ROOT / "docs" / "from-the-article.md").read_text()
+    for step in ("loadmat", "100 random digits", "MLPClassifier(", "hidden units", "misclassified"):
+        assert step in page, step
+    (commands,) = [code for where, code in _blocks("bash") if "from-the-article" in where]
+    for line in commands.splitlines():
+        if " --split " not in line:  # evaluate of a run scores the run's own digits
+            assert "--data ex4data1.mat" in line, line
+    assert "docs/from-the-article.md" in (ROOT / "README.md").read_text()
+    for path in PAGES:
+        for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", path.read_text()):
+            assert (path.parent / image).is_file(), (path.name, image)
+    assert len(re.findall(r"!\[", page)) == 3

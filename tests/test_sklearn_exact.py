@@ -344,6 +344,7 @@ def test_compare_reports_sklearn_and_reproduces_it(tmp_path, capsys):
     folder = next(tmp_path.glob("*-compare"))
     for system in ("sklearn", "sklearn-exact", "seed"):
         assert len(list((folder / system).rglob("events.out.tfevents.*"))) == 2
+    assert f"comparison: {folder}\n  tensorboard --logdir {folder}\n" in printed
 
 
 @pytest.mark.parametrize(

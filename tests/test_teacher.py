@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shlex
 import shutil
+import sys
 
 import pytest
 import torch
@@ -78,18 +80,22 @@ def test_a_teacher_preset_trains_on_the_students_split_once(tmp_path, small_digi
     assert other_seed.config.teacher != str(teacher)  # another split, another teacher
 
 
-def test_a_stopped_teacher_is_resumed_not_trained_again(tmp_path, small_digits, monkeypatch):
-    config = _config(small_digits, tmp_path, teacher_preset="teacher", epochs=2)
-    calls = []
-    real = digits_torch.epochs.random_affine
+def _stop_in_epoch_3(monkeypatch) -> None:
+    """Ctrl-C in the teacher's 3rd epoch (its augmentation is the first thing an epoch does)."""
+    calls, real = [], digits_torch.epochs.random_affine
 
-    def stop_in_epoch_3(*args, **kwargs):  # Ctrl-C in the teacher's 3rd epoch
+    def stop_in_epoch_3(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(digits_torch.epochs, "random_affine", stop_in_epoch_3)
+
+
+def test_a_stopped_teacher_is_resumed_not_trained_again(tmp_path, small_digits, monkeypatch):
+    config = _config(small_digits, tmp_path, teacher_preset="teacher", epochs=2)
+    _stop_in_epoch_3(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         fit(dataclasses.replace(config, checkpoint_every=0))
     monkeypatch.undo()
@@ -128,3 +134,44 @@ def test_a_teacher_trained_on_ex4s_cost_or_other_pixels_is_refused(
     ran = run_entry(lambda: cli.main([*argv, "--teacher", str(coursera)]))
     assert ran.code == 2 and "a teacher must be trained with --loss softmax" in ran.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_with_a_teacher_says_its_plan_and_ctrl_c_resumes_the_whole_command(
+    tmp_path, small_digits, monkeypatch, run_entry
+):
+    """The plan at the start (both networks, in order, the flag without a teacher); Ctrl-C in
+    the teacher prints a command that finishes it and then trains the student too."""
+    argv = ["--preset", "distilled", "--data", str(small_digits), "--device", "cpu",
+            "--epochs", "2", "--no-figures", "--image-every", "0", "--checkpoint-every", "0",
+            "--logdir", str(tmp_path / "my runs")]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["train.py", *argv])
+    _stop_in_epoch_3(monkeypatch)
+    ran = run_entry(lambda: cli.main(argv))
+    monkeypatch.undo()
+    assert ran.code == 130
+    plan = ran.stderr.split("\n\n")[0].splitlines()
+    assert plan[0].startswith("plan: 1. train a teacher, 400-400-10 (teacher preset, 100 epochs")
+    assert plan[1] == f"         into {tmp_path / 'my runs' / TEACHERS}/"
+    assert plan[2].startswith("      2. train 400-25-10 from the teacher's outputs (distilled")
+    assert plan[3].startswith("      --preset tuned trains 400-25-10 alone, without a teacher")
+    (teacher,) = (tmp_path / "my runs" / TEACHERS).iterdir()
+    said = ran.stderr.strip().splitlines()[-1]
+    assert said.startswith("resume with: python train.py ") and said.endswith(
+        "(the same command: it finishes this teacher, then trains its student)"
+    )
+    again = shlex.split(said.removeprefix("resume with: ").split("   (")[0])
+    assert again == ["python", "train.py", *argv]  # the path with a space survives the shell
+    monkeypatch.setattr(sys, "argv", again[1:])
+    ran = run_entry(lambda: cli.main(again[2:]))
+    assert ran.code == 0, ran.stderr
+    assert f"plan: 1. finish the stopped teacher in {teacher}\n" in ran.stderr
+    done = (
+        r"teacher: done, 100 epochs in [\d.]+ s; accuracy training 0\.\d{4}, validation 0\.\d{4}; "
+    )
+    assert re.search(done + re.escape(str(teacher)) + "$", ran.stderr, re.M)
+    assert [r["epoch"] for r in read_history(teacher)] == list(range(1, 101))
+    (student,) = (p for p in (tmp_path / "my runs").iterdir() if p.name != TEACHERS)
+    assert (student / "metrics.json").exists() and ran.value.run_dir == student
+    ran = run_entry(lambda: cli.main(again[2:]))  # a third time: the teacher is only used
+    assert f"plan: 1. use the teacher that finished in {teacher}\n" in ran.stderr
+    assert "teacher: done" not in ran.stderr

@@ -23,9 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from digits_torch import fit, make_config, sweep
-from digits_torch.run_log import trial_name
+from digits_torch.run_log import DISTILLED_TRAIN_LOSS, trial_name
 from digits_torch.runs import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,9 +203,31 @@ def test_trial_names_put_what_differs_first(tmp_path):
     assert trial_name(tmp_path / "mine") == f"mine ({tmp_path.name})"
     sweep_dir = tmp_path / "20261201-101500-sweep"
     stacked = sweep_dir / "3-l2=0.1-seed=1"
-    assert trial_name(stacked, "3-l2=0.1-seed=1") == "3-l2=0.1-seed=1 (20261201-101500-sweep)"
+    assert trial_name(stacked, "3-l2=0.1-seed=1") == "101500-3-l2=0.1-seed=1 (20261201-sweep)"
     solo = sweep_dir / "20261201-101502-coursera-0-l2=0.1"  # a network that does not stack
-    assert trial_name(solo, "0-l2=0.1") == "0-l2=0.1 (20261201-101500-sweep)"
+    assert trial_name(solo, "0-l2=0.1") == "101500-0-l2=0.1 (20261201-sweep)"
+    # two sweeps' networks of one name differ in the first dozen characters the column shows
+    other = tmp_path / "20261201-113000-sweep" / "3-l2=0.1-seed=1"
+    assert trial_name(other, "3-l2=0.1-seed=1")[:12] != trial_name(stacked, "3-l2=0.1-seed=1")[:12]
+
+
+def test_a_distilled_runs_training_loss_tag_says_it_is_distillations(
+    tmp_path, small_digits, trained_run
+):
+    """Its objective (soft and true targets) is not the cross-entropy of loss/train."""
+    base = dict(data=str(small_digits), device="cpu", quiet=True, figures=False, epochs=2,
+                image_every=0)  # fmt: skip
+    plain = fit(make_config("seed", logdir=str(tmp_path / "plain"), **base)).run_dir
+    taught = fit(make_config("seed", logdir=str(tmp_path / "taught"), teacher=str(trained_run),
+                             **base)).run_dir  # fmt: skip
+    tags = {}
+    for run_dir in (plain, taught):
+        events = EventAccumulator(str(run_dir))
+        events.Reload()
+        tags[run_dir] = set(events.Tags()["scalars"])
+    assert "loss/train" in tags[plain] and DISTILLED_TRAIN_LOSS not in tags[plain]
+    assert DISTILLED_TRAIN_LOSS in tags[taught] and "loss/train" not in tags[taught]
+    assert tags[plain] - {"loss/train"} == tags[taught] - {DISTILLED_TRAIN_LOSS}
 
 
 def test_a_running_run_is_in_the_hparams_tab(tmp_path, small_digits):
