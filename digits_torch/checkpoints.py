@@ -70,13 +70,15 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     write_atomically(path, buffer.getbuffer())
 
 
-def save_safetensors(model: MLP, path: str | Path, loss: str = "softmax") -> None:
+def save_safetensors(
+    model: MLP, path: str | Path, loss: str = "softmax", card: dict | None = None
+) -> None:
     """Write the model's weights as a safetensors file, atomically.
 
     The tensors are the state dict's, by name, in the model's dtype; the metadata (strings)
     holds ``format`` (``"digits-torch"``), ``architecture`` (:meth:`MLP.architecture` as JSON)
-    and ``loss`` (``"softmax"`` or ``"coursera"``). :func:`load_model` reads the weights back
-    exactly.
+    and ``loss`` (``"softmax"`` or ``"coursera"``), and ``model_card`` (``card`` as JSON) when
+    given (:mod:`digits_torch.model_card`). :func:`load_model` reads the weights back exactly.
 
     Raises:
         UserError: safetensors is not installed, or the file cannot be written.
@@ -88,6 +90,8 @@ def save_safetensors(model: MLP, path: str | Path, loss: str = "softmax") -> Non
         "architecture": json.dumps(model.architecture()),
         "loss": loss,
     }
+    if card is not None:
+        metadata["model_card"] = json.dumps(card)
     write_atomically(path, safetensors.torch.save(tensors, metadata=metadata))
 
 
