@@ -1,0 +1,109 @@
+"""The draw page in a real browser: headless Chromium (tests/chromium.py) loads it from the
+package's server, draws a 7 with the mouse through the page's own pointer events, and reads what
+the page shows: the digit, the 20 x 20 input, the ten bars and the 25 hidden units.
+
+The tests skip, saying so, only where no Chromium is installed (Debian: ``apt-get install
+chromium``); CI installs it (.ci/run)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from chromium import Browser, find_chromium
+
+from digits_torch.draw.__main__ import serve
+
+pytestmark = pytest.mark.skipif(
+    find_chromium() is None, reason="no Chromium on PATH (Debian: apt-get install chromium)"
+)
+SEVEN = [(0.22, 0.2), (0.78, 0.2), (0.42, 0.86)]  # shares of the pad's width and height
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = serve(None)
+    threading.Thread(target=running.serve_forever, daemon=True).start()
+    yield running
+    running.shutdown()
+    running.server_close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    """The page, loaded (its model described) in a 1280 x 800 window."""
+    with Browser(1280, 800) as browser:
+        browser.open(server.url)
+        browser.wait_for("document.body.dataset.ready === 'yes'")
+        yield browser
+
+
+def _draw(browser: Browser, points) -> None:
+    x, y, width, height = browser.evaluate(
+        "(() => { const b = document.getElementById('pad').getBoundingClientRect();"
+        " return [b.x, b.y, b.width, b.height]; })()"
+    )
+    browser.drag([(x + u * width, y + v * height) for u, v in points])
+
+
+def _answers(browser: Browser) -> int:
+    return int(browser.evaluate("document.body.dataset.answers || '0'"))
+
+
+def test_a_drawn_seven_is_read_and_shown(page, server):
+    before = _answers(page)
+    _draw(page, SEVEN)
+    page.wait_for(f"Number(document.body.dataset.answers || 0) > {before}")
+    assert page.evaluate("document.getElementById('digit').textContent") == "7"
+    shown = page.evaluate(
+        "(() => { const c = document.getElementById('input').getContext('2d');"
+        " return Array.from(c.getImageData(0, 0, 20, 20).data); })()"
+    )
+    assert len(shown) == 4 * 400 and min(shown[0::4]) < 64  # ink on the 20 x 20 input
+    assert sum(v < 128 for v in shown[0::4]) > 20
+    widths = page.evaluate(
+        "Array.from(document.querySelectorAll('#bars .fill')).map(f => parseFloat(f.style.width))"
+    )
+    assert len(widths) == 10 and max(widths) == widths[7] > 50
+    top = page.evaluate("document.querySelector('#bars li.top span').textContent")
+    assert top == "7"
+    units = page.evaluate(
+        "Array.from(document.querySelectorAll('#units .unit'))"
+        ".map(u => [u.querySelectorAll('canvas').length, Number(u.dataset.activation)])"
+    )
+    assert len(units) == 25 and all(canvases == 1 for canvases, _ in units)
+    assert min(a for _, a in units) >= 0 and max(a for _, a in units) > 0
+    # the page asked only its own server for anything: it works offline
+    assert all(url.startswith(server.url) for url in page.requested_urls())
+
+
+def test_undo_and_clear(page):
+    _draw(page, SEVEN)
+    _draw(page, [(0.5, 0.3), (0.5, 0.7)])
+    before = _answers(page)
+    page.click("#undo")
+    page.wait_for(f"Number(document.body.dataset.answers || 0) > {before}")
+    assert page.evaluate("document.getElementById('digit').textContent") == "7"
+    page.click("#clear")
+    page.wait_for("document.getElementById('digit').textContent === '?'")
+
+
+def test_a_random_mistake_is_shown_as_one(page):
+    before = _answers(page)
+    page.click("#mistake")
+    page.wait_for(f"Number(document.body.dataset.answers || 0) > {before}")
+    status = page.evaluate("document.getElementById('status').textContent")
+    digit = page.evaluate("document.getElementById('digit').textContent")
+    assert status.startswith("Shipped digit #") and f"read as {digit}." in status
+
+
+def test_a_phone_sized_screen_shows_every_part(server):
+    with Browser(390, 844) as phone:
+        phone.open(server.url)
+        phone.wait_for("document.body.dataset.ready === 'yes'")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390  # nothing wider than the screen: no sideways scrolling
+        _draw(phone, SEVEN)
+        phone.wait_for("document.body.dataset.answers")
+        assert phone.evaluate("document.getElementById('digit').textContent") == "7"
+        assert phone.evaluate("document.querySelectorAll('#units canvas').length") == 25
