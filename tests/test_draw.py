@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 from test_predict import png_of_size  # a PNG header claiming any size, and no pixels
 
 from digits_torch.data import to_image
-from digits_torch.draw.__main__ import serve
+from digits_torch.draw.__main__ import main, serve
 from digits_torch.draw.reader import image_bytes_to_input
 from digits_torch.draw.server import MAX_BODY
 from digits_torch.model_card import shipped_model
@@ -221,8 +222,8 @@ def test_the_page_and_its_assets_are_served_from_the_package_alone(server):
         status, _, body = request(server, "GET", f"/{name}")
         assert status == 200 and body == (STATIC / name).read_bytes()
     for path in STATIC.iterdir():  # nothing fetched from elsewhere: no font, script or style
-        text = path.read_text()
-        assert "//" not in text.replace("http://www.w3.org/2000/svg", "").replace("// ", ""), path
+        text = path.read_text().replace("http://www.w3.org/2000/svg", "")  # a name, not a fetch
+        assert not re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}", text), path
 
 
 def test_model_describes_the_model(server):
@@ -293,3 +294,11 @@ def test_a_port_in_use_is_one_error_line(server):
         ran.stderr
         == f"error: 127.0.0.1 port {port} is in use; give another --port, or none for a free one\n"
     )
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_that_is_none_is_one_error_line(port, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--no-browser", "--port", port])
+    assert stop.value.code == 2
+    assert "a port is a number from 0 to 65535" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,8 @@ def test_its_card_says_what_the_file_is(card, digits):
     assert card["accuracies"]["train_examples"] == len(y) == 5000
     assert card["data"]["sha256"] == sha256(default_data_path())
     assert "column-major" in card["input"] and "output k is the digit k" in card["labels"]
-    assert card["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
-    assert set(card["versions"]) == {"digits_torch", "torch"}
+    assert set(card["versions"]) == {"digits_torch", "torch"}  # those that made it
+    assert all(re.fullmatch(r"\d+\.\d+\.\d+\S*", v) for v in card["versions"].values())
 
 
 def test_its_recipe_is_the_build_scripts(card, tmp_path):

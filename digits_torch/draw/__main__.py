@@ -6,6 +6,7 @@ port unless told otherwise; prints its address and opens it in the browser.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import threading
 import webbrowser
@@ -63,7 +64,7 @@ def _parser() -> ArgumentParser:
     parser.add_argument(
         "model", metavar="MODEL", nargs="?", help=f"{MODEL_FILES} (default: the shipped model)"
     )
-    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -74,6 +75,13 @@ def _parser() -> ArgumentParser:
         "--no-browser", action="store_true", help="print the address; do not open a browser"
     )
     return parser
+
+
+def _port(text: str) -> int:
+    """--port's value: 0 to 65535 (0: a free one)."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, not {text!r}")
+    return int(text)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import socket
 import sys
 import traceback
 from http import HTTPStatus
@@ -65,6 +66,8 @@ class DrawServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], reader: Reader) -> None:
         self.reader = reader
         self.assets = assets()
+        if ":" in address[0]:  # an IPv6 address (::1, ::)
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
 
     def handle_error(self, request, client_address) -> None:

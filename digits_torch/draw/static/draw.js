@@ -237,6 +237,7 @@ async function start() {
     reset();
   });
   document.getElementById("undo").addEventListener("click", () => {
+    if (!strokes.length) return; // nothing drawn: a shipped digit shown stays
     strokes.pop();
     paint(pen, pad.width);
     if (strokes.length) send();
