@@ -10,9 +10,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+import torch
 from chromium import Browser, find_chromium
 
+from digits_torch.checkpoints import load_model, save_safetensors
 from digits_torch.draw.__main__ import serve
+from digits_torch.model_card import shipped_model
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None, reason="no Chromium on PATH (Debian: apt-get install chromium)"
@@ -107,3 +110,28 @@ def test_a_phone_sized_screen_shows_every_part(server):
         phone.wait_for("document.body.dataset.answers")
         assert phone.evaluate("document.getElementById('digit').textContent") == "7"
         assert phone.evaluate("document.querySelectorAll('#units canvas').length") == 25
+
+
+def test_dead_units_are_marked(tmp_path):
+    """The shipped model has none: two of its units killed (a bias no digit overcomes)."""
+    model = load_model(shipped_model())
+    with torch.no_grad():
+        model.layers[0].bias[[2, 7]] = -100.0
+    save_safetensors(model, tmp_path / "two_dead.safetensors")
+    running = serve(str(tmp_path / "two_dead.safetensors"))
+    threading.Thread(target=running.serve_forever, daemon=True).start()
+    try:
+        with Browser(1280, 800) as browser:
+            browser.open(running.url)
+            browser.wait_for("document.body.dataset.ready === 'yes'")
+            dead = browser.evaluate(
+                "Array.from(document.querySelectorAll('#units .unit.dead'))"
+                ".map(u => u.dataset.unit)"
+            )
+            label = browser.evaluate(
+                "getComputedStyle(document.querySelector('.unit.dead'), '::after').content"
+            )
+    finally:
+        running.shutdown()
+        running.server_close()
+    assert dead == ["2", "7"] and label == '"dead"'
