@@ -42,21 +42,34 @@ def page(server):
 
 
 def _draw(browser: Browser, points) -> None:
+    """One stroke through ``points`` (shares of the pad's size); returns once it is read."""
+    before = _answers(browser)
     x, y, width, height = browser.evaluate(
         "(() => { const b = document.getElementById('pad').getBoundingClientRect();"
         " return [b.x, b.y, b.width, b.height]; })()"
     )
     browser.drag([(x + u * width, y + v * height) for u, v in points])
+    _wait_for_answer(browser, before)
 
 
 def _answers(browser: Browser) -> int:
+    """How many answers the page has shown."""
     return int(browser.evaluate("document.body.dataset.answers || '0'"))
 
 
+def _wait_for_answer(browser: Browser, before: int) -> None:
+    browser.wait_for(f"Number(document.body.dataset.answers || 0) > {before}")
+
+
+def _clear(browser: Browser) -> None:
+    """Each test starts from an empty pad, whatever ran before it on the page."""
+    browser.click("#clear")
+    browser.wait_for("document.getElementById('digit').textContent === '?'")
+
+
 def test_a_drawn_seven_is_read_and_shown(page, server):
-    before = _answers(page)
+    _clear(page)
     _draw(page, SEVEN)
-    page.wait_for(f"Number(document.body.dataset.answers || 0) > {before}")
     assert page.evaluate("document.getElementById('digit').textContent") == "7"
     shown = page.evaluate(
         "(() => { const c = document.getElementById('input').getContext('2d');"
@@ -81,20 +94,31 @@ def test_a_drawn_seven_is_read_and_shown(page, server):
 
 
 def test_undo_and_clear(page):
-    _draw(page, SEVEN)
-    _draw(page, [(0.5, 0.3), (0.5, 0.7)])
+    _clear(page)
+    _draw(page, [(0.5, 0.15), (0.5, 0.85)])  # a 1
+    assert page.evaluate("document.getElementById('digit').textContent") == "1"
+    _draw(page, SEVEN)  # over it
     before = _answers(page)
-    page.click("#undo")
-    page.wait_for(f"Number(document.body.dataset.answers || 0) > {before}")
-    assert page.evaluate("document.getElementById('digit').textContent") == "7"
-    page.click("#clear")
+    page.click("#undo")  # the 1 again
+    _wait_for_answer(page, before)
+    assert page.evaluate("document.getElementById('digit').textContent") == "1"
+    page.click("#undo")  # nothing drawn
     page.wait_for("document.getElementById('digit').textContent === '?'")
+    _draw(page, SEVEN)
+    pad_ink = (
+        "(() => { const c = document.getElementById('pad');"
+        " return c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+        ".reduce((a, b) => Math.min(a, b), 255); })()"
+    )
+    assert page.evaluate(pad_ink) < 128
+    _clear(page)
+    assert page.evaluate(pad_ink) == 255  # all white again
 
 
 def test_a_random_mistake_is_shown_as_one(page):
     before = _answers(page)
     page.click("#mistake")
-    page.wait_for(f"Number(document.body.dataset.answers || 0) > {before}")
+    _wait_for_answer(page, before)
     status = page.evaluate("document.getElementById('status').textContent")
     digit = page.evaluate("document.getElementById('digit').textContent")
     assert status.startswith("Shipped digit #") and f"read as {digit}." in status
@@ -107,7 +131,6 @@ def test_a_phone_sized_screen_shows_every_part(server):
         width = phone.evaluate("document.documentElement.scrollWidth")
         assert width <= 390  # nothing wider than the screen: no sideways scrolling
         _draw(phone, SEVEN)
-        phone.wait_for("document.body.dataset.answers")
         assert phone.evaluate("document.getElementById('digit').textContent") == "7"
         assert phone.evaluate("document.querySelectorAll('#units canvas').length") == 25
 
