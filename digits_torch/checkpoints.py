@@ -54,6 +54,7 @@ LATEST, BEST = "checkpoint.pt", "best.pt"
 # What a checkpoint needs beyond the model to continue a run (best.pt lacks all but config).
 RESUMABLE = frozenset({"epoch", "optimizer", "rng", "config", "progress", "seconds"})
 SAFETENSORS_FORMAT = "digits-torch"  # the "format" of our safetensors files' metadata
+CARD_KEY = "model_card"  # the metadata entry holding a model card (digits_torch.model_card)
 ARCHITECTURE = ("input_size", "hidden_sizes", "num_classes", "activation")  # MLP.architecture()
 
 
@@ -91,7 +92,7 @@ def save_safetensors(
         "loss": loss,
     }
     if card is not None:
-        metadata["model_card"] = json.dumps(card)
+        metadata[CARD_KEY] = json.dumps(card)
     write_atomically(path, safetensors.torch.save(tensors, metadata=metadata))
 
 

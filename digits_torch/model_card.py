@@ -20,7 +20,7 @@ from pathlib import Path
 import safetensors
 import torch
 
-from .checkpoints import load_checkpoint
+from .checkpoints import CARD_KEY, load_checkpoint
 from .data import default_data_path
 from .errors import UserError
 from .model import MLP
@@ -28,7 +28,6 @@ from .trained import Trained, as_trained
 
 __all__ = ["CARD_KEY", "SHIPPED_MODEL", "model_card", "read_card", "sha256", "shipped_model"]
 
-CARD_KEY = "model_card"  # the metadata entry (safetensors) or property (ONNX, prefixed)
 SHIPPED_NAME = "digits-400-25-10.safetensors"
 SHIPPED_MODEL = "the shipped model"  # how messages name it
 INPUT_LAYOUT = (
