@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("digits-predict", "digits_torch.predict", "the digit in each image of a file"),
     ("digits-export", "digits_torch.export", "a trained model as a file other tools load"),
     ("digits-sweep", "digits_torch.sweep", "train a grid of configs and rank them"),
+    ("digits-draw", "digits_torch.draw.__main__", "a page to draw a digit and watch it read"),
 ]
 
 

@@ -58,6 +58,7 @@ FORMAT = 1
 # What a checkpoint needs beyond the model to continue a run (best.pt lacks all but config).
 RESUMABLE = frozenset({"epoch", "optimizer", "rng", "config", "progress", "seconds"})
 SAFETENSORS_FORMAT = "digits-torch"  # the "format" of our safetensors files' metadata
+CARD_KEY = "model_card"  # the metadata entry holding a model card (digits_torch.model_card)
 ARCHITECTURE = ("input_size", "hidden_sizes", "num_classes", "activation")  # MLP.architecture()
 
 
@@ -80,13 +81,15 @@ def checkpoint_bytes(state: dict) -> bytes:
     return buffer.getvalue()
 
 
-def save_safetensors(model: MLP, path: str | Path, loss: str = "softmax") -> None:
+def save_safetensors(
+    model: MLP, path: str | Path, loss: str = "softmax", card: dict | None = None
+) -> None:
     """Write the model's weights as a safetensors file, atomically.
 
     The tensors are the state dict's, by name, in the model's dtype; the metadata (strings)
     holds ``format`` (``"digits-torch"``), ``architecture`` (:meth:`MLP.architecture` as JSON)
-    and ``loss`` (``"softmax"`` or ``"coursera"``). :func:`load_model` reads the weights back
-    exactly.
+    and ``loss`` (``"softmax"`` or ``"coursera"``), and ``model_card`` (``card`` as JSON) when
+    given (:mod:`digits_torch.model_card`). :func:`load_model` reads the weights back exactly.
 
     Raises:
         UserError: safetensors is not installed, or the file cannot be written.
@@ -98,6 +101,8 @@ def save_safetensors(model: MLP, path: str | Path, loss: str = "softmax") -> Non
         "architecture": json.dumps(model.architecture()),
         "loss": loss,
     }
+    if card is not None:
+        metadata[CARD_KEY] = json.dumps(card)
     write_atomically(path, safetensors.torch.save(tensors, metadata=metadata))
 
 

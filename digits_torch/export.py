@@ -4,11 +4,13 @@ Write a trained model (a run directory's best.pt, a checkpoint, a safetensors ex
 Theta .mat) in a format other tools read, by default the one OUT's extension names
 (``.safetensors``, ``.onnx``, ``.mat``):
 
-* ``safetensors``: the weights, with the architecture and loss in the file's metadata (JSON);
-  :func:`digits_torch.load_model` and every command here read it back, weights exactly equal.
+* ``safetensors``: the weights, with the architecture, loss and model card in the file's
+  metadata (JSON); :func:`digits_torch.load_model` and every command here read it back, weights
+  exactly equal.
 * ``onnx``: the network as an ONNX graph, input ``pixels`` (batch, 400), output ``logits``
   (batch, 10), the batch size free; metadata ``digits_torch.architecture`` and
-  ``digits_torch.loss`` say how to read the logits. Needs ``pip install "digits-torch[onnx]"``.
+  ``digits_torch.loss`` say how to read the logits, ``digits_torch.model_card`` holds the model
+  card. Needs ``pip install "digits-torch[onnx]"``.
 * ``coursera``: ex4's ``Theta1``/``Theta2`` .mat (bias in column 0, label 10 for the digit 0),
   which Octave's and MATLAB's ex4 code loads; sigmoid networks with one hidden layer only.
 
@@ -35,6 +37,7 @@ from .coursera import save_weights
 from .errors import ArgumentParser, UserError, exit_on_error, show
 from .files import output_path, write_atomically
 from .model import MLP
+from .model_card import CARD_KEY, model_card
 from .trained import MODEL_FILES, Trained, as_trained
 
 __all__ = ["FORMATS", "export_format", "export_model"]
@@ -50,6 +53,7 @@ def export_model(
     format: str | None,
     out: str | Path,
     loss: str | None = None,
+    card: dict | None = None,
 ) -> Path:
     """Write ``model`` to ``out`` in ``format`` (one of :data:`FORMATS`; see the module docstring).
 
@@ -60,6 +64,8 @@ def export_model(
             ``out``'s extension names (see :func:`export_format`).
         loss: the loss the model was trained with, ``"softmax"`` or ``"coursera"``, recorded by
             safetensors and ONNX; default: the file's, or ``"softmax"`` for an MLP.
+        card: the model card safetensors and ONNX carry in their metadata (default:
+            :func:`~digits_torch.model_card.model_card` of ``model``).
 
     Returns:
         ``out`` as a Path.
@@ -73,7 +79,9 @@ def export_model(
     format = export_format(out, format)
     check_target(model, out)
     trained = as_trained(model, loss)
-    {"safetensors": _safetensors, "onnx": _onnx, "coursera": _coursera}[format](trained, out)
+    card = model_card(model, trained) if card is None else card
+    writer = {"safetensors": _safetensors, "onnx": _onnx, "coursera": _coursera}[format]
+    writer(trained, out, card)
     return out
 
 
@@ -121,11 +129,11 @@ def check_target(model: Trained | MLP | str | Path, out: Path) -> None:
     output_path(out)  # nor over a file of a run or a sweep
 
 
-def _safetensors(trained: Trained, out: Path) -> None:
-    save_safetensors(trained.model, out, trained.loss)
+def _safetensors(trained: Trained, out: Path, card: dict) -> None:
+    save_safetensors(trained.model, out, trained.loss, card)
 
 
-def _coursera(trained: Trained, out: Path) -> None:
+def _coursera(trained: Trained, out: Path, card: dict) -> None:  # ex4's .mat holds no card
     model = trained.model
     if model.activation != "sigmoid" or len(model.hidden_sizes) != 1 or model.num_classes != 10:
         raise UserError(
@@ -136,7 +144,7 @@ def _coursera(trained: Trained, out: Path) -> None:
     save_weights(model, out)
 
 
-def _onnx(trained: Trained, out: Path) -> None:
+def _onnx(trained: Trained, out: Path, card: dict) -> None:
     missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]
     if missing:
         raise UserError(f"ONNX export needs {' and '.join(missing)}: {ONNX_EXTRA}", out)
@@ -159,6 +167,7 @@ def _onnx(trained: Trained, out: Path) -> None:
     properties = {
         "digits_torch.architecture": json.dumps(model.architecture()),
         "digits_torch.loss": trained.loss,
+        f"digits_torch.{CARD_KEY}": json.dumps(card),
     }
     onnx.helper.set_model_props(proto, properties)
     write_atomically(out, proto.SerializeToString())
@@ -214,7 +223,7 @@ def main(argv: list[str] | None = None) -> Path:
     if out.exists() and not args.force:  # an earlier export, or any other file: not silently
         raise UserError("exists; pass --force to replace it", out)
     trained = as_trained(args.model)
-    out = export_model(trained, format, out)
+    out = export_model(trained, format, out, card=model_card(args.model, trained))
     show(f"wrote {out} ({format}: {_describe(trained.model)}, loss {trained.loss})")
     return out
 

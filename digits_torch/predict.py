@@ -1,4 +1,4 @@
-"""``python -m digits_torch.predict MODEL IMAGE... [--json OUT] [--show DIR] [--device D]``
+"""``python -m digits_torch.predict [MODEL] IMAGE... [--json OUT] [--show DIR] [--device D]``
 
 Read the digit in each image (a drawing, a scan or a photo of one digit; PNG, JPEG, BMP, GIF,
 TIFF, ...) with a trained model: a run directory (its best.pt), a checkpoint, a safetensors
@@ -8,6 +8,9 @@ digits; then ``wrote <path>`` for each file written. As every batch tool, a bad 
 ``error: <image>: <problem>`` line on stderr and the others are still predicted and written;
 the exit code is then 2. A name holding control characters (a newline) is shown quoted, as
 Python writes it, so that it cannot pass for another line.
+
+One IMAGE alone is read by the model shipped in the package
+(:func:`~digits_torch.model_card.shipped_model`, built by ``scripts/build_shipped_model.py``).
 
     from digits_torch.predict import predict_images
     predict_images("runs/<run>", ["seven.png"])[0].digit
@@ -43,6 +46,7 @@ from .image_files import read_image
 from .images import EX4_SIDE, greyscale, preprocess_image
 from .losses import LOSSES
 from .model import MLP
+from .model_card import shipped_model
 from .plots import render
 from .run_contents import owner_of
 from .trained import MODEL_FILES, Trained, as_trained
@@ -199,7 +203,11 @@ def _exists(path: Path) -> bool:
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> list[Prediction]:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.model is None:
+        parser.error("the following arguments are required: IMAGE")
+    args.model, args.images = _model_and_images([args.model, *args.images])
     json_out = _json_path(args.json) if args.json else None  # refused before the work
     show = _show_folder(args.show) if args.show else None
     trained = checked_model(args.model, args.device)
@@ -244,14 +252,35 @@ def _parser() -> ArgumentParser:
         description="Read the digit in each image with a trained model: a run directory (its "
         "best.pt), a checkpoint, a safetensors export, or ex4's Theta1/Theta2 .mat.",
     )
-    parser.add_argument("model", metavar="MODEL", help=f"{MODEL_FILES}, or a run's name")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="image files, one digit each")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        help=f"{MODEL_FILES}, or a run's name (default, for one IMAGE alone: the model shipped "
+        "in the package)",
+    )
+    parser.add_argument("images", metavar="IMAGE", nargs="*", help="image files, one digit each")
     parser.add_argument("--json", metavar="OUT", help="also write every result to this JSON file")
     parser.add_argument(
         "--show", metavar="DIR", help="write per image DIR/<name>.png: it beside what the model saw"
     )
     parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     return parser
+
+
+def _model_and_images(paths: list[str]) -> tuple[str, list[str]]:
+    """MODEL IMAGE... as before; one path alone is an image, read by the shipped model.
+
+    Raises:
+        UserError: one path alone that names a model (a directory, or a model file by its
+            extension): a model and no image.
+    """
+    if len(paths) > 1:
+        return paths[0], paths[1:]
+    first = Path(paths[0])
+    if first.is_dir() or first.suffix.lower() in (".pt", ".pth", ".ckpt", ".safetensors"):
+        raise UserError("is a model: give the images to read after it", shown_name(first))
+    return str(shipped_model()), paths
 
 
 def _json_path(name: str) -> Path:

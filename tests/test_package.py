@@ -9,9 +9,11 @@ the checkout that lives there does not leak in: ``digits_torch`` can only come f
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -140,3 +142,42 @@ def test_the_scripts_table_is_the_command_list():
     listed = {name: f"{module}:main" for name, module, _ in available()}
     assert scripts == listed
     assert {name for name, _, _ in COMMANDS} >= set(scripts)
+
+
+def test_the_draw_page_and_the_shipped_model_work_from_the_installed_wheel(installed, tmp_path):
+    """digits-draw serves its page from the wheel's own files, with the shipped model, and
+    digits-predict IMAGE reads an image with that model: nothing but the wheel is needed."""
+    seven = PIL.Image.new("L", (140, 140), 255)
+    PIL.ImageDraw.Draw(seven).line([(32, 28), (108, 28), (58, 120)], fill=0, width=11)
+    seven.save(tmp_path / "seven.png")
+    assert _run([str(installed / "digits-predict"), "seven.png"], cwd=tmp_path).startswith(
+        "seven.png: 7  (7 "
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    draw = subprocess.Popen(
+        [str(installed / "digits-draw"), "--no-browser"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    try:
+        url = draw.stdout.readline().split(" at ")[1].split()[0]
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        answers = {}
+        for method, path, body in [
+            ("GET", "/", None),
+            ("GET", "/draw.js", None),
+            ("GET", "/draw.css", None),
+            ("POST", "/predict", (tmp_path / "seven.png").read_bytes()),
+        ]:
+            connection = http.client.HTTPConnection(host, int(port), timeout=60)
+            connection.request(method, path, body=body)
+            response = connection.getresponse()
+            answers[path] = (response.status, response.read())
+            connection.close()
+        draw.send_signal(signal.SIGINT)
+        out, err = draw.communicate(timeout=60)
+    finally:
+        draw.kill()
+    assert {status for status, _ in answers.values()} == {200}
+    assert answers["/draw.js"][1] == (ROOT / "digits_torch/draw/static/draw.js").read_bytes()
+    assert json.loads(answers["/predict"][1])["digit"] == 7
+    assert (draw.returncode, out, err) == (0, "stopped\n", "")
