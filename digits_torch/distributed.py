@@ -28,6 +28,14 @@ import torch.distributed as dist
 
 from .errors import UserError
 
+if dist.is_available():
+    # Imported here, before any group is made, for its default arguments: it binds
+    # ``group=group.WORLD`` when first imported, and imported while a group is up (as torch.optim
+    # does, by way of torch._dynamo, when it makes its first optimizer) it would hold that group
+    # for good. destroy_process_group would then leave gloo's threads running on into the
+    # interpreter's exit, where a peer rank closing its sockets can abort the process.
+    import torch.distributed.nn.functional  # noqa: F401
+
 __all__ = [
     "SOLO",
     "RankLost",

@@ -4,6 +4,7 @@ entry points run in-process as a process would run them."""
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,25 @@ def write_mat(tmp_path):
         return path
 
     return write
+
+
+# ----------------------------------------------------------------------------- torchrun jobs
+
+EXIT_WATCH = Path(__file__).parent / "exit_watch"  # its sitecustomize reports at each rank's exit
+
+
+def with_exit_watch(env: dict) -> dict:
+    """``env`` with tests/exit_watch first on PYTHONPATH: each rank of a torchrun job started
+    with it says on stderr, at exit, which of gloo's threads are still running."""
+    paths = [str(EXIT_WATCH), *filter(None, [env.get("PYTHONPATH")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def gloo_threads_at_exit(stderr: str) -> dict[int, str]:
+    """rank -> the gloo threads it said were still running at its exit (``"[]"``: none); a
+    rank's line may follow a progress bar's last, unended one."""
+    said = re.findall(r"rank (\d+): gloo threads at exit: (.*)$", stderr, re.MULTILINE)
+    return {int(rank): threads for rank, threads in said}
 
 
 # ----------------------------------------------------------------- small runs and in-process CLIs

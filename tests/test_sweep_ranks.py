@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_subset
+from conftest import gloo_threads_at_exit, with_exit_watch, write_subset
 
 import digits_torch
 from digits_torch import UserError, sweep
@@ -33,7 +33,8 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 pytestmark = pytest.mark.skipif(
     not TORCHRUN.exists(), reason=f"no torchrun beside {sys.executable} to start ranks with"
 )
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # PYTHONPATH as the tests have it
+# PYTHONPATH as the tests have it (and each rank says at exit which gloo threads still run)
+ENV = with_exit_watch({**os.environ, "OMP_NUM_THREADS": "1"})
 GRID = ["--grid", "optimizer=sgd,adam", "--grid", "l2=0,0.1"]  # a stack per rank, and Adam
 KILLED_EPOCHS = 30  # long enough that a sweep is stopped mid-way, on 300 digits
 
@@ -200,6 +201,8 @@ def test_a_killed_one_process_sweep_resumes_over_two_ranks(
     assert ran.stdout.count("rank 1 on cpu: 2 network(s):") == 1
     assert ran.stdout.count("ranked by val accuracy") == 1
     assert ran.stdout.endswith(f"sweep: {sweep_dir}\n")
+    # the group ended with its gloo threads: none ran on into exit (where one aborted rank 1)
+    assert gloo_threads_at_exit(ran.stderr) == {0: "[]", 1: "[]"}, ran.stderr
     assert (sweep_dir / PROGRESS).exists() and (sweep_dir / commit_file(1)).exists()  # a rank's
     for name in ("0-optimizer=sgd-l2=0.0", "1-optimizer=sgd-l2=0.1"):
         assert (sweep_dir / name / METRICS).exists()  # each rank's stack of one wrote its own

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import gloo_threads_at_exit, with_exit_watch
 
 from digits_torch import UserError, fit, make_config, resume
 from digits_torch.checkpoints import LATEST, load_run_file
@@ -42,8 +43,12 @@ def _launch(
     args: list[str], cwd: Path, ranks: int = 2, script: Path = ROOT / "train.py"
 ) -> subprocess.Popen:
     command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={ranks}", str(script)]
-    return subprocess.Popen(
-        [*command, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    return subprocess.Popen(  # each rank says at exit which of gloo's threads still run
+        [*command, *args],
+        cwd=cwd,
+        env=with_exit_watch(_env()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -143,6 +148,8 @@ def test_an_interrupted_job_resumes_under_torchrun_then_alone(tmp_path):
     assert load_run_file(run / LATEST)["epoch"] == middle
     assert "device  cpu, 2 ranks (torchrun)" in resumed.stdout  # the closing table says so
     assert resumed.stdout.count("run: ") == 1, resumed.stdout  # rank 0 spoke for the job
+    # the group over, each rank's gloo threads are too: none left to outlive it into exit
+    assert gloo_threads_at_exit(resumed.stderr) == {0: "[]", 1: "[]"}, resumed.stderr
     alone = resume(run, ranks=SOLO, epochs=end)  # and on from there in one process
     assert alone.metrics["ranks"] == 1
     solo = _solo(tmp_path, epochs=end, batch_size=50, checkpoint_every=0.0)
