@@ -5,6 +5,9 @@
 # torch 2.13.0 comes from PyPI (its CUDA build) where nvidia-smi finds a GPU, else from PyTorch's
 # CPU index: PyPI's torch would pull gigabytes of CUDA libraries onto a machine that cannot use
 # them. TORCH_INDEX=URL overrides the choice; PYTHON=python3.12 picks the interpreter (>= 3.10).
+# torch alone comes from that index (--no-deps): the next line installs its dependencies from
+# PyPI with the package's own, so only one package is looked up where PyTorch's index is slow or
+# out of reach.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,6 +24,6 @@ test: $(VENV)/installed
 
 $(VENV)/installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(VENV)/bin/pip install --no-deps torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(VENV)/bin/pip install -e ".[dev]"
 	touch $@
