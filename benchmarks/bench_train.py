@@ -55,7 +55,7 @@ from digits_torch.cudagraph import EpochGraph
 from digits_torch.devices import resolve_device
 from digits_torch.epochs import run_batches, train_epoch
 from digits_torch.errors import ArgumentParser, exit_on_error
-from digits_torch.optimizers import make_optimizer
+from digits_torch.run_setup import make_optimizer
 from digits_torch.training import fit
 
 BATCH, HIDDEN, LR, MOMENTUM, L2 = 200, 25, 0.001, 0.9, 1e-4

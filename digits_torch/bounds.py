@@ -21,6 +21,7 @@ import torch
 
 from .losses import LOSSES
 from .model import ACTIVATIONS, INITS
+from .optimizers import OPTIMIZERS
 from .presets import PRESETS
 from .schedule import SCHEDULES
 
@@ -40,7 +41,6 @@ __all__ = [
     "training_memory",
 ]
 
-OPTIMIZERS = ("sgd", "adam", "lbfgs", "fmincg")
 # Optimizers that take one step on all the training digits per epoch: an epoch is an iteration.
 FULL_BATCH = ("lbfgs", "fmincg")
 BACKPROPS = ("explicit", "autograd")
@@ -185,7 +185,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "activation": (*ACTIVATIONS, *ACTIVATION_ALIASES),
     "init": INITS,
     "loss": tuple(LOSSES),
-    "optimizer": OPTIMIZERS,
+    "optimizer": tuple(OPTIMIZERS),
     "backprop": BACKPROPS,
     "dtype": tuple(DTYPES),
     "schedule": tuple(SCHEDULES),

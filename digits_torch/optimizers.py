@@ -1,12 +1,17 @@
-"""The optimizer a config asks for, and its step, taken as cheaply as torch allows.
+"""The optimizers ``--optimizer`` names (:data:`OPTIMIZERS`), and a step taken as cheaply as
+torch allows (:func:`optimizer_step`).
 
 * ``sgd``: ``torch.optim.SGD(fused=True)`` (one kernel for the whole update; unfused where this
-  torch lacks the kernel, see :func:`optimizer_step`), or in sklearn-exact mode scikit-learn's SGD
-  (:class:`~digits_torch.sklearn_exact.SklearnSGD`);
+  torch lacks the kernel, see :func:`optimizer_step`); in sklearn-exact mode a run takes
+  scikit-learn's SGD instead (:class:`~digits_torch.sklearn_exact.SklearnSGD`,
+  :func:`~digits_torch.run_setup.make_optimizer`);
 * ``adam``: ``torch.optim.Adam``;
 * ``lbfgs``: ``torch.optim.LBFGS`` with a strong-Wolfe line search, one iteration an epoch: the
   closest relative in torch of ex4's fmincg (conjugate gradients with a Wolfe line search);
 * ``fmincg``: ex4's own, :class:`~digits_torch.fmincg.Fmincg`, one line search an epoch.
+
+An optimizer is one entry of :data:`OPTIMIZERS`: the config's checks take its names from there
+(:mod:`digits_torch.bounds` imports this module, which therefore knows no config).
 """
 
 from __future__ import annotations
@@ -16,58 +21,53 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from . import sklearn_exact
-from .config import TrainConfig
 from .fmincg import Fmincg
-from .model import MLP
 
-__all__ = ["LBFGS_EVALS", "OPTIMIZERS", "make_optimizer", "optimizer_step"]
+__all__ = ["LBFGS_EVALS", "OPTIMIZERS", "optimizer_step"]
+
+Params = Iterable[torch.nn.Parameter]
 
 # Most objective evaluations in one L-BFGS iteration (its line search's budget).
 LBFGS_EVALS = 25
 
 
-def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
-    """The optimizer of ``config`` over ``model``'s parameters, at ``config.lr``."""
-    params = model.parameters()
-    if config.sklearn_exact:
-        return sklearn_exact.SklearnSGD(params, config.lr, config.momentum, config.nesterov)
-    return OPTIMIZERS[config.optimizer](config, params)
-
-
-def _sgd(config: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def _sgd(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
     # fused: one kernel for the whole update, where this torch has it as it had
     return torch.optim.SGD(
         params,
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov and config.momentum > 0,
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov and momentum > 0,
         fused=_fused_sgd() is not None,
     )
 
 
-def _adam(config: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=config.lr)
+def _adam(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr)
 
 
-def _lbfgs(config: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def _lbfgs(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
     # max_eval given: torch's default, max_iter * 5 // 4, is 1 for max_iter=1, which leaves the
     # line search no evaluation past its first trial step; where that step fails the Armijo test
     # it returns a step of 0, the memory learns nothing, and every later call retries the same
     # step: the run stalls for good. 25 is torch's default budget for 20 iterations.
     return torch.optim.LBFGS(
-        params, lr=config.lr, max_iter=1, max_eval=LBFGS_EVALS, line_search_fn="strong_wolfe"
+        params, lr=lr, max_iter=1, max_eval=LBFGS_EVALS, line_search_fn="strong_wolfe"
     )
 
 
-# --optimizer's choices, each made from a config and the parameters; the keys are the valid
-# names (bounds.OPTIMIZERS lists them for validation, which cannot import this module; a test
-# checks the two agree), so no name falls through to another optimizer.
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+def _fmincg(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
+    return Fmincg(params, lr=lr)  # lr: the first reduction
+
+
+# --optimizer's choices: each made from the parameters, the learning rate and SGD's momentum
+# terms (which the others ignore). The keys are the names a config accepts (bounds takes them
+# from here), so no name falls through to another optimizer.
+OPTIMIZERS: dict[str, Callable[[Params, float, float, bool], torch.optim.Optimizer]] = {
     "sgd": _sgd,
     "adam": _adam,
     "lbfgs": _lbfgs,
-    "fmincg": lambda config, params: Fmincg(params, lr=config.lr),  # lr: the first reduction
+    "fmincg": _fmincg,
 }
 
 

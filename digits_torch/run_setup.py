@@ -23,13 +23,21 @@ from .distributed import SOLO, Ranks
 from .epochs import Epoch, make_epoch
 from .errors import UserError
 from .model import MLP
-from .optimizers import make_optimizer
+from .optimizers import OPTIMIZERS
 from .run_contents import TEACHER
 from .schedule import make_scheduler
 from .stopping import EarlyStopping
 from .teachers import kept_teacher, load_teacher
 
-__all__ = ["TEACHER", "Digits", "Setup", "read_digits", "set_up", "split_rows"]
+__all__ = [
+    "TEACHER",
+    "Digits",
+    "Setup",
+    "make_optimizer",
+    "read_digits",
+    "set_up",
+    "split_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,16 @@ def _teacher(
     device = digits.on_device[0].device
     teacher = trained.model.to(device, DTYPES[config.dtype]).eval().requires_grad_(False)
     return teacher, dict(trained.config) or {"loss": trained.loss}
+
+
+def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
+    """The optimizer of ``config`` over ``model``'s parameters, at ``config.lr``: its
+    :data:`~digits_torch.optimizers.OPTIMIZERS` entry, or scikit-learn's SGD in sklearn-exact
+    mode."""
+    params = model.parameters()
+    if config.sklearn_exact:
+        return sklearn_exact.SklearnSGD(params, config.lr, config.momentum, config.nesterov)
+    return OPTIMIZERS[config.optimizer](params, config.lr, config.momentum, config.nesterov)
 
 
 def _check_parallel(config: TrainConfig, device: torch.device) -> None:

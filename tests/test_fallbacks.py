@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digits_torch import backprop, fit, make_config, optimizers
+from digits_torch import backprop, fit, make_config, optimizers, run_setup
 from digits_torch.model import MLP
 
 
@@ -44,7 +44,7 @@ def test_training_without_the_fused_sgd_shortcut(tmp_path, monkeypatch, fresh_pr
     else:
         monkeypatch.setattr(torch, "_fused_sgd_", _new_signature)
     assert optimizers._fused_sgd() is None
-    sgd = optimizers.make_optimizer(make_config("seed"), MLP())
+    sgd = run_setup.make_optimizer(make_config("seed"), MLP())
     assert not sgd.defaults["fused"]  # torch's own fused step needs the kernel too
     assert optimizers.optimizer_step(sgd) == sgd.step  # the public step
     plain = _train(tmp_path, "plain")

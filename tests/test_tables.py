@@ -27,7 +27,7 @@ def test_the_tables_and_their_users_agree():
     assert set(FORWARD_INPLACE) == set(BACKWARD) == set(ACTIVATIONS)
     assert set(OUTPUT_ERRORS) == set(STACK_ERRORS) == set(STACK_VAL_LOSSES) == set(LOSSES)
     assert all(effective_backprop("explicit", a, "softmax") == "explicit" for a in ACTIVATIONS)
-    assert tuple(optimizers.OPTIMIZERS) == bounds.OPTIMIZERS  # names checked, names made
+    assert bounds.OPTIMIZERS is optimizers.OPTIMIZERS  # names checked, names made: one table
     # --help names every choice of its field, and "did you mean" offers them
     helps = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
     tables = {"activation": ACTIVATIONS, "loss": LOSSES, "optimizer": bounds.OPTIMIZERS,
@@ -45,7 +45,7 @@ def test_the_tables_and_their_users_agree():
         assert made is None or made.optimizer is optimizer
 
 
-def test_an_activation_a_loss_and_a_schedule_added_to_their_tables_alone_train(
+def test_an_activation_a_loss_a_schedule_and_an_optimizer_added_to_their_tables_alone_train(
     monkeypatch, small_digits, tmp_path, run_entry
 ):
     """No KeyError in the hand-written backward pass, no half-written run: autograd trains what
@@ -54,7 +54,15 @@ def test_an_activation_a_loss_and_a_schedule_added_to_their_tables_alone_train(
     monkeypatch.setitem(LOSSES, "softmax2", LOSSES["softmax"])
     halving = lambda optimizer, epochs, samples, power_t: StepLR(optimizer, 1, 0.5)  # noqa: E731
     monkeypatch.setitem(SCHEDULES, "halving", halving)
-    new = ["--activation", "softplus", "--loss", "softmax2", "--schedule", "halving"]
+    made = []  # the optimizers the new entry made
+
+    def plain_sgd(params, lr, momentum, nesterov):
+        made.append(torch.optim.SGD(params, lr))
+        return made[-1]
+
+    monkeypatch.setitem(optimizers.OPTIMIZERS, "plain_sgd", plain_sgd)
+    new = ["--activation", "softplus", "--loss", "softmax2", "--schedule", "halving",
+           "--optimizer", "plain_sgd"]  # fmt: skip
     common = ["--preset", "tuned", "--data", str(small_digits), "--device", "cpu", "--epochs",
               "3", "--no-figures", "--image-every", "0", "--quiet"]  # fmt: skip
     ran = run_entry(lambda: cli.main([*common, *new, "--logdir", str(tmp_path / "runs")]))
@@ -63,6 +71,7 @@ def test_an_activation_a_loss_and_a_schedule_added_to_their_tables_alone_train(
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
     assert [r["lr"] for r in read_history(run)] == [0.1, 0.05, 0.025]
     assert ran.value.model.activation == "softplus"
+    assert len(made) == 1 and made[0].defaults["momentum"] == 0  # plain_sgd's, not sgd's
     # a sweep over the new activation beside relu: relu stacks, softplus trains alone
     grid = ["--grid", "activation=relu,softplus", "--loss", "softmax2", "--schedule", "halving"]
     ran = run_entry(lambda: sweep.run_command([*common, *grid, "--logdir", str(tmp_path / "sw")]))
