@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,9 @@ from ..model import MLP
 from ..runs import METRICS
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.image import FigureImage
 
 __all__ = [
     "DPI",
@@ -25,11 +28,11 @@ __all__ = [
     "digits_named",
     "first_layer",
     "grid_shape",
-    "image_grid",
     "ink_scale",
     "numpy_rows",
     "predict",
-    "show_digit",
+    "tile_grid",
+    "TileGrid",
     "training_labels",
     "weight_limit",
 ]
@@ -58,33 +61,115 @@ def grid_shape(count: int) -> tuple[int, int]:
     return math.ceil(count / cols), cols
 
 
-def image_grid(
-    count: int, tile: float, title_lines: int = 0, colorbar: bool = False
-) -> tuple[Figure, list]:
-    """A figure holding ``count`` bare square axes of ``tile`` inches, row by row.
+@dataclass
+class TileGrid:
+    """A grid of square tiles drawn as one composed image with one Axes (see :func:`tile_grid`).
 
-    Placed by hand rather than by a layout engine: the sizes are known, and constrained layout
-    would double the time to draw a grid. At 100 dpi a 0.6 inch tile draws each of a 20 x 20
-    digit's pixels 3 screen pixels wide. ``colorbar`` leaves room on the right for one.
+    ``image`` is the composed picture, placed on the page pixel for pixel; ``ax`` lies over it,
+    its data coordinates the image's pixels (x right, y down), and holds the titles and frames;
+    ``boxes`` are each tile's (left, top, size) in those pixels, row by row.
     """
-    rows, cols = grid_shape(count)
-    gap, title, top = 0.05, 0.16 * title_lines, 0.4  # inches; top: room for the suptitle
-    cell = tile + gap
-    grid_width, bar = cols * cell + gap, (1.2 if colorbar else 0.0)  # bar, ticks and label
-    width, height = max(grid_width + bar, 4.5), top + rows * (cell + title)
+
+    figure: Figure
+    ax: Axes
+    image: FigureImage
+    boxes: list[tuple[int, int, int]]
+
+    def title(self, k: int, text: str) -> None:
+        """Tile k's title, above it (as a small Axes title would sit: 2 points up)."""
+        left, top, size = self.boxes[k]
+        x, y = left + size / 2, top - 2 * DPI / 72
+        self.ax.text(x, y, text, ha="center", va="baseline", fontsize=9, multialignment="center")
+
+    def frame(self, k: int, colour: str = "red") -> None:
+        """A border around tile k, drawn over its edge."""
+        from matplotlib.patches import Rectangle
+
+        left, top, size = self.boxes[k]
+        box = Rectangle((left, top), size, size, fill=False, edgecolor=colour, linewidth=2.5)
+        box.set_clip_on(False)
+        self.ax.add_patch(box)
+
+    def suptitle(self, text: str, **kwargs) -> None:
+        """The picture's title, its top 0.1 inch below the page's (a fraction would put a
+        second line over a tall picture's first row)."""
+        self.figure.suptitle(text, y=1 - 0.1 / self.figure.get_figheight(), va="top", **kwargs)
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """The tiles' extent in figure fractions: (x0, y0, x1, y1)."""
+        x0, y0, width, height = self.ax.get_position().bounds
+        right, bottom = self.ax.get_xlim()[1], self.ax.get_ylim()[0]  # the image's pixels
+        lefts, tops = [b[0] for b in self.boxes], [b[1] for b in self.boxes]
+        size = self.boxes[0][2]
+        return (
+            x0 + width * min(lefts) / right,
+            y0 + height * (1 - (max(tops) + size) / bottom),
+            x0 + width * (max(lefts) + size) / right,
+            y0 + height * (1 - min(tops) / bottom),
+        )
+
+
+def tile_grid(
+    rows: np.ndarray,
+    tile: float,
+    cmap: str,
+    limits: tuple[float, float],
+    title_lines: int = 0,
+    colorbar: bool = False,
+    suptitle_lines: int = 1,
+) -> TileGrid:
+    """``rows`` (count, side * side), each a column-major image, as one image of a grid of
+    upright tiles, row by row.
+
+    Each tile is ``tile`` inches square, its pixels sampled as Agg draws an image at that size
+    ("nearest"), with white gaps and ``title_lines`` of room above each for a title. One image on
+    one Axes: an Axes per tile would cost matplotlib ~3 ms each to make and draw (a 400-unit
+    picture took seconds). ``limits`` (low, high) is the one grey scale of ``cmap``;
+    ``colorbar`` leaves room on the right for one; ``suptitle_lines`` sizes the room on top.
+    """
+    tiles = np.stack([to_image(row) for row in rows]) if len(rows) else np.zeros((0, 20, 20))
+    count, side = len(tiles), tiles.shape[-1]
+    grid_rows, cols = grid_shape(max(count, 1))
+    # All in whole pixels at DPI, so that the composed image maps 1:1 onto the page.
+    size, gap, title = round(tile * DPI), 5, 16 * title_lines
+    top = 40 + 20 * max(suptitle_lines - 1, 0)  # room for the suptitle, a line more each
+    cell = size + gap
+    grid_width, bar = cols * cell + gap, (120 if colorbar else 0)  # bar, ticks and label
+    grid_height = grid_rows * (cell + title)
+    width, height = max(grid_width + bar, 450), top + grid_height
+    # NaN in the gaps, the tiles' values in their own dtype
+    mosaic = np.full((grid_height, grid_width), np.nan, np.result_type(tiles.dtype, np.float32))
+    sample = ((2 * np.arange(size) + 1) * side) // (2 * size)  # pixel centres, as "nearest"
+    big = tiles[:, sample][:, :, sample]
+    boxes = []
+    for k in range(max(count, 1)):  # none: one empty cell, for a word
+        row, col = divmod(k, cols)
+        left, y = gap + col * cell, row * (cell + title) + title
+        if k < count:
+            mosaic[y : y + size, left : left + size] = big[k]
+        boxes.append((left, y, size))
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    left0 = (width - bar - grid_width) / 2 + gap  # centred when the title sets the width
-    axes = []
-    for k in range(count):
-        row, col = divmod(k, cols)
-        left = left0 + col * cell
-        bottom = height - top - (row + 1) * (cell + title) + gap
-        ax = fig.add_axes((left / width, bottom / height, tile / width, tile / height))
-        ax.set_axis_off()
-        axes.append(ax)
-    return fig, axes
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    left0 = (width - bar - grid_width) // 2  # centred when the title sets the width
+    # Placed pixel for pixel, not resampled: drawing takes a few milliseconds at any size.
+    image = fig.figimage(
+        np.ma.masked_invalid(mosaic),
+        xo=left0,
+        yo=0,
+        origin="upper",
+        cmap=colormaps[cmap].with_extremes(bad=(0, 0, 0, 0)),  # the gaps: the page's white
+        vmin=limits[0],
+        vmax=limits[1],
+        zorder=-1,  # under the Axes' titles and frames
+    )
+    image.set_interpolation("nearest")  # 1:1, no smoothing filter
+    # The Axes over it, in its pixels (x right, y down), holds the titles and the frames.
+    ax = fig.add_axes((left0 / width, 0, grid_width / width, grid_height / height))
+    ax.set(xlim=(0, grid_width), ylim=(grid_height, 0))
+    ax.set_axis_off()
+    return TileGrid(fig, ax, image, boxes)
 
 
 def ink_scale(rows: np.ndarray) -> tuple[float, float]:
@@ -97,11 +182,6 @@ def ink_scale(rows: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     white, black = float(np.median(rows)), float(rows.max())
     return white, black if black > white else white + 1.0
-
-
-def show_digit(ax, row: np.ndarray, scale: tuple[float, float]) -> None:
-    """Draw one digit upright, dark ink on white."""
-    ax.imshow(to_image(row), cmap="gray_r", vmin=scale[0], vmax=scale[1], interpolation="nearest")
 
 
 def weight_limit(weights: np.ndarray) -> float:
