@@ -58,6 +58,7 @@ from .errors import ArgumentParser, UserError, exit_on_error, tell
 from .interrupts import StopRequests
 from .runs import RunLock, new_run_dir
 from .stack_plan import batch_group, memory_needed
+from .sweep_figures import draw_network, figures_mode, pictured
 from .sweep_grid import expand, parse_grid, parse_seeds
 from .sweep_record import SWEEP, read_sweep, write_sweep_json
 from .sweep_report import report, write_results
@@ -182,6 +183,7 @@ class _Sweep:
     shape: tuple[int, int]  # of the data: (images, pixels)
     plan: str = ""
     diverged: set[str] = dataclasses.field(default_factory=set)  # when it was stopped
+    figures: str = "best"  # whose pictures it draws once trained (sweep_figures.MODES)
 
 
 @dataclass
@@ -242,7 +244,7 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
                 "a resumed sweep keeps its grid and config; give only --device, --quiet"
             )
         sweep_dir = Path(sweep_dir)
-        grid, networks = read_sweep(sweep_dir, locks)
+        grid, networks, figures = read_sweep(sweep_dir, locks)
         networks = [
             dataclasses.replace(n, config=dataclasses.replace(n.config, **given)) for n in networks
         ]
@@ -257,11 +259,12 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
         given = {**(read_config_file(config_file) if config_file else {}), **given}
         logdir = given.get("logdir", TrainConfig.logdir)
         networks = expand(given.pop("preset", DEFAULT_PRESET), given, grid, Path(logdir))
+        figures = figures_mode(given)
     logdir, name = given.get("logdir", TrainConfig.logdir), given.get("name", "")
     base = networks[0].config
     resolve_device(base.device)  # a device missing everywhere: said once, by rank 0
     X, _ = load_digits(base.data or default_data_path())
-    return _Sweep(grid, networks, sweep_dir, logdir, name, X.shape)
+    return _Sweep(grid, networks, sweep_dir, logdir, name, X.shape, figures=figures)
 
 
 def _check_flags(given: dict, grid: dict, seeds: bool) -> None:
@@ -301,7 +304,7 @@ def _start(planned: _Sweep, shares: list[_Share], locks: list[RunLock]) -> _Swee
     try:
         if new:
             locks.append(RunLock(sweep_dir))
-        write_sweep_json(sweep_dir, planned.grid, networks, plan)
+        write_sweep_json(sweep_dir, planned.grid, networks, plan, planned.figures)
     except UserError:
         if new:  # a full disk, say: a sweep that never started leaves nothing, as a run
             shutil.rmtree(sweep_dir, ignore_errors=True)
@@ -391,10 +394,30 @@ def _finish(planned: _Sweep, done: list[list[tuple]]) -> None:
         network = by_name[name]
         network.dir = None if directory is None else planned.dir / directory
         network.metrics = metrics
-    write_sweep_json(planned.dir, planned.grid, planned.networks, planned.plan)
+    write_sweep_json(planned.dir, planned.grid, planned.networks, planned.plan, planned.figures)
     rows = write_results(planned.dir, planned.grid, planned.networks)
     print(report(planned.dir, planned.grid, rows))
+    _draw(planned, rows)
     print(f"sweep: {planned.dir}")
+
+
+def _draw(planned: _Sweep, rows: list[dict]) -> None:
+    """The networks' pictures, now that all have trained (see :mod:`digits_torch.sweep_figures`),
+    and a line that says whose."""
+    chosen = pictured(planned.figures, planned.grid, rows)
+    for row in chosen:
+        draw_network(planned.dir / row["dir"])
+    if planned.figures == "none":
+        print("pictures: none (--no-figures)")
+    elif planned.figures == "every":
+        print(f"pictures: every network's, in <network>/figures/ ({len(chosen)})")
+    else:
+        names = ", ".join(row["dir"] for row in chosen)
+        print(
+            f"pictures: the best configuration's {len(chosen)} network(s), in <network>/figures/ "
+            f"({names}); every network's with --figures, or later with python -m "
+            "digits_torch.plots <network>"
+        )
 
 
 def _resume_hint(sweep_dir: Path, ranks: Ranks) -> str:
