@@ -15,7 +15,9 @@ memory it needs, is printed first.
 ``runs/<timestamp>-sweep[-name]/`` holds ``sweep.json``, ``results.csv``, the figures, and one
 directory per network in a ``train.py`` run's layout (``evaluate``, ``plots``, ``load_model`` and
 ``train.py --resume`` work on each). Networks' files are written on a time budget
-(``--save-every`` seconds) and when each network ends; ``--resume`` continues from them.
+(``--save-every`` seconds) and when each network ends; ``--resume`` continues from them. Their
+pictures are drawn once every network has trained: the best configuration's by default, every
+network's with ``--figures`` (:mod:`~digits_torch.sweep_figures`).
 
 One process writes a sweep directory: rank 0 holds its lock from before it reads sweep.json
 (whose names and directories must lie inside the sweep) to the end.
@@ -142,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         "hidden sizes as 25 or 50x50, aug_elastic as 10x2.9",
     )
     parser.add_argument("--seeds", metavar="SEEDS", help="sweep the seed: 0-4 or 0,3,7")
+    parser.add_argument(
+        "--figures",
+        action=argparse.BooleanOptionalAction,
+        help="once every network has trained, draw every network's pictures into its "
+        "figures/ (--figures) or none (--no-figures); by default only the best "
+        "configuration's networks' (the closing table's first row)",
+    )
     parser.add_argument(
         "--save-every",
         type=float,

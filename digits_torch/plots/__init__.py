@@ -198,7 +198,7 @@ def mistakes(
     title += f" ({100 * len(wrong) / len(y):.2f} %)"
     if 0 < len(shown) < len(wrong):
         title += f"; {len(shown)} shown"
-    grid.suptitle(title)
+    grid.suptitle(title, fontsize=11)  # 12 points would fill a 5-wide grid's width
     return grid.figure
 
 
