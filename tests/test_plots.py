@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 import subprocess
 import sys
 
@@ -12,16 +11,17 @@ import PIL.Image
 import pytest
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.image import FigureImage
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from digits_torch import MLP, UserError, fit, load_model, make_config, plots
 from digits_torch.coursera import save_weights
 from digits_torch.data import stratified_split, to_image
+from digits_torch.plots import drawing
 from digits_torch.plots.__main__ import main as plots_main
 from digits_torch.runs import RunLock, read_history
 
 FIGURES = {"digits.png", "hidden_units.png", "mistakes.png", "confusion.png", "learning_curves.png"}
-MISTAKE_TITLE = re.compile(r"predicted (\d)\ntrue (\d)")
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,8 @@ def tiles_of(fig) -> tuple[list[np.ndarray], list[tuple[int, int, int]]]:
     """What a grid picture shows: its one composed image cut at the blank gaps into tiles, row by
     row, each read back to 20 x 20 (the centre of each drawn pixel), with each tile's (left,
     top, size) in the image's pixels."""
-    assert len(fig.images) == 1  # one composed image, not an image per tile
-    mosaic = fig.images[0].get_array()
+    assert len(fig.images) in (1, 2)  # one composed image (and its titles), not one per tile
+    mosaic = fig.images[0].get_array()[::-1]  # origin "lower": the array's last row on top
     filled = ~np.ma.getmaskarray(mosaic)
     tiles, corners = [], []
     for top, bottom in _runs(filled.any(axis=1)):
@@ -72,19 +72,22 @@ def tiles_of(fig) -> tuple[list[np.ndarray], list[tuple[int, int, int]]]:
     return tiles, corners
 
 
-def titles_of(fig) -> list[str]:
-    """The words drawn over the tiles, in the order they were drawn (tile by tile)."""
-    return [t.get_text() for t in fig.axes[0].texts]
+def assert_titled(fig, corners: list[tuple[int, int, int]], titles: list[str]) -> None:
+    """The picture's title layer holds exactly ``titles``' ink, each centred over its tile."""
+    layer = np.asarray(fig.images[1].get_array())[::-1]
+    expected = drawing.title_layer(corners, titles, layer.shape[:2])
+    np.testing.assert_array_equal(layer, expected)
+    assert all(expected[top - 14 : top, left : left + size, 3].any() for left, top, size in corners)
 
 
 def test_digits_grid_shows_upright_labelled_digits(digits, row_of):
     X, y = digits
     fig = plots.digits_grid(X, y, n=100, seed=3)
-    tiles, _ = tiles_of(fig)
+    tiles, corners = tiles_of(fig)
     assert len(tiles) == 100 and len(fig.axes) == 1  # one Axes, whatever the count
     rows = [row_of[tile.tobytes()] for tile in tiles]  # KeyError: not an upright row of X
     assert len(set(rows)) == 100
-    assert titles_of(fig) == [str(y[row]) for row in rows]
+    assert_titled(fig, corners, [str(y[row]) for row in rows])
     for tile, row in zip(tiles, rows):
         assert not np.array_equal(tile, X[row].reshape(20, 20))  # not the transpose
     assert fig.images[0].get_clim() == (0.0, float(X[rows].max()))  # one grey scale: the ink's
@@ -97,13 +100,25 @@ def test_digits_grid_shows_upright_labelled_digits(digits, row_of):
     assert drawn(3) == drawn(3) != drawn(4)  # seeded
 
 
+def test_grid_pictures_draw_the_pixels_matplotlib_would_resample_to(digits):
+    """Tiles and titles are placed unresampled (the resampling is the identity at 1:1): the
+    page's pixels are those of matplotlib's own "nearest" resampling."""
+    X, y = digits
+    for fig in (plots.digits_grid(X, y, n=12), plots.hidden_units(MLP(400, (7,)), X)):
+        fast = plots.render(fig)
+        for image in fig.images:
+            image.__class__ = FigureImage  # matplotlib's own drawing: resampled
+        np.testing.assert_array_equal(plots.render(fig), fast)
+        assert (fast < 128).any() and (fast > 128).any()
+
+
 def test_digits_grid_without_labels_and_any_count(digits):
     X, _ = digits
     fig = plots.digits_grid(X[:30], n=7)
     tiles, corners = tiles_of(fig)
     assert len(tiles) == 7  # the two spare cells of 3 x 3 left blank
     assert len({box[0] for box in corners}) == 3 and len({box[1] for box in corners}) == 3
-    assert titles_of(fig) == []
+    assert len(fig.images) == 1  # no titles
 
 
 @pytest.mark.parametrize("units", [25, 7])
@@ -152,13 +167,12 @@ def test_mistakes_name_predicted_and_true_digit(run, digits, row_of):
     assert wrong > 25  # six iterations leave plenty
     fig = plots.mistakes(run.model, X, y, n=25, digits="training digits")
     assert fig._suptitle.get_text().startswith(f"training digits (5,000): {wrong} misclassified")
-    tiles, _ = tiles_of(fig)
+    tiles, corners = tiles_of(fig)
     assert len(tiles) == 25
-    for tile, title in zip(tiles, titles_of(fig), strict=True):
-        row = row_of[tile.tobytes()]
-        said_predicted, said_true = map(int, MISTAKE_TITLE.fullmatch(title).groups())
-        assert (said_predicted, said_true) == (predicted[row], y[row])
-        assert said_predicted != said_true
+    rows = [row_of[tile.tobytes()] for tile in tiles]
+    assert all(predicted[row] != y[row] for row in rows)
+    assert_titled(fig, corners, [f"predicted {predicted[row]}\ntrue {y[row]}" for row in rows])
+    for tile, row in zip(tiles, rows):
         assert not np.array_equal(tile, X[row].reshape(20, 20))
 
 
@@ -166,7 +180,7 @@ def test_mistakes_when_there_are_none(run, digits):
     X, y = digits
     right = run.model.predict(torch.from_numpy(X)).numpy() == y
     fig = plots.mistakes(run.model, X[right][:40], y[right][:40])
-    assert tiles_of(fig)[0] == [] and titles_of(fig) == ["none"]
+    assert tiles_of(fig)[0] == [] and [t.get_text() for t in fig.axes[0].texts] == ["none"]
     assert fig._suptitle.get_text().startswith("digits (40): 0 misclassified")
 
 

@@ -90,11 +90,8 @@ def digits_grid(
         raise ValueError(f"n must be at least 1, got {n}")
     X = numpy_rows(X)
     shown = np.random.default_rng(seed).choice(len(X), size=min(n, len(X)), replace=False)
-    grid = tile_grid(X[shown], 0.6, "gray_r", ink_scale(X[shown]), title_lines=int(y is not None))
-    if y is not None:
-        y = numpy_rows(y)
-        for k, row in enumerate(shown):
-            grid.title(k, str(int(y[row])))
+    titles = None if y is None else [str(int(label)) for label in numpy_rows(y)[shown]]
+    grid = tile_grid(X[shown], 0.6, "gray_r", ink_scale(X[shown]), titles=titles)
     grid.suptitle(f"{len(shown)} digits drawn at random from {len(X):,}")
     return grid.figure
 
@@ -188,9 +185,8 @@ def mistakes(
     predicted = predict(model, X)
     wrong = np.flatnonzero(predicted != y)
     shown = np.random.default_rng(seed).choice(wrong, size=min(n, len(wrong)), replace=False)
-    grid = tile_grid(X[shown], 1.0, "gray_r", ink_scale(X[shown]), title_lines=2)
-    for k, row in enumerate(shown):
-        grid.title(k, f"predicted {predicted[row]}\ntrue {y[row]}")
+    titles = [f"predicted {predicted[row]}\ntrue {y[row]}" for row in shown] or ["\n"]
+    grid = tile_grid(X[shown], 1.0, "gray_r", ink_scale(X[shown]), titles=titles)
     if len(shown) == 0:
         left, top, size = grid.boxes[0]
         grid.ax.text(left + size / 2, top + size / 2, "none", ha="center", va="center")

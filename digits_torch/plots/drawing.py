@@ -3,6 +3,7 @@ model's predictions, and the words that say what a picture shows."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "numpy_rows",
     "predict",
     "tile_grid",
+    "title_layer",
     "TileGrid",
     "training_labels",
     "weight_limit",
@@ -65,21 +67,17 @@ def grid_shape(count: int) -> tuple[int, int]:
 class TileGrid:
     """A grid of square tiles drawn as one composed image with one Axes (see :func:`tile_grid`).
 
-    ``image`` is the composed picture, placed on the page pixel for pixel; ``ax`` lies over it,
-    its data coordinates the image's pixels (x right, y down), and holds the titles and frames;
-    ``boxes`` are each tile's (left, top, size) in those pixels, row by row.
+    ``image`` is the composed picture, placed on the page pixel for pixel, and ``titles`` the
+    tiles' titles over it (:func:`title_layer`); ``ax`` lies over both, its data coordinates
+    the image's pixels (x right, y down), and holds the frames; ``boxes`` are each tile's (left,
+    top, size) in those pixels, row by row.
     """
 
     figure: Figure
     ax: Axes
     image: FigureImage
+    titles: FigureImage | None
     boxes: list[tuple[int, int, int]]
-
-    def title(self, k: int, text: str) -> None:
-        """Tile k's title, above it (as a small Axes title would sit: 2 points up)."""
-        left, top, size = self.boxes[k]
-        x, y = left + size / 2, top - 2 * DPI / 72
-        self.ax.text(x, y, text, ha="center", va="baseline", fontsize=9, multialignment="center")
 
     def frame(self, k: int, colour: str = "red") -> None:
         """A border around tile k, drawn over its edge."""
@@ -114,7 +112,7 @@ def tile_grid(
     tile: float,
     cmap: str,
     limits: tuple[float, float],
-    title_lines: int = 0,
+    titles: list[str] | None = None,
     colorbar: bool = False,
     suptitle_lines: int = 1,
 ) -> TileGrid:
@@ -122,15 +120,17 @@ def tile_grid(
     upright tiles, row by row.
 
     Each tile is ``tile`` inches square, its pixels sampled as Agg draws an image at that size
-    ("nearest"), with white gaps and ``title_lines`` of room above each for a title. One image on
-    one Axes: an Axes per tile would cost matplotlib ~3 ms each to make and draw (a 400-unit
-    picture took seconds). ``limits`` (low, high) is the one grey scale of ``cmap``;
-    ``colorbar`` leaves room on the right for one; ``suptitle_lines`` sizes the room on top.
+    ("nearest"), with white gaps, and ``titles`` (one a tile, lines split by "\\n") above them.
+    One image and one Axes: an Axes per tile would cost matplotlib ~3 ms each to make and draw
+    (a 400-unit picture took seconds), and a Text per title ~1 ms. ``limits`` (low, high) is the
+    one grey scale of ``cmap``; ``colorbar`` leaves room on the right for one;
+    ``suptitle_lines`` sizes the room on top.
     """
     tiles = np.stack([to_image(row) for row in rows]) if len(rows) else np.zeros((0, 20, 20))
     count, side = len(tiles), tiles.shape[-1]
     grid_rows, cols = grid_shape(max(count, 1))
     # All in whole pixels at DPI, so that the composed image maps 1:1 onto the page.
+    title_lines = max((t.count("\n") + 1 for t in titles), default=0) if titles else 0
     size, gap, title = round(tile * DPI), 5, 16 * title_lines
     top = 40 + 20 * max(suptitle_lines - 1, 0)  # room for the suptitle, a line more each
     cell = size + gap
@@ -154,22 +154,82 @@ def tile_grid(
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     left0 = (width - bar - grid_width) // 2  # centred when the title sets the width
     # Placed pixel for pixel, not resampled: drawing takes a few milliseconds at any size.
-    image = fig.figimage(
-        np.ma.masked_invalid(mosaic),
-        xo=left0,
-        yo=0,
-        origin="upper",
-        cmap=colormaps[cmap].with_extremes(bad=(0, 0, 0, 0)),  # the gaps: the page's white
-        vmin=limits[0],
-        vmax=limits[1],
-        zorder=-1,  # under the Axes' titles and frames
-    )
-    image.set_interpolation("nearest")  # 1:1, no smoothing filter
+    gaps = colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))  # the page's white shows through
+    image = _place(fig, np.ma.masked_invalid(mosaic), left0, cmap=gaps, zorder=-1)  # under all
+    image.set_clim(*limits)
     # The Axes over it, in its pixels (x right, y down), holds the titles and the frames.
     ax = fig.add_axes((left0 / width, 0, grid_width / width, grid_height / height))
     ax.set(xlim=(0, grid_width), ylim=(grid_height, 0))
     ax.set_axis_off()
-    return TileGrid(fig, ax, image, boxes)
+    words = None
+    if titles:
+        layer = title_layer(boxes, titles, mosaic.shape)
+        words = _place(fig, layer, left0)
+    return TileGrid(fig, ax, image, words, boxes)
+
+
+def _place(fig: Figure, pixels: np.ndarray, left: int, **kwargs) -> FigureImage:
+    """``pixels`` (rows top to bottom) on the page at (``left``, 0) pixels, one to one."""
+    from matplotlib.image import FigureImage
+
+    class _Pixels(FigureImage):
+        """A FigureImage drawn unresampled where the page is drawn at the figure's dpi: its
+        array is then already the page's pixels, and matplotlib's resampling (the identity,
+        "nearest" at 1:1) took nearly all of a grid's drawing time. The same pixels either way
+        (tests/test_plots.py renders both)."""
+
+        def make_image(self, renderer, magnification=1.0, unsampled=False):
+            same = renderer.dpi == self.get_figure(root=True).dpi
+            return super().make_image(renderer, magnification, unsampled=same)
+
+    image = _Pixels(fig, offsetx=left, offsety=0, origin="lower", **kwargs)
+    image.set_array(pixels[::-1])  # "lower": the last row at the bottom, as unresampled draws
+    image.set_interpolation("nearest")
+    fig.images.append(image)
+    image._remove_method = fig.images.remove
+    return image
+
+
+TITLE_POINTS = 9  # a tile's title
+
+
+def title_layer(boxes: list[tuple[int, int, int]], titles: list[str], shape: tuple) -> np.ndarray:
+    """Black ink of each tile's title, centred 2 points above it (as an Axes title sits), as an
+    RGBA (shape, 4) uint8 layer to lay over the tiles; the last line's baseline there."""
+    layer = np.zeros((*shape, 4), dtype=np.uint8)
+    step = round(1.2 * TITLE_POINTS * DPI / 72)  # baseline to baseline, as a Text spaces lines
+    for (left, top, size), text in zip(boxes, titles):
+        baseline = top - round(2 * DPI / 72)
+        for up, line in enumerate(reversed(text.split("\n"))):
+            ink, above = _line_ink(line, TITLE_POINTS)  # rows above the baseline
+            y = baseline - up * step - above
+            x = left + size // 2 - ink.shape[1] // 2
+            alpha = layer[y : y + ink.shape[0], x : x + ink.shape[1], 3]
+            np.maximum(alpha, ink[: alpha.shape[0], : alpha.shape[1]], out=alpha)
+    return layer
+
+
+@functools.cache
+def _line_ink(text: str, points: float) -> tuple[np.ndarray, int]:
+    """One line of text in the default font as Agg draws it: its coverage, (rows, cols) uint8,
+    and how many of its rows lie above the baseline. (FreeType straight, as Agg's own text
+    drawing does, without an Artist's layout: a hundredth of the time.)"""
+    from matplotlib.backends.backend_agg import get_hinting_flag
+
+    font = _font(points)
+    font.set_text(text, 0.0, flags=get_hinting_flag())
+    font.draw_glyphs_to_bitmap(antialiased=True)
+    ink = np.asarray(font.get_image()).copy()
+    return ink, ink.shape[0] - round(font.get_descent() / 64)
+
+
+def _font(points: float):
+    from matplotlib.font_manager import FontProperties, findfont, get_font
+
+    font = get_font(findfont(FontProperties()))
+    font.clear()
+    font.set_size(points, DPI)
+    return font
 
 
 def ink_scale(rows: np.ndarray) -> tuple[float, float]:
