@@ -4,8 +4,9 @@ a stack.
 Which networks (``python -m digits_torch.sweep``):
 
 * by default, the best configuration's: the networks of the closing table's first row (each of
-  its seeds; one network in a one-seed sweep). Those are the pictures a sweep is run to find, and
-  drawing them takes well under a second, where every network's would take about 0.2 s each;
+  its seeds; one network in a one-seed sweep). Those are the pictures a sweep is run to find;
+  every network's cost about half a CPU second each (2-core machine, busy, 2026-12-07), three
+  times what a network of the article's recipe takes to train for 60 epochs in a stack of 64;
 * ``--figures``: every network's;
 * ``--no-figures``: none.
 
