@@ -648,7 +648,7 @@ def test_the_validation_curve_tells_its_lines_and_its_zero_apart():
     grid = {"l2": [0.0, 0.01, 0.1], "seed": [0, 1]}
     ax = sweep_report.validation_curve(grid, _rows(grid["l2"], [0, 1]), "l2", grid["l2"]).axes[0]
     train, val = ax.lines
-    assert train.get_color() != val.get_color()
+    assert (train.get_color(), val.get_color()) == ("C0", "C1")  # the learning curves' colours
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert (
         texts == ["training", "validation"] and ax.get_legend().get_texts()[0].get_fontsize() >= 9
