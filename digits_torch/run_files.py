@@ -128,6 +128,8 @@ class RunFiles:
         swept: the fields its sweep varies (shown first in the HParams tab).
         budget: seconds of training between checkpoints (default: the config's
             ``checkpoint_every``; a sweep saves its stack as one, and passes infinity).
+        figures: draw the pictures at the end (default: the config's ``figures``; a sweep
+            draws its networks' once training is over, and passes False).
     """
 
     def __init__(
@@ -138,9 +140,11 @@ class RunFiles:
         world: int = 1,
         swept: Collection[str] = (),
         budget: float | None = None,
+        figures: bool | None = None,
     ) -> None:
         self.dir, self.trainee, self.config = run_dir, trainee, trainee.config
         self.world, self.swept = world, swept
+        self.figures = self.config.figures if figures is None else figures
         self.budget = self.config.checkpoint_every if budget is None else budget
         # What resumes the command, not just this run, when it was stopped: a teacher trained
         # for a student is finished by running the student's command again (else: --resume).
@@ -295,7 +299,7 @@ class RunFiles:
         history = read_history(self.dir)
         metrics = run_metrics(final, self.trainee, history, self.world)
         self.log.write_metrics(metrics)
-        if self.config.figures:
+        if self.figures:
             self._figures(self.trainee.epoch)
         self.log.log_hparams(final, step=self.trainee.epoch)
         self.log.close()
@@ -304,7 +308,9 @@ class RunFiles:
     def _figures(self, epoch: int) -> None:
         """Pictures of the reported model, on the validation digits when some were held out."""
         run = self.run
-        images = plots.write_run_figures(run.model, run.train, run.val, self.dir)
+        images = plots.write_run_figures(
+            run.model, run.train, run.val, self.dir, data=(run.digits.X, run.digits.labels % 10)
+        )
         for name in plots.TENSORBOARD_FIGURES:
             self.log.log_image(f"figures/{name}", images[name], epoch)
 

@@ -22,7 +22,7 @@ from .events import EventFile, hparams_end, hparams_start
 from .files import remove_stale_temps, write_atomically, write_json
 from .runs import CONFIG, HISTORY, METRICS, SPLIT, read_history
 
-__all__ = ["DISTILLED_TRAIN_LOSS", "SCALAR_TAGS", "RunLog", "trial_name"]
+__all__ = ["DISTILLED_TRAIN_LOSS", "SCALAR_TAGS", "RunLog", "image_summary", "trial_name"]
 
 # Per-epoch record key -> TensorBoard tag. The Scalars tab groups tags by their prefix before
 # "/", groups in name order, and opens the first two: accuracy and loss, then lr and metrics.
@@ -81,6 +81,31 @@ _STAMPED = re.compile(r"(\d{8})-(\d{6}-.+)")  # new_run_dir's names: <date>-<tim
 def _valid_text(value: str) -> str:
     """``value`` as valid UTF-8 text: a path's undecodable bytes (lone surrogates) as \\xNN."""
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def image_summary(tag: str, image: np.ndarray):
+    """A TensorBoard ``Summary`` of one image.
+
+    Args:
+        image: (H, W) grey or (H, W, 3) RGB; uint8, or floats in [0, 1].
+
+    Written as a PNG at zlib level 1, in as many channels as it has: for the hidden units
+    during training that takes a fraction of a millisecond, about ten times less than
+    ``SummaryWriter.add_image``, which always stores three channels at level 6.
+    """
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+    png = io.BytesIO()
+    PIL.Image.fromarray(image).save(png, format="PNG", compress_level=1)
+    picture = Summary.Image(
+        height=image.shape[0],
+        width=image.shape[1],
+        colorspace=1 if image.ndim == 2 else image.shape[2],
+        encoded_image_string=png.getvalue(),
+    )
+    return Summary(value=[Summary.Value(tag=tag, image=picture)])
 
 
 class RunLog:
@@ -170,29 +195,9 @@ class RunLog:
                 self.events.add_scalar(_hparam_tag(key), value, step)
 
     def log_image(self, tag: str, image: np.ndarray, step: int) -> None:
-        """An image in TensorBoard's Images tab, one per step on its slider.
-
-        Args:
-            image: (H, W) grey or (H, W, 3) RGB; uint8, or floats in [0, 1].
-
-        Written as a PNG at zlib level 1, in as many channels as it has: for the hidden units
-        during training that takes a fraction of a millisecond, about ten times less than
-        ``SummaryWriter.add_image``, which always stores three channels at level 6.
-        """
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
-        if image.dtype != np.uint8:
-            image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
-        png = io.BytesIO()
-        PIL.Image.fromarray(image).save(png, format="PNG", compress_level=1)
-        picture = Summary.Image(
-            height=image.shape[0],
-            width=image.shape[1],
-            colorspace=1 if image.ndim == 2 else image.shape[2],
-            encoded_image_string=png.getvalue(),
-        )
-        summary = Summary(value=[Summary.Value(tag=tag, image=picture)])
-        self.events.add_summary(summary, step)
+        """An image in TensorBoard's Images tab, one per step on its slider
+        (:func:`image_summary`)."""
+        self.events.add_summary(image_summary(tag, image), step)
 
     def write_split(self, rows: tuple[np.ndarray, np.ndarray], data_sha256: str, **more) -> None:
         """Record which rows of the data file the run trains on and validates on (1-d ints), the

@@ -15,7 +15,9 @@ memory it needs, is printed first.
 ``runs/<timestamp>-sweep[-name]/`` holds ``sweep.json``, ``results.csv``, the figures, and one
 directory per network in a ``train.py`` run's layout (``evaluate``, ``plots``, ``load_model`` and
 ``train.py --resume`` work on each). Networks' files are written on a time budget
-(``--save-every`` seconds) and when each network ends; ``--resume`` continues from them.
+(``--save-every`` seconds) and when each network ends; ``--resume`` continues from them. Their
+pictures are drawn once every network has trained: the best configuration's by default, every
+network's with ``--figures`` (:mod:`~digits_torch.sweep_figures`).
 
 One process writes a sweep directory: rank 0 holds its lock from before it reads sweep.json
 (whose names and directories must lie inside the sweep) to the end.
@@ -58,6 +60,7 @@ from .errors import ArgumentParser, UserError, exit_on_error, tell
 from .interrupts import StopRequests
 from .runs import RunLock, new_run_dir
 from .stack_plan import batch_group, memory_needed
+from .sweep_figures import draw_network, figures_mode, pictured
 from .sweep_grid import expand, parse_grid, parse_seeds
 from .sweep_record import SWEEP, read_sweep, write_sweep_json
 from .sweep_report import report, write_results
@@ -163,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every network's files at most this often, and on Ctrl-C or SIGTERM "
         f"(default: {TrainConfig.checkpoint_every:g}; --save-every: its former name)",
     )
+    sweep.add_argument(  # replaces train.py's --figures: a sweep draws once all have trained
+        "--figures",
+        action=argparse.BooleanOptionalAction,
+        help="once every network has trained, draw every network's pictures into its "
+        "figures/ (--figures) or none (--no-figures); by default only the best "
+        "configuration's networks' (the closing table's first row)",
+    )
     return parser
 
 
@@ -192,6 +202,7 @@ class _Sweep:
     shape: tuple[int, int]  # of the data: (images, pixels)
     plan: str = ""
     diverged: set[str] = dataclasses.field(default_factory=set)  # when it was stopped
+    figures: str = "best"  # whose pictures it draws once trained (sweep_figures.MODES)
 
 
 @dataclass
@@ -252,7 +263,7 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
                 "a resumed sweep keeps its grid and config; give only --device, --quiet"
             )
         sweep_dir = Path(sweep_dir)
-        grid, networks = read_sweep(sweep_dir, locks)
+        grid, networks, figures = read_sweep(sweep_dir, locks)
         networks = [
             dataclasses.replace(n, config=dataclasses.replace(n.config, **given)) for n in networks
         ]
@@ -267,6 +278,7 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
         given = {**(read_config_file(config_file) if config_file else {}), **given}
         logdir = given.get("logdir", TrainConfig.logdir)
         networks = expand(given.pop("preset", DEFAULT_PRESET), given, grid, Path(logdir))
+        figures = figures_mode(given)
     logdir, name = given.get("logdir", TrainConfig.logdir), given.get("name", "")
     base = networks[0].config
     resolve_device(base.device)  # a device missing everywhere: said once, by rank 0
@@ -275,7 +287,7 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
     # network directories left with nothing in them
     for teacher in sorted({n.config.teacher for n in networks if n.config.teacher is not None}):
         checked_teacher(teacher, base, X.shape[1])
-    return _Sweep(grid, networks, sweep_dir, logdir, name, X.shape)
+    return _Sweep(grid, networks, sweep_dir, logdir, name, X.shape, figures=figures)
 
 
 def _check_flags(given: dict, grid: dict, seeds: bool) -> None:
@@ -315,7 +327,7 @@ def _start(planned: _Sweep, shares: list[_Share], locks: list[RunLock]) -> _Swee
     try:
         if new:
             locks.append(RunLock(sweep_dir))
-        write_sweep_json(sweep_dir, planned.grid, networks, plan)
+        write_sweep_json(sweep_dir, planned.grid, networks, plan, planned.figures)
     except UserError:
         if new:  # a full disk, say: a sweep that never started leaves nothing, as a run
             shutil.rmtree(sweep_dir, ignore_errors=True)
@@ -406,10 +418,30 @@ def _finish(planned: _Sweep, done: list[list[tuple]]) -> None:
         network = by_name[name]
         network.dir = None if directory is None else planned.dir / directory
         network.metrics = metrics
-    write_sweep_json(planned.dir, planned.grid, planned.networks, planned.plan)
+    write_sweep_json(planned.dir, planned.grid, planned.networks, planned.plan, planned.figures)
     rows = write_results(planned.dir, planned.grid, planned.networks)
     print(report(planned.dir, planned.grid, rows))
+    _draw(planned, rows)
     print(f"sweep: {planned.dir}")
+
+
+def _draw(planned: _Sweep, rows: list[dict]) -> None:
+    """The networks' pictures, now that all have trained (see :mod:`digits_torch.sweep_figures`),
+    and a line that says whose."""
+    chosen = pictured(planned.figures, planned.grid, rows)
+    for row in chosen:
+        draw_network(planned.dir / row["dir"])
+    if planned.figures == "none":
+        print("pictures: none (--no-figures)")
+    elif planned.figures == "every":
+        print(f"pictures: every network's, in <network>/figures/ ({len(chosen)})")
+    else:
+        names = ", ".join(row["dir"] for row in chosen)
+        print(
+            f"pictures: the best configuration's {len(chosen)} network(s), in <network>/figures/ "
+            f"({names}); every network's with --figures, or later with python -m "
+            "digits_torch.plots <network>"
+        )
 
 
 def _resume_hint(sweep_dir: Path, ranks: Ranks) -> str:

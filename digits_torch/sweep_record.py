@@ -13,16 +13,21 @@ from .files import write_json
 from .read_files import parse_json, read_bytes
 from .run_contents import SWEEP
 from .runs import RunLock
+from .sweep_figures import MODES
 from .sweep_train import Network
 
 __all__ = ["SWEEP", "read_sweep", "write_sweep_json"]
 
 
-def write_sweep_json(sweep_dir: Path, grid: dict, networks: list[Network], plan: str) -> None:
+def write_sweep_json(
+    sweep_dir: Path, grid: dict, networks: list[Network], plan: str, figures: str
+) -> None:
+    """``figures``: whose pictures the sweep draws (:data:`~digits_torch.sweep_figures.MODES`)."""
     write_json(
         sweep_dir / SWEEP,
         {
             "format": 1,
+            "figures": figures,
             "grid": {
                 k: [list(v) if isinstance(v, tuple) else v for v in vs] for k, vs in grid.items()
             },
@@ -43,9 +48,10 @@ def write_sweep_json(sweep_dir: Path, grid: dict, networks: list[Network], plan:
     )
 
 
-def read_sweep(sweep_dir: Path, locks: list[RunLock]) -> tuple[dict, list[Network]]:
-    """The grid and networks of the sweep to resume, read holding its lock (added to
-    ``locks``), and checked: nothing read may make the sweep write outside its directory."""
+def read_sweep(sweep_dir: Path, locks: list[RunLock]) -> tuple[dict, list[Network], str]:
+    """The grid, networks and pictures (whose: ``figures``) of the sweep to resume, read
+    holding its lock (added to ``locks``), and checked: nothing read may make the sweep write
+    outside its directory."""
     path = sweep_dir / SWEEP
     if not path.is_file():
         raise UserError(f"not a sweep directory to resume (no {SWEEP})", sweep_dir)
@@ -66,10 +72,13 @@ def read_sweep(sweep_dir: Path, locks: list[RunLock]) -> tuple[dict, list[Networ
             )
             for n in saved["networks"]
         ]
+        figures = saved.get("figures", "best")  # a sweep.json from before it was recorded
+        if figures not in MODES:
+            raise ValueError(f"figures {figures!r} is not one of {', '.join(MODES)}")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"unreadable ({err})", path) from None
     _check_names(networks, path)
-    return grid, networks
+    return grid, networks, figures
 
 
 def _check_names(networks: list[Network], path: Path) -> None:

@@ -28,7 +28,7 @@ from .run_contents import RESULTS
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a sweep without one never pays
     from matplotlib.figure import Figure
 
-__all__ = ["report", "write_results"]
+__all__ = ["ranked_configurations", "report", "write_results"]
 
 FIGURES = ("train_accuracy", "val_accuracy", "val_loss", "train_loss", "epochs", "best_epoch")
 LOG_AXIS = ("l2", "lr")
@@ -90,15 +90,22 @@ def _configurations(grid: dict, rows: list[dict]) -> dict[tuple, list[dict]]:
     return out
 
 
+def ranked_configurations(grid: dict, rows: list[dict]) -> list[tuple[tuple, list[dict]]]:
+    """(swept values but the seed, their rows) by mean validation accuracy over seeds (training
+    accuracy without a validation split), best first: the closing table's order."""
+    key = _score_key(rows)
+    return sorted(
+        _configurations(grid, rows).items(),
+        key=lambda item: -np.nan_to_num(_mean_sd([r[key] for r in item[1]])[0], nan=-1.0),
+    )
+
+
 def report(sweep_dir: Path, grid: dict, rows: list[dict]) -> str:
     """Draw the figures into ``sweep_dir``; return the closing table."""
     draw_figures(sweep_dir, grid, rows)
     key = _score_key(rows)
     fields = [f for f in grid if f != "seed"]
-    ranked = sorted(
-        _configurations(grid, rows).items(),
-        key=lambda item: -np.nan_to_num(_mean_sd([r[key] for r in item[1]])[0], nan=-1.0),
-    )
+    ranked = ranked_configurations(grid, rows)
     seeds = len(grid.get("seed", [0]))
     seeds = f" (mean +- sd over {seeds} seeds)" if seeds > 1 else " (one seed: no spread)"
     lines = [f"ranked by {key.replace('_', ' ')}{seeds}:"]
@@ -181,9 +188,10 @@ def validation_curve(grid: dict, rows: list[dict], field: str, xs: list[float]) 
     order = np.argsort(xs)
     for i, (values, members) in enumerate(lines.items()):
         label = ", ".join(f"{f}={_shown(v)}" for f, v in zip(others, values))
-        for figure_key, style, name, colour in (  # a colour each: training is not validation
-            ("train_accuracy", "--", "training", f"C{(2 * i + 1) % 10}"),
-            ("val_accuracy", "-", "validation", f"C{(2 * i) % 10}"),
+        # a colour each, as the learning curves have them: training blue, validation orange
+        for figure_key, style, name, colour in (
+            ("train_accuracy", "--", "training", f"C{(2 * i) % 10}"),
+            ("val_accuracy", "-", "validation", f"C{(2 * i + 1) % 10}"),
         ):
             stats = [
                 _mean_sd([r[figure_key] for r in members if r[field] == grid[field][j]])

@@ -205,7 +205,9 @@ class _StackRun:
             if network.name in diverged:
                 trainee.status = "diverged"
             swept = network.values
-            trainee.files = RunFiles(network.dir, trainee, resumed, swept=swept, budget=math.inf)
+            trainee.files = RunFiles(  # pictures once the sweep has trained (sweep_figures)
+                network.dir, trainee, resumed, swept=swept, budget=math.inf, figures=False
+            )
             self.trainees.append(trainee)
             self.networks[id(trainee)] = network
         self.stack = Stack(self.trainees, *self.digits.on_device)
@@ -303,7 +305,10 @@ def _run_solo(network: Network, sweep_dir: Path, quiet: bool) -> None:
             network.dir = resume(found[-1], ranks=SOLO, quiet=quiet).run_dir
         else:
             # in the sweep directory, wherever sweep.json says it was
-            config = dataclasses.replace(network.config, quiet=quiet, logdir=str(sweep_dir))
+            # pictures once the sweep has trained (sweep_figures), not at the end of fit
+            config = dataclasses.replace(
+                network.config, quiet=quiet, logdir=str(sweep_dir), figures=False
+            )
             network.dir = fit(config, ranks=SOLO).run_dir
     network.metrics = read_metrics(network.dir)
 

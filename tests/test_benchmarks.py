@@ -130,3 +130,30 @@ def test_the_distilled_benchmark_reports_each_seed_and_the_mean(tmp_path, small_
         assert 0 <= r["dead_units"] <= 25 and r["seconds"] > 0 and r["teacher_seconds"] > 0
     mean = 100 * (runs[0]["val_accuracy"] + runs[1]["val_accuracy"]) / 2
     assert f"distilled: val {mean:.2f} +- " in ran.stdout and "its teachers: val" in ran.stdout
+
+
+def test_bench_figures_times_the_pictures_and_a_sweep_with_and_without(tmp_path):
+    out, pictures = tmp_path / "figures.json", tmp_path / "pictures"
+    grid = ["--lrs", "0.001", "--l2s", "0.0001,0.001", "--sweep-epochs", "2,1"]
+    ran = _bench(
+        "bench_figures.py", "--repeats", "1", "--sweep-repeats", "1", "--out", str(pictures),
+        "--sweep-kinds", "every,none", *grid, "--json", str(out),
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    results = json.loads(out.read_text())
+    for key in ("run_s", "run_cpu_s", "teacher_s", "teacher_cpu_s", "sklearn_epoch_ms"):
+        assert math.isfinite(results[key]) and results[key] > 0, key
+    assert results["networks"] == 2
+    s = results["sweep_s"]  # every network's pictures at the longer epochs only
+    runs = ("2_every", "2_none", "1_none")
+    assert set(s) == {f"{run}{cpu}" for run in runs for cpu in ("", "_cpu")}
+    assert results["every_pictures_ratio"] == pytest.approx(s["2_every"] / s["2_none"])
+    per = 1000 * (s["2_none"] - s["1_none"]) / 2  # 1 epoch of difference, 2 networks
+    assert results["network_epoch_ms_none"] == pytest.approx(per)
+    assert results["speedup_vs_sklearn_none"] == pytest.approx(results["sklearn_epoch_ms"] / per)
+    drawn = {p.name for p in pictures.iterdir()}  # a run's pictures and the teacher's
+    assert drawn == {
+        "digits.png", "hidden_units.png", "mistakes.png", "confusion.png", "learning_curves.png",
+        "teacher_hidden_units.png",
+    }  # fmt: skip
+    assert "a run's pictures: " in ran.stdout and "pictures every / none: " in ran.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 import subprocess
 import sys
 
@@ -12,16 +11,17 @@ import PIL.Image
 import pytest
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.image import FigureImage
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from digits_torch import MLP, UserError, fit, load_model, make_config, plots
 from digits_torch.coursera import save_weights
 from digits_torch.data import stratified_split, to_image
+from digits_torch.plots import drawing
 from digits_torch.plots.__main__ import main as plots_main
 from digits_torch.runs import RunLock, read_history
 
-FIGURES = {"hidden_units.png", "mistakes.png", "confusion.png", "learning_curves.png"}
-MISTAKE_TITLE = re.compile(r"predicted (\d)\ntrue (\d)")
+FIGURES = {"digits.png", "hidden_units.png", "mistakes.png", "confusion.png", "learning_curves.png"}
 
 
 @pytest.fixture(scope="module")
@@ -46,57 +46,95 @@ def row_of(digits):
     return {to_image(row).tobytes(): i for i, row in enumerate(X)}
 
 
-def image_axes(fig):
-    return [ax for ax in fig.axes if ax.images]
+def _runs(filled: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a 1-d bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], filled.astype(int), [0]])))
+    return list(zip(edges[::2], edges[1::2]))
 
 
-def shown(ax) -> np.ndarray:
-    return np.asarray(ax.images[0].get_array())
+def tiles_of(fig) -> tuple[list[np.ndarray], list[tuple[int, int, int]]]:
+    """What a grid picture shows: its one composed image cut at the blank gaps into tiles, row by
+    row, each read back to 20 x 20 (the centre of each drawn pixel), with each tile's (left,
+    top, size) in the image's pixels."""
+    assert len(fig.images) in (1, 2)  # one composed image (and its titles), not one per tile
+    mosaic = fig.images[0].get_array()[::-1]  # origin "lower": the array's last row on top
+    filled = ~np.ma.getmaskarray(mosaic)
+    tiles, corners = [], []
+    for top, bottom in _runs(filled.any(axis=1)):
+        for left, right in _runs(filled.any(axis=0)):
+            block = mosaic[top:bottom, left:right]
+            if np.ma.getmaskarray(block).all():  # a spare cell of the last row
+                continue
+            assert bottom - top == right - left and not np.ma.getmaskarray(block).any()
+            centres = ((np.arange(20) + 0.5) * (bottom - top) / 20).astype(int)
+            tiles.append(np.asarray(block)[np.ix_(centres, centres)])
+            corners.append((left, top, bottom - top))
+    return tiles, corners
+
+
+def assert_titled(fig, corners: list[tuple[int, int, int]], titles: list[str]) -> None:
+    """The picture's title layer holds exactly ``titles``' ink, each centred over its tile."""
+    layer = np.asarray(fig.images[1].get_array())[::-1]
+    expected = drawing.title_layer(corners, titles, layer.shape[:2])
+    np.testing.assert_array_equal(layer, expected)
+    assert all(expected[top - 14 : top, left : left + size, 3].any() for left, top, size in corners)
 
 
 def test_digits_grid_shows_upright_labelled_digits(digits, row_of):
     X, y = digits
     fig = plots.digits_grid(X, y, n=100, seed=3)
-    axes = image_axes(fig)
-    assert len(axes) == 100
-    rows = [row_of[shown(ax).tobytes()] for ax in axes]  # KeyError: not an upright row of X
+    tiles, corners = tiles_of(fig)
+    assert len(tiles) == 100 and len(fig.axes) == 1  # one Axes, whatever the count
+    rows = [row_of[tile.tobytes()] for tile in tiles]  # KeyError: not an upright row of X
     assert len(set(rows)) == 100
-    for ax, row in zip(axes, rows):
-        assert ax.get_title() == str(y[row])
-        assert not np.array_equal(shown(ax), X[row].reshape(20, 20))  # not the transpose
-    assert len({ax.images[0].get_clim() for ax in axes}) == 1  # one grey scale
+    assert_titled(fig, corners, [str(y[row]) for row in rows])
+    for tile, row in zip(tiles, rows):
+        assert not np.array_equal(tile, X[row].reshape(20, 20))  # not the transpose
+    assert fig.images[0].get_clim() == (0.0, float(X[rows].max()))  # one grey scale: the ink's
+    assert fig._suptitle.get_text() == "100 digits drawn at random from 5,000"
 
     def drawn(seed):
-        return [
-            row_of[shown(ax).tobytes()] for ax in image_axes(plots.digits_grid(X, n=9, seed=seed))
-        ]
+        tiles, _ = tiles_of(plots.digits_grid(X, n=9, seed=seed))
+        return [row_of[tile.tobytes()] for tile in tiles]
 
     assert drawn(3) == drawn(3) != drawn(4)  # seeded
+
+
+def test_grid_pictures_draw_the_pixels_matplotlib_would_resample_to(digits):
+    """Tiles and titles are placed unresampled (the resampling is the identity at 1:1): the
+    page's pixels are those of matplotlib's own "nearest" resampling."""
+    X, y = digits
+    for fig in (plots.digits_grid(X, y, n=12), plots.hidden_units(MLP(400, (7,)), X)):
+        fast = plots.render(fig)
+        for image in fig.images:
+            image.__class__ = FigureImage  # matplotlib's own drawing: resampled
+        np.testing.assert_array_equal(plots.render(fig), fast)
+        assert (fast < 128).any() and (fast > 128).any()
 
 
 def test_digits_grid_without_labels_and_any_count(digits):
     X, _ = digits
     fig = plots.digits_grid(X[:30], n=7)
-    axes = image_axes(fig)
-    assert len(axes) == 7 and len(fig.axes) == 7  # no empty axes in the two spare cells of 3 x 3
-    assert all(ax.get_title() == "" for ax in axes)
+    tiles, corners = tiles_of(fig)
+    assert len(tiles) == 7  # the two spare cells of 3 x 3 left blank
+    assert len({box[0] for box in corners}) == 3 and len({box[1] for box in corners}) == 3
+    assert len(fig.images) == 1  # no titles
 
 
 @pytest.mark.parametrize("units", [25, 7])
 def test_hidden_units_share_one_scale(units):
     model = MLP(hidden_sizes=(units,), generator=torch.Generator().manual_seed(units))
     weights = model.layers[0].weight.detach().numpy()
-    axes = image_axes(plots.hidden_units(model))
-    assert len(axes) == units
-    limits = {ax.images[0].get_clim() for ax in axes}
-    assert len(limits) == 1
-    low, high = limits.pop()
+    fig = plots.hidden_units(model)
+    tiles, corners = tiles_of(fig)
+    assert len(tiles) == units
+    low, high = fig.images[0].get_clim()  # one image: one grey scale for every unit
     assert -low == high > 0
-    for ax, unit in zip(axes, weights):
-        np.testing.assert_array_equal(shown(ax), to_image(unit))
+    assert fig.axes[-1].get_ylim() == (low, high)  # the colour bar's too
+    for tile, unit in zip(tiles, weights):
+        np.testing.assert_array_equal(tile, to_image(unit))
     if units == 25:
-        corners = [ax.get_position() for ax in axes]
-        assert len({round(b.x0, 6) for b in corners}) == len({round(b.y0, 6) for b in corners}) == 5
+        assert len({box[0] for box in corners}) == len({box[1] for box in corners}) == 5
 
     # TensorBoard's bare picture: the same tiles on the same scale, 0.5 for a zero weight.
     mosaic = plots.hidden_units_image(model)
@@ -129,21 +167,20 @@ def test_mistakes_name_predicted_and_true_digit(run, digits, row_of):
     assert wrong > 25  # six iterations leave plenty
     fig = plots.mistakes(run.model, X, y, n=25, digits="training digits")
     assert fig._suptitle.get_text().startswith(f"training digits (5,000): {wrong} misclassified")
-    axes = image_axes(fig)
-    assert len(axes) == 25
-    for ax in axes:
-        row = row_of[shown(ax).tobytes()]
-        said_predicted, said_true = map(int, MISTAKE_TITLE.fullmatch(ax.get_title()).groups())
-        assert (said_predicted, said_true) == (predicted[row], y[row])
-        assert said_predicted != said_true
-        assert not np.array_equal(shown(ax), X[row].reshape(20, 20))
+    tiles, corners = tiles_of(fig)
+    assert len(tiles) == 25
+    rows = [row_of[tile.tobytes()] for tile in tiles]
+    assert all(predicted[row] != y[row] for row in rows)
+    assert_titled(fig, corners, [f"predicted {predicted[row]}\ntrue {y[row]}" for row in rows])
+    for tile, row in zip(tiles, rows):
+        assert not np.array_equal(tile, X[row].reshape(20, 20))
 
 
 def test_mistakes_when_there_are_none(run, digits):
     X, y = digits
     right = run.model.predict(torch.from_numpy(X)).numpy() == y
     fig = plots.mistakes(run.model, X[right][:40], y[right][:40])
-    assert image_axes(fig) == []
+    assert tiles_of(fig)[0] == [] and [t.get_text() for t in fig.axes[0].texts] == ["none"]
     assert fig._suptitle.get_text().startswith("digits (40): 0 misclassified")
 
 
@@ -209,9 +246,15 @@ def test_learning_curves_say_what_training_was_on(tmp_path, small_digits, flags,
     flags = {k: str(trained_run) if v == "TEACHER" else v for k, v in flags.items()}
     config = make_config("tuned", data=str(small_digits), epochs=2, figures=False, device="cpu",
                          quiet=True, logdir=str(tmp_path), **flags)  # fmt: skip
-    loss_ax, acc_ax = plots.learning_curves(fit(config).run_dir).axes
+    figure = plots.learning_curves(fit(config).run_dir)
+    loss_ax, acc_ax = figure.axes
     assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == step
-    assert loss_ax.get_legend_handles_labels()[1][0] == loss
+    assert loss_ax.get_legend_handles_labels()[1][0].replace(",\n", ", ") == loss
+    # each legend below its panel, no wider: it hides no epoch
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    for ax in (loss_ax, acc_ax):
+        legend, panel = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert legend.y1 < panel.y0 and legend.width <= panel.width
     assert [t.get_text() for t in acc_ax.get_legend().get_texts()][0] == accuracy
 
 
@@ -234,13 +277,20 @@ def test_hidden_units_mark_the_units_dead_on_the_training_digits(digits):
     assert fig._suptitle.get_text().endswith(
         "2 of 25 units dead (never active on a training digit; red border)"
     )
-    framed = [k for k, ax in enumerate(image_axes(fig)) if ax.patches]
-    assert framed == [3, 7]
-    assert image_axes(fig)[3].patches[0].get_edgecolor()[:3] == (1.0, 0.0, 0.0)
-    alive = plots.hidden_units(MLP(activation="sigmoid"), X)  # a sigmoid is never exactly 0
-    assert alive._suptitle.get_text().endswith(
-        "0 of 25 units dead (never active on a training digit)"
+    _, corners = tiles_of(fig)
+    frames = fig.axes[0].patches
+    framed = [corners.index((*map(round, f.get_xy()), round(f.get_width()))) for f in frames]
+    assert framed == [3, 7] and all(f.get_width() == f.get_height() for f in frames)
+    assert frames[0].get_edgecolor()[:3] == (1.0, 0.0, 0.0)
+    relu = MLP(activation="relu", generator=torch.Generator().manual_seed(0))
+    assert (
+        plots.hidden_units(relu, X)
+        ._suptitle.get_text()
+        .endswith("0 of 25 units dead (never active on a training digit)")
     )
+    # a sigmoid is never exactly 0: no count that could only ever say 0
+    alive = plots.hidden_units(MLP(activation="sigmoid"), X)
+    assert alive._suptitle.get_text() == "First-layer weights of the 25 hidden units"
     assert plots.hidden_units(model)._suptitle.get_text().count("dead") == 0  # no digits: no claim
 
 
@@ -314,7 +364,10 @@ def test_cli_redraws_a_run_and_draws_weights_files(run, tmp_path):
     # the rest in this process: the command's main, as the process above ran it
     save_weights(run.model, tmp_path / "weights.mat")  # ex4's Theta1/Theta2 layout
     plots_main([str(tmp_path / "weights.mat"), "--out", str(tmp_path / "ex4")])
-    assert {p.name for p in (tmp_path / "ex4").iterdir()} == FIGURES - {"learning_curves.png"}
+    assert {p.name for p in (tmp_path / "ex4").iterdir()} == FIGURES - {
+        "learning_curves.png",
+        "digits.png",
+    }
 
 
 def test_cli_draws_digits_of_any_file(write_mat, digits, tmp_path, monkeypatch, capsys):
@@ -365,7 +418,7 @@ def test_cli_does_not_draw_into_a_run_another_process_writes(run, tmp_path, caps
         message = capsys.readouterr().err
         assert "in use by another process" in message and "--out DIR" in message, message
         assert {p: p.read_bytes() for p in (run.run_dir / "figures").iterdir()} == before
-        assert len(plots_main([str(run.run_dir), "--out", str(tmp_path / "elsewhere")])) == 4
+        assert len(plots_main([str(run.run_dir), "--out", str(tmp_path / "elsewhere")])) == 5
     finally:
         lock.release()
-    assert len(plots_main([str(run.run_dir)])) == 4  # once it is free
+    assert len(plots_main([str(run.run_dir)])) == 5  # once it is free

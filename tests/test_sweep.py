@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
 import torch
 from conftest import write_subset
@@ -28,8 +30,10 @@ from digits_torch import (
     cli,
     evaluate,
     fit,
+    load_digits,
     load_model,
     make_config,
+    plots,
     sweep,
     sweep_report,
 )
@@ -37,13 +41,17 @@ from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
 from digits_torch.interrupts import StopRequests
 from digits_torch.loop import OneNetwork, train_epochs
 from digits_torch.run_setup import read_digits, set_up
-from digits_torch.runs import read_history
+from digits_torch.runs import read_history, read_split
 from digits_torch.stack_plan import memory_needed, stack_key
 from digits_torch.stacked import Stack
 from digits_torch.sweep_train import PROGRESS
 from digits_torch.trainee import Trainee
 
 ROOT = Path(__file__).resolve().parents[1]
+# what a network's figures/ holds once drawn
+PICTURES = {f"{name}.png" for name in ("digits", "hidden_units", "mistakes", "confusion")} | {
+    "learning_curves.png"
+}
 
 
 @pytest.fixture(scope="module")
@@ -255,11 +263,16 @@ def test_the_command_writes_a_sweep_and_train_py_runs_in_it(tmp_path, digits300,
         assert (sweep_dir / name).stat().st_size > 1000
     best = max(saved["networks"], key=lambda n: n["metrics"]["val_accuracy"])
     assert "best run: " in out
+    # by default the pictures of the best configuration's networks only (one seed: one)
+    assert saved["figures"] == "best"
+    said = "pictures: the best configuration's 1 network(s), in <network>/figures/"
+    assert f"{said} ({best['dir']})" in out
     for network in saved["networks"]:
         run = sweep_dir / network["dir"]
         for name in ("config.json", "history.jsonl", "split.json", "metrics.json", LATEST, BEST):
             assert (run / name).exists(), (run, name)
-        assert (run / "figures" / "confusion.png").exists()
+        drawn = {p.name for p in run.glob("figures/*.png")}
+        assert drawn == (PICTURES if network is best else set()), network["dir"]
         events = b"".join(p.read_bytes() for p in run.glob("events.out.tfevents.*"))
         assert b"hparams" in events and b"hidden_units" in events
         assert [r["epoch"] for r in read_history(run)] == [1, 2, 3]
@@ -282,6 +295,37 @@ def test_the_command_writes_a_sweep_and_train_py_runs_in_it(tmp_path, digits300,
     # what TensorBoard shows of a sweep's network is what it shows of a train.py run
     assert _tags(run) == _tags(solo.run_dir)
     assert {"figures/confusion", "figures/mistakes", "hidden_units"} <= _tags(run)["images"]
+
+
+def test_figures_draws_every_networks_pictures_once_the_sweep_has_trained(
+    tmp_path, digits300, capsys
+):
+    args = _sweep_args(digits300, tmp_path, "--grid", "l2=0,0.1", "--seeds", "0-1")
+    sweep_dir = sweep.run_command([*args, "--epochs", "2", "--val-fraction", "0.2", "--figures"])
+    out = capsys.readouterr().out
+    saved = json.loads((sweep_dir / "sweep.json").read_text())
+    assert saved["figures"] == "every" and "pictures: every network's" in out
+    for network in saved["networks"]:
+        run = sweep_dir / network["dir"]
+        assert {p.name for p in run.glob("figures/*.png")} == PICTURES
+        assert {"figures/confusion", "figures/mistakes"} <= _tags(run)["images"]
+        # drawn after training, as the run would have drawn them: its best.pt on its split
+        X, y = load_digits(str(digits300))
+        _, val = read_split(run)
+        picture = plots.render(
+            plots.confusion(load_model(run), X[val], y[val], digits="validation digits")
+        )
+        png = np.asarray(PIL.Image.open(run / "figures" / "confusion.png"))
+        np.testing.assert_array_equal(png, picture)
+    # the default, with two seeds: both networks of the best configuration
+    sweep_dir = sweep.run_command([*args, "--epochs", "1"])
+    saved = json.loads((sweep_dir / "sweep.json").read_text())
+    drawn = {n["dir"] for n in saved["networks"] if (sweep_dir / n["dir"] / "figures").exists()}
+    l2s = {n["values"]["l2"] for n in saved["networks"] if n["dir"] in drawn}
+    assert len(drawn) == 2 and len(l2s) == 1
+    sweep_dir = sweep.run_command([*args, "--epochs", "1", "--no-figures"])
+    assert not list(sweep_dir.glob("*/figures"))
+    assert "pictures: none (--no-figures)" in capsys.readouterr().out
 
 
 def test_a_sweep_trains_each_seeds_teacher_first_and_stacks_the_students(tmp_path, digits300):
@@ -605,7 +649,7 @@ def test_the_validation_curve_tells_its_lines_and_its_zero_apart():
     grid = {"l2": [0.0, 0.01, 0.1], "seed": [0, 1]}
     ax = sweep_report.validation_curve(grid, _rows(grid["l2"], [0, 1]), "l2", grid["l2"]).axes[0]
     train, val = ax.lines
-    assert train.get_color() != val.get_color()
+    assert (train.get_color(), val.get_color()) == ("C0", "C1")  # the learning curves' colours
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert (
         texts == ["training", "validation"] and ax.get_legend().get_texts()[0].get_fontsize() >= 9

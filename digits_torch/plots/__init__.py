@@ -44,11 +44,10 @@ from .drawing import (
     digits_named,
     first_layer,
     grid_shape,
-    image_grid,
     ink_scale,
     numpy_rows,
     predict,
-    show_digit,
+    tile_grid,
     training_labels,
     weight_limit,
 )
@@ -90,14 +89,10 @@ def digits_grid(
         raise ValueError(f"n must be at least 1, got {n}")
     X = numpy_rows(X)
     shown = np.random.default_rng(seed).choice(len(X), size=min(n, len(X)), replace=False)
-    scale = ink_scale(X[shown])
-    fig, axes = image_grid(len(shown), tile=0.6, title_lines=0 if y is None else 1)
-    for ax, row in zip(axes, shown):
-        show_digit(ax, X[row], scale)
-        if y is not None:
-            ax.set_title(str(int(y[row])), fontsize=9, pad=2)
-    fig.suptitle(f"{len(shown)} digits drawn at random from {len(X)}")
-    return fig
+    titles = None if y is None else [str(int(label)) for label in numpy_rows(y)[shown]]
+    grid = tile_grid(X[shown], 0.6, "gray_r", ink_scale(X[shown]), titles=titles)
+    grid.suptitle(f"{len(shown)} digits drawn at random from {len(X):,}")
+    return grid.figure
 
 
 def hidden_units(model: MLP, X: np.ndarray | torch.Tensor | None = None) -> Figure:
@@ -107,34 +102,31 @@ def hidden_units(model: MLP, X: np.ndarray | torch.Tensor | None = None) -> Figu
     black ones inhibit it. w is the 99th percentile of the absolute weights, so that a few large
     weights do not wash the rest out to grey; the colour bar's arrows stand for the larger ones.
     Any number of units; 25 make a 5 x 5 grid. Given the training digits X, (m, side * side),
-    the units :func:`dead_units` finds on them get a red border, and the title counts them.
+    the units :func:`dead_units` finds on them get a red border, and the title counts them (for
+    relu units, or where some are dead).
     """
     weights = first_layer(model)  # (units, side * side)
     limit = weight_limit(weights)
     dead = np.zeros(len(weights), dtype=bool) if X is None else dead_units(model, X)
-    fig, axes = image_grid(len(weights), tile=0.75, colorbar=True, title_lines=int(X is not None))
-    from matplotlib.patches import Rectangle
-
-    for ax, unit, is_dead in zip(axes, weights, dead):
-        image = ax.imshow(
-            to_image(unit), cmap="gray", vmin=-limit, vmax=limit, interpolation="nearest"
-        )
-        if is_dead:  # a flat grey tile is otherwise a unit with small weights, or a dead one
-            frame = Rectangle((0, 0), 1, 1, transform=ax.transAxes, clip_on=False)
-            ax.add_patch(frame)
-            frame.set(fill=False, edgecolor="red", linewidth=2.5)
-    from matplotlib.transforms import Bbox
-
-    grid = Bbox.union([ax.get_position() for ax in axes])  # in figure fractions
+    # A relu unit dies easily; a sigmoid's or tanh's output is practically never exactly 0:
+    # for those, "0 dead" would only ever say 0, so the count is shown where some are.
+    judged = X is not None and (model.activation == "relu" or bool(dead.any()))
+    grid = tile_grid(
+        weights, 0.75, "gray", (-limit, limit), colorbar=True, suptitle_lines=1 + judged
+    )
+    for k in np.flatnonzero(dead):  # a flat grey tile is otherwise a unit with small weights
+        grid.frame(int(k))
+    fig = grid.figure
+    x0, y0, x1, y1 = grid.extent()
     # In inches, not fractions, so that a wide grid (100 units) leaves its labels the same room.
     inch = 1 / fig.get_figwidth()
-    bar = (grid.x1 + 0.15 * inch, grid.y0 + 0.2 * grid.height, 0.2 * inch, 0.6 * grid.height)
-    fig.colorbar(image, cax=fig.add_axes(bar), extend="both", label="weight")
+    bar = (x1 + 0.15 * inch, y0 + 0.2 * (y1 - y0), 0.2 * inch, 0.6 * (y1 - y0))
+    fig.colorbar(grid.image, cax=fig.add_axes(bar), extend="both", label="weight")
     title = f"First-layer weights of the {len(weights)} hidden units"
-    if X is not None:
+    if judged:
         title += f"\n{int(dead.sum())} of {len(weights)} units dead (never active on a training"
         title += " digit; red border)" if dead.any() else " digit)"
-    fig.suptitle(title, fontsize=11 if X is not None else None)
+    grid.suptitle(title, fontsize=11 if judged else None)
     return fig
 
 
@@ -192,19 +184,17 @@ def mistakes(
     predicted = predict(model, X)
     wrong = np.flatnonzero(predicted != y)
     shown = np.random.default_rng(seed).choice(wrong, size=min(n, len(wrong)), replace=False)
-    scale = ink_scale(X[shown])
-    fig, axes = image_grid(max(len(shown), 1), tile=1.0, title_lines=2)
-    for ax, row in zip(axes, shown):
-        show_digit(ax, X[row], scale)
-        ax.set_title(f"predicted {predicted[row]}\ntrue {y[row]}", fontsize=9, pad=2)
+    titles = [f"predicted {predicted[row]}\ntrue {y[row]}" for row in shown] or ["\n"]
+    grid = tile_grid(X[shown], 1.0, "gray_r", ink_scale(X[shown]), titles=titles)
     if len(shown) == 0:
-        axes[0].text(0.5, 0.5, "none", ha="center", va="center", transform=axes[0].transAxes)
+        left, top, size = grid.boxes[0]
+        grid.ax.text(left + size / 2, top + size / 2, "none", ha="center", va="center")
     title = f"{digits_named(digits, len(y))}: {len(wrong)} misclassified"
     title += f" ({100 * len(wrong) / len(y):.2f} %)"
     if 0 < len(shown) < len(wrong):
         title += f"; {len(shown)} shown"
-    fig.suptitle(title)
-    return fig
+    grid.suptitle(title, fontsize=11)  # 12 points would fill a 5-wide grid's width
+    return grid.figure
 
 
 def confusion(
@@ -228,8 +218,10 @@ def confusion(
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.4, 5.6), dpi=DPI, layout="constrained")
-    ax = fig.subplots()
+    fig = Figure(figsize=(5.4, 5.6), dpi=DPI)
+    # Margins by hand (inches: ticks and labels left, title and top axis above): a layout
+    # engine would take as long as drawing the picture.
+    ax = fig.add_axes((0.6 / 5.4, 0.15 / 5.6, 4.65 / 5.4, 4.5 / 5.6))
     norm = LogNorm(vmin=0.5, vmax=max(int(counts.max()), 1))  # vmin 0.5: a count of 1 is tinted
     ax.imshow(counts, cmap="Blues", norm=norm)  # zero counts are masked by the log: white
     for (true, pred), count in np.ndenumerate(counts):
@@ -275,9 +267,15 @@ def learning_curves(run_dir: str | Path) -> Figure:
     from matplotlib import ticker
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.6), dpi=DPI, layout="constrained")
+    # Margins by hand, in inches (a layout engine would take as long as drawing the picture);
+    # each panel's legend goes below it, where it hides no epoch.
+    fig = Figure(figsize=(9, 4.4), dpi=DPI)
+    fig.subplots_adjust(left=0.7 / 9, right=8.85 / 9, top=1 - 0.62 / 4.4, bottom=1.4 / 4.4)
+    fig.subplots_adjust(wspace=0.22)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [r["train_loss"] for r in history], label=train_loss)
+    # a long label in two lines, so that the legend is no wider than its panel
+    wrapped = train_loss.replace(", ", ",\n", 1) if len(train_loss) > 36 else train_loss
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], label=wrapped)
     acc_ax.plot(epochs, [100 * r["train_accuracy"] for r in history], label=train_accuracy)
     if has_val:
         loss_ax.plot(epochs, [r["val_loss"] for r in history], label="validation (data loss)")
@@ -295,7 +293,7 @@ def learning_curves(run_dir: str | Path) -> Figure:
     for ax in (loss_ax, acc_ax):
         ax.set_xlabel(step)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=9, frameon=False)
     fig.suptitle(run_dir.name)
     return fig
 
@@ -315,13 +313,16 @@ def run_figures(
     run_dir: str | Path | None = None,
     digits: str = "digits",
     train_X: np.ndarray | torch.Tensor | None = None,
+    data: tuple | None = None,
 ) -> dict[str, Figure]:
     """The pictures of a trained model on (X, y), by file stem; learning curves given a run.
 
     ``digits`` names (X, y) in the titles ("validation digits"); ``train_X``, the training
-    digits, marks the hidden units dead on them.
+    digits, marks the hidden units dead on them; ``data``, all the digits of the data file
+    ((m, n) images, (m,) digits, in the file's order), adds the article's 100 random digits.
     """
-    figures = {
+    figures = {} if data is None else {"digits": digits_grid(*data)}
+    figures |= {
         "hidden_units": hidden_units(model, train_X),
         "mistakes": mistakes(model, X, y, digits=digits),
         "confusion": confusion(model, X, y, digits=digits),
@@ -338,13 +339,18 @@ def shown_digits(train: tuple, val: tuple | None) -> tuple[tuple, str]:
 
 
 def write_run_figures(
-    model: MLP, train: tuple, val: tuple | None, run_dir: str | Path
+    model: MLP, train: tuple, val: tuple | None, run_dir: str | Path, data: tuple | None = None
 ) -> dict[str, np.ndarray]:
     """Draw a run's pictures of ``model`` into ``run_dir``/figures/ (on :func:`shown_digits`),
     and return each rendered image by file stem. ``train``, ``val``: ((m, n) images, (m,)
-    digits); a trained network alone and a sweep's network both report through this."""
+    digits); ``data``: all the data file's digits, in its order, for the 100 random digits
+    (default: ``train`` then ``val``). A trained network alone and a sweep's network both report
+    through this."""
     shown, digits = shown_digits(train, val)
-    figures = run_figures(model, *shown, run_dir, digits, train_X=train[0])
+    if data is None:
+        parts = [train] if val is None else [train, val]
+        data = tuple(np.concatenate([numpy_rows(p[i]) for p in parts]) for i in (0, 1))
+    figures = run_figures(model, *shown, run_dir, digits, train_X=train[0], data=data)
     images = {name: render(figure) for name, figure in figures.items()}
     for name, image in images.items():
         save_png(image, Path(run_dir) / FIGURES / f"{name}.png")
@@ -372,6 +378,7 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
     png = io.BytesIO()
-    PIL.Image.fromarray(image).save(png, format="PNG", optimize=True)
+    # not optimize=True: a few per cent smaller for four times the time
+    PIL.Image.fromarray(image).save(png, format="PNG")
     write_atomically(path, png.getbuffer())  # a reader never sees half a PNG
     return path

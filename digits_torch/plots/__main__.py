@@ -50,15 +50,17 @@ def main(argv: list[str] | None = None) -> list[Path]:
         path = Path(args.path)
         trained = load_trained(path)
         model, run_dir = trained.model, trained.run_dir
-        X, y, digits, train_X = _data_for(run_dir, args.data)
+        X, y, digits, train_X, data = _data_for(run_dir, args.data)
         if X.shape[1] != model.input_size:
             data = args.data or ("the run's data" if run_dir else "the shipped digits")
             problem = f"takes {model.input_size} pixels, but {data} have {X.shape[1]}"
             raise UserError(problem, path)
-        figures.update(run_figures(model, X, y, run_dir, digits, train_X))
+        # a run's own figures/ holds its 100 random digits: drawn again with the rest
+        data = data if run_dir is not None else None
+        figures.update(run_figures(model, X, y, run_dir, digits, train_X, data=data))
         if run_dir is not None and not args.out:
             out = run_dir / FIGURES
-    if args.digits:
+    if args.digits and "digits" not in figures:
         figures["digits"] = digits_grid(*load_digits(args.data))
     # Into a run's own figures/: as its one writer, so never into a run still training.
     into_run = args.path is not None and run_dir is not None and not args.out
@@ -84,22 +86,23 @@ def _lock(run_dir: Path) -> RunLock:
 
 def _data_for(
     run_dir: Path | None, data: str | None
-) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None, tuple]:
     """--data if given; for a run, the digits its own figures show (its validation split if
-    any). Returns (X, y), their name for the titles, and the run's training digits (else None,
-    and no unit is called dead)."""
+    any). Returns (X, y), their name for the titles, the run's training digits (else None,
+    and no unit is called dead), and all the digits of the file (X, y) in its order."""
     if data is not None or run_dir is None or not (run_dir / CONFIG).exists():
         X, y = load_digits(data)
-        return X, y, "digits" if data is None else f"digits of {Path(data).name}", None
+        named = "digits" if data is None else f"digits of {Path(data).name}"
+        return X, y, named, None, (X, y)
     run_data = read_config(run_dir).get("data")  # checked: a config this package can use
     X, y = load_digits(run_data)
     split = read_split(run_dir)
     if split is None or len(split[1]) == 0:
-        return X, y, "training digits", X
+        return X, y, "training digits", X, (X, y)
     train, val = split
     if max(train.max(initial=0), val.max()) >= len(y):
         raise UserError(f"its split names rows past the {len(y)} of {run_data}", run_dir)
-    return X[val], y[val], "validation digits", X[train]
+    return X[val], y[val], "validation digits", X[train], (X, y)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ model's predictions, and the words that say what a picture shows."""
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +20,9 @@ from ..read_files import parse_json, read_bytes
 from ..runs import METRICS
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.image import FigureImage
 
 __all__ = [
     "DPI",
@@ -26,11 +30,12 @@ __all__ = [
     "digits_named",
     "first_layer",
     "grid_shape",
-    "image_grid",
     "ink_scale",
     "numpy_rows",
     "predict",
-    "show_digit",
+    "tile_grid",
+    "title_layer",
+    "TileGrid",
     "training_labels",
     "weight_limit",
 ]
@@ -59,33 +64,173 @@ def grid_shape(count: int) -> tuple[int, int]:
     return math.ceil(count / cols), cols
 
 
-def image_grid(
-    count: int, tile: float, title_lines: int = 0, colorbar: bool = False
-) -> tuple[Figure, list]:
-    """A figure holding ``count`` bare square axes of ``tile`` inches, row by row.
+@dataclass
+class TileGrid:
+    """A grid of square tiles drawn as one composed image with one Axes (see :func:`tile_grid`).
 
-    Placed by hand rather than by a layout engine: the sizes are known, and constrained layout
-    would double the time to draw a grid. At 100 dpi a 0.6 inch tile draws each of a 20 x 20
-    digit's pixels 3 screen pixels wide. ``colorbar`` leaves room on the right for one.
+    ``image`` is the composed picture, placed on the page pixel for pixel, and ``titles`` the
+    tiles' titles over it (:func:`title_layer`); ``ax`` lies over both, its data coordinates
+    the image's pixels (x right, y down), and holds the frames; ``boxes`` are each tile's (left,
+    top, size) in those pixels, row by row.
     """
-    rows, cols = grid_shape(count)
-    gap, title, top = 0.05, 0.16 * title_lines, 0.4  # inches; top: room for the suptitle
-    cell = tile + gap
-    grid_width, bar = cols * cell + gap, (1.2 if colorbar else 0.0)  # bar, ticks and label
-    width, height = max(grid_width + bar, 4.5), top + rows * (cell + title)
+
+    figure: Figure
+    ax: Axes
+    image: FigureImage
+    titles: FigureImage | None
+    boxes: list[tuple[int, int, int]]
+
+    def frame(self, k: int, colour: str = "red") -> None:
+        """A border around tile k, drawn over its edge."""
+        from matplotlib.patches import Rectangle
+
+        left, top, size = self.boxes[k]
+        box = Rectangle((left, top), size, size, fill=False, edgecolor=colour, linewidth=2.5)
+        box.set_clip_on(False)
+        self.ax.add_patch(box)
+
+    def suptitle(self, text: str, **kwargs) -> None:
+        """The picture's title, its top 0.1 inch below the page's (a fraction would put a
+        second line over a tall picture's first row)."""
+        self.figure.suptitle(text, y=1 - 0.1 / self.figure.get_figheight(), va="top", **kwargs)
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """The tiles' extent in figure fractions: (x0, y0, x1, y1)."""
+        x0, y0, width, height = self.ax.get_position().bounds
+        right, bottom = self.ax.get_xlim()[1], self.ax.get_ylim()[0]  # the image's pixels
+        lefts, tops = [b[0] for b in self.boxes], [b[1] for b in self.boxes]
+        size = self.boxes[0][2]
+        return (
+            x0 + width * min(lefts) / right,
+            y0 + height * (1 - (max(tops) + size) / bottom),
+            x0 + width * (max(lefts) + size) / right,
+            y0 + height * (1 - min(tops) / bottom),
+        )
+
+
+def tile_grid(
+    rows: np.ndarray,
+    tile: float,
+    cmap: str,
+    limits: tuple[float, float],
+    titles: list[str] | None = None,
+    colorbar: bool = False,
+    suptitle_lines: int = 1,
+) -> TileGrid:
+    """``rows`` (count, side * side), each a column-major image, as one image of a grid of
+    upright tiles, row by row.
+
+    Each tile is ``tile`` inches square, its pixels sampled as Agg draws an image at that size
+    ("nearest"), with white gaps, and ``titles`` (one a tile, lines split by "\\n") above them.
+    One image and one Axes: an Axes per tile would cost matplotlib ~3 ms each to make and draw
+    (a 400-unit picture took seconds), and a Text per title ~1 ms. ``limits`` (low, high) is the
+    one grey scale of ``cmap``; ``colorbar`` leaves room on the right for one;
+    ``suptitle_lines`` sizes the room on top.
+    """
+    tiles = np.stack([to_image(row) for row in rows]) if len(rows) else np.zeros((0, 20, 20))
+    count, side = len(tiles), tiles.shape[-1]
+    grid_rows, cols = grid_shape(max(count, 1))
+    # All in whole pixels at DPI, so that the composed image maps 1:1 onto the page.
+    title_lines = max((t.count("\n") + 1 for t in titles), default=0) if titles else 0
+    size, gap, title = round(tile * DPI), 5, 16 * title_lines
+    top = 40 + 20 * max(suptitle_lines - 1, 0)  # room for the suptitle, a line more each
+    cell = size + gap
+    grid_width, bar = cols * cell + gap, (120 if colorbar else 0)  # bar, ticks and label
+    grid_height = grid_rows * (cell + title)
+    width, height = max(grid_width + bar, 450), top + grid_height
+    # NaN in the gaps, the tiles' values in their own dtype
+    mosaic = np.full((grid_height, grid_width), np.nan, np.result_type(tiles.dtype, np.float32))
+    sample = ((2 * np.arange(size) + 1) * side) // (2 * size)  # pixel centres, as "nearest"
+    big = tiles[:, sample][:, :, sample]
+    boxes = []
+    for k in range(max(count, 1)):  # none: one empty cell, for a word
+        row, col = divmod(k, cols)
+        left, y = gap + col * cell, row * (cell + title) + title
+        if k < count:
+            mosaic[y : y + size, left : left + size] = big[k]
+        boxes.append((left, y, size))
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    left0 = (width - bar - grid_width) / 2 + gap  # centred when the title sets the width
-    axes = []
-    for k in range(count):
-        row, col = divmod(k, cols)
-        left = left0 + col * cell
-        bottom = height - top - (row + 1) * (cell + title) + gap
-        ax = fig.add_axes((left / width, bottom / height, tile / width, tile / height))
-        ax.set_axis_off()
-        axes.append(ax)
-    return fig, axes
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    left0 = (width - bar - grid_width) // 2  # centred when the title sets the width
+    # Placed pixel for pixel, not resampled: drawing takes a few milliseconds at any size.
+    gaps = colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))  # the page's white shows through
+    image = _place(fig, np.ma.masked_invalid(mosaic), left0, cmap=gaps, zorder=-1)  # under all
+    image.set_clim(*limits)
+    # The Axes over it, in its pixels (x right, y down), holds the titles and the frames.
+    ax = fig.add_axes((left0 / width, 0, grid_width / width, grid_height / height))
+    ax.set(xlim=(0, grid_width), ylim=(grid_height, 0))
+    ax.set_axis_off()
+    words = None
+    if titles:
+        layer = title_layer(boxes, titles, mosaic.shape)
+        words = _place(fig, layer, left0)
+    return TileGrid(fig, ax, image, words, boxes)
+
+
+def _place(fig: Figure, pixels: np.ndarray, left: int, **kwargs) -> FigureImage:
+    """``pixels`` (rows top to bottom) on the page at (``left``, 0) pixels, one to one."""
+    from matplotlib.image import FigureImage
+
+    class _Pixels(FigureImage):
+        """A FigureImage drawn unresampled where the page is drawn at the figure's dpi: its
+        array is then already the page's pixels, and matplotlib's resampling (the identity,
+        "nearest" at 1:1) took nearly all of a grid's drawing time. The same pixels either way
+        (tests/test_plots.py renders both)."""
+
+        def make_image(self, renderer, magnification=1.0, unsampled=False):
+            same = renderer.dpi == self.get_figure(root=True).dpi
+            return super().make_image(renderer, magnification, unsampled=same)
+
+    image = _Pixels(fig, offsetx=left, offsety=0, origin="lower", **kwargs)
+    image.set_array(pixels[::-1])  # "lower": the last row at the bottom, as unresampled draws
+    image.set_interpolation("nearest")
+    fig.images.append(image)
+    image._remove_method = fig.images.remove
+    return image
+
+
+TITLE_POINTS = 9  # a tile's title
+
+
+def title_layer(boxes: list[tuple[int, int, int]], titles: list[str], shape: tuple) -> np.ndarray:
+    """Black ink of each tile's title, centred 2 points above it (as an Axes title sits), as an
+    RGBA (shape, 4) uint8 layer to lay over the tiles; the last line's baseline there."""
+    layer = np.zeros((*shape, 4), dtype=np.uint8)
+    step = round(1.2 * TITLE_POINTS * DPI / 72)  # baseline to baseline, as a Text spaces lines
+    for (left, top, size), text in zip(boxes, titles):
+        baseline = top - round(2 * DPI / 72)
+        for up, line in enumerate(reversed(text.split("\n"))):
+            ink, above = _line_ink(line, TITLE_POINTS)  # rows above the baseline
+            y = baseline - up * step - above
+            x = left + size // 2 - ink.shape[1] // 2
+            alpha = layer[y : y + ink.shape[0], x : x + ink.shape[1], 3]
+            np.maximum(alpha, ink[: alpha.shape[0], : alpha.shape[1]], out=alpha)
+    return layer
+
+
+@functools.cache
+def _line_ink(text: str, points: float) -> tuple[np.ndarray, int]:
+    """One line of text in the default font as Agg draws it: its coverage, (rows, cols) uint8,
+    and how many of its rows lie above the baseline. (FreeType straight, as Agg's own text
+    drawing does, without an Artist's layout: a hundredth of the time.)"""
+    from matplotlib.backends.backend_agg import get_hinting_flag
+
+    font = _font(points)
+    font.set_text(text, 0.0, flags=get_hinting_flag())
+    font.draw_glyphs_to_bitmap(antialiased=True)
+    ink = np.asarray(font.get_image()).copy()
+    return ink, ink.shape[0] - round(font.get_descent() / 64)
+
+
+def _font(points: float):
+    from matplotlib.font_manager import FontProperties, findfont, get_font
+
+    font = get_font(findfont(FontProperties()))
+    font.clear()
+    font.set_size(points, DPI)
+    return font
 
 
 def ink_scale(rows: np.ndarray) -> tuple[float, float]:
@@ -98,11 +243,6 @@ def ink_scale(rows: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     white, black = float(np.median(rows)), float(rows.max())
     return white, black if black > white else white + 1.0
-
-
-def show_digit(ax, row: np.ndarray, scale: tuple[float, float]) -> None:
-    """Draw one digit upright, dark ink on white."""
-    ax.imshow(to_image(row), cmap="gray_r", vmin=scale[0], vmax=scale[1], interpolation="nearest")
 
 
 def weight_limit(weights: np.ndarray) -> float:
