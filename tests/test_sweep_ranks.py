@@ -239,7 +239,8 @@ def test_a_bad_flag_is_said_by_rank_0_alone(tmp_path, run_entry, monkeypatch):
     """In-process, as rank 1 of a job would meet it (argparse fails before any rank joins)."""
     args = _args(tmp_path / "runs", "--epochz", "3")
     assert run_entry(lambda: sweep.main(args)).stderr.startswith("error: unrecognized arguments")
-    monkeypatch.setenv("RANK", "1")
+    for key, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)  # as torchrun sets them for rank 1 of two
     ran = run_entry(lambda: sweep.main(args))
     assert (ran.code, ran.stderr) == (2, "")
 
