@@ -117,7 +117,7 @@ def test_plots_takes_a_run_and_a_model_file(
     arg, reference = _model_arg(name, trained_run)
     paths = plots.main([arg, "--data", str(small_digits), "--out", str(tmp_path)])
     is_run = name in ("run directory", "run name")
-    assert len(paths) == (4 if is_run else 3)  # a run's learning curves too
+    assert len(paths) == (5 if is_run else 3)  # a run's learning curves and 100 digits too
     drawn = np.asarray(PIL.Image.open(tmp_path / "hidden_units.png"))
     np.testing.assert_array_equal(drawn, render(hidden_units(reference)))
 

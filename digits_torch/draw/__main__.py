@@ -1,13 +1,14 @@
 """``python -m digits_torch.draw [MODEL] [--port N] [--host H] [--no-browser]``: the page.
 
-Serves the draw-a-digit page (:mod:`digits_torch.draw`) until Ctrl-C, on 127.0.0.1 at a free
-port unless told otherwise; prints its address and opens it in the browser.
+Serves the draw-a-digit page (:mod:`digits_torch.draw`) until Ctrl-C (or SIGTERM), on 127.0.0.1
+at a free port unless told otherwise; prints its address and opens it in the browser.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import threading
 import webbrowser
 
@@ -47,12 +48,18 @@ def main(argv: list[str] | None = None) -> None:
     show(f"digits-draw: {server.reader.name} at {server.url}  (Ctrl-C stops)")
     if not args.no_browser:
         threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
+    # Ctrl-C and SIGTERM stop it, also where the process started with Ctrl-C ignored (a
+    # background job of a shell without job control), which Python then leaves ignored
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, signal.default_int_handler) for signum in stops}
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         show("stopped")
     finally:
         server.server_close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _parser() -> ArgumentParser:

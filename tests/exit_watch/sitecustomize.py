@@ -26,7 +26,10 @@ def gloo_threads() -> list[str]:
 
 
 def _say() -> None:
-    print(f"rank {os.environ['RANK']}: gloo threads at exit: {gloo_threads()}", file=sys.stderr)
+    # one write, newline and all: another rank's line cannot land inside it
+    line = f"rank {os.environ['RANK']}: gloo threads at exit: {gloo_threads()}\n"
+    sys.stderr.flush()
+    os.write(sys.stderr.fileno(), line.encode())
 
 
 if "RANK" in os.environ:  # a rank torchrun started, not torchrun itself
