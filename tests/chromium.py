@@ -10,9 +10,11 @@ sees real pointer events, as from a mouse.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -60,6 +62,7 @@ class Browser:
             stderr=subprocess.DEVNULL,
             close_fds=False,  # fds 3 and 4 must reach Chromium
             preexec_fn=pipes_as_3_and_4,
+            start_new_session=True,  # its own process group: close() ends its helpers too
         )
         os.close(to_browser)
         os.close(from_browser)
@@ -86,8 +89,19 @@ class Browser:
         self.close()
 
     def close(self) -> None:
-        self._process.kill()
+        """End the browser and every process it started (renderers, utilities: killing the main
+        process alone leaves them writing into the profile while it is removed), then remove
+        the profile."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
         self._process.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the last of the group is gone
+            try:
+                os.killpg(self._process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.02)
         for fd in (self._commands, self._replies):
             os.close(fd)
         self._profile.cleanup()
