@@ -20,8 +20,11 @@ def gloo_threads() -> list[str]:
     """The names of this process's threads that belong to gloo (its TCP loop, its workers)."""
     names = []
     for task in os.listdir(TASKS):
-        with open(os.path.join(TASKS, task, "comm")) as comm:
-            names.append(comm.read().strip())
+        try:
+            with open(os.path.join(TASKS, task, "comm")) as comm:
+                names.append(comm.read().strip())
+        except FileNotFoundError:  # a thread that ended since the listing: not running
+            continue
     return sorted(name for name in names if "gloo" in name)
 
 
