@@ -6,9 +6,9 @@ The server (``digits_torch.draw``, the shipped model) runs in this process on on
 as ``digits-draw`` does; the client sends, one after another over one keep-alive connection as
 the page does, the PNG the page sends for a drawn 7 (140 x 140, black strokes on white), and
 times each request from sending it to having parsed the answer: reading the image, making it into
-the input (``digits_torch.images``), the forward pass and the JSON, both ways through loopback
-HTTP. Median, 90th percentile and extremes, in milliseconds, over ``--requests`` timed requests
-after ``--warmup`` untimed ones.
+the input (``digits_torch.images.images``), the forward pass and the JSON, both ways through
+loopback HTTP. Median, 90th percentile and extremes, in milliseconds, over ``--requests`` timed
+requests after ``--warmup`` untimed ones.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 
-from digits_torch.draw.__main__ import serve
+from digits_torch.cli.draw import serve
 from digits_torch.errors import ArgumentParser, exit_on_error
 
 

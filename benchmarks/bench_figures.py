@@ -45,7 +45,7 @@ import torch
 
 from digits_torch import MLP, fit, load_digits, make_config, plots
 from digits_torch.errors import ArgumentParser, exit_on_error
-from digits_torch.runs import read_split
+from digits_torch.store.runs import read_split
 
 LRS = "0.0005,0.001,0.002,0.004"
 L2S = ",".join(f"{v:g}" for v in np.geomspace(1e-6, 1e-1, 16))
@@ -94,7 +94,7 @@ def sweep_process(
     epochs: int, pictures: list[str], logdir: str, grid: tuple[str, str]
 ) -> tuple[float, float]:
     """Wall and CPU seconds of one whole sweep process over ``grid`` (lr values, l2 values)."""
-    command = [sys.executable, "-m", "digits_torch.sweep", "--preset", "seed"]
+    command = [sys.executable, "-m", "digits_torch", "sweep", "--preset", "seed"]
     command += ["--grid", f"lr={grid[0]}", "--grid", f"l2={grid[1]}", "--epochs", str(epochs)]
     command += ["--quiet", "--device", "cpu", "--logdir", logdir, *pictures]
     before = _children_cpu()

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from digits_torch.data import load_digits
+from digits_torch.core.data import load_digits
 from digits_torch.errors import ArgumentParser, UserError, exit_on_error
-from digits_torch.runs import read_history
+from digits_torch.store.runs import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")

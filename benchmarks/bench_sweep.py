@@ -10,14 +10,14 @@ In one process, on the shipped 5,000 digits, for each K and each recipe:
   a cosine schedule, a 20 % validation split); each as K networks that *share* a seed (lr and
   l2 vary, so every network sees the same batches: one wide product) and K that *differ* in seed
   (each its own batches: batched products);
-* ``sweep``: :class:`digits_torch.stacked.Stack` alone, the engine of ``python -m
-  digits_torch.sweep`` (no files): ``--epochs`` timed epochs after one untimed;
+* ``sweep``: :class:`digits_torch.sweep.stack.Stack` alone, the engine of ``python -m
+  digits_torch.sweep.sweep`` (no files): ``--epochs`` timed epochs after one untimed;
 * ``solo``: ``fit`` on the same configs one after another, by fit's own training clock
   (files included); solo and sklearn costs do not depend on K, so they are measured on
   ``--solo`` networks and reported per network-epoch;
 * ``sklearn``: ``MLPClassifier(solver="sgd")`` with the article's settings (article recipe only);
 * ``floor``: only the matrix products of the K-network epoch (the same shapes, random numbers);
-* ``memory``: the stack's estimate (:func:`digits_torch.stacked.memory_needed`), and on CUDA the
+* ``memory``: the stack's estimate (:func:`digits_torch.sweep.plan.memory_needed`), and on CUDA the
   peak the allocator saw; on CPU the process's peak RSS so far.
 
 On CUDA it adds K = 1024 of the article's recipe over 1,000 epochs (the issue's 10 s target)
@@ -38,12 +38,12 @@ import numpy as np
 import torch
 
 from digits_torch import fit, load_digits, make_config
-from digits_torch.devices import resolve_device
 from digits_torch.errors import ArgumentParser, exit_on_error
-from digits_torch.run_setup import read_digits, set_up
-from digits_torch.stack_plan import memory_needed
-from digits_torch.stacked import Stack
-from digits_torch.trainee import Trainee
+from digits_torch.runtime.devices import resolve_device
+from digits_torch.sweep.plan import memory_needed
+from digits_torch.sweep.stack import Stack
+from digits_torch.train.run_setup import read_digits, set_up
+from digits_torch.train.trainee import Trainee
 
 RECIPES = {"article": "seed", "default": "tuned"}
 

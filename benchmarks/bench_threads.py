@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from digits_torch.config import DEFAULT_PRESET
+from digits_torch.config.config import DEFAULT_PRESET
 from digits_torch.errors import ArgumentParser, exit_on_error
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -50,13 +50,13 @@ import torch
 from torch import nn
 
 from digits_torch import MLP, TrainConfig, load_digits, make_config
-from digits_torch.config import DEFAULT_PRESET
-from digits_torch.cudagraph import EpochGraph
-from digits_torch.devices import resolve_device
-from digits_torch.epochs import run_batches, train_epoch
+from digits_torch.config.config import DEFAULT_PRESET
 from digits_torch.errors import ArgumentParser, exit_on_error
-from digits_torch.run_setup import make_optimizer
-from digits_torch.training import fit
+from digits_torch.fast.cudagraph import EpochGraph
+from digits_torch.runtime.devices import resolve_device
+from digits_torch.train.epochs import run_batches, train_epoch
+from digits_torch.train.run_setup import make_optimizer
+from digits_torch.train.training import fit
 
 BATCH, HIDDEN, LR, MOMENTUM, L2 = 200, 25, 0.001, 0.9, 1e-4
 ROOT = Path(__file__).resolve().parents[1]

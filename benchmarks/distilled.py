@@ -26,8 +26,8 @@ import torch
 
 from digits_torch import fit, make_config
 from digits_torch.plots import dead_units
-from digits_torch.run_setup import set_up
-from digits_torch.runs import read_history, read_metrics
+from digits_torch.store.runs import read_history, read_metrics
+from digits_torch.train.run_setup import set_up
 
 
 def _seeds(text: str) -> list[int]:

@@ -28,7 +28,7 @@ logdir=$(mktemp -d)
 {
     torchrun --standalone --nproc-per-node "$gpus" train.py --preset seed --device cuda \
         --logdir "$logdir" --no-figures
-    torchrun --standalone --nproc-per-node "$gpus" -m digits_torch.sweep --preset seed \
+    torchrun --standalone --nproc-per-node "$gpus" -m digits_torch sweep --preset seed \
         --device cuda --logdir "$logdir" --grid l2=0,0.01,0.1,1 --seeds 0-1 --no-figures
     torchrun --standalone --nproc-per-node 2 train.py --preset seed --device cpu --epochs 50 \
         --logdir "$logdir" --no-figures

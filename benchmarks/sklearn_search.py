@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from digits_torch import load_digits
-from digits_torch.data import stratified_split
+from digits_torch.core.data import stratified_split
 from digits_torch.errors import ArgumentParser, exit_on_error
 
 # The best of the grid (run 2026-12-01, split seed 1; benchmarks/README.md has the table).

@@ -7,12 +7,12 @@ The public API::
     model = MLP(activation="sigmoid")     # logits for digits 0..9
 """
 
-from .checkpoints import load_model
-from .config import TrainConfig, make_config
-from .data import DigitsDataset, load_digits
+from .config.config import TrainConfig, make_config
+from .core.data import DigitsDataset, load_digits
+from .core.model import MLP
 from .errors import UserError
-from .model import MLP
-from .training import FitResult, fit, resume
+from .store.checkpoints import load_model
+from .train.training import FitResult, fit, resume
 
 __all__ = [
     "MLP",

@@ -15,14 +15,22 @@ __all__ = ["COMMANDS", "available", "main"]
 
 # (installed name, module whose main() it runs, what it does)
 COMMANDS: list[tuple[str, str, str]] = [
-    ("digits-train", "digits_torch.cli", "train a model; each run gets a directory under ./runs"),
-    ("digits-evaluate", "digits_torch.evaluate", "accuracy and loss of a trained model"),
-    ("digits-plots", "digits_torch.plots.__main__", "pictures of a run, checkpoint or weights"),
-    ("digits-compare", "digits_torch.compare", "scikit-learn's MLPClassifier beside ours"),
-    ("digits-predict", "digits_torch.predict", "the digit in each image of a file"),
-    ("digits-export", "digits_torch.export", "a trained model as a file other tools load"),
-    ("digits-sweep", "digits_torch.sweep", "train a grid of configs and rank them"),
-    ("digits-draw", "digits_torch.draw.__main__", "a page to draw a digit and watch it read"),
+    (
+        "digits-train",
+        "digits_torch.cli.train",
+        "train a model; each run gets a directory under ./runs",
+    ),
+    ("digits-evaluate", "digits_torch.inference.evaluate", "accuracy and loss of a trained model"),
+    ("digits-plots", "digits_torch.cli.plots", "pictures of a run, checkpoint or weights"),
+    ("digits-compare", "digits_torch.cli.compare", "scikit-learn's MLPClassifier beside ours"),
+    ("digits-predict", "digits_torch.inference.predict", "the digit in each image of a file"),
+    (
+        "digits-export",
+        "digits_torch.inference.export",
+        "a trained model as a file other tools load",
+    ),
+    ("digits-sweep", "digits_torch.sweep.sweep", "train a grid of configs and rank them"),
+    ("digits-draw", "digits_torch.cli.draw", "a page to draw a digit and watch it read"),
 ]
 
 

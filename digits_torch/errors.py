@@ -59,7 +59,7 @@ class UserError(ValueError):
     """A problem the user can fix. ``str(err)`` is the whole message, without ``error:``.
 
     Under torchrun every rank meets the same user errors, so rank 0 alone says them; an error
-    that is one rank's own sets ``every_rank`` (:mod:`digits_torch.distributed`).
+    that is one rank's own sets ``every_rank`` (:mod:`digits_torch.runtime.distributed`).
     """
 
     every_rank = False
@@ -145,7 +145,7 @@ def _lead_process() -> bool:
     """Whether this process speaks for its job: torchrun's rank 0, or a process on its own
     (every rank of a job meets the same bad flags and user errors). Without WORLD_SIZE a
     process is on its own, whatever RANK a shell left set (it trains alone, as
-    :func:`~digits_torch.distributed.job_ranks` says)."""
+    :func:`~digits_torch.runtime.distributed.job_ranks` says)."""
     return "WORLD_SIZE" not in os.environ or os.environ.get("RANK", "0") == "0"
 
 
@@ -276,10 +276,12 @@ def plain_text(doc: str) -> str:
     return re.sub(r"``([^`]*)``", r"\1", _REST_ROLE.sub(r"\1", doc))
 
 
-def program_name(command: str, module: str) -> str:
+def program_name(command: str) -> str:
     """How a command was started, for its ``--help``: its installed name (``digits-train``)
-    when ``sys.argv[0]`` is that script, else the ``python -m`` form of ``module``."""
-    return command if Path(sys.argv[0]).stem == command else f"python -m {module}"
+    when ``sys.argv[0]`` is that script, else its ``python -m digits_torch NAME`` form."""
+    if Path(sys.argv[0]).stem == command:
+        return command
+    return f"python -m digits_torch {command.removeprefix('digits-')}"
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -15,8 +15,8 @@ preset's epochs. The same two runs from the command line::
 
 (``--stop-on train_loss``: with no digits held out there is no validation accuracy to watch;
 with patience 0 it only names what would be watched, and every epoch is trained.) The file's
-metadata holds the model card (:mod:`digits_torch.model_card`): the recipe, the accuracies, the
-data's SHA-256, the input layout, the label order, the package and torch versions.
+metadata holds the model card (:mod:`digits_torch.inference.model_card`): the recipe, the
+accuracies, the data's SHA-256, the input layout, the label order, the package and torch versions.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from digits_torch import fit, make_config
-from digits_torch.checkpoints import load_model, save_safetensors
-from digits_torch.config import TrainConfig
-from digits_torch.model_card import model_card
+from digits_torch.config.config import TrainConfig
+from digits_torch.inference.model_card import model_card
+from digits_torch.store.checkpoints import load_model, save_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "digits_torch" / "assets" / "digits-400-25-10.safetensors"

@@ -22,7 +22,7 @@ import tempfile
 import torch
 
 from digits_torch import fit, make_config
-from digits_torch.config import DEFAULT_PRESET, PRESETS
+from digits_torch.config.config import DEFAULT_PRESET, PRESETS
 
 
 def measure(preset: str, seed: int, val_fraction: float, device: str) -> dict:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the Chromium driver the page tests us
 
 from chromium import Browser  # noqa: E402
 
-from digits_torch.draw.__main__ import serve  # noqa: E402
+from digits_torch.cli.draw import serve  # noqa: E402
 
 SEVEN = [(0.22, 0.2), (0.78, 0.2), (0.42, 0.86)]  # a 7, as shares of the pad's width and height
 

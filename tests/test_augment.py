@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from digits_torch.augment import affine, elastic_field, random_affine
-from digits_torch.data import to_image
+from digits_torch.core.data import to_image
+from digits_torch.recipes.augment import affine, elastic_field, random_affine
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from digits_torch import MLP, fit, make_config
-from digits_torch.backprop import loss_and_gradients
-from digits_torch.losses import data_loss, smoothed_targets
+from digits_torch.core.losses import data_loss, smoothed_targets
+from digits_torch.fast.backprop import loss_and_gradients
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh", "identity"])

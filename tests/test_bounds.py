@@ -11,7 +11,8 @@ import pytest
 import scipy.io
 import torch
 
-from digits_torch import TrainConfig, UserError, cli, make_config
+from digits_torch import TrainConfig, UserError, make_config
+from digits_torch.cli import train as cli
 
 # (flags, the problem the error line must state). --data and --logdir are set by the test.
 BAD_FLAGS = [

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from digits_torch.data import default_data_path
+from digits_torch.core.data import default_data_path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_dataset.py"
 

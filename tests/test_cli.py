@@ -13,15 +13,19 @@ from pathlib import Path
 
 import pytest
 
-import digits_torch.run_setup
-from digits_torch import TrainConfig, cli, compare, make_config, sweep
+import digits_torch.train.run_setup
+from digits_torch import TrainConfig, make_config
 from digits_torch import __main__ as commands
+from digits_torch.cli import compare
+from digits_torch.cli import train as cli
+from digits_torch.config import arguments
+from digits_torch.config.presets import PRESET_WORDS, PRESETS
 from digits_torch.errors import redraw_interval
-from digits_torch.evaluate import evaluate
-from digits_torch.evaluate import main as evaluate_main
-from digits_torch.presets import PRESET_WORDS, PRESETS
-from digits_torch.runs import read_split, run_label
-from digits_torch.training import FitResult
+from digits_torch.inference.evaluate import evaluate
+from digits_torch.inference.evaluate import main as evaluate_main
+from digits_torch.store.runs import read_split, run_label
+from digits_torch.sweep import sweep
+from digits_torch.train.training import FitResult
 
 
 @pytest.fixture
@@ -159,7 +163,7 @@ def test_the_closing_table_labels_its_figures_and_says_what_next(tmp_path, small
     lines = out.strip().splitlines()
     assert lines[-3:-1] == [  # distilled: cosine, cannot train longer: no --resume
         f"  tensorboard --logdir {tmp_path}",
-        f"  python -m digits_torch.evaluate {run}",
+        f"  python -m digits_torch evaluate {run}",
     ]
     assert lines[-4] == f"metrics: {run / 'metrics.json'}"  # --no-figures: no figures row
     assert "--resume" not in out
@@ -262,7 +266,7 @@ def test_ctrl_c_during_start_up_exits_130_without_a_traceback(tmp_path, base, mo
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(digits_torch.run_setup, "load_digits", interrupted)
+    monkeypatch.setattr(digits_torch.train.run_setup, "load_digits", interrupted)
     with pytest.raises(SystemExit) as exit_:
         cli.main(base)
     assert exit_.value.code == 130
@@ -292,7 +296,7 @@ def test_the_closing_table_suggests_resume_only_where_it_trains_longer(
 def test_help_groups_every_flag_and_wraps_the_presets(capsys, monkeypatch):
     """Every field is in one --help group (a new field must be placed); the presets block fits
     100 columns and says what each preset is; the sweep's own flags come first."""
-    grouped = [name for names in cli.GROUPS.values() for name in names]
+    grouped = [name for names in arguments.GROUPS.values() for name in names]
     assert sorted(grouped) == sorted(f.name for f in dataclasses.fields(TrainConfig))
     assert len(grouped) == len(set(grouped))
     assert set(PRESET_WORDS) == set(PRESETS)
@@ -302,7 +306,7 @@ def test_help_groups_every_flag_and_wraps_the_presets(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 100
     titles = [line[:-1] for line in out.splitlines() if line and line[0] != " " and line[-1] == ":"]
-    assert titles[1:-1] == list(cli.GROUPS)  # after "options:", before "presets (...):"
+    assert titles[1:-1] == list(arguments.GROUPS)  # after "options:", before "presets (...):"
     assert "the article's MLPClassifier recipe" in out.split("\n  seed")[1].split("\n  ")[0]
     with pytest.raises(SystemExit):
         sweep.run_command(["--help"])
@@ -317,8 +321,8 @@ def test_help_names_the_command_as_it_was_started(monkeypatch):
     assert cli.build_parser().prog == "digits-train"
     monkeypatch.setattr(sys, "argv", ["/checkout/train.py"])
     assert cli.build_parser().prog == "train.py"
-    monkeypatch.setattr(sys, "argv", ["/checkout/digits_torch/cli.py"])
-    assert cli.build_parser().prog == "python -m digits_torch.cli"
+    monkeypatch.setattr(sys, "argv", ["/checkout/digits_torch/__main__.py", "train"])
+    assert cli.build_parser().prog == "python -m digits_torch train"
 
 
 def test_evaluates_help_is_plain_text_and_compares_shows_its_defaults(capsys):
@@ -334,7 +338,7 @@ def test_evaluates_help_is_plain_text_and_compares_shows_its_defaults(capsys):
 
 
 def test_python_m_digits_torch_lists_the_commands_and_runs_one(capsys, trained_run):
-    # (python -m digits_torch.cli trains in test_tensorboard.py; the wheel's listing runs in
+    # (python -m digits_torch train trains in test_tensorboard.py; the wheel's listing runs in
     # test_package.py: here in-process, without starting another interpreter.)
     assert commands.main([]) == 0
     listed = capsys.readouterr().out.splitlines()

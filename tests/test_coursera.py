@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from digits_torch import MLP, UserError
-from digits_torch.coursera import (
+from digits_torch.reference.coursera import (
     check_gradients,
     cost,
     cost_and_gradient,

@@ -1,4 +1,4 @@
-"""digits_torch.data on the shipped dataset and on every kind of bad file."""
+"""digits_torch.core.data on the shipped dataset and on every kind of bad file."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import scipy.io
 import torch
 
 from digits_torch import DigitsDataset, UserError, load_digits
-from digits_torch.data import stratified_split, to_image
+from digits_torch.core.data import stratified_split, to_image
 
 
 def test_default_dataset_has_ex4_layout(digits):
@@ -25,7 +25,7 @@ def test_default_dataset_has_ex4_layout(digits):
 
 
 def test_default_file_stores_coursera_labels():
-    from digits_torch.data import default_data_path
+    from digits_torch.core.data import default_data_path
 
     raw = scipy.io.loadmat(default_data_path())
     assert raw["X"].dtype == np.float64 and raw["X"].shape == (5000, 400)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digits_torch.backprop import autograd_gradients, loss_and_gradients
-from digits_torch.dead_units import (
+from digits_torch.core.model import MLP, glorot_bound
+from digits_torch.fast.backprop import autograd_gradients, loss_and_gradients
+from digits_torch.recipes.dead_units import (
     REVIVED_BIAS,
     never_active,
     revival_due,
     revival_generator,
     revive,
 )
-from digits_torch.distillation import Soft, distillation_loss, objective, soft_targets
-from digits_torch.model import MLP, glorot_bound
+from digits_torch.recipes.distillation import Soft, distillation_loss, objective, soft_targets
 
 
 @pytest.fixture

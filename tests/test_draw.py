@@ -22,12 +22,12 @@ import PIL.ImageDraw
 import pytest
 from test_predict import png_of_size  # a PNG header claiming any size, and no pixels
 
-from digits_torch.data import to_image
-from digits_torch.draw.__main__ import main, serve
+from digits_torch.cli.draw import main, serve
+from digits_torch.core.data import to_image
 from digits_torch.draw.reader import image_bytes_to_input
 from digits_torch.draw.server import MAX_BODY
-from digits_torch.model_card import shipped_model
-from digits_torch.predict import predict_images
+from digits_torch.inference.model_card import shipped_model
+from digits_torch.inference.predict import predict_images
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = ROOT / "digits_torch" / "draw" / "static"
@@ -262,7 +262,7 @@ def test_fifty_concurrent_requests_each_get_their_own_answer(server, digits):
 
 
 def test_the_command_serves_until_ctrl_c(tmp_path):
-    command = [sys.executable, "-m", "digits_torch.draw", "--no-browser"]
+    command = [sys.executable, "-m", "digits_torch", "draw", "--no-browser"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -286,7 +286,7 @@ def test_the_command_serves_until_ctrl_c(tmp_path):
 def test_a_port_in_use_is_one_error_line(server):
     port = server.server_address[1]
     ran = subprocess.run(
-        [sys.executable, "-m", "digits_torch.draw", "--no-browser", "--port", str(port)],
+        [sys.executable, "-m", "digits_torch", "draw", "--no-browser", "--port", str(port)],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
     )  # fmt: skip
     assert ran.returncode == 2

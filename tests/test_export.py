@@ -1,5 +1,5 @@
-"""digits_torch.export: each format read back gives the original model's outputs, on the shipped
-digits; safetensors through load_model, ONNX through onnxruntime, Theta .mat through
+"""digits_torch.inference.export: each format read back gives the original model's outputs, on the
+shipped digits; safetensors through load_model, ONNX through onnxruntime, Theta .mat through
 load_weights."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import safetensors.torch
 import torch
 
 from digits_torch import MLP, UserError, fit, load_model, make_config
-from digits_torch.checkpoints import load_checkpoint
-from digits_torch.coursera import load_weights
-from digits_torch.export import export_model, main
-from digits_torch.trained import load_trained
+from digits_torch.inference.export import export_model, main
+from digits_torch.inference.loading import load_trained
+from digits_torch.reference.coursera import load_weights
+from digits_torch.store.checkpoints import load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from digits_torch import backprop, fit, make_config, optimizers, run_setup
-from digits_torch.model import MLP
+from digits_torch import fit, make_config
+from digits_torch.core.model import MLP
+from digits_torch.fast import backprop
+from digits_torch.optim import optimizers
+from digits_torch.train import run_setup
 
 
 def _train(tmp_path, name: str, **overrides):

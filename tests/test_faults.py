@@ -29,10 +29,11 @@ import pytest
 import torch
 from tqdm import tqdm
 
-from digits_torch import cli, resume
-from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
-from digits_torch.runs import read_history
-from digits_torch.training import TEACHERS
+from digits_torch import resume
+from digits_torch.cli import train as cli
+from digits_torch.store.checkpoints import BEST, LATEST, load_checkpoint
+from digits_torch.store.runs import read_history
+from digits_torch.train.teachers import TEACHERS
 
 EPOCHS = 20
 BUDGET = 0.003  # seconds between checkpoints: a few epochs of these runs
@@ -158,7 +159,7 @@ def test_disk_full_at_the_first_checkpoint_leaves_no_run(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr("digits_torch.files.open", full, raising=False)
+    monkeypatch.setattr("digits_torch.store.files.open", full, raising=False)
     ran = run_entry(lambda: cli.main(["--data", str(small_digits), "--logdir", str(tmp_path)]))
     assert ran.code == 2 and len(ran.stderr.splitlines()) == 1, ran.stderr
     assert re.fullmatch(  # the default's first checkpoint is its teacher's
@@ -212,7 +213,7 @@ def test_disk_full_during_tensorboard_writes_is_one_line(tmp_path, small_digits,
 
 _FORKSERVER = multiprocessing.get_context("forkserver")
 # torch.optim imports torch._dynamo on first use (2 s here): import it once, in the server too.
-_FORKSERVER.set_forkserver_preload(["digits_torch.cli", "torch._dynamo"])
+_FORKSERVER.set_forkserver_preload(["digits_torch.cli.train", "torch._dynamo"])
 
 
 class _Training:
@@ -258,7 +259,7 @@ def _train_main(argv: list[str], stderr_path: str, file_size_limit: int | None) 
     # tqdm's default lock is a multiprocessing semaphore, which the fork server's resource
     # tracker would report as leaked by every killed process; a thread lock does here.
     tqdm.set_lock(threading.RLock())
-    from digits_torch import cli
+    from digits_torch.cli import train as cli
 
     cli.main(argv)
 

@@ -7,9 +7,9 @@ import io
 import torch
 
 from digits_torch import fit, make_config, resume
-from digits_torch.checkpoints import load_checkpoint
-from digits_torch.cli import build_parser
-from digits_torch.fmincg import Fmincg
+from digits_torch.cli.train import build_parser
+from digits_torch.optim.fmincg import Fmincg
+from digits_torch.store.checkpoints import load_checkpoint
 
 
 def _rosenbrock(p: torch.nn.Parameter):

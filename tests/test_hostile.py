@@ -38,10 +38,10 @@ import scipy.sparse
 import torch
 
 from digits_torch import MLP
-from digits_torch.checkpoints import load_checkpoint, save_checkpoint
-from digits_torch.data import default_data_path
-from digits_torch.data import load_digits as _load_shipped
-from digits_torch.runs import read_history, read_split
+from digits_torch.core.data import default_data_path
+from digits_torch.core.data import load_digits as _load_shipped
+from digits_torch.store.checkpoints import load_checkpoint, save_checkpoint
+from digits_torch.store.runs import read_history, read_split
 
 DATA, WEIGHTS, CHECKPOINT = "data", "weights", "checkpoint"
 OK = "OK"
@@ -528,15 +528,19 @@ class EntryPoint:
 TRAIN = ("--logdir", "{scratch}/runs", "--epochs", "2", "--quiet", "--no-figures",
          "--device", "cpu")
 MORE = ("--epochs", "4", "--quiet", "--device", "cpu")  # the finished run has 3 epochs
-EVALUATE, TRAIN_PY = "digits_torch.evaluate", "digits_torch.cli"
+EVALUATE, TRAIN_PY = "digits_torch.inference.evaluate", "digits_torch.cli.train"
 ENTRY_POINTS = [
-    EntryPoint("load_digits", DATA, api("digits_torch.data:load_digits"), loaded_digits),
+    EntryPoint("load_digits", DATA, api("digits_torch.core.data:load_digits"), loaded_digits),
     EntryPoint("train --data", DATA, cli(TRAIN_PY, "--data", "{file}", *TRAIN), trained),
     EntryPoint(EVAL_DATA, DATA, cli(EVALUATE, "{run}", "--data", "{file}", "--device", "cpu"),
                evaluated),
     EntryPoint(RESUME_DATA, DATA, with_data(cli(TRAIN_PY, "--resume", "{run}", *MORE)), trained),
-    EntryPoint("load_weights", WEIGHTS, api("digits_torch.coursera:load_weights"), loaded_weights),
-    EntryPoint("load_model", CHECKPOINT, api("digits_torch.checkpoints:load_model"), loaded_model),
+    EntryPoint(
+        "load_weights", WEIGHTS, api("digits_torch.reference.coursera:load_weights"), loaded_weights
+    ),
+    EntryPoint(
+        "load_model", CHECKPOINT, api("digits_torch.store.checkpoints:load_model"), loaded_model
+    ),
     EntryPoint(EVAL_CKPT, CHECKPOINT, cli(EVALUATE, "{file}", "--device", "cpu"), evaluated),
     EntryPoint(EVAL_RUN, CHECKPOINT, in_run("best.pt", cli(EVALUATE, "{run}", "--device", "cpu")),
                evaluated_in_run),
@@ -615,7 +619,7 @@ REAL_PROCESSES = [
     (
         "evaluate CHECKPOINT",
         "pickle carrying code (torch file)",
-        ["-m", "digits_torch.evaluate", "{file}"],
+        ["-m", "digits_torch", "evaluate", "{file}"],
     ),
     (RESUME, "truncated", ["train.py", "--resume", "{run}"]),
 ]

@@ -20,10 +20,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from digits_torch import cli, compare, evaluate, resume
-from digits_torch.checkpoints import BEST, LATEST, load_checkpoint, save_checkpoint
-from digits_torch.plots import __main__ as plots_main
-from digits_torch.runs import read_history
+from digits_torch import resume
+from digits_torch.cli import compare
+from digits_torch.cli import plots as plots_main
+from digits_torch.cli import train as cli
+from digits_torch.inference import evaluate
+from digits_torch.store.checkpoints import BEST, LATEST, load_checkpoint, save_checkpoint
+from digits_torch.store.runs import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 

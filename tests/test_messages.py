@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-import digits_torch.run_log
-from digits_torch import evaluate, fit, make_config, sweep
-from digits_torch.cli import main as cli_main
-from digits_torch.runs import METRICS, RunLock
-from digits_torch.training import teacher_config
+import digits_torch.store.run_log
+from digits_torch import fit, make_config
+from digits_torch.cli.train import main as cli_main
+from digits_torch.inference import evaluate
+from digits_torch.store.runs import METRICS, RunLock
+from digits_torch.sweep import sweep
+from digits_torch.train.teachers import teacher_config
 
 
 def test_a_stray_rank_without_a_world_size_still_says_its_errors(monkeypatch, run_entry):
@@ -110,7 +112,7 @@ def test_an_interrupted_sweep_says_one_way_to_resume(small_digits, tmp_path, mon
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(digits_torch.run_log.RunLog, "log_hparams", interrupted)
+    monkeypatch.setattr(digits_torch.store.run_log.RunLog, "log_hparams", interrupted)
     argv = ["--preset", "seed", "--optimizer", "adam", "--epochs", "2", "--data", str(small_digits)]
     with pytest.raises(SystemExit) as exit_info:
         sweep.main([*argv, "--quiet", "--no-figures", "--device", "cpu", "--logdir", str(tmp_path)])
@@ -118,7 +120,7 @@ def test_an_interrupted_sweep_says_one_way_to_resume(small_digits, tmp_path, mon
     (sweep_dir,) = tmp_path.iterdir()
     err = capfd.readouterr().err
     assert err.count("resume with") == 1, err
-    assert f"resume with: python -m digits_torch.sweep --resume {sweep_dir}" in err
+    assert f"resume with: python -m digits_torch sweep --resume {sweep_dir}" in err
 
 
 def _left(folder: Path, trained_run: Path, *extra: str) -> Path:

@@ -1,4 +1,4 @@
-"""digits_torch.model: shapes, activations, the two reference initialisations."""
+"""digits_torch.core.model: shapes, activations, the two reference initialisations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from digits_torch import MLP, load_digits, make_config
-from digits_torch.config import DEFAULT_PRESET
+from digits_torch.config.config import DEFAULT_PRESET
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh", "identity"])

@@ -1,6 +1,6 @@
 """Every command that takes a model takes every file that holds one, through one loader
-(:func:`digits_torch.trained.load_trained`): a run directory, a run's name under runs/, its
-best.pt or checkpoint.pt, a safetensors export, ex4's Theta1/Theta2 .mat. And each refuses what
+(:func:`digits_torch.inference.loading.load_trained`): a run directory, a run's name under runs/,
+its best.pt or checkpoint.pt, a safetensors export, ex4's Theta1/Theta2 .mat. And each refuses what
 holds none in the same one line."""
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ import PIL.Image
 import pytest
 import torch
 
-from digits_torch import evaluate, export, load_digits, predict
-from digits_torch.checkpoints import load_model
-from digits_torch.coursera import cost, load_weights, save_weights
-from digits_torch.data import to_image
-from digits_torch.model import MLP
-from digits_torch.plots import __main__ as plots
+from digits_torch import load_digits
+from digits_torch.cli import plots as plots
+from digits_torch.core.data import to_image
+from digits_torch.core.model import MLP
+from digits_torch.inference import evaluate, export, predict
+from digits_torch.inference.loading import MODEL_FILES, Trained, load_trained
 from digits_torch.plots import hidden_units, render
-from digits_torch.trained import MODEL_FILES, Trained, load_trained
+from digits_torch.reference.coursera import cost, load_weights, save_weights
+from digits_torch.store.checkpoints import load_model
 
 
 @pytest.fixture(scope="module")

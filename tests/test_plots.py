@@ -15,11 +15,11 @@ from matplotlib.image import FigureImage
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from digits_torch import MLP, UserError, fit, load_model, make_config, plots
-from digits_torch.coursera import save_weights
-from digits_torch.data import stratified_split, to_image
+from digits_torch.cli.plots import main as plots_main
+from digits_torch.core.data import stratified_split, to_image
 from digits_torch.plots import drawing
-from digits_torch.plots.__main__ import main as plots_main
-from digits_torch.runs import RunLock, read_history
+from digits_torch.reference.coursera import save_weights
+from digits_torch.store.runs import RunLock, read_history
 
 FIGURES = {"digits.png", "hidden_units.png", "mistakes.png", "confusion.png", "learning_curves.png"}
 
@@ -342,9 +342,9 @@ def test_image_every_zero_logs_no_images_during_training(tmp_path):
 
 
 def cli(*args):
-    """``python -m digits_torch.plots ARGS`` as a process of its own."""
+    """``python -m digits_torch plots ARGS`` as a process of its own."""
     return subprocess.run(
-        [sys.executable, "-m", "digits_torch.plots", *map(str, args)],
+        [sys.executable, "-m", "digits_torch", "plots", *map(str, args)],
         capture_output=True,
         text=True,
     )

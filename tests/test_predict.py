@@ -1,6 +1,6 @@
-"""digits_torch.images and digits_torch.predict: digits drawn here with Pillow, as people draw or
-photograph them, read by a model trained here; the shipped digits through the image path; bad
-image files, each beside a good one."""
+"""digits_torch.images.images and digits_torch.inference.predict: digits drawn here with Pillow, as
+people draw or photograph them, read by a model trained here; the shipped digits through the image
+path; bad image files, each beside a good one."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ import torch
 from PIL import ImageDraw, ImageFilter
 
 from digits_torch import MLP, UserError, fit, make_config
-from digits_torch.data import to_image
-from digits_torch.image_files import MAX_PIXELS
-from digits_torch.images import frame_to_row, preprocess_image
-from digits_torch.predict import Prediction, main, predict_images
-from digits_torch.trained import Trained, load_trained
+from digits_torch.core.data import to_image
+from digits_torch.images.image_files import MAX_PIXELS
+from digits_torch.images.images import frame_to_row, preprocess_image
+from digits_torch.inference.loading import Trained, load_trained
+from digits_torch.inference.predict import Prediction, main, predict_images
 
 # ------------------------------------------------------------------------------ drawing digits
 

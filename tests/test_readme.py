@@ -20,14 +20,14 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 OTHERS = {"pip", "tensorboard", "cd", "export", "git", "bash", "OUT=gpu-check", "make"}
 # The package's commands, by how a page starts them.
 MODULES = {
-    "train.py": "digits_torch.cli",
-    "digits-train": "digits_torch.cli",
-    "digits-evaluate": "digits_torch.evaluate",
-    "digits-plots": "digits_torch.plots.__main__",
-    "digits-compare": "digits_torch.compare",
-    "digits-predict": "digits_torch.predict",
-    "digits-export": "digits_torch.export",
-    "digits-sweep": "digits_torch.sweep",
+    "train.py": "digits_torch.cli.train",
+    "digits-train": "digits_torch.cli.train",
+    "digits-evaluate": "digits_torch.inference.evaluate",
+    "digits-plots": "digits_torch.cli.plots",
+    "digits-compare": "digits_torch.cli.compare",
+    "digits-predict": "digits_torch.inference.predict",
+    "digits-export": "digits_torch.inference.export",
+    "digits-sweep": "digits_torch.sweep.sweep",
 }
 
 

@@ -10,17 +10,17 @@ import pytest
 import torch
 
 from digits_torch import fit, make_config
-from digits_torch.bounds import BACKPROPS, DTYPES, MONITORS, OPTIMIZERS
-from digits_torch.config import PRESETS, ROLES, TrainConfig, fields_with, preset_differences
+from digits_torch.config.bounds import BACKPROPS, DTYPES, MONITORS, OPTIMIZERS
+from digits_torch.config.config import PRESETS, ROLES, TrainConfig, fields_with, preset_differences
+from digits_torch.core.losses import LOSSES
+from digits_torch.core.model import ACTIVATIONS, INITS
 from digits_torch.errors import UserError
-from digits_torch.losses import LOSSES
-from digits_torch.model import ACTIVATIONS, INITS
-from digits_torch.run_files import hparams_of
-from digits_torch.schedule import SCHEDULES
-from digits_torch.sklearn_exact import SKLEARN_FIELDS
-from digits_torch.stack_plan import stack_key
-from digits_torch.sweep import parse_grid
-from digits_torch.training import _NOT_TRAINING, _resumable
+from digits_torch.optim.schedule import SCHEDULES
+from digits_torch.reference.sklearn_exact import SKLEARN_FIELDS
+from digits_torch.sweep.plan import stack_key
+from digits_torch.sweep.sweep import parse_grid
+from digits_torch.train.run_files import hparams_of
+from digits_torch.train.training import _NOT_TRAINING, _resumable
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 TYPES = typing.get_type_hints(TrainConfig)

@@ -1,5 +1,5 @@
 """No command writes over a file a run or a sweep keeps (issue 32, item 1): every file in
-:mod:`digits_torch.run_contents`'s one list, through every command that writes a file the user
+:mod:`digits_torch.store.run_contents`'s one list, through every command that writes a file the user
 names (``evaluate --json``, ``compare --json``, ``predict --json``, ``export``, ``plots --out``).
 Each refusal is one ``error:`` line, exit 2, before any work, and changes no file."""
 
@@ -13,9 +13,11 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from digits_torch import compare, evaluate, export, fit, make_config, predict
-from digits_torch.plots import __main__ as plots_main
-from digits_torch.run_contents import RUN_FILES, SWEEP_FILES, TEACHER, owner_of
+from digits_torch import fit, make_config
+from digits_torch.cli import compare
+from digits_torch.cli import plots as plots_main
+from digits_torch.inference import evaluate, export, predict
+from digits_torch.store.run_contents import RUN_FILES, SWEEP_FILES, TEACHER, owner_of
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,12 @@ from digits_torch import (
     make_config,
     resume,
 )
-from digits_torch.checkpoints import load_checkpoint
-from digits_torch.cli import main as train_main
-from digits_torch.compare import main as compare_main
-from digits_torch.data import stratified_split
-from digits_torch.evaluate import evaluate
-from digits_torch.model import MLP
-from digits_torch.sklearn_exact import (
+from digits_torch.cli.compare import main as compare_main
+from digits_torch.cli.train import main as train_main
+from digits_torch.core.data import stratified_split
+from digits_torch.core.model import MLP
+from digits_torch.inference.evaluate import evaluate
+from digits_torch.reference.sklearn_exact import (
     SKLEARN_FIELDS,
     RandomStream,
     SklearnSGD,
@@ -35,6 +34,7 @@ from digits_torch.sklearn_exact import (
     log_loss,
     output_digits,
 )
+from digits_torch.store.checkpoints import load_checkpoint
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402

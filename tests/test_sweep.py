@@ -24,28 +24,20 @@ from conftest import write_subset
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tqdm import tqdm
 
-from digits_torch import (
-    TrainConfig,
-    UserError,
-    cli,
-    evaluate,
-    fit,
-    load_digits,
-    load_model,
-    make_config,
-    plots,
-    sweep,
-    sweep_report,
-)
-from digits_torch.checkpoints import BEST, LATEST, load_checkpoint
-from digits_torch.interrupts import StopRequests
-from digits_torch.loop import OneNetwork, train_epochs
-from digits_torch.run_setup import read_digits, set_up
-from digits_torch.runs import read_history, read_split
-from digits_torch.stack_plan import memory_needed, stack_key
-from digits_torch.stacked import Stack
-from digits_torch.sweep_train import PROGRESS
-from digits_torch.trainee import Trainee
+from digits_torch import TrainConfig, UserError, fit, load_digits, load_model, make_config, plots
+from digits_torch.cli import train as cli
+from digits_torch.inference import evaluate
+from digits_torch.runtime.interrupts import StopRequests
+from digits_torch.store.checkpoints import BEST, LATEST, load_checkpoint
+from digits_torch.store.runs import read_history, read_split
+from digits_torch.sweep import report as sweep_report
+from digits_torch.sweep import sweep
+from digits_torch.sweep.plan import memory_needed, stack_key
+from digits_torch.sweep.stack import Stack
+from digits_torch.sweep.train import PROGRESS
+from digits_torch.train.run_loop import OneNetwork, train_epochs
+from digits_torch.train.run_setup import read_digits, set_up
+from digits_torch.train.trainee import Trainee
 
 ROOT = Path(__file__).resolve().parents[1]
 # what a network's figures/ holds once drawn
@@ -554,7 +546,7 @@ def test_parse_grid_and_seeds():
 
 def _sweep_process(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "digits_torch.sweep", *args],
+        [sys.executable, "-m", "digits_torch", "sweep", *args],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from digits_torch import cli, sweep
-from digits_torch.checkpoints import LATEST, load_checkpoint
-from digits_torch.runs import RunLock, read_history
-from digits_torch.sweep_train import PROGRESS, SIDE
+from digits_torch.cli import train as cli
+from digits_torch.store.checkpoints import LATEST, load_checkpoint
+from digits_torch.store.runs import RunLock, read_history
+from digits_torch.sweep import sweep
+from digits_torch.sweep.train import PROGRESS, SIDE
 
 EPOCHS = 3
 
@@ -236,7 +237,7 @@ def _disk_full_at(monkeypatch, name: str, write: int) -> None:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr("digits_torch.files.open", full, raising=False)
+    monkeypatch.setattr("digits_torch.store.files.open", full, raising=False)
 
 
 def test_a_full_disk_mid_save_undoes_the_save_and_the_sweep_resumes(

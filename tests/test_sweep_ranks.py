@@ -1,4 +1,4 @@
-"""Sweeps over ranks: ``torchrun --nproc_per_node=2 -m digits_torch.sweep`` writes the sweep one
+"""Sweeps over ranks: ``torchrun --nproc_per_node=2 -m digits_torch sweep`` writes the sweep one
 process writes, is stopped and resumed with another world size, and says whose an error is.
 
 Real processes: torchrun starts two CPU ranks (gloo on loopback), one thread each, importing
@@ -25,9 +25,10 @@ import pytest
 from conftest import gloo_threads_at_exit, with_exit_watch, write_subset
 
 import digits_torch
-from digits_torch import UserError, sweep
-from digits_torch.runs import METRICS
-from digits_torch.sweep_train import PROGRESS, commit_file
+from digits_torch import UserError
+from digits_torch.store.runs import METRICS
+from digits_torch.sweep import sweep
+from digits_torch.sweep.train import PROGRESS, commit_file
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 pytestmark = pytest.mark.skipif(
@@ -73,8 +74,15 @@ def _killed_args(data: Path, logdir: Path) -> list[str]:
 
 def _command(nproc: int) -> list[str]:
     if nproc == 1:
-        return [sys.executable, "-m", "digits_torch.sweep"]
-    return [str(TORCHRUN), "--standalone", f"--nproc_per_node={nproc}", "-m", "digits_torch.sweep"]
+        return [sys.executable, "-m", "digits_torch", "sweep"]
+    return [
+        str(TORCHRUN),
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "digits_torch",
+        "sweep",
+    ]
 
 
 def _torchrun(args: list[str], cwd: Path, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -179,7 +187,7 @@ def test_a_two_rank_sweep_stopped_resumes_in_one_process(
     process.send_signal(signal.SIGTERM)  # torchrun passes it on to every rank
     process.wait(timeout=120)  # torchrun's own status is 1 (its traceback), the ranks' 130
     stderr = (tmp_path / "stderr.txt").read_text()
-    hint = f"resume with: torchrun --nproc-per-node 2 -m digits_torch.sweep --resume {sweep_dir}"
+    hint = f"resume with: torchrun --nproc-per-node 2 -m digits_torch sweep --resume {sweep_dir}"
     assert stderr.count("interrupted; resume with") == 1 and hint in stderr, stderr
     assert not (sweep_dir / "results.csv").exists()
     assert sweep.run_command(["--resume", str(sweep_dir), "--quiet"]) == sweep_dir

@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 from conftest import one_error
 
-from digits_torch import cli, compare, fit, make_config, sweep
-from digits_torch.training import TEACHERS
+from digits_torch import fit, make_config
+from digits_torch.cli import compare
+from digits_torch.cli import train as cli
+from digits_torch.sweep import sweep
+from digits_torch.train.teachers import TEACHERS
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
@@ -108,7 +111,7 @@ def test_two_ranks_that_need_one_teacher_train_it_once(tmp_path, small_digits):
     """Both ranks' networks distil from seed 0's teacher: one rank trains it, the other waits
     (it was: rank 1 'in use by another process', and the job ended)."""
     args = _args(small_digits, tmp_path / "sweeps", "--teacher-preset", "teacher")
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "digits_torch.sweep"]
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "digits_torch", "sweep"]
     ran = subprocess.run(
         [*command, *args, "--grid", "l2=0,0.1", "--grid", "lr=0.05,0.1"],
         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,

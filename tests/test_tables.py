@@ -11,15 +11,19 @@ import re
 import torch
 from torch.optim.lr_scheduler import StepLR
 
-from digits_torch import MLP, TrainConfig, bounds, cli, make_config, optimizers, sweep
-from digits_torch.backprop import BACKWARD, FORWARD_INPLACE, OUTPUT_ERRORS, effective_backprop
-from digits_torch.losses import LOSSES
-from digits_torch.model import ACTIVATIONS
-from digits_torch.presets import PRESETS
-from digits_torch.runs import read_history
-from digits_torch.schedule import SCHEDULES, make_scheduler
-from digits_torch.stack_math import STACK_ERRORS, STACK_VAL_LOSSES
-from digits_torch.training import NO_TEACHER, ROUGH_SECONDS
+from digits_torch import MLP, TrainConfig, make_config
+from digits_torch.cli import train as cli
+from digits_torch.config import bounds
+from digits_torch.config.presets import PRESETS
+from digits_torch.core.losses import LOSSES
+from digits_torch.core.model import ACTIVATIONS
+from digits_torch.fast.backprop import BACKWARD, FORWARD_INPLACE, OUTPUT_ERRORS, effective_backprop
+from digits_torch.optim import optimizers
+from digits_torch.optim.schedule import SCHEDULES, make_scheduler
+from digits_torch.store.runs import read_history
+from digits_torch.sweep import sweep
+from digits_torch.sweep.arithmetic import STACK_ERRORS, STACK_VAL_LOSSES
+from digits_torch.train.teachers import NO_TEACHER, ROUGH_SECONDS
 
 
 def test_the_tables_and_their_users_agree():

@@ -12,13 +12,14 @@ import sys
 import pytest
 import torch
 
-import digits_torch.epochs
-from digits_torch import cli, fit, load_model, make_config, resume
-from digits_torch.checkpoints import LATEST, load_checkpoint
-from digits_torch.run_setup import TEACHER
-from digits_torch.runs import read_history
-from digits_torch.trained import load_trained
-from digits_torch.training import TEACHERS
+import digits_torch.train.epochs
+from digits_torch import fit, load_model, make_config, resume
+from digits_torch.cli import train as cli
+from digits_torch.inference.loading import load_trained
+from digits_torch.store.checkpoints import LATEST, load_checkpoint
+from digits_torch.store.runs import read_history
+from digits_torch.train.run_setup import TEACHER
+from digits_torch.train.teachers import TEACHERS
 
 
 def _config(data, logdir, **changes):
@@ -82,7 +83,7 @@ def test_a_teacher_preset_trains_on_the_students_split_once(tmp_path, small_digi
 
 def _stop_in_epoch_3(monkeypatch) -> None:
     """Ctrl-C in the teacher's 3rd epoch (its augmentation is the first thing an epoch does)."""
-    calls, real = [], digits_torch.epochs.random_affine
+    calls, real = [], digits_torch.train.epochs.random_affine
 
     def stop_in_epoch_3(*args, **kwargs):
         calls.append(1)
@@ -90,7 +91,7 @@ def _stop_in_epoch_3(monkeypatch) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(digits_torch.epochs, "random_affine", stop_in_epoch_3)
+    monkeypatch.setattr(digits_torch.train.epochs, "random_affine", stop_in_epoch_3)
 
 
 def test_a_stopped_teacher_is_resumed_not_trained_again(tmp_path, small_digits, monkeypatch):

@@ -17,13 +17,15 @@ import pytest
 import scipy.io
 from conftest import one_error
 
-from digits_torch import cli, evaluate, fit, make_config, resume
-from digits_torch.checkpoints import BEST, load_checkpoint, save_checkpoint
-from digits_torch.export import export_model
-from digits_torch.plots import __main__ as plots_main
-from digits_torch.run_contents import SPLIT, TEACHER
-from digits_torch.runs import RunLock
-from digits_torch.training import TEACHERS
+from digits_torch import fit, make_config, resume
+from digits_torch.cli import plots as plots_main
+from digits_torch.cli import train as cli
+from digits_torch.inference import evaluate
+from digits_torch.inference.export import export_model
+from digits_torch.store.checkpoints import BEST, load_checkpoint, save_checkpoint
+from digits_torch.store.run_contents import SPLIT, TEACHER
+from digits_torch.store.runs import RunLock
+from digits_torch.train.teachers import TEACHERS
 
 
 def _config(data, logdir, **changes):

@@ -25,9 +25,10 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from digits_torch import fit, make_config, sweep
-from digits_torch.run_log import DISTILLED_TRAIN_LOSS, trial_name
-from digits_torch.runs import read_history
+from digits_torch import fit, make_config
+from digits_torch.store.run_log import DISTILLED_TRAIN_LOSS, trial_name
+from digits_torch.store.runs import read_history
+from digits_torch.sweep import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["metrics/val_accuracy", "metrics/val_loss", "metrics/train_accuracy",
@@ -240,7 +241,7 @@ def test_a_running_run_is_in_the_hparams_tab(tmp_path, small_digits):
             "--no-figures", "--image-every", "0", "--device", "cpu",
             "--logdir", str(logdir)]  # fmt: skip
     training = subprocess.Popen(
-        [sys.executable, "-m", "digits_torch.cli", *argv],
+        [sys.executable, "-m", "digits_torch", "train", *argv],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ import json
 import torch
 
 from digits_torch import fit, make_config
-from digits_torch.threads import cpu_threads
+from digits_torch.runtime.threads import cpu_threads
 
 
 def test_cpu_threads_sets_the_count_inside_and_restores_it_after():

@@ -21,11 +21,11 @@ import torch
 from conftest import gloo_threads_at_exit, with_exit_watch
 
 from digits_torch import UserError, fit, make_config, resume
-from digits_torch.checkpoints import LATEST, load_run_file
-from digits_torch.devices import resolve_device
-from digits_torch.distributed import SOLO, Ranks, job_ranks
-from digits_torch.run_setup import set_up
-from digits_torch.runs import read_history
+from digits_torch.runtime.devices import resolve_device
+from digits_torch.runtime.distributed import SOLO, Ranks, job_ranks
+from digits_torch.store.checkpoints import LATEST, load_run_file
+from digits_torch.store.runs import read_history
+from digits_torch.train.run_setup import set_up
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")

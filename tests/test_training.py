@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import digits_torch.epochs
-import digits_torch.run_log
+import digits_torch.store.run_log
+import digits_torch.train.epochs
 from digits_torch import TrainConfig, UserError, fit, load_model, make_config, resume
-from digits_torch.checkpoints import load_checkpoint
-from digits_torch.cli import build_parser
-from digits_torch.cli import main as cli_main
-from digits_torch.config import DEFAULT_PRESET
-from digits_torch.evaluate import evaluate
-from digits_torch.runs import read_history
+from digits_torch.cli.train import build_parser
+from digits_torch.cli.train import main as cli_main
+from digits_torch.config.config import DEFAULT_PRESET
+from digits_torch.inference.evaluate import evaluate
+from digits_torch.store.checkpoints import load_checkpoint
+from digits_torch.store.runs import read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,8 +206,8 @@ def test_interrupted_run_with_schedule_and_augmentation_resumes_exactly(
             raise KeyboardInterrupt
         return augment(*args)
 
-    augment = digits_torch.epochs.random_affine
-    monkeypatch.setattr(digits_torch.epochs, "random_affine", stop_in_epoch_4)
+    augment = digits_torch.train.epochs.random_affine
+    monkeypatch.setattr(digits_torch.train.epochs, "random_affine", stop_in_epoch_4)
     with pytest.raises(KeyboardInterrupt):  # a checkpoint every epoch: 3 epochs are kept
         fit(make_config(logdir=str(tmp_path / "b"), checkpoint_every=0, **base))
     monkeypatch.undo()
@@ -383,10 +383,10 @@ def test_what_a_cuda_graph_replays_is_train_epoch_bit_for_bit():
     """run_batches over a filled index buffer, stepping with a tensor lr (the graph's epoch),
     against train_epoch; run on the CPU, where both paths can run eagerly."""
     from digits_torch import load_digits
-    from digits_torch.epochs import run_batches, train_epoch
-    from digits_torch.model import MLP
-    from digits_torch.optimizers import optimizer_step
-    from digits_torch.run_setup import make_optimizer
+    from digits_torch.core.model import MLP
+    from digits_torch.optim.optimizers import optimizer_step
+    from digits_torch.train.epochs import run_batches, train_epoch
+    from digits_torch.train.run_setup import make_optimizer
 
     X, y = (torch.from_numpy(a) for a in load_digits())
     X, y = X[:1000], y[:1000]
@@ -423,8 +423,8 @@ def test_what_a_cuda_graph_replays_is_train_epoch_bit_for_bit():
 @pytest.mark.parametrize(("momentum", "nesterov"), [(0.9, True), (0.9, False), (0.0, False)])
 def test_optimizer_step_shortcut_is_bit_for_bit_sgd_step(momentum, nesterov):
     """train_epoch's SGD shortcut against SGD.step(): same parameters, buffers and lr changes."""
-    from digits_torch.model import MLP
-    from digits_torch.optimizers import optimizer_step
+    from digits_torch.core.model import MLP
+    from digits_torch.optim.optimizers import optimizer_step
 
     def setup():
         model = MLP(400, (25,), 10, "relu", "glorot", torch.Generator().manual_seed(0))
@@ -458,8 +458,8 @@ def test_optimizer_step_shortcut_is_bit_for_bit_sgd_step(momentum, nesterov):
 
 
 def test_optimizer_step_of_other_optimizers_is_their_own_step():
-    from digits_torch.model import MLP
-    from digits_torch.optimizers import optimizer_step
+    from digits_torch.core.model import MLP
+    from digits_torch.optim.optimizers import optimizer_step
 
     model = MLP()
     for optimizer in (
@@ -470,11 +470,11 @@ def test_optimizer_step_of_other_optimizers_is_their_own_step():
 
 
 def test_every_valid_optimizer_name_makes_its_own_optimizer():
-    from digits_torch.bounds import OPTIMIZERS as NAMES
-    from digits_torch.fmincg import Fmincg
-    from digits_torch.model import MLP
-    from digits_torch.optimizers import OPTIMIZERS
-    from digits_torch.run_setup import make_optimizer
+    from digits_torch.config.bounds import OPTIMIZERS as NAMES
+    from digits_torch.core.model import MLP
+    from digits_torch.optim.fmincg import Fmincg
+    from digits_torch.optim.optimizers import OPTIMIZERS
+    from digits_torch.train.run_setup import make_optimizer
 
     assert NAMES is OPTIMIZERS  # config accepts exactly the table's keys
     kinds = {
@@ -491,10 +491,10 @@ def test_every_valid_optimizer_name_makes_its_own_optimizer():
 
 
 def test_a_cuda_graph_refuses_cpu_tensors():
-    from digits_torch.cudagraph import EpochGraph
-    from digits_torch.epochs import run_batches
-    from digits_torch.model import MLP
-    from digits_torch.run_setup import make_optimizer
+    from digits_torch.core.model import MLP
+    from digits_torch.fast.cudagraph import EpochGraph
+    from digits_torch.train.epochs import run_batches
+    from digits_torch.train.run_setup import make_optimizer
 
     config = make_config("seed", cuda_graph=True)
     model = MLP()
@@ -511,7 +511,7 @@ def test_ctrl_c_after_the_last_epoch_still_says_how_to_resume(tmp_path, monkeypa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(digits_torch.run_log.RunLog, "log_hparams", interrupted)
+    monkeypatch.setattr(digits_torch.store.run_log.RunLog, "log_hparams", interrupted)
     argv = ["--preset", "seed", "--epochs", "2", "--quiet", "--no-figures"]
     with pytest.raises(SystemExit) as exit_info:
         cli_main([*argv, "--logdir", str(tmp_path)])

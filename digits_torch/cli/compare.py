@@ -1,6 +1,6 @@
-"""``python -m digits_torch.compare``: the article's MLPClassifier beside our two versions of it.
+"""``python -m digits_torch compare``: the article's MLPClassifier beside our two versions of it.
 
-    python -m digits_torch.compare [--data FILE.mat] [--activations relu,logistic] [--device D]
+    python -m digits_torch compare [--data FILE.mat] [--activations relu,logistic] [--device D]
                                    [--epochs N] [--heldout F] [--threads N] [--logdir DIR]
                                    [--json OUT]
 
@@ -36,17 +36,17 @@ import scipy.io
 import torch
 from tqdm.auto import tqdm
 
-from . import sklearn_exact
-from .bounds import MAX_THREADS
-from .config import make_config
-from .data import default_data_path, load_digits, stratified_split
-from .devices import resolve_device
-from .errors import ArgumentParser, UserError, exit_on_error, program_name, show, writing
-from .events import EventFile
-from .files import output_path, write_json
-from .model import MLP
-from .runs import new_run_dir
-from .training import fit
+from ..config.bounds import MAX_THREADS
+from ..config.config import make_config
+from ..core.data import default_data_path, load_digits, stratified_split
+from ..core.model import MLP
+from ..errors import ArgumentParser, UserError, exit_on_error, program_name, show, writing
+from ..reference import sklearn_exact
+from ..runtime.devices import resolve_device
+from ..store.events import EventFile
+from ..store.files import output_path, write_json
+from ..store.runs import new_run_dir
+from ..train.training import fit
 
 __all__ = ["ARTICLE", "LOGDIR", "SYSTEMS", "compare", "format_table"]
 
@@ -359,7 +359,7 @@ def _threads(n: int | None):
 @exit_on_error
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = ArgumentParser(
-        prog=program_name("digits-compare", "digits_torch.compare"),
+        prog=program_name("digits-compare"),
         description="The article's scikit-learn MLPClassifier beside our sklearn-exact mode "
         "and our seed preset: accuracy, held-out accuracy, epochs and speed.",
     )
@@ -411,7 +411,3 @@ def main(argv: list[str] | None = None) -> list[dict]:
         write_json(json_out, json.loads((out / "results.json").read_text()))
     show(f"comparison: {out}\n  tensorboard --logdir {out}")
     return records
-
-
-if __name__ == "__main__":
-    main()

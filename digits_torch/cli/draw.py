@@ -1,4 +1,4 @@
-"""``python -m digits_torch.draw [MODEL] [--port N] [--host H] [--no-browser]``: the page.
+"""``python -m digits_torch draw [MODEL] [--port N] [--host H] [--no-browser]``: the page.
 
 Serves the draw-a-digit page (:mod:`digits_torch.draw`) until Ctrl-C (or SIGTERM), on 127.0.0.1
 at a free port unless told otherwise; prints its address and opens it in the browser.
@@ -14,10 +14,10 @@ import webbrowser
 
 import torch
 
+from ..draw.reader import Reader
+from ..draw.server import DrawServer
 from ..errors import ArgumentParser, UserError, exit_on_error, show
-from ..trained import MODEL_FILES
-from .reader import Reader
-from .server import DrawServer
+from ..inference.loading import MODEL_FILES
 
 __all__ = ["main", "serve"]
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m digits_torch.draw",
+        prog="python -m digits_torch draw",
         description="Serve a page to draw a digit on and watch the network read it: the 20 x 20 "
         "input it becomes, its 25 hidden units, its ten probabilities.",
     )
@@ -89,7 +89,3 @@ def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, not {text!r}")
     return int(text)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""``python -m digits_torch.plots PATH [--data FILE.mat] [--out DIR] [--digits]``
+"""``python -m digits_torch plots PATH [--data FILE.mat] [--out DIR] [--digits]``
 
 Draws the pictures of :mod:`digits_torch.plots` for a finished run, a checkpoint, or ex4's
 Theta1/Theta2 weights, and with ``--digits`` a grid of 100 digits of the data.
@@ -11,18 +11,18 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..data import load_digits
+from ..core.data import load_digits
 from ..errors import ArgumentParser, UserError, exit_on_error, program_name, show
-from ..files import output_path
-from ..runs import CONFIG, RunLock, read_config, read_split
-from ..trained import MODEL_FILES, load_trained
-from . import FIGURES, digits_grid, render, run_figures, save_png
+from ..inference.loading import MODEL_FILES, load_trained
+from ..plots import FIGURES, digits_grid, render, run_figures, save_png
+from ..store.files import output_path
+from ..store.runs import CONFIG, RunLock, read_config, read_split
 
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = ArgumentParser(
-        prog=program_name("digits-plots", "digits_torch.plots"),
+        prog=program_name("digits-plots"),
         description="Draw the pictures of a finished run, a checkpoint, or ex4's Theta1/Theta2 "
         ".mat (hidden units, mistakes, confusion; learning curves for a run), and with --digits "
         "a grid of 100 digits of the data.",
@@ -103,7 +103,3 @@ def _data_for(
     if max(train.max(initial=0), val.max()) >= len(y):
         raise UserError(f"its split names rows past the {len(y)} of {run_data}", run_dir)
     return X[val], y[val], "validation digits", X[train], (X, y)
-
-
-if __name__ == "__main__":
-    main()

@@ -13,47 +13,23 @@ A config is built in three layers, each overriding the one before: the preset's 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
 import textwrap
 import time
-import types
-import typing
 from pathlib import Path
 
-from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config
-from .config_files import read_config_file
-from .distributed import job_ranks
-from .errors import ArgumentParser, UserError, exit_on_error, program_name, show, shown_name
-from .interrupts import sigterm_interrupts
-from .plots import FIGURES
-from .presets import PRESET_WORDS
-from .runs import METRICS, find_run
-from .training import RESUME_MAY_CHANGE, FitResult, fit, resume
+from ..config.arguments import HELP_WIDTH, add_config_arguments, presets_help
+from ..config.config import DEFAULT_PRESET, TrainConfig, make_config
+from ..config.config_files import read_config_file
+from ..errors import ArgumentParser, UserError, exit_on_error, program_name, show, shown_name
+from ..plots import FIGURES
+from ..runtime.distributed import job_ranks
+from ..runtime.interrupts import sigterm_interrupts
+from ..store.runs import METRICS, find_run
+from ..train.training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # and for SIGTERM (kill, schedulers, containers): 143
-
-
-# --help's groups of flags, in order (as timm's train.py groups its own): every field is in one
-# (tests/test_cli.py checks), and --config and --resume are the run's.
-GROUPS: dict[str, tuple[str, ...]] = {
-    "run": ("preset", "device", "dtype", "threads", "backprop", "cuda_graph", "rank_timeout"),
-    "data": ("data", "seed", "val_fraction"),
-    "model": ("hidden", "activation", "init", "loss"),
-    "optimisation": (
-        *("optimizer", "epochs", "batch_size", "lr", "momentum", "nesterov", "schedule"),
-        *("power_t", "l2", "label_smoothing", "sklearn_exact", "stop_on", "tol", "patience"),
-    ),
-    "augmentation": ("aug_shift", "aug_rotate", "aug_scale", "aug_elastic"),
-    "distillation and dead units": (
-        *("teacher", "teacher_preset", "teacher_any_split"),
-        *("distill_temperature", "distill_weight"),
-        "revive_dead_units",
-    ),
-    "output": ("logdir", "name", "image_every", "figures", "quiet", "checkpoint_every"),
-}
-HELP_WIDTH = 100  # the presets' block is wrapped to this many columns
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,73 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def presets_help() -> str:
-    """--help's presets block: each preset, what it is, and how it differs from the default."""
-    default_values = make_config(DEFAULT_PRESET).to_dict()
-    lines = [f"presets (explicit flags override them; the defaults shown are {DEFAULT_PRESET}'s):"]
-    for name in PRESETS:  # each as its differences from the default preset
-        values = make_config(name).to_dict()
-        changed = [
-            f"{k}={v}" for k, v in values.items() if k != "preset" and v != default_values[k]
-        ]
-        text = f"{PRESET_WORDS[name]}: " + (", ".join(changed) or "the default")
-        lines += textwrap.wrap(
-            text,
-            HELP_WIDTH,
-            initial_indent=f"  {name:10}",
-            subsequent_indent=" " * 12,
-            break_on_hyphens=False,
-        )
-    return "\n".join(lines)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
-    """A flag for every :class:`TrainConfig` field, in :data:`GROUPS`, and ``--config``;
-    returns the groups by name (a command adds its own flags to them)."""
-    defaults = make_config(DEFAULT_PRESET)  # what a plain `python train.py` uses
-    hints = typing.get_type_hints(TrainConfig)
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    groups = {title: parser.add_argument_group(title) for title in GROUPS}
-    for title, names in GROUPS.items():
-        for name in names:
-            _add_field(groups[title], fields[name], hints[name], getattr(defaults, name))
-    groups["run"].add_argument(
-        "--config",
-        metavar="FILE",
-        help="JSON (or TOML, Python 3.11+) of field = value, e.g. a run's config.json: "
-        "overrides the preset, explicit flags override it",
-    )
-    return groups
-
-
-def _add_field(group, f: dataclasses.Field, kind, default) -> None:
-    """The flag of one config field (``batch_size`` -> ``--batch-size``), its help its meaning."""
-    flag = "--" + f.name.replace("_", "-")
-    shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-    help_text = f.metadata["help"] + ("" if shown in (None, "") else f" (default: {shown})")
-    if kind is bool:
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-    elif typing.get_origin(kind) is tuple:
-        items, metavar = typing.get_args(kind), f.metadata["metavar"]
-        nargs = "+" if items[-1] is Ellipsis else len(items)
-        group.add_argument(flag, type=items[0], nargs=nargs, metavar=metavar or "N", help=help_text)
-    else:
-        metavar = (f.metadata["metavar"] or (f.name.upper(),))[0]
-        group.add_argument(flag, type=_scalar_type(kind), metavar=metavar, help=help_text)
-
-
 def _prog() -> str:
-    """train.py, digits-train or python -m digits_torch.cli: as this process was started."""
+    """train.py, digits-train or python -m digits_torch train: as this process was started."""
     if Path(sys.argv[0]).name == "train.py":
         return "train.py"
-    return program_name("digits-train", "digits_torch.cli")
-
-
-def _scalar_type(kind):
-    """str for ``str | None``, else the annotation itself (int, float, str)."""
-    if isinstance(kind, types.UnionType):
-        return next(t for t in typing.get_args(kind) if t is not type(None))
-    return kind
+    return program_name("digits-train")
 
 
 @exit_on_error
@@ -211,7 +125,7 @@ def summary(
     width = max(12, *(len(name) for name, _ in rows))  # "last iteration" is wider than 12
     table = "\n".join(f"{name:>{width}}  {value}" for name, value in rows)
     installed = prog.startswith("digits-")
-    evaluate = "digits-evaluate" if installed else "python -m digits_torch.evaluate"
+    evaluate = "digits-evaluate" if installed else "python -m digits_torch evaluate"
     train = prog if installed or prog.startswith("python") else f"python {prog}"
     # a cosine schedule ends with its epochs, and a run that stopped early would stop again
     longer = config.schedule != "cosine" and m["stopped"] == "max_epochs"
@@ -247,7 +161,3 @@ def _pair(loss, accuracy, examples) -> str:
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-if __name__ == "__main__":
-    main()

@@ -1,5 +1,5 @@
 """Each config field's bound, and the rules that relate fields: the table
-:class:`~digits_torch.config.TrainConfig` checks in ``__post_init__``, as scikit-learn's
+:class:`~digits_torch.config.config.TrainConfig` checks in ``__post_init__``, as scikit-learn's
 ``_parameter_constraints``.
 
 One rule per field (:data:`FIELD_RULES`), then a few named rules across fields
@@ -19,11 +19,11 @@ from collections.abc import Callable
 
 import torch
 
-from .losses import LOSSES
-from .model import ACTIVATIONS, INITS
-from .optimizers import OPTIMIZERS
+from ..core.losses import LOSSES
+from ..core.model import ACTIVATIONS, INITS
+from ..optim.optimizers import OPTIMIZERS
+from ..optim.schedule import SCHEDULES
 from .presets import PRESETS
-from .schedule import SCHEDULES
 
 __all__ = [
     "ACTIVATION_ALIASES",

@@ -6,9 +6,9 @@
 Each field declares its roles beside its help text (:data:`ROLES`: a hyperparameter, names the
 run, may change on resume, may be swept, shared by a stack, ...), and every list of fields by
 role is derived from them (:func:`fields_with`). Its bound is a row of the table in
-:mod:`digits_torch.bounds`, checked in ``__post_init__`` with the rules across fields, so a bad
-value is one :class:`UserError` naming it; the presets are :mod:`digits_torch.presets`. Adding a
-field touches its line here, its bound, the code it affects, and its row of tests/test_bounds.py.
+:mod:`.bounds`, checked in ``__post_init__`` with the rules across fields, so a bad value is one
+:class:`UserError` naming it; the presets are :mod:`.presets`. Adding a field touches its line
+here, its bound, the code it affects, and its row of tests/test_bounds.py.
 
 The module runs past 400 lines: the fields with their help texts are one declarative
 description of a run, meant to be read at once.
@@ -23,6 +23,7 @@ import numbers
 import typing
 from dataclasses import dataclass, field
 
+from ..errors import UserError
 from .bounds import (
     ACTIVATION_ALIASES,
     CROSS_RULES,
@@ -32,7 +33,6 @@ from .bounds import (
     suggestion,
     training_memory,
 )
-from .errors import UserError
 from .presets import DEFAULT_PRESET, PRESETS
 
 __all__ = [
@@ -330,7 +330,7 @@ class TrainConfig:
 
     @property
     def augmentation(self) -> tuple:
-        """What :func:`~digits_torch.augment.random_affine` takes after the generator."""
+        """What :func:`~digits_torch.recipes.augment.random_affine` takes after the generator."""
         return (self.aug_shift, self.aug_rotate, self.aug_scale, self.aug_elastic)
 
     @property

@@ -7,9 +7,9 @@ import dataclasses
 import difflib
 from pathlib import Path
 
+from ..core.read_files import parse_json, parse_toml, read_bytes
+from ..errors import UserError
 from .config import TrainConfig, from_json, type_problem
-from .errors import UserError
-from .read_files import parse_json, parse_toml, read_bytes
 
 __all__ = ["close_field", "read_config_file"]
 

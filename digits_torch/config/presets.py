@@ -1,5 +1,6 @@
 """The presets: named sets of config defaults, which explicit settings override
-(:func:`digits_torch.config.make_config`, ``--preset``). docs/recipe.md says how each was chosen.
+(:func:`digits_torch.config.config.make_config`, ``--preset``). docs/recipe.md says how each was
+chosen.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import UserError, reading
+from ..errors import UserError, reading
 from .read_files import check_regular
 
 __all__ = [

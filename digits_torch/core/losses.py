@@ -5,7 +5,7 @@
   log-losses, averaged over examples.
 
 Either may take targets smoothed towards the uniform distribution (label smoothing). The L2 term
-is not part of a data loss: the objective adds it (:mod:`digits_torch.backprop`).
+is not part of a data loss: the objective adds it (:mod:`digits_torch.fast.backprop`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The multilayer perceptron: 400 -> 25 -> 10 by default, as in Coursera ML exercise 4.
 
 ``MLP(x)`` returns logits of shape (batch, num_classes); class index k is the digit k (Coursera's
-label 10 for the digit 0 is translated at the file boundary, in :mod:`digits_torch.coursera`).
+label 10 for the digit 0 is translated at the file boundary, in
+:mod:`digits_torch.reference.coursera`).
 
 Two reference initialisations are built in:
 
@@ -43,9 +44,9 @@ class MLP(nn.Module):
         init: ``"coursera"`` or ``"glorot"`` (see the module docstring).
 
     The defaults (sigmoid units, ex4's uniform +-0.12) are ex4's network, the one
-    :mod:`digits_torch.coursera` reads and scores, and the ``coursera`` preset trains; training's
-    default preset (``distilled``, as ``seed`` and ``tuned``) uses relu units with Glorot's
-    initialisation: ``MLP(activation="relu", init="glorot")``.
+    :mod:`digits_torch.reference.coursera` reads and scores, and the ``coursera`` preset trains;
+    training's default preset (``distilled``, as ``seed`` and ``tuned``) uses relu units with
+    Glorot's initialisation: ``MLP(activation="relu", init="glorot")``.
         generator: seeds the initialisation; ``None`` uses torch's global generator.
     """
 

@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import UserError, path_error
+from ..errors import UserError, path_error
 
 __all__ = [
     "MAX_TEXT_BYTES",

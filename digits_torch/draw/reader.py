@@ -4,9 +4,10 @@ response; a shipped digit or a mistake at random; the model's description.
     reader = Reader()                        # the shipped model; or Reader("runs/<run>")
     reader.predict_bytes(png_bytes)          # {"digit", "probabilities", "input", "hidden"}
 
-An uploaded image is read by the code that reads image files (:func:`~digits_torch.image_files.
-read_image`: the same formats, size limits and checks) and made into the input by
-:func:`~digits_torch.images.preprocess_image`, as ``digits-predict`` does: never a copy of either.
+An uploaded image is read by the code that reads image files
+(:func:`~digits_torch.images.image_files. read_image`: the same formats, size limits and checks) and
+made into the input by :func:`~digits_torch.images.images.preprocess_image`, as ``digits-predict``
+does: never a copy of either.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import load_digits
-from ..dead_units import never_active
+from ..core.data import load_digits
+from ..core.model import ACTIVATIONS
 from ..errors import UserError
-from ..image_files import read_image
-from ..images import preprocess_image
-from ..model import ACTIVATIONS
-from ..model_card import SHIPPED_MODEL, model_card, shipped_model
-from ..predict import checked_model
+from ..images.image_files import read_image
+from ..images.images import preprocess_image
+from ..inference.model_card import SHIPPED_MODEL, model_card, shipped_model
+from ..inference.predict import checked_model
+from ..recipes.dead_units import never_active
 
 __all__ = ["Reader", "image_bytes_to_input"]
 

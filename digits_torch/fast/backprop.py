@@ -18,10 +18,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from . import distillation
-from .distillation import Soft
-from .losses import data_loss, smoothed_targets
-from .model import MLP
+from ..core.losses import data_loss, smoothed_targets
+from ..core.model import MLP
+from ..recipes import distillation
+from ..recipes.distillation import Soft
 
 __all__ = [
     "BACKWARD",
@@ -94,13 +94,13 @@ def loss_and_gradients(
     with ``loss="softmax"`` the data loss is softmax cross-entropy, with ``loss="coursera"``
     ex4's sum of per-class sigmoid cross-entropies; either against targets smoothed by
     ``label_smoothing`` (see :func:`smoothed_targets`). With ``soft`` (softmax only), the
-    data loss is distillation's (:mod:`digits_torch.distillation`).
+    data loss is distillation's (:mod:`digits_torch.recipes.distillation`).
 
     Args:
         x: (b, n_in) inputs; y: (b,) class indices.
         soft: the teacher's (b, classes) soft targets of x, its temperature and weight.
         total: where x is one rank's share of a batch of ``total`` examples (data parallelism,
-            :mod:`digits_torch.data_parallel`): the objective and gradients divide by
+            :mod:`digits_torch.fast.data_parallel`): the objective and gradients divide by
             ``total``, not b, so that the shares' sum over the ranks is the whole batch's
             (each rank then passes its part of ``l2``). A share may be empty.
 

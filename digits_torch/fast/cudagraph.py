@@ -4,7 +4,7 @@ On a GPU this network's arithmetic is tiny. An epoch is 25 batches of about 25 k
 few microseconds of work, and launching a kernel from Python costs more than running it. A CUDA
 graph records the epoch's kernels once and replays them all with a single launch.
 
-A replay runs the kernels the eager epoch (:func:`~digits_torch.epochs.run_batches`) runs, on
+A replay runs the kernels the eager epoch (:func:`~digits_torch.train.epochs.run_batches`) runs, on
 the same tensors, so it computes the same numbers. What a graph cannot capture happens around
 it, before each replay:
 
@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 import torch
 
-from .model import MLP
-from .optimizers import optimizer_step
+from ..core.model import MLP
+from ..optim.optimizers import optimizer_step
 
 __all__ = ["EpochGraph"]
 
@@ -39,7 +39,7 @@ Batches = Callable[
 
 
 class EpochGraph:
-    """:func:`~digits_torch.epochs.train_epoch` for SGD on CUDA, as a graph (see above).
+    """:func:`~digits_torch.train.epochs.train_epoch` for SGD on CUDA, as a graph (see above).
 
     Args:
         model: the network, on a CUDA device.

@@ -2,8 +2,8 @@
 
 Every rank holds the whole dataset, the same initial model and the same random draws, so every
 rank shuffles (and distorts) the same batches. Each computes the gradients of its share of each
-batch (:meth:`~digits_torch.distributed.Ranks.share`); the shares' gradients are summed over the
-ranks, and every rank takes the same step. The run trains the network that one process trains,
+batch (:meth:`~digits_torch.runtime.distributed.Ranks.share`); the shares' gradients are summed over
+the ranks, and every rank takes the same step. The run trains the network that one process trains,
 with the same global batch, up to the order in which float sums are taken.
 
 For the sum to be the batch's gradient, a share counts as its part of the whole batch of b: its
@@ -12,7 +12,7 @@ data loss is divided by b, not by the share's size, and each of the ``world`` ra
 
     objective = (sum of the batch's data losses) / b + l2 / (2 b) * (sum of squared weights)
 
-which is the one-process objective (:func:`digits_torch.backprop.loss_and_gradients`).
+which is the one-process objective (:func:`digits_torch.fast.backprop.loss_and_gradients`).
 
 * explicit backprop: every ``p.grad`` is a view into one flat buffer, with two more slots for
   the batch's objective and its count of correct examples, so a batch takes one all-reduce;
@@ -26,12 +26,12 @@ from __future__ import annotations
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..config.config import TrainConfig
+from ..core.losses import data_loss, smoothed_targets
+from ..core.model import MLP
+from ..recipes.distillation import Soft, distillation_loss
+from ..runtime.distributed import Ranks, collective, sum_over_ranks
 from .backprop import effective_backprop, loss_and_gradients
-from .config import TrainConfig
-from .distillation import Soft, distillation_loss
-from .distributed import Ranks, collective, sum_over_ranks
-from .losses import data_loss, smoothed_targets
-from .model import MLP
 
 __all__ = ["DataParallel"]
 

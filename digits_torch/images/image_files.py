@@ -14,8 +14,8 @@ import numpy as np
 import PIL.Image
 from PIL import ImageOps
 
-from .errors import UserError
-from .read_files import check_regular
+from ..core.read_files import check_regular
+from ..errors import UserError
 
 __all__ = ["MAX_PIXELS", "RASTER_FORMATS", "check_size", "from_array", "read_image"]
 

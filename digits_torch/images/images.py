@@ -7,7 +7,7 @@ anti-aliasing, then centred in a 28 x 28 frame by their centre of mass; the ship
 those frames shrunk to 20 x 20 (``scripts/build_dataset.py``). A digit that a person draws or
 photographs goes the same way, so that it lands where the network expects digits:
 
-1. **Read** (:func:`~digits_torch.image_files.read_image`): PNG, JPEG, BMP, GIF (its first
+1. **Read** (:func:`~digits_torch.images.image_files.read_image`): PNG, JPEG, BMP, GIF (its first
    frame), TIFF, WebP or another raster format Pillow decodes itself (never EPS or PDF, which it
    hands to Ghostscript), turned upright by its EXIF orientation. Over 40 megapixels is refused
    before decoding (a decompression bomb), as is a truncated or damaged file.
@@ -43,7 +43,7 @@ import PIL.Image
 import scipy.ndimage
 from PIL import ImageChops
 
-from .errors import UserError
+from ..errors import UserError
 from .image_files import check_size, from_array, read_image
 
 __all__ = ["frame_to_row", "greyscale", "preprocess_image"]

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import NUM_CLASSES, default_data_path, load_digits
-from .devices import resolve_device
-from .errors import ArgumentParser, UserError, exit_on_error, plain_text, program_name, show
-from .files import output_path, write_json
-from .losses import score
-from .runs import SPLIT, read_split
-from .trained import MODEL_FILES, load_trained
+from ..core.data import NUM_CLASSES, default_data_path, load_digits
+from ..core.losses import score
+from ..errors import ArgumentParser, UserError, exit_on_error, plain_text, program_name, show
+from ..runtime.devices import resolve_device
+from ..store.files import output_path, write_json
+from ..store.runs import SPLIT, read_split
+from .loading import MODEL_FILES, load_trained
 
 __all__ = ["SPLITS", "evaluate"]
 
@@ -36,8 +36,8 @@ def evaluate(
     device: str = "auto",
     split: str | None = None,
 ) -> dict:
-    """Score the model at ``path`` (anything :func:`~digits_torch.trained.load_trained` reads)
-    on ``data`` or a split.
+    """Score the model at ``path`` (anything :func:`~digits_torch.inference.loading.load_trained`
+    reads) on ``data`` or a split.
 
     Args:
         split: for a run without ``data``: ``val``, ``train`` or ``all`` of the run's data
@@ -101,7 +101,7 @@ def _digits(run_dir: Path | None, data, config: dict, split: str | None):
 
 @exit_on_error
 def main(argv: list[str] | None = None) -> dict:
-    parser = ArgumentParser(prog=program_name("digits-evaluate", "digits_torch.evaluate"))
+    parser = ArgumentParser(prog=program_name("digits-evaluate"))
     parser.description = plain_text(__doc__.split("\n\n", 1)[1])  # the first line is usage
     parser.add_argument("path", metavar="MODEL", help=f"{MODEL_FILES}, or a run's name under runs/")
     parser.add_argument(
@@ -123,7 +123,3 @@ def main(argv: list[str] | None = None) -> dict:
     if json_out is not None:
         write_json(json_out, result)
     return result
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""``python -m digits_torch.export MODEL OUT [--format safetensors|onnx|coursera]``
+"""``python -m digits_torch export MODEL OUT [--format safetensors|onnx|coursera]``
 
 Write a trained model (a run directory's best.pt, a checkpoint, a safetensors export, or ex4's
 Theta .mat) in a format other tools read, by default the one OUT's extension names
@@ -15,7 +15,7 @@ Theta .mat) in a format other tools read, by default the one OUT's extension nam
   which Octave's and MATLAB's ex4 code loads; sigmoid networks with one hidden layer only.
 
 Inputs are ex4's: 20 x 20 images unrolled column-major, ink 1 and paper 0 (see
-:mod:`digits_torch.images` to make them from a picture). The file is written atomically.
+:mod:`digits_torch.images.images` to make them from a picture). The file is written atomically.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import BEST, save_safetensors
-from .coursera import save_weights
-from .errors import ArgumentParser, UserError, exit_on_error, show
-from .files import output_path, write_atomically
-from .model import MLP
+from ..core.model import MLP
+from ..errors import ArgumentParser, UserError, exit_on_error, show
+from ..reference.coursera import save_weights
+from ..store.checkpoints import BEST, save_safetensors
+from ..store.files import output_path, write_atomically
+from .loading import MODEL_FILES, Trained, as_trained
 from .model_card import CARD_KEY, model_card
-from .trained import MODEL_FILES, Trained, as_trained
 
 __all__ = ["FORMATS", "export_format", "export_model"]
 
@@ -59,13 +59,13 @@ def export_model(
 
     Args:
         model: a run directory, checkpoint, safetensors or Theta .mat path, a
-            :class:`~digits_torch.trained.Trained`, or an :class:`MLP`.
+            :class:`~digits_torch.inference.loading.Trained`, or an :class:`MLP`.
         format: one of :data:`FORMATS` (``"mat"`` for ``"coursera"``), or None for the one
             ``out``'s extension names (see :func:`export_format`).
         loss: the loss the model was trained with, ``"softmax"`` or ``"coursera"``, recorded by
             safetensors and ONNX; default: the file's, or ``"softmax"`` for an MLP.
         card: the model card safetensors and ONNX carry in their metadata (default:
-            :func:`~digits_torch.model_card.model_card` of ``model``).
+            :func:`~digits_torch.inference.model_card.model_card` of ``model``).
 
     Returns:
         ``out`` as a Path.
@@ -116,7 +116,7 @@ def export_format(out: str | Path, format: str | None = None) -> str:
 
 def check_target(model: Trained | MLP | str | Path, out: Path) -> None:
     """Refuse to write over the model file exported from, or over a file a run or a sweep
-    keeps (:func:`~digits_torch.files.output_path`): the run could no longer resume, or would
+    keeps (:func:`~digits_torch.store.files.output_path`): the run could no longer resume, or would
     read back another model.
 
     Raises:
@@ -199,7 +199,7 @@ def _describe(model: MLP) -> str:
 @exit_on_error
 def main(argv: list[str] | None = None) -> Path:
     parser = ArgumentParser(
-        prog="python -m digits_torch.export",
+        prog="python -m digits_torch export",
         description="Write a trained model (a run directory, a checkpoint, a safetensors export "
         "or ex4's Theta1/Theta2 .mat) as safetensors, ONNX or ex4's Theta1/Theta2 .mat.",
     )
@@ -226,7 +226,3 @@ def main(argv: list[str] | None = None) -> Path:
     out = export_model(trained, format, out, card=model_card(args.model, trained))
     show(f"wrote {out} ({format}: {_describe(trained.model)}, loss {trained.loss})")
     return out
-
-
-if __name__ == "__main__":
-    main()

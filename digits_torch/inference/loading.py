@@ -20,14 +20,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load_checkpoint, model_from_state
-from .config import TrainConfig
-from .coursera import load_weights
-from .errors import UserError, no_such_path, reading
-from .losses import LOSSES
-from .model import MLP
-from .read_files import check_regular
-from .runs import find_run
+from ..config.config import TrainConfig
+from ..core.losses import LOSSES
+from ..core.model import MLP
+from ..core.read_files import check_regular
+from ..errors import UserError, no_such_path, reading
+from ..reference.coursera import load_weights
+from ..store.checkpoints import load_checkpoint, model_from_state
+from ..store.runs import find_run
 
 __all__ = ["Trained", "as_trained", "load_trained"]
 
@@ -65,8 +65,8 @@ def load_trained(
     """The model in a run directory (its best.pt), a checkpoint, a safetensors export, or ex4's
     Theta1/Theta2 .mat, on ``map_location``: what every command that takes a model reads.
 
-    A run is named as :func:`~digits_torch.runs.find_run` takes it: a path, or a bare name under
-    ``logdir``. A file is told by its contents, else its extension.
+    A run is named as :func:`~digits_torch.store.runs.find_run` takes it: a path, or a bare name
+    under ``logdir``. A file is told by its contents, else its extension.
 
     Raises:
         UserError: no such path, a directory that is not a run (a directory of runs names its

@@ -20,11 +20,11 @@ from pathlib import Path
 import safetensors
 import torch
 
-from .checkpoints import CARD_KEY, load_checkpoint
-from .data import default_data_path
-from .errors import UserError
-from .model import MLP
-from .trained import Trained, as_trained
+from ..core.data import default_data_path
+from ..core.model import MLP
+from ..errors import UserError
+from ..store.checkpoints import CARD_KEY, load_checkpoint
+from .loading import Trained, as_trained
 
 __all__ = ["CARD_KEY", "SHIPPED_MODEL", "model_card", "read_card", "sha256", "shipped_model"]
 
@@ -44,11 +44,12 @@ def shipped_model() -> Path:
 
 
 def model_card(model: Trained | MLP | str | Path, loaded: Trained | None = None, **extra) -> dict:
-    """The card of ``model`` (a path or a model in memory, as :func:`~digits_torch.trained.
-    as_trained` takes it; ``loaded``: it loaded already): the card its safetensors file carries,
-    if it does, else one made from what it records: architecture, loss, the run's config
-    (``recipe``) and final accuracies, the training data's SHA-256, input layout, label order,
-    package and torch versions. ``extra`` entries are added (replacing those of the same name).
+    """The card of ``model`` (a path or a model in memory, as
+    :func:`~digits_torch.inference.loading. as_trained` takes it; ``loaded``: it loaded already):
+    the card its safetensors file carries, if it does, else one made from what it records:
+    architecture, loss, the run's config (``recipe``) and final accuracies, the training data's
+    SHA-256, input layout, label order, package and torch versions. ``extra`` entries are added
+    (replacing those of the same name).
 
     Raises:
         UserError: the model cannot be read.

@@ -1,18 +1,19 @@
-"""``python -m digits_torch.predict [MODEL] IMAGE... [--json OUT] [--show DIR] [--device D]``
+"""``python -m digits_torch predict [MODEL] IMAGE... [--json OUT] [--show DIR] [--device D]``
 
 Read the digit in each image (a drawing, a scan or a photo of one digit; PNG, JPEG, BMP, GIF,
 TIFF, ...) with a trained model: a run directory (its best.pt), a checkpoint, a safetensors
 export, or ex4's Theta1/Theta2 .mat. Each image is made into a 20 x 20 input as MNIST's digits
-were made (:mod:`digits_torch.images`). One line per image: the digit and the three most probable
-digits; then ``wrote <path>`` for each file written. As every batch tool, a bad image is one
-``error: <image>: <problem>`` line on stderr and the others are still predicted and written;
+were made (:mod:`digits_torch.images.images`). One line per image: the digit and the three most
+probable digits; then ``wrote <path>`` for each file written. As every batch tool, a bad image is
+one ``error: <image>: <problem>`` line on stderr and the others are still predicted and written;
 the exit code is then 2. A name holding control characters (a newline) is shown quoted, as
 Python writes it, so that it cannot pass for another line.
 
 One IMAGE alone is read by the model shipped in the package
-(:func:`~digits_torch.model_card.shipped_model`, built by ``scripts/build_shipped_model.py``).
+(:func:`~digits_torch.inference.model_card.shipped_model`, built by
+``scripts/build_shipped_model.py``).
 
-    from digits_torch.predict import predict_images
+    from digits_torch.inference.predict import predict_images
     predict_images("runs/<run>", ["seven.png"])[0].digit
 """
 
@@ -28,9 +29,10 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .data import NUM_CLASSES, to_image
-from .devices import resolve_device
-from .errors import (
+from ..core.data import NUM_CLASSES, to_image
+from ..core.losses import LOSSES
+from ..core.model import MLP
+from ..errors import (
     EXIT_USAGE,
     ArgumentParser,
     UserError,
@@ -40,16 +42,15 @@ from .errors import (
     tell,
     writing,
 )
-from .errors import show as show_line
-from .files import output_path, write_json, write_new
-from .image_files import read_image
-from .images import EX4_SIDE, greyscale, preprocess_image
-from .losses import LOSSES
-from .model import MLP
+from ..errors import show as show_line
+from ..images.image_files import read_image
+from ..images.images import EX4_SIDE, greyscale, preprocess_image
+from ..plots import render
+from ..runtime.devices import resolve_device
+from ..store.files import output_path, write_json, write_new
+from ..store.run_contents import owner_of
+from .loading import MODEL_FILES, Trained, as_trained
 from .model_card import shipped_model
-from .plots import render
-from .run_contents import owner_of
-from .trained import MODEL_FILES, Trained, as_trained
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn (--show), not to predict
     from matplotlib.figure import Figure
@@ -65,8 +66,9 @@ class Prediction:
 
     path: the image file (None for an image given in memory). digit: the most probable digit.
     probabilities: (10,) floats summing to 1, ``probabilities[d]`` for digit d (see
-    :class:`~digits_torch.trained.Trained` for how they are computed). pixels: (400,) float32,
-    the model's input, a 20 x 20 image unrolled column-major (``to_image(pixels)`` stands it up).
+    :class:`~digits_torch.inference.loading.Trained` for how they are computed). pixels: (400,)
+    float32, the model's input, a 20 x 20 image unrolled column-major (``to_image(pixels)`` stands
+    it up).
     """
 
     path: str | None
@@ -98,8 +100,10 @@ def predict_images(
 
     Args:
         model: a run directory, checkpoint, safetensors or Theta .mat path, a
-            :class:`~digits_torch.trained.Trained`, or an :class:`MLP` (softmax probabilities).
-        images: paths, PIL images or arrays (see :func:`~digits_torch.images.preprocess_image`).
+            :class:`~digits_torch.inference.loading.Trained`, or an :class:`MLP` (softmax
+            probabilities).
+        images: paths, PIL images or arrays (see
+            :func:`~digits_torch.images.images.preprocess_image`).
         device: where the model runs (a model given as an MLP stays where it is).
 
     Raises:
@@ -159,7 +163,7 @@ def describe(prediction: Prediction) -> str:
 def figure(image: PIL.Image.Image | np.ndarray, prediction: Prediction) -> Figure:
     """The image as read (greyscale, transparency as paper) beside the 20 x 20 input, upright,
     titled with the digit and the top three probabilities. ``image``: a PIL image, or its
-    :func:`~digits_torch.images.greyscale` (H, W) already made."""
+    :func:`~digits_torch.images.images.greyscale` (H, W) already made."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 3.4), dpi=100, layout="constrained")
@@ -248,7 +252,7 @@ def _predict_all(trained: Trained, images: list, show: Path | None) -> list[Pred
 
 def _parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m digits_torch.predict",
+        prog="python -m digits_torch predict",
         description="Read the digit in each image with a trained model: a run directory (its "
         "best.pt), a checkpoint, a safetensors export, or ex4's Theta1/Theta2 .mat.",
     )
@@ -328,7 +332,3 @@ def _report(model: str, trained: Trained, predictions: list[Prediction]) -> dict
         "probabilities": LOSSES[trained.loss].probabilities_name,
         "predictions": [p.as_dict() for p in predictions],
     }
-
-
-if __name__ == "__main__":
-    main()

@@ -3,15 +3,15 @@ torch allows (:func:`optimizer_step`).
 
 * ``sgd``: ``torch.optim.SGD(fused=True)`` (one kernel for the whole update; unfused where this
   torch lacks the kernel, see :func:`optimizer_step`); in sklearn-exact mode a run takes
-  scikit-learn's SGD instead (:class:`~digits_torch.sklearn_exact.SklearnSGD`,
-  :func:`~digits_torch.run_setup.make_optimizer`);
+  scikit-learn's SGD instead (:class:`~digits_torch.reference.sklearn_exact.SklearnSGD`,
+  :func:`~digits_torch.train.run_setup.make_optimizer`);
 * ``adam``: ``torch.optim.Adam``;
 * ``lbfgs``: ``torch.optim.LBFGS`` with a strong-Wolfe line search, one iteration an epoch: the
   closest relative in torch of ex4's fmincg (conjugate gradients with a Wolfe line search);
-* ``fmincg``: ex4's own, :class:`~digits_torch.fmincg.Fmincg`, one line search an epoch.
+* ``fmincg``: ex4's own, :class:`~digits_torch.optim.fmincg.Fmincg`, one line search an epoch.
 
 An optimizer is one entry of :data:`OPTIMIZERS`: the config's checks take its names from there
-(:mod:`digits_torch.bounds` imports this module, which therefore knows no config).
+(:mod:`digits_torch.config.bounds` imports this module, which therefore knows no config).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ ADAPTIVE_MIN_LR = 1e-6  # ... unless lr is already this small: then it stops
 def advance(scheduler: LRScheduler) -> None:
     """``scheduler.step()``, at the end of an epoch, without torch's warning that
     ``optimizer.step()`` was never called: here the weights may be updated without it (the
-    fused SGD step of :func:`digits_torch.optimizers.optimizer_step`, a sweep's stack), so
+    fused SGD step of :func:`digits_torch.optim.optimizers.optimizer_step`, a sweep's stack), so
     torch's check misfires; the lrs themselves are right."""
     with warnings.catch_warnings():
         warnings.filterwarnings(

@@ -10,13 +10,13 @@ Every function returns a :class:`matplotlib.figure.Figure` built directly, witho
 display is needed, no window opens, and nothing is left registered that would need closing.
 
 Pixel rows are unrolled column-major (MATLAB's order); every image here goes through
-:func:`digits_torch.data.to_image`, so digits stand upright instead of lying transposed.
+:func:`digits_torch.core.data.to_image`, so digits stand upright instead of lying transposed.
 
-The command line (:mod:`digits_torch.plots.__main__`) draws them for a finished run, a
+The command line (:mod:`digits_torch.cli.plots`) draws them for a finished run, a
 checkpoint or ex4's weights::
 
-    python -m digits_torch.plots RUN_DIR [--data FILE.mat] [--out DIR]
-    python -m digits_torch.plots --data FILE.mat --digits
+    python -m digits_torch plots RUN_DIR [--data FILE.mat] [--out DIR]
+    python -m digits_torch plots --data FILE.mat --digits
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ import numpy as np
 import PIL.Image
 import torch
 
-from ..config import TrainConfig
-from ..data import to_image
-from ..dead_units import never_active
+from ..config.config import TrainConfig
+from ..core.data import to_image
+from ..core.model import MLP
 from ..errors import UserError, writing
-from ..files import write_atomically
-from ..model import MLP
-from ..run_contents import FIGURES
-from ..runs import CONFIG, read_config, read_history
+from ..recipes.dead_units import never_active
+from ..store.files import write_atomically
+from ..store.run_contents import FIGURES
+from ..store.runs import CONFIG, read_config, read_history
 from .drawing import (
     DPI,
     best_epoch,
@@ -138,7 +138,7 @@ def dead_units(model: MLP, X: np.ndarray | torch.Tensor) -> np.ndarray:
     gradient, so training never moves it again: its weights stay as they were. (A sigmoid or
     tanh unit practically never outputs exactly 0.) Shapes: X (m, side * side); returns (units,)
     bool, computed where the model lives, in its dtype (by
-    :func:`digits_torch.dead_units.never_active`, which revival uses too).
+    :func:`digits_torch.recipes.dead_units.never_active`, which revival uses too).
     """
     weight = model.layers[0].weight
     x = torch.as_tensor(numpy_rows(X)).to(device=weight.device, dtype=weight.dtype)

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..config import TrainConfig
-from ..data import to_image
+from ..config.config import TrainConfig
+from ..core.data import to_image
+from ..core.model import MLP
+from ..core.read_files import parse_json, read_bytes
 from ..errors import UserError
-from ..model import MLP
-from ..read_files import parse_json, read_bytes
-from ..runs import METRICS
+from ..store.runs import METRICS
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn
     from matplotlib.axes import Axes

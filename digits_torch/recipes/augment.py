@@ -10,9 +10,10 @@ Each epoch trains on a freshly distorted copy of the whole training set, made in
 on the CPU from the run's generator, so every device distorts alike and a resumed run (which
 restores the generator) continues exactly.
 
-Rows are images unrolled column-major (MATLAB's ``X(:)``, see :func:`digits_torch.data.to_image`):
-a row viewed as (side, side) in C order is the image's transpose, so the upright image is that
-view transposed, and the result is transposed back before it is flattened.
+Rows are images unrolled column-major (MATLAB's ``X(:)``, see
+:func:`digits_torch.core.data.to_image`): a row viewed as (side, side) in C order is the image's
+transpose, so the upright image is that view transposed, and the result is transposed back before it
+is flattened.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import ACTIVATIONS, MLP, glorot_bound
+from ..core.model import ACTIVATIONS, MLP, glorot_bound
 
 __all__ = [
     "REVIVED_BIAS",

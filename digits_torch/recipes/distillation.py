@@ -11,7 +11,7 @@ and the (perhaps smoothed) one-hot targets t:
 
 The T^2 keeps the soft term's gradient on the scale of the hard one's as T changes: its gradient
 is w T (softmax(z / T) - s) + (1 - w) (softmax(z) - t), which :func:`objective` returns as
-``delta``, the error backpropagation starts from (:mod:`digits_torch.backprop`).
+``delta``, the error backpropagation starts from (:mod:`digits_torch.fast.backprop`).
 """
 
 from __future__ import annotations

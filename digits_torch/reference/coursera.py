@@ -5,7 +5,7 @@ ex4 stores a network as two matrices with the bias in column 0:
 * ``Theta1``: hidden x (inputs + 1), e.g. 25 x 401;
 * ``Theta2``: 10 x (hidden + 1); row k (1-based) scores label k, and label 10 is the digit 0.
 
-Our :class:`~digits_torch.model.MLP` scores digit d in output d, so the output rows are rotated
+Our :class:`~digits_torch.core.model.MLP` scores digit d in output d, so the output rows are rotated
 when crossing this boundary, and nowhere else.
 
 ex4's cost treats the 10 outputs as independent sigmoid units:
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backprop import loss_and_gradients
-from .checkpoints import write_atomically
-from .data import read_mat
-from .errors import UserError
-from .model import MLP
+from ..core.data import read_mat
+from ..core.model import MLP
+from ..errors import UserError
+from ..fast.backprop import loss_and_gradients
+from ..store.files import write_atomically
 
 __all__ = ["check_gradients", "cost", "cost_and_gradient", "load_weights", "save_weights"]
 
@@ -78,7 +78,7 @@ def save_weights(model: MLP, path: str | Path) -> None:
     """Write a one-hidden-layer, 10-class model as ex4's ``Theta1``/``Theta2`` (float64, MAT v5).
 
     Octave and MATLAB ``load`` it; :func:`load_weights` reads back exactly what was written.
-    The file is written atomically (:func:`~digits_torch.checkpoints.write_atomically`).
+    The file is written atomically (:func:`~digits_torch.store.files.write_atomically`).
 
     Raises:
         UserError: the file cannot be written.
@@ -115,7 +115,7 @@ def cost_and_gradient(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """ex4's cost and its gradient by explicit backpropagation, as nnCostFunction computes them.
 
-    No autograd is involved: :func:`digits_torch.backprop.loss_and_gradients` keeps each
+    No autograd is involved: :func:`digits_torch.fast.backprop.loss_and_gradients` keeps each
     layer's activation on the way forward, then runs the error ``delta`` back through the
     layers. The gradients are also left in ``p.grad``.
 

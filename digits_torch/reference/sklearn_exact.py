@@ -28,12 +28,12 @@ piece, each written from scikit-learn's ``sklearn/neural_network`` source:
   schedule changes it.
 
 The ``learning_rate`` schedules ``invscaling`` and ``adaptive`` live with the other schedules in
-:mod:`digits_torch.schedule`, so every preset can use them.
+:mod:`digits_torch.optim.schedule`, so every preset can use them.
 
 :data:`SKLEARN_FIELDS` and :func:`config_fields` translate MLPClassifier's parameters into
 TrainConfig fields. The stopping rule (``tol``, ``n_iter_no_change``, ``early_stopping`` on
-validation accuracy) lives in :mod:`digits_torch.stopping` and restoring the best weights in
-:mod:`digits_torch.training`, shared with the other presets.
+validation accuracy) lives in :mod:`digits_torch.optim.stopping` and restoring the best weights in
+:mod:`digits_torch.train.training`, shared with the other presets.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import sklearn_fields
-from .data import load_digits
-from .errors import UserError
-from .losses import smoothed_targets
-from .model import MLP
+from ..config.config import sklearn_fields
+from ..core.data import load_digits
+from ..core.losses import smoothed_targets
+from ..core.model import MLP
+from ..errors import UserError
 
 __all__ = [
     "SKLEARN_FIELDS",

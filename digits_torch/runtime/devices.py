@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .bounds import is_device_spec
+from ..config.bounds import is_device_spec
+from ..errors import UserError
 from .distributed import job_ranks
-from .errors import UserError
 
 __all__ = ["resolve_device"]
 

@@ -4,11 +4,11 @@ few collectives training needs.
 torchrun starts one process per GPU (or several on a CPU) with ``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK`` in its environment; a process started any other way is the one rank of its own
 job (:data:`SOLO`). Every rank of a job runs the same code on the same data from the same seed:
-they differ only in the share of each batch they compute (:mod:`digits_torch.data_parallel`),
+they differ only in the share of each batch they compute (:mod:`digits_torch.fast.data_parallel`),
 or of a sweep's networks they train, and in that rank 0 alone writes the run directory.
 
 The backend follows the device: gloo on the CPU, NCCL on CUDA, each rank on ``cuda:LOCAL_RANK``
-(:func:`digits_torch.devices.resolve_device`). A collective that fails, because another rank
+(:func:`digits_torch.runtime.devices.resolve_device`). A collective that fails, because another rank
 died or a machine went away, or that waits longer than the run's ``rank_timeout``, raises
 :class:`RankLost`: one line on stderr and a non-zero exit, never a hang.
 """
@@ -26,7 +26,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from .errors import UserError
+from ..errors import UserError
 
 if dist.is_available():
     # Imported here, before any group is made, for its default arguments: it binds

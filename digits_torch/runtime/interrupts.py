@@ -8,8 +8,8 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from ..errors import Interrupted
 from .distributed import SOLO, Ranks, any_rank
-from .errors import Interrupted
 
 __all__ = ["StopRequests", "sigterm_interrupts"]
 

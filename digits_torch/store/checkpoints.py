@@ -8,10 +8,10 @@ in 2.10: hence the dependency's floor, torch >= 2.10.
 Keys: ``format``, ``epoch`` (completed epochs), ``architecture`` (:meth:`MLP.architecture`),
 ``model``, ``optimizer`` and ``scheduler`` (state dicts; ``scheduler`` is None for a constant
 lr), ``rng`` (the CPU generator's state: shuffling and augmentation draw from it), ``config``
-(the run's :class:`~digits_torch.config.TrainConfig` as a dict), ``progress`` (the stopping
-rule's and best model's bookkeeping, :class:`~digits_torch.stopping.EarlyStopping`), ``seconds``
-(training time so far). ``best.pt`` holds only ``format``, ``epoch``, ``architecture``, ``model``
-and ``config``.
+(the run's :class:`~digits_torch.config.config.TrainConfig` as a dict), ``progress`` (the stopping
+rule's and best model's bookkeeping, :class:`~digits_torch.optim.stopping.EarlyStopping`),
+``seconds`` (training time so far). ``best.pt`` holds only ``format``, ``epoch``, ``architecture``,
+``model`` and ``config``.
 
 Resuming reads a run's own checkpoint back: :func:`check_fits` (the checkpoint's model is the one
 the config builds), :func:`restore` (the training state into the live objects) and
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError, reading
+from ..core.model import MLP
+from ..core.read_files import check_regular, parse_json
+from ..errors import UserError, reading
 from .files import write_atomically
-from .model import MLP
-from .read_files import check_regular, parse_json
 from .run_contents import BEST, LATEST
 
 __all__ = [
@@ -58,7 +58,9 @@ FORMAT = 1
 # What a checkpoint needs beyond the model to continue a run (best.pt lacks all but config).
 RESUMABLE = frozenset({"epoch", "optimizer", "rng", "config", "progress", "seconds"})
 SAFETENSORS_FORMAT = "digits-torch"  # the "format" of our safetensors files' metadata
-CARD_KEY = "model_card"  # the metadata entry holding a model card (digits_torch.model_card)
+CARD_KEY = (
+    "model_card"  # the metadata entry holding a model card (digits_torch.inference.model_card)
+)
 ARCHITECTURE = ("input_size", "hidden_sizes", "num_classes", "activation")  # MLP.architecture()
 
 
@@ -89,7 +91,8 @@ def save_safetensors(
     The tensors are the state dict's, by name, in the model's dtype; the metadata (strings)
     holds ``format`` (``"digits-torch"``), ``architecture`` (:meth:`MLP.architecture` as JSON)
     and ``loss`` (``"softmax"`` or ``"coursera"``), and ``model_card`` (``card`` as JSON) when
-    given (:mod:`digits_torch.model_card`). :func:`load_model` reads the weights back exactly.
+    given (:mod:`digits_torch.inference.model_card`). :func:`load_model` reads the weights back
+    exactly.
 
     Raises:
         UserError: safetensors is not installed, or the file cannot be written.

@@ -24,7 +24,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import writing
+from ..errors import writing
 
 if TYPE_CHECKING:
     from tensorboard.compat.proto.summary_pb2 import Summary

@@ -23,8 +23,8 @@ import shutil
 import stat
 from pathlib import Path
 
-from .errors import UserError, writing
-from .read_files import NOT_REGULAR
+from ..core.read_files import NOT_REGULAR
+from ..errors import UserError, writing
 from .run_contents import owner_of
 
 __all__ = [
@@ -126,7 +126,7 @@ def write_json(path: str | Path, value: dict) -> None:
 def output_path(path: str | Path, own: Path | None = None) -> Path:
     """The file to write for a path the user named: a symlink is followed to the file it names
     (which may not exist yet); anything else than a regular file there is refused, and so is a
-    file a run or a sweep keeps (:func:`~digits_torch.run_contents.owner_of`), bar those of
+    file a run or a sweep keeps (:func:`~digits_torch.store.run_contents.owner_of`), bar those of
     ``own`` (the run a command writes into as its one writer).
 
     Raises:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
-from .errors import writing
+from ..errors import writing
 from .events import EventFile, hparams_end, hparams_start
 from .files import remove_stale_temps, write_atomically, write_json
 from .runs import CONFIG, HISTORY, METRICS, SPLIT, read_history

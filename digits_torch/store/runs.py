@@ -7,18 +7,18 @@
                          SHA-256 of that file (and of teacher.pt, for a distilled run)
         history.jsonl    one JSON record per finished epoch (losses, accuracies, lr, seconds)
         metrics.json     the final figures, written when the run ends
-        checkpoint.pt    the latest epoch;  best.pt: the best epoch (see digits_torch.checkpoints)
-        teacher.pt       a distilled run's copy of its teacher
+        checkpoint.pt    the latest epoch;  best.pt: the best epoch (see
+        digits_torch.store.checkpoints) teacher.pt       a distilled run's copy of its teacher
         events.out.tfevents.*   TensorBoard: scalars per epoch, config text, hparams, images
         figures/         PNGs drawn at the end of the run
 
         .lock            held (flock) by the one process writing into the run
 
-(every name in one list: :mod:`digits_torch.run_contents`)
+(every name in one list: :mod:`digits_torch.store.run_contents`)
 
 A run directory has one writer at a time (:class:`RunLock`); readers need no lock, since every
 file but the logs is replaced whole. History and events are appended without a sync per epoch
-(:mod:`digits_torch.run_log`) and made durable before each checkpoint: a checkpoint never
+(:mod:`digits_torch.store.run_log`) and made durable before each checkpoint: a checkpoint never
 claims an epoch its history lacks. What a run directory holds is checked when it is read
 (:func:`read_config`, :func:`read_history`): a hand-edited or foreign file is one error naming
 the file (and line), not a traceback later.
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .bounds import EMPTY_LOGDIR
-from .config import TrainConfig
-from .errors import UserError, writing
-from .read_files import parse_json, read_bytes
+from ..config.bounds import EMPTY_LOGDIR
+from ..config.config import TrainConfig
+from ..core.read_files import parse_json, read_bytes
+from ..errors import UserError, writing
 from .run_contents import CONFIG, HISTORY, LOCK, METRICS, SPLIT
 
 try:

@@ -1,7 +1,7 @@
-"""Arithmetic on stacked tensors that reproduces one network's, for :mod:`digits_torch.stacked`:
+"""Arithmetic on stacked tensors that reproduces one network's, for :mod:`digits_torch.sweep.stack`:
 each loss's output error and validation loss with the logits laid out (K, classes, b), the
 targets laid out so, and torch.optim.SGD's update with a leading model dimension. Each table
-has the keys of :data:`digits_torch.losses.LOSSES`, as ``backprop.OUTPUT_ERRORS`` does.
+has the keys of :data:`digits_torch.core.losses.LOSSES`, as ``backprop.OUTPUT_ERRORS`` does.
 """
 
 from __future__ import annotations

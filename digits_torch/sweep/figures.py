@@ -1,7 +1,7 @@
 """A sweep's networks' pictures, drawn once every network has trained: drawing never holds up
 a stack.
 
-Which networks (``python -m digits_torch.sweep``):
+Which networks (``python -m digits_torch sweep``):
 
 * by default, the best configuration's: the networks of the closing table's first row (each of
   its seeds; one network in a one-seed sweep). Those are the pictures a sweep is run to find;
@@ -12,21 +12,21 @@ Which networks (``python -m digits_torch.sweep``):
 
 A network's pictures are those ``train.py`` draws at the end of a run (``figures/`` and
 TensorBoard's ``figures/*`` images at its last epoch), of its best.pt on its own split; any
-other network's can be drawn later with ``python -m digits_torch.plots <network dir>``.
+other network's can be drawn later with ``python -m digits_torch plots <network dir>``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from . import plots
-from .checkpoints import load_model
-from .config import TrainConfig
-from .data import load_digits
-from .events import EventFile
-from .run_log import image_summary
-from .runs import RunLock, read_config, read_metrics, read_split
-from .sweep_report import ranked_configurations
+from .. import plots
+from ..config.config import TrainConfig
+from ..core.data import load_digits
+from ..store.checkpoints import load_model
+from ..store.events import EventFile
+from ..store.run_log import image_summary
+from ..store.runs import RunLock, read_config, read_metrics, read_split
+from .report import ranked_configurations
 
 __all__ = ["MODES", "draw_network", "figures_mode", "pictured"]
 

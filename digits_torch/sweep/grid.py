@@ -13,10 +13,10 @@ import re
 import typing
 from pathlib import Path
 
-from .config import TrainConfig, fields_with, make_config
-from .config_files import close_field
-from .errors import UserError
-from .sweep_train import Network
+from ..config.config import TrainConfig, fields_with, make_config
+from ..config.config_files import close_field
+from ..errors import UserError
+from .train import Network
 
 __all__ = ["UNLEARNED", "UNSWEPT", "expand", "parse_grid", "parse_seeds"]
 

@@ -2,7 +2,7 @@
 
 * :func:`stackable`: minibatch SGD outside sklearn-exact mode (the rest train one by one);
 * :func:`stack_key`: networks with one key share shapes, data and loss: one stack
-  (:class:`~digits_torch.stacked.Stack`);
+  (:class:`~digits_torch.sweep.stack.Stack`);
 * :func:`batch_group`: networks of a stack with one group see the same batches (the same seed,
   distortions and teacher), so their first layer is one wide matrix product;
 * :func:`memory_needed`: the bytes a stack needs, which the sweep checks before it starts.
@@ -14,11 +14,19 @@ from collections.abc import Sequence
 
 import torch
 
-from .backprop import effective_backprop
-from .bounds import DTYPES
-from .config import TrainConfig, fields_with
+from ..config.bounds import DTYPES
+from ..config.config import TrainConfig, fields_with
+from ..fast.backprop import effective_backprop
 
-__all__ = ["AUGMENTS", "STACKED", "batch_group", "memory_needed", "stack_key", "stackable"]
+__all__ = [
+    "AUGMENTS",
+    "STACKED",
+    "batch_group",
+    "describe_plan",
+    "memory_needed",
+    "stack_key",
+    "stackable",
+]
 
 STACKED = fields_with("stacked")
 AUGMENTS = fields_with("augments")  # with the seed's draws, what decides a network's batches
@@ -66,3 +74,28 @@ def memory_needed(configs: Sequence[TrainConfig], rows: int, pixels: int) -> int
     data = rows * pixels + ((rows + augmented * m) * pixels + 2 * m * pixels if augmented else 0)
     validation = G * val * pixels + K * val * width * 3
     return item * (K * params * copies + batch + data + validation)
+
+
+def describe_plan(stacks, solo, memory: int, available: int | None) -> str:
+    """The sweep's plan, lines for stderr: each stack, each network trained alone, the memory."""
+    count = sum(len(s) for s in stacks) + len(solo)
+    lines = [f"{count} network(s):"]
+    for i, stack in enumerate(stacks, 1):
+        c = stack[0].config
+        seeds = len({batch_group(n.config) for n in stack})
+        shape = "-".join(map(str, (400, *c.hidden, 10)))
+        how = "one wide product each" if seeds < len(stack) else "batched products"
+        lines.append(
+            f"  stack {i}: {len(stack)} SGD networks {shape} {c.activation} {c.dtype}, batch "
+            f"{c.batch_size}: {seeds} batch group(s) (same seed, augmentation and teacher share "
+            f"batches; "
+            f"{how})"
+        )
+    for n in solo:
+        kind = "sklearn-exact" if n.config.sklearn_exact else n.config.optimizer
+        lines.append(f"  {n.name}: {kind}, one after another through fit (does not stack)")
+    if any(n.config.cuda_graph for s in stacks for n in s):
+        lines.append("  (--cuda-graph: stacks run eagerly; each stack is already few kernels)")
+    free = "unknown" if available is None else f"{available / 2**20:,.0f} MiB available"
+    lines.append(f"  memory: about {memory / 2**20:,.1f} MiB for the largest stack ({free})")
+    return "\n".join(lines)

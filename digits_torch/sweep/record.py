@@ -7,14 +7,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .config import TrainConfig
-from .errors import UserError
-from .files import write_json
-from .read_files import parse_json, read_bytes
-from .run_contents import SWEEP
-from .runs import RunLock
-from .sweep_figures import MODES
-from .sweep_train import Network
+from ..config.config import TrainConfig
+from ..core.read_files import parse_json, read_bytes
+from ..errors import UserError
+from ..store.files import write_json
+from ..store.run_contents import SWEEP
+from ..store.runs import RunLock
+from .figures import MODES
+from .train import Network
 
 __all__ = ["SWEEP", "read_sweep", "write_sweep_json"]
 
@@ -22,7 +22,7 @@ __all__ = ["SWEEP", "read_sweep", "write_sweep_json"]
 def write_sweep_json(
     sweep_dir: Path, grid: dict, networks: list[Network], plan: str, figures: str
 ) -> None:
-    """``figures``: whose pictures the sweep draws (:data:`~digits_torch.sweep_figures.MODES`)."""
+    """``figures``: whose pictures the sweep draws (:data:`~digits_torch.sweep.figures.MODES`)."""
     write_json(
         sweep_dir / SWEEP,
         {

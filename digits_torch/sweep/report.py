@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import plots
-from .files import write_atomically
-from .run_contents import RESULTS
+from .. import plots
+from ..store.files import write_atomically
+from ..store.run_contents import RESULTS
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a sweep without one never pays
     from matplotlib.figure import Figure

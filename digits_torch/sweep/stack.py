@@ -5,11 +5,11 @@
     stack = Stack(trainees, *digits.on_device)
     train_epochs(stack, saves, requests, bar)        # the loop a solo run trains in
 
-A :class:`Stack` is the :class:`~digits_torch.loop.Arithmetic` of a sweep's epoch. Each
-network is set up by :func:`digits_torch.run_setup.set_up`, exactly as its solo ``fit`` run is:
-its initial weights, validation split, optimizer, lr scheduler, stopping rule and CPU
+A :class:`Stack` is the :class:`~digits_torch.train.run_loop.Arithmetic` of a sweep's epoch. Each
+network is set up by :func:`digits_torch.train.run_setup.set_up`, exactly as its solo ``fit`` run
+is: its initial weights, validation split, optimizer, lr scheduler, stopping rule and CPU
 generator; and each epoch its generator draws the augmentation and then the shuffle, as
-:func:`digits_torch.epochs.make_epoch` does. What the stack changes is only how the arithmetic
+:func:`digits_torch.train.epochs.make_epoch` does. What the stack changes is only how the arithmetic
 is laid out:
 
 * weights carry a leading model dimension: layer l is W (K, n_l, n_{l-1}) and b (K, n_l);
@@ -21,7 +21,7 @@ is laid out:
   torch.optim.SGD's (Nesterov) momentum arithmetic, steps the whole stack;
 * a group's teacher labels its epoch's digits once, as the solo epoch does; dead units are
   revived network by network by the solo run's function, between batches and validation;
-* the gradients are :func:`digits_torch.backprop.loss_and_gradients`'s (L2 folded in).
+* the gradients are :func:`digits_torch.fast.backprop.loss_and_gradients`'s (L2 folded in).
 
 A network that stops (early stopping, max epochs, a non-finite loss) leaves the stack at the end
 of the epoch: its weights, momentum and generator go back into its set-up (for a non-finite
@@ -30,7 +30,7 @@ others go on in a smaller stack.
 
 Past 400 lines on purpose: the stacked forward and backward must be read together with the solo
 path they reproduce exactly (``backprop.loss_and_gradients``); the stacked losses, targets and
-SGD update are :mod:`digits_torch.stack_math`.
+SGD update are :mod:`digits_torch.sweep.arithmetic`.
 """
 
 from __future__ import annotations
@@ -40,15 +40,15 @@ from collections.abc import Sequence
 
 import torch
 
-from .augment import random_affine
-from .backprop import BACKWARD, FORWARD_INPLACE
-from .checkpoints import clone_weights
-from .dead_units import revival_due, revival_generator, revive
-from .distillation import Soft, objective
-from .epochs import teacher_soft
-from .stack_math import STACK_ERRORS, STACK_VAL_LOSSES, sgd_step, stacked_targets
-from .stack_plan import AUGMENTS
-from .trainee import Trainee
+from ..fast.backprop import BACKWARD, FORWARD_INPLACE
+from ..recipes.augment import random_affine
+from ..recipes.dead_units import revival_due, revival_generator, revive
+from ..recipes.distillation import Soft, objective
+from ..store.checkpoints import clone_weights
+from ..train.epochs import teacher_soft
+from ..train.trainee import Trainee
+from .arithmetic import STACK_ERRORS, STACK_VAL_LOSSES, sgd_step, stacked_targets
+from .plan import AUGMENTS
 
 __all__ = ["Stack"]
 
@@ -80,7 +80,7 @@ def _group_key(member: Trainee) -> tuple:
 
 class Stack:
     """The networks' weights stacked, and their epochs trained together (an
-    :class:`~digits_torch.loop.Arithmetic`: ``trainees`` are the networks still training).
+    :class:`~digits_torch.train.run_loop.Arithmetic`: ``trainees`` are the networks still training).
 
     Args:
         members: networks with one :func:`stack_key` (set up with ``stacked=True``), each at
@@ -433,12 +433,13 @@ class Stack:
         return data_loss + self.l2 / (2 * b) * squared, correct
 
     def _step(self, grads_w: list[torch.Tensor], grads_b: list[torch.Tensor]) -> None:
-        """One SGD update of every network (:func:`~digits_torch.stack_math.sgd_step`)."""
+        """One SGD update of every network (:func:`~digits_torch.sweep.arithmetic.sgd_step`)."""
         params, buffers = self.weights + self.biases, self.weight_buffers + self.bias_buffers
         sgd_step(params, grads_w + grads_b, buffers, self.momentum, self.nesterov, self.minus_lr)
 
     def _validate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(K,) validation loss and accuracy, as :func:`digits_torch.losses.score` gives them."""
+        """(K,) validation loss and accuracy, as :func:`digits_torch.core.losses.score` gives
+        them."""
         rows = torch.stack([group.val_rows for group in self.groups])  # (G, v)
         G, v = rows.shape
         xv = self.X.index_select(0, rows.reshape(-1)).view(G, v, -1)

@@ -1,14 +1,14 @@
-"""``python -m digits_torch.sweep``: many networks at once, over a grid of config fields.
+"""``python -m digits_torch sweep``: many networks at once, over a grid of config fields.
 
-    python -m digits_torch.sweep --grid l2=0,0.01,0.1,1 --seeds 0-2      # 12 networks
-    python -m digits_torch.sweep --preset seed --grid lr=0.001,0.01 --grid hidden=25,100
-    python -m digits_torch.sweep --resume runs/20261201-220000-sweep      # after a kill
+    python -m digits_torch sweep --grid l2=0,0.01,0.1,1 --seeds 0-2      # 12 networks
+    python -m digits_torch sweep --preset seed --grid lr=0.001,0.01 --grid hidden=25,100
+    python -m digits_torch sweep --resume runs/20261201-220000-sweep      # after a kill
 
 Every ``train.py`` flag sets a field for all networks; ``--grid FIELD=V1,V2,...`` sweeps a field
 (``hidden=25,100,50x50``); ``--seeds 0-4`` (or ``0,3,7``) sweeps the seed. Every combination is
 checked as a :class:`TrainConfig` before anything runs. SGD networks that share a
-:func:`~digits_torch.stack_plan.stack_key` train together as one
-:class:`~digits_torch.stacked.Stack`; Adam, L-BFGS and sklearn-exact networks run one after
+:func:`~digits_torch.sweep.plan.stack_key` train together as one
+:class:`~digits_torch.sweep.stack.Stack`; Adam, L-BFGS and sklearn-exact networks run one after
 another through ``fit``. The plan, with the
 memory it needs, is printed first.
 
@@ -17,12 +17,12 @@ directory per network in a ``train.py`` run's layout (``evaluate``, ``plots``, `
 ``train.py --resume`` work on each). Networks' files are written on a time budget
 (``--save-every`` seconds) and when each network ends; ``--resume`` continues from them. Their
 pictures are drawn once every network has trained: the best configuration's by default, every
-network's with ``--figures`` (:mod:`~digits_torch.sweep_figures`).
+network's with ``--figures`` (:mod:`~digits_torch.sweep.figures`).
 
 One process writes a sweep directory: rank 0 holds its lock from before it reads sweep.json
 (whose names and directories must lie inside the sweep) to the end.
 
-Over ranks (``torchrun --standalone --nproc-per-node N -m digits_torch.sweep ...``): rank 0
+Over ranks (``torchrun --standalone --nproc-per-node N -m digits_torch sweep ...``): rank 0
 decides for all (it reads sweep.json to resume, makes the sweep directory and writes the first
 sweep.json, and brings every network back to its last commit); each rank trains every N-th
 network from its own rank on (its stacks planned from that share, its solo networks through
@@ -50,23 +50,31 @@ from pathlib import Path
 
 import torch
 
-from . import cli
-from .config import DEFAULT_PRESET, TrainConfig
-from .config_files import read_config_file
-from .data import default_data_path, load_digits
-from .devices import resolve_device
-from .distributed import Ranks, any_rank, from_lead, gather_to_lead, job_ranks, joined, own_errors
-from .errors import ArgumentParser, UserError, exit_on_error, tell
-from .interrupts import StopRequests
-from .runs import RunLock, new_run_dir
-from .stack_plan import batch_group, memory_needed
-from .sweep_figures import draw_network, figures_mode, pictured
-from .sweep_grid import expand, parse_grid, parse_seeds
-from .sweep_record import SWEEP, read_sweep, write_sweep_json
-from .sweep_report import report, write_results
-from .sweep_teachers import name_teachers
-from .sweep_train import Network, plan_networks, recover, run_sweep
-from .teachers import checked_teacher
+from ..config import arguments
+from ..config.config import DEFAULT_PRESET, TrainConfig
+from ..config.config_files import read_config_file
+from ..core.data import default_data_path, load_digits
+from ..errors import ArgumentParser, UserError, exit_on_error, tell
+from ..runtime.devices import resolve_device
+from ..runtime.distributed import (
+    Ranks,
+    any_rank,
+    from_lead,
+    gather_to_lead,
+    job_ranks,
+    joined,
+    own_errors,
+)
+from ..runtime.interrupts import StopRequests
+from ..store.runs import RunLock, new_run_dir
+from ..train.teachers import checked_teacher
+from .figures import draw_network, figures_mode, pictured
+from .grid import expand, parse_grid, parse_seeds
+from .plan import describe_plan, memory_needed
+from .record import SWEEP, read_sweep, write_sweep_json
+from .report import report, write_results
+from .teachers import name_teachers
+from .train import Network, plan_networks, recover, run_sweep
 
 __all__ = ["main", "parse_grid", "parse_seeds", "run_command"]
 
@@ -74,30 +82,6 @@ EXIT_INTERRUPTED = 130
 # Seconds a rank waits for the others at a collective: one that is done with its share waits at
 # the final gather for the slowest, possibly for hours (a rank that dies ends the job at once).
 RANK_WAIT = 24 * 3600.0
-
-
-def describe_plan(stacks, solo, memory: int, available: int | None) -> str:
-    count = sum(len(s) for s in stacks) + len(solo)
-    lines = [f"{count} network(s):"]
-    for i, stack in enumerate(stacks, 1):
-        c = stack[0].config
-        seeds = len({batch_group(n.config) for n in stack})
-        shape = "-".join(map(str, (400, *c.hidden, 10)))
-        how = "one wide product each" if seeds < len(stack) else "batched products"
-        lines.append(
-            f"  stack {i}: {len(stack)} SGD networks {shape} {c.activation} {c.dtype}, batch "
-            f"{c.batch_size}: {seeds} batch group(s) (same seed, augmentation and teacher share "
-            f"batches; "
-            f"{how})"
-        )
-    for n in solo:
-        kind = "sklearn-exact" if n.config.sklearn_exact else n.config.optimizer
-        lines.append(f"  {n.name}: {kind}, one after another through fit (does not stack)")
-    if any(n.config.cuda_graph for s in stacks for n in s):
-        lines.append("  (--cuda-graph: stacks run eagerly; each stack is already few kernels)")
-    free = "unknown" if available is None else f"{available / 2**20:,.0f} MiB available"
-    lines.append(f"  memory: about {memory / 2**20:,.1f} MiB for the largest stack ({free})")
-    return "\n".join(lines)
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -130,14 +114,14 @@ class _Parser(ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m digits_torch.sweep",
+        prog="python -m digits_torch sweep",
         usage="%(prog)s --grid FIELD=V1,V2 [--seeds SEEDS] [FLAG ...]\n"
         "       %(prog)s --resume SWEEP_DIR",
         description="Train many networks at once over a grid of config fields. Every train.py "
         "flag (grouped below)\nsets a field for all networks.",
         argument_default=argparse.SUPPRESS,
         conflict_handler="resolve",  # its --checkpoint-every replaces train.py's
-        epilog=cli.presets_help(),
+        epilog=arguments.presets_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sweep = parser.add_argument_group("sweep")  # the sweep's own flags first, then train.py's
@@ -155,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SWEEP_DIR",
         help="continue a sweep that was stopped (only --device, --quiet, --checkpoint-every)",
     )
-    groups = cli.add_config_arguments(parser)
+    groups = arguments.add_config_arguments(parser)
     # train.py's --checkpoint-every, for a sweep's stacks: its files are written as one
     groups["output"].add_argument(
         "--checkpoint-every",
@@ -426,7 +410,7 @@ def _finish(planned: _Sweep, done: list[list[tuple]]) -> None:
 
 
 def _draw(planned: _Sweep, rows: list[dict]) -> None:
-    """The networks' pictures, now that all have trained (see :mod:`digits_torch.sweep_figures`),
+    """The networks' pictures, now that all have trained (see :mod:`digits_torch.sweep.figures`),
     and a line that says whose."""
     chosen = pictured(planned.figures, planned.grid, rows)
     for row in chosen:
@@ -440,19 +424,15 @@ def _draw(planned: _Sweep, rows: list[dict]) -> None:
         print(
             f"pictures: the best configuration's {len(chosen)} network(s), in <network>/figures/ "
             f"({names}); every network's with --figures, or later with python -m "
-            "digits_torch.plots <network>"
+            "digits_torch plots <network>"
         )
 
 
 def _resume_hint(sweep_dir: Path, ranks: Ranks) -> str:
     if not ranks.parallel:
-        return f"\ninterrupted; resume with: python -m digits_torch.sweep --resume {sweep_dir}"
+        return f"\ninterrupted; resume with: python -m digits_torch sweep --resume {sweep_dir}"
     return (
         f"\ninterrupted; resume with: torchrun --nproc-per-node {ranks.world} "
-        f"-m digits_torch.sweep --resume {sweep_dir}\n"
-        "(another --nproc-per-node, or python -m digits_torch.sweep alone, resumes it too)"
+        f"-m digits_torch sweep --resume {sweep_dir}\n"
+        "(another --nproc-per-node, or python -m digits_torch sweep alone, resumes it too)"
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .checkpoints import LATEST
-from .distributed import Ranks, any_rank, from_lead, gather_to_lead, own_errors
-from .interrupts import StopRequests
-from .run_contents import METRICS
-from .runs import read_config
-from .sweep_train import Network
-from .training import teacher_config, with_teacher
+from ..runtime.distributed import Ranks, any_rank, from_lead, gather_to_lead, own_errors
+from ..runtime.interrupts import StopRequests
+from ..store.checkpoints import LATEST
+from ..store.run_contents import METRICS
+from ..store.runs import read_config
+from ..train.training import teacher_config, with_teacher
+from .train import Network
 
 __all__ = ["name_teachers"]
 
@@ -30,7 +30,7 @@ def name_teachers(sweep_dir: Path, networks: list[Network], ranks: Ranks) -> Non
 
     Args:
         networks: the whole sweep's (every rank passes the same list), their directories named
-            (:func:`~digits_torch.sweep_train.recover`).
+            (:func:`~digits_torch.sweep.train.recover`).
 
     Raises:
         KeyboardInterrupt: on every rank, when Ctrl-C or SIGTERM stopped a teacher (its
@@ -64,7 +64,7 @@ def name_teachers(sweep_dir: Path, networks: list[Network], ranks: Ranks) -> Non
 def _plan(sweep_dir: Path, networks: list[Network]) -> tuple[dict[str, str | None], list[list]]:
     """On rank 0: the teacher each started network's run recorded, and the names of the other
     distilled networks in groups that share one teacher (the same preset, split and named
-    teacher: :func:`~digits_torch.training.with_teacher` gives them the same)."""
+    teacher: :func:`~digits_torch.train.training.with_teacher` gives them the same)."""
     kept: dict[str, str | None] = {}
     groups: dict[tuple, list[str]] = {}
     for network in networks:

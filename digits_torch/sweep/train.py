@@ -1,8 +1,8 @@
 """Training a sweep's networks and writing their run directories: stacks, then solo runs.
 
-A stack trains in the loop a solo run trains in (:func:`~digits_torch.loop.train_epochs`), with
-the stack as its arithmetic; each stacked network's directory is written as ``fit`` writes a
-run's (:class:`~digits_torch.run_files.RunFiles`), but on the sweep's clock
+A stack trains in the loop a solo run trains in (:func:`~digits_torch.train.run_loop.train_epochs`),
+with the stack as its arithmetic; each stacked network's directory is written as ``fit`` writes a
+run's (:class:`~digits_torch.train.run_files.RunFiles`), but on the sweep's clock
 (:class:`_CommittedSaves`): every ``save_every`` seconds, when the stack is interrupted, and at
 the end. So that a sweep resumed after a kill trains every network exactly as an uninterrupted
 one (the same stack, the same arithmetic), a save is a commit of the whole stack at one epoch:
@@ -18,12 +18,12 @@ Before a resumed sweep trains, :func:`recover` renames the side files of a commi
 deletes those of a save that was not committed, reading every rank's commit file (the world
 size may have changed since), so every network is back at its last commit. History lines past a
 checkpoint are dropped on resume, and a resumed network is checked as a resumed ``train.py`` run
-is (:func:`~digits_torch.training.check_same_run`). Networks that end between saves keep their
+is (:func:`~digits_torch.train.training.check_same_run`). Networks that end between saves keep their
 state in memory and are saved (and reported) with the next commit. (Resumed with another number
 of ranks, a network joins another stack: its float64 figures then agree with an uninterrupted
 sweep's to about 1e-16, not bit for bit.)
 
-A stack holds its networks' locks (:class:`~digits_torch.runs.RunLock`) while it trains, so a
+A stack holds its networks' locks (:class:`~digits_torch.store.runs.RunLock`) while it trains, so a
 ``train.py --resume`` of one of them waits its turn; a stack that fails (a full disk) cleans up
 as ``fit`` does: its last save finished if committed, else undone, and a network that never
 saved removed. A network's directory that a kill left before its first checkpoint is removed
@@ -43,23 +43,23 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import LATEST, best_weights, load_run_file
-from .config import TrainConfig
-from .devices import resolve_device
-from .distributed import SOLO, Ranks
-from .errors import UserError, progress_bar
-from .files import write_json
-from .interrupts import StopRequests, sigterm_interrupts
-from .loop import train_epochs
-from .read_files import parse_json, read_bytes
-from .run_contents import PROGRESS, SIDE
-from .run_files import RunFiles, install, without_resume_hint
-from .run_setup import Digits, read_digits, set_up
-from .runs import METRICS, RunLock, read_metrics, read_split
-from .stack_plan import stack_key, stackable
-from .stacked import Stack
-from .trainee import Trainee
-from .training import check_same_run, fit, resume
+from ..config.config import TrainConfig
+from ..core.read_files import parse_json, read_bytes
+from ..errors import UserError, progress_bar
+from ..runtime.devices import resolve_device
+from ..runtime.distributed import SOLO, Ranks
+from ..runtime.interrupts import StopRequests, sigterm_interrupts
+from ..store.checkpoints import LATEST, best_weights, load_run_file
+from ..store.files import write_json
+from ..store.run_contents import PROGRESS, SIDE
+from ..store.runs import METRICS, RunLock, read_metrics, read_split
+from ..train.run_files import RunFiles, install, without_resume_hint
+from ..train.run_loop import train_epochs
+from ..train.run_setup import Digits, read_digits, set_up
+from ..train.trainee import Trainee
+from ..train.training import check_same_run, fit, resume
+from .plan import stack_key, stackable
+from .stack import Stack
 
 __all__ = ["Network", "commit_file", "plan_networks", "recover", "run_sweep"]
 
@@ -266,8 +266,8 @@ class _StackRun:
 
 
 class _CommittedSaves:
-    """A stack's saves (a :class:`~digits_torch.loop.Saves`): the whole stack, committed as
-    one, every ``save_every`` seconds, when training stops and at the end."""
+    """A stack's saves (a :class:`~digits_torch.train.run_loop.Saves`): the whole stack, committed
+    as one, every ``save_every`` seconds, when training stops and at the end."""
 
     def __init__(self, stack_run: _StackRun, save_every: float) -> None:
         self.stack_run, self.save_every = stack_run, save_every
@@ -379,7 +379,7 @@ def run_sweep(
     Args:
         networks: the sweep's, or under torchrun this rank's share of them, as :func:`recover`
             left them (which must have run first, on the whole sweep), their teachers named
-            (:func:`~digits_torch.sweep_teachers.name_teachers`).
+            (:func:`~digits_torch.sweep.teachers.name_teachers`).
         quiet: no progress bars (only rank 0 of a torchrun job shows them anyway).
         ranks: the job: which commit file this rank writes (:func:`commit_file`).
         diverged: what :func:`recover` returned.

@@ -5,15 +5,16 @@ The kinds of epoch, by config:
 * minibatch SGD or Adam: a shuffle (a permutation drawn on the CPU generator, so every device sees
   the same order), then each batch gathered by its slice of it, its gradients, a step;
 * on CUDA with ``cuda_graph``: the same batches, replayed as one captured CUDA graph
-  (:mod:`digits_torch.cudagraph`);
+  (:mod:`digits_torch.fast.cudagraph`);
 * L-BFGS or fmincg: one full-batch iteration (fmincg: one line search);
-* sklearn-exact: MLPClassifier's own epoch (:func:`digits_torch.sklearn_exact.train_epoch`).
+* sklearn-exact: MLPClassifier's own epoch
+(:func:`digits_torch.reference.sklearn_exact.train_epoch`).
 
 With augmentation, every epoch but sklearn-exact's first distorts the whole training set at once
-(:mod:`digits_torch.augment`); with a teacher, the teacher then labels the epoch's digits with
-its soft targets, in one forward pass (:mod:`digits_torch.distillation`). Under torchrun the
-ranks of a job compute each batch's gradients together
-(:class:`~digits_torch.data_parallel.DataParallel`): the same batches, the same steps.
+(:mod:`digits_torch.recipes.augment`); with a teacher, the teacher then labels the epoch's digits
+with its soft targets, in one forward pass (:mod:`digits_torch.recipes.distillation`). Under
+torchrun the ranks of a job compute each batch's gradients together
+(:class:`~digits_torch.fast.data_parallel.DataParallel`): the same batches, the same steps.
 Nothing in an epoch waits for the device: its loss and accuracy come back as 0-dim device
 tensors, which the loop reads once.
 """
@@ -25,16 +26,16 @@ from collections.abc import Callable
 
 import torch
 
-from . import sklearn_exact
-from .augment import random_affine
-from .backprop import GRADIENTS, effective_backprop
-from .config import TrainConfig
-from .cudagraph import EpochGraph
-from .data_parallel import DataParallel
-from .distillation import Soft, soft_targets
-from .distributed import SOLO, Ranks
-from .model import MLP
-from .optimizers import optimizer_step
+from ..config.config import TrainConfig
+from ..core.model import MLP
+from ..fast.backprop import GRADIENTS, effective_backprop
+from ..fast.cudagraph import EpochGraph
+from ..fast.data_parallel import DataParallel
+from ..optim.optimizers import optimizer_step
+from ..recipes.augment import random_affine
+from ..recipes.distillation import Soft, soft_targets
+from ..reference import sklearn_exact
+from ..runtime.distributed import SOLO, Ranks
 
 __all__ = ["Epoch", "make_epoch", "run_batches", "train_epoch"]
 
@@ -146,7 +147,7 @@ def run_batches(
     ``soft`` (m, classes), distilled from those soft targets.
 
     Nothing here waits for the device or reads a tensor on the host, so that on CUDA the whole
-    epoch can be captured as one graph (:mod:`digits_torch.cudagraph`).
+    epoch can be captured as one graph (:mod:`digits_torch.fast.cudagraph`).
     """
     m = X.shape[0]
     gradients = GRADIENTS[effective_backprop(config.backprop, config.activation, config.loss)]

@@ -16,11 +16,11 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from .checkpoints import BEST, LATEST
-from .errors import UserError
-from .files import TEMP_SUFFIX
+from ..errors import UserError
+from ..store.checkpoints import BEST, LATEST
+from ..store.files import TEMP_SUFFIX
+from ..store.runs import CONFIG, HISTORY, LOCK, SPLIT, RunLock
 from .run_setup import TEACHER
-from .runs import CONFIG, HISTORY, LOCK, SPLIT, RunLock
 
 try:
     import fcntl

@@ -16,8 +16,12 @@ import shutil
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from . import plots
-from .checkpoints import (
+from .. import plots
+from ..config.config import fields_with
+from ..core.losses import score
+from ..core.model import MLP
+from ..errors import UserError, tell
+from ..store.checkpoints import (
     BEST,
     LATEST,
     checkpoint_bytes,
@@ -27,15 +31,11 @@ from .checkpoints import (
     save_checkpoint,
     training_checkpoint,
 )
-from .config import fields_with
-from .errors import UserError, tell
-from .files import fsync_dir, link_atomically, write_atomically
-from .losses import score
-from .model import MLP
-from .run_contents import SIDE, TEACHER
-from .run_log import RunLog
+from ..store.files import fsync_dir, link_atomically, write_atomically
+from ..store.run_contents import SIDE, TEACHER
+from ..store.run_log import RunLog
+from ..store.runs import read_history
 from .run_setup import Setup
-from .runs import read_history
 from .trainee import Trainee
 
 __all__ = [

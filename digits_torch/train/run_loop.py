@@ -5,10 +5,10 @@
 What differs between one network and a stack is only the arithmetic of an epoch: an
 :class:`Arithmetic` trains every network still training for one epoch and returns each one's
 record. The loop then does, for each network, what a run does after an epoch: its bookkeeping
-(:meth:`~digits_torch.trainee.Trainee.end_epoch`), its clock, the divergence check, its log
-and pictures (:class:`~digits_torch.run_files.RunFiles`) and the best weights so far; then
+(:meth:`~digits_torch.train.trainee.Trainee.end_epoch`), its clock, the divergence check, its log
+and pictures (:class:`~digits_torch.train.run_files.RunFiles`) and the best weights so far; then
 the checkpoints (a :class:`Saves`: each run on its own time budget, or a sweep's stack saved as
-one) and Ctrl-C or SIGTERM (:class:`~digits_torch.interrupts.StopRequests`).
+one) and Ctrl-C or SIGTERM (:class:`~digits_torch.runtime.interrupts.StopRequests`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import clone_weights
-from .dead_units import revival_due, revival_generator, revive
-from .interrupts import StopRequests
-from .losses import score
-from .model import MLP
+from ..core.losses import score
+from ..core.model import MLP
+from ..recipes.dead_units import revival_due, revival_generator, revive
+from ..runtime.interrupts import StopRequests
+from ..store.checkpoints import clone_weights
 from .trainee import Trainee
 
 __all__ = ["Arithmetic", "EachOnItsBudget", "OneNetwork", "Saves", "train_epochs"]
@@ -152,7 +152,8 @@ class OneNetwork:
 
 class EachOnItsBudget:
     """Saves of runs trained alone: each checkpointed on its own time budget
-    (:meth:`~digits_torch.run_files.RunFiles.end_epoch`), when training stops, and at the end."""
+    (:meth:`~digits_torch.train.run_files.RunFiles.end_epoch`), when training stops, and at the
+    end."""
 
     def __init__(self, trainees: list[Trainee]) -> None:
         self.trainees = trainees

@@ -14,19 +14,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import sklearn_exact
-from .bounds import DTYPES
-from .config import TrainConfig
-from .data import default_data_path, file_sha256, load_digits, stratified_split
-from .devices import resolve_device
-from .distributed import SOLO, Ranks
+from ..config.bounds import DTYPES
+from ..config.config import TrainConfig
+from ..core.data import default_data_path, file_sha256, load_digits, stratified_split
+from ..core.model import MLP
+from ..errors import UserError
+from ..optim.optimizers import OPTIMIZERS
+from ..optim.schedule import make_scheduler
+from ..optim.stopping import EarlyStopping
+from ..reference import sklearn_exact
+from ..runtime.devices import resolve_device
+from ..runtime.distributed import SOLO, Ranks
+from ..store.run_contents import TEACHER
 from .epochs import Epoch, make_epoch
-from .errors import UserError
-from .model import MLP
-from .optimizers import OPTIMIZERS
-from .run_contents import TEACHER
-from .schedule import make_scheduler
-from .stopping import EarlyStopping
 from .teachers import kept_teacher, load_teacher
 
 __all__ = [
@@ -176,7 +176,7 @@ def set_up(
 def _teacher(
     config: TrainConfig, digits: Digits, val_rows: np.ndarray, resumed_from: Path | None
 ) -> tuple[MLP, dict]:
-    """The teacher ``config`` distils from (checked: :mod:`digits_torch.teachers`), on the
+    """The teacher ``config`` distils from (checked: :mod:`digits_torch.train.teachers`), on the
     digits' device in the config's dtype, in eval mode; and the config its file saved. A resume
     distils from the run's own copy."""
     pixels = digits.X.shape[1]
@@ -191,7 +191,7 @@ def _teacher(
 
 def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
     """The optimizer of ``config`` over ``model``'s parameters, at ``config.lr``: its
-    :data:`~digits_torch.optimizers.OPTIMIZERS` entry, or scikit-learn's SGD in sklearn-exact
+    :data:`~digits_torch.optim.optimizers.OPTIMIZERS` entry, or scikit-learn's SGD in sklearn-exact
     mode."""
     params = model.parameters()
     if config.sklearn_exact:

@@ -25,18 +25,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig, fields_with
-from .data import default_data_path, file_sha256
-from .errors import UserError
-from .run_contents import BEST, LATEST, SPLIT, TEACHER, is_run
-from .runs import find_run, read_config, read_split_record, writer_of
-from .trained import Trained, load_trained
+from ..config.config import TrainConfig, fields_with, make_config
+from ..core.data import default_data_path, file_sha256
+from ..errors import UserError
+from ..inference.loading import Trained, load_trained
+from ..store.run_contents import BEST, LATEST, SPLIT, TEACHER, is_run
+from ..store.runs import METRICS, find_run, read_config, read_split_record, writer_of
 
 __all__ = [
+    "NO_TEACHER",
+    "ROUGH_SECONDS",
+    "TEACHERS",
     "checked_teacher",
     "kept_teacher",
     "load_teacher",
+    "plan",
     "same_digits",
+    "teacher_config",
+    "teacher_plan",
+    "teacher_run",
     "trained_for_another_split",
 ]
 
@@ -208,3 +215,100 @@ def trained_for_another_split(config: TrainConfig) -> bool:
     data = file_sha256(config.data or default_data_path(), "a MAT file")
     ours = (saved.seed, saved.val_fraction) == (config.seed, config.val_fraction)
     return not (ours and same_digits(run, data))
+
+
+# ---------------------------------------------------------------- a teacher trained first
+
+TEACHERS = "teachers"  # where in the logdir the teachers trained first (teacher_preset) go
+# What a teacher trained first (teacher_preset) takes from its student: the digits and split
+# (data, seed, val fraction), the arithmetic's dtype and threads, and how runs are kept and shown.
+_TEACHER_SHARES = (
+    *("data", "seed", "val_fraction", "dtype", "threads", "device", "quiet"),
+    *("checkpoint_every", "rank_timeout", "image_every", "figures"),
+)
+
+
+# What skips a teacher trained first: the same network and recipe, alone (say so in the plan).
+NO_TEACHER = "--preset tuned"
+# Rough seconds of these presets' runs on the shipped digits, pictures included, on one CPU
+# thread of a 2-core AMD EPYC VM with nothing else running (README's Results, 2026-12-01 and
+# 2026-12-04): what the plan at the start says.
+ROUGH_SECONDS = {"teacher": 30, "distilled": 40, "tuned": 11}
+
+
+def plan(config: TrainConfig) -> str | None:
+    """What a new run of ``config`` trains, in order, and roughly how long, where it trains a
+    teacher first (else None: one network, its progress bar says enough). Lines for stderr."""
+    if config.teacher is not None or config.teacher_preset is None:
+        return None
+    teacher = teacher_config(config)
+    return teacher_plan(config, teacher, teacher_run(teacher))
+
+
+def teacher_plan(config: TrainConfig, teacher: TrainConfig, found: Path | None) -> str:
+    """The plan (:func:`plan`), given the teacher's config and the run of it found in the logdir."""
+    shape = "-".join(map(str, (400, *teacher.hidden, 10)))
+    if found is None:
+        first = (
+            f"train a teacher, {shape} ({teacher.preset} preset, {teacher.epochs} epochs"
+            f"{_rough(teacher.preset, ' on one CPU core')}),\n         into {teacher.logdir}/"
+        )
+    elif (found / METRICS).exists():
+        first = f"use the teacher that finished in {found}"
+    else:
+        first = f"finish the stopped teacher in {found}"
+    student = "-".join(map(str, (400, *config.hidden, 10)))
+    return (
+        f"plan: 1. {first}\n"
+        f"      2. train {student} from the teacher's outputs ({config.preset} preset, "
+        f"{config.epochs} epochs{_rough(config.preset)})\n"
+        f"      {NO_TEACHER} trains {student} alone, without a teacher"
+        f"{_rough(NO_TEACHER.split()[-1])}"
+    )
+
+
+def _rough(preset: str, where: str = "") -> str:
+    seconds = ROUGH_SECONDS.get(preset)
+    return "" if seconds is None else f", about {seconds} s{where}"
+
+
+def teacher_config(config: TrainConfig) -> TrainConfig:
+    """The config of the teacher ``config``'s ``teacher_preset`` trains: that preset on the
+    student's digits and split, trained and watched as the student is, in the logdir's
+    :data:`TEACHERS` directory."""
+    shared = {k: getattr(config, k) for k in _TEACHER_SHARES}
+    logdir = str(Path(config.logdir) / TEACHERS)
+    preset = config.teacher_preset
+    try:
+        teacher = make_config(preset, **shared, logdir=logdir)
+    except UserError as err:  # the student's flags are fine; its teacher's preset cannot take them
+        raise UserError(
+            f"the teacher this run trains first (--teacher-preset {preset}): {err}"
+        ) from None
+    if teacher.loss != "softmax":  # known before it trains: load_teacher would refuse it after
+        raise UserError(
+            f"--teacher-preset {preset} trains with --loss {teacher.loss}; a teacher must be "
+            "trained with --loss softmax (its outputs are softened into the student's targets)"
+        )
+    return teacher
+
+
+def teacher_run(config: TrainConfig) -> Path | None:
+    """The newest run under ``config.logdir`` of ``config`` (bar the device) on the same data
+    file (by its SHA-256) that finished or can resume, or None."""
+    same = set(fields_with("hparam")) - {"device"}  # a run trained on another device is it
+    wanted = {k: v for k, v in config.to_dict().items() if k in same}
+    data = file_sha256(
+        config.data or default_data_path(), "a MAT file"
+    )  # the same digits, not just path
+    logdir = Path(config.logdir)
+    for run_dir in sorted(logdir.glob(f"*-{config.preset}*"), reverse=True):
+        if not (run_dir / METRICS).exists() and not (run_dir / LATEST).exists():
+            continue
+        try:
+            saved = TrainConfig.from_dict(read_config(run_dir)).to_dict()
+        except (UserError, TypeError, ValueError):
+            continue  # not a run of this package's, or one it can no longer read
+        if {k: saved.get(k) for k in wanted} == wanted and same_digits(run_dir, data):
+            return run_dir
+    return None

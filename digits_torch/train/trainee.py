@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoints import check_fits, clone_weights, restore
+from ..optim.schedule import advance, lower_on_plateau
+from ..store.checkpoints import check_fits, clone_weights, restore
+from ..store.runs import check_split
 from .run_setup import Setup
-from .runs import check_split
-from .schedule import advance, lower_on_plateau
 
 __all__ = ["STATUSES", "Trainee"]
 
@@ -23,7 +23,7 @@ STATUSES = ("max_epochs", "converged", "diverged")
 
 
 class Trainee:
-    """One network being trained: its :class:`~digits_torch.run_setup.Setup` and its progress.
+    """One network being trained: its :class:`~digits_torch.train.run_setup.Setup` and its progress.
 
     Attributes:
         run: what it trains with (model, optimizer, scheduler, stopping rule, random draws).
@@ -33,7 +33,7 @@ class Trainee:
         best_epoch: the epoch ``best`` is of.
         status: ``"training"``, or how it ended (:data:`STATUSES`).
         order: its place in every stack it joins (a sweep's network's index).
-        files: what writes its run directory (:class:`~digits_torch.run_files.RunFiles`), or
+        files: what writes its run directory (:class:`~digits_torch.train.run_files.RunFiles`), or
             None where nothing is written (the other ranks of a torchrun job).
     """
 

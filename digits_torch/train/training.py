@@ -7,8 +7,8 @@
 
 The loop (:func:`_train`) reads top to bottom: set up, start or resume, the epochs, the report.
 The whole dataset is moved to the device once; what an epoch does is chosen once, before the loop
-(:func:`digits_torch.epochs.make_epoch`); each epoch is read from the device once, logged,
-counted by the stopping rule (:mod:`digits_torch.stopping`) and checkpointed.
+(:func:`digits_torch.train.epochs.make_epoch`); each epoch is read from the device once, logged,
+counted by the stopping rule (:mod:`digits_torch.optim.stopping`) and checkpointed.
 
 Checkpoints go on a time budget (``checkpoint_every`` seconds of training): the latest state and
 the best model (kept in memory between writes) are written at the first epoch end past the
@@ -17,7 +17,7 @@ of the epoch it interrupts (a second one stops it at once). A kill loses at most
 since the last checkpoint; a resume trains them again, to exactly the same weights. The NaN
 guard stops a run whose loss or weights stop being finite before anything of it is saved.
 
-One process writes into a run directory at a time (:class:`~digits_torch.runs.RunLock`, held
+One process writes into a run directory at a time (:class:`~digits_torch.store.runs.RunLock`, held
 from before a resume reads its checkpoint to the end of the run).
 """
 
@@ -29,50 +29,37 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoints import (
-    LATEST,
-    RESUMABLE,
-    best_weights,
-    load_run_file,
+from ..config.config import TrainConfig, fields_with, preset_differences
+from ..core.model import MLP
+from ..errors import UserError, no_such_path, progress_bar, tell
+from ..plots import FIGURES
+from ..runtime.distributed import SOLO, Ranks, from_lead, job_ranks, joined
+from ..runtime.interrupts import StopRequests
+from ..runtime.threads import cpu_threads
+from ..store.checkpoints import LATEST, RESUMABLE, best_weights, load_run_file
+from ..store.runs import (
+    METRICS,
+    RunInUse,
+    RunLock,
+    check_history,
+    new_run_dir,
+    read_config,
+    run_label,
 )
-from .config import TrainConfig, fields_with, make_config, preset_differences
-from .data import default_data_path, file_sha256
-from .distributed import SOLO, Ranks, from_lead, job_ranks, joined
-from .errors import UserError, no_such_path, progress_bar, tell
-from .interrupts import StopRequests
 from .leftovers import leftover_problem, remove_leftovers
-from .loop import EachOnItsBudget, OneNetwork, train_epochs
-from .model import MLP
-from .plots import FIGURES
 from .run_files import RunFiles, run_final_figures, run_metrics
+from .run_loop import EachOnItsBudget, OneNetwork, train_epochs
 from .run_setup import Setup, set_up
-from .runs import METRICS, RunInUse, RunLock, check_history, new_run_dir, read_config, run_label
-from .teachers import same_digits, trained_for_another_split
-from .threads import cpu_threads
+from .teachers import teacher_config, teacher_plan, teacher_run, trained_for_another_split
 from .trainee import Trainee
 
-__all__ = ["FitResult", "fit", "plan", "resume", "with_teacher"]
+__all__ = ["FitResult", "fit", "resume", "with_teacher"]
 
 # Config fields a run directory's name leaves out: how a run is watched, and where and how it
 # trains (names tell apart what runs trained).
 _NOT_TRAINING = fields_with("named", has=False)
 # What a resume may change: how a run is trained and watched, not what it trains.
 RESUME_MAY_CHANGE = fields_with("resumable")
-TEACHERS = "teachers"  # where in the logdir the teachers trained first (teacher_preset) go
-# What a teacher trained first (teacher_preset) takes from its student: the digits and split
-# (data, seed, val fraction), the arithmetic's dtype and threads, and how runs are kept and shown.
-_TEACHER_SHARES = (
-    *("data", "seed", "val_fraction", "dtype", "threads", "device", "quiet"),
-    *("checkpoint_every", "rank_timeout", "image_every", "figures"),
-)
-
-
-# What skips a teacher trained first: the same network and recipe, alone (say so in the plan).
-NO_TEACHER = "--preset tuned"
-# Rough seconds of these presets' runs on the shipped digits, pictures included, on one CPU
-# thread of a 2-core AMD EPYC VM with nothing else running (README's Results, 2026-12-01 and
-# 2026-12-04): what the plan at the start says.
-ROUGH_SECONDS = {"teacher": 30, "distilled": 40, "tuned": 11}
 
 
 @dataclass
@@ -90,9 +77,10 @@ def fit(config: TrainConfig, ranks: Ranks | None = None) -> FitResult:
     """Train a new model as ``config`` says, in a new run directory under ``config.logdir``.
 
     Under torchrun the job's ranks train the one model together, each on its share of every
-    batch (:mod:`digits_torch.data_parallel`); rank 0 writes the run. ``ranks``: the job to
-    train across (default: torchrun's, from the environment; :data:`~digits_torch.distributed.SOLO`
-    trains in this process alone, as a sweep's ranks do).
+    batch (:mod:`digits_torch.fast.data_parallel`); rank 0 writes the run. ``ranks``: the job to
+    train across (default: torchrun's, from the environment;
+    :data:`~digits_torch.runtime.distributed.SOLO` trains in this process alone, as a sweep's ranks
+    do).
     """
     ranks = job_ranks() if ranks is None else ranks
     with joined(ranks, config.rank_timeout):
@@ -116,9 +104,13 @@ def with_teacher(config: TrainConfig, ranks: Ranks = SOLO, fitting: bool = False
     ):
         return config
     teacher = teacher_config(config)
-    found = from_lead(ranks, lambda: _teacher_run(teacher))
+    found = from_lead(ranks, lambda: teacher_run(teacher))
     # the plan, said once the teacher's data and split are known to be good (after its set-up)
-    said = _plan(config, teacher, found) if fitting and ranks.lead and not config.quiet else None
+    said = (
+        teacher_plan(config, teacher, found)
+        if fitting and ranks.lead and not config.quiet
+        else None
+    )
     trained, again = None, command_line() if fitting else None
     if found is None:
         trained = _train_teacher(teacher, ranks, again, said)
@@ -154,55 +146,19 @@ def finished_line(result: FitResult) -> str:
     )
 
 
-def plan(config: TrainConfig) -> str | None:
-    """What a new run of ``config`` trains, in order, and roughly how long, where it trains a
-    teacher first (else None: one network, its progress bar says enough). Lines for stderr."""
-    if config.teacher is not None or config.teacher_preset is None:
-        return None
-    teacher = teacher_config(config)
-    return _plan(config, teacher, _teacher_run(teacher))
-
-
-def _plan(config: TrainConfig, teacher: TrainConfig, found: Path | None) -> str:
-    """:func:`plan`, given the teacher's config and the run of it found in the logdir."""
-    shape = "-".join(map(str, (400, *teacher.hidden, 10)))
-    if found is None:
-        first = (
-            f"train a teacher, {shape} ({teacher.preset} preset, {teacher.epochs} epochs"
-            f"{_rough(teacher.preset, ' on one CPU core')}),\n         into {teacher.logdir}/"
-        )
-    elif (found / METRICS).exists():
-        first = f"use the teacher that finished in {found}"
-    else:
-        first = f"finish the stopped teacher in {found}"
-    student = "-".join(map(str, (400, *config.hidden, 10)))
-    return (
-        f"plan: 1. {first}\n"
-        f"      2. train {student} from the teacher's outputs ({config.preset} preset, "
-        f"{config.epochs} epochs{_rough(config.preset)})\n"
-        f"      {NO_TEACHER} trains {student} alone, without a teacher"
-        f"{_rough(NO_TEACHER.split()[-1])}"
-    )
-
-
 def command_line() -> str:
     """This process's command, as the user would type it again (``python train.py --flags``,
-    ``digits-train ...``, ``python -m digits_torch.cli ...``)."""
+    ``digits-train ...``, ``python -m digits_torch train ...``)."""
     first = Path(sys.argv[0])
     if first.name == "train.py":
         start = ["python", sys.argv[0]]
-    elif first.suffix == ".py" and first.parent.name == "digits_torch":
-        start = ["python", "-m", f"digits_torch.{first.stem}"]
+    elif first.name == "__main__.py" and first.parent.name == "digits_torch":
+        start = ["python", "-m", "digits_torch"]  # its argv goes on with the command's name
     elif first.suffix == ".py":
         start = ["python", sys.argv[0]]
     else:
         start = [first.name]
     return shlex.join([*start, *sys.argv[1:]])
-
-
-def _rough(preset: str, where: str = "") -> str:
-    seconds = ROUGH_SECONDS.get(preset)
-    return "" if seconds is None else f", about {seconds} s{where}"
 
 
 def _train_teacher(
@@ -218,48 +174,6 @@ def _train_teacher(
         if made and ranks.lead and teachers.is_dir() and not any(teachers.iterdir()):
             teachers.rmdir()
         raise
-
-
-def teacher_config(config: TrainConfig) -> TrainConfig:
-    """The config of the teacher ``config``'s ``teacher_preset`` trains: that preset on the
-    student's digits and split, trained and watched as the student is, in the logdir's
-    :data:`TEACHERS` directory."""
-    shared = {k: getattr(config, k) for k in _TEACHER_SHARES}
-    logdir = str(Path(config.logdir) / TEACHERS)
-    preset = config.teacher_preset
-    try:
-        teacher = make_config(preset, **shared, logdir=logdir)
-    except UserError as err:  # the student's flags are fine; its teacher's preset cannot take them
-        raise UserError(
-            f"the teacher this run trains first (--teacher-preset {preset}): {err}"
-        ) from None
-    if teacher.loss != "softmax":  # known before it trains: load_teacher would refuse it after
-        raise UserError(
-            f"--teacher-preset {preset} trains with --loss {teacher.loss}; a teacher must be "
-            "trained with --loss softmax (its outputs are softened into the student's targets)"
-        )
-    return teacher
-
-
-def _teacher_run(config: TrainConfig) -> Path | None:
-    """The newest run under ``config.logdir`` of ``config`` (bar the device) on the same data
-    file (by its SHA-256) that finished or can resume, or None."""
-    same = set(fields_with("hparam")) - {"device"}  # a run trained on another device is it
-    wanted = {k: v for k, v in config.to_dict().items() if k in same}
-    data = file_sha256(
-        config.data or default_data_path(), "a MAT file"
-    )  # the same digits, not just path
-    logdir = Path(config.logdir)
-    for run_dir in sorted(logdir.glob(f"*-{config.preset}*"), reverse=True):
-        if not (run_dir / METRICS).exists() and not (run_dir / LATEST).exists():
-            continue
-        try:
-            saved = TrainConfig.from_dict(read_config(run_dir)).to_dict()
-        except (UserError, TypeError, ValueError):
-            continue  # not a run of this package's, or one it can no longer read
-        if {k: saved.get(k) for k in wanted} == wanted and same_digits(run_dir, data):
-            return run_dir
-    return None
 
 
 def resume(run_dir: str | Path, ranks: Ranks | None = None, **overrides) -> FitResult:

@@ -1,0 +1,1 @@
+"""The fast path: explicit backprop, the fused SGD step, data parallelism and CUDA graphs."""

@@ -1,0 +1,1 @@
+"""Image files in, ex4-style 20 x 20 digits out."""

@@ -1,0 +1,1 @@
+"""Training recipes around the plain loop: augmentation, distillation and dead-unit revival."""

@@ -1,0 +1,1 @@
+"""Where a run executes: torchrun ranks, signals, CPU threads and the device."""
