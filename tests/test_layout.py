@@ -140,6 +140,8 @@ def _code_map() -> list[list[str]]:
         cell = line.split("|")[1] if line.startswith("| `") else ""
         names = []
         for entry in re.findall(r"`([\w/]+(?:\.py)?)`", cell):
+            if entry == "core/loop.py":  # the core's package comes with its loop
+                names.append("digits_torch.core")
             if entry.endswith("/"):
                 names += [f"digits_torch.{entry[:-1]}", f"digits_torch.{entry[:-1]}.__main__"]
             else:
