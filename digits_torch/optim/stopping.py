@@ -62,6 +62,12 @@ class EarlyStopping:
         """More than ``patience`` epochs in a row without progress (never, for patience 0)."""
         return self.patience > 0 and self.no_improvement_count_ > self.patience
 
+    def on_epoch_end(self, model, record: dict) -> str | None:
+        """As a callback of :func:`digits_torch.core.loop.train`: count the record, and stop
+        ("converged") once the rule says so."""
+        self.update(record)
+        return "converged" if self.should_stop else None
+
     def restart(self) -> None:
         """Go on as if progress had just been made (scikit-learn's adaptive lr, after lr / 5)."""
         self.no_improvement_count_ = 0

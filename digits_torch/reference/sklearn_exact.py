@@ -46,6 +46,8 @@ import torch
 
 from ..config.config import sklearn_fields
 from ..core.data import load_digits
+from ..core.loop import Objective
+from ..core.loop import train_epoch as core_epoch
 from ..core.losses import smoothed_targets
 from ..core.model import MLP
 from ..errors import UserError
@@ -53,6 +55,7 @@ from ..errors import UserError
 __all__ = [
     "SKLEARN_FIELDS",
     "RandomStream",
+    "SklearnObjective",
     "SklearnSGD",
     "config_fields",
     "log_loss",
@@ -231,6 +234,14 @@ def log_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return _SoftmaxLogLoss.apply(logits, y)
 
 
+class SklearnObjective(Objective):
+    """A batch's objective as scikit-learn computes it: :func:`log_loss` plus
+    alpha / (2 * batch size) * sum of squared weights (``l2`` is alpha)."""
+
+    def data_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return log_loss(logits, y)
+
+
 def train_epoch(
     model: MLP,
     optimizer: torch.optim.Optimizer,
@@ -240,7 +251,9 @@ def train_epoch(
     alpha: float,
     stream: RandomStream,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One epoch of MLPClassifier's sgd solver over (X (m, n), y (m,)).
+    """One epoch of MLPClassifier's sgd solver over (X (m, n), y (m,)): the core loop's epoch
+    (:func:`digits_torch.core.loop.train_epoch`) in the stream's order, with scikit-learn's
+    objective.
 
     Returns:
         Two 0-dim tensors on X's device: this epoch's ``loss_curve_`` entry (each batch's
@@ -248,25 +261,9 @@ def train_epoch(
         size, over m), and the accuracy over the epoch's batches, each counted as it was trained
         on (the model changes during the epoch).
     """
-    model.train()
     m = X.shape[0]
-    # One gather of the rows in this epoch's order, then contiguous slices of it.
     order = stream.order(m).to(X.device)
-    X, y = X[order], y[order]
-    batch = min(batch_size, m)
-    total = torch.zeros((), device=X.device, dtype=X.dtype)
-    correct = torch.zeros((), device=X.device, dtype=torch.long)
-    for start in range(0, m, batch):
-        xb, yb = X[start : start + batch], y[start : start + batch]  # (b, n), (b,)
-        b = xb.shape[0]
-        logits = model(xb)
-        loss = log_loss(logits, yb) + alpha / (2 * b) * model.squared_weights()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach() * b
-        correct += (logits.detach().argmax(dim=1) == yb).sum()
-    return total / m, correct / m
+    return core_epoch(model, optimizer, X, y, order, min(batch_size, m), SklearnObjective(l2=alpha))
 
 
 # ------------------------------------------------------------------- optimizer and schedules

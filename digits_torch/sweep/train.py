@@ -3,9 +3,10 @@
 A stack trains in the loop a solo run trains in (:func:`~digits_torch.train.run_loop.train_epochs`),
 with the stack as its arithmetic; each stacked network's directory is written as ``fit`` writes a
 run's (:class:`~digits_torch.train.run_files.RunFiles`), but on the sweep's clock
-(:class:`_CommittedSaves`): every ``save_every`` seconds, when the stack is interrupted, and at
-the end. So that a sweep resumed after a kill trains every network exactly as an uninterrupted
-one (the same stack, the same arithmetic), a save is a commit of the whole stack at one epoch:
+(:class:`_CommittedSaves`): every ``save_every`` seconds (longer where saving a big stack would
+take more than a tenth of its time), when the stack is interrupted, and at the end. So that a
+sweep resumed after a kill trains every network exactly as an uninterrupted one (the same
+stack, the same arithmetic), a save is a commit of the whole stack at one epoch:
 
 1. each network appends its new epochs to history.jsonl and writes its checkpoint (and best.pt)
    beside the real ones, as ``.sweep-checkpoint.pt`` (``.sweep-best.pt``);
@@ -267,16 +268,24 @@ class _StackRun:
 
 class _CommittedSaves:
     """A stack's saves (a :class:`~digits_torch.train.run_loop.Saves`): the whole stack, committed
-    as one, every ``save_every`` seconds, when training stops and at the end."""
+    as one, when training stops, at the end, and every ``save_every`` seconds, or, where a commit
+    of the stack takes longer than a tenth of that, ten commits' time after the last ended: a
+    stack of many networks (each save writes and syncs every network's files) then spends at
+    most about a tenth of its time saving."""
+
+    SHARE = 0.1  # of the time between saves, at most, spent saving
 
     def __init__(self, stack_run: _StackRun, save_every: float) -> None:
         self.stack_run, self.save_every = stack_run, save_every
+        self.interval = save_every
         self.last = time.perf_counter()
 
     def after_epoch(self, stop: bool) -> None:
-        if stop or time.perf_counter() - self.last >= self.save_every:
+        if stop or time.perf_counter() - self.last >= self.interval:
+            started = time.perf_counter()
             self.stack_run.save()
             self.last = time.perf_counter()
+            self.interval = max(self.save_every, (self.last - started) / self.SHARE)
 
     def final(self) -> None:
         self.stack_run.save()

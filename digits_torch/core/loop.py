@@ -1,0 +1,166 @@
+"""The training loop, plain: minibatch training of a model on tensors in memory.
+
+Read this first. It is the whole of what training is here: shuffle, take a batch, compute the
+objective and its gradients, step the optimizer; after each epoch, one record of the epoch's
+figures, handed to the callbacks. Nothing is written anywhere. What a run adds around it (files,
+checkpoints, TensorBoard, pictures, signals, torchrun) are callbacks on these records, and the
+fast paths (hand-written backprop, fused steps, CUDA graphs, many networks at once) are tested
+against it.
+
+    model = MLP(activation="relu", init="glorot", generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+    history = train(model, optimizer, X, y, epochs=200, gradients=Objective(l2=1e-4))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from .losses import data_loss, score
+from .model import MLP
+
+__all__ = ["Callback", "Gradients", "Objective", "train", "train_epoch"]
+
+# One batch's gradients: (model, images (b, n), labels (b,)) -> (objective, number right), both
+# 0-dim tensors; fills every parameter's .grad with d objective / d parameter.
+Gradients = Callable[[MLP, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a batch of b examples minimises: its mean data loss plus l2 / (2 b) times the sum of
+    the squared weights (biases excluded), as Coursera's ex4 and scikit-learn's MLP write it.
+
+    Called as :data:`Gradients`: autograd computes the gradients.
+
+    Args:
+        loss: a key of :data:`digits_torch.core.losses.LOSSES` ("softmax" or ex4's "coursera").
+        l2: lambda (scikit-learn's alpha), per example.
+        label_smoothing: the part of each target spread evenly over the classes.
+    """
+
+    loss: str = "softmax"
+    l2: float = 0.0
+    label_smoothing: float = 0.0
+
+    def __call__(self, model: MLP, x: torch.Tensor, y: torch.Tensor):
+        model.zero_grad(set_to_none=True)
+        logits = model(x)  # (b, classes)
+        objective = self.data_loss(logits, y) + self.l2 / (2 * len(y)) * model.squared_weights()
+        objective.backward()
+        return objective.detach(), (logits.detach().argmax(dim=1) == y).sum()
+
+    def data_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The mean data loss of (b, classes) logits against (b,) labels."""
+        return data_loss(logits, y, self.loss, self.label_smoothing)
+
+
+class Callback(Protocol):
+    """Called after every epoch with the epoch's record (see :func:`train`); returns why training
+    should stop now, or None to go on. Early stopping, checkpoints and logging are callbacks."""
+
+    def on_epoch_end(self, model: MLP, record: dict) -> str | None: ...
+
+
+def train_epoch(
+    model: MLP,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+    gradients: Gradients,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass over images X (m, n) and labels y (m,) in ``order`` (m,), ``batch_size`` rows a
+    step (the last batch may be smaller).
+
+    Returns two 0-dim tensors on X's device: the epoch's loss (each batch's objective weighted
+    by its size, over m: scikit-learn's ``loss_curve_`` entry) and its accuracy, each batch
+    counted as it was trained on (the model changes during the epoch). Neither is read on the
+    host, so a CUDA epoch never waits for the device.
+    """
+    model.train()
+    m = len(order)
+    total = torch.zeros((), dtype=X.dtype, device=X.device)
+    right = torch.zeros((), dtype=torch.long, device=X.device)
+    for start in range(0, m, batch_size):
+        index = order[start : start + batch_size]
+        xb, yb = X[index], y[index]  # (b, n), (b,)
+        objective, correct = gradients(model, xb, yb)  # fills p.grad
+        optimizer.step()
+        total += objective * len(index)
+        right += correct
+    return total / m, right / m
+
+
+def train(
+    model: MLP,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int = 200,
+    gradients: Gradients = Objective(),
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> list[dict]:
+    """Train ``model`` on images X (m, n) and labels y (m,) for at most ``epochs`` epochs.
+
+    Args:
+        gradients: one batch's objective and gradients (default: softmax cross-entropy, no L2).
+        val: held-out (images, labels), scored after each epoch with the objective's data loss.
+        generator: shuffles the rows each epoch (a CPU generator; None: torch's global one).
+        scheduler: stepped once per epoch, after it.
+        callbacks: each told every epoch's record; the first to give a reason stops training.
+
+    Returns:
+        The history, one record per epoch trained: ``epoch`` (1, 2, ...), ``train_loss`` and
+        ``train_accuracy`` (as trained, see :func:`train_epoch`), ``val_loss`` and
+        ``val_accuracy`` (None without ``val``), ``lr`` (the epoch's first group's), ``seconds``
+        (wall time of the epoch, scoring included); the last record has ``stopped``, the
+        reason training ended.
+    """
+    history: list[dict] = []
+    loss_name = getattr(gradients, "loss", "softmax")
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        # A CPU permutation, the same on every device, then the batches gathered by index.
+        order = torch.randperm(len(y), generator=generator).to(X.device)
+        loss, accuracy = train_epoch(
+            model, optimizer, X, y, order, min(batch_size, len(y)), gradients
+        )
+        if scheduler is not None:
+            scheduler.step()
+        val_loss, val_accuracy = (None, None) if val is None else score(model, *val, loss_name)
+        record = {
+            "epoch": epoch,
+            "train_loss": loss.item(),
+            "train_accuracy": accuracy.item(),
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "lr": lr,
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(record)
+        stopped = _first_reason(callbacks, model, record)
+        if stopped is not None:
+            record["stopped"] = stopped
+            return history
+    if history:
+        history[-1]["stopped"] = f"{epochs} epochs"
+    return history
+
+
+def _first_reason(callbacks: Iterable[Callback], model: MLP, record: dict) -> str | None:
+    """Every callback hears the record (in order); the first reason to stop, if any."""
+    reasons = [callback.on_epoch_end(model, record) for callback in callbacks]
+    return next((reason for reason in reasons if reason is not None), None)
