@@ -51,6 +51,7 @@ from torch import nn
 
 from digits_torch import MLP, TrainConfig, load_digits, make_config
 from digits_torch.config.config import DEFAULT_PRESET
+from digits_torch.config.plan import make_plan
 from digits_torch.errors import ArgumentParser, exit_on_error
 from digits_torch.fast.cudagraph import EpochGraph
 from digits_torch.runtime.devices import resolve_device
@@ -161,16 +162,17 @@ def time_loop(
     """Our epoch function alone (as fit calls it) on tensors of any size; with ``cuda_graph``,
     the epoch as a replayed CUDA graph (``--cuda-graph``)."""
     config = make_config("seed", hidden=(hidden,), cuda_graph=cuda_graph)
+    recipe = make_plan(config).recipe
     generator = torch.Generator().manual_seed(0)
     model = MLP(X.shape[1], config.hidden, 10, config.activation, config.init, generator)
     model.to(X.device)
     optimizer = make_optimizer(config, model)
     if cuda_graph:
-        batches = functools.partial(run_batches, model, config=config)
+        batches = functools.partial(run_batches, model, recipe=recipe)
         graph = EpochGraph(model, optimizer, X, y, batches)
         epoch, warm_ups = (lambda: graph(X, generator)), 2  # eager, then the capture
     else:
-        epoch, warm_ups = (lambda: train_epoch(model, optimizer, X, y, config, generator)), 1
+        epoch, warm_ups = (lambda: train_epoch(model, optimizer, X, y, recipe, generator)), 1
     for _ in range(warm_ups):
         epoch()
     _sync(X.device)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from digits_torch import MLP, make_config
+from digits_torch.config.plan import make_plan
 from digits_torch.core.loop import Objective, train, train_epoch
 from digits_torch.optim.optimizers import optimizer_step
 from digits_torch.optim.stopping import EarlyStopping
@@ -40,7 +41,7 @@ def test_the_fast_epoch_is_the_core_epoch_in_float64(digits, activation, loss):
     objective = Objective(loss=loss, l2=config.l2)
     for _ in range(2):  # the second epoch takes the fused shortcut (momentum buffers exist)
         expected = train_epoch(core, core_sgd, X, y, order, config.batch_size, objective)
-        got = run_batches(fast, optimizer_step(fast_sgd), X, y, order, config)
+        got = run_batches(fast, optimizer_step(fast_sgd), X, y, order, make_plan(config).recipe)
         assert got[0].item() == pytest.approx(expected[0].item(), abs=1e-12)
         assert got[1].item() == expected[1].item()
     for mine, theirs in zip(fast.parameters(), core.parameters()):

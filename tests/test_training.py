@@ -383,6 +383,7 @@ def test_what_a_cuda_graph_replays_is_train_epoch_bit_for_bit():
     """run_batches over a filled index buffer, stepping with a tensor lr (the graph's epoch),
     against train_epoch; run on the CPU, where both paths can run eagerly."""
     from digits_torch import load_digits
+    from digits_torch.config.plan import make_plan
     from digits_torch.core.model import MLP
     from digits_torch.optim.optimizers import optimizer_step
     from digits_torch.train.epochs import run_batches, train_epoch
@@ -391,13 +392,14 @@ def test_what_a_cuda_graph_replays_is_train_epoch_bit_for_bit():
     X, y = (torch.from_numpy(a) for a in load_digits())
     X, y = X[:1000], y[:1000]
     config = make_config("seed", batch_size=300)  # a smaller last batch too
+    recipe = make_plan(config).recipe
     runs = []
     for graph_like in (False, True):
         generator = torch.Generator().manual_seed(0)
         model = MLP(400, (25,), 10, "relu", "glorot", generator)
         optimizer = make_optimizer(config, model)
         order, lr = torch.empty(len(X), dtype=torch.long), torch.empty((), dtype=torch.float32)
-        results = [train_epoch(model, optimizer, X, y, config, generator)]  # makes the buffers
+        results = [train_epoch(model, optimizer, X, y, recipe, generator)]  # makes the buffers
         for epoch in range(3):
             optimizer.param_groups[0]["lr"] = 0.01 / (epoch + 1)  # as a schedule would
             if graph_like:
@@ -405,9 +407,9 @@ def test_what_a_cuda_graph_replays_is_train_epoch_bit_for_bit():
                 lr.fill_(optimizer.param_groups[0]["lr"])
                 optimizer.param_groups[0]["lr"] = math.nan  # the step must read the tensor
                 step = optimizer_step(optimizer, lr=lr)
-                results.append(run_batches(model, step, X, y, order, config))
+                results.append(run_batches(model, step, X, y, order, recipe))
             else:
-                results.append(train_epoch(model, optimizer, X, y, config, generator))
+                results.append(train_epoch(model, optimizer, X, y, recipe, generator))
         runs.append((model, results))
     (plain, plain_results), (graph, graph_results) = runs
     for a, b in zip(plain.parameters(), graph.parameters()):
@@ -491,6 +493,7 @@ def test_every_valid_optimizer_name_makes_its_own_optimizer():
 
 
 def test_a_cuda_graph_refuses_cpu_tensors():
+    from digits_torch.config.plan import make_plan
     from digits_torch.core.model import MLP
     from digits_torch.fast.cudagraph import EpochGraph
     from digits_torch.train.epochs import run_batches
@@ -499,7 +502,7 @@ def test_a_cuda_graph_refuses_cpu_tensors():
     config = make_config("seed", cuda_graph=True)
     model = MLP()
     with pytest.raises(ValueError, match="a CUDA graph needs CUDA tensors, got cpu"):
-        batches = functools.partial(run_batches, model, config=config)
+        batches = functools.partial(run_batches, model, recipe=make_plan(config).recipe)
         EpochGraph(
             model, make_optimizer(config, model), torch.zeros(5, 400), torch.zeros(5), batches
         )

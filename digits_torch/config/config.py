@@ -33,7 +33,7 @@ from .bounds import (
     suggestion,
     training_memory,
 )
-from .presets import DEFAULT_PRESET, PRESETS
+from .presets import DEFAULT_PRESET, LOGDIR, PRESETS
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -98,7 +98,7 @@ class TrainConfig:
         roles=("hparam", "sweep_wide", "resumable"),
     )
     logdir: str = _field(
-        "runs", "where run directories are created (TensorBoard's --logdir)", roles=("sweep_wide",)
+        LOGDIR, "where run directories are created (TensorBoard's --logdir)", roles=("sweep_wide",)
     )
     name: str = _field("", "appended to the run directory's name", roles=("sweep_wide",))
     image_every: int = _field(

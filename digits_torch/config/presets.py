@@ -83,6 +83,8 @@ PRESETS: dict[str, dict] = {
     "sklearn": {"sklearn_exact": True, "dtype": "float64"},
 }
 DEFAULT_PRESET = "distilled"
+# Where run directories go unless --logdir says (and where the commands look a run name up).
+LOGDIR = "runs"
 # What each preset is, in a few words (--help's presets block; a test checks each has them).
 PRESET_WORDS = {
     "seed": "the article's MLPClassifier recipe, in PyTorch (the field defaults)",

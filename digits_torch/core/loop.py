@@ -26,9 +26,10 @@ from .model import MLP
 
 __all__ = ["Callback", "Gradients", "Objective", "train", "train_epoch"]
 
-# One batch's gradients: (model, images (b, n), labels (b,)) -> (objective, number right), both
-# 0-dim tensors; fills every parameter's .grad with d objective / d parameter.
-Gradients = Callable[[MLP, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# One batch's gradients: (model, images (b, n), labels (b,), and any more rows of the batch's
+# examples the epoch gathers) -> (objective, number right), both 0-dim tensors; fills every
+# parameter's .grad with d objective / d parameter.
+Gradients = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -69,33 +70,47 @@ class Callback(Protocol):
 
 def train_epoch(
     model: MLP,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | None,
     X: torch.Tensor,
     y: torch.Tensor,
     order: torch.Tensor,
     batch_size: int,
     gradients: Gradients,
+    step: Callable[[], None] | None = None,
+    rows: tuple[torch.Tensor, ...] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass over images X (m, n) and labels y (m,) in ``order`` (m,), ``batch_size`` rows a
     step (the last batch may be smaller).
 
+    Args:
+        gradients: a batch's objective and gradients (autograd's :class:`Objective`, or the
+            hand-written backward pass, or a rank's share of it summed over the ranks).
+        step: what follows each batch's gradients (default ``optimizer.step``; the fast path's
+            fused step).
+        rows: more (m, ...) tensors of the examples (a teacher's soft targets), gathered with
+            each batch and passed to ``gradients`` after its labels.
+
     Returns two 0-dim tensors on X's device: the epoch's loss (each batch's objective weighted
     by its size, over m: scikit-learn's ``loss_curve_`` entry) and its accuracy, each batch
     counted as it was trained on (the model changes during the epoch). Neither is read on the
-    host, so a CUDA epoch never waits for the device.
+    host, so a CUDA epoch never waits for the device (it can be captured as one CUDA graph).
     """
     model.train()
+    step = optimizer.step if step is None else step
     m = len(order)
-    total = torch.zeros((), dtype=X.dtype, device=X.device)
-    right = torch.zeros((), dtype=torch.long, device=X.device)
+    objectives, hits = [], []  # 0-dim tensors, summed once at the end: no per-batch additions
     for start in range(0, m, batch_size):
         index = order[start : start + batch_size]
-        xb, yb = X[index], y[index]  # (b, n), (b,)
-        objective, correct = gradients(model, xb, yb)  # fills p.grad
-        optimizer.step()
-        total += objective * len(index)
-        right += correct
-    return total / m, right / m
+        # a batch-sized gather stays in cache for the matrix products that follow
+        batch = [t.index_select(0, index) for t in (X, y, *rows)]  # (b, n), (b,), ...
+        objective, correct = gradients(model, *batch)  # fills p.grad
+        step()
+        objectives.append(objective)
+        hits.append(correct)
+    # Batch objectives weighted by batch size: only the last batch may be smaller.
+    sizes = torch.full((len(objectives),), batch_size, dtype=X.dtype, device=X.device)
+    sizes[-1].fill_(m - batch_size * (len(objectives) - 1))  # a kernel, not a host-to-device copy
+    return torch.stack(objectives) @ sizes / m, torch.stack(hits).sum() / m
 
 
 def train(

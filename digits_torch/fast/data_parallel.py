@@ -26,12 +26,12 @@ from __future__ import annotations
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..config.config import TrainConfig
+from ..config.plan import Objective
 from ..core.losses import data_loss, smoothed_targets
 from ..core.model import MLP
 from ..recipes.distillation import Soft, distillation_loss
 from ..runtime.distributed import Ranks, collective, sum_over_ranks
-from .backprop import effective_backprop, loss_and_gradients
+from .backprop import loss_and_gradients
 
 __all__ = ["DataParallel"]
 
@@ -41,17 +41,19 @@ class DataParallel:
 
     Args:
         model: this rank's copy of the network (the same on every rank).
-        config: the run's config: its loss, L2, label smoothing, backprop and rank timeout.
+        objective: the run's loss, L2, label smoothing and soft targets' terms.
+        backprop: the :data:`~digits_torch.fast.backprop.GRADIENTS` entry the run uses
+            (:func:`~digits_torch.fast.backprop.effective_backprop`'s).
         ranks: this process's place in the job (a process group is up).
     """
 
-    def __init__(self, model: MLP, config: TrainConfig, ranks: Ranks) -> None:
-        self.model, self.config, self.ranks = model, config, ranks
-        self.l2 = config.l2 / ranks.world  # each rank adds its part of the penalty
+    def __init__(self, model: MLP, objective: Objective, backprop: str, ranks: Ranks) -> None:
+        self.model, self.objective, self.ranks = model, objective, ranks
+        self.l2 = objective.l2 / ranks.world  # each rank adds its part of the penalty
         params = list(model.parameters())
         sizes = [p.numel() for p in params]
         self.ddp = None
-        if effective_backprop(config.backprop, config.activation, config.loss) == "explicit":
+        if backprop == "explicit":
             # (all gradients, objective, correct): one buffer, one all-reduce per batch
             self.flat = torch.zeros(sum(sizes) + 2, dtype=params[0].dtype, device=params[0].device)
             for p, grad in zip(params, self.flat[:-2].split(sizes)):
@@ -62,27 +64,18 @@ class DataParallel:
                 self.ddp = DistributedDataParallel(model, broadcast_buffers=False)
 
     def __call__(
-        self,
-        X: torch.Tensor,
-        y: torch.Tensor,
-        index: torch.Tensor | None = None,
-        soft: torch.Tensor | None = None,
+        self, model: MLP, X: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch ``X[index], y[index]`` (all of X and y if None): its objective and count
-        of correct examples as 0-dim tensors, its gradient in ``p.grad``, each summed over the
-        ranks (the same bits on every rank). ``soft``: (m, classes) a teacher's soft targets
-        of X, to distil from."""
-        b = X.shape[0] if index is None else index.shape[0]
+        """The batch X (b, n), y (b,), as :data:`~digits_torch.core.loop.Gradients` (``model``
+        is this rank's, given at construction): its objective and count of correct examples as
+        0-dim tensors, its gradient in ``p.grad``, each summed over the ranks (the same bits on
+        every rank). ``soft``: (b, classes) a teacher's soft targets of X, to distil from."""
+        b = X.shape[0]
         lo, hi = self.ranks.share(b)
-        if index is None:
-            xs, ys = X[lo:hi], y[lo:hi]  # (share, n), (share,)
-            soft = None if soft is None else soft[lo:hi]
-        else:
-            part = index[lo:hi]
-            xs, ys = X.index_select(0, part), y.index_select(0, part)
-            soft = None if soft is None else soft.index_select(0, part)
-        c = self.config
-        share_soft = None if soft is None else Soft(soft, c.distill_temperature, c.distill_weight)
+        xs, ys = X[lo:hi], y[lo:hi]  # (share, n), (share,)
+        soft = None if soft is None else soft[lo:hi]
+        c = self.objective
+        share_soft = None if soft is None else Soft(soft, c.temperature, c.soft_weight)
         with collective(self.ranks):
             if self.ddp is None:
                 objective, correct = loss_and_gradients(
@@ -100,7 +93,7 @@ class DataParallel:
         self, xs: torch.Tensor, ys: torch.Tensor, b: int, soft: Soft | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A share's part of the objective, and its count; DDP sums the gradients."""
-        c, model = self.config, self.model
+        c, model = self.objective, self.model
         model.zero_grad(set_to_none=True)
         with torch.enable_grad():
             logits = self.ddp(xs)  # through DDP, so that its backward reduces the gradients

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..config.config import TrainConfig
+from ..config.presets import LOGDIR
 from ..core.losses import LOSSES
 from ..core.model import MLP
 from ..core.read_files import check_regular
@@ -60,7 +60,7 @@ _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
 def load_trained(
     path: str | Path,
     map_location: str | torch.device = "cpu",
-    logdir: str | Path = TrainConfig.logdir,
+    logdir: str | Path = LOGDIR,
 ) -> Trained:
     """The model in a run directory (its best.pt), a checkpoint, a safetensors export, or ex4's
     Theta1/Theta2 .mat, on ``map_location``: what every command that takes a model reads.

@@ -31,6 +31,7 @@ import PIL.Image
 import torch
 
 from ..config.config import TrainConfig
+from ..config.plan import make_plan
 from ..core.data import to_image
 from ..core.model import MLP
 from ..errors import UserError, writing
@@ -260,9 +261,10 @@ def learning_curves(run_dir: str | Path) -> Figure:
         raise UserError("no epochs recorded (no history.jsonl, or an empty one)", run_dir)
     epochs = [r["epoch"] for r in history]
     has_val = history[-1].get("val_accuracy") is not None
-    config = TrainConfig.from_dict(read_config(run_dir)) if (run_dir / CONFIG).exists() else None
-    step = "epoch" if config is None else config.step_name
-    train_loss, train_accuracy = training_labels(config)
+    saved = read_config(run_dir) if (run_dir / CONFIG).exists() else None
+    recipe = None if saved is None else make_plan(TrainConfig.from_dict(saved)).recipe
+    step = "epoch" if recipe is None else recipe.step_name
+    train_loss, train_accuracy = training_labels(recipe)
 
     from matplotlib import ticker
     from matplotlib.figure import Figure

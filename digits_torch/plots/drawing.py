@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..config.config import TrainConfig
+from ..config.plan import Recipe
 from ..core.data import to_image
 from ..core.model import MLP
 from ..core.read_files import parse_json, read_bytes
@@ -48,14 +48,15 @@ def digits_named(digits: str, count: int) -> str:
     return f"{digits} ({count:,})"
 
 
-def training_labels(config: TrainConfig | None) -> tuple[str, str]:
-    """The learning curves' training labels (loss, accuracy): what they were computed on."""
-    if config is None:
+def training_labels(recipe: Recipe | None) -> tuple[str, str]:
+    """The learning curves' training labels (loss, accuracy): what they were computed on (by
+    the run's recipe; None: unknown)."""
+    if recipe is None:
         return "training (with L2 term)", "training"
-    on = "augmented digits, " if config.augmented else ""
-    on += "distillation loss, " if config.distilled else ""  # not the validation's data loss
-    loss = f"training ({on}{'with L2 term' if config.l2 else 'no L2 term'})"
-    return loss, "training (augmented digits)" if config.augmented else "training"
+    on = "augmented digits, " if recipe.augmented else ""
+    on += "distillation loss, " if recipe.distilled else ""  # not the validation's data loss
+    loss = f"training ({on}{'with L2 term' if recipe.objective.l2 else 'no L2 term'})"
+    return loss, "training (augmented digits)" if recipe.augmented else "training"
 
 
 def grid_shape(count: int) -> tuple[int, int]:

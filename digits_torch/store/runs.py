@@ -38,6 +38,7 @@ import numpy as np
 
 from ..config.bounds import EMPTY_LOGDIR
 from ..config.config import TrainConfig
+from ..config.presets import LOGDIR
 from ..core.read_files import parse_json, read_bytes
 from ..errors import UserError, writing
 from .run_contents import CONFIG, HISTORY, LOCK, METRICS, SPLIT
@@ -96,7 +97,7 @@ def new_run_dir(logdir: str | Path, preset: str, name: str = "") -> Path:
     raise UserError("too many runs with the same name this second", logdir)
 
 
-def find_run(run: str | Path, logdir: str | Path = TrainConfig.logdir) -> Path:
+def find_run(run: str | Path, logdir: str | Path = LOGDIR) -> Path:
     """What a run reference means in every command: ``run`` as given if it exists, else the run
     of that name under ``logdir`` (a bare name, as ``train.py --resume NAME`` takes).
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import plots
 from ..config.config import TrainConfig
+from ..config.plan import make_plan
 from ..core.data import load_digits
 from ..store.checkpoints import load_model
 from ..store.events import EventFile
@@ -55,9 +56,9 @@ def draw_network(run_dir: Path) -> None:
     lock: the PNGs into figures/ and the mistakes and confusion in TensorBoard."""
     lock = RunLock(run_dir)
     try:
-        config = TrainConfig.from_dict(read_config(run_dir))
+        recipe = make_plan(TrainConfig.from_dict(read_config(run_dir))).recipe
         model = load_model(run_dir)
-        X, y = load_digits(config.data)
+        X, y = load_digits(recipe.data)
         train, val = read_split(run_dir)
         held_out = (X[val], y[val]) if len(val) else None
         data = (X, y)

@@ -62,10 +62,9 @@ class _Group:
         self.generator = first.rng
         train_rows, val_rows = first.rows
         self.rows = torch.from_numpy(train_rows).to(device)
-        c = first.config
-        self.config = c
-        self.augmentation, self.augmented = c.augmentation, c.augmented
-        self.teacher = first.teacher  # the group's: its networks have one config.teacher
+        self.recipe = r = first.recipe
+        self.augmentation, self.augmented = r.augmentation, r.augmented
+        self.teacher = first.teacher  # the group's: its networks have one teacher
         self.val_rows = torch.from_numpy(val_rows).to(device)
 
 
@@ -128,23 +127,23 @@ class Stack:
         self.biases = [torch.stack([m.layers[i].bias.detach() for m in models]) for i in layers]
         self.weight_buffers = [self._buffers(i, "weight") for i in range(len(self.weights))]
         self.bias_buffers = [self._buffers(i, "bias") for i in range(len(self.weights))]
-        configs = [m.config for m in self.members]
-        self.momentum = self._per_model([c.momentum for c in configs])
-        self.l2 = self._per_model([c.l2 for c in configs])
-        self.smoothing = self._per_model([c.label_smoothing for c in configs])
-        self.any_smoothing = any(c.label_smoothing for c in configs)
+        recipes = [m.run.recipe for m in self.members]
+        objectives = [r.objective for r in recipes]
+        self.momentum = self._per_model([r.steps.momentum for r in recipes])
+        self.l2 = self._per_model([o.l2 for o in objectives])
+        self.smoothing = self._per_model([o.label_smoothing for o in objectives])
+        self.any_smoothing = any(o.label_smoothing for o in objectives)
         # distillation: the same temperature in a group; groups without a teacher weigh 0
         self.distilled = any(g.teacher is not None for g in self.groups)
-        self.temperature = self._per_model([c.distill_temperature for c in configs])
-        weights = [
-            m.config.distill_weight if m.run.teacher is not None else 0.0 for m in self.members
-        ]
+        self.temperature = self._per_model([o.temperature for o in objectives])
+        taught = [m.run.teacher is not None for m in self.members]
+        weights = [o.soft_weight if t else 0.0 for o, t in zip(objectives, taught)]
         self.distill_weight = self._per_model(weights)
         nesterov = [m.run.optimizer.param_groups[0]["nesterov"] for m in self.members]
         self.nesterov = self._per_model(nesterov).bool() if len(set(nesterov)) > 1 else nesterov[0]
-        self.activation = configs[0].activation
-        self.loss = configs[0].loss
-        self.batch = min(configs[0].batch_size, self.m)
+        self.activation = recipes[0].activation
+        self.loss = objectives[0].loss
+        self.batch = min(recipes[0].batch_size, self.m)
         self.has_val = self.members[0].run.has_val
         if self.has_val:  # the best weights so far: a resumed network's from its best.pt
             bests = [m.best for m in self.members]
@@ -190,7 +189,7 @@ class Stack:
                 )
                 for param, stacked, buffer in pairs:
                     param.copy_(stacked[k])
-                    if member.config.momentum and member.epoch > 0:
+                    if member.run.recipe.steps.momentum and member.epoch > 0:
                         state = member.run.optimizer.state[param]
                         state["momentum_buffer"] = buffer[k].clone()
             if self.has_val:
@@ -232,7 +231,7 @@ class Stack:
         due = [
             (k, m)
             for k, m in enumerate(self.members)
-            if m.config.revive_dead_units and revival_due(m.epoch + 1, m.config.epochs)
+            if m.run.recipe.revive_dead_units and revival_due(m.epoch + 1, m.run.recipe.epochs)
         ]
         if not due:
             return
@@ -240,7 +239,7 @@ class Stack:
         for k, member in due:
             group = self.groups[int(self.group_of[k])]
             X = self.X.index_select(0, group.rows)  # the training digits, as run.train holds them
-            generator = revival_generator(member.config.seed, member.epoch + 1)
+            generator = revival_generator(member.run.recipe.seed, member.epoch + 1)
             revive(member.run.model, member.run.optimizer, X, generator)
         self._build(self.members)
 
@@ -307,7 +306,7 @@ class Stack:
                 source_rows.append(group.rows[order])
             label_rows.append(group.rows[order])
             if group.teacher is not None:  # what the solo epoch labels, then in batch order
-                softs.append(teacher_soft(group.teacher, images, group.config)[order])
+                softs.append(teacher_soft(group.teacher, images, group.recipe)[order])
             else:
                 softs.append(None)
         soft = None

@@ -270,7 +270,7 @@ def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
     # a bad --teacher is one line before the sweep directory is made, not a sweep.json and
     # network directories left with nothing in them
     for teacher in sorted({n.config.teacher for n in networks if n.config.teacher is not None}):
-        checked_teacher(teacher, base, X.shape[1])
+        checked_teacher(teacher, base.logdir, X.shape[1])
     return _Sweep(grid, networks, sweep_dir, logdir, name, X.shape, figures=figures)
 
 

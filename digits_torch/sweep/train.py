@@ -222,7 +222,7 @@ class _StackRun:
         try:
             for trainee in self.trainees:
                 trainee.files.open()
-            epochs = max((t.config.epochs - t.epoch for t in self.stack.trainees), default=0)
+            epochs = max((t.run.recipe.epochs - t.epoch for t in self.stack.trainees), default=0)
             desc = f"{len(self.stack.trainees)} networks"
             bar = progress_bar(epochs, 0, desc, "epoch", shown=not quiet)
             with StopRequests() as requests:

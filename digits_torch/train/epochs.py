@@ -26,7 +26,9 @@ from collections.abc import Callable
 
 import torch
 
-from ..config.config import TrainConfig
+from ..config.plan import Recipe
+from ..core.loop import Gradients
+from ..core.loop import train_epoch as minibatch_epoch
 from ..core.model import MLP
 from ..fast.backprop import GRADIENTS, effective_backprop
 from ..fast.cudagraph import EpochGraph
@@ -37,14 +39,14 @@ from ..recipes.distillation import Soft, soft_targets
 from ..reference import sklearn_exact
 from ..runtime.distributed import SOLO, Ranks
 
-__all__ = ["Epoch", "make_epoch", "run_batches", "train_epoch"]
+__all__ = ["Epoch", "batch_gradients", "make_epoch", "run_batches", "train_epoch"]
 
 # An epoch: no arguments; returns 0-dim device tensors (mean training objective, accuracy).
 Epoch = Callable[[], tuple[torch.Tensor, torch.Tensor]]
 
 
 def make_epoch(
-    config: TrainConfig,
+    recipe: Recipe,
     model: MLP,
     optimizer: torch.optim.Optimizer,
     X: torch.Tensor,
@@ -57,33 +59,35 @@ def make_epoch(
     """The epoch function of a run: trains ``model`` on (m, n) images X and (m,) labels y.
 
     Args:
+        recipe: what the run learns (its plan's).
         generator: the run's CPU generator; shuffles and augmentation draw from it.
         stream: scikit-learn's random stream, in sklearn-exact mode (else None).
         ranks: the torchrun job that trains the model together (a process group is up), or
             SOLO. (sklearn-exact mode and CUDA graphs are one process's: see run_setup.)
-        teacher: the model to distil from (config.teacher's), or None.
+        teacher: the model to distil from (the recipe's teacher), or None.
     """
     if stream is not None:  # the config rules out augmenting here
+        l2 = recipe.objective.l2
         return functools.partial(
-            sklearn_exact.train_epoch, model, optimizer, X, y, config.batch_size, config.l2, stream
+            sklearn_exact.train_epoch, model, optimizer, X, y, recipe.batch_size, l2, stream
         )
-    augmentation = config.augmentation
-    if config.cuda_graph and X.device.type == "cuda":
-        graph = EpochGraph(
-            model, optimizer, X, y, functools.partial(run_batches, model, config=config)
-        )
+    augmentation = recipe.augmentation
+    if recipe.cuda_graph and X.device.type == "cuda":
+        batches = functools.partial(run_batches, model, recipe=recipe)
+        graph = EpochGraph(model, optimizer, X, y, batches)
 
         def graph_epoch() -> tuple[torch.Tensor, torch.Tensor]:
             return graph(random_affine(X, generator, *augmentation), generator)
 
         return graph_epoch
 
-    parallel = DataParallel(model, config, ranks) if ranks.parallel else None
+    backprop = effective_backprop(recipe.backprop, recipe.activation, recipe.objective.loss)
+    parallel = DataParallel(model, recipe.objective, backprop, ranks) if ranks.parallel else None
 
     def epoch() -> tuple[torch.Tensor, torch.Tensor]:
         X_epoch = random_affine(X, generator, *augmentation)  # X itself without augmentation
-        soft = None if teacher is None else teacher_soft(teacher, X_epoch, config)
-        return train_epoch(model, optimizer, X_epoch, y, config, generator, parallel, soft)
+        soft = None if teacher is None else teacher_soft(teacher, X_epoch, recipe)
+        return train_epoch(model, optimizer, X_epoch, y, recipe, generator, parallel, soft)
 
     return epoch
 
@@ -93,7 +97,7 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     X: torch.Tensor,
     y: torch.Tensor,
-    config: TrainConfig,
+    recipe: Recipe,
     generator: torch.Generator,
     parallel: DataParallel | None = None,
     soft: torch.Tensor | None = None,
@@ -108,28 +112,34 @@ def train_epoch(
     distorted images).
     """
     model.train()
-    if config.full_batch:  # L-BFGS, fmincg: one step on the whole training set
-        return _full_batch_iteration(model, optimizer, X, y, config, parallel, soft)
-    # A CPU permutation (the same on every device), then each batch gathered by index: a
-    # batch-sized gather stays in cache for the matrix products that follow.
+    if recipe.steps.full_batch:  # L-BFGS, fmincg: one step on the whole training set
+        return _full_batch_iteration(model, optimizer, X, y, recipe, parallel, soft)
+    # A CPU permutation: the same on every device.
     order = torch.randperm(X.shape[0], generator=generator).to(X.device)
-    return run_batches(model, optimizer_step(optimizer), X, y, order, config, parallel, soft)
+    return run_batches(model, optimizer_step(optimizer), X, y, order, recipe, parallel, soft)
 
 
-def teacher_soft(teacher: MLP, X: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-    """(m, classes) the teacher's soft targets of (m, n) images X, at the config's temperature."""
+def teacher_soft(teacher: MLP, X: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    """(m, classes) the teacher's soft targets of (m, n) images X, at the recipe's temperature."""
     with torch.no_grad():
-        return soft_targets(teacher(X), config.distill_temperature)
+        return soft_targets(teacher(X), recipe.objective.temperature)
 
 
-def _soft_rows(
-    soft: torch.Tensor | None, index: torch.Tensor | None, config: TrainConfig
-) -> Soft | None:
-    """The soft targets of a batch (rows ``index`` of ``soft``; all of them for None)."""
-    if soft is None:
-        return None
-    rows = soft if index is None else soft.index_select(0, index)
-    return Soft(rows, config.distill_temperature, config.distill_weight)
+def batch_gradients(recipe: Recipe, parallel: DataParallel | None = None) -> Gradients:
+    """A batch's objective and gradients by the recipe (the hand-written backward pass where it
+    knows the activation and loss, else autograd), as :data:`~digits_torch.core.loop.Gradients`
+    taking a batch's soft targets (b, classes) after its labels, if any; with ``parallel``, the
+    job's ranks' shares of it, summed."""
+    if parallel is not None:
+        return parallel
+    o = recipe.objective
+    gradients = GRADIENTS[effective_backprop(recipe.backprop, recipe.activation, o.loss)]
+
+    def fast(model: MLP, x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None = None):
+        terms = None if soft is None else Soft(soft, o.temperature, o.soft_weight)
+        return gradients(model, x, y, o.loss, o.l2, o.label_smoothing, soft=terms)
+
+    return fast
 
 
 def run_batches(
@@ -138,38 +148,22 @@ def run_batches(
     X: torch.Tensor,
     y: torch.Tensor,
     order: torch.Tensor,
-    config: TrainConfig,
+    recipe: Recipe,
     parallel: DataParallel | None = None,
     soft: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batches of one epoch of minibatch training, in ``order`` (m,), each followed by ``step``.
-    With ``parallel``, each batch's gradients are those of every rank's share, summed; with
-    ``soft`` (m, classes), distilled from those soft targets.
+    """The batches of one epoch of minibatch training, in ``order`` (m,), each followed by
+    ``step``: the core loop's epoch (:func:`digits_torch.core.loop.train_epoch`) with the
+    recipe's gradients. With ``parallel``, each batch's gradients are those of every rank's
+    share, summed; with ``soft`` (m, classes), distilled from those soft targets.
 
     Nothing here waits for the device or reads a tensor on the host, so that on CUDA the whole
     epoch can be captured as one graph (:mod:`digits_torch.fast.cudagraph`).
     """
-    m = X.shape[0]
-    gradients = GRADIENTS[effective_backprop(config.backprop, config.activation, config.loss)]
-    batch = min(config.batch_size, m)
-    objectives, hits = [], []  # 0-dim tensors, summed once at the end: no per-batch additions
-    for start in range(0, m, batch):
-        index = order[start : start + batch]
-        if parallel is None:
-            xb, yb = X.index_select(0, index), y.index_select(0, index)  # (b, n), (b,)
-            soft_b = _soft_rows(soft, index, config)  # (b, classes) or None
-            objective, correct = gradients(
-                model, xb, yb, config.loss, config.l2, config.label_smoothing, soft=soft_b
-            )  # fills p.grad
-        else:  # this rank's share, summed over ranks
-            objective, correct = parallel(X, y, index, soft)
-        step()
-        objectives.append(objective)
-        hits.append(correct)
-    # Batch objectives weighted by batch size: only the last batch may be smaller.
-    sizes = torch.full((len(objectives),), batch, dtype=X.dtype, device=X.device)
-    sizes[-1].fill_(m - batch * (len(objectives) - 1))  # a kernel, not a host-to-device copy
-    return torch.stack(objectives) @ sizes / m, torch.stack(hits).sum() / m
+    batch = min(recipe.batch_size, X.shape[0])
+    rows = () if soft is None else (soft,)
+    gradients = batch_gradients(recipe, parallel)
+    return minibatch_epoch(model, None, X, y, order, batch, gradients, step=step, rows=rows)
 
 
 def _full_batch_iteration(
@@ -177,19 +171,16 @@ def _full_batch_iteration(
     optimizer: torch.optim.Optimizer,
     X: torch.Tensor,
     y: torch.Tensor,
-    config: TrainConfig,
+    recipe: Recipe,
     parallel: DataParallel | None,
     soft: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One full-batch iteration (L-BFGS or fmincg), then the objective and accuracy it reached."""
-    gradients = GRADIENTS[effective_backprop(config.backprop, config.activation, config.loss)]
-    batch_soft = _soft_rows(soft, None, config)
+    gradients = batch_gradients(recipe, parallel)
+    rows = () if soft is None else (soft,)
 
     def full_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        if parallel is not None:  # the ranks' shares of the one batch, summed
-            return parallel(X, y, soft=soft)
-        c = config
-        return gradients(model, X, y, c.loss, c.l2, c.label_smoothing, soft=batch_soft)
+        return gradients(model, X, y, *rows)
 
     optimizer.step(lambda: full_batch()[0])
     objective, correct = full_batch()

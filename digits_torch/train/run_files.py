@@ -56,7 +56,7 @@ NOT_HPARAMS = fields_with("hparam", has=False)
 
 def run_final_figures(run: Setup) -> dict:
     """:func:`final_figures` of the model now in ``run``."""
-    return final_figures(run.model, run.train, run.val, run.config.loss)
+    return final_figures(run.model, run.train, run.val, run.recipe.objective.loss)
 
 
 def final_figures(model: MLP, train: tuple, val: tuple | None, loss: str) -> dict:
@@ -106,7 +106,7 @@ def run_metrics(final: dict, trainee: Trainee, history: list[dict], world: int) 
         best_epoch=run.stopping.best_epoch_,
         stopped=trainee.status,
         device=str(run.device),
-        preset=run.config.preset,
+        preset=run.plan.running.preset,
         ranks=world,
     )
 
@@ -126,9 +126,9 @@ class RunFiles:
         resumed: whether ``run_dir`` holds the network's checkpoint already.
         world: the processes of a torchrun job training the run, else 1.
         swept: the fields its sweep varies (shown first in the HParams tab).
-        budget: seconds of training between checkpoints (default: the config's
+        budget: seconds of training between checkpoints (default: the plan's
             ``checkpoint_every``; a sweep saves its stack as one, and passes infinity).
-        figures: draw the pictures at the end (default: the config's ``figures``; a sweep
+        figures: draw the pictures at the end (default: the plan's ``figures``; a sweep
             draws its networks' once training is over, and passes False).
     """
 
@@ -142,15 +142,16 @@ class RunFiles:
         budget: float | None = None,
         figures: bool | None = None,
     ) -> None:
-        self.dir, self.trainee, self.config = run_dir, trainee, trainee.config
+        self.dir, self.trainee, running = run_dir, trainee, trainee.run.plan.running
         self.world, self.swept = world, swept
-        self.figures = self.config.figures if figures is None else figures
-        self.budget = self.config.checkpoint_every if budget is None else budget
+        self.figures = running.figures if figures is None else figures
+        self.budget = running.checkpoint_every if budget is None else budget
+        self.image_every = running.image_every
         # What resumes the command, not just this run, when it was stopped: a teacher trained
         # for a student is finished by running the student's command again (else: --resume).
         self.again: str | None = None
         self.resumable = resumed  # a run that has saved a checkpoint is kept, whatever happens
-        self.saved_config = self.config.to_dict()  # once: every checkpoint carries it
+        self.saved_config = trainee.config.to_dict()  # once: every checkpoint carries it
         self.log: RunLog | None = None
         self.best_saved_epoch = trainee.best_epoch  # what best.pt holds
         self.saved_epoch, self.saved_seconds = trainee.epoch, trainee.seconds  # checkpoint.pt's
@@ -197,7 +198,7 @@ class RunFiles:
 
     def pictured(self, epoch: int) -> bool:
         """Whether TensorBoard gets a picture of the hidden units after ``epoch``."""
-        every = self.config.image_every
+        every = self.image_every
         return bool(every) and epoch % every == 0
 
     def log_picture(self) -> None:
@@ -255,7 +256,7 @@ class RunFiles:
         if weights is not None:
             model.load_state_dict(weights)
         try:
-            loss, _ = score(model, *self.run.train, self.config.loss)
+            loss, _ = score(model, *self.run.train, self.run.recipe.objective.loss)
         finally:
             if current is not None:
                 model.load_state_dict(current)

@@ -124,13 +124,12 @@ class OneNetwork:
     def epoch(self) -> list[tuple[Trainee, dict, bool]]:
         run, epoch = self.trainee.run, self.trainee.epoch + 1
         loss, accuracy = run.epoch()
-        if run.config.revive_dead_units and revival_due(epoch, run.config.epochs):
-            revive(
-                run.model, run.optimizer, run.train[0], revival_generator(run.config.seed, epoch)
-            )
+        recipe = run.recipe
+        if recipe.revive_dead_units and revival_due(epoch, recipe.epochs):
+            revive(run.model, run.optimizer, run.train[0], revival_generator(recipe.seed, epoch))
         record = {
             "epoch": epoch,
-            **val_figures(run.model, run.val, run.config.loss),
+            **val_figures(run.model, run.val, recipe.objective.loss),
         }
         # the epoch's one read from the device (float64 holds either dtype exactly)
         finite = torch.stack([p.isfinite().all() for p in run.model.parameters()]).all()

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config.bounds import DTYPES
 from ..config.config import TrainConfig
+from ..config.plan import Plan, Recipe, Steps, as_plan
 from ..core.data import default_data_path, file_sha256, load_digits, stratified_split
 from ..core.model import MLP
 from ..errors import UserError
 from ..optim.optimizers import OPTIMIZERS
-from ..optim.schedule import make_scheduler
 from ..optim.stopping import EarlyStopping
 from ..reference import sklearn_exact
 from ..runtime.devices import resolve_device
@@ -55,10 +54,11 @@ class Digits:
     sha256: str  # of the file: what the run records (split.json), and what a teacher must share
 
 
-def read_digits(config: TrainConfig, device: torch.device) -> Digits:
-    """The digits ``config`` trains on (its data file, else the shipped one), on ``device``."""
-    path = default_data_path() if config.data is None else Path(config.data)
-    X, labels = load_digits(path, dtype=config.dtype, stored_labels=True)
+def read_digits(plan: Plan | TrainConfig, device: torch.device) -> Digits:
+    """The digits a run trains on (its data file, else the shipped one), on ``device``."""
+    recipe = as_plan(plan).recipe
+    path = default_data_path() if recipe.data is None else recipe.data
+    X, labels = load_digits(path, dtype=recipe.dtype, stored_labels=True)
     y = labels % 10  # digits: Coursera's label 10 is the digit 0
     on_device = (torch.from_numpy(X).to(device), torch.from_numpy(y).to(device))
     return Digits(path, X, labels, on_device, file_sha256(path, "a MAT file"))
@@ -68,7 +68,7 @@ def read_digits(config: TrainConfig, device: torch.device) -> Digits:
 class Setup:
     """Everything a run trains with, built before its run directory is touched."""
 
-    config: TrainConfig
+    plan: Plan
     device: torch.device
     digits: Digits
     rows: tuple[np.ndarray, np.ndarray]  # training and validation rows of the data file
@@ -80,6 +80,15 @@ class Setup:
     epoch: Epoch | None  # None for a network that a stack trains
     teacher: MLP | None = None  # distillation's, in eval mode, on the device, in the dtype
     teacher_config: dict | None = None  # the config its checkpoint saved (what teacher.pt keeps)
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.plan.recipe
+
+    @property
+    def config(self) -> TrainConfig:
+        """The run's config: what it saves (its plan's)."""
+        return self.plan.config
 
     @property
     def data_path(self) -> Path:
@@ -112,123 +121,124 @@ class Setup:
 
 
 def set_up(
-    config: TrainConfig,
+    plan: Plan | TrainConfig,
     ranks: Ranks = SOLO,
     digits: Digits | None = None,
     stacked: bool = False,
     resumed_from: Path | None = None,
 ) -> Setup:
-    """The run of ``config``; with ``ranks`` of a torchrun job, this rank's part of it (every
-    rank sets up the same run: the same data, split, model and random draws).
+    """The run of ``plan`` (or of a config's); with ``ranks`` of a torchrun job, this rank's part
+    of it (every rank sets up the same run: the same data, split, model and random draws).
 
     Args:
-        digits: the data, already read (a stack's); default: read from ``config.data``.
+        digits: the data, already read (a stack's); default: read from the recipe's data file.
         stacked: a network a stack trains: no epoch function of its own.
         resumed_from: the directory of the run this resumes, whose own copy of its teacher
-            (:data:`TEACHER`) it distils from, not ``config.teacher``.
+            (:data:`TEACHER`) it distils from, not the recipe's teacher.
     """
-    device = resolve_device(config.device) if digits is None else digits.on_device[0].device
+    plan = as_plan(plan)
+    r = plan.recipe
+    device = resolve_device(plan.running.device) if digits is None else digits.on_device[0].device
     if ranks.parallel:
-        _check_parallel(config, device)
-    digits = read_digits(config, device) if digits is None else digits
+        _check_parallel(r, device)
+    digits = read_digits(plan, device) if digits is None else digits
 
     # Initialisation, augmentation and shuffling draw from one CPU generator: the same numbers
     # on every device.
-    generator = torch.Generator().manual_seed(config.seed)
-    model = MLP(digits.X.shape[1], config.hidden, 10, config.activation, config.init, generator)
-    model.to(device, DTYPES[config.dtype])
-    stream, train_idx, val_idx = split_rows(config, digits.labels, model)
+    generator = torch.Generator().manual_seed(r.seed)
+    model = MLP(digits.X.shape[1], r.hidden, 10, r.activation, r.init, generator)
+    model.to(device, r.torch_dtype)
+    stream, train_idx, val_idx = split_rows(r, digits.labels, model)
     if len(train_idx) == 0:
-        problem = f"val fraction {config.val_fraction} holds out every example; lower it"
+        problem = f"val fraction {r.val_fraction} holds out every example; lower it"
         raise UserError(problem, digits.path)
-    optimizer = make_optimizer(config, model)
+    optimizer = make_optimizer(r.steps, model)
     teacher, teacher_config = None, None
-    if config.teacher is None and config.teacher_preset is not None:
+    if r.teacher is None and r.teacher_preset is not None:
         raise UserError(
-            f"teacher preset {config.teacher_preset}: fit (or a sweep) trains the teacher "
+            f"teacher preset {r.teacher_preset}: fit (or a sweep) trains the teacher "
             "first; set up the run with its teacher (dataclasses.replace(config, teacher=...))"
         )
-    if config.teacher is not None:
-        teacher, teacher_config = _teacher(config, digits, val_idx, resumed_from)
+    if r.teacher is not None:
+        teacher, teacher_config = _teacher(plan, digits, val_idx, resumed_from)
     run = Setup(
-        config=config,
+        plan=plan,
         device=device,
         digits=digits,
         rows=(train_idx, val_idx),
         model=model,
         optimizer=optimizer,
-        scheduler=make_scheduler(
-            config.schedule, optimizer, config.epochs, len(train_idx), config.power_t
-        ),
-        stopping=EarlyStopping(config.stop_on, config.tol, config.patience),
+        scheduler=r.schedule.scheduler(optimizer, len(train_idx)),
+        stopping=r.early_stopping(),
         rng=generator if stream is None else stream,
         epoch=None,
         teacher=teacher,
         teacher_config=teacher_config,
     )
     if not stacked:
-        run.epoch = make_epoch(
-            config, model, optimizer, *run.train, generator, stream, ranks, teacher
-        )
+        run.epoch = make_epoch(r, model, optimizer, *run.train, generator, stream, ranks, teacher)
     return run
 
 
 def _teacher(
-    config: TrainConfig, digits: Digits, val_rows: np.ndarray, resumed_from: Path | None
+    plan: Plan, digits: Digits, val_rows: np.ndarray, resumed_from: Path | None
 ) -> tuple[MLP, dict]:
-    """The teacher ``config`` distils from (checked: :mod:`digits_torch.train.teachers`), on the
-    digits' device in the config's dtype, in eval mode; and the config its file saved. A resume
+    """The teacher the plan distils from (checked: :mod:`digits_torch.train.teachers`), on the
+    digits' device in the recipe's dtype, in eval mode; and the config its file saved. A resume
     distils from the run's own copy."""
-    pixels = digits.X.shape[1]
+    pixels, r = digits.X.shape[1], plan.recipe
     if resumed_from is None:
-        trained = load_teacher(config.teacher, config, pixels, digits.sha256, val_rows)
+        trained = load_teacher(
+            r.teacher, r.teacher_any_split, plan.running.logdir, pixels, digits.sha256, val_rows
+        )
     else:
         trained = kept_teacher(resumed_from, pixels)
     device = digits.on_device[0].device
-    teacher = trained.model.to(device, DTYPES[config.dtype]).eval().requires_grad_(False)
+    teacher = trained.model.to(device, r.torch_dtype).eval().requires_grad_(False)
     return teacher, dict(trained.config) or {"loss": trained.loss}
 
 
-def make_optimizer(config: TrainConfig, model: MLP) -> torch.optim.Optimizer:
-    """The optimizer of ``config`` over ``model``'s parameters, at ``config.lr``: its
-    :data:`~digits_torch.optim.optimizers.OPTIMIZERS` entry, or scikit-learn's SGD in sklearn-exact
-    mode."""
+def make_optimizer(of: Steps | Plan | TrainConfig, model: MLP) -> torch.optim.Optimizer:
+    """The optimizer of a recipe's :class:`~digits_torch.config.plan.Steps` (or a plan's, or a
+    config's) over ``model``'s parameters: its :data:`~digits_torch.optim.optimizers.OPTIMIZERS`
+    entry, or scikit-learn's SGD in sklearn-exact mode."""
+    steps = of if isinstance(of, Steps) else as_plan(of).recipe.steps
     params = model.parameters()
-    if config.sklearn_exact:
-        return sklearn_exact.SklearnSGD(params, config.lr, config.momentum, config.nesterov)
-    return OPTIMIZERS[config.optimizer](params, config.lr, config.momentum, config.nesterov)
+    if steps.sklearn_exact:
+        return sklearn_exact.SklearnSGD(params, steps.lr, steps.momentum, steps.nesterov)
+    return OPTIMIZERS[steps.optimizer](params, steps.lr, steps.momentum, steps.nesterov)
 
 
-def _check_parallel(config: TrainConfig, device: torch.device) -> None:
+def _check_parallel(recipe: Recipe, device: torch.device) -> None:
     """What data parallelism cannot do: repeat scikit-learn's one process, or replay one
     process's epoch as a CUDA graph."""
-    if config.sklearn_exact:
+    if recipe.steps.sklearn_exact:
         raise UserError(
             "sklearn-exact mode repeats scikit-learn's one-process SGD; "
             "run it without torchrun (or with --nproc-per-node 1)"
         )
-    if config.cuda_graph and device.type == "cuda":
+    if recipe.cuda_graph and device.type == "cuda":
         raise UserError("--cuda-graph replays one process's epoch; under torchrun drop it")
 
 
 def split_rows(
-    config: TrainConfig, labels: np.ndarray, model: MLP
+    recipe: Recipe, labels: np.ndarray, model: MLP
 ) -> tuple[sklearn_exact.RandomStream | None, np.ndarray, np.ndarray]:
-    """The training and validation rows of a run with ``config`` on data labelled ``labels``
+    """The training and validation rows of a run of ``recipe`` on data labelled ``labels``
     (as the file stores them).
 
     Returns ``(stream, training rows, validation rows)``. ``stream`` is None, except in
     sklearn-exact mode: there scikit-learn's random stream first draws ``model``'s initial
     weights and then the split, and the epochs go on shuffling from it.
     """
-    if not config.sklearn_exact:
-        return None, *stratified_split(labels % 10, config.val_fraction, config.seed)
+    if not recipe.steps.sklearn_exact:
+        return None, *stratified_split(labels % 10, recipe.val_fraction, recipe.seed)
     if len(np.unique(labels)) != 10:
         # MLPClassifier sizes its output layer by the classes present; ours always has ten.
-        raise UserError("sklearn-exact mode needs every digit 0..9 in the data", config.data)
-    stream = sklearn_exact.RandomStream(config.seed)
+        raise UserError("sklearn-exact mode needs every digit 0..9 in the data", recipe.data)
+    stream = sklearn_exact.RandomStream(recipe.seed)
     stream.init_(model, sklearn_exact.unit_digits(labels))
-    if config.val_fraction == 0:
+    if recipe.val_fraction == 0:
         return stream, np.arange(len(labels)), np.arange(0)
-    train_idx, val_idx = stream.split(len(labels), config.val_fraction)
+    train_idx, val_idx = stream.split(len(labels), recipe.val_fraction)
     return stream, train_idx, val_idx

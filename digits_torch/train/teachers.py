@@ -52,25 +52,31 @@ _RESUMABLE = fields_with("resumable")
 
 
 def load_teacher(
-    path: str | Path, config: TrainConfig, pixels: int, data_sha256: str, val_rows: np.ndarray
+    path: str | Path,
+    any_split: bool,
+    logdir: str,
+    pixels: int,
+    data_sha256: str,
+    val_rows: np.ndarray,
 ) -> Trained:
-    """The teacher ``config`` names, read from ``path`` (a run or a model file), checked (see
-    the module docstring) against the student's digits: ``pixels`` an image, the data file's
-    ``data_sha256``, and the student's validation rows ``val_rows``.
+    """The teacher a run names, read from ``path`` (a run or a model file, a run's name looked
+    up in ``logdir``), checked (see the module docstring) against the student's digits:
+    ``pixels`` an image, the data file's ``data_sha256``, and the student's validation rows
+    ``val_rows`` (unless ``any_split``: the run's --teacher-any-split).
 
     Raises:
         UserError: naming the teacher, for each check above it fails.
     """
-    trained = checked_teacher(path, config, pixels)
+    trained = checked_teacher(path, logdir, pixels)
     run = _run_of(path, trained)
     if run is not None:
         _check_run(run, trained, path)
-    if not config.teacher_any_split and len(val_rows):
+    if not any_split and len(val_rows):
         _check_split(run, path, data_sha256, val_rows)
     return trained
 
 
-def checked_teacher(path: str | Path, config: TrainConfig, pixels: int) -> Trained:
+def checked_teacher(path: str | Path, logdir: str, pixels: int) -> Trained:
     """The model at ``path`` read, and checked to be a teacher for digits of ``pixels`` pixels
     (the checks that need no split: a sweep makes them before it makes its directory).
 
@@ -78,7 +84,7 @@ def checked_teacher(path: str | Path, config: TrainConfig, pixels: int) -> Train
         UserError: naming the teacher: no model there, or one that is no softmax over ten
             digits of these pixels.
     """
-    trained = load_trained(path, logdir=config.logdir)
+    trained = load_trained(path, logdir=logdir)
     _check_model(trained, path, pixels)
     return trained
 

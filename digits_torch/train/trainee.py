@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config.config import TrainConfig
 from ..optim.schedule import advance, lower_on_plateau
 from ..store.checkpoints import check_fits, clone_weights, restore
 from ..store.runs import check_split
@@ -52,7 +53,7 @@ class Trainee:
         self.status = "training"
         if run.stopping.should_stop:  # a resumed network that had already converged
             self.status = "converged"
-        elif epoch >= run.config.epochs:
+        elif epoch >= run.recipe.epochs:
             self.status = "max_epochs"
 
     @classmethod
@@ -79,7 +80,8 @@ class Trainee:
         return cls(run, epoch, seconds, order=order)
 
     @property
-    def config(self):
+    def config(self) -> TrainConfig:
+        """The network's config: what its run saves."""
         return self.run.config
 
     @property
@@ -110,13 +112,13 @@ class Trainee:
         self.epoch = record["epoch"]
         improved = run.stopping.update(record)
         stop = run.stopping.should_stop
-        if stop and self.config.schedule == "adaptive" and lower_on_plateau(run.optimizer):
+        if stop and run.recipe.schedule.lowers_on_plateau and lower_on_plateau(run.optimizer):
             stop = False
             run.stopping.restart()
         if improved:
             self.best_epoch = self.epoch
         if stop:
             self.status = "converged"
-        elif self.epoch >= self.config.epochs:
+        elif self.epoch >= run.recipe.epochs:
             self.status = "max_epochs"
         return improved
