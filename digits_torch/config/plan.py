@@ -20,7 +20,7 @@ import torch
 from ..optim.schedule import make_scheduler
 from ..optim.stopping import EarlyStopping
 from .bounds import DTYPES
-from .config import TrainConfig
+from .config import TrainConfig, fields_with
 
 __all__ = ["Objective", "Plan", "Recipe", "Running", "Schedule", "Steps", "as_plan", "make_plan"]
 
@@ -103,6 +103,11 @@ class Recipe:
     teacher: str | None  # a run or model file to distil from (fit decides it)
     teacher_preset: str | None  # the preset fit trains a teacher with, before it sets up
     teacher_any_split: bool
+    # A sweep's networks with equal keys train in one stack (the fields whose role is
+    # "stacked": shapes, data, loss); those of a stack with equal groups see the same batches
+    # (the seed and the fields whose role is "augments": distortions, teacher, temperature).
+    stack_key: tuple
+    batch_group: tuple
 
     def early_stopping(self) -> EarlyStopping:
         """A fresh stopping rule."""
@@ -131,6 +136,7 @@ class Running:
     figures: bool  # draw the pictures at the end
     rank_timeout: float
     preset: str
+    name: str  # appended to the run directory's name
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,8 @@ def make_plan(config: TrainConfig) -> Plan:
         teacher=c.teacher,
         teacher_preset=c.teacher_preset,
         teacher_any_split=c.teacher_any_split,
+        stack_key=tuple(getattr(c, name) for name in fields_with("stacked")),
+        batch_group=(c.seed, *(getattr(c, name) for name in fields_with("augments"))),
     )
     running = Running(
         device=c.device,
@@ -183,6 +191,7 @@ def make_plan(config: TrainConfig) -> Plan:
         figures=c.figures,
         rank_timeout=c.rank_timeout,
         preset=c.preset,
+        name=c.name,
     )
     return Plan(recipe, running, c)
 

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 import torch
 
 from ..config.bounds import DTYPES
-from ..config.config import TrainConfig, fields_with
+from ..config.config import TrainConfig
+from ..config.plan import Plan, Recipe, as_plan
 from ..fast.backprop import effective_backprop
 
 __all__ = [
-    "AUGMENTS",
-    "STACKED",
     "batch_group",
     "describe_plan",
     "memory_needed",
@@ -28,47 +27,46 @@ __all__ = [
     "stackable",
 ]
 
-STACKED = fields_with("stacked")
-AUGMENTS = fields_with("augments")  # with the seed's draws, what decides a network's batches
-# (its digits' distortion, and the teacher and temperature that label them)
 
-
-def stackable(config: TrainConfig) -> bool:
-    """Whether the stack trains ``config``: minibatch SGD outside sklearn-exact mode, with an
+def stackable(recipe: Recipe) -> bool:
+    """Whether the stack trains ``recipe``: minibatch SGD outside sklearn-exact mode, with an
     activation and a loss the hand-written backward pass knows (the stack's arithmetic is it)."""
-    explicit = effective_backprop("explicit", config.activation, config.loss) == "explicit"
-    return config.optimizer == "sgd" and not config.sklearn_exact and explicit
+    loss = recipe.objective.loss
+    explicit = effective_backprop("explicit", recipe.activation, loss) == "explicit"
+    return recipe.steps.optimizer == "sgd" and not recipe.steps.sklearn_exact and explicit
 
 
-def batch_group(config: TrainConfig) -> tuple:
+def batch_group(plan: Plan | TrainConfig) -> tuple:
     """Networks of one stack with equal values here share batches (a batch group): the seed,
     and the fields whose role is "augments" (the distortions, the teacher that labels them)."""
-    return (config.seed, *(getattr(config, name) for name in AUGMENTS))
+    return as_plan(plan).recipe.batch_group
 
 
-def stack_key(config: TrainConfig) -> tuple:
+def stack_key(plan: Plan | TrainConfig) -> tuple:
     """Networks with equal keys train in one stack: the same shapes, data and loss (the fields
     whose role is "stacked")."""
-    return tuple(getattr(config, name) for name in STACKED)
+    return as_plan(plan).recipe.stack_key
 
 
-def memory_needed(configs: Sequence[TrainConfig], rows: int, pixels: int) -> int:
-    """Bytes a stack of ``configs`` needs, on data of ``rows`` images of ``pixels`` pixels.
+def memory_needed(plans: Sequence[Plan | TrainConfig], rows: int, pixels: int) -> int:
+    """Bytes a stack of ``plans`` (or configs) needs, on data of ``rows`` images of ``pixels``
+    pixels.
 
     Counted: weights, momentum, gradients, the pre-epoch snapshot, the best weights and each
     member's own model and optimizer; one batch's activations and inputs; the data, each batch
     group's augmented copy and the validation pass. It grows linearly with the networks.
     """
-    c = configs[0]
-    item = torch.finfo(DTYPES[c.dtype]).bits // 8
-    sizes = [pixels, *c.hidden, 10]
+    recipes = [as_plan(p).recipe for p in plans]
+    r = recipes[0]
+    item = torch.finfo(DTYPES[r.dtype]).bits // 8
+    sizes = [pixels, *r.hidden, 10]
     params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    K = len(configs)
-    groups = {batch_group(x): x for x in configs}
+    K = len(recipes)
+    groups = {x.batch_group: x for x in recipes}
     G, augmented = len(groups), sum(1 for x in groups.values() if x.augmented)
-    val = int(round(rows * c.val_fraction))
+    val = int(round(rows * r.val_fraction))
     m = rows - val
-    b, width = min(c.batch_size, m), sum(sizes[1:])
+    b, width = min(r.batch_size, m), sum(sizes[1:])
     copies = 7 + (val > 0)  # weights, momentum, gradients, snapshot (2), member model + buffer
     batch = K * b * width * 4 + G * b * pixels + (K * b * pixels if 1 < G < K else 0)
     data = rows * pixels + ((rows + augmented * m) * pixels + 2 * m * pixels if augmented else 0)
@@ -81,8 +79,8 @@ def describe_plan(stacks, solo, memory: int, available: int | None) -> str:
     count = sum(len(s) for s in stacks) + len(solo)
     lines = [f"{count} network(s):"]
     for i, stack in enumerate(stacks, 1):
-        c = stack[0].config
-        seeds = len({batch_group(n.config) for n in stack})
+        c = stack[0].plan.recipe
+        seeds = len({n.plan.recipe.batch_group for n in stack})
         shape = "-".join(map(str, (400, *c.hidden, 10)))
         how = "one wide product each" if seeds < len(stack) else "batched products"
         lines.append(
@@ -92,9 +90,10 @@ def describe_plan(stacks, solo, memory: int, available: int | None) -> str:
             f"{how})"
         )
     for n in solo:
-        kind = "sklearn-exact" if n.config.sklearn_exact else n.config.optimizer
+        steps = n.plan.recipe.steps
+        kind = "sklearn-exact" if steps.sklearn_exact else steps.optimizer
         lines.append(f"  {n.name}: {kind}, one after another through fit (does not stack)")
-    if any(n.config.cuda_graph for s in stacks for n in s):
+    if any(n.plan.recipe.cuda_graph for s in stacks for n in s):
         lines.append("  (--cuda-graph: stacks run eagerly; each stack is already few kernels)")
     free = "unknown" if available is None else f"{available / 2**20:,.0f} MiB available"
     lines.append(f"  memory: about {memory / 2**20:,.1f} MiB for the largest stack ({free})")

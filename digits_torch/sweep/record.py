@@ -99,9 +99,9 @@ def _check_names(networks: list[Network], path: Path) -> None:
                 )
         if network.dir is not None and network.dir.parent != path.parent:  # an absolute dir
             raise UserError(f"network {index}: dir {str(network.dir)!r} is outside the sweep", path)
-        if network.config.name != network.name:
+        if network.plan.running.name != network.name:
             raise UserError(
-                f"network {index}: its config's name {network.config.name!r} is not its name "
+                f"network {index}: its config's name {network.plan.running.name!r} is not its name "
                 f"{network.name!r}",
                 path,
             )

@@ -48,7 +48,6 @@ from ..store.checkpoints import clone_weights
 from ..train.epochs import teacher_soft
 from ..train.trainee import Trainee
 from .arithmetic import STACK_ERRORS, STACK_VAL_LOSSES, sgd_step, stacked_targets
-from .plan import AUGMENTS
 
 __all__ = ["Stack"]
 
@@ -73,7 +72,7 @@ def _group_key(member: Trainee) -> tuple:
     return (
         run.rng.get_state().numpy().tobytes(),
         run.rows[0].tobytes(),
-        tuple(getattr(run.config, name) for name in AUGMENTS),
+        run.recipe.batch_group,
     )
 
 

@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from ..config.config import TrainConfig
+from ..config.plan import Plan, make_plan
 from ..core.read_files import parse_json, read_bytes
 from ..errors import UserError, progress_bar
 from ..runtime.devices import resolve_device
@@ -75,14 +76,20 @@ class Network:
     dir: Path | None = None
     metrics: dict | None = None
 
+    @property
+    def plan(self) -> Plan:
+        """Its config's plan (the config changes once its teacher is known)."""
+        return make_plan(self.config)
+
 
 def plan_networks(networks: list[Network]) -> tuple[list[list[Network]], list[Network]]:
     """(stacks of networks trained together, networks trained one after another by ``fit``)."""
     stacks: dict[tuple, list[Network]] = {}
     solo = []
     for network in networks:
-        if stackable(network.config):
-            stacks.setdefault(stack_key(network.config), []).append(network)
+        plan = network.plan
+        if stackable(plan.recipe):
+            stacks.setdefault(stack_key(plan), []).append(network)
         else:
             solo.append(network)
     return list(stacks.values()), solo
@@ -126,7 +133,7 @@ def recover(sweep_dir: Path, networks: list[Network]) -> set[str]:
     commits, again.
     """
     for network in networks:
-        if network.dir is None and stackable(network.config):
+        if network.dir is None and stackable(network.plan.recipe):
             network.dir = sweep_dir / network.name
         if network.dir is not None:
             _own_dir(sweep_dir, network.dir)
@@ -298,7 +305,7 @@ def _run_solo(network: Network, sweep_dir: Path, quiet: bool) -> None:
     """A network that does not stack: ``fit`` (or ``resume``) in the sweep directory, in this
     process alone (under torchrun, each rank trains its own networks)."""
     found = []
-    for directory in sorted(sweep_dir.glob(f"*-{network.config.preset}-{network.name}")):
+    for directory in sorted(sweep_dir.glob(f"*-{network.plan.running.preset}-{network.name}")):
         _own_dir(sweep_dir, directory)
         if not directory.is_dir():
             continue
@@ -399,7 +406,7 @@ def run_sweep(
     if not networks:  # a rank of a job with more ranks than networks
         return
     stacks, solo = plan_networks(networks)
-    device = resolve_device(networks[0].config.device)
+    device = resolve_device(networks[0].plan.running.device)
     quiet = quiet or not ranks.lead
     commits = sweep_dir / commit_file(ranks.rank)
     for stack in stacks:
