@@ -22,6 +22,7 @@ from pathlib import Path
 from ..config.arguments import HELP_WIDTH, add_config_arguments, presets_help
 from ..config.config import DEFAULT_PRESET, TrainConfig, make_config
 from ..config.config_files import read_config_file
+from ..config.plan import make_plan
 from ..errors import ArgumentParser, UserError, exit_on_error, program_name, show, shown_name
 from ..plots import FIGURES
 from ..runtime.distributed import job_ranks
@@ -128,7 +129,7 @@ def summary(
     evaluate = "digits-evaluate" if installed else "python -m digits_torch evaluate"
     train = prog if installed or prog.startswith("python") else f"python {prog}"
     # a cosine schedule ends with its epochs, and a run that stopped early would stop again
-    longer = config.schedule != "cosine" and m["stopped"] == "max_epochs"
+    longer = not make_plan(config).recipe.schedule.spans_epochs and m["stopped"] == "max_epochs"
     resume = f"\n  {train} --resume {run_dir} --epochs N   (to train longer)" if longer else ""
     pictures = f"figures: {run_dir / FIGURES}\n" if config.figures else ""
     return (

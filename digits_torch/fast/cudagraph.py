@@ -46,7 +46,7 @@ class EpochGraph:
         optimizer: its ``torch.optim.SGD(..., fused=True)``, with one parameter group.
         X: (m, n) training images on that device; y: (m,) their labels.
         batches: what an epoch runs (:data:`Batches`), e.g. ``run_batches`` bound to the model
-            and the run's config.
+            and the run's recipe.
     """
 
     def __init__(

@@ -1,9 +1,11 @@
 """One epoch of training, chosen once per run: :func:`make_epoch`.
 
-The kinds of epoch, by config:
+The kinds of epoch, by the run's recipe (its plan's: :mod:`digits_torch.config.plan`):
 
 * minibatch SGD or Adam: a shuffle (a permutation drawn on the CPU generator, so every device sees
-  the same order), then each batch gathered by its slice of it, its gradients, a step;
+  the same order), then the core loop's epoch (:func:`digits_torch.core.loop.train_epoch`) with
+  the hand-written backward pass and the fused step: each batch gathered by its slice of it, its
+  gradients, a step;
 * on CUDA with ``cuda_graph``: the same batches, replayed as one captured CUDA graph
   (:mod:`digits_torch.fast.cudagraph`);
 * L-BFGS or fmincg: one full-batch iteration (fmincg: one line search);

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config.config import TrainConfig, fields_with, preset_differences
+from ..config.plan import make_plan
 from ..core.model import MLP
 from ..errors import UserError, no_such_path, progress_bar, tell
 from ..plots import FIGURES
@@ -242,10 +243,10 @@ def _resumable(run_dir: Path, overrides: dict) -> tuple[TrainConfig, dict]:
         problem = f"a resumed run keeps its config; cannot change {', '.join(changed)}"
         raise UserError(problem, run_dir)
     config = dataclasses.replace(config, **overrides)  # errors here are the flags'
-    if config.schedule == "cosine" and config.epochs != saved["config"]["epochs"]:
-        raise UserError(
-            f"the {config.schedule} lr schedule spans the run's epochs; keep them", run_dir
-        )
+    schedule = make_plan(config).recipe.schedule
+    if schedule.spans_epochs and config.epochs != saved["config"]["epochs"]:
+        problem = f"the {schedule.name} lr schedule spans the run's epochs; keep them"
+        raise UserError(problem, run_dir)
     check_same_run(run_dir, saved)
     return config, saved
 
@@ -312,7 +313,7 @@ def _run(
     # Set up: data, model, optimizer and epoch, before the run directory is touched, so that a
     # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
     # Under torchrun every rank sets up the same run; rank 0 alone writes it.
-    run = set_up(config, ranks, resumed_from=run_dir if checkpoint is not None else None)
+    run = set_up(make_plan(config), ranks, resumed_from=run_dir if checkpoint is not None else None)
     if checkpoint is not None:
         trainee = _restored(run, checkpoint, run_dir, ranks)
     else:
@@ -408,6 +409,7 @@ def _nothing_to_train(config: TrainConfig, epoch: int, stopped: str) -> str:
             f"epoch {epoch} of {config.epochs} done: the run had stopped early "
             f"({config.stop_on} made no progress for {config.patience} epochs)"
         )
-    if config.schedule == "cosine":
-        return f"epoch {epoch} of {epoch} done; its cosine lr schedule ends there"
+    schedule = make_plan(config).recipe.schedule
+    if schedule.spans_epochs:
+        return f"epoch {epoch} of {epoch} done; its {schedule.name} lr schedule ends there"
     return f"epoch {epoch} of {config.epochs} done; pass --epochs N to train longer"
