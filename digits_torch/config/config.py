@@ -7,11 +7,11 @@ Each field declares its roles beside its help text (:data:`ROLES`: a hyperparame
 run, may change on resume, may be swept, shared by a stack, ...), and every list of fields by
 role is derived from them (:func:`fields_with`). Its bound is a row of the table in
 :mod:`.bounds`, checked in ``__post_init__`` with the rules across fields, so a bad value is one
-:class:`UserError` naming it; the presets are :mod:`.presets`. Adding a field touches its line
-here, its bound, the code it affects, and its row of tests/test_bounds.py.
+:class:`UserError` naming it; the presets are :mod:`.presets`. A run reads it once, into its
+plan (:mod:`.plan`). A new field: its line here, its bound, its value in the plan, the code it
+affects, and its row of tests/test_bounds.py.
 
-The module runs past 400 lines: the fields with their help texts are one declarative
-description of a run, meant to be read at once.
+The module runs past 400 lines: the fields with their help texts describe a run, read at once.
 """
 
 from __future__ import annotations
