@@ -29,8 +29,6 @@ from ..runtime.interrupts import sigterm_interrupts
 from ..store.runs import METRICS, find_run
 from ..train.training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
-EXIT_TERMINATED = 128 + signal.SIGTERM  # and for SIGTERM (kill, schedulers, containers): 143
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(

@@ -158,13 +158,6 @@ class RunLog:
         with writing(self.dir / HISTORY):
             self._history.write(json.dumps(record) + "\n")
 
-    def log_epochs(self, records: list[dict]) -> None:
-        """Append several epochs' records in order, then :meth:`flush` (a sweep writes each
-        network's epochs in batches, on a time budget)."""
-        for record in records:
-            self.log_epoch(record)
-        self.flush()
-
     def flush(self) -> None:
         """Sync the history to disk (a checkpoint that follows claims its epochs, so they must
         survive a power cut too) and hand the events to the OS."""
