@@ -11,7 +11,7 @@ from .config.config import TrainConfig, make_config
 from .core.data import DigitsDataset, load_digits
 from .core.model import MLP
 from .errors import UserError
-from .store.checkpoints import load_model
+from .inference.loading import load_model
 from .train.training import FitResult, fit, resume
 
 __all__ = [

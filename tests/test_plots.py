@@ -410,8 +410,7 @@ def test_cli_user_errors(tmp_path, capsys, args, message):
 def test_cli_does_not_draw_into_a_run_another_process_writes(run, tmp_path, capsys):
     """Into the run's own figures/ only as its one writer; --out draws elsewhere meanwhile."""
     before = {p: p.read_bytes() for p in (run.run_dir / "figures").iterdir()}
-    lock = RunLock(run.run_dir)  # as a training process holds it
-    try:
+    with RunLock(run.run_dir):  # as a training process holds it
         with pytest.raises(SystemExit) as stopped:
             plots_main([str(run.run_dir)])
         assert stopped.value.code == 2
@@ -419,6 +418,4 @@ def test_cli_does_not_draw_into_a_run_another_process_writes(run, tmp_path, caps
         assert "in use by another process" in message and "--out DIR" in message, message
         assert {p: p.read_bytes() for p in (run.run_dir / "figures").iterdir()} == before
         assert len(plots_main([str(run.run_dir), "--out", str(tmp_path / "elsewhere")])) == 5
-    finally:
-        lock.release()
     assert len(plots_main([str(run.run_dir)])) == 5  # once it is free

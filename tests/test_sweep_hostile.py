@@ -74,11 +74,8 @@ def one_error_line(ran, start: str) -> str:
 def _resume_while_held(sweep_dir: Path, held: Path, run_entry):
     """Resume the sweep while ``held`` is locked, as another writer would hold it (flock
     refuses a second descriptor even in the same process)."""
-    lock = RunLock(held)
-    try:
+    with RunLock(held):
         return run_entry(lambda: sweep.run_command(["--resume", str(sweep_dir)]))
-    finally:
-        lock.release()
 
 
 def test_a_second_resume_of_a_sweep_is_refused(copied, run_entry):

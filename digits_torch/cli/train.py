@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> FitResult:
 def summary(
     result: FitResult, prog: str = "digits-train", command_seconds: float | None = None
 ) -> str:
-    """The closing table: what each figure is, then where they are and what to run next (only
+    """The closing table: what each number is, then where they are and what to run next (only
     what does something: ``--resume`` where the run can train longer).
 
     The loss and accuracy of a row come from one model on one set of digits: the reported model

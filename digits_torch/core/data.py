@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import UserError, reading
+from ..errors import UserError, one_line, reading
 from .read_files import check_regular
 
 __all__ = [
@@ -180,7 +180,7 @@ def read_mat(path: Path) -> dict[str, np.ndarray]:
     try:
         contents = scipy.io.loadmat(path)
     except Exception as err:  # scipy raises many types for a bad file; the user needs one line
-        raise UserError(f"not a readable MAT file ({_one_line(err)})", path) from None
+        raise UserError(f"not a readable MAT file ({one_line(err)})", path) from None
     return {k: v for k, v in contents.items() if not k.startswith("__")}
 
 
@@ -202,7 +202,7 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
                 if isinstance(item, h5py.Dataset) and not name.startswith("#")
             }
     except Exception as err:
-        problem = f"not a readable MATLAB v7.3 (HDF5) file ({_one_line(err)})"
+        problem = f"not a readable MATLAB v7.3 (HDF5) file ({one_line(err)})"
         raise UserError(problem, path) from None
 
 
@@ -273,8 +273,3 @@ def _describe(value) -> str:
             return f"text of shape {value.shape}"
         return f"{value.dtype} array of shape {value.shape}"
     return type(value).__name__
-
-
-def _one_line(err: Exception) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 120 else text[:117] + "..."

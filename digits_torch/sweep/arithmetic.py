@@ -33,5 +33,6 @@ def sgd_step(
         elif nesterov is False:
             step = buffer
         else:
-            step = torch.where(nesterov.view(shape), grad + factor * buffer, buffer)
+            # addcmul as above: one rounding, as torch's SGD rounds g + momentum buf
+            step = torch.where(nesterov.view(shape), grad.addcmul(factor, buffer), buffer)
         param.addcmul_(minus_lr.view(shape), step)

@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import plots
 from ..config.config import TrainConfig
 from ..core.data import load_digits
-from ..store.checkpoints import load_model
+from ..inference.loading import load_model
 from ..store.events import EventFile
 from ..store.run_log import image_summary
 from ..store.runs import RunLock, read_config, read_metrics, read_split
@@ -53,8 +53,7 @@ def pictured(mode: str, grid: dict, rows: list[dict]) -> list[dict]:
 def draw_network(run_dir: Path) -> None:
     """A finished network's pictures, as its run would have drawn them at its end, holding its
     lock: the PNGs into figures/ and the mistakes and confusion in TensorBoard."""
-    lock = RunLock(run_dir)
-    try:
+    with RunLock(run_dir):
         config = TrainConfig.from_dict(read_config(run_dir))
         model = load_model(run_dir)
         X, y = load_digits(config.data)
@@ -69,5 +68,3 @@ def draw_network(run_dir: Path) -> None:
                 events.add_summary(image_summary(f"figures/{name}", images[name]), epoch)
         finally:
             events.close()
-    finally:
-        lock.release()

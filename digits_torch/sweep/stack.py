@@ -28,10 +28,8 @@ of the epoch: its weights, momentum and generator go back into its set-up (for a
 loss, those from before that epoch, as the solo run keeps its last good checkpoint), and the
 others go on in a smaller stack.
 
-Past 400 lines on purpose: the stacked forward and backward must be read together with the solo
-path they reproduce exactly (``backprop.loss_and_gradients``); the stacked losses and targets
-are :mod:`digits_torch.core.losses`' own (their layout is the shapes), the SGD update
-:mod:`digits_torch.sweep.arithmetic`.
+Past 400 lines on purpose: read with the solo path it reproduces (``loss_and_gradients``); the
+losses and targets are ``core.losses``' (in a stack's shapes), the SGD update ``.arithmetic``'s.
 """
 
 from __future__ import annotations
@@ -213,10 +211,10 @@ class Stack:
         losses, hits = self._batches()
         self._revive()
         # as the solo epoch computes them: an int64 count / m is a float32, then read as float64
-        figures = [losses.double(), (hits / self.m).double()]
+        measured = [losses.double(), (hits / self.m).double()]
         if self.has_val:
-            figures += list(self._validate())
-        values = torch.stack(figures).tolist()  # the epoch's one read from the device
+            measured += list(self._validate())
+        values = torch.stack(measured).tolist()  # the epoch's one read from the device
         results = []
         for k, member in enumerate(self.members):
             record = {"epoch": member.epoch + 1}
