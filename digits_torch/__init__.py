@@ -8,7 +8,8 @@ The public API::
 """
 
 from .config.config import TrainConfig, make_config
-from .core.data import DigitsDataset, load_digits
+from .core.data import load_digits
+from .core.dataset import DigitsDataset
 from .core.model import MLP
 from .errors import UserError
 from .inference.loading import load_model
