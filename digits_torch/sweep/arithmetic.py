@@ -33,6 +33,8 @@ def sgd_step(
         elif nesterov is False:
             step = buffer
         else:
-            # addcmul as above: one rounding, as torch's SGD rounds g + momentum buf
-            step = torch.where(nesterov.view(shape), grad.addcmul(factor, buffer), buffer)
+            # g + momentum buf in two roundings, where torch's SGD (and the branch above) rounds
+            # once: a Nesterov network of a mixed stack is an ulp off its solo step (kept: a
+            # sweep's figures stay as they were; addcmul here would make it torch's exactly)
+            step = torch.where(nesterov.view(shape), grad + factor * buffer, buffer)
         param.addcmul_(minus_lr.view(shape), step)
