@@ -177,7 +177,7 @@ def test_a_hand_edited_sweep_json_writes_nothing_outside_the_sweep(
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [("[1]", "not a JSON object of figures (a list)"), ('{"val_accuracy": "x"}', "got 'x'")],
+    [("[1]", "not a JSON object of metrics (a list)"), ('{"val_accuracy": "x"}', "got 'x'")],
 )
 def test_a_hand_edited_metrics_json_is_one_error_line(copied, run_entry, content, problem):
     network = _networks(copied)[-1]  # a solo one, then a stacked one

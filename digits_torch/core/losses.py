@@ -146,6 +146,6 @@ def score(model: MLP, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[floa
     model.eval()
     logits = model(X)
     correct = (logits.argmax(1) == y).sum()
-    # one read from the device for both figures (float64 holds either exactly)
+    # one read from the device for both values (float64 holds either exactly)
     loss_value, hits = torch.stack([data_loss(logits, y, loss).double(), correct.double()]).tolist()
     return loss_value, hits / len(y)

@@ -36,7 +36,7 @@ SCALAR_TAGS = {
 # A distilled run's training objective is distillation's (soft and true targets), not the
 # cross-entropy other runs' loss/train is: its tag says so, beside theirs in the same group.
 DISTILLED_TRAIN_LOSS = "loss/train_distillation"
-# The reported model's figures (metrics.json's), in the HParams table's column order: each
+# The reported model's metrics (metrics.json's), in the HParams table's column order: each
 # ``metrics/<name>``, shown as ``<name>``. Every run declares all four (see events.py).
 HPARAM_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
 # The hyperparameters the HParams table shows at first, after a sweep's swept ones (five shown).

@@ -6,7 +6,7 @@
         split.json       the rows of the data file it trains on and validates on, and the
                          SHA-256 of that file (and of teacher.pt, for a distilled run)
         history.jsonl    one JSON record per finished epoch (losses, accuracies, lr, seconds)
-        metrics.json     the final figures, written when the run ends
+        metrics.json     the final metrics, written when the run ends
         checkpoint.pt    the latest epoch;  best.pt: the best epoch (see
         digits_torch.store.checkpoints) teacher.pt       a distilled run's copy of its teacher
         events.out.tfevents.*   TensorBoard: scalars per epoch, config text, hparams, images
@@ -264,14 +264,14 @@ def read_config(run_dir: str | Path) -> dict:
 
 
 def read_metrics(run_dir: str | Path) -> dict:
-    """A finished run's metrics.json, checked: a JSON object whose figures are numbers (or
+    """A finished run's metrics.json, checked: a JSON object whose values are numbers (or
     null), bar the text of :data:`TEXT_METRICS`.
 
     Raises:
         UserError: naming metrics.json, when it is missing, not JSON, or holds other values.
     """
     path = Path(run_dir) / METRICS
-    metrics = _read_object(path, "figures")
+    metrics = _read_object(path, "metrics")
     for key, value in metrics.items():
         text = key in TEXT_METRICS
         number = isinstance(value, int | float) and not isinstance(value, bool)
