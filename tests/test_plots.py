@@ -187,23 +187,52 @@ def test_mistakes_when_there_are_none(run, digits):
 def test_confusion_counts_every_digit_once(run, digits):
     X, y = digits
     predicted = run.model.predict(torch.from_numpy(X)).numpy()
-    ax = plots.confusion(run.model, X, y, digits="validation digits").axes[0]
+    fig = plots.confusion(run.model, X, y, digits="validation digits")
+    ax = fig.axes[0]
     correct = int((predicted == y).sum())
     assert ax.get_title().startswith(f"validation digits (5,000): {correct} correct")
-    counts = np.asarray(ax.images[0].get_array())
-    assert counts.shape == (10, 10)
+    cells, numbers = fig.images  # the cells' colours, and the counts inked over them
+    blocks = cells.get_array()[::-1]  # origin "lower": the array's last row on top
+    cell = blocks.shape[0] // 10
+    counts = blocks.filled(0)[cell // 2 :: cell, cell // 2 :: cell].astype(int)
+    assert blocks.shape == (10 * cell, 10 * cell)
+    # each cell one block of its count; the empty ones masked (the page's white)
+    np.testing.assert_array_equal(blocks.filled(0), np.kron(counts, np.ones((cell, cell))))
     assert counts.sum() == len(y)
     assert np.trace(counts) == (predicted == y).sum()
     np.testing.assert_array_equal(counts.sum(axis=1), np.bincount(y, minlength=10))  # true rows
     np.testing.assert_array_equal(counts.sum(axis=0), np.bincount(predicted, minlength=10))
+    assert cells.norm.vmax == counts.max() and cells.norm(1) > 0  # log scale: a 1 is tinted
+    # The Axes lies over the cells, a tick on each: the rows and columns are the digits.
+    page = fig.bbox.height
+    assert np.allclose(ax.bbox.bounds, (cells.ox, cells.oy, 10 * cell, 10 * cell))
+    assert ax.get_xlim() == (-0.5, 9.5) and ax.get_ylim() == (9.5, -0.5)
     digits_0_9 = [str(d) for d in range(10)]
     assert [t.get_text() for t in ax.get_xticklabels()] == digits_0_9
     assert [t.get_text() for t in ax.get_yticklabels()] == digits_0_9
-    written = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
+    assert list(ax.get_xticks()) == list(ax.get_yticks()) == list(range(10))
+    # Each count is written in its cell (its glyphs, centred), white on dark cells; none empty.
+    ink = numbers.get_array()[::-1]
+    assert (numbers.ox, numbers.oy, ink.shape[:2]) == (cells.ox, cells.oy, blocks.shape)
+    shown = plots.render(fig)
+    top = round(page - cells.oy - 10 * cell)  # the cells' top row on the page
     for (true, pred), count in np.ndenumerate(counts):
-        assert (
-            (written[true, pred].get_text() == str(count)) if count else (true, pred) not in written
-        )
+        spot = ink[true * cell : (true + 1) * cell, pred * cell : (pred + 1) * cell]
+        page_cell = shown[top + true * cell :, cells.ox + pred * cell :][:cell, :cell]
+        if not count:
+            assert not spot[..., 3].any() and (page_cell[2:-2, 2:-2] == 255).all()  # blank, white
+            continue
+        rows, cols = np.nonzero(spot[..., 3])
+        glyphs = spot[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1, 3]
+        written, _ = drawing._line_ink(str(count), plots.COUNT_POINTS)
+        r, c = np.nonzero(written)
+        np.testing.assert_array_equal(glyphs, written[r.min() : r.max() + 1, c.min() : c.max() + 1])
+        assert abs((rows.min() + rows.max()) / 2 - cell / 2) <= 2
+        assert abs((cols.min() + cols.max()) / 2 - cell / 2) <= 2
+        white = cells.norm(count) > 0.6
+        assert (spot[rows, cols, :3] == (255 if white else 0)).all()
+        corner = page_cell[2, 2]  # away from the number: the cell's colour
+        assert tuple(corner) == cells.cmap(cells.norm(count), bytes=True)[:3]
 
 
 def test_learning_curves_plot_the_history(run):

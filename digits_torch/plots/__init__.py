@@ -41,11 +41,14 @@ from ..runs import CONFIG, read_config, read_history
 from .drawing import (
     DPI,
     best_epoch,
+    centred_baseline,
     digits_named,
     first_layer,
     grid_shape,
+    ink_on,
     ink_scale,
     numpy_rows,
+    place,
     predict,
     tile_grid,
     training_labels,
@@ -219,27 +222,54 @@ def confusion(
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.4, 5.6), dpi=DPI)
-    # Margins by hand (inches: ticks and labels left, title and top axis above): a layout
-    # engine would take as long as drawing the picture.
-    ax = fig.add_axes((0.6 / 5.4, 0.15 / 5.6, 4.65 / 5.4, 4.5 / 5.6))
+    # One composed image, placed pixel for pixel, with the counts inked on it: a Text per count
+    # took matplotlib ~1 ms each. Margins by hand, in pixels (ticks and labels left, title and
+    # top axis above): a layout engine would take as long as drawing the picture.
+    left, bottom, side = 68, 15, CELL * classes
     norm = LogNorm(vmin=0.5, vmax=max(int(counts.max()), 1))  # vmin 0.5: a count of 1 is tinted
-    ax.imshow(counts, cmap="Blues", norm=norm)  # zero counts are masked by the log: white
-    for (true, pred), count in np.ndenumerate(counts):
-        if count:
-            dark = norm(count) > 0.6
-            color = "white" if dark else "black"
-            ax.text(pred, true, str(count), ha="center", va="center", fontsize=9, color=color)
+    blocks = np.repeat(np.repeat(counts.astype(np.float32), CELL, axis=0), CELL, axis=1)
+    # zero counts masked: the page's white shows through
+    place(fig, np.ma.masked_equal(blocks, 0), left, bottom, cmap="Blues", norm=norm, zorder=-1)
+    place(fig, count_ink(counts, norm), left, bottom, zorder=-1)
+    width, height = fig.bbox.width, fig.bbox.height
+    ax = fig.add_axes((left / width, bottom / height, side / width, side / height))
+    ax.set(xlim=(-0.5, classes - 0.5), ylim=(classes - 0.5, -0.5))  # a cell a unit, rows down
+    ax.patch.set_visible(False)  # the cells lie under the Axes
     ticks = np.arange(classes)
     ax.set_xticks(ticks, [str(d) for d in ticks])
     ax.set_yticks(ticks, [str(d) for d in ticks])
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
     ax.xaxis.set_label_position("top")
     ax.xaxis.tick_top()
+    # Labels and title where matplotlib's own layout puts them (in points from the cells: tick,
+    # pad, a line of tick labels and the label's pad), given, not measured on every drawing.
+    points = DPI / 72 / side  # one point in the Axes' fractions
+    ax.set_xlabel("predicted digit")
+    ax.xaxis.set_label_coords(0.5, 1 + 21 * points)
+    ax.set_ylabel("true digit")
+    ax.yaxis.set_label_coords(-17.5 * points, 0.5)
     correct = int(np.trace(counts))
     named = digits_named(digits, len(y))
-    ax.set_title(f"{named}: {correct} correct ({100 * correct / len(y):.2f} %)", pad=12)
+    title = f"{named}: {correct} correct ({100 * correct / len(y):.2f} %)"
+    ax.set_title(title, y=1 + 29 * points, pad=12)
     return fig
+
+
+CELL = 45  # pixels a side of a confusion matrix's cell
+COUNT_POINTS = 9
+
+
+def count_ink(counts: np.ndarray, norm) -> np.ndarray:
+    """Each non-zero count of ``counts`` (classes, classes) centred in its CELL-pixel cell, as
+    an RGBA (side, side, 4) uint8 layer: white on cells dark in ``norm``, else black."""
+    side = CELL * len(counts)
+    layer = np.zeros((side, side, 4), dtype=np.uint8)
+    dark = np.asarray(norm(counts).filled(0)) > 0.6  # white numbers on them
+    for (true, pred), count in np.ndenumerate(counts):
+        if count:
+            colour = (255, 255, 255) if dark[true, pred] else (0, 0, 0)
+            baseline = centred_baseline(true * CELL + CELL // 2, COUNT_POINTS)
+            ink_on(layer, str(count), COUNT_POINTS, pred * CELL + CELL // 2, baseline, colour)
+    return layer
 
 
 def learning_curves(run_dir: str | Path) -> Figure:

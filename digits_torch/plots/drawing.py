@@ -29,9 +29,12 @@ __all__ = [
     "best_epoch",
     "digits_named",
     "first_layer",
+    "centred_baseline",
     "grid_shape",
+    "ink_on",
     "ink_scale",
     "numpy_rows",
+    "place",
     "predict",
     "tile_grid",
     "title_layer",
@@ -156,7 +159,7 @@ def tile_grid(
     left0 = (width - bar - grid_width) // 2  # centred when the title sets the width
     # Placed pixel for pixel, not resampled: drawing takes a few milliseconds at any size.
     gaps = colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))  # the page's white shows through
-    image = _place(fig, np.ma.masked_invalid(mosaic), left0, cmap=gaps, zorder=-1)  # under all
+    image = place(fig, np.ma.masked_invalid(mosaic), left0, cmap=gaps, zorder=-1)  # under all
     image.set_clim(*limits)
     # The Axes over it, in its pixels (x right, y down), holds the titles and the frames.
     ax = fig.add_axes((left0 / width, 0, grid_width / width, grid_height / height))
@@ -165,12 +168,13 @@ def tile_grid(
     words = None
     if titles:
         layer = title_layer(boxes, titles, mosaic.shape)
-        words = _place(fig, layer, left0)
+        words = place(fig, layer, left0)
     return TileGrid(fig, ax, image, words, boxes)
 
 
-def _place(fig: Figure, pixels: np.ndarray, left: int, **kwargs) -> FigureImage:
-    """``pixels`` (rows top to bottom) on the page at (``left``, 0) pixels, one to one."""
+def place(fig: Figure, pixels: np.ndarray, left: int, bottom: int = 0, **kwargs) -> FigureImage:
+    """``pixels`` (rows top to bottom) on the page at (``left``, ``bottom``) pixels, one to one
+    (keywords: FigureImage's, such as cmap, norm, zorder)."""
     from matplotlib.image import FigureImage
 
     class _Pixels(FigureImage):
@@ -183,7 +187,7 @@ def _place(fig: Figure, pixels: np.ndarray, left: int, **kwargs) -> FigureImage:
             same = renderer.dpi == self.get_figure(root=True).dpi
             return super().make_image(renderer, magnification, unsampled=same)
 
-    image = _Pixels(fig, offsetx=left, offsety=0, origin="lower", **kwargs)
+    image = _Pixels(fig, offsetx=left, offsety=bottom, origin="lower", **kwargs)
     image.set_array(pixels[::-1])  # "lower": the last row at the bottom, as unresampled draws
     image.set_interpolation("nearest")
     fig.images.append(image)
@@ -202,12 +206,33 @@ def title_layer(boxes: list[tuple[int, int, int]], titles: list[str], shape: tup
     for (left, top, size), text in zip(boxes, titles):
         baseline = top - round(2 * DPI / 72)
         for up, line in enumerate(reversed(text.split("\n"))):
-            ink, above = _line_ink(line, TITLE_POINTS)  # rows above the baseline
-            y = baseline - up * step - above
-            x = left + size // 2 - ink.shape[1] // 2
-            alpha = layer[y : y + ink.shape[0], x : x + ink.shape[1], 3]
-            np.maximum(alpha, ink[: alpha.shape[0], : alpha.shape[1]], out=alpha)
+            ink_on(layer, line, TITLE_POINTS, left + size // 2, baseline - up * step)
     return layer
+
+
+def ink_on(
+    layer: np.ndarray,
+    text: str,
+    points: float,
+    centre: int,
+    baseline: int,
+    colour: tuple[int, int, int] = (0, 0, 0),
+) -> None:
+    """One line of ``text`` inked onto an RGBA uint8 ``layer`` (H, W, 4), centred on column
+    ``centre`` with its baseline on row ``baseline`` (pixels), in ``colour`` (RGB 0..255)."""
+    ink, above = _line_ink(text, points)  # rows above the baseline
+    y, x = baseline - above, centre - ink.shape[1] // 2
+    spot = layer[y : y + ink.shape[0], x : x + ink.shape[1]]
+    ink = ink[: spot.shape[0], : spot.shape[1]]
+    np.maximum(spot[..., 3], ink, out=spot[..., 3])
+    spot[..., :3][ink > 0] = colour
+
+
+def centred_baseline(middle: int, points: float) -> int:
+    """The baseline row (pixels, y down) of a line centred on row ``middle`` as a Text with
+    va="center" sits: its box is the height of "lp", ascent and descent."""
+    lp, above = _line_ink("lp", points)
+    return middle + round(lp.shape[0] / 2) - (lp.shape[0] - above)
 
 
 @functools.cache
