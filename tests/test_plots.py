@@ -223,16 +223,60 @@ def test_confusion_counts_every_digit_once(run, digits):
             assert not spot[..., 3].any() and (page_cell[2:-2, 2:-2] == 255).all()  # blank, white
             continue
         rows, cols = np.nonzero(spot[..., 3])
-        glyphs = spot[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1, 3]
-        written, _ = drawing._line_ink(str(count), plots.COUNT_POINTS)
-        r, c = np.nonzero(written)
-        np.testing.assert_array_equal(glyphs, written[r.min() : r.max() + 1, c.min() : c.max() + 1])
+        np.testing.assert_array_equal(glyphs(spot[..., 3]), written(str(count), 9))
         assert abs((rows.min() + rows.max()) / 2 - cell / 2) <= 2
         assert abs((cols.min() + cols.max()) / 2 - cell / 2) <= 2
         white = cells.norm(count) > 0.6
         assert (spot[rows, cols, :3] == (255 if white else 0)).all()
         corner = page_cell[2, 2]  # away from the number: the cell's colour
         assert tuple(corner) == cells.cmap(cells.norm(count), bytes=True)[:3]
+
+
+def glyphs(coverage: np.ndarray) -> np.ndarray:
+    """The ink of ``coverage`` (rows, cols), cut to its bounding box."""
+    rows, cols = np.nonzero(coverage)
+    return coverage[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def written(text: str, points: float) -> np.ndarray:
+    """The glyphs of one line of ``text`` as the pictures' rasteriser inks them."""
+    return glyphs(drawing._line_ink(text, points)[0])
+
+
+def test_learning_curves_frames_are_inked_where_matplotlib_puts_them(run):
+    """Each panel's frame, ticks and labels are one inked layer under the curves: a label at
+    each tick its axis's locator places in view, reading that tick's value; the axis labels."""
+    figure = plots.learning_curves(run.run_dir)
+    ink = figure.images[0].get_array()[::-1][..., 3]  # origin "lower": the page's top row last
+    height = ink.shape[0]
+    for ax in figure.axes:
+        assert not ax.axison  # not drawn twice
+        left, bottom, right, top = (round(v) for v in ax.bbox.extents)
+        y0, y1 = height - top, height - bottom  # rows, top down
+        for edge in (ink[y0, left:right], ink[y1, left:right], ink[y0:y1, left], ink[y0:y1, right]):
+            assert (edge == 255).all()  # the frame
+        for which in "xy":
+            axis = ax.xaxis if which == "x" else ax.yaxis
+            low, high = sorted(axis.get_view_interval())
+            locs = [v for v in axis.get_majorticklocs() if low <= v <= high]
+            assert len(locs) >= 3
+            for value, label in zip(locs, axis.get_major_formatter().format_ticks(locs)):
+                assert float(label.replace("−", "-")) == pytest.approx(value)
+                if which == "x":
+                    x = round(ax.transData.transform((value, 1))[0])
+                    assert (ink[y1 : y1 + 5, x] == 255).all()  # the tick, out of the frame
+                    spot = ink[y1 + 6 : y1 + 26, x - 12 : x + 13]
+                else:
+                    y = round(height - ax.transData.transform((1, value))[1])
+                    assert (ink[y, left - 5 : left] == 255).all()
+                    wide = drawing.line_width(label, 10) + 4  # right-aligned; the y label beyond
+                    spot = ink[y - 7 : y + 8, left - 6 - wide : left - 6]
+                np.testing.assert_array_equal(glyphs(spot), written(label, 10))
+        below = ink[y1 + 25 : y1 + 50, left:right]
+        np.testing.assert_array_equal(glyphs(below), written(ax.get_xlabel(), 10))
+        beside = ink[y0:y1, max(left - 70, 0) : left - 6]  # the y label, left of the tick labels
+        turned = glyphs(beside[:, : np.flatnonzero(beside.any(axis=0))[0] + 16])
+        np.testing.assert_array_equal(np.rot90(turned, -1), written(ax.get_ylabel(), 10))
 
 
 def test_learning_curves_plot_the_history(run):

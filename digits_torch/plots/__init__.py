@@ -54,6 +54,7 @@ from .drawing import (
     training_labels,
     weight_limit,
 )
+from .frame import ink_frame, page_layer
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a run without one never pays
     from matplotlib.figure import Figure
@@ -320,10 +321,12 @@ def learning_curves(run_dir: str | Path) -> Figure:
     loss_ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
     loss_ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     acc_ax.set(ylabel="accuracy (%)", title="Accuracy")
+    frames = page_layer(fig)  # each panel's frame, ticks, grid and labels, inked: no Tick objects
     for ax in (loss_ax, acc_ax):
         ax.set_xlabel(step)
-        ax.grid(alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=9, frameon=False)
+        ink_frame(frames, ax, grid=True)
+    place(fig, frames, 0, zorder=-1)  # under the curves
     fig.suptitle(run_dir.name)
     return fig
 

@@ -33,6 +33,8 @@ __all__ = [
     "grid_shape",
     "ink_on",
     "ink_scale",
+    "line_box",
+    "line_width",
     "numpy_rows",
     "place",
     "predict",
@@ -231,8 +233,22 @@ def ink_on(
 def centred_baseline(middle: int, points: float) -> int:
     """The baseline row (pixels, y down) of a line centred on row ``middle`` as a Text with
     va="center" sits: its box is the height of "lp", ascent and descent."""
-    lp, above = _line_ink("lp", points)
+    lp, above = _line_ink("lp", points)  # its ink's rows, padding included
     return middle + round(lp.shape[0] / 2) - (lp.shape[0] - above)
+
+
+def line_box(points: float) -> tuple[int, int]:
+    """A line's box as matplotlib lays a Text out, in pixels: its height (that of "lp", ascent
+    and descent) and the rows of it above the baseline."""
+    font = _font(points)  # FreeType's metrics, as matplotlib's layout takes them
+    font.set_text("lp", 0.0)
+    height, descent = font.get_width_height()[1] / 64, font.get_descent() / 64
+    return round(height), round(height - descent)
+
+
+def line_width(text: str, points: float) -> int:
+    """Pixels wide the ink of one line of ``text`` is."""
+    return _line_ink(text, points)[0].shape[1]
 
 
 @functools.cache

@@ -1,0 +1,101 @@
+"""An Axes' frame, ticks, tick labels, grid and axis labels inked onto one page layer.
+
+What matplotlib's axis artists draw, at the places its own layout puts them (default rcParams:
+ticks out, 3.5 points major and 2 minor, labels 10 points, 3.5 points from their ticks, axis
+labels 4 points from those), without their cost: an Axes' Tick objects and text layout take
+~25 ms to make and draw, the ink a millisecond or two. The Axes itself keeps its scale, limits
+and lines (drawn by matplotlib) with its axis turned off; its locators and formatters choose
+the ticks, as they would.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .drawing import DPI, _line_ink, ink_on, line_box, line_width
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["ink_frame", "page_layer"]
+
+POINT = DPI / 72  # pixels
+LABEL_POINTS = 10.0  # tick labels and axis labels: matplotlib's "medium"
+BLACK = (0, 0, 0, 255)
+GRID = (176, 176, 176, round(0.3 * 255))  # grid.color #b0b0b0 at the curves' alpha 0.3
+
+
+def page_layer(fig) -> np.ndarray:
+    """An empty RGBA (H, W, 4) uint8 layer the size of the figure's page, rows top down."""
+    return np.zeros((round(fig.bbox.height), round(fig.bbox.width), 4), dtype=np.uint8)
+
+
+def ink_frame(layer: np.ndarray, ax: Axes, grid: bool = False) -> None:
+    """Ink ``ax``'s frame, ticks (major and minor, as its locators place them in its view),
+    tick labels, axis labels and, with ``grid``, its major grid lines onto ``layer`` (the page,
+    rows top down); then turn its own axis off, so that matplotlib does not draw them again."""
+    height = layer.shape[0]
+    left, bottom, right, top = ax.bbox.extents  # pixels, y up
+    x0, x1, y0, y1 = round(left), round(right), round(height - top), round(height - bottom)
+    (x_major, x_minor), (y_major, y_minor) = _ticks(ax, "x", height), _ticks(ax, "y", height)
+    if grid:
+        for x, _ in x_major:
+            layer[y0:y1, x] = GRID
+        for y, _ in y_major:
+            layer[y, x0:x1] = GRID
+    for ticks, points in ((x_major, 3.5), (x_minor, 2.0)):  # out of the frame
+        for x, _ in ticks:
+            layer[y1 + 1 : y1 + 1 + round(points * POINT), x] = BLACK
+    for ticks, points in ((y_major, 3.5), (y_minor, 2.0)):
+        for y, _ in ticks:
+            layer[y, x0 - round(points * POINT) : x0] = BLACK
+    layer[y0, x0 : x1 + 1] = layer[y1, x0 : x1 + 1] = BLACK  # the spines
+    layer[y0 : y1 + 1, x0] = layer[y0 : y1 + 1, x1] = BLACK
+    pad, labelpad = round(7 * POINT), round(4 * POINT)  # tick and its pad; an axis label's
+    line, ascent = line_box(LABEL_POINTS)  # a label's box: its height, and above its baseline
+    for x, text in x_major:  # the top of the label's box at the pad
+        ink_on(layer, text, LABEL_POINTS, x, y1 + pad + ascent)
+    widest = 0
+    for y, text in y_major:  # right-aligned, the digits' ink centred on the tick
+        width = line_width(text, LABEL_POINTS)
+        widest = max(widest, width)
+        ink_on(layer, text, LABEL_POINTS, x0 - pad - (width + 1) // 2, y + (ascent + 3) // 2)
+    below = y1 + pad + line + labelpad + ascent
+    ink_on(layer, ax.get_xlabel(), LABEL_POINTS, (x0 + x1) // 2, below)
+    _ink_turned(layer, ax.get_ylabel(), x0 - pad - widest - labelpad, (y0 + y1 - 1) // 2)
+    ax.set_axis_off()
+
+
+def _ticks(ax: Axes, which: str, height: int) -> tuple[list, list]:
+    """(major, minor) ticks of ``ax``'s x or y axis in its view: (page pixel, label) each, the
+    pixel a column for x, a row (top down) for y; minor ticks unlabelled."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    low, high = sorted(axis.get_view_interval())
+    span = (high - low) * 1e-10  # matplotlib keeps ticks within the view, up to rounding
+
+    def placed(locs) -> list[float]:
+        kept = [v for v in locs if low - span <= v <= high + span]
+        points = [(v, 0.0) if which == "x" else (0.0, v) for v in kept]
+        pixels = ax.transData.transform(points) if points else np.zeros((0, 2))
+        return [round(p[0]) if which == "x" else round(height - p[1]) for p in pixels], kept
+
+    majors, kept = placed(axis.get_majorticklocs())
+    labels = axis.get_major_formatter().format_ticks(kept)
+    minors, _ = placed(axis.get_minorticklocs())
+    return list(zip(majors, labels)), [(m, "") for m in minors]
+
+
+def _ink_turned(layer: np.ndarray, text: str, right: int, middle: int) -> None:
+    """``text`` turned a quarter left (reading upwards), black, its line's box ending at column
+    ``right`` and centred on row ``middle``, as a y axis label sits."""
+    line, ascent = line_box(LABEL_POINTS)
+    lp, above = _line_ink("lp", LABEL_POINTS)  # the ink's rows: the box's and some padding
+    level = np.zeros((lp.shape[0], line_width(text, LABEL_POINTS) + 4, 4), dtype=np.uint8)
+    ink_on(level, text, LABEL_POINTS, level.shape[1] // 2, above)
+    # down to the box's bottom (the ink's top rows kept: a glyph may rise above the ascent)
+    turned = np.rot90(level[: above + line - ascent])  # the descent now on the right
+    top, left = middle - turned.shape[0] // 2, right - turned.shape[1]
+    spot = layer[top : top + turned.shape[0], left : left + turned.shape[1]]
+    np.maximum(spot, turned[: spot.shape[0], : spot.shape[1]], out=spot)
