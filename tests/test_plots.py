@@ -184,6 +184,17 @@ def test_mistakes_when_there_are_none(run, digits):
     assert fig._suptitle.get_text().startswith("digits (40): 0 misclassified")
 
 
+def glyphs(coverage: np.ndarray) -> np.ndarray:
+    """The ink of ``coverage`` (rows, cols), cut to its bounding box."""
+    rows, cols = np.nonzero(coverage)
+    return coverage[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def written(text: str, points: float) -> np.ndarray:
+    """The glyphs of one line of ``text`` as the pictures' rasteriser inks them."""
+    return glyphs(drawing._line_ink(text, points)[0])
+
+
 def test_confusion_counts_every_digit_once(run, digits):
     X, y = digits
     predicted = run.model.predict(torch.from_numpy(X)).numpy()
@@ -191,7 +202,7 @@ def test_confusion_counts_every_digit_once(run, digits):
     ax = fig.axes[0]
     correct = int((predicted == y).sum())
     assert ax.get_title().startswith(f"validation digits (5,000): {correct} correct")
-    cells, numbers = fig.images  # the cells' colours, and the counts inked over them
+    cells, frame = fig.images  # the cells' colours; the page's ink: counts, ticks, labels
     blocks = cells.get_array()[::-1]  # origin "lower": the array's last row on top
     cell = blocks.shape[0] // 10
     counts = blocks.filled(0)[cell // 2 :: cell, cell // 2 :: cell].astype(int)
@@ -207,15 +218,26 @@ def test_confusion_counts_every_digit_once(run, digits):
     page = fig.bbox.height
     assert np.allclose(ax.bbox.bounds, (cells.ox, cells.oy, 10 * cell, 10 * cell))
     assert ax.get_xlim() == (-0.5, 9.5) and ax.get_ylim() == (9.5, -0.5)
-    digits_0_9 = [str(d) for d in range(10)]
-    assert [t.get_text() for t in ax.get_xticklabels()] == digits_0_9
-    assert [t.get_text() for t in ax.get_yticklabels()] == digits_0_9
-    assert list(ax.get_xticks()) == list(ax.get_yticks()) == list(range(10))
-    # Each count is written in its cell (its glyphs, centred), white on dark cells; none empty.
-    ink = numbers.get_array()[::-1]
-    assert (numbers.ox, numbers.oy, ink.shape[:2]) == (cells.ox, cells.oy, blocks.shape)
-    shown = plots.render(fig)
     top = round(page - cells.oy - 10 * cell)  # the cells' top row on the page
+    page_ink = frame.get_array()[::-1]
+    assert (frame.ox, frame.oy) == (0, 0) and not ax.axison  # the ink is the Axes' drawing
+    for d in range(10):  # each column's digit above it, each row's left of it, on a tick
+        x, y = cells.ox + d * cell + cell // 2, top + d * cell + cell // 2
+        assert (page_ink[top - 5 : top, x - 1 : x + 2, 3] == 255).all(axis=0).any()  # +- 1/2
+        assert (page_ink[y - 1 : y + 2, cells.ox - 5 : cells.ox, 3] == 255).all(axis=1).any()
+        above = page_ink[top - 25 : top - 6, x - 10 : x + 11, 3]
+        beside = page_ink[y - 7 : y + 8, cells.ox - 22 : cells.ox - 6, 3]
+        assert_array_equal_ink(above, str(d))
+        assert_array_equal_ink(beside, str(d))
+    assert_array_equal_ink(page_ink[top - 45 : top - 25, :, 3], "predicted digit")
+    left_of = page_ink[top : top + 10 * cell, : cells.ox - 22, 3]
+    np.testing.assert_array_equal(np.rot90(glyphs(left_of), -1), written("true digit", 10))
+    # Each count is written in its cell (its glyphs, centred), white on dark cells; none empty.
+    ink = np.array(page_ink[top : top + 10 * cell + 1, cells.ox : cells.ox + 10 * cell + 1])
+    for edge in (ink[0], ink[-1], ink[:, 0], ink[:, -1]):
+        assert (edge[:, 3] == 255).all()  # the frame around the cells
+    ink[[0, -1]] = ink[:, [0, -1]] = 0  # read: off the cells
+    shown = plots.render(fig)
     for (true, pred), count in np.ndenumerate(counts):
         spot = ink[true * cell : (true + 1) * cell, pred * cell : (pred + 1) * cell]
         page_cell = shown[top + true * cell :, cells.ox + pred * cell :][:cell, :cell]
@@ -232,15 +254,8 @@ def test_confusion_counts_every_digit_once(run, digits):
         assert tuple(corner) == cells.cmap(cells.norm(count), bytes=True)[:3]
 
 
-def glyphs(coverage: np.ndarray) -> np.ndarray:
-    """The ink of ``coverage`` (rows, cols), cut to its bounding box."""
-    rows, cols = np.nonzero(coverage)
-    return coverage[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-
-
-def written(text: str, points: float) -> np.ndarray:
-    """The glyphs of one line of ``text`` as the pictures' rasteriser inks them."""
-    return glyphs(drawing._line_ink(text, points)[0])
+def assert_array_equal_ink(coverage: np.ndarray, text: str) -> None:
+    np.testing.assert_array_equal(glyphs(coverage), written(text, 10))
 
 
 def test_learning_curves_frames_are_inked_where_matplotlib_puts_them(run):

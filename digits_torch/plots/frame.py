@@ -35,7 +35,8 @@ def page_layer(fig) -> np.ndarray:
 def ink_frame(layer: np.ndarray, ax: Axes, grid: bool = False) -> None:
     """Ink ``ax``'s frame, ticks (major and minor, as its locators place them in its view),
     tick labels, axis labels and, with ``grid``, its major grid lines onto ``layer`` (the page,
-    rows top down); then turn its own axis off, so that matplotlib does not draw them again."""
+    rows top down); then turn its own axis off, so that matplotlib does not draw them again.
+    The x axis's ticks and label go below the frame, or above it where its label is on top."""
     height = layer.shape[0]
     left, bottom, right, top = ax.bbox.extents  # pixels, y up
     x0, x1, y0, y1 = round(left), round(right), round(height - top), round(height - bottom)
@@ -45,9 +46,12 @@ def ink_frame(layer: np.ndarray, ax: Axes, grid: bool = False) -> None:
             layer[y0:y1, x] = GRID
         for y, _ in y_major:
             layer[y, x0:x1] = GRID
+    on_top = ax.xaxis.get_label_position() == "top"
     for ticks, points in ((x_major, 3.5), (x_minor, 2.0)):  # out of the frame
+        length = round(points * POINT)
+        rows = slice(y0 - length, y0) if on_top else slice(y1 + 1, y1 + 1 + length)
         for x, _ in ticks:
-            layer[y1 + 1 : y1 + 1 + round(points * POINT), x] = BLACK
+            layer[rows, x] = BLACK
     for ticks, points in ((y_major, 3.5), (y_minor, 2.0)):
         for y, _ in ticks:
             layer[y, x0 - round(points * POINT) : x0] = BLACK
@@ -55,15 +59,21 @@ def ink_frame(layer: np.ndarray, ax: Axes, grid: bool = False) -> None:
     layer[y0 : y1 + 1, x0] = layer[y0 : y1 + 1, x1] = BLACK
     pad, labelpad = round(7 * POINT), round(4 * POINT)  # tick and its pad; an axis label's
     line, ascent = line_box(LABEL_POINTS)  # a label's box: its height, and above its baseline
-    for x, text in x_major:  # the top of the label's box at the pad
-        ink_on(layer, text, LABEL_POINTS, x, y1 + pad + ascent)
+    # Baselines: under the frame, a box's top at the pad; over it, its bottom (the descent),
+    # and the label 21 points over the frame. Checked row for row against matplotlib's picture.
+    if on_top:
+        tick_row, label_row = y0 - pad - (line - ascent) + 1, y0 - round(21 * POINT) + 1
+    else:
+        tick_row = y1 + pad + ascent
+        label_row = tick_row + line + labelpad
+    for x, text in x_major:
+        ink_on(layer, text, LABEL_POINTS, x, tick_row)
+    ink_on(layer, ax.get_xlabel(), LABEL_POINTS, (x0 + x1) // 2, label_row)
     widest = 0
     for y, text in y_major:  # right-aligned, the digits' ink centred on the tick
         width = line_width(text, LABEL_POINTS)
         widest = max(widest, width)
         ink_on(layer, text, LABEL_POINTS, x0 - pad - (width + 1) // 2, y + (ascent + 3) // 2)
-    below = y1 + pad + line + labelpad + ascent
-    ink_on(layer, ax.get_xlabel(), LABEL_POINTS, (x0 + x1) // 2, below)
     _ink_turned(layer, ax.get_ylabel(), x0 - pad - widest - labelpad, (y0 + y1 - 1) // 2)
     ax.set_axis_off()
 
