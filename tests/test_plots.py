@@ -186,6 +186,16 @@ def test_mistakes_when_there_are_none(run, digits):
     assert fig._suptitle.get_text().startswith("digits (40): 0 misclassified")
 
 
+def test_mistakes_and_confusion_show_the_predictions_they_are_given(run, digits):
+    """run_figures predicts once for both pictures: given predictions are the ones shown."""
+    X, y = digits
+    predicted = (y + (np.arange(len(y)) < 7)) % 10  # the first 7 wrong, whatever the model says
+    fig = plots.mistakes(run.model, X, y, predicted=predicted)
+    assert fig._suptitle.get_text().startswith(f"digits ({len(y):,}): 7 misclassified")
+    ax = plots.confusion(run.model, X, y, predicted=predicted).axes[0]
+    assert ax.get_title().startswith(f"digits ({len(y):,}): {len(y) - 7} correct")
+
+
 def glyphs(coverage: np.ndarray) -> np.ndarray:
     """The ink of ``coverage`` (rows, cols), cut to its bounding box."""
     rows, cols = np.nonzero(coverage)

@@ -178,14 +178,16 @@ def mistakes(
     n: int = 25,
     seed: int = 0,
     digits: str = "digits",
+    predicted: np.ndarray | None = None,
 ) -> Figure:
     """Up to ``n`` misclassified digits, each titled with the predicted and the true digit.
 
     The title names the digits (``digits``: "validation digits", ...) and their number, and
-    counts all mistakes on (X, y). Shapes: X (m, side * side), y (m,) digits.
+    counts all mistakes on (X, y). Shapes: X (m, side * side), y (m,) digits; ``predicted``
+    (m,), the model's digits for X where already computed.
     """
     X, y = numpy_rows(X), numpy_rows(y)
-    predicted = predict(model, X)
+    predicted = predict(model, X) if predicted is None else predicted
     wrong = np.flatnonzero(predicted != y)
     shown = np.random.default_rng(seed).choice(wrong, size=min(n, len(wrong)), replace=False)
     titles = [f"predicted {predicted[row]}\ntrue {y[row]}" for row in shown] or ["\n"]
@@ -206,16 +208,18 @@ def confusion(
     X: np.ndarray | torch.Tensor,
     y: np.ndarray | torch.Tensor,
     digits: str = "digits",
+    predicted: np.ndarray | None = None,
 ) -> Figure:
     """The confusion matrix: the count of digits of each true class (row) per prediction (column).
 
     Colours are on a log scale so that a handful of mistakes still shows beside ~500 correct
     ones; empty cells stay white. The title names the digits (``digits``) and their number.
-    Shapes: X (m, side * side), y (m,) digits.
+    Shapes: X (m, side * side), y (m,) digits; ``predicted`` (m,), the model's digits for X
+    where already computed.
     """
     X, y = numpy_rows(X), numpy_rows(y)
     classes = model.num_classes
-    predicted = predict(model, X)
+    predicted = predict(model, X) if predicted is None else predicted
     counts = np.bincount(y * classes + predicted, minlength=classes * classes)
     counts = counts.reshape(classes, classes)  # counts[true, predicted]
 
@@ -356,10 +360,11 @@ def run_figures(
     ((m, n) images, (m,) digits, in the file's order), adds the article's 100 random digits.
     """
     figures = {} if data is None else {"digits": digits_grid(*data)}
+    predicted = predict(model, numpy_rows(X))  # once for both pictures: a forward pass each
     figures |= {
         "hidden_units": hidden_units(model, train_X),
-        "mistakes": mistakes(model, X, y, digits=digits),
-        "confusion": confusion(model, X, y, digits=digits),
+        "mistakes": mistakes(model, X, y, digits=digits, predicted=predicted),
+        "confusion": confusion(model, X, y, digits=digits, predicted=predicted),
     }
     if run_dir is not None:
         figures["learning_curves"] = learning_curves(run_dir)
