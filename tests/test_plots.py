@@ -196,6 +196,28 @@ def test_mistakes_and_confusion_show_the_predictions_they_are_given(run, digits)
     assert ax.get_title().startswith(f"digits ({len(y):,}): {len(y) - 7} correct")
 
 
+def test_pictures_pass_the_digits_through_torch_on_one_thread(run, digits, monkeypatch):
+    """Their forward passes run on one CPU thread, as a run trains, and leave torch's count."""
+    X, y = digits
+    seen = []
+    linear = torch.nn.functional.linear
+
+    def counted(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return linear(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", counted)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        plots.dead_units(run.model, X)
+        drawing.predict(run.model, X)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}
+
+
 def glyphs(coverage: np.ndarray) -> np.ndarray:
     """The ink of ``coverage`` (rows, cols), cut to its bounding box."""
     rows, cols = np.nonzero(coverage)

@@ -48,6 +48,7 @@ from .drawing import (
     ink_on,
     ink_scale,
     numpy_rows,
+    picture_threads,
     place,
     predict,
     tile_grid,
@@ -141,12 +142,13 @@ def dead_units(model: MLP, X: np.ndarray | torch.Tensor) -> np.ndarray:
     A relu unit whose weighted input is <= 0 on every training digit outputs 0 and passes no
     gradient, so training never moves it again: its weights stay as they were. (A sigmoid or
     tanh unit practically never outputs exactly 0.) Shapes: X (m, side * side); returns (units,)
-    bool, computed where the model lives, in its dtype (by
+    bool, computed where the model lives, in its dtype, on one CPU thread (by
     :func:`digits_torch.dead_units.never_active`, which revival uses too).
     """
     weight = model.layers[0].weight
     x = torch.as_tensor(numpy_rows(X)).to(device=weight.device, dtype=weight.dtype)
-    return never_active(model, x).cpu().numpy()
+    with picture_threads():
+        return never_active(model, x).cpu().numpy()
 
 
 def hidden_units_image(model: MLP) -> np.ndarray:

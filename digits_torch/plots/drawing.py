@@ -3,6 +3,7 @@ model's predictions, and the words that say what a picture shows."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from ..errors import UserError
 from ..model import MLP
 from ..read_files import parse_json, read_bytes
 from ..runs import METRICS
+from ..threads import cpu_threads
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn
     from matplotlib.axes import Axes
@@ -36,6 +38,7 @@ __all__ = [
     "line_box",
     "line_width",
     "numpy_rows",
+    "picture_threads",
     "place",
     "predict",
     "tile_grid",
@@ -301,10 +304,19 @@ def first_layer(model: MLP) -> np.ndarray:
 
 @torch.no_grad()
 def predict(model: MLP, X: np.ndarray) -> np.ndarray:
-    """Predicted digits, (m,), computed where the model lives, in its dtype."""
+    """Predicted digits, (m,), computed where the model lives, in its dtype (on one CPU thread:
+    :func:`picture_threads`)."""
     weight = model.layers[0].weight
     x = torch.as_tensor(X).to(device=weight.device, dtype=weight.dtype)
-    return model(x).argmax(dim=1).cpu().numpy()
+    with picture_threads():
+        return model(x).argmax(dim=1).cpu().numpy()
+
+
+def picture_threads() -> contextlib.AbstractContextManager[int]:
+    """torch on one CPU thread inside the block, as a run trains by default: a picture's forward
+    pass over a few thousand digits takes ~3 ms on one, and 20 to 50 ms of CPU on two of a busy
+    machine's cores, each waiting on the other."""
+    return cpu_threads(1)
 
 
 def numpy_rows(X: np.ndarray | torch.Tensor) -> np.ndarray:
