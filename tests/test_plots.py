@@ -373,12 +373,29 @@ def test_learning_curves_say_what_training_was_on(tmp_path, small_digits, flags,
     loss_ax, acc_ax = figure.axes
     assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == step
     assert loss_ax.get_legend_handles_labels()[1][0].replace(",\n", ", ") == loss
-    # each legend below its panel, no wider: it hides no epoch
-    renderer = FigureCanvasAgg(figure).get_renderer()
+    # Each legend below its panel, no wider (it hides no epoch): each label's lines read off
+    # the page's ink in order, each beside its handle, a line of its curve's colour and style.
+    ink = figure.images[0].get_array()[::-1][..., 3]  # origin "lower": the page's top row last
+    height, handles = ink.shape[0], iter(figure.artists)
     for ax in (loss_ax, acc_ax):
-        legend, panel = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
-        assert legend.y1 < panel.y0 and legend.width <= panel.width
-    assert [t.get_text() for t in acc_ax.get_legend().get_texts()][0] == accuracy
+        left, bottom, right, _ = (round(v) for v in ax.bbox.extents)
+        below = ink[height - bottom + 50 :, left:right]  # under the axis label
+        rows = np.flatnonzero(below.any(axis=1))
+        lines = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)  # the text's lines
+        labels = ax.get_legend_handles_labels()[1]
+        texts = [line for label in labels for line in label.split("\n")]
+        assert len(lines) == len(texts) and not below[:, [0, -1]].any()  # none past the panel
+        for text, line in zip(texts, lines):
+            np.testing.assert_array_equal(glyphs(below[line]), written(text, 9))
+        first = np.cumsum([0] + [label.count("\n") + 1 for label in labels])
+        for k, (curve, handle) in enumerate(zip(ax.get_lines(), handles)):
+            (x0, y0), (x1, _) = handle.get_transform().transform(handle.get_xydata()[[0, -1]])
+            assert left < x0 < x1 < right and x1 - x0 == pytest.approx(25)  # two font sizes
+            row = height - y0 - (height - bottom + 50)  # the handle's row in ``below``
+            assert lines[first[k]][0] < row < lines[first[k + 1] - 1][-1]  # beside its label
+            assert handle.get_color() == curve.get_color()
+            assert handle.get_linestyle() == curve.get_linestyle()
+    assert acc_ax.get_legend_handles_labels()[1][0] == accuracy
 
 
 def test_full_batch_is_derived_from_the_optimizer():

@@ -55,7 +55,7 @@ from .drawing import (
     training_labels,
     weight_limit,
 )
-from .frame import ink_frame, page_layer
+from .frame import ink_frame, ink_legend, page_layer
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a run without one never pays
     from matplotlib.figure import Figure
@@ -332,10 +332,12 @@ def learning_curves(run_dir: str | Path) -> Figure:
     loss_ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
     loss_ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     acc_ax.set(ylabel="accuracy (%)")
-    frames = page_layer(fig)  # each panel's frame, ticks, grid and labels, inked: no Tick objects
+    # Each panel's frame, ticks, grid, labels and legend, inked: no Tick objects, no Legend.
+    frames = page_layer(fig)
     for ax in (loss_ax, acc_ax):
         ax.set_xlabel(step)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=9, frameon=False)
+        for handle in ink_legend(frames, ax):
+            fig.add_artist(handle)
         ink_frame(frames, ax, grid=True)
     place(fig, frames, 0, zorder=-1)  # under the curves
     fig.suptitle(run_dir.name)

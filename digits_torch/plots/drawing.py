@@ -41,6 +41,8 @@ __all__ = [
     "picture_threads",
     "place",
     "predict",
+    "text_metrics",
+    "font_heights",
     "tile_grid",
     "title_layer",
     "TileGrid",
@@ -247,6 +249,32 @@ def line_box(points: float) -> tuple[int, int]:
     font.set_text("lp", 0.0)
     height, descent = font.get_width_height()[1] / 64, font.get_descent() / 64
     return round(height), round(height - descent)
+
+
+@functools.cache
+def text_metrics(text: str, points: float) -> tuple[float, float, float]:
+    """One line's (width, height, descent) in pixels, as Agg's renderer measures it for a
+    Text's layout (hinted, as it is drawn)."""
+    from matplotlib.backends.backend_agg import get_hinting_flag
+
+    font = _font(points)
+    font.set_text(text, 0.0, flags=get_hinting_flag())
+    width, height = font.get_width_height()
+    return width / 64, height / 64, font.get_descent() / 64
+
+
+@functools.cache
+def font_heights(points: float) -> tuple[float, float, float]:
+    """The font's own ascent, descent and line gap in pixels (its OS/2 table), the least a
+    line of a Text takes since matplotlib 3.10."""
+    font = _font(points)
+    table, units = font.get_sfnt_table("OS/2"), font.get_sfnt_table("head")["unitsPerEm"]
+    scale = points * DPI / 72 / units
+    return (
+        table["sTypoAscender"] * scale,
+        -table["sTypoDescender"] * scale,
+        table["sTypoLineGap"] * scale,
+    )
 
 
 def line_width(text: str, points: float) -> int:

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .drawing import DPI, _line_ink, ink_on, line_box, line_width
+from .drawing import DPI, _line_ink, font_heights, ink_on, line_box, line_width, text_metrics
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["ink_frame", "page_layer"]
+__all__ = ["ink_frame", "ink_legend", "page_layer"]
 
 POINT = DPI / 72  # pixels
 LABEL_POINTS = 10.0  # tick labels and axis labels: matplotlib's "medium"
@@ -109,3 +109,56 @@ def _ink_turned(layer: np.ndarray, text: str, right: int, middle: int) -> None:
     top, left = middle - turned.shape[0] // 2, right - turned.shape[1]
     spot = layer[top : top + turned.shape[0], left : left + turned.shape[1]]
     np.maximum(spot, turned[: spot.shape[0], : spot.shape[1]], out=spot)
+
+
+def ink_legend(layer: np.ndarray, ax: Axes, points: float = 9.0) -> list:
+    """``ax``'s legend (its lines' labels) inked onto ``layer`` (the page, rows top down) where
+    ``ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=points,
+    frameon=False)`` puts it, below the panel: a Legend's layout of boxes took ~10 ms a drawing.
+    Returns each label's handle, a Line2D in page pixels as the Legend's, for the figure to draw
+    (a line's dashes and antialiasing are matplotlib's own)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import IdentityTransform
+
+    em = points * POINT  # a legend's spacings are in font sizes (matplotlib's defaults)
+    handles, labels = ax.get_legend_handles_labels()
+    entries = [_legend_entry(label, points) for label in labels]
+    x0, y0, x1, y1 = ax.bbox.extents  # pixels, y up
+    width = (0.4 + 2.0 + 0.8 + 0.4) * em + max(entry[3] for entry in entries)
+    left = (x0 + x1 - width) / 2  # centred under the panel, its top 0.2 of the panel below
+    top = y0 - 0.2 * (y1 - y0) - 0.5 * em - 0.4 * em  # the border's pad, then the inner pad
+    lines = []
+    for handle, (baselines, box, middle, _) in zip(handles, entries):
+        xs = [left + 0.4 * em + k * em for k in range(3)]  # two font sizes long
+        line = Line2D(xs, [top - box + middle] * 3, drawstyle="default", marker="None")
+        line.update_from(handle)
+        line.set(transform=IdentityTransform(), clip_box=None, clip_path=None)
+        lines.append(line)
+        for text, below in baselines:
+            width = line_width(text, points)
+            row = round(layer.shape[0] - top + below) + 1  # as Agg rounds a baseline
+            ink_on(layer, text, points, round(left + 3.2 * em) + width // 2, row)
+        top -= box + 0.5 * em  # the label spacing
+    return lines
+
+
+def _legend_entry(label: str, points: float) -> tuple[list, float, float, float]:
+    """How a legend lays ``label`` out (matplotlib's Text and TextArea, "normal" line spacing):
+    ([(line, its baseline below the entry's top)], the entry's height, its handle's height over
+    the entry's bottom, its widest line), in pixels."""
+    ascent, descent, gap = font_heights(points)
+    lp_ascent = text_metrics("lp", points)[1] - text_metrics("lp", points)[2]
+    lines, spread = label.split("\n"), 0.0 if "\n" not in label else 0.5
+    baselines, height, widest = [], 0.0, 0.0
+    for line in lines:
+        w, h, d = text_metrics(line, points)
+        a = max(h - d, ascent) + spread * gap
+        baselines.append((line, height + a))
+        height += a + max(d, descent) + spread * gap
+        widest = max(widest, w)
+    if len(lines) == 1:  # a line at least as tall as "lp"
+        a, d = max(lp_ascent, baselines[0][1]), height - baselines[0][1]
+        baselines, height, base = [(label, a)], a + d, d
+    else:  # centred on the handle
+        base = height / 2 - lp_ascent / 2
+    return baselines, height, base + 0.35 * points * POINT, widest
