@@ -11,7 +11,6 @@ import PIL.Image
 import pytest
 import torch
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.image import FigureImage
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -150,16 +149,28 @@ def test_hidden_units_share_one_scale(units):
 
 @pytest.mark.parametrize("units", [25, 100])
 def test_hidden_units_colour_bar_fits_in_the_picture(units):
+    """The colour bar's ticks, their values and its label are inked right of it, in the page."""
     figure = plots.hidden_units(MLP(400, (units,)))
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    renderer, page = canvas.get_renderer(), figure.bbox
+    plots.render(figure)  # drawn: the bar has its place
     bar = figure.axes[-1]  # the colour bar's axes, added last
+    ink = figure.images[-1].get_array()[::-1][..., 3]  # origin "lower": the page's top row last
+    height, right = ink.shape[0], round(bar.bbox.x1)
+    assert not ink[:, : right + 1].any() and not ink[:, -2:].any()  # all right of it, in the page
+    low, high = bar.get_ylim()
+    locs = [v for v in bar.yaxis.get_majorticklocs() if low <= v <= high]
+    assert len(locs) >= 3 and figure.images[0].get_clim() == (low, high)
+    beside = ink[:, right + 1 : right + 6]  # the ticks, out of the bar
+    for value, label in zip(locs, bar.yaxis.get_major_formatter().format_ticks(locs)):
+        assert float(label.replace("−", "-")) == pytest.approx(value)
+        y = round(height - bar.transData.transform((0, value))[1])
+        assert (beside[y] == 255).all() and not beside[[y - 2, y + 2]].any()
+        wide = drawing.line_width(label, 10) + 2
+        np.testing.assert_array_equal(glyphs(ink[y - 7 : y + 8, right + 9 : right + 9 + wide]),
+                                      written(label, 10))  # fmt: skip
+    labels = max(drawing.line_width(label, 10) for label in ("0.00", "−0.00")) + 12
+    turned = glyphs(ink[:, right + labels :])
+    np.testing.assert_array_equal(np.rot90(turned, -1), written(bar.get_ylabel(), 10))
     assert bar.get_ylabel() == "weight"
-    drawn = bar.get_tightbbox(renderer)  # with its ticks, their labels and its label
-    assert (
-        page.x0 <= drawn.x0 and drawn.x1 <= page.x1 and page.y0 <= drawn.y0 <= drawn.y1 <= page.y1
-    )
 
 
 def test_mistakes_name_predicted_and_true_digit(run, digits, row_of):

@@ -55,7 +55,7 @@ from .drawing import (
     training_labels,
     weight_limit,
 )
-from .frame import ink_frame, ink_legend, page_layer
+from .frame import ink_colorbar_axis, ink_frame, ink_legend, page_layer
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a run without one never pays
     from matplotlib.figure import Figure
@@ -126,7 +126,10 @@ def hidden_units(model: MLP, X: np.ndarray | torch.Tensor | None = None) -> Figu
     # In inches, not fractions, so that a wide grid (100 units) leaves its labels the same room.
     inch = 1 / fig.get_figwidth()
     bar = (x1 + 0.15 * inch, y0 + 0.2 * (y1 - y0), 0.2 * inch, 0.6 * (y1 - y0))
-    fig.colorbar(grid.image, cax=fig.add_axes(bar), extend="both", label="weight")
+    colorbar = fig.colorbar(grid.image, cax=fig.add_axes(bar), extend="both", label="weight")
+    words = page_layer(fig)  # its ticks and labels, inked: no Tick objects
+    ink_colorbar_axis(words, colorbar.ax)
+    place(fig, words, 0)
     title = f"First-layer weights of the {len(weights)} hidden units"
     if judged:
         title += f"\n{int(dead.sum())} of {len(weights)} units dead (never active on a training"
