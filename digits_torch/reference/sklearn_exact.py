@@ -292,10 +292,7 @@ class SklearnSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             lr, momentum = group["lr"], group["momentum"]
             params = [p for p in group["params"] if p.grad is not None]
@@ -322,6 +319,14 @@ class SklearnSGD(torch.optim.Optimizer):
         return loss
 
 
+def _evaluate(closure) -> torch.Tensor | None:
+    """An optimizer step's closure, evaluated with gradients on (torch.optim's convention)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class SklearnAdam(torch.optim.Optimizer):
     """Adam exactly as scikit-learn's ``AdamOptimizer`` updates.
 
@@ -342,10 +347,7 @@ class SklearnAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             beta_1, beta_2 = group["beta_1"], group["beta_2"]
             group["t"] = t = group.get("t", 0) + 1
