@@ -36,6 +36,7 @@ FOLDERS = [
     "plots",  # the pictures
     "inference",  # a trained model: loading it, its card, predict, evaluate, export
     "train",  # a run: set-up, the loop and its handlers, its files, teachers, fit and resume
+    "estimator",  # scikit-learn's MLPClassifier on the core loop (needs scikit-learn)
     "sweep",  # many networks at once, stacked
     "draw",  # the page to draw a digit on
     "cli",  # the commands' flags and mains
