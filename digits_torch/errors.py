@@ -37,6 +37,7 @@ __all__ = [
     "error_line",
     "exit_on_error",
     "no_such_path",
+    "one_line",
     "path_error",
     "plain_text",
     "program_name",
@@ -156,6 +157,17 @@ def error_line(err: UserError) -> str:
 
 
 _LINE_BREAKING = {"Cc", "Zl", "Zp"}  # control characters, and the line and paragraph separators
+
+
+def one_line(err: BaseException, drop: re.Pattern | None = None, limit: int = 120) -> str:
+    """What an exception says, on one line for a user error's parentheses: its message's lines
+    (bar those ``drop`` matches) joined, spaces squeezed, cut to ``limit`` characters with
+    ``...``; its type first where the message has no letters (``KeyError 101``)."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    text = " ".join(" ".join(ln for ln in lines if ln and not (drop and drop.match(ln))).split())
+    if not any(c.isalpha() for c in text):
+        text = f"{type(err).__name__} {text}".strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def shown_name(path: str | Path | None) -> str:

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from digits_torch import fit, make_config
+from digits_torch import fit, load_model, make_config
 from digits_torch.config.config import TrainConfig
 from digits_torch.inference.model_card import model_card
-from digits_torch.store.checkpoints import load_model, save_safetensors
+from digits_torch.store.checkpoints import save_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "digits_torch" / "assets" / "digits-400-25-10.safetensors"

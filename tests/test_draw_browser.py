@@ -13,9 +13,10 @@ import pytest
 import torch
 from chromium import Browser, find_chromium
 
+from digits_torch import load_model
 from digits_torch.cli.draw import serve
 from digits_torch.inference.model_card import shipped_model
-from digits_torch.store.checkpoints import load_model, save_safetensors
+from digits_torch.store.checkpoints import save_safetensors
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None, reason="no Chromium on PATH (Debian: apt-get install chromium)"

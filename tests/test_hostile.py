@@ -293,8 +293,8 @@ CASES = [
     Case("MATLAB v7 (compressed)", MATS, mat("5", compress=True), OK),
     Case("MATLAB v7.3 (HDF5)", MATS, v73(), OK),
     Case("a .mat given as checkpoint", (CHECKPOINT,), raw(lambda ctx: good_file(ctx, WEIGHTS),
-         ".mat"), {"*": r"a MATLAB \.mat file, not a checkpoint", EVAL_CKPT: OK},
-         THETA_STATE),  # evaluate takes every file that holds a model: ex4's weights too
+         ".mat"), {"*": r"a MATLAB \.mat file, not a checkpoint", EVAL_CKPT: OK, "load_model": OK},
+         THETA_STATE),  # evaluate and load_model take every file that holds a model: ex4's too
     Case("a checkpoint given as .mat", MATS, raw(lambda ctx: good_file(ctx, CHECKPOINT), ".mat"),
          NOT_MAT),
     # --- variables --------------------------------------------------------------------------------
@@ -539,7 +539,7 @@ ENTRY_POINTS = [
         "load_weights", WEIGHTS, api("digits_torch.reference.coursera:load_weights"), loaded_weights
     ),
     EntryPoint(
-        "load_model", CHECKPOINT, api("digits_torch.store.checkpoints:load_model"), loaded_model
+        "load_model", CHECKPOINT, api("digits_torch:load_model"), loaded_model
     ),
     EntryPoint(EVAL_CKPT, CHECKPOINT, cli(EVALUATE, "{file}", "--device", "cpu"), evaluated),
     EntryPoint(EVAL_RUN, CHECKPOINT, in_run("best.pt", cli(EVALUATE, "{run}", "--device", "cpu")),

@@ -3,6 +3,7 @@ environment, a teacher's problem named as the teacher's, refusals before any wor
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,29 @@ import pytest
 import digits_torch.store.run_log
 from digits_torch import fit, make_config
 from digits_torch.cli.train import main as cli_main
+from digits_torch.errors import UserError, one_line
 from digits_torch.inference import evaluate
 from digits_torch.store.runs import METRICS, RunLock
 from digits_torch.sweep import sweep
 from digits_torch.train.teachers import teacher_config
+
+
+def test_an_exception_is_said_on_one_line_cut_and_named_where_it_has_no_words():
+    assert one_line(ValueError("bad\n  header\tat 3")) == "bad header at 3"
+    assert one_line(KeyError(101)) == "KeyError 101"  # the type says more than the key
+    assert one_line(OSError()) == "OSError"
+    cut = one_line(ValueError("x" * 200))
+    assert len(cut) == 120 and cut.endswith("x...")
+    boilerplate = re.compile("please file", re.IGNORECASE)
+    assert one_line(RuntimeError("no key w\nPlease file an issue"), boilerplate) == "no key w"
+
+
+def test_a_run_lock_is_held_inside_its_with_block_and_free_after(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(UserError, match="in use"):
+            RunLock(tmp_path)
+    with RunLock(tmp_path):  # free again
+        pass
 
 
 def test_a_stray_rank_without_a_world_size_still_says_its_errors(monkeypatch, run_entry):
@@ -60,11 +80,8 @@ def test_a_teacher_another_run_is_training_is_named_as_such(small_digits, tmp_pa
     )  # fmt: skip
     teacher = fit(teacher_config(config)).run_dir
     (teacher / METRICS).unlink()  # as a teacher still training has no metrics.json yet
-    lock = RunLock(teacher)  # the other run, training it
-    try:
+    with RunLock(teacher):  # the other run, training it
         ran = run_entry(lambda: cli_main([*student, "--quiet"]))
-    finally:
-        lock.release()
     assert ran.code == 2
     assert ran.stderr.startswith(f"error: {teacher}: in use (pid ")
     assert ran.stderr.endswith(
@@ -149,16 +166,13 @@ def test_a_run_killed_before_its_first_checkpoint_is_a_leftover_the_next_run_rem
         "checkpoint.pt); start the run again (the next run in its logdir removes this "
         "directory)\n",
     )
-    lock = RunLock(live)  # a run still starting up
-    try:
+    with RunLock(live):  # a run still starting up
         run = fit(
             make_config(
                 "seed", data=str(small_digits), epochs=1, logdir=str(logdir), quiet=True,
                 figures=False, device="cpu",
             )
         ).run_dir  # fmt: skip
-    finally:
-        lock.release()
     assert sorted(p.name for p in logdir.iterdir()) == sorted(
         [live.name, mine.name, "empty", "starting", run.name]
     )

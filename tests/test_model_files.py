@@ -14,6 +14,7 @@ import PIL.Image
 import pytest
 import torch
 
+import digits_torch
 from digits_torch import load_digits
 from digits_torch.cli import plots as plots
 from digits_torch.core.data import to_image
@@ -22,7 +23,7 @@ from digits_torch.inference import evaluate, export, predict
 from digits_torch.inference.loading import MODEL_FILES, Trained, load_trained
 from digits_torch.plots import hidden_units, render
 from digits_torch.reference.coursera import cost, load_weights, save_weights
-from digits_torch.store.checkpoints import load_model
+from digits_torch.store.checkpoints import load_checkpoint, model_from_state
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,19 @@ def folder(tmp_path_factory, trained_run) -> Path:
     return root
 
 
+def _checkpoint(path: str | Path) -> MLP:
+    """The model a checkpoint (or a run's best.pt, or a safetensors file) holds, read below the
+    loaders tested here."""
+    return model_from_state(load_checkpoint(path))
+
+
 # name -> (the argument, relative to the folder; how the reference model is read from it)
 MODELS = {
-    "run directory": ("runs/{run}", lambda p: load_model(p)),
-    "run name": ("{run}", lambda p: load_model(Path("runs") / p)),
-    "best.pt": ("runs/{run}/best.pt", load_model),
-    "checkpoint.pt": ("runs/{run}/checkpoint.pt", load_model),
-    "safetensors": ("model.safetensors", load_model),
+    "run directory": ("runs/{run}", _checkpoint),
+    "run name": ("{run}", lambda p: _checkpoint(Path("runs") / p)),
+    "best.pt": ("runs/{run}/best.pt", _checkpoint),
+    "checkpoint.pt": ("runs/{run}/checkpoint.pt", _checkpoint),
+    "safetensors": ("model.safetensors", _checkpoint),
     "ex4 .mat": ("theta.mat", load_weights),
 }
 
@@ -76,6 +83,14 @@ def test_load_trained_reads_every_kind_of_model(name, folder, trained_run, monke
     assert trained.loss == ("coursera" if name == "ex4 .mat" else "softmax")
     is_run = name in ("run directory", "run name")
     assert trained.run_dir == (Path("runs") / trained_run.name if is_run else None)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_public_load_model_takes_every_kind_of_model(name, folder, trained_run, monkeypatch):
+    monkeypatch.chdir(folder)
+    arg, reference = _model_arg(name, trained_run)
+    model = digits_torch.load_model(arg)
+    assert _same_weights(model, reference) and not model.training
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -105,7 +120,7 @@ def test_export_takes_every_kind_of_model(name, folder, trained_run, tmp_path, m
     monkeypatch.chdir(folder)
     arg, reference = _model_arg(name, trained_run)
     out = export.main([arg, str(tmp_path / "out.safetensors")])
-    assert _same_weights(load_model(out), reference)
+    assert _same_weights(_checkpoint(out), reference)
 
 
 # Drawing costs about 2 s a model: a run (by name) and a model file, which is all plots tells

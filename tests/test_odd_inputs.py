@@ -17,13 +17,12 @@ import safetensors
 import safetensors.torch
 import torch
 
-from digits_torch import UserError, fit, load_digits, make_config, resume
+from digits_torch import UserError, fit, load_digits, load_model, make_config, resume
 from digits_torch.cli import plots as plots
 from digits_torch.cli.train import main as cli_main
 from digits_torch.core.read_files import MAX_TEXT_BYTES
 from digits_torch.inference import evaluate, export, predict
 from digits_torch.optim.schedule import InvScalingLR, advance
-from digits_torch.store.checkpoints import load_model
 from digits_torch.store.runs import read_history
 from digits_torch.sweep import sweep
 

@@ -10,7 +10,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm
 from matplotlib.image import FigureImage
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -148,16 +149,28 @@ def test_hidden_units_share_one_scale(units):
 
 @pytest.mark.parametrize("units", [25, 100])
 def test_hidden_units_colour_bar_fits_in_the_picture(units):
+    """The colour bar's ticks, their values and its label are inked right of it, in the page."""
     figure = plots.hidden_units(MLP(400, (units,)))
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    renderer, page = canvas.get_renderer(), figure.bbox
+    plots.render(figure)  # drawn: the bar has its place
     bar = figure.axes[-1]  # the colour bar's axes, added last
+    ink = figure.images[-1].get_array()[::-1][..., 3]  # origin "lower": the page's top row last
+    height, right = ink.shape[0], round(bar.bbox.x1)
+    assert not ink[:, : right + 1].any() and not ink[:, -2:].any()  # all right of it, in the page
+    low, high = bar.get_ylim()
+    locs = [v for v in bar.yaxis.get_majorticklocs() if low <= v <= high]
+    assert len(locs) >= 3 and figure.images[0].get_clim() == (low, high)
+    beside = ink[:, right + 1 : right + 6]  # the ticks, out of the bar
+    for value, label in zip(locs, bar.yaxis.get_major_formatter().format_ticks(locs)):
+        assert float(label.replace("−", "-")) == pytest.approx(value)
+        y = round(height - bar.transData.transform((0, value))[1])
+        assert (beside[y] == 255).all() and not beside[[y - 2, y + 2]].any()
+        wide = drawing.line_width(label, 10) + 2
+        np.testing.assert_array_equal(glyphs(ink[y - 7 : y + 8, right + 9 : right + 9 + wide]),
+                                      written(label, 10))  # fmt: skip
+    labels = max(drawing.line_width(label, 10) for label in ("0.00", "−0.00")) + 12
+    turned = glyphs(ink[:, right + labels :])
+    np.testing.assert_array_equal(np.rot90(turned, -1), written(bar.get_ylabel(), 10))
     assert bar.get_ylabel() == "weight"
-    drawn = bar.get_tightbbox(renderer)  # with its ticks, their labels and its label
-    assert (
-        page.x0 <= drawn.x0 and drawn.x1 <= page.x1 and page.y0 <= drawn.y0 <= drawn.y1 <= page.y1
-    )
 
 
 def test_mistakes_name_predicted_and_true_digit(run, digits, row_of):
@@ -184,26 +197,147 @@ def test_mistakes_when_there_are_none(run, digits):
     assert fig._suptitle.get_text().startswith("digits (40): 0 misclassified")
 
 
+def test_mistakes_and_confusion_show_the_predictions_they_are_given(run, digits):
+    """run_figures predicts once for both pictures: given predictions are the ones shown."""
+    X, y = digits
+    predicted = (y + (np.arange(len(y)) < 7)) % 10  # the first 7 wrong, whatever the model says
+    fig = plots.mistakes(run.model, X, y, predicted=predicted)
+    assert fig._suptitle.get_text().startswith(f"digits ({len(y):,}): 7 misclassified")
+    ax = plots.confusion(run.model, X, y, predicted=predicted).axes[0]
+    assert ax.get_title().startswith(f"digits ({len(y):,}): {len(y) - 7} correct")
+
+
+def test_pictures_pass_the_digits_through_torch_on_one_thread(run, digits, monkeypatch):
+    """Their forward passes run on one CPU thread, as a run trains, and leave torch's count."""
+    X, y = digits
+    seen = []
+    linear = torch.nn.functional.linear
+
+    def counted(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return linear(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", counted)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        plots.dead_units(run.model, X)
+        drawing.predict(run.model, X)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}
+
+
+def glyphs(coverage: np.ndarray) -> np.ndarray:
+    """The ink of ``coverage`` (rows, cols), cut to its bounding box."""
+    rows, cols = np.nonzero(coverage)
+    return coverage[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def written(text: str, points: float) -> np.ndarray:
+    """The glyphs of one line of ``text`` as the pictures' rasteriser inks them."""
+    return glyphs(drawing._line_ink(text, points)[0])
+
+
 def test_confusion_counts_every_digit_once(run, digits):
     X, y = digits
     predicted = run.model.predict(torch.from_numpy(X)).numpy()
-    ax = plots.confusion(run.model, X, y, digits="validation digits").axes[0]
+    fig = plots.confusion(run.model, X, y, digits="validation digits")
+    ax = fig.axes[0]
     correct = int((predicted == y).sum())
     assert ax.get_title().startswith(f"validation digits (5,000): {correct} correct")
-    counts = np.asarray(ax.images[0].get_array())
-    assert counts.shape == (10, 10)
-    assert counts.sum() == len(y)
-    assert np.trace(counts) == (predicted == y).sum()
-    np.testing.assert_array_equal(counts.sum(axis=1), np.bincount(y, minlength=10))  # true rows
-    np.testing.assert_array_equal(counts.sum(axis=0), np.bincount(predicted, minlength=10))
-    digits_0_9 = [str(d) for d in range(10)]
-    assert [t.get_text() for t in ax.get_xticklabels()] == digits_0_9
-    assert [t.get_text() for t in ax.get_yticklabels()] == digits_0_9
-    written = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
+    cells, frame = fig.images  # the cells' colours; the page's ink: counts, ticks, labels
+    blocks = cells.get_array()[::-1]  # RGBA; origin "lower": the array's last row on top
+    cell = blocks.shape[0] // 10
+    assert blocks.shape == (10 * cell, 10 * cell, 4)
+    counts = np.zeros((10, 10), dtype=int)  # counts[true, predicted], as the cells must show
+    np.add.at(counts, (y, predicted), 1)
+    # Each cell one block of its count's colour on a log scale (a 1 tinted, the largest count
+    # the darkest); the empty ones transparent: the page's white.
+    norm = LogNorm(vmin=0.5, vmax=counts.max())
+    colours = colormaps["Blues"](norm(counts), bytes=True)
+    colours[counts == 0] = 0
+    np.testing.assert_array_equal(blocks, np.repeat(np.repeat(colours, cell, 0), cell, 1))
+    assert len({tuple(c) for c in colours[counts > 0]}) > 2  # the colours tell counts apart
+    # The Axes lies over the cells, a tick on each: the rows and columns are the digits.
+    page = fig.bbox.height
+    assert np.allclose(ax.bbox.bounds, (cells.ox, cells.oy, 10 * cell, 10 * cell))
+    assert ax.get_xlim() == (-0.5, 9.5) and ax.get_ylim() == (9.5, -0.5)
+    top = round(page - cells.oy - 10 * cell)  # the cells' top row on the page
+    page_ink = frame.get_array()[::-1]
+    assert (frame.ox, frame.oy) == (0, 0) and not ax.axison  # the ink is the Axes' drawing
+    for d in range(10):  # each column's digit above it, each row's left of it, on a tick
+        x, y = cells.ox + d * cell + cell // 2, top + d * cell + cell // 2
+        assert (page_ink[top - 5 : top, x - 1 : x + 2, 3] == 255).all(axis=0).any()  # +- 1/2
+        assert (page_ink[y - 1 : y + 2, cells.ox - 5 : cells.ox, 3] == 255).all(axis=1).any()
+        above = page_ink[top - 25 : top - 6, x - 10 : x + 11, 3]
+        beside = page_ink[y - 7 : y + 8, cells.ox - 22 : cells.ox - 6, 3]
+        assert_array_equal_ink(above, str(d))
+        assert_array_equal_ink(beside, str(d))
+    assert_array_equal_ink(page_ink[top - 45 : top - 25, :, 3], "predicted digit")
+    left_of = page_ink[top : top + 10 * cell, : cells.ox - 22, 3]
+    np.testing.assert_array_equal(np.rot90(glyphs(left_of), -1), written("true digit", 10))
+    # Each count is written in its cell (its glyphs, centred), white on dark cells; none empty.
+    ink = np.array(page_ink[top : top + 10 * cell + 1, cells.ox : cells.ox + 10 * cell + 1])
+    for edge in (ink[0], ink[-1], ink[:, 0], ink[:, -1]):
+        assert (edge[:, 3] == 255).all()  # the frame around the cells
+    ink[[0, -1]] = ink[:, [0, -1]] = 0  # read: off the cells
+    shown = plots.render(fig)
     for (true, pred), count in np.ndenumerate(counts):
-        assert (
-            (written[true, pred].get_text() == str(count)) if count else (true, pred) not in written
-        )
+        spot = ink[true * cell : (true + 1) * cell, pred * cell : (pred + 1) * cell]
+        page_cell = shown[top + true * cell :, cells.ox + pred * cell :][:cell, :cell]
+        if not count:
+            assert not spot[..., 3].any() and (page_cell[2:-2, 2:-2] == 255).all()  # blank, white
+            continue
+        rows, cols = np.nonzero(spot[..., 3])
+        np.testing.assert_array_equal(glyphs(spot[..., 3]), written(str(count), 9))
+        assert abs((rows.min() + rows.max()) / 2 - cell / 2) <= 2
+        assert abs((cols.min() + cols.max()) / 2 - cell / 2) <= 2
+        white = norm(count) > 0.6
+        assert (spot[rows, cols, :3] == (255 if white else 0)).all()
+        corner = page_cell[2, 2]  # away from the number: the cell's colour
+        assert tuple(corner) == tuple(colours[true, pred, :3])
+
+
+def assert_array_equal_ink(coverage: np.ndarray, text: str) -> None:
+    np.testing.assert_array_equal(glyphs(coverage), written(text, 10))
+
+
+def test_learning_curves_frames_are_inked_where_matplotlib_puts_them(run):
+    """Each panel's frame, ticks and labels are one inked layer under the curves: a label at
+    each tick its axis's locator places in view, reading that tick's value; the axis labels."""
+    figure = plots.learning_curves(run.run_dir)
+    ink = figure.images[0].get_array()[::-1][..., 3]  # origin "lower": the page's top row last
+    height = ink.shape[0]
+    for ax in figure.axes:
+        assert not ax.axison  # not drawn twice
+        left, bottom, right, top = (round(v) for v in ax.bbox.extents)
+        y0, y1 = height - top, height - bottom  # rows, top down
+        for edge in (ink[y0, left:right], ink[y1, left:right], ink[y0:y1, left], ink[y0:y1, right]):
+            assert (edge == 255).all()  # the frame
+        for which in "xy":
+            axis = ax.xaxis if which == "x" else ax.yaxis
+            low, high = sorted(axis.get_view_interval())
+            locs = [v for v in axis.get_majorticklocs() if low <= v <= high]
+            assert len(locs) >= 3
+            for value, label in zip(locs, axis.get_major_formatter().format_ticks(locs)):
+                assert float(label.replace("−", "-")) == pytest.approx(value)
+                if which == "x":
+                    x = round(ax.transData.transform((value, 1))[0])
+                    assert (ink[y1 : y1 + 5, x] == 255).all()  # the tick, out of the frame
+                    spot = ink[y1 + 6 : y1 + 26, x - 12 : x + 13]
+                else:
+                    y = round(height - ax.transData.transform((1, value))[1])
+                    assert (ink[y, left - 5 : left] == 255).all()
+                    wide = drawing.line_width(label, 10) + 4  # right-aligned; the y label beyond
+                    spot = ink[y - 7 : y + 8, left - 6 - wide : left - 6]
+                np.testing.assert_array_equal(glyphs(spot), written(label, 10))
+        below = ink[y1 + 25 : y1 + 50, left:right]
+        np.testing.assert_array_equal(glyphs(below), written(ax.get_xlabel(), 10))
+        beside = ink[y0:y1, max(left - 70, 0) : left - 6]  # the y label, left of the tick labels
+        turned = glyphs(beside[:, : np.flatnonzero(beside.any(axis=0))[0] + 16])
+        np.testing.assert_array_equal(np.rot90(turned, -1), written(ax.get_ylabel(), 10))
 
 
 def test_learning_curves_plot_the_history(run):
@@ -250,12 +384,29 @@ def test_learning_curves_say_what_training_was_on(tmp_path, small_digits, flags,
     loss_ax, acc_ax = figure.axes
     assert loss_ax.get_xlabel() == acc_ax.get_xlabel() == step
     assert loss_ax.get_legend_handles_labels()[1][0].replace(",\n", ", ") == loss
-    # each legend below its panel, no wider: it hides no epoch
-    renderer = FigureCanvasAgg(figure).get_renderer()
+    # Each legend below its panel, no wider (it hides no epoch): each label's lines read off
+    # the page's ink in order, each beside its handle, a line of its curve's colour and style.
+    ink = figure.images[0].get_array()[::-1][..., 3]  # origin "lower": the page's top row last
+    height, handles = ink.shape[0], iter(figure.artists)
     for ax in (loss_ax, acc_ax):
-        legend, panel = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
-        assert legend.y1 < panel.y0 and legend.width <= panel.width
-    assert [t.get_text() for t in acc_ax.get_legend().get_texts()][0] == accuracy
+        left, bottom, right, _ = (round(v) for v in ax.bbox.extents)
+        below = ink[height - bottom + 50 :, left:right]  # under the axis label
+        rows = np.flatnonzero(below.any(axis=1))
+        lines = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)  # the text's lines
+        labels = ax.get_legend_handles_labels()[1]
+        texts = [line for label in labels for line in label.split("\n")]
+        assert len(lines) == len(texts) and not below[:, [0, -1]].any()  # none past the panel
+        for text, line in zip(texts, lines):
+            np.testing.assert_array_equal(glyphs(below[line]), written(text, 9))
+        first = np.cumsum([0] + [label.count("\n") + 1 for label in labels])
+        for k, (curve, handle) in enumerate(zip(ax.get_lines(), handles)):
+            (x0, y0), (x1, _) = handle.get_transform().transform(handle.get_xydata()[[0, -1]])
+            assert left < x0 < x1 < right and x1 - x0 == pytest.approx(25)  # two font sizes
+            row = height - y0 - (height - bottom + 50)  # the handle's row in ``below``
+            assert lines[first[k]][0] < row < lines[first[k + 1] - 1][-1]  # beside its label
+            assert handle.get_color() == curve.get_color()
+            assert handle.get_linestyle() == curve.get_linestyle()
+    assert acc_ax.get_legend_handles_labels()[1][0] == accuracy
 
 
 def test_full_batch_is_derived_from_the_optimizer():
@@ -410,8 +561,7 @@ def test_cli_user_errors(tmp_path, capsys, args, message):
 def test_cli_does_not_draw_into_a_run_another_process_writes(run, tmp_path, capsys):
     """Into the run's own figures/ only as its one writer; --out draws elsewhere meanwhile."""
     before = {p: p.read_bytes() for p in (run.run_dir / "figures").iterdir()}
-    lock = RunLock(run.run_dir)  # as a training process holds it
-    try:
+    with RunLock(run.run_dir):  # as a training process holds it
         with pytest.raises(SystemExit) as stopped:
             plots_main([str(run.run_dir)])
         assert stopped.value.code == 2
@@ -419,6 +569,4 @@ def test_cli_does_not_draw_into_a_run_another_process_writes(run, tmp_path, caps
         assert "in use by another process" in message and "--out DIR" in message, message
         assert {p: p.read_bytes() for p in (run.run_dir / "figures").iterdir()} == before
         assert len(plots_main([str(run.run_dir), "--out", str(tmp_path / "elsewhere")])) == 5
-    finally:
-        lock.release()
     assert len(plots_main([str(run.run_dir)])) == 5  # once it is free

@@ -67,7 +67,7 @@ def _module_and_args(words: list[str]) -> tuple[str, list[str]]:
             module = words[1]
             is_package = hasattr(importlib.import_module(module), "__path__")
             return (module + ".__main__" if is_package else module), words[2:]
-        if words[0].startswith(("benchmarks/", "scripts/")):
+        if words[0].startswith(("benchmarks/", "scripts/", "examples/")):
             return words[0], words[1:]
     return MODULES[words[0]], words[1:]
 
@@ -89,7 +89,7 @@ def test_command_is_accepted_by_its_parser(where, words, trained_run, monkeypatc
     """Placeholders (``runs/<run>``) become a real run; the command stops once parsed."""
     module, args = _module_and_args(words)
     args = [a.replace("runs/<run>", str(trained_run)) for a in args]
-    if module.startswith(("benchmarks/", "scripts/")):
+    if module.startswith(("benchmarks/", "scripts/", "examples/")):
         assert (ROOT / module).is_file(), f"{where}: no such script"
         return
     parse_args = argparse.ArgumentParser.parse_args

@@ -20,12 +20,12 @@ import pytest
 import safetensors
 import torch
 
+from digits_torch import load_model
 from digits_torch.core.data import default_data_path, to_image
 from digits_torch.inference.export import export_model
 from digits_torch.inference.loading import load_trained
 from digits_torch.inference.model_card import CARD_KEY, model_card, read_card, sha256, shipped_model
 from digits_torch.inference.predict import main as predict_main
-from digits_torch.store.checkpoints import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -74,11 +74,8 @@ def one_error_line(ran, start: str) -> str:
 def _resume_while_held(sweep_dir: Path, held: Path, run_entry):
     """Resume the sweep while ``held`` is locked, as another writer would hold it (flock
     refuses a second descriptor even in the same process)."""
-    lock = RunLock(held)
-    try:
+    with RunLock(held):
         return run_entry(lambda: sweep.run_command(["--resume", str(sweep_dir)]))
-    finally:
-        lock.release()
 
 
 def test_a_second_resume_of_a_sweep_is_refused(copied, run_entry):
@@ -180,7 +177,7 @@ def test_a_hand_edited_sweep_json_writes_nothing_outside_the_sweep(
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [("[1]", "not a JSON object of figures (a list)"), ('{"val_accuracy": "x"}', "got 'x'")],
+    [("[1]", "not a JSON object of metrics (a list)"), ('{"val_accuracy": "x"}', "got 'x'")],
 )
 def test_a_hand_edited_metrics_json_is_one_error_line(copied, run_entry, content, problem):
     network = _networks(copied)[-1]  # a solo one, then a stacked one

@@ -127,8 +127,8 @@ def _run_name(directory: str) -> str:
     return re.sub(r"^\d{8}-\d{6}-", "", directory)
 
 
-def _same_figures(mine: dict, theirs: dict, what: str) -> float:
-    """Assert two networks' figures agree; returns the largest relative loss difference."""
+def _same_metrics(mine: dict, theirs: dict, what: str) -> float:
+    """Assert two networks' metrics agree; returns the largest relative loss difference."""
     assert mine.keys() == theirs.keys(), what
     worst = 0.0
     for key, value in theirs.items():
@@ -144,7 +144,7 @@ def _same_figures(mine: dict, theirs: dict, what: str) -> float:
 
 
 def _same_sweep(mine: Path, theirs: Path) -> float:
-    """Assert two sweeps wrote the same networks and figures; returns the largest relative
+    """Assert two sweeps wrote the same networks and metrics; returns the largest relative
     difference of a loss."""
     a, b = (json.loads((d / "sweep.json").read_text()) for d in (mine, theirs))
     assert a["grid"] == b["grid"]
@@ -154,13 +154,13 @@ def _same_sweep(mine: Path, theirs: Path) -> float:
         assert _run_name(x["dir"]) == _run_name(y["dir"]), x["name"]
         assert x["values"] == y["values"], x["name"]
         assert {**x["config"], "logdir": ""} == {**y["config"], "logdir": ""}, x["name"]
-        worst = max(worst, _same_figures(x["metrics"], y["metrics"], x["name"]))
+        worst = max(worst, _same_metrics(x["metrics"], y["metrics"], x["name"]))
         assert json.loads((mine / x["dir"] / METRICS).read_text()) == x["metrics"]
     rows = [_rows(mine), _rows(theirs)]
     assert len(rows[0]) == len(rows[1]) == len(a["networks"])
     for x, y in zip(*rows):
         x["dir"], y["dir"] = _run_name(x["dir"]), _run_name(y["dir"])
-        worst = max(worst, _same_figures(x, y, x["name"]))
+        worst = max(worst, _same_metrics(x, y, x["name"]))
     assert not list(mine.glob("*/.sweep-*")), "side files left behind"
     return worst
 

@@ -17,19 +17,19 @@ from digits_torch.config import bounds
 from digits_torch.config.presets import PRESETS
 from digits_torch.core.losses import LOSSES
 from digits_torch.core.model import ACTIVATIONS
-from digits_torch.fast.backprop import BACKWARD, FORWARD_INPLACE, OUTPUT_ERRORS, effective_backprop
+from digits_torch.fast.backprop import BACKWARD, FORWARD_INPLACE, effective_backprop
 from digits_torch.optim import optimizers
 from digits_torch.optim.schedule import SCHEDULES, make_scheduler
 from digits_torch.store.runs import read_history
 from digits_torch.sweep import sweep
-from digits_torch.sweep.arithmetic import STACK_ERRORS, STACK_VAL_LOSSES
 from digits_torch.train.teachers import NO_TEACHER, ROUGH_SECONDS
 
 
 def test_the_tables_and_their_users_agree():
     # the fast paths know every built-in activation and loss (else they would go unused)
     assert set(FORWARD_INPLACE) == set(BACKWARD) == set(ACTIVATIONS)
-    assert set(OUTPUT_ERRORS) == set(STACK_ERRORS) == set(STACK_VAL_LOSSES) == set(LOSSES)
+    assert all(loss.output_error is not None for loss in LOSSES.values())
+    assert all(effective_backprop("explicit", "relu", loss) == "explicit" for loss in LOSSES)
     assert all(effective_backprop("explicit", a, "softmax") == "explicit" for a in ACTIVATIONS)
     assert bounds.OPTIMIZERS is optimizers.OPTIMIZERS  # names checked, names made: one table
     # --help names every choice of its field, and "did you mean" offers them

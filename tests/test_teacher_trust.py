@@ -200,13 +200,10 @@ def test_a_runs_teacher_pt_replaced_or_linked_is_refused_on_resume(
 
 def test_a_teacher_still_training_is_refused(tmp_path, data, teacher, run_entry):
     mine = Path(shutil.copytree(teacher, tmp_path / "teacher"))
-    lock = RunLock(mine)  # as the process training it holds it
-    try:
+    with RunLock(mine):  # as the process training it holds it
         argv = _student_argv(data, tmp_path / "runs", "--teacher", str(mine))
         line = one_error(run_entry(lambda: cli.main(argv)), f"error: {mine}: still training (pid")
         assert "wait for it to end" in line
-    finally:
-        lock.release()
     assert not (tmp_path / "runs").exists()
     assert run_entry(lambda: cli.main(argv)).code == 0  # once it has stopped
 

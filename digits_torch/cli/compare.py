@@ -100,15 +100,7 @@ def compare(
         ``max_loss_difference`` from scikit-learn's fit.
     """
     MLPClassifier = _import_sklearn()
-    unknown = [a for a in activations if a not in SKLEARN_ACTIVATIONS]
-    if unknown or not activations:
-        raise UserError(f"activations must be among relu, logistic; got {', '.join(unknown)}")
-    if not 0 < heldout < 1:
-        raise UserError(f"--heldout must be in (0, 1), got {heldout}")
-    if epochs < 1:
-        raise UserError(f"--epochs must be >= 1, got {epochs}")
-    if threads is not None and not 1 <= threads <= MAX_THREADS:
-        raise UserError(f"--threads must be >= 1 and <= {MAX_THREADS}, got {threads}")
+    _check_settings(activations, heldout, epochs, threads)
     settings = {
         "data": None if data is None else str(data),
         "activations": list(activations),
@@ -143,20 +135,42 @@ def compare(
     with _threads(threads), bar:
         for name in activations:
             params = {**article, "activation": SKLEARN_ACTIVATIONS[name]}
-            bar.set_postfix_str(f"{name}: sklearn")
-            reference, clf = _run_sklearn(MLPClassifier, params, split, out)
-            bar.update(1)
-            group = [reference]
-            for system in SYSTEMS[1:]:
-                bar.set_postfix_str(f"{name}: {system}")
-                group.append(_run_ours(system, params, device, split, out, clf))
-                bar.update(1)
-            for record in group:  # each against this activation's scikit-learn run
-                record["ms_per_epoch"] = 1000 * record["seconds"] / record["epochs"]
-                record["speedup"] = reference["ms_per_epoch"] / record["ms_per_epoch"]
-            records += group
+            records += _one_activation(MLPClassifier, params, device, split, out, bar)
     write_json(out / "results.json", {"settings": settings, "records": records})
     return records, out
+
+
+def _check_settings(
+    activations: tuple[str, ...], heldout: float, epochs: int, threads: int | None
+) -> None:
+    """A :class:`UserError` for the first setting :func:`compare` cannot take."""
+    unknown = [a for a in activations if a not in SKLEARN_ACTIVATIONS]
+    if unknown or not activations:
+        raise UserError(f"activations must be among relu, logistic; got {', '.join(unknown)}")
+    if not 0 < heldout < 1:
+        raise UserError(f"--heldout must be in (0, 1), got {heldout}")
+    if epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {epochs}")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UserError(f"--threads must be >= 1 and <= {MAX_THREADS}, got {threads}")
+
+
+def _one_activation(MLPClassifier, params: dict, device: str, split, out: Path, bar) -> list:
+    """Every system with one activation's ``params``: scikit-learn first, then ours, each
+    record with its ms per epoch and its speed-up over scikit-learn's."""
+    name = params["activation"]
+    bar.set_postfix_str(f"{name}: sklearn")
+    reference, clf = _run_sklearn(MLPClassifier, params, split, out)
+    bar.update(1)
+    group = [reference]
+    for system in SYSTEMS[1:]:
+        bar.set_postfix_str(f"{name}: {system}")
+        group.append(_run_ours(system, params, device, split, out, clf))
+        bar.update(1)
+    for record in group:  # each against this activation's scikit-learn run
+        record["ms_per_epoch"] = 1000 * record["seconds"] / record["epochs"]
+        record["speedup"] = reference["ms_per_epoch"] / record["ms_per_epoch"]
+    return group
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Theta1/Theta2 weights, and with ``--digits`` a grid of 100 digits of the data.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -64,14 +65,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
         figures["digits"] = digits_grid(*load_digits(args.data))
     # Into a run's own figures/: as its one writer, so never into a run still training.
     into_run = args.path is not None and run_dir is not None and not args.out
-    lock = _lock(run_dir) if into_run else None
-    try:
+    with _lock(run_dir) if into_run else contextlib.nullcontext():
         own = run_dir if into_run else None  # no other run's or sweep's files
         targets = {name: output_path(out / f"{name}.png", own) for name in figures}  # all, first
         paths = [save_png(render(figure), targets[name]) for name, figure in figures.items()]
-    finally:
-        if lock is not None:
-            lock.release()
     for written in paths:
         show(str(written))
     return paths

@@ -30,8 +30,6 @@ from ..runtime.interrupts import sigterm_interrupts
 from ..store.runs import METRICS, find_run
 from ..train.training import RESUME_MAY_CHANGE, FitResult, fit, resume
 
-EXIT_TERMINATED = 128 + signal.SIGTERM  # and for SIGTERM (kill, schedulers, containers): 143
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
@@ -97,7 +95,7 @@ def main(argv: list[str] | None = None) -> FitResult:
 def summary(
     result: FitResult, prog: str = "digits-train", command_seconds: float | None = None
 ) -> str:
-    """The closing table: what each figure is, then where they are and what to run next (only
+    """The closing table: what each number is, then where they are and what to run next (only
     what does something: ``--resume`` where the run can train longer).
 
     The loss and accuracy of a row come from one model on one set of digits: the reported model

@@ -1,4 +1,4 @@
-"""Digits in Coursera ML exercise 4's layout: loading, checking, wrapping as a torch Dataset.
+"""Digits in Coursera ML exercise 4's layout: reading and checking ``.mat`` files, the split.
 
 An ex4-style ``.mat`` file holds
 
@@ -8,8 +8,9 @@ An ex4-style ``.mat`` file holds
   or plain digits 0..9.
 
 :func:`load_digits` reads such a file (by default the 5,000 MNIST digits shipped with the package,
-built by ``scripts/build_dataset.py``) and returns plain digits. Anything wrong with a file is a
-:class:`~digits_torch.errors.UserError` that names the file and the problem.
+built by ``scripts/build_dataset.py``) and returns plain digits;
+:class:`~digits_torch.core.dataset.DigitsDataset` wraps them for torch. Anything wrong with a
+file is a :class:`~digits_torch.errors.UserError` that names the file and the problem.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from ..errors import UserError, reading
+from ..errors import UserError, one_line, reading
 from .read_files import check_regular
 
 __all__ = [
-    "DigitsDataset",
     "default_data_path",
     "file_sha256",
     "load_digits",
@@ -130,36 +129,6 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return train, val
 
 
-class DigitsDataset(Dataset):
-    """The digits as tensors: ``dataset[i]`` is ``(x, y)``, x float32 (n_pixels,), y int64 digit.
-
-    The whole dataset lives in two tensors, optionally already on ``device``, so a training
-    loop can take batches as index slices instead of collating samples one by one.
-
-    Args:
-        X: pixels, shape (m, n_pixels).
-        y: digits 0..9, shape (m,).
-        device: where to keep the tensors (default: CPU).
-    """
-
-    def __init__(self, X: np.ndarray, y: np.ndarray, device: str | torch.device | None = None):
-        if len(X) != len(y):
-            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-        self.X = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
-        self.y = torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
-
-    @classmethod
-    def from_file(cls, path: str | Path | None = None, device: str | torch.device | None = None):
-        """Load with :func:`load_digits` (``None``: the shipped dataset) and wrap."""
-        return cls(*load_digits(path), device=device)
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, index):
-        return self.X[index], self.y[index]
-
-
 # --------------------------------------------------------------------------- reading and checking
 
 
@@ -180,7 +149,7 @@ def read_mat(path: Path) -> dict[str, np.ndarray]:
     try:
         contents = scipy.io.loadmat(path)
     except Exception as err:  # scipy raises many types for a bad file; the user needs one line
-        raise UserError(f"not a readable MAT file ({_one_line(err)})", path) from None
+        raise UserError(f"not a readable MAT file ({one_line(err)})", path) from None
     return {k: v for k, v in contents.items() if not k.startswith("__")}
 
 
@@ -202,7 +171,7 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
                 if isinstance(item, h5py.Dataset) and not name.startswith("#")
             }
     except Exception as err:
-        problem = f"not a readable MATLAB v7.3 (HDF5) file ({_one_line(err)})"
+        problem = f"not a readable MATLAB v7.3 (HDF5) file ({one_line(err)})"
         raise UserError(problem, path) from None
 
 
@@ -273,8 +242,3 @@ def _describe(value) -> str:
             return f"text of shape {value.shape}"
         return f"{value.dtype} array of shape {value.shape}"
     return type(value).__name__
-
-
-def _one_line(err: Exception) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 120 else text[:117] + "..."

@@ -108,9 +108,10 @@ def train_epoch(
         objectives.append(objective)
         hits.append(correct)
     # Batch objectives weighted by batch size: only the last batch may be smaller.
-    sizes = torch.full((len(objectives),), batch_size, dtype=X.dtype, device=X.device)
+    objective = torch.stack(objectives)
+    sizes = torch.full_like(objective, batch_size)
     sizes[-1].fill_(m - batch_size * (len(objectives) - 1))  # a kernel, not a host-to-device copy
-    return torch.stack(objectives) @ sizes / m, torch.stack(hits).sum() / m
+    return objective @ sizes / m, torch.stack(hits).sum() / m
 
 
 def train(

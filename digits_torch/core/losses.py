@@ -23,13 +23,24 @@ __all__ = ["LOSSES", "Loss", "data_loss", "score", "smoothed_targets"]
 
 
 def smoothed_targets(
-    y: torch.Tensor, classes: int, smoothing: float, dtype: torch.dtype
+    y: torch.Tensor, classes: int, smoothing: float | torch.Tensor | None, dtype: torch.dtype
 ) -> torch.Tensor:
-    """(b, classes) targets: one-hot, mixed with ``smoothing`` of the uniform distribution.
+    """One-hot targets, mixed with ``smoothing`` of the uniform distribution: the true class gets
+    1 - smoothing + smoothing / classes, every other smoothing / classes
+    (``F.cross_entropy(..., label_smoothing=smoothing)``'s targets).
 
-    The true class gets 1 - smoothing + smoothing / classes, every other smoothing / classes:
-    ``F.cross_entropy(..., label_smoothing=smoothing)``'s targets.
+    One network: (b,) labels y, a float ``smoothing`` -> (b, classes). A stack of K networks
+    (:mod:`digits_torch.sweep.stack`): (K, b) labels y, ``smoothing`` (K,) per network or None
+    (no network smooths) -> (K, classes, b).
     """
+    if y.dim() == 2:
+        K, b = y.shape
+        targets = torch.zeros(K, classes, b, dtype=dtype, device=y.device)
+        targets.scatter_(1, y.unsqueeze(1), 1.0)
+        if smoothing is not None:
+            s = smoothing.view(K, 1, 1)
+            targets = targets * (1 - s) + s / classes
+        return targets
     # Rows of an identity matrix, not F.one_hot: one_hot also checks the labels' range (a
     # reduction over y, and on CUDA a wait for the device) every batch; the loaders have checked
     # them once. One gather, where zeros and a scatter were two operations.
@@ -45,14 +56,40 @@ def _identity(classes: int, dtype: torch.dtype, device: torch.device) -> torch.T
     return torch.eye(classes, dtype=dtype, device=device)
 
 
+# Each loss in four forms. Shapes: one network's logits z are (b, classes), its labels y (b,); a
+# stack's z are (K, classes, b), its y (K, b), and each form gives one value per network (K,).
+
+
 def _cross_entropy(logits, y, label_smoothing: float, reduction: str) -> torch.Tensor:
+    if logits.dim() == 3:  # a stack's mean per network (its validation loss: no smoothing)
+        return -torch.log_softmax(logits, dim=1).gather(1, y.unsqueeze(1)).squeeze(1).mean(1)
     return F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
 
 
+def _softmax_error(z: torch.Tensor, targets: torch.Tensor, b: int):
+    log_p = torch.log_softmax(z, dim=1)
+    if z.dim() == 3:
+        fit = -(log_p * targets).sum((1, 2)) / b
+    else:
+        fit = torch.vdot(log_p.view(-1), targets.view(-1)).div_(-b)
+    return fit, log_p.exp_().sub_(targets)
+
+
 def _sigmoid_log_losses(logits, y, label_smoothing: float, reduction: str) -> torch.Tensor:
-    targets = smoothed_targets(y, logits.shape[1], label_smoothing, logits.dtype)
+    targets = smoothed_targets(y, logits.shape[1], label_smoothing or None, logits.dtype)
+    if logits.dim() == 3:  # a stack's mean per network
+        bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        return bce.sum((1, 2)) / logits.shape[2]
     summed = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
     return summed if reduction == "sum" else summed / logits.shape[0]
+
+
+def _coursera_error(z: torch.Tensor, targets: torch.Tensor, b: int):
+    if z.dim() == 3:
+        fit = F.binary_cross_entropy_with_logits(z, targets, reduction="none").sum((1, 2)) / b
+    else:
+        fit = F.binary_cross_entropy_with_logits(z, targets, reduction="sum").div_(b)
+    return fit, torch.sigmoid(z).sub_(targets)
 
 
 def _normalised_sigmoids(logits: torch.Tensor) -> torch.Tensor:
@@ -61,21 +98,32 @@ def _normalised_sigmoids(logits: torch.Tensor) -> torch.Tensor:
 
 
 class Loss(NamedTuple):
-    """What a loss means: its data loss of (b, classes) logits against (b,) labels (smoothed
-    targets; the mean, or with ``reduction="sum"`` the sum), and what it makes of the logits
-    as probabilities, (b, classes) rows summing to 1, and their name."""
+    """What a loss means, for one network or a stack (the shapes above).
+
+    ``data_loss``: of logits against labels (smoothed targets; the mean over examples, or with
+    ``reduction="sum"`` the sum). ``probabilities``: what it makes of (b, classes) logits as
+    probabilities, rows summing to 1, and ``probabilities_name`` their name. ``output_error``:
+    logits z, targets t (:func:`smoothed_targets`) and the mean's divisor b -> (the mean data
+    loss, delta = b * dLoss/dz), the hand-written backward pass's start
+    (:mod:`digits_torch.fast.backprop`, :mod:`digits_torch.sweep.stack`); None: autograd
+    computes the gradients, and a sweep trains such networks one by one.
+    """
 
     data_loss: Callable[[torch.Tensor, torch.Tensor, float, str], torch.Tensor]
     probabilities: Callable[[torch.Tensor], torch.Tensor]
     probabilities_name: str
+    output_error: Callable[[torch.Tensor, torch.Tensor, int], tuple] | None = None
 
 
-# The losses a run can train with, by --loss name (the hand-written gradients of each are
-# backprop's and the stack's own tables, with the same keys).
+# The losses a run can train with, by --loss name: a new loss is one entry here.
 LOSSES: dict[str, Loss] = {
-    "softmax": Loss(_cross_entropy, lambda z: torch.softmax(z, dim=1), "softmax"),
-    # ex4's sigmoid units need not sum to 1: divided by their sum, they keep their order
-    "coursera": Loss(_sigmoid_log_losses, _normalised_sigmoids, "normalised sigmoids"),
+    # delta: softmax's p - t
+    "softmax": Loss(_cross_entropy, lambda z: torch.softmax(z, dim=1), "softmax", _softmax_error),
+    # ex4's sigmoid units need not sum to 1: divided by their sum, they keep their order.
+    # delta: sigmoid(z) - t
+    "coursera": Loss(
+        _sigmoid_log_losses, _normalised_sigmoids, "normalised sigmoids", _coursera_error
+    ),
 }
 
 
@@ -87,7 +135,8 @@ def data_loss(
     reduction: str = "mean",
 ) -> torch.Tensor:
     """Loss of (b, classes) logits against (b,) labels, ``kind`` a key of :data:`LOSSES`: the
-    mean over the b examples, or with ``reduction="sum"`` their sum (0 for no examples)."""
+    mean over the b examples, or with ``reduction="sum"`` their sum (0 for no examples). A
+    stack's (K, classes, b) logits and (K, b) labels: each network's mean, (K,)."""
     return LOSSES[kind].data_loss(logits, y, label_smoothing, reduction)
 
 
@@ -97,6 +146,6 @@ def score(model: MLP, X: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[floa
     model.eval()
     logits = model(X)
     correct = (logits.argmax(1) == y).sum()
-    # one read from the device for both figures (float64 holds either exactly)
+    # one read from the device for both values (float64 holds either exactly)
     loss_value, hits = torch.stack([data_loss(logits, y, loss).double(), correct.double()]).tolist()
     return loss_value, hits / len(y)

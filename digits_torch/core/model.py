@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "INITS", "MLP", "glorot_bound"]
+__all__ = ["ACTIVATIONS", "INITS", "MLP", "glorot_bound", "shape_text"]
 
 ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
@@ -118,6 +118,10 @@ class MLP(nn.Module):
             "activation": self.activation,
         }
 
+    def shape_text(self) -> str:
+        """Its layer sizes, ``400-25-10`` (:func:`shape_text`)."""
+        return shape_text(self.hidden_sizes, self.input_size, self.num_classes)
+
     def _as_input(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         weight = self.layers[0].weight
         if isinstance(x, np.ndarray):
@@ -134,6 +138,11 @@ class MLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"activation={self.activation!r}"
+
+
+def shape_text(hidden: Sequence[int], input_size: int = 400, num_classes: int = 10) -> str:
+    """A network's layer sizes as the docs write them: ``400-25-10``."""
+    return "-".join(map(str, (input_size, *hidden, num_classes)))
 
 
 def glorot_bound(fan_in: int, fan_out: int, activation: str) -> float:

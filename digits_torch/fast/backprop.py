@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..core.losses import data_loss, smoothed_targets
+from ..core.losses import LOSSES, data_loss, smoothed_targets
 from ..core.model import MLP
 from ..recipes import distillation
 from ..recipes.distillation import Soft
@@ -27,7 +27,6 @@ __all__ = [
     "BACKWARD",
     "FORWARD_INPLACE",
     "GRADIENTS",
-    "OUTPUT_ERRORS",
     "autograd_gradients",
     "effective_backprop",
     "loss_and_gradients",
@@ -124,7 +123,7 @@ def loss_and_gradients(
         per_example, delta = distillation.objective(z, soft, targets)
         data_loss = per_example.sum().div_(b)
     else:
-        data_loss, delta = OUTPUT_ERRORS[loss](z, targets, b)
+        data_loss, delta = LOSSES[loss].output_error(z, targets, b)
     correct = z.argmax(dim=1).eq_(y).sum()  # eq_ into the argmax's int64: no bool tensor
 
     # Backward. The 1/b of the mean and the L2 gradient (l2/b) W ride along in addmm's alpha/beta;
@@ -140,21 +139,6 @@ def loss_and_gradients(
         if index > 0:
             delta = BACKWARD[model.activation](delta @ weight, a[index])
     return data_loss + l2 / (2 * b) * squared, correct
-
-
-def _softmax_error(z: torch.Tensor, targets: torch.Tensor, b: int):
-    log_p = torch.log_softmax(z, dim=1)
-    return torch.vdot(log_p.view(-1), targets.view(-1)).div_(-b), log_p.exp_().sub_(targets)
-
-
-def _coursera_error(z: torch.Tensor, targets: torch.Tensor, b: int):
-    summed = F.binary_cross_entropy_with_logits(z, targets, reduction="sum")
-    return summed.div_(b), torch.sigmoid(z).sub_(targets)
-
-
-# Per loss (the keys of losses.LOSSES): (b, classes) logits z and targets t, and the mean's
-# divisor b -> (the mean data loss, delta = b * dLoss/dz): softmax p - t, ex4's sigmoid(z) - t.
-OUTPUT_ERRORS = {"softmax": _softmax_error, "coursera": _coursera_error}
 
 
 def _into_grad(param: torch.nn.Parameter, op: Callable, *args, **kwargs) -> None:
@@ -202,8 +186,9 @@ GRADIENTS = {"explicit": loss_and_gradients, "autograd": autograd_gradients}
 
 def effective_backprop(backprop: str, activation: str, loss: str) -> str:
     """The :data:`GRADIENTS` entry a run uses: ``backprop``, except that the hand-written pass
-    knows only the activations and losses of its own tables (:data:`FORWARD_INPLACE`,
-    :data:`BACKWARD`, :data:`OUTPUT_ERRORS`); for one added to ``model.ACTIVATIONS`` or
-    ``losses.LOSSES`` alone, autograd computes the same gradients, more slowly."""
-    known = activation in FORWARD_INPLACE and activation in BACKWARD and loss in OUTPUT_ERRORS
-    return backprop if known else "autograd"
+    knows only the activations of its own tables (:data:`FORWARD_INPLACE`,
+    :data:`BACKWARD`) and the losses with an ``output_error`` in ``losses.LOSSES``; for one
+    added to ``model.ACTIVATIONS`` alone, or a loss without one, autograd computes the same
+    gradients, more slowly."""
+    known = activation in FORWARD_INPLACE and activation in BACKWARD
+    return backprop if known and LOSSES[loss].output_error is not None else "autograd"

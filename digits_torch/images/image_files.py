@@ -15,7 +15,7 @@ import PIL.Image
 from PIL import ImageOps
 
 from ..core.read_files import check_regular
-from ..errors import UserError
+from ..errors import UserError, one_line
 
 __all__ = ["MAX_PIXELS", "RASTER_FORMATS", "check_size", "from_array", "read_image"]
 
@@ -98,8 +98,7 @@ def _decode(image: PIL.Image.Image, path: Path) -> PIL.Image.Image:
         image.seek(0)
         image.load()
     except Exception as err:  # Pillow raises many types for a damaged file; the user needs one
-        text = " ".join(str(err).split()) or type(err).__name__
-        raise UserError(f"truncated or damaged image ({text[:120]})", path) from None
+        raise UserError(f"truncated or damaged image ({one_line(err)})", path) from None
     try:
         return ImageOps.exif_transpose(image)
     except Exception:  # damaged EXIF data: the pixels are still good, as they were stored

@@ -3,7 +3,7 @@
 Accuracy and loss of a trained model: a run (its directory, or its name under runs/), a
 checkpoint, a safetensors export, or ex4's Theta1/Theta2 .mat. A run means its ``best.pt``, the
 model the run reported, scored by default on the run's own validation digits (the rows its
-split.json holds out), so that the figure is not one over digits the model trained on;
+split.json holds out), so that the accuracy is not one over digits the model trained on;
 ``--split train`` scores its training digits and ``--split all`` the whole file. A model file, a
 run without split.json (made before runs recorded one), or ``--data`` scores every digit of the
 file. The loss is the one the model trained with (softmax cross-entropy, or ex4's cost for ex4's
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--data", help="ex4-style .mat to score every digit of")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     json_out = output_path(args.json) if args.json else None  # refused before the work
     result = evaluate(args.path, args.data, args.device, args.split)

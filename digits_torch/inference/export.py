@@ -189,8 +189,7 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def _describe(model: MLP) -> str:
-    sizes = "-".join(map(str, (model.input_size, *model.hidden_sizes, model.num_classes)))
-    return f"{sizes} {model.activation}"
+    return f"{model.shape_text()} {model.activation}"
 
 
 # -------------------------------------------------------------------------------- command line

@@ -29,7 +29,7 @@ from ..reference.coursera import load_weights
 from ..store.checkpoints import load_checkpoint, model_from_state
 from ..store.runs import find_run
 
-__all__ = ["Trained", "as_trained", "load_trained"]
+__all__ = ["Trained", "as_trained", "load_model", "load_trained"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,18 @@ def load_trained(
         raise UserError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})", path)
     model = model_from_state(state, map_location)
     return Trained(model, loss, path if path.is_dir() else None, config)
+
+
+def load_model(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    logdir: str | Path = LOGDIR,
+) -> MLP:
+    """The trained :class:`MLP` in whatever :func:`load_trained` reads (a run directory or a
+    run's name under ``logdir``: its best.pt; a checkpoint; a safetensors export; ex4's
+    Theta1/Theta2 .mat), as every command takes it: in eval mode on ``map_location``, in the
+    dtype it was trained in."""
+    return load_trained(path, map_location, logdir).model
 
 
 def _file_kind(path: Path) -> str:

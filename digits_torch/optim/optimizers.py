@@ -77,7 +77,7 @@ def optimizer_step(
     """``optimizer.step``, or for a fused torch SGD past its first step the same update cheaper.
 
     ``SGD.step()`` spends most of its time on hooks, a profiler range and regrouping the
-    parameters by device and dtype, not on the update (benchmarks/README.md has the figures).
+    parameters by device and dtype, not on the update (benchmarks/README.md has the timings).
     The shortcut calls the very kernel ``SGD(fused=True).step()`` ends in, ``torch._fused_sgd_``,
     on the optimizer's own parameters, gradients and momentum buffers, so the step is bit-for-bit
     the same and the optimizer's state dict stays true. It is a private torch function: where it

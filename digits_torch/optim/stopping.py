@@ -1,9 +1,9 @@
 """Early stopping and the best model so far, as scikit-learn's MLPClassifier keeps them.
 
 scikit-learn's rule (``_update_no_improvement_count``): an epoch makes progress when the watched
-figure beats the best so far by more than ``tol``; training stops after more than ``patience``
+metric beats the best so far by more than ``tol``; training stops after more than ``patience``
 epochs in a row without progress (``n_iter_no_change``). Losses count as their negatives, so for
-every figure larger is better.
+every metric larger is better.
 
 Separately, the best model is the one with the best validation accuracy (the latest, when there
 are no validation digits): it is what ``best.pt`` holds and what a run reports.
@@ -21,13 +21,13 @@ class EarlyStopping:
 
     Args:
         monitor: the record key watched: ``train_loss``, ``val_loss`` or ``val_accuracy``. An
-            epoch without validation figures (data too small to hold out a digit) watches
+            epoch without validation metrics (data too small to hold out a digit) watches
             ``train_loss`` instead.
         tol: the improvement that counts as progress.
         patience: epochs without progress tolerated; 0 never stops.
 
     Attributes:
-        best_score_: the best watched figure so far (larger is better).
+        best_score_: the best watched metric so far (larger is better).
         no_improvement_count_: epochs in a row without progress.
         best_val_accuracy_: the best validation accuracy so far (-1 before any).
         best_epoch_: the epoch of the best model (0 before the first).

@@ -3,6 +3,7 @@ model's predictions, and the words that say what a picture shows."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from ..core.data import to_image
 from ..core.model import MLP
 from ..core.read_files import parse_json, read_bytes
 from ..errors import UserError
+from ..runtime.threads import cpu_threads
 from ..store.runs import METRICS
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn
@@ -29,10 +31,18 @@ __all__ = [
     "best_epoch",
     "digits_named",
     "first_layer",
+    "centred_baseline",
     "grid_shape",
+    "ink_on",
     "ink_scale",
+    "line_box",
+    "line_width",
     "numpy_rows",
+    "picture_threads",
+    "place",
     "predict",
+    "text_metrics",
+    "font_heights",
     "tile_grid",
     "title_layer",
     "TileGrid",
@@ -157,7 +167,7 @@ def tile_grid(
     left0 = (width - bar - grid_width) // 2  # centred when the title sets the width
     # Placed pixel for pixel, not resampled: drawing takes a few milliseconds at any size.
     gaps = colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))  # the page's white shows through
-    image = _place(fig, np.ma.masked_invalid(mosaic), left0, cmap=gaps, zorder=-1)  # under all
+    image = place(fig, np.ma.masked_invalid(mosaic), left0, cmap=gaps, zorder=-1)  # under all
     image.set_clim(*limits)
     # The Axes over it, in its pixels (x right, y down), holds the titles and the frames.
     ax = fig.add_axes((left0 / width, 0, grid_width / width, grid_height / height))
@@ -166,12 +176,13 @@ def tile_grid(
     words = None
     if titles:
         layer = title_layer(boxes, titles, mosaic.shape)
-        words = _place(fig, layer, left0)
+        words = place(fig, layer, left0)
     return TileGrid(fig, ax, image, words, boxes)
 
 
-def _place(fig: Figure, pixels: np.ndarray, left: int, **kwargs) -> FigureImage:
-    """``pixels`` (rows top to bottom) on the page at (``left``, 0) pixels, one to one."""
+def place(fig: Figure, pixels: np.ndarray, left: int, bottom: int = 0, **kwargs) -> FigureImage:
+    """``pixels`` (rows top to bottom) on the page at (``left``, ``bottom``) pixels, one to one
+    (keywords: FigureImage's, such as cmap, norm, zorder)."""
     from matplotlib.image import FigureImage
 
     class _Pixels(FigureImage):
@@ -184,7 +195,7 @@ def _place(fig: Figure, pixels: np.ndarray, left: int, **kwargs) -> FigureImage:
             same = renderer.dpi == self.get_figure(root=True).dpi
             return super().make_image(renderer, magnification, unsampled=same)
 
-    image = _Pixels(fig, offsetx=left, offsety=0, origin="lower", **kwargs)
+    image = _Pixels(fig, offsetx=left, offsety=bottom, origin="lower", **kwargs)
     image.set_array(pixels[::-1])  # "lower": the last row at the bottom, as unresampled draws
     image.set_interpolation("nearest")
     fig.images.append(image)
@@ -203,12 +214,73 @@ def title_layer(boxes: list[tuple[int, int, int]], titles: list[str], shape: tup
     for (left, top, size), text in zip(boxes, titles):
         baseline = top - round(2 * DPI / 72)
         for up, line in enumerate(reversed(text.split("\n"))):
-            ink, above = _line_ink(line, TITLE_POINTS)  # rows above the baseline
-            y = baseline - up * step - above
-            x = left + size // 2 - ink.shape[1] // 2
-            alpha = layer[y : y + ink.shape[0], x : x + ink.shape[1], 3]
-            np.maximum(alpha, ink[: alpha.shape[0], : alpha.shape[1]], out=alpha)
+            ink_on(layer, line, TITLE_POINTS, left + size // 2, baseline - up * step)
     return layer
+
+
+def ink_on(
+    layer: np.ndarray,
+    text: str,
+    points: float,
+    centre: int,
+    baseline: int,
+    colour: tuple[int, int, int] = (0, 0, 0),
+) -> None:
+    """One line of ``text`` inked onto an RGBA uint8 ``layer`` (H, W, 4), centred on column
+    ``centre`` with its baseline on row ``baseline`` (pixels), in ``colour`` (RGB 0..255)."""
+    ink, above = _line_ink(text, points)  # rows above the baseline
+    y, x = baseline - above, centre - ink.shape[1] // 2
+    spot = layer[y : y + ink.shape[0], x : x + ink.shape[1]]
+    ink = ink[: spot.shape[0], : spot.shape[1]]
+    np.maximum(spot[..., 3], ink, out=spot[..., 3])
+    spot[..., :3][ink > 0] = colour
+
+
+def centred_baseline(middle: int, points: float) -> int:
+    """The baseline row (pixels, y down) of a line centred on row ``middle`` as a Text with
+    va="center" sits: its box is the height of "lp", ascent and descent."""
+    lp, above = _line_ink("lp", points)  # its ink's rows, padding included
+    return middle + round(lp.shape[0] / 2) - (lp.shape[0] - above)
+
+
+def line_box(points: float) -> tuple[int, int]:
+    """A line's box as matplotlib lays a Text out, in pixels: its height (that of "lp", ascent
+    and descent) and the rows of it above the baseline."""
+    font = _font(points)  # FreeType's metrics, as matplotlib's layout takes them
+    font.set_text("lp", 0.0)
+    height, descent = font.get_width_height()[1] / 64, font.get_descent() / 64
+    return round(height), round(height - descent)
+
+
+@functools.cache
+def text_metrics(text: str, points: float) -> tuple[float, float, float]:
+    """One line's (width, height, descent) in pixels, as Agg's renderer measures it for a
+    Text's layout (hinted, as it is drawn)."""
+    from matplotlib.backends.backend_agg import get_hinting_flag
+
+    font = _font(points)
+    font.set_text(text, 0.0, flags=get_hinting_flag())
+    width, height = font.get_width_height()
+    return width / 64, height / 64, font.get_descent() / 64
+
+
+@functools.cache
+def font_heights(points: float) -> tuple[float, float, float]:
+    """The font's own ascent, descent and line gap in pixels (its OS/2 table), the least a
+    line of a Text takes since matplotlib 3.10."""
+    font = _font(points)
+    table, units = font.get_sfnt_table("OS/2"), font.get_sfnt_table("head")["unitsPerEm"]
+    scale = points * DPI / 72 / units
+    return (
+        table["sTypoAscender"] * scale,
+        -table["sTypoDescender"] * scale,
+        table["sTypoLineGap"] * scale,
+    )
+
+
+def line_width(text: str, points: float) -> int:
+    """Pixels wide the ink of one line of ``text`` is."""
+    return _line_ink(text, points)[0].shape[1]
 
 
 @functools.cache
@@ -261,10 +333,19 @@ def first_layer(model: MLP) -> np.ndarray:
 
 @torch.no_grad()
 def predict(model: MLP, X: np.ndarray) -> np.ndarray:
-    """Predicted digits, (m,), computed where the model lives, in its dtype."""
+    """Predicted digits, (m,), computed where the model lives, in its dtype (on one CPU thread:
+    :func:`picture_threads`)."""
     weight = model.layers[0].weight
     x = torch.as_tensor(X).to(device=weight.device, dtype=weight.dtype)
-    return model(x).argmax(dim=1).cpu().numpy()
+    with picture_threads():
+        return model(x).argmax(dim=1).cpu().numpy()
+
+
+def picture_threads() -> contextlib.AbstractContextManager[int]:
+    """torch on one CPU thread inside the block, as a run trains by default: a picture's forward
+    pass over a few thousand digits takes ~3 ms on one, and 20 to 50 ms of CPU on two of a busy
+    machine's cores, each waiting on the other."""
+    return cpu_threads(1)
 
 
 def numpy_rows(X: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -55,6 +55,7 @@ from ..errors import UserError
 __all__ = [
     "SKLEARN_FIELDS",
     "RandomStream",
+    "SklearnAdam",
     "SklearnObjective",
     "SklearnSGD",
     "config_fields",
@@ -100,8 +101,10 @@ class RandomStream:
     stopping), then :meth:`order` once per epoch.
     """
 
-    def __init__(self, seed: int) -> None:
-        self.random_state = np.random.RandomState(seed)
+    def __init__(self, seed: int | np.random.RandomState) -> None:
+        # a RandomState is drawn from as it is (scikit-learn's random_state may be one)
+        is_state = isinstance(seed, np.random.RandomState)
+        self.random_state = seed if is_state else np.random.RandomState(seed)
         self._order: np.ndarray | None = None  # this epoch's order of the training rows
 
     @torch.no_grad()
@@ -289,22 +292,74 @@ class SklearnSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             lr, momentum = group["lr"], group["momentum"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            velocities = []
+            for p in params:
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p)
+                velocities.append(state["velocity"])
+            # Separate products (no fused multiply-add), rounded as numpy rounds them; each
+            # _foreach_ call is one call for every parameter (the same kernels as one by one),
+            # the velocities updated in place (the same numbers as new tensors).
+            steps = torch._foreach_mul([p.grad for p in params], lr)
+            torch._foreach_mul_(velocities, momentum)
+            torch._foreach_sub_(velocities, steps)
+            if group["nesterov"]:
+                updates = torch._foreach_mul(velocities, momentum)
+                torch._foreach_sub_(updates, steps)
+            else:
+                updates = velocities
+            torch._foreach_add_(params, updates)
+        return loss
+
+
+def _evaluate(closure) -> torch.Tensor | None:
+    """An optimizer step's closure, evaluated with gradients on (torch.optim's convention)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
+class SklearnAdam(torch.optim.Optimizer):
+    """Adam exactly as scikit-learn's ``AdamOptimizer`` updates.
+
+    Per parameter p with gradient g, first and second moments m and v (zero at first), at step t::
+
+        m = beta_1 * m + (1 - beta_1) * g
+        v = beta_2 * v + (1 - beta_2) * g ** 2
+        lr_t = lr * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)       # a Python float
+        p += -lr_t * m / (sqrt(v) + eps)
+
+    torch.optim.Adam adds eps to sqrt(v / (1 - beta_2 ** t)) instead: the two part where v is
+    tiny. ``param_groups[i]["step_lr"]`` is the last lr_t (scikit-learn's ``learning_rate``).
+    """
+
+    def __init__(self, params, lr=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        defaults = {"lr": lr, "beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = _evaluate(closure)
+        for group in self.param_groups:
+            beta_1, beta_2 = group["beta_1"], group["beta_2"]
+            group["t"] = t = group.get("t", 0) + 1
+            group["step_lr"] = lr = group["lr"] * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                velocity = state.get("velocity")
-                if velocity is None:
-                    velocity = torch.zeros_like(p)
-                # Separate products (no fused multiply-add), rounded as numpy rounds them.
-                step = lr * p.grad
-                velocity = momentum * velocity - step
-                state["velocity"] = velocity
-                p.add_(momentum * velocity - step if group["nesterov"] else velocity)
+                if not state:
+                    state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
+                # Separate products and sums, rounded as numpy rounds them.
+                state["m"] = beta_1 * state["m"] + (1 - beta_1) * p.grad
+                state["v"] = beta_2 * state["v"] + (1 - beta_2) * (p.grad**2)
+                p.add_(-lr * state["m"] / (state["v"].sqrt() + group["epsilon"]))
         return loss

@@ -20,7 +20,7 @@ the config builds), :func:`restore` (the training state into the live objects) a
 A model can also travel as safetensors (:func:`save_safetensors`): its weights, and in the
 file's metadata its architecture and the loss it was trained with. :func:`load_checkpoint` reads
 such a file as a checkpoint holding ``format``, ``architecture``, ``model`` and ``config`` (only
-``loss``), so :func:`load_model` and everything built on it load both kinds.
+``loss``), so :func:`load_checkpoint` and everything built on it load both kinds.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch
 
 from ..core.model import MLP
 from ..core.read_files import check_regular, parse_json
-from ..errors import UserError, reading
+from ..errors import UserError, one_line, reading
 from .files import write_atomically
 from .run_contents import BEST, LATEST
 
@@ -46,7 +46,6 @@ __all__ = [
     "check_fits",
     "checkpoint_bytes",
     "load_checkpoint",
-    "load_model",
     "model_checkpoint",
     "restore",
     "save_checkpoint",
@@ -91,7 +90,7 @@ def save_safetensors(
     The tensors are the state dict's, by name, in the model's dtype; the metadata (strings)
     holds ``format`` (``"digits-torch"``), ``architecture`` (:meth:`MLP.architecture` as JSON)
     and ``loss`` (``"softmax"`` or ``"coursera"``), and ``model_card`` (``card`` as JSON) when
-    given (:mod:`digits_torch.inference.model_card`). :func:`load_model` reads the weights back
+    given (:mod:`digits_torch.inference.model_card`). :func:`load_checkpoint` reads the weights back
     exactly.
 
     Raises:
@@ -145,15 +144,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> MLP:
-    """The trained :class:`MLP` from a checkpoint file, a run directory (its ``best.pt``), or a
-    safetensors file written by :func:`save_safetensors`.
-
-    The model is returned in eval mode on ``map_location``, in the dtype it was trained in.
-    """
-    return model_from_state(load_checkpoint(path, map_location), map_location)
-
-
 def model_from_state(state: dict, map_location: str | torch.device = "cpu") -> MLP:
     """The :class:`MLP` of a checkpoint already read (and checked) by :func:`load_checkpoint`."""
     model = MLP(**state["architecture"])
@@ -176,9 +166,13 @@ def _torch_load(path: Path, map_location: str | torch.device):
                 f"refused: loading it would call {unsafe.group(1)}; checkpoints hold only data"
             )
             raise UserError(problem, path) from None
-        raise UserError(f"not a readable checkpoint ({_reason(err)})", path) from None
+        raise UserError(
+            f"not a readable checkpoint ({one_line(err, _BOILERPLATE)})", path
+        ) from None
     except Exception as err:  # a damaged file makes torch raise many types; the user needs one
-        raise UserError(f"not a readable checkpoint ({_reason(err)})", path) from None
+        raise UserError(
+            f"not a readable checkpoint ({one_line(err, _BOILERPLATE)})", path
+        ) from None
 
 
 def _read_safetensors(path: Path, map_location: str | torch.device) -> dict:
@@ -189,7 +183,9 @@ def _read_safetensors(path: Path, map_location: str | torch.device) -> dict:
             metadata = f.metadata() or {}
             weights = {name: f.get_tensor(name).to(map_location) for name in f.keys()}
     except Exception as err:  # safetensors raises its own error types for a damaged file
-        raise UserError(f"not a readable safetensors file ({_reason(err)})", path) from None
+        raise UserError(
+            f"not a readable safetensors file ({one_line(err, _BOILERPLATE)})", path
+        ) from None
     if metadata.get("format") != SAFETENSORS_FORMAT:
         raise UserError("a safetensors file without digits-torch's metadata", path)
     try:
@@ -279,8 +275,7 @@ def restore(checkpoint: dict, path: Path, **into) -> tuple[int, float]:
         into["stopping"].load_state_dict(checkpoint["progress"])
         return int(checkpoint["epoch"]), float(checkpoint["seconds"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a checkpoint we did not write
-        reason = " ".join(str(err).split())[:120] or type(err).__name__
-        raise UserError(f"cannot resume from it ({reason})", path) from None
+        raise UserError(f"cannot resume from it ({one_line(err)})", path) from None
 
 
 def best_weights(run_dir: Path, model: MLP) -> dict:
@@ -316,7 +311,9 @@ def _check_state(state, path: Path) -> None:
         with torch.device("meta"):  # shapes only: a hostile architecture allocates nothing
             skeleton = MLP(**architecture)
     except (TypeError, ValueError) as err:
-        raise UserError(f"invalid architecture {architecture} ({_reason(err)})", path) from None
+        raise UserError(
+            f"invalid architecture {architecture} ({one_line(err, _BOILERPLATE)})", path
+        ) from None
     expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
     found = {
         name: tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
@@ -325,7 +322,7 @@ def _check_state(state, path: Path) -> None:
     for name in sorted(expected.keys() | found.keys()):
         if found.get(name) != expected.get(name):
             raise UserError(
-                f"weights do not fit the file's {_describe(skeleton)} architecture: {name} is "
+                f"weights do not fit the file's {skeleton.shape_text()} architecture: {name} is "
                 f"{found.get(name, 'missing')}, the architecture needs "
                 f"{expected.get(name, 'no such weight')}",
                 path,
@@ -338,25 +335,11 @@ def _check_state(state, path: Path) -> None:
             raise UserError(f"weights are not finite ({name} holds nan or inf)", path)
 
 
-def _describe(model: MLP) -> str:
-    return "-".join(map(str, (model.input_size, *model.hidden_sizes, model.num_classes)))
-
-
 _BOILERPLATE = re.compile(
     r"weights only load failed|\(\d\)|check the documentation|please file|"
     r"weightsunpickler error:\s*$",
     re.IGNORECASE,
 )
-
-
-def _reason(err: Exception) -> str:
-    """The informative part of an exception's message, on one line."""
-    lines = [line.strip() for line in str(err).splitlines()]
-    useful = [line for line in lines if line and not _BOILERPLATE.match(line)]
-    text = " ".join(" ".join(useful).split())
-    if not any(c.isalpha() for c in text):  # e.g. KeyError(101): the type says more
-        text = f"{type(err).__name__} {text}".strip()
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _dtype_of(weights) -> torch.dtype:

@@ -29,7 +29,7 @@ EVENTS = "events.out.tfevents."  # TensorBoard's event files: this, then a host,
 RUN_FILES = (CONFIG, SPLIT, HISTORY, METRICS, LATEST, BEST, TEACHER, *SIDE.values(), LOCK)
 
 SWEEP, PROGRESS, RESULTS = "sweep.json", "progress.json", "results.csv"
-SWEEP_FILES = (SWEEP, PROGRESS, RESULTS, LOCK)  # and the commit files of ranks 1..N, its figures
+SWEEP_FILES = (SWEEP, PROGRESS, RESULTS, LOCK)  # and the commit files of ranks 1..N, its pictures
 _RANK_COMMITS = re.compile(r"progress-rank\d+\.json")
 
 

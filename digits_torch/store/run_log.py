@@ -36,7 +36,7 @@ SCALAR_TAGS = {
 # A distilled run's training objective is distillation's (soft and true targets), not the
 # cross-entropy other runs' loss/train is: its tag says so, beside theirs in the same group.
 DISTILLED_TRAIN_LOSS = "loss/train_distillation"
-# The reported model's figures (metrics.json's), in the HParams table's column order: each
+# The reported model's metrics (metrics.json's), in the HParams table's column order: each
 # ``metrics/<name>``, shown as ``<name>``. Every run declares all four (see events.py).
 HPARAM_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
 # The hyperparameters the HParams table shows at first, after a sweep's swept ones (five shown).
@@ -157,13 +157,6 @@ class RunLog:
         self.events.add_summary(Summary(value=values), record["epoch"])
         with writing(self.dir / HISTORY):
             self._history.write(json.dumps(record) + "\n")
-
-    def log_epochs(self, records: list[dict]) -> None:
-        """Append several epochs' records in order, then :meth:`flush` (a sweep writes each
-        network's epochs in batches, on a time budget)."""
-        for record in records:
-            self.log_epoch(record)
-        self.flush()
 
     def flush(self) -> None:
         """Sync the history to disk (a checkpoint that follows claims its epochs, so they must

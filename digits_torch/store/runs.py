@@ -6,7 +6,7 @@
         split.json       the rows of the data file it trains on and validates on, and the
                          SHA-256 of that file (and of teacher.pt, for a distilled run)
         history.jsonl    one JSON record per finished epoch (losses, accuracies, lr, seconds)
-        metrics.json     the final figures, written when the run ends
+        metrics.json     the final metrics, written when the run ends
         checkpoint.pt    the latest epoch;  best.pt: the best epoch (see
         digits_torch.store.checkpoints) teacher.pt       a distilled run's copy of its teacher
         events.out.tfevents.*   TensorBoard: scalars per epoch, config text, hparams, images
@@ -32,6 +32,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,8 @@ except ImportError:  # Windows: no advisory locks; a run directory is then not g
 __all__ = [
     "RunInUse",
     "RunLock",
+    "counted_label",
+    "name_safe",
     "new_run_dir",
     "read_config",
     "read_history",
@@ -58,6 +61,7 @@ __all__ = [
     "read_split",
     "read_split_record",
     "run_label",
+    "value_text",
     "writer_of",
 ]
 
@@ -131,28 +135,38 @@ def run_label(changes: dict) -> str:
     ``{"l2": 0.1, "hidden": [100]}`` -> ``l2=0.1-hidden=100``.
 
     Values are shortened (a path to its stem, a list joined by ``x``) and sanitised to letters,
-    digits and ``. _ + = -``; fields that would pass :data:`LABEL_LENGTH` are counted, ``+2``.
+    digits and ``. _ + = -``; it is at most :data:`LABEL_LENGTH` long, the fields past it
+    counted (``+2``).
     """
     parts = [f"{key}={_short(value)}" for key, value in changes.items()]
-    label, shown = "", 0
-    for part in parts:
-        longer = f"{label}-{part}" if label else part
-        if len(longer) > LABEL_LENGTH:
-            break
-        label, shown = longer, shown + 1
-    if shown < len(parts):
-        label += f"{'-' if label else ''}+{len(parts) - shown}"
+    return counted_label(parts, lambda label: len(label) <= LABEL_LENGTH)
+
+
+def counted_label(parts: list[str], fits: Callable[[str], bool]) -> str:
+    """``parts`` joined by ``-``, as many as make a label that ``fits``, the rest counted:
+    ``l2=0.1-+2`` (a run's label, a sweep's network names)."""
+    shown, label = len(parts), "-".join(parts)
+    while shown and not fits(label):
+        shown -= 1
+        label = "-".join([*parts[:shown], f"+{len(parts) - shown}"])
     return label
 
 
-def _short(value) -> str:
-    if isinstance(value, list | tuple):
-        text = "x".join(map(str, value))
-    elif isinstance(value, str) and ("/" in value or "\\" in value or "." in value):
-        text = Path(value).stem  # a data file
-    else:
-        text = f"{value:g}" if isinstance(value, float) else str(value)
+def value_text(value) -> str:
+    """A field's value as names and tables show it: a list or tuple joined by ``x`` (100x50)."""
+    return "x".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def name_safe(text: str) -> str:
+    """``text`` with each character but letters, digits and ``. _ + = -`` made ``_``: a
+    directory name's part."""
     return re.sub(r"[^\w.+=-]", "_", text)
+
+
+def _short(value) -> str:
+    if isinstance(value, str) and ("/" in value or "\\" in value or "." in value):
+        return name_safe(Path(value).stem)  # a data file
+    return name_safe(f"{value:g}" if isinstance(value, float) else value_text(value))
 
 
 class RunInUse(UserError):
@@ -166,7 +180,8 @@ class RunInUse(UserError):
 
 class RunLock:
     """The one writer of a run directory: an exclusive ``flock`` on its ``.lock`` file, held
-    until :meth:`release` (or until the process ends, however it ends).
+    until :meth:`release` (or the end of a ``with RunLock(run_dir):`` block, or of the process,
+    however it ends).
 
     Raises:
         UserError: another process holds it (the message names its pid where the OS says).
@@ -193,6 +208,12 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the only descriptor drops the lock
             self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
 def writer_of(run_dir: str | Path) -> str | None:
@@ -244,14 +265,14 @@ def read_config(run_dir: str | Path) -> dict:
 
 
 def read_metrics(run_dir: str | Path) -> dict:
-    """A finished run's metrics.json, checked: a JSON object whose figures are numbers (or
+    """A finished run's metrics.json, checked: a JSON object whose values are numbers (or
     null), bar the text of :data:`TEXT_METRICS`.
 
     Raises:
         UserError: naming metrics.json, when it is missing, not JSON, or holds other values.
     """
     path = Path(run_dir) / METRICS
-    metrics = _read_object(path, "figures")
+    metrics = _read_object(path, "metrics")
     for key, value in metrics.items():
         text = key in TEXT_METRICS
         number = isinstance(value, int | float) and not isinstance(value, bool)

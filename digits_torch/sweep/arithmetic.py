@@ -1,29 +1,11 @@
-"""Arithmetic on stacked tensors that reproduces one network's, for :mod:`digits_torch.sweep.stack`:
-each loss's output error and validation loss with the logits laid out (K, classes, b), the
-targets laid out so, and torch.optim.SGD's update with a leading model dimension. Each table
-has the keys of :data:`digits_torch.core.losses.LOSSES`, as ``backprop.OUTPUT_ERRORS`` does.
-"""
+"""torch.optim.SGD's update with a leading model dimension, for :mod:`digits_torch.sweep.stack`
+(each loss's stacked forms are entries of :data:`digits_torch.core.losses.LOSSES`)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-__all__ = ["STACK_ERRORS", "STACK_VAL_LOSSES", "sgd_step", "stacked_targets"]
-
-
-def stacked_targets(
-    y: torch.Tensor, classes: int, smoothing: torch.Tensor | None, dtype: torch.dtype
-) -> torch.Tensor:
-    """(K, classes, b) one-hot targets of (K, b) labels, smoothed per network by ``smoothing``
-    (K,) (None: no network smooths)."""
-    K, b = y.shape
-    targets = torch.zeros(K, classes, b, dtype=dtype, device=y.device)
-    targets.scatter_(1, y.unsqueeze(1), 1.0)
-    if smoothing is not None:
-        s = smoothing.view(K, 1, 1)
-        targets = targets * (1 - s) + s / classes
-    return targets
+__all__ = ["sgd_step"]
 
 
 def sgd_step(
@@ -51,31 +33,8 @@ def sgd_step(
         elif nesterov is False:
             step = buffer
         else:
+            # g + momentum buf in two roundings, where torch's SGD (and the branch above) rounds
+            # once: a Nesterov network of a mixed stack is an ulp off its solo step (kept: a
+            # sweep's figures stay as they were; addcmul here would make it torch's exactly)
             step = torch.where(nesterov.view(shape), grad + factor * buffer, buffer)
         param.addcmul_(minus_lr.view(shape), step)
-
-
-def _softmax_errors(z: torch.Tensor, targets: torch.Tensor, b: int):
-    log_p = torch.log_softmax(z, dim=1)
-    return -(log_p * targets).sum((1, 2)) / b, log_p.exp_().sub_(targets)
-
-
-def _coursera_errors(z: torch.Tensor, targets: torch.Tensor, b: int):
-    bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
-    return bce.sum((1, 2)) / b, torch.sigmoid(z).sub_(targets)
-
-
-def _softmax_val_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return -torch.log_softmax(z, dim=1).gather(1, y.unsqueeze(1)).squeeze(1).mean(1)
-
-
-def _coursera_val_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    targets = torch.zeros_like(z).scatter_(1, y.unsqueeze(1), 1.0)
-    bce = F.binary_cross_entropy_with_logits(z, targets, reduction="none")
-    return bce.sum((1, 2)) / z.shape[2]
-
-
-# backprop.OUTPUT_ERRORS for a stack: (K, classes, b) logits and targets -> ((K,) mean data
-# losses, delta); and each loss's (K,) mean over (K, classes, v) validation logits of (K, v) digits.
-STACK_ERRORS = {"softmax": _softmax_errors, "coursera": _coursera_errors}
-STACK_VAL_LOSSES = {"softmax": _softmax_val_loss, "coursera": _coursera_val_loss}

@@ -23,7 +23,7 @@ from .. import plots
 from ..config.config import TrainConfig
 from ..config.plan import make_plan
 from ..core.data import load_digits
-from ..store.checkpoints import load_model
+from ..inference.loading import load_model
 from ..store.events import EventFile
 from ..store.run_log import image_summary
 from ..store.runs import RunLock, read_config, read_metrics, read_split
@@ -54,8 +54,7 @@ def pictured(mode: str, grid: dict, rows: list[dict]) -> list[dict]:
 def draw_network(run_dir: Path) -> None:
     """A finished network's pictures, as its run would have drawn them at its end, holding its
     lock: the PNGs into figures/ and the mistakes and confusion in TensorBoard."""
-    lock = RunLock(run_dir)
-    try:
+    with RunLock(run_dir):
         recipe = make_plan(TrainConfig.from_dict(read_config(run_dir))).recipe
         model = load_model(run_dir)
         X, y = load_digits(recipe.data)
@@ -70,5 +69,3 @@ def draw_network(run_dir: Path) -> None:
                 events.add_summary(image_summary(f"figures/{name}", images[name]), epoch)
         finally:
             events.close()
-    finally:
-        lock.release()

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..config.config import TrainConfig, fields_with, make_config
 from ..config.config_files import close_field
 from ..errors import UserError
+from ..store.runs import counted_label, name_safe, value_text
 from .train import Network
 
 __all__ = ["UNLEARNED", "UNSWEPT", "expand", "parse_grid", "parse_seeds"]
@@ -132,10 +133,6 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _label(value) -> str:
-    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
 def expand(preset: str, given: dict, grid: dict[str, list], logdir: Path) -> list[Network]:
     """Every combination of the grid as a checked config (a UserError names a bad one, or two
     that would train the same network)."""
@@ -169,15 +166,12 @@ def expand(preset: str, given: dict, grid: dict[str, list], logdir: Path) -> lis
 
 
 def _shown(values: dict) -> str:
-    return ", ".join(f"{f}={_label(v)}" for f, v in values.items())
+    return ", ".join(f"{f}={value_text(v)}" for f, v in values.items())
 
 
 def _network_name(index: str, values: dict) -> str:
     """``03-l2=0.1-seed=1``: its index and swept values, as letters, digits and ``. _ + = -``;
     values past :data:`NAME_BYTES` are counted (``03-l2=0.1-+1``), as run names count them."""
-    parts = [re.sub(r"[^\w.+=-]", "_", f"{f}={_label(v)}") for f, v in values.items()]
-    name, shown = f"{index}-" + ("-".join(parts) or "base"), len(parts)
-    while len(name.encode()) > NAME_BYTES:
-        shown -= 1
-        name = f"{index}-" + "-".join([*parts[:shown], f"+{len(parts) - shown}"])
-    return name
+    parts = [name_safe(f"{f}={value_text(v)}") for f, v in values.items()]
+    fits = lambda label: len(f"{index}-{label}".encode()) <= NAME_BYTES  # noqa: E731
+    return f"{index}-" + (counted_label(parts, fits) or "base")

@@ -17,6 +17,7 @@ import torch
 from ..config.bounds import DTYPES
 from ..config.config import TrainConfig
 from ..config.plan import Plan, Recipe, as_plan
+from ..core.model import shape_text
 from ..fast.backprop import effective_backprop
 
 __all__ = [
@@ -81,7 +82,7 @@ def describe_plan(stacks, solo, memory: int, available: int | None) -> str:
     for i, stack in enumerate(stacks, 1):
         c = stack[0].plan.recipe
         seeds = len({n.plan.recipe.batch_group for n in stack})
-        shape = "-".join(map(str, (400, *c.hidden, 10)))
+        shape = shape_text(c.hidden)
         how = "one wide product each" if seeds < len(stack) else "batched products"
         lines.append(
             f"  stack {i}: {len(stack)} SGD networks {shape} {c.activation} {c.dtype}, batch "

@@ -5,6 +5,7 @@ sweep write outside its directory."""
 from __future__ import annotations
 
 import re
+from contextlib import ExitStack
 from pathlib import Path
 
 from ..config.config import TrainConfig
@@ -48,14 +49,15 @@ def write_sweep_json(
     )
 
 
-def read_sweep(sweep_dir: Path, locks: list[RunLock]) -> tuple[dict, list[Network], str]:
+def read_sweep(sweep_dir: Path, locks: ExitStack) -> tuple[dict, list[Network], str]:
     """The grid, networks and pictures (whose: ``figures``) of the sweep to resume, read
     holding its lock (added to ``locks``), and checked: nothing read may make the sweep write
     outside its directory."""
     path = sweep_dir / SWEEP
     if not path.is_file():
         raise UserError(f"not a sweep directory to resume (no {SWEEP})", sweep_dir)
-    locks.append(RunLock(sweep_dir))  # one sweep at a time: before reading what it will change
+    # one sweep at a time: locked before reading what it will change
+    locks.enter_context(RunLock(sweep_dir))
     content = read_bytes(path)
     try:
         saved = parse_json(content)

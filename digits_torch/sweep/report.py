@@ -1,6 +1,6 @@
-"""A sweep's results as people look at them: results.csv, the closing table, the figures.
+"""A sweep's results as people look at them: results.csv, the closing table, the pictures.
 
-* ``results.csv``: one row per network: its swept values and final figures;
+* ``results.csv``: one row per network: its swept values and final metrics;
 * ``validation_curve_<field>.png`` for each swept numeric field: training and validation accuracy
   (in two colours) against the field's value, mean and spread (one standard deviation) over
   seeds, a log axis for l2 and lr (symmetric-log where 0 is one of the values, which the axis
@@ -24,35 +24,39 @@ import numpy as np
 from .. import plots
 from ..store.files import write_atomically
 from ..store.run_contents import RESULTS
+from ..store.runs import value_text
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn: a sweep without one never pays
     from matplotlib.figure import Figure
 
 __all__ = ["ranked_configurations", "report", "write_results"]
 
-FIGURES = ("train_accuracy", "val_accuracy", "val_loss", "train_loss", "epochs", "best_epoch")
+RESULT_COLUMNS = (  # of results.csv, from each network's metrics.json
+    "train_accuracy",
+    "val_accuracy",
+    "val_loss",
+    "train_loss",
+    "epochs",
+    "best_epoch",
+)
 LOG_AXIS = ("l2", "lr")
 
 
-def _shown(value) -> str:
-    return "x".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
-
-
 def write_results(sweep_dir: Path, grid: dict, networks: list) -> list[dict]:
-    """results.csv; returns its rows (dicts: name, dir, the swept values, the figures)."""
+    """results.csv; returns its rows (dicts: name, dir, the swept values, the metrics)."""
     rows = []
     for n in networks:
         metrics = n.metrics or {}
         row = {"name": n.name, "dir": n.dir.name if n.dir else ""}
         row.update({field: n.values[field] for field in grid})
-        row.update({key: metrics.get(key) for key in FIGURES})
+        row.update({key: metrics.get(key) for key in RESULT_COLUMNS})
         row["stopped"] = metrics.get("stopped")
         rows.append(row)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(
-        {k: _shown(v) if isinstance(v, tuple) else v for k, v in r.items()} for r in rows
+        {k: value_text(v) if isinstance(v, tuple) else v for k, v in r.items()} for r in rows
     )
     write_atomically(sweep_dir / RESULTS, text.getvalue().encode())
     return rows
@@ -101,7 +105,7 @@ def ranked_configurations(grid: dict, rows: list[dict]) -> list[tuple[tuple, lis
 
 
 def report(sweep_dir: Path, grid: dict, rows: list[dict]) -> str:
-    """Draw the figures into ``sweep_dir``; return the closing table."""
+    """Draw the pictures into ``sweep_dir``; return the closing table."""
     draw_figures(sweep_dir, grid, rows)
     key = _score_key(rows)
     fields = [f for f in grid if f != "seed"]
@@ -112,7 +116,7 @@ def report(sweep_dir: Path, grid: dict, rows: list[dict]) -> str:
     head = ["#", *fields, "val acc %", "train acc %", "epochs"]
     table = [head]
     for rank, (values, members) in enumerate(ranked, 1):
-        cells = [str(rank), *map(_shown, values)]
+        cells = [str(rank), *map(value_text, values)]
         for figure in ("val_accuracy", "train_accuracy"):
             cells.append(_mean_sd_text([r[figure] for r in members]))
         cells.append(f"{_mean_sd([r['epochs'] for r in members])[0]:.0f}")
@@ -125,7 +129,7 @@ def report(sweep_dir: Path, grid: dict, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- figures
+# ---------------------------------------------------------------------------- pictures
 
 
 def _numeric(grid: dict, field: str) -> list[float] | None:
@@ -187,7 +191,7 @@ def validation_curve(grid: dict, rows: list[dict], field: str, xs: list[float]) 
         lines.setdefault(tuple(row[f] for f in others), []).append(row)
     order = np.argsort(xs)
     for i, (values, members) in enumerate(lines.items()):
-        label = ", ".join(f"{f}={_shown(v)}" for f, v in zip(others, values))
+        label = ", ".join(f"{f}={value_text(v)}" for f, v in zip(others, values))
         # a colour each, as the learning curves have them: training blue, validation orange
         for figure_key, style, name, colour in (
             ("train_accuracy", "--", "training", f"C{(2 * i) % 10}"),
@@ -227,8 +231,8 @@ def _heatmap(sweep_dir, grid, rows, a, b) -> Path:
     figure = Figure(figsize=(1.2 * len(grid[b]) + 2.5, 0.7 * len(grid[a]) + 2), dpi=plots.DPI)
     ax = figure.add_subplot()
     image = ax.imshow(table, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(grid[b])), [_shown(v) for v in grid[b]])
-    ax.set_yticks(range(len(grid[a])), [_shown(v) for v in grid[a]])
+    ax.set_xticks(range(len(grid[b])), [value_text(v) for v in grid[b]])
+    ax.set_yticks(range(len(grid[a])), [value_text(v) for v in grid[a]])
     ax.set_xlabel(b)
     ax.set_ylabel(a)
     low, high = np.nanmin(table), np.nanmax(table)

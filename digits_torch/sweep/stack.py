@@ -28,9 +28,8 @@ of the epoch: its weights, momentum and generator go back into its set-up (for a
 loss, those from before that epoch, as the solo run keeps its last good checkpoint), and the
 others go on in a smaller stack.
 
-Past 400 lines on purpose: the stacked forward and backward must be read together with the solo
-path they reproduce exactly (``backprop.loss_and_gradients``); the stacked losses, targets and
-SGD update are :mod:`digits_torch.sweep.arithmetic`.
+Past 400 lines on purpose: read with the solo path it reproduces (``loss_and_gradients``); the
+losses and targets are ``core.losses``' (in a stack's shapes), the SGD update ``.arithmetic``'s.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..core.losses import LOSSES, data_loss, smoothed_targets
 from ..fast.backprop import BACKWARD, FORWARD_INPLACE
 from ..recipes.augment import random_affine
 from ..recipes.dead_units import revival_due, revival_generator, revive
@@ -47,7 +47,7 @@ from ..recipes.distillation import Soft, objective
 from ..store.checkpoints import clone_weights
 from ..train.epochs import teacher_soft
 from ..train.trainee import Trainee
-from .arithmetic import STACK_ERRORS, STACK_VAL_LOSSES, sgd_step, stacked_targets
+from .arithmetic import sgd_step
 
 __all__ = ["Stack"]
 
@@ -209,10 +209,10 @@ class Stack:
         losses, hits = self._batches()
         self._revive()
         # as the solo epoch computes them: an int64 count / m is a float32, then read as float64
-        figures = [losses.double(), (hits / self.m).double()]
+        measured = [losses.double(), (hits / self.m).double()]
         if self.has_val:
-            figures += list(self._validate())
-        values = torch.stack(figures).tolist()  # the epoch's one read from the device
+            measured += list(self._validate())
+        values = torch.stack(measured).tolist()  # the epoch's one read from the device
         results = []
         for k, member in enumerate(self.members):
             record = {"epoch": member.epoch + 1}
@@ -392,15 +392,15 @@ class Stack:
         a, z = self._forward(xg)  # z: (K, classes, b)
         y = yb.index_select(0, self.group_of)  # (K, b)
         smoothing = self.smoothing if self.any_smoothing else None
-        targets = stacked_targets(y, z.shape[1], smoothing, self.dtype)  # (K, classes, b)
+        targets = smoothed_targets(y, z.shape[1], smoothing, self.dtype)  # (K, classes, b)
         # delta = b * dLoss/dz, (K, classes, b): softmax: p - t; ex4: sigmoid(z) - t.
         if soft is not None:  # distillation's (a network without a teacher weighs it 0)
             shape = (K, 1, 1)
             terms = Soft(soft, self.temperature.view(shape), self.distill_weight.view(shape))
             per_example, delta = objective(z, terms, targets, dim=1)  # (K, b), (K, classes, b)
-            data_loss = per_example.sum(1) / b
+            fit = per_example.sum(1) / b
         else:
-            data_loss, delta = STACK_ERRORS[self.loss](z, targets, b)
+            fit, delta = LOSSES[self.loss].output_error(z, targets, b)
         correct = (z.mT.contiguous().argmax(dim=2) == y).sum(1)  # argmax is slow strided
 
         # Backward, with the 1/b of the mean and the L2 gradient (l2/b) W folded into each
@@ -428,7 +428,7 @@ class Stack:
         grads_b[0] = delta.sum(1) / b
         squared += W1.square().sum((1, 2))
         self._step(grads_w, grads_b)
-        return data_loss + self.l2 / (2 * b) * squared, correct
+        return fit + self.l2 / (2 * b) * squared, correct
 
     def _step(self, grads_w: list[torch.Tensor], grads_b: list[torch.Tensor]) -> None:
         """One SGD update of every network (:func:`~digits_torch.sweep.arithmetic.sgd_step`)."""
@@ -443,6 +443,6 @@ class Stack:
         xv = self.X.index_select(0, rows.reshape(-1)).view(G, v, -1)
         yv = self.y.index_select(0, rows.reshape(-1)).view(G, v).index_select(0, self.group_of)
         z = self._forward(self._grouped_input(xv))[1]  # (K, classes, v)
-        loss = STACK_VAL_LOSSES[self.loss](z, yv)
+        loss = data_loss(z, yv, self.loss)
         correct = (z.mT.contiguous().argmax(dim=2) == yv).sum(1)
         return loss.double(), correct.double() / v

@@ -40,11 +40,13 @@ none), and all exit 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import os
 import shutil
 import socket
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,15 +208,12 @@ def _sweep(given: dict, ranks: Ranks) -> Path:
     and rank 0 checks and prints the plans and makes the sweep directory; each rank trains its
     share and sends rank 0 the results, which rank 0 writes."""
     save_every = given.pop("checkpoint_every", TrainConfig.checkpoint_every)
-    locks: list[RunLock] = []  # rank 0's, on the sweep directory: one sweep writes it at a time
-    try:
+    # rank 0's lock on the sweep directory, held here: one sweep writes it at a time
+    with contextlib.ExitStack() as locks:
         return _sweep_locked(given, ranks, save_every, locks)
-    finally:
-        for lock in locks:
-            lock.release()
 
 
-def _sweep_locked(given: dict, ranks: Ranks, save_every: float, locks: list[RunLock]) -> Path:
+def _sweep_locked(given: dict, ranks: Ranks, save_every: float, locks: ExitStack) -> Path:
     planned = from_lead(ranks, lambda: _what_to_train(given, locks))
     device = planned.networks[0].config.device
     with own_errors(ranks):
@@ -235,7 +234,7 @@ def _sweep_locked(given: dict, ranks: Ranks, save_every: float, locks: list[RunL
     return planned.dir
 
 
-def _what_to_train(given: dict, locks: list[RunLock]) -> _Sweep:
+def _what_to_train(given: dict, locks: ExitStack) -> _Sweep:
     """On rank 0: the grid and its networks, from the flags or (``--resume``) sweep.json (its
     lock then added to ``locks``)."""
     given = dict(given)
@@ -293,7 +292,7 @@ def _share(networks: list[Network], device_spec: str, shape: tuple[int, int]) ->
     return _Share(plan, len(networks), str(device), socket.gethostname(), needed, available)
 
 
-def _start(planned: _Sweep, shares: list[_Share], locks: list[RunLock]) -> _Sweep:
+def _start(planned: _Sweep, shares: list[_Share], locks: ExitStack) -> _Sweep:
     """On rank 0, once every rank has planned its share: refuse a sweep that does not fit,
     print the plan, make the sweep directory (a new sweep; its lock added to ``locks``), write
     sweep.json, and bring every network back to its last commit (a resumed sweep), before any
@@ -310,7 +309,7 @@ def _start(planned: _Sweep, shares: list[_Share], locks: list[RunLock]) -> _Swee
         ]
     try:
         if new:
-            locks.append(RunLock(sweep_dir))
+            locks.enter_context(RunLock(sweep_dir))
         write_sweep_json(sweep_dir, planned.grid, networks, plan, planned.figures)
     except UserError:
         if new:  # a full disk, say: a sweep that never started leaves nothing, as a run

@@ -21,7 +21,7 @@ size may have changed since), so every network is back at its last commit. Histo
 checkpoint are dropped on resume, and a resumed network is checked as a resumed ``train.py`` run
 is (:func:`~digits_torch.train.training.check_same_run`). Networks that end between saves keep their
 state in memory and are saved (and reported) with the next commit. (Resumed with another number
-of ranks, a network joins another stack: its float64 figures then agree with an uninterrupted
+of ranks, a network joins another stack: its float64 results then agree with an uninterrupted
 sweep's to about 1e-16, not bit for bit.)
 
 A stack holds its networks' locks (:class:`~digits_torch.store.runs.RunLock`) while it trains, so a
@@ -141,11 +141,8 @@ def recover(sweep_dir: Path, networks: list[Network]) -> set[str]:
     for network in networks:
         if network.dir is None or not any((network.dir / n).exists() for n in SIDE.values()):
             continue
-        lock = RunLock(network.dir)  # a train.py --resume of the network may not be running
-        try:
+        with RunLock(network.dir):  # a train.py --resume of the network may not be running
             _settle(network.dir, epochs.get(network.name, ()))
-        finally:
-            lock.release()
     return diverged
 
 
@@ -332,13 +329,11 @@ def _run_solo(network: Network, sweep_dir: Path, quiet: bool) -> None:
 def _remove_unstarted(run_dir: Path) -> None:
     """A network's run directory without a checkpoint, removed (under its lock) as ``fit``
     removes a run that never saved; the network then starts again."""
-    lock = RunLock(run_dir)
-    try:
-        shutil.rmtree(run_dir)
-    except OSError as err:
-        raise UserError(f"cannot remove it ({err.strerror or err})", run_dir) from None
-    finally:
-        lock.release()
+    with RunLock(run_dir):
+        try:
+            shutil.rmtree(run_dir)
+        except OSError as err:
+            raise UserError(f"cannot remove it ({err.strerror or err})", run_dir) from None
 
 
 def _own_dir(sweep_dir: Path, path: Path) -> None:
@@ -359,17 +354,13 @@ def _locked(networks: list[Network]) -> Iterator[None]:
     """Each network's directory, made if new (or if a kill beat its first checkpoint: nothing
     in it to resume) and held (:class:`RunLock`) while its stack trains: a ``train.py
     --resume`` of it, or a second sweep, is refused meanwhile."""
-    locks: list[RunLock] = []
-    try:
+    with contextlib.ExitStack() as locks:
         for network in networks:
             if network.dir.is_dir() and not (network.dir / LATEST).exists():
                 _remove_unstarted(network.dir)
             _make_dir(network.dir)
-            locks.append(RunLock(network.dir))
+            locks.enter_context(RunLock(network.dir))
         yield
-    finally:
-        for lock in locks:
-            lock.release()
 
 
 def _make_dir(path: Path) -> None:

@@ -59,11 +59,9 @@ def _remove_unlocked(run_dir: Path) -> None:
         lock = RunLock(run_dir)
     except UserError:  # in use: a run starting up, or one that resumes it
         return
-    try:
+    with lock:
         if _looks_left(run_dir):  # checked again, holding the lock
             shutil.rmtree(run_dir, ignore_errors=True)
-    finally:
-        lock.release()
 
 
 def _looks_left(run_dir: Path) -> bool:

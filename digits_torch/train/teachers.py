@@ -27,6 +27,7 @@ import numpy as np
 
 from ..config.config import TrainConfig, fields_with, make_config
 from ..core.data import default_data_path, file_sha256
+from ..core.model import shape_text
 from ..errors import UserError
 from ..inference.loading import Trained, load_trained
 from ..store.run_contents import BEST, LATEST, SPLIT, TEACHER, is_run
@@ -253,7 +254,7 @@ def plan(config: TrainConfig) -> str | None:
 
 def teacher_plan(config: TrainConfig, teacher: TrainConfig, found: Path | None) -> str:
     """The plan (:func:`plan`), given the teacher's config and the run of it found in the logdir."""
-    shape = "-".join(map(str, (400, *teacher.hidden, 10)))
+    shape = shape_text(teacher.hidden)
     if found is None:
         first = (
             f"train a teacher, {shape} ({teacher.preset} preset, {teacher.epochs} epochs"
@@ -263,7 +264,7 @@ def teacher_plan(config: TrainConfig, teacher: TrainConfig, found: Path | None) 
         first = f"use the teacher that finished in {found}"
     else:
         first = f"finish the stopped teacher in {found}"
-    student = "-".join(map(str, (400, *config.hidden, 10)))
+    student = shape_text(config.hidden)
     return (
         f"plan: 1. {first}\n"
         f"      2. train {student} from the teacher's outputs ({config.preset} preset, "

@@ -1,0 +1,75 @@
+"""A stack's arithmetic is one network's in other shapes: its SGD step is torch's SGD per network
+(bit for bit where the stack's networks agree on Nesterov), and each loss's one table entry gives
+a stack of K networks what it gives each network alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from digits_torch.core.losses import LOSSES, data_loss, smoothed_targets
+from digits_torch.sweep.arithmetic import sgd_step
+
+LRS, MOMENTA = [0.3, 0.05, 1.7], [0.9, 0.3, 0.5]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_stacked_sgd_step_is_torch_sgd_for_each_network_bit_for_bit(dtype, nesterov, fused):
+    g = torch.Generator().manual_seed(0)
+    params, grads, buffers = (torch.randn(3, 25, 40, generator=g, dtype=dtype) for _ in range(3))
+    stacked, stacked_buffers = params.clone(), buffers.clone()
+    momentum, minus_lr = torch.tensor(MOMENTA, dtype=dtype), -torch.tensor(LRS, dtype=dtype)
+    sgd_step([stacked], [grads.clone()], [stacked_buffers], momentum, nesterov, minus_lr)
+    for k in range(3):
+        p = params[k].clone().requires_grad_()
+        p.grad = grads[k].clone()
+        sgd = torch.optim.SGD([p], lr=LRS[k], momentum=MOMENTA[k], nesterov=nesterov, fused=fused)
+        sgd.state[p]["momentum_buffer"] = buffers[k].clone()
+        sgd.step()
+        assert torch.equal(stacked[k], p.detach()), k
+        assert torch.equal(stacked_buffers[k], sgd.state[p]["momentum_buffer"]), k
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_each_loss_entry_gives_a_stack_what_it_gives_each_network(loss):
+    g = torch.Generator().manual_seed(1)
+    K, classes, b = 3, 10, 17
+    z = torch.randn(K, classes, b, generator=g, dtype=torch.float64) * 3  # a stack's logits
+    y = torch.randint(0, classes, (K, b), generator=g)
+    smoothing = torch.tensor([0.0, 0.1, 0.25], dtype=torch.float64)
+    targets = smoothed_targets(y, classes, smoothing, torch.float64)  # (K, classes, b)
+    fit, delta = LOSSES[loss].output_error(z.clone(), targets, b)
+    assert fit.shape == (K,) and delta.shape == (K, classes, b)
+    validation = data_loss(z, y, loss)  # a stack's mean per network, unsmoothed
+    for k in range(K):
+        alone = z[k].T.contiguous()  # (b, classes)
+        mine = smoothed_targets(y[k], classes, float(smoothing[k]), torch.float64)
+        assert torch.equal(targets[k].T, mine)
+        fit_k, delta_k = LOSSES[loss].output_error(alone.clone(), mine, b)
+        assert torch.allclose(fit[k], fit_k, rtol=0, atol=1e-12)
+        assert torch.allclose(delta[k].T, delta_k, rtol=0, atol=1e-12)
+        assert torch.allclose(fit_k, data_loss(alone, y[k], loss, float(smoothing[k])), atol=1e-12)
+        assert torch.allclose(validation[k], data_loss(alone, y[k], loss), rtol=0, atol=1e-12)
+
+
+def test_a_mixed_nesterov_stack_steps_each_network_as_torch_sgd_to_an_ulp():
+    g = torch.Generator().manual_seed(2)
+    params, grads, buffers = (
+        torch.randn(3, 25, 40, generator=g, dtype=torch.float64) for _ in range(3)
+    )
+    flags = torch.tensor([True, False, True])
+    stacked = params.clone()
+    momentum, minus_lr = (
+        torch.tensor(MOMENTA, dtype=torch.float64),
+        -torch.tensor(LRS, dtype=torch.float64),
+    )
+    sgd_step([stacked], [grads.clone()], [buffers.clone()], momentum, flags, minus_lr)
+    for k in range(3):
+        p = params[k].clone().requires_grad_()
+        p.grad = grads[k].clone()
+        sgd = torch.optim.SGD([p], lr=LRS[k], momentum=MOMENTA[k], nesterov=bool(flags[k]))
+        sgd.state[p]["momentum_buffer"] = buffers[k].clone()
+        sgd.step()
+        assert torch.allclose(stacked[k], p.detach(), rtol=0, atol=1e-14), k
