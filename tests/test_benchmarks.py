@@ -157,3 +157,11 @@ def test_bench_figures_times_the_pictures_and_a_sweep_with_and_without(tmp_path)
         "teacher_hidden_units.png",
     }  # fmt: skip
     assert "a run's pictures: " in ran.stdout and "pictures every / none: " in ran.stdout
+
+
+def test_core_seed_trains_the_article_recipe_through_the_plain_loop():
+    ran = _bench("core_seed.py", "--epochs", "3")
+    assert ran.returncode == 0, ran.stderr
+    line = ran.stdout.strip()
+    assert line.startswith("core loop, seed recipe: 3 epochs (3 epochs), training accuracy 0.")
+    assert "(the preset's 0.9654)" in line and line.endswith(" s, 1 thread")

@@ -3,12 +3,13 @@ held against it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 import torch
 
-from digits_torch import MLP, make_config
+from digits_torch import MLP, fit, make_config
 from digits_torch.config.plan import make_plan
 from digits_torch.core.loop import Objective, train, train_epoch
 from digits_torch.optim.optimizers import optimizer_step
@@ -50,11 +51,14 @@ def test_the_fast_epoch_is_the_core_epoch_in_float64(digits, activation, loss):
 
 def test_the_seed_recipe_trains_in_memory_as_the_preset_does(digits, tmp_path, monkeypatch):
     """The article's recipe (the seed preset: relu, batch 200, Nesterov SGD lr 0.001, l2 1e-4,
-    scikit-learn's stopping rule, 1,000 epochs at most) through the plain loop reaches the
-    preset's training accuracy, 0.9654, within half a point; and writes nothing."""
-    monkeypatch.chdir(tmp_path)
+    scikit-learn's stopping rule) through the plain loop reaches the preset's own run's training
+    accuracy within half a point, here over its first 200 epochs, and writes nothing.
+    (``python benchmarks/core_seed.py`` trains all 1,000: 0.9656 against the preset's 0.9654.)"""
+    config = make_config("seed", epochs=200, logdir=str(tmp_path / "runs"), quiet=True)
+    preset = fit(dataclasses.replace(config, figures=False)).metrics["train_accuracy"]
+    (tmp_path / "plain").mkdir()
+    monkeypatch.chdir(tmp_path / "plain")
     X, y = _tensors(digits)
-    config = make_config("seed")
     model = _model(seed=config.seed)
     sgd = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True)
     history = train(
@@ -69,10 +73,10 @@ def test_the_seed_recipe_trains_in_memory_as_the_preset_does(digits, tmp_path, m
         callbacks=[EarlyStopping(config.stop_on, config.tol, config.patience)],
     )
     accuracy = (model.predict(X) == y).double().mean().item()
-    assert abs(accuracy - 0.9654) <= 0.005
-    assert [r["epoch"] for r in history] == list(range(1, len(history) + 1))
+    assert preset > 0.9 and abs(accuracy - preset) <= 0.005
+    assert [r["epoch"] for r in history] == list(range(1, 201))
     assert history[-1]["train_loss"] < history[0]["train_loss"] / 5
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path / "plain") == []
 
 
 class _StopAt:
