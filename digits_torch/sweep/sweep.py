@@ -65,6 +65,7 @@ from ..runtime.distributed import (
     gather_to_lead,
     job_ranks,
     joined,
+    launch_command,
     own_errors,
 )
 from ..runtime.interrupts import StopRequests
@@ -428,10 +429,9 @@ def _draw(planned: _Sweep, rows: list[dict]) -> None:
 
 
 def _resume_hint(sweep_dir: Path, ranks: Ranks) -> str:
+    again = launch_command(f"python -m digits_torch sweep --resume {sweep_dir}", ranks.world)
+    hint = f"\ninterrupted; resume with: {again}"
     if not ranks.parallel:
-        return f"\ninterrupted; resume with: python -m digits_torch sweep --resume {sweep_dir}"
-    return (
-        f"\ninterrupted; resume with: torchrun --nproc-per-node {ranks.world} "
-        f"-m digits_torch sweep --resume {sweep_dir}\n"
-        "(another --nproc-per-node, or python -m digits_torch sweep alone, resumes it too)"
-    )
+        return hint
+    also = "another --nproc-per-node, or python -m digits_torch sweep alone, resumes it too"
+    return f"{hint}\n({also})"

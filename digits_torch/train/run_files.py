@@ -21,6 +21,7 @@ from ..config.config import fields_with
 from ..core.losses import score
 from ..core.model import MLP
 from ..errors import UserError, tell
+from ..runtime.distributed import launch_command
 from ..store.checkpoints import (
     BEST,
     LATEST,
@@ -326,14 +327,10 @@ class RunFiles:
             shutil.rmtree(self.dir, ignore_errors=True)
         elif interrupted and _HINTED.get():
             epoch = load_run_file(self.dir / LATEST)["epoch"]
-            launch = "python" if self.world == 1 else f"torchrun --nproc-per-node {self.world}"
-            again = f"{launch} train.py --resume {self.dir}"
+            again = launch_command(f"python train.py --resume {self.dir}", self.world)
             if self.again is not None:  # the teacher, then the student it was trained for
-                command = self.again  # torchrun starts the script (or -m module) itself:
-                if self.world > 1:
-                    command = f"{launch} {command.removeprefix('python ')}"
                 words = "the same command: it finishes this teacher, then trains its student"
-                again = f"{command}   ({words})"
+                again = f"{launch_command(self.again, self.world)}   ({words})"
             tell(
                 f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
                 f"resume with: {again}"
