@@ -23,6 +23,7 @@ from before a resume reads its checkpoint to the end of the run).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import sys
@@ -203,7 +204,6 @@ def _resume(
     announce: str | None = None,
 ) -> FitResult:
     """:func:`resume`, the process group up; ``again``, ``announce`` as for :func:`_train`."""
-    locks: list[RunLock] = []
 
     def read_run() -> tuple[TrainConfig, dict]:
         """On rank 0 (the one that writes the run): lock it, then read and check it."""
@@ -214,16 +214,12 @@ def _resume(
         if not (run_dir / LATEST).exists():
             left = leftover_problem(run_dir)
             raise UserError(left or f"not a run directory to resume (no {LATEST})", run_dir)
-        locks.append(RunLock(run_dir))  # before reading: what is read must not change under us
+        locks.enter_context(RunLock(run_dir))  # before reading: it must not change under us
         return _resumable(run_dir, overrides)
 
-    try:
+    with contextlib.ExitStack() as locks:  # the run's lock, held to the end of the run
         config, saved = from_lead(ranks, read_run)
-        lock = locks[0] if locks else None
-        return _train(config, run_dir, saved, lock, ranks=ranks, again=again, announce=announce)
-    finally:
-        for lock in locks:
-            lock.release()
+        return _train(config, run_dir, saved, ranks=ranks, again=again, announce=announce)
 
 
 def _resumable(run_dir: Path, overrides: dict) -> tuple[TrainConfig, dict]:
@@ -288,7 +284,6 @@ def _train(
     config: TrainConfig,
     run_dir: Path | None = None,
     checkpoint: dict | None = None,
-    lock: RunLock | None = None,
     *,
     ranks: Ranks,
     again: str | None = None,
@@ -297,16 +292,17 @@ def _train(
     """Train (or go on training) one network; ``again``: the command that resumes what it was
     trained for, which an interrupted run names (else: its own --resume); ``announce``: lines
     said once it has started (a command's plan), so that a refused run says only its error."""
-    with cpu_threads(config.threads):  # the run's thread count, set here only
-        return _run(config, run_dir, checkpoint, lock, ranks, again, announce)
+    # the run's thread count, set here only; the run's lock, released once it has ended
+    with cpu_threads(config.threads), contextlib.ExitStack() as locks:
+        return _run(config, run_dir, checkpoint, ranks, locks, again, announce)
 
 
 def _run(
     config: TrainConfig,
     run_dir: Path | None,
     checkpoint: dict | None,
-    lock,
     ranks: Ranks,
+    locks: contextlib.ExitStack,
     again: str | None = None,
     announce: str | None = None,
 ):
@@ -330,8 +326,8 @@ def _run(
         trainee.files.again = again
     files, bar = trainee.files, None
     try:
-        if lock is None and ranks.lead:  # a new run: its directory is ours from the start
-            lock = RunLock(run_dir)
+        if checkpoint is None and ranks.lead:  # a new run: its directory is ours from the start
+            locks.enter_context(RunLock(run_dir))
             remove_leftovers(run_dir.parent, keep=run_dir)  # runs a kill stopped before saving
         # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
         # epoch can be resumed and has a model to load.
@@ -369,9 +365,6 @@ def _run(
         if files is not None:
             files.abandon(interrupted=isinstance(err, KeyboardInterrupt))
         raise
-    finally:
-        if lock is not None:
-            lock.release()
     return FitResult(run.model.eval(), run_dir, config, metrics, history)
 
 
