@@ -5,7 +5,7 @@
     stack = Stack(trainees, *digits.on_device)
     train_epochs(stack, saves, requests, bar)        # the loop a solo run trains in
 
-A :class:`Stack` is the :class:`~digits_torch.train.run_loop.Arithmetic` of a sweep's epoch. Each
+A :class:`Stack` is the :class:`~digits_torch.train.run_loop.EpochTrainer` of a sweep. Each
 network is set up by :func:`digits_torch.train.run_setup.set_up`, exactly as its solo ``fit`` run
 is: its initial weights, validation split, optimizer, lr scheduler, stopping rule and CPU
 generator; and each epoch its generator draws the augmentation and then the shuffle, as
@@ -78,7 +78,8 @@ def _group_key(member: Trainee) -> tuple:
 
 class Stack:
     """The networks' weights stacked, and their epochs trained together (an
-    :class:`~digits_torch.train.run_loop.Arithmetic`: ``trainees`` are the networks still training).
+    :class:`~digits_torch.train.run_loop.EpochTrainer`: ``trainees`` are the networks still
+    training).
 
     Args:
         members: networks with one :func:`stack_key` (set up with ``stacked=True``), each at

@@ -1,9 +1,9 @@
 """The epochs of one network or of a sweep's stack, in one loop (:func:`train_epochs`).
 
-    train_epochs(OneNetwork(trainee), EachOnItsBudget([trainee]), requests, bar)
+    train_epochs(OneNetwork(trainee), SoloSaves([trainee]), requests, bar)
 
 What differs between one network and a stack is only the arithmetic of an epoch: an
-:class:`Arithmetic` trains every network still training for one epoch and returns each one's
+:class:`EpochTrainer` trains every network still training for one epoch and returns each one's
 record. The loop then does, for each network, what a run does after an epoch: its bookkeeping
 (:meth:`~digits_torch.train.trainee.Trainee.end_epoch`), its clock, the divergence check, its log
 and pictures (:class:`~digits_torch.train.run_files.RunFiles`) and the best weights so far; then
@@ -28,10 +28,10 @@ from ..runtime.interrupts import StopRequests
 from ..store.checkpoints import clone_weights
 from .trainee import Trainee
 
-__all__ = ["Arithmetic", "EachOnItsBudget", "OneNetwork", "Saves", "train_epochs"]
+__all__ = ["EpochTrainer", "OneNetwork", "Saves", "SoloSaves", "train_epochs"]
 
 
-class Arithmetic(Protocol):
+class EpochTrainer(Protocol):
     """How the networks still training (``trainees``) train one epoch."""
 
     trainees: list[Trainee]
@@ -63,13 +63,13 @@ class Saves(Protocol):
 
 
 def train_epochs(
-    arithmetic: Arithmetic,
+    trainer: EpochTrainer,
     saves: Saves,
     requests: StopRequests,
     bar: tqdm,
     on_diverged: Callable[[Trainee, dict], None] | None = None,
 ) -> None:
-    """Train ``arithmetic``'s networks until each has ended (or a signal stops them all).
+    """Train ``trainer``'s networks until each has ended (or a signal stops them all).
 
     Args:
         requests: Ctrl-C and SIGTERM, held (entered) by the caller.
@@ -81,9 +81,9 @@ def train_epochs(
         Interrupted: on Ctrl-C or SIGTERM, once the checkpoints are written.
     """
     started = time.perf_counter()
-    seconds_before = {id(t): t.seconds for t in arithmetic.trainees}
-    while arithmetic.trainees:
-        results = arithmetic.epoch()
+    seconds_before = {id(t): t.seconds for t in trainer.trainees}
+    while trainer.trainees:
+        results = trainer.epoch()
         pictured = []
         for trainee, record, finite in results:
             improved = trainee.end_epoch(record, finite)
@@ -98,10 +98,10 @@ def train_epochs(
                 if trainee.files.pictured(trainee.epoch):
                     pictured.append(trainee)
             if improved:
-                arithmetic.keep_best(trainee)
-        arithmetic.end_epoch()
+                trainer.keep_best(trainee)
+        trainer.end_epoch()
         if pictured:
-            arithmetic.sync()  # the pictures are of this epoch's weights
+            trainer.sync()  # the pictures are of this epoch's weights
             for trainee in pictured:
                 trainee.files.log_picture()
         saves.after_epoch(requests.agreed())  # on every rank: the ranks agree on it
@@ -113,7 +113,7 @@ def train_epochs(
 
 
 class OneNetwork:
-    """The arithmetic of one network's epoch: its run's epoch function, the revival of its
+    """The :class:`EpochTrainer` of one network: its run's epoch function, the revival of its
     dead units (if due), then its figures on the validation digits, read from the device at
     once."""
 
@@ -149,8 +149,8 @@ class OneNetwork:
         pass  # the model is the run's own
 
 
-class EachOnItsBudget:
-    """Saves of runs trained alone: each checkpointed on its own time budget
+class SoloSaves:
+    """The :class:`Saves` of runs trained alone: each checkpointed on its own time budget
     (:meth:`~digits_torch.train.run_files.RunFiles.end_epoch`), when training stops, and at the
     end."""
 

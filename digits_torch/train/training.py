@@ -50,7 +50,7 @@ from ..store.runs import (
 )
 from .leftovers import leftover_problem, remove_leftovers
 from .run_files import RunFiles, run_final_figures, run_metrics
-from .run_loop import EachOnItsBudget, OneNetwork, train_epochs
+from .run_loop import OneNetwork, SoloSaves, train_epochs
 from .run_setup import Setup, set_up
 from .teachers import teacher_config, teacher_plan, teacher_run, trained_for_another_split
 from .trainee import Trainee
@@ -344,7 +344,7 @@ def _run(
         with StopRequests(ranks) as requests:
             train_epochs(
                 OneNetwork(trainee),
-                EachOnItsBudget([trainee]),
+                SoloSaves([trainee]),
                 requests,
                 bar,
                 on_diverged=lambda t, record: _diverged(t, record, run_dir),
