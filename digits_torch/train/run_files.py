@@ -227,7 +227,7 @@ class RunFiles:
         # The NaN guard, on what is saved: the loss an epoch reports was computed before its
         # last step, so weights that took one step too far are scored here. (A stack checks its
         # networks itself.)
-        if self.run.epoch is not None and not (
+        if self.run.epoch_function is not None and not (
             self._scores_finite(None) and (self.best_saved or self._scores_finite(trainee.best))
         ):
             self.stop_on_nan(epoch)

@@ -36,7 +36,7 @@ class EpochTrainer(Protocol):
 
     trainees: list[Trainee]
 
-    def epoch(self) -> list[tuple[Trainee, dict, bool]]:
+    def train_epoch(self) -> list[tuple[Trainee, dict, bool]]:
         """One epoch of every network still training: (network, its record, whether its loss
         and weights are finite). A record holds ``epoch``, ``train_loss``, ``train_accuracy``,
         ``val_loss`` and ``val_accuracy`` (None without validation digits)."""
@@ -83,7 +83,7 @@ def train_epochs(
     started = time.perf_counter()
     seconds_before = {id(t): t.seconds for t in trainer.trainees}
     while trainer.trainees:
-        results = trainer.epoch()
+        results = trainer.train_epoch()
         pictured = []
         for trainee, record, finite in results:
             improved = trainee.end_epoch(record, finite)
@@ -121,9 +121,9 @@ class OneNetwork:
         self.trainee = trainee
         self.trainees = [trainee] if trainee.status == "training" else []
 
-    def epoch(self) -> list[tuple[Trainee, dict, bool]]:
+    def train_epoch(self) -> list[tuple[Trainee, dict, bool]]:
         run, epoch = self.trainee.run, self.trainee.epoch + 1
-        loss, accuracy = run.epoch()
+        loss, accuracy = run.epoch_function()
         recipe = run.recipe
         if recipe.revive_dead_units and revival_due(epoch, recipe.epochs):
             revive(run.model, run.optimizer, run.train[0], revival_generator(recipe.seed, epoch))

@@ -7,8 +7,8 @@
 
 The loop (:func:`_train`) reads top to bottom: set up, start or resume, the epochs, the report.
 The whole dataset is moved to the device once; what an epoch does is chosen once, before the loop
-(:func:`digits_torch.train.epochs.make_epoch`); each epoch is read from the device once, logged,
-counted by the stopping rule (:mod:`digits_torch.optim.stopping`) and checkpointed.
+(:func:`digits_torch.train.epochs.make_epoch_function`); each epoch is read from the device once,
+logged, counted by the stopping rule (:mod:`digits_torch.optim.stopping`) and checkpointed.
 
 Checkpoints go on a time budget (``checkpoint_every`` seconds of training): the latest state and
 the best model (kept in memory between writes) are written at the first epoch end past the
