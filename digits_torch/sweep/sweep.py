@@ -56,7 +56,7 @@ from ..config import arguments
 from ..config.config import DEFAULT_PRESET, TrainConfig
 from ..config.config_files import read_config_file
 from ..core.data import default_data_path, load_digits
-from ..errors import ArgumentParser, UserError, exit_on_error, tell
+from ..errors import ArgumentParser, UserError, exit_on_error, print_stderr
 from ..runtime.devices import resolve_device
 from ..runtime.distributed import (
     Ranks,
@@ -228,7 +228,7 @@ def _sweep_locked(given: dict, ranks: Ranks, save_every: float, locks: ExitStack
         interrupted = any_rank(ranks, interrupted or waiting.signum is not None)
     if interrupted:
         if ranks.lead:
-            tell(_resume_hint(planned.dir, ranks))
+            print_stderr(_resume_hint(planned.dir, ranks))
         raise SystemExit(EXIT_INTERRUPTED)
     if ranks.lead:
         _finish(planned, done)

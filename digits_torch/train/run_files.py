@@ -20,7 +20,7 @@ from .. import plots
 from ..config.config import fields_with
 from ..core.losses import score
 from ..core.model import MLP
-from ..errors import UserError, tell
+from ..errors import UserError, print_stderr
 from ..runtime.distributed import launch_command
 from ..store.checkpoints import (
     BEST,
@@ -331,7 +331,7 @@ class RunFiles:
             if self.again is not None:  # the teacher, then the student it was trained for
                 words = "the same command: it finishes this teacher, then trains its student"
                 again = f"{launch_command(self.again, self.world)}   ({words})"
-            tell(
+            print_stderr(
                 f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
                 f"resume with: {again}"
             )

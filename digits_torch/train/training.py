@@ -33,7 +33,7 @@ from pathlib import Path
 from ..config.config import TrainConfig, fields_with, preset_differences
 from ..config.plan import make_plan
 from ..core.model import MLP
-from ..errors import UserError, no_such_path, progress_bar, tell
+from ..errors import UserError, no_such_path, print_stderr, progress_bar
 from ..plots import FIGURES
 from ..runtime.distributed import SOLO, Ranks, from_lead, job_ranks, joined
 from ..runtime.interrupts import StopRequests
@@ -128,11 +128,11 @@ def with_teacher(config: TrainConfig, ranks: Ranks = SOLO, fitting: bool = False
                 found,
             ) from None
     elif said is not None:
-        tell(said)
+        print_stderr(said)
     if trained is not None:
         found = trained.run_dir
         if not config.quiet and ranks.lead:  # its bar is gone: a line that stays
-            tell(finished_line(trained))
+            print_stderr(finished_line(trained))
     return dataclasses.replace(config, teacher=str(found))
 
 
@@ -334,9 +334,9 @@ def _run(
         if files is not None:
             files.open()
         if announce is not None:  # the run has started: what could refuse it has not
-            tell(announce)
+            print_stderr(announce)
         if checkpoint is not None and trainee.status != "training":  # before the bar: its own line
-            tell(_nothing_to_train(config, trainee.epoch, trainee.status))
+            print_stderr(_nothing_to_train(config, trainee.epoch, trainee.status))
         shown = not config.quiet and ranks.lead
         bar = progress_bar(config.epochs, trainee.epoch, config.preset, config.step_name, shown)
         # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint (under
@@ -355,7 +355,7 @@ def _run(
         run.model.load_state_dict(trainee.best)
         if files is not None:
             if shown and config.figures:  # some seconds: say what they are spent on
-                tell(f"{config.preset}: drawing its pictures into {run_dir / FIGURES}")
+                print_stderr(f"{config.preset}: drawing its pictures into {run_dir / FIGURES}")
             metrics, history = files.report()
         else:  # the metrics rank 0 writes (without the history's figures), written nowhere
             metrics, history = run_metrics(run_final_figures(run), trainee, [], ranks.world), []
