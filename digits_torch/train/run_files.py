@@ -42,11 +42,11 @@ from .trainee import Trainee
 __all__ = [
     "SIDE",
     "RunFiles",
-    "final_figures",
+    "final_metrics",
     "hparams_of",
     "install",
     "report_metrics",
-    "run_final_figures",
+    "run_final_metrics",
     "run_metrics",
     "without_resume_hint",
 ]
@@ -55,12 +55,12 @@ __all__ = [
 NOT_HPARAMS = fields_with("hparam", has=False)
 
 
-def run_final_figures(run: Setup) -> dict:
-    """:func:`final_figures` of the model now in ``run``."""
-    return final_figures(run.model, run.train, run.val, run.recipe.objective.loss)
+def run_final_metrics(run: Setup) -> dict:
+    """:func:`final_metrics` of the model now in ``run``."""
+    return final_metrics(run.model, run.train, run.val, run.recipe.objective.loss)
 
 
-def final_figures(model: MLP, train: tuple, val: tuple | None, loss: str) -> dict:
+def final_metrics(model: MLP, train: tuple, val: tuple | None, loss: str) -> dict:
     """The reported model's loss (without the L2 term) and accuracy on the clean training
     digits, and on the validation digits where there are some (else None): what metrics.json
     and the HParams tab report. ``train``, ``val``: ((m, n) images, (m,) digits) on the device."""
@@ -75,7 +75,7 @@ def final_figures(model: MLP, train: tuple, val: tuple | None, loss: str) -> dic
 
 
 def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict:
-    """metrics.json of a run: ``final`` (:func:`final_figures`), the last epoch's objective and
+    """metrics.json of a run: ``final`` (:func:`final_metrics`), the last epoch's objective and
     seconds from ``history``, the sizes of the split ``rows`` (training, validation), and
     ``run``'s ``epochs``, ``best_epoch``, ``stopped``, ``device``, ``preset`` and ``ranks`` (the
     processes that trained it together: a torchrun job's, else 1)."""
@@ -96,7 +96,7 @@ def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict
 
 def run_metrics(final: dict, trainee: Trainee, history: list[dict], world: int) -> dict:
     """:func:`report_metrics` of ``trainee`` where it stands: ``final`` (its model's
-    :func:`final_figures`), ``history`` (the run's, or [] where none is read), ``world`` (the
+    :func:`final_metrics`), ``history`` (the run's, or [] where none is read), ``world`` (the
     processes that trained it)."""
     run = trainee.run
     return report_metrics(
@@ -296,7 +296,7 @@ class RunFiles:
     def report(self) -> tuple[dict, list[dict]]:
         """metrics.json, the pictures and the HParams entry, for the model now in ``run`` (the
         best one: the caller has loaded it). Returns the metrics and the run's history."""
-        final = run_final_figures(self.run)
+        final = run_final_metrics(self.run)
         self.log.flush()
         history = read_history(self.dir)
         metrics = run_metrics(final, self.trainee, history, self.world)

@@ -114,7 +114,7 @@ def train_epochs(
 
 class OneNetwork:
     """The :class:`EpochTrainer` of one network: its run's epoch function, the revival of its
-    dead units (if due), then its figures on the validation digits, read from the device at
+    dead units (if due), then its metrics on the validation digits, read from the device at
     once."""
 
     def __init__(self, trainee: Trainee) -> None:
@@ -129,7 +129,7 @@ class OneNetwork:
             revive(run.model, run.optimizer, run.train[0], revival_generator(recipe.seed, epoch))
         record = {
             "epoch": epoch,
-            **val_figures(run.model, run.val, recipe.objective.loss),
+            **val_metrics(run.model, run.val, recipe.objective.loss),
         }
         # the epoch's one read from the device (float64 holds either dtype exactly)
         finite = torch.stack([p.isfinite().all() for p in run.model.parameters()]).all()
@@ -168,7 +168,7 @@ class SoloSaves:
                 trainee.files.save()  # the last epoch, whatever the budget
 
 
-def val_figures(model: MLP, val: tuple | None, loss: str) -> dict:
+def val_metrics(model: MLP, val: tuple | None, loss: str) -> dict:
     """An epoch's ``val_loss`` and ``val_accuracy`` of ``model`` on ``val`` ((v, n) images,
     (v,) digits), None without it."""
     if val is None:
@@ -178,7 +178,7 @@ def val_figures(model: MLP, val: tuple | None, loss: str) -> dict:
 
 
 def _postfix(record: dict) -> dict:
-    """The progress bar's figures for one network's epoch."""
+    """The progress bar's numbers for one network's epoch."""
     postfix = {"loss": f"{record['train_loss']:.4f}", "acc": f"{record['train_accuracy']:.4f}"}
     if record["val_accuracy"] is not None:
         postfix["val_acc"] = f"{record['val_accuracy']:.4f}"
