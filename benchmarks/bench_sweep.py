@@ -94,7 +94,7 @@ def time_sweep(cfgs: list, device: torch.device, epochs: int):
 
 def _epoch(stack: Stack) -> None:
     """One epoch of the stack and each network's bookkeeping (no files: the loop's rest)."""
-    for trainee, record, finite in stack.epoch():
+    for trainee, record, finite in stack.train_epoch():
         trainee.end_epoch(record, finite)
     stack.end_epoch()
 

@@ -4,7 +4,7 @@ Library functions raise :class:`UserError` for anything a user can fix (a bad fi
 device that is not there). Command-line entry points wrap their ``main`` in :func:`exit_on_error`,
 so the user sees a single line on stderr and no traceback. Programming errors are not caught.
 
-What a command prints goes through :func:`tell` (stderr) and :func:`show` (stdout): a closed
+What a command prints goes through :func:`print_stderr` and :func:`print_stdout`: a closed
 stderr (``2>&-``), a broken pipe (``| head``) or a full output device (``>/dev/full``) never
 turns finished work into a traceback. A command's exit status says what failed:
 :data:`EXIT_USAGE` a user error, :data:`EXIT_OUTPUT` its report could not be written,
@@ -40,11 +40,11 @@ __all__ = [
     "one_line",
     "path_error",
     "plain_text",
+    "print_stderr",
+    "print_stdout",
     "program_name",
     "reading",
-    "show",
     "shown_name",
-    "tell",
     "writing",
 ]
 
@@ -119,13 +119,13 @@ def exit_on_error(main: Callable[..., T]) -> Callable[..., T | None]:
             return result if args or kwargs else None
         except UserError as err:
             if err.every_rank or _lead_process():
-                tell(error_line(err))
+                print_stderr(error_line(err))
             raise SystemExit(EXIT_USAGE) from None
         except _OutputLost as err:
             _silence_stdout()  # else Python's own flush at exit would print a traceback
             if err.errno == errno.EPIPE:
                 raise SystemExit(EXIT_BROKEN_PIPE) from None
-            tell(f"error: standard output: cannot write ({err}); what was done is kept")
+            print_stderr(f"error: standard output: cannot write ({err}); what was done is kept")
             raise SystemExit(EXIT_OUTPUT) from None
 
     return wrapper
@@ -177,13 +177,13 @@ def shown_name(path: str | Path | None) -> str:
     return repr(name) if any(unicodedata.category(c) in _LINE_BREAKING for c in name) else name
 
 
-def tell(text: str) -> None:
+def print_stderr(text: str) -> None:
     """``text`` and a newline on stderr, if stderr takes it: closed, broken or full, it is
     skipped (the exit status still says what happened)."""
     _write(sys.stderr, text + "\n")
 
 
-def show(text: str) -> None:
+def print_stdout(text: str) -> None:
     """``text`` and a newline on stdout, flushed: what a command reports. A closed stdout
     (``>&-``) takes nothing; a broken pipe or a full device ends the command through
     :func:`exit_on_error`. A path that is not valid text is printed as its own bytes."""
@@ -306,7 +306,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if _lead_process():
-            tell(f"error: {message}{self._suggestion(message)}")
+            print_stderr(f"error: {message}{self._suggestion(message)}")
         raise SystemExit(EXIT_USAGE)
 
     def _suggestion(self, message: str) -> str:

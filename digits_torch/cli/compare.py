@@ -40,7 +40,7 @@ from ..config.bounds import MAX_THREADS
 from ..config.config import make_config
 from ..core.data import default_data_path, load_digits, stratified_split
 from ..core.model import MLP
-from ..errors import ArgumentParser, UserError, exit_on_error, program_name, show, writing
+from ..errors import ArgumentParser, UserError, exit_on_error, print_stdout, program_name, writing
 from ..reference import sklearn_exact
 from ..runtime.devices import resolve_device
 from ..store.events import EventFile
@@ -420,8 +420,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.threads,
         progress=not args.quiet,
     )
-    show(format_table(records))
+    print_stdout(format_table(records))
     if json_out is not None:  # write_json reports a failed write as a UserError itself
         write_json(json_out, json.loads((out / "results.json").read_text()))
-    show(f"comparison: {out}\n  tensorboard --logdir {out}")
+    print_stdout(f"comparison: {out}\n  tensorboard --logdir {out}")
     return records

@@ -16,7 +16,7 @@ import torch
 
 from ..draw.reader import Reader
 from ..draw.server import DrawServer
-from ..errors import ArgumentParser, UserError, exit_on_error, show
+from ..errors import ArgumentParser, UserError, exit_on_error, print_stdout
 from ..inference.loading import MODEL_FILES
 
 __all__ = ["main", "serve"]
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     torch.set_num_threads(1)  # one digit at a time: more threads only wait on each other
     server = serve(args.model, args.host, args.port)
-    show(f"digits-draw: {server.reader.name} at {server.url}  (Ctrl-C stops)")
+    print_stdout(f"digits-draw: {server.reader.name} at {server.url}  (Ctrl-C stops)")
     if not args.no_browser:
         threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
     # Ctrl-C and SIGTERM stop it, also where the process started with Ctrl-C ignored (a
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        show("stopped")
+        print_stdout("stopped")
     finally:
         server.server_close()
         for signum, handler in previous.items():

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..core.data import load_digits
-from ..errors import ArgumentParser, UserError, exit_on_error, program_name, show
+from ..errors import ArgumentParser, UserError, exit_on_error, print_stdout, program_name
 from ..inference.loading import MODEL_FILES, load_trained
 from ..plots import FIGURES, digits_grid, render, run_figures, save_png
 from ..store.files import output_path
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         targets = {name: output_path(out / f"{name}.png", own) for name in figures}  # all, first
         paths = [save_png(render(figure), targets[name]) for name, figure in figures.items()]
     for written in paths:
-        show(str(written))
+        print_stdout(str(written))
     return paths
 
 

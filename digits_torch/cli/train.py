@@ -23,7 +23,14 @@ from ..config.arguments import HELP_WIDTH, add_config_arguments, presets_help
 from ..config.config import DEFAULT_PRESET, TrainConfig, make_config
 from ..config.config_files import read_config_file
 from ..config.plan import make_plan
-from ..errors import ArgumentParser, UserError, exit_on_error, program_name, show, shown_name
+from ..errors import (
+    ArgumentParser,
+    UserError,
+    exit_on_error,
+    print_stdout,
+    program_name,
+    shown_name,
+)
 from ..plots import FIGURES
 from ..runtime.distributed import job_ranks
 from ..runtime.interrupts import sigterm_interrupts
@@ -87,8 +94,8 @@ def main(argv: list[str] | None = None) -> FitResult:
         raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
     if job_ranks().lead:  # under torchrun, rank 0 speaks for the job
         if not result.config.quiet:
-            show(summary(result, _prog(), time.perf_counter() - started))
-        show(f"run: {shown_name(result.run_dir)}")  # quoted if a newline could forge a line
+            print_stdout(summary(result, _prog(), time.perf_counter() - started))
+        print_stdout(f"run: {shown_name(result.run_dir)}")  # quoted if a newline could forge a line
     return result
 
 

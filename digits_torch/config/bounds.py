@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 from ..core.losses import LOSSES
-from ..core.model import ACTIVATIONS, INITS
+from ..core.model import ACTIVATIONS, INITS, parameter_count
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.schedule import SCHEDULES
 from .presets import PRESETS
@@ -197,9 +197,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
 def training_memory(hidden: tuple[int, ...], batch_size: int, dtype: str) -> int:
     """Bytes that training a ``ESTIMATED_INPUTS``-``hidden``-10 MLP needs, roughly: weights,
     their gradients and two optimizer buffers (Adam's), and a batch's activations forward and
-    back (the batch capped at the shipped 5,000 digits)."""
+    back (the batch capped at the shipped 5,000 digits). The bound a config is held to before
+    any data is read; a sweep counts what a stack needs on its data with
+    :func:`digits_torch.sweep.plan.memory_needed`."""
     sizes = (ESTIMATED_INPUTS, *hidden, 10)
-    weights = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    weights = parameter_count(sizes)
     activations = min(batch_size, 5000) * sum(sizes) * 3
     return (4 * weights + activations) * DTYPES[dtype].itemsize
 

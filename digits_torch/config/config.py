@@ -253,7 +253,7 @@ class TrainConfig:
         False,
         "distil from a --teacher not known to have trained on this run's split (a model file, "
         "another seed's or data file's run): it may have learned this run's validation digits, "
-        "whose figures then flatter the student",
+        "whose accuracy then flatters the student",
         roles=(),
     )
     distill_temperature: float = _field(
@@ -277,7 +277,7 @@ class TrainConfig:
     )
     tol: float = _field(
         1e-9,
-        "the watched figure must improve by more than this to count as progress",
+        "the watched metric must improve by more than this to count as progress",
         sklearn="tol",
     )
     patience: int = _field(

@@ -27,7 +27,7 @@ PRESETS: dict[str, dict] = {
         "image_every": 10,  # 5 pictures of the hidden units forming over the 50 iterations
     },
     # The best held-out accuracy found for 400-25-10 trained alone on the 5,000 digits
-    # (docs/recipe.md), chosen by validation accuracy over seeds none of the reported figures
+    # (docs/recipe.md), chosen by validation accuracy over seeds none of the reported results
     # use. Trains on 80 % of each digit; best.pt is chosen on the other 20 %.
     "tuned": {
         "lr": 0.1,

@@ -2,7 +2,7 @@
 
 Read this first. It is the whole of what training is here: shuffle, take a batch, compute the
 objective and its gradients, step the optimizer; after each epoch, one record of the epoch's
-figures, handed to the callbacks. Nothing is written anywhere. What a run adds around it (files,
+metrics, handed to the callbacks. Nothing is written anywhere. What a run adds around it (files,
 checkpoints, TensorBoard, pictures, signals, torchrun) are callbacks on these records, and the
 fast paths (hand-written backprop, fused steps, CUDA graphs, many networks at once) are tested
 against it.

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "INITS", "MLP", "glorot_bound", "shape_text"]
+__all__ = ["ACTIVATIONS", "INITS", "MLP", "glorot_bound", "parameter_count", "shape_text"]
 
 ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
@@ -143,6 +143,12 @@ class MLP(nn.Module):
 def shape_text(hidden: Sequence[int], input_size: int = 400, num_classes: int = 10) -> str:
     """A network's layer sizes as the docs write them: ``400-25-10``."""
     return "-".join(map(str, (input_size, *hidden, num_classes)))
+
+
+def parameter_count(sizes: Sequence[int]) -> int:
+    """Weights and biases of a network whose layers have ``sizes`` units, inputs first and
+    classes last (``(400, 25, 10)``: 10,285)."""
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
 
 
 def glorot_bound(fan_in: int, fan_out: int, activation: str) -> float:

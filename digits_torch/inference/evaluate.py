@@ -19,7 +19,14 @@ import torch
 
 from ..core.data import NUM_CLASSES, default_data_path, load_digits
 from ..core.losses import score
-from ..errors import ArgumentParser, UserError, exit_on_error, plain_text, program_name, show
+from ..errors import (
+    ArgumentParser,
+    UserError,
+    exit_on_error,
+    plain_text,
+    print_stdout,
+    program_name,
+)
 from ..runtime.devices import resolve_device
 from ..store.files import output_path, write_json
 from ..store.runs import SPLIT, read_split
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     json_out = output_path(args.json) if args.json else None  # refused before the work
     result = evaluate(args.path, args.data, args.device, args.split)
-    show(
+    print_stdout(
         f"accuracy {result['accuracy']:.4f} ({round(result['accuracy'] * result['n'])}/"
         f"{result['n']})  loss {result['loss']:.4f}  on {result['digits']}"
     )

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from ..core.model import MLP
-from ..errors import ArgumentParser, UserError, exit_on_error, show
+from ..errors import ArgumentParser, UserError, exit_on_error, print_stdout
 from ..reference.coursera import save_weights
 from ..store.checkpoints import BEST, save_safetensors
 from ..store.files import output_path, write_atomically
@@ -223,5 +223,5 @@ def main(argv: list[str] | None = None) -> Path:
         raise UserError("exists; pass --force to replace it", out)
     trained = as_trained(args.model)
     out = export_model(trained, format, out, card=model_card(args.model, trained))
-    show(f"wrote {out} ({format}: {_describe(trained.model)}, loss {trained.loss})")
+    print_stdout(f"wrote {out} ({format}: {_describe(trained.model)}, loss {trained.loss})")
     return out

@@ -38,11 +38,11 @@ from ..errors import (
     UserError,
     error_line,
     exit_on_error,
+    print_stderr,
+    print_stdout,
     shown_name,
-    tell,
     writing,
 )
-from ..errors import show as show_line
 from ..images.image_files import read_image
 from ..images.images import EX4_SIDE, greyscale, preprocess_image
 from ..plots import render
@@ -222,12 +222,12 @@ def main(argv: list[str] | None = None) -> list[Prediction]:
         try:
             images.append((path, *_read(path, keep_grey=show is not None)))
         except UserError as err:
-            tell(error_line(err))
+            print_stderr(error_line(err))
             bad += 1
     predictions = _predict_all(trained, images, show)
     if json_out is not None and predictions:  # the results of the good images, if any
         write_json(json_out, _report(args.model, trained, predictions))
-        show_line(f"wrote {shown_name(json_out)}")
+        print_stdout(f"wrote {shown_name(json_out)}")
     if bad:
         raise SystemExit(EXIT_USAGE)
     return predictions
@@ -243,10 +243,10 @@ def _predict_all(trained: Trained, images: list, show: Path | None) -> list[Pred
     predictions = []
     for k, (path, pixels, grey) in enumerate(images):
         predictions.append(prediction := _predict_pixels(trained, pixels, path))
-        show_line(describe(prediction))
+        print_stdout(describe(prediction))
         if show is not None:  # never over a file there: the name is one no file has
             write_new(pictures[k], _png(figure(grey, prediction)))
-            show_line(f"wrote {shown_name(pictures[k])}")
+            print_stdout(f"wrote {shown_name(pictures[k])}")
     return predictions
 
 

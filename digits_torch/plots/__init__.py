@@ -290,7 +290,7 @@ def learning_curves(run_dir: str | Path) -> Figure:
     The training loss is the objective the optimizer minimised, L2 penalty included; the
     validation loss is the data loss alone. With a validation split, a dotted line marks the best
     epoch: the model that best.pt holds. The labels follow the run's config.json: training
-    figures on augmented digits say so (they can lie below validation: distorted digits are
+    curves on augmented digits say so (they can lie below validation: distorted digits are
     harder), and a full-batch optimizer's epochs are iterations.
 
     Raises:

@@ -46,6 +46,7 @@ __all__ = [
     "gather_to_lead",
     "job_ranks",
     "joined",
+    "launch_command",
     "own_errors",
     "sum_over_ranks",
 ]
@@ -84,6 +85,16 @@ class Ranks:
 
 
 SOLO = Ranks()  # a process not started by torchrun (or torchrun with one process)
+
+
+def launch_command(command: str, world: int) -> str:
+    """``command``, as a user types it for one process (``python train.py ...``, ``python -m
+    digits_torch ...``, ``digits-train ...``), as it starts a job of ``world`` processes: itself
+    for one, else under torchrun, which starts the script (or ``-m`` module) itself. What an
+    interrupted run or sweep says to resume it with."""
+    if world == 1:
+        return command
+    return f"torchrun --nproc-per-node {world} {command.removeprefix('python ')}"
 
 
 def job_ranks() -> Ranks:

@@ -35,6 +35,6 @@ def sgd_step(
         else:
             # g + momentum buf in two roundings, where torch's SGD (and the branch above) rounds
             # once: a Nesterov network of a mixed stack is an ulp off its solo step (kept: a
-            # sweep's figures stay as they were; addcmul here would make it torch's exactly)
+            # sweep's results stay as they were; addcmul here would make it torch's exactly)
             step = torch.where(nesterov.view(shape), grad + factor * buffer, buffer)
         param.addcmul_(minus_lr.view(shape), step)

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
 from ..config.bounds import DTYPES
 from ..config.config import TrainConfig
 from ..config.plan import Plan, Recipe, as_plan
-from ..core.model import shape_text
+from ..core.model import parameter_count, shape_text
 from ..fast.backprop import effective_backprop
 
 __all__ = [
@@ -53,15 +51,17 @@ def memory_needed(plans: Sequence[Plan | TrainConfig], rows: int, pixels: int) -
     """Bytes a stack of ``plans`` (or configs) needs, on data of ``rows`` images of ``pixels``
     pixels.
 
-    Counted: weights, momentum, gradients, the pre-epoch snapshot, the best weights and each
-    member's own model and optimizer; one batch's activations and inputs; the data, each batch
-    group's augmented copy and the validation pass. It grows linearly with the networks.
+    Counted on the data itself, unlike the rough bound every config is held to before any data
+    is read (:func:`digits_torch.config.bounds.training_memory`): weights, momentum, gradients,
+    the pre-epoch snapshot, the best weights and each member's own model and optimizer; one
+    batch's activations and inputs; the data, each batch group's augmented copy and the
+    validation pass. It grows linearly with the networks.
     """
     recipes = [as_plan(p).recipe for p in plans]
     r = recipes[0]
-    item = torch.finfo(DTYPES[r.dtype]).bits // 8
+    item = DTYPES[r.dtype].itemsize
     sizes = [pixels, *r.hidden, 10]
-    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    params = parameter_count(sizes)
     K = len(recipes)
     groups = {x.batch_group: x for x in recipes}
     G, augmented = len(groups), sum(1 for x in groups.values() if x.augmented)

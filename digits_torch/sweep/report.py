@@ -117,8 +117,8 @@ def report(sweep_dir: Path, grid: dict, rows: list[dict]) -> str:
     table = [head]
     for rank, (values, members) in enumerate(ranked, 1):
         cells = [str(rank), *map(value_text, values)]
-        for figure in ("val_accuracy", "train_accuracy"):
-            cells.append(_mean_sd_text([r[figure] for r in members]))
+        for metric in ("val_accuracy", "train_accuracy"):
+            cells.append(_mean_sd_text([r[metric] for r in members]))
         cells.append(f"{_mean_sd([r['epochs'] for r in members])[0]:.0f}")
         table.append(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
@@ -193,13 +193,12 @@ def validation_curve(grid: dict, rows: list[dict], field: str, xs: list[float]) 
     for i, (values, members) in enumerate(lines.items()):
         label = ", ".join(f"{f}={value_text(v)}" for f, v in zip(others, values))
         # a colour each, as the learning curves have them: training blue, validation orange
-        for figure_key, style, name, colour in (
+        for metric, style, name, colour in (
             ("train_accuracy", "--", "training", f"C{(2 * i) % 10}"),
             ("val_accuracy", "-", "validation", f"C{(2 * i + 1) % 10}"),
         ):
             stats = [
-                _mean_sd([r[figure_key] for r in members if r[field] == grid[field][j]])
-                for j in order
+                _mean_sd([r[metric] for r in members if r[field] == grid[field][j]]) for j in order
             ]
             mean = np.array([s[0] for s in stats]) * 100
             sd = np.array([s[1] for s in stats]) * 100

@@ -5,12 +5,12 @@
     stack = Stack(trainees, *digits.on_device)
     train_epochs(stack, saves, requests, bar)        # the loop a solo run trains in
 
-A :class:`Stack` is the :class:`~digits_torch.train.run_loop.Arithmetic` of a sweep's epoch. Each
+A :class:`Stack` is the :class:`~digits_torch.train.run_loop.EpochTrainer` of a sweep. Each
 network is set up by :func:`digits_torch.train.run_setup.set_up`, exactly as its solo ``fit`` run
 is: its initial weights, validation split, optimizer, lr scheduler, stopping rule and CPU
 generator; and each epoch its generator draws the augmentation and then the shuffle, as
-:func:`digits_torch.train.epochs.make_epoch` does. What the stack changes is only how the arithmetic
-is laid out:
+:func:`digits_torch.train.epochs.make_epoch_function` does. What the stack changes is only how
+the arithmetic is laid out:
 
 * weights carry a leading model dimension: layer l is W (K, n_l, n_{l-1}) and b (K, n_l);
 * networks whose generators are in the same state and that train on the same rows with the same
@@ -78,7 +78,8 @@ def _group_key(member: Trainee) -> tuple:
 
 class Stack:
     """The networks' weights stacked, and their epochs trained together (an
-    :class:`~digits_torch.train.run_loop.Arithmetic`: ``trainees`` are the networks still training).
+    :class:`~digits_torch.train.run_loop.EpochTrainer`: ``trainees`` are the networks still
+    training).
 
     Args:
         members: networks with one :func:`stack_key` (set up with ``stacked=True``), each at
@@ -202,7 +203,7 @@ class Stack:
     # ------------------------------------------------------------------ the epoch
 
     @torch.no_grad()
-    def epoch(self) -> list[tuple[Trainee, dict, bool]]:
+    def train_epoch(self) -> list[tuple[Trainee, dict, bool]]:
         """One epoch of every network: (network, its record, whether its loss is finite), in
         stack order. The networks whose bookkeeping ends them leave at :meth:`end_epoch`."""
         self._snapshot_before = self._snapshot()

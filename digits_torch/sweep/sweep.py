@@ -56,7 +56,7 @@ from ..config import arguments
 from ..config.config import DEFAULT_PRESET, TrainConfig
 from ..config.config_files import read_config_file
 from ..core.data import default_data_path, load_digits
-from ..errors import ArgumentParser, UserError, exit_on_error, tell
+from ..errors import ArgumentParser, UserError, exit_on_error, print_stderr
 from ..runtime.devices import resolve_device
 from ..runtime.distributed import (
     Ranks,
@@ -65,6 +65,7 @@ from ..runtime.distributed import (
     gather_to_lead,
     job_ranks,
     joined,
+    launch_command,
     own_errors,
 )
 from ..runtime.interrupts import StopRequests
@@ -227,7 +228,7 @@ def _sweep_locked(given: dict, ranks: Ranks, save_every: float, locks: ExitStack
         interrupted = any_rank(ranks, interrupted or waiting.signum is not None)
     if interrupted:
         if ranks.lead:
-            tell(_resume_hint(planned.dir, ranks))
+            print_stderr(_resume_hint(planned.dir, ranks))
         raise SystemExit(EXIT_INTERRUPTED)
     if ranks.lead:
         _finish(planned, done)
@@ -428,10 +429,9 @@ def _draw(planned: _Sweep, rows: list[dict]) -> None:
 
 
 def _resume_hint(sweep_dir: Path, ranks: Ranks) -> str:
+    again = launch_command(f"python -m digits_torch sweep --resume {sweep_dir}", ranks.world)
+    hint = f"\ninterrupted; resume with: {again}"
     if not ranks.parallel:
-        return f"\ninterrupted; resume with: python -m digits_torch sweep --resume {sweep_dir}"
-    return (
-        f"\ninterrupted; resume with: torchrun --nproc-per-node {ranks.world} "
-        f"-m digits_torch sweep --resume {sweep_dir}\n"
-        "(another --nproc-per-node, or python -m digits_torch sweep alone, resumes it too)"
-    )
+        return hint
+    also = "another --nproc-per-node, or python -m digits_torch sweep alone, resumes it too"
+    return f"{hint}\n({also})"

@@ -1,7 +1,7 @@
 """Training a sweep's networks and writing their run directories: stacks, then solo runs.
 
 A stack trains in the loop a solo run trains in (:func:`~digits_torch.train.run_loop.train_epochs`),
-with the stack as its arithmetic; each stacked network's directory is written as ``fit`` writes a
+with the stack as its epoch trainer; each stacked network's directory is written as ``fit`` writes a
 run's (:class:`~digits_torch.train.run_files.RunFiles`), but on the sweep's clock
 (:class:`_CommittedSaves`): every ``save_every`` seconds (longer where saving a big stack would
 take more than a tenth of its time), when the stack is interrupted, and at the end. So that a

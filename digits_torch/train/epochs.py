@@ -1,4 +1,4 @@
-"""One epoch of training, chosen once per run: :func:`make_epoch`.
+"""One epoch of training, chosen once per run: :func:`make_epoch_function`.
 
 The kinds of epoch, by the run's recipe (its plan's: :mod:`digits_torch.config.plan`):
 
@@ -41,13 +41,20 @@ from ..recipes.distillation import Soft, soft_targets
 from ..reference import sklearn_exact
 from ..runtime.distributed import SOLO, Ranks
 
-__all__ = ["Epoch", "batch_gradients", "make_epoch", "run_batches", "train_epoch"]
+__all__ = [
+    "EpochFunction",
+    "batch_gradients",
+    "make_epoch_function",
+    "run_batches",
+    "train_epoch",
+]
 
-# An epoch: no arguments; returns 0-dim device tensors (mean training objective, accuracy).
-Epoch = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+# An epoch function: no arguments; trains one epoch and returns 0-dim device tensors (mean
+# training objective, accuracy).
+EpochFunction = Callable[[], tuple[torch.Tensor, torch.Tensor]]
 
 
-def make_epoch(
+def make_epoch_function(
     recipe: Recipe,
     model: MLP,
     optimizer: torch.optim.Optimizer,
@@ -57,7 +64,7 @@ def make_epoch(
     stream: sklearn_exact.RandomStream | None = None,
     ranks: Ranks = SOLO,
     teacher: MLP | None = None,
-) -> Epoch:
+) -> EpochFunction:
     """The epoch function of a run: trains ``model`` on (m, n) images X and (m,) labels y.
 
     Args:
@@ -86,12 +93,12 @@ def make_epoch(
     backprop = effective_backprop(recipe.backprop, recipe.activation, recipe.objective.loss)
     parallel = DataParallel(model, recipe.objective, backprop, ranks) if ranks.parallel else None
 
-    def epoch() -> tuple[torch.Tensor, torch.Tensor]:
+    def epoch_function() -> tuple[torch.Tensor, torch.Tensor]:
         X_epoch = random_affine(X, generator, *augmentation)  # X itself without augmentation
         soft = None if teacher is None else teacher_soft(teacher, X_epoch, recipe)
         return train_epoch(model, optimizer, X_epoch, y, recipe, generator, parallel, soft)
 
-    return epoch
+    return epoch_function
 
 
 def train_epoch(

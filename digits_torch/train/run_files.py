@@ -20,7 +20,8 @@ from .. import plots
 from ..config.config import fields_with
 from ..core.losses import score
 from ..core.model import MLP
-from ..errors import UserError, tell
+from ..errors import UserError, print_stderr
+from ..runtime.distributed import launch_command
 from ..store.checkpoints import (
     BEST,
     LATEST,
@@ -41,11 +42,11 @@ from .trainee import Trainee
 __all__ = [
     "SIDE",
     "RunFiles",
-    "final_figures",
+    "final_metrics",
     "hparams_of",
     "install",
     "report_metrics",
-    "run_final_figures",
+    "run_final_metrics",
     "run_metrics",
     "without_resume_hint",
 ]
@@ -54,12 +55,12 @@ __all__ = [
 NOT_HPARAMS = fields_with("hparam", has=False)
 
 
-def run_final_figures(run: Setup) -> dict:
-    """:func:`final_figures` of the model now in ``run``."""
-    return final_figures(run.model, run.train, run.val, run.recipe.objective.loss)
+def run_final_metrics(run: Setup) -> dict:
+    """:func:`final_metrics` of the model now in ``run``."""
+    return final_metrics(run.model, run.train, run.val, run.recipe.objective.loss)
 
 
-def final_figures(model: MLP, train: tuple, val: tuple | None, loss: str) -> dict:
+def final_metrics(model: MLP, train: tuple, val: tuple | None, loss: str) -> dict:
     """The reported model's loss (without the L2 term) and accuracy on the clean training
     digits, and on the validation digits where there are some (else None): what metrics.json
     and the HParams tab report. ``train``, ``val``: ((m, n) images, (m,) digits) on the device."""
@@ -74,7 +75,7 @@ def final_figures(model: MLP, train: tuple, val: tuple | None, loss: str) -> dic
 
 
 def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict:
-    """metrics.json of a run: ``final`` (:func:`final_figures`), the last epoch's objective and
+    """metrics.json of a run: ``final`` (:func:`final_metrics`), the last epoch's objective and
     seconds from ``history``, the sizes of the split ``rows`` (training, validation), and
     ``run``'s ``epochs``, ``best_epoch``, ``stopped``, ``device``, ``preset`` and ``ranks`` (the
     processes that trained it together: a torchrun job's, else 1)."""
@@ -95,7 +96,7 @@ def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict
 
 def run_metrics(final: dict, trainee: Trainee, history: list[dict], world: int) -> dict:
     """:func:`report_metrics` of ``trainee`` where it stands: ``final`` (its model's
-    :func:`final_figures`), ``history`` (the run's, or [] where none is read), ``world`` (the
+    :func:`final_metrics`), ``history`` (the run's, or [] where none is read), ``world`` (the
     processes that trained it)."""
     run = trainee.run
     return report_metrics(
@@ -226,7 +227,7 @@ class RunFiles:
         # The NaN guard, on what is saved: the loss an epoch reports was computed before its
         # last step, so weights that took one step too far are scored here. (A stack checks its
         # networks itself.)
-        if self.run.epoch is not None and not (
+        if self.run.epoch_function is not None and not (
             self._scores_finite(None) and (self.best_saved or self._scores_finite(trainee.best))
         ):
             self.stop_on_nan(epoch)
@@ -295,7 +296,7 @@ class RunFiles:
     def report(self) -> tuple[dict, list[dict]]:
         """metrics.json, the pictures and the HParams entry, for the model now in ``run`` (the
         best one: the caller has loaded it). Returns the metrics and the run's history."""
-        final = run_final_figures(self.run)
+        final = run_final_metrics(self.run)
         self.log.flush()
         history = read_history(self.dir)
         metrics = run_metrics(final, self.trainee, history, self.world)
@@ -326,15 +327,11 @@ class RunFiles:
             shutil.rmtree(self.dir, ignore_errors=True)
         elif interrupted and _HINTED.get():
             epoch = load_run_file(self.dir / LATEST)["epoch"]
-            launch = "python" if self.world == 1 else f"torchrun --nproc-per-node {self.world}"
-            again = f"{launch} train.py --resume {self.dir}"
+            again = launch_command(f"python train.py --resume {self.dir}", self.world)
             if self.again is not None:  # the teacher, then the student it was trained for
-                command = self.again  # torchrun starts the script (or -m module) itself:
-                if self.world > 1:
-                    command = f"{launch} {command.removeprefix('python ')}"
                 words = "the same command: it finishes this teacher, then trains its student"
-                again = f"{command}   ({words})"
-            tell(
+                again = f"{launch_command(self.again, self.world)}   ({words})"
+            print_stderr(
                 f"\ninterrupted; the checkpoint of epoch {epoch} is in {self.dir}\n"
                 f"resume with: {again}"
             )

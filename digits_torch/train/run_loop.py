@@ -1,9 +1,9 @@
 """The epochs of one network or of a sweep's stack, in one loop (:func:`train_epochs`).
 
-    train_epochs(OneNetwork(trainee), EachOnItsBudget([trainee]), requests, bar)
+    train_epochs(OneNetwork(trainee), SoloSaves([trainee]), requests, bar)
 
 What differs between one network and a stack is only the arithmetic of an epoch: an
-:class:`Arithmetic` trains every network still training for one epoch and returns each one's
+:class:`EpochTrainer` trains every network still training for one epoch and returns each one's
 record. The loop then does, for each network, what a run does after an epoch: its bookkeeping
 (:meth:`~digits_torch.train.trainee.Trainee.end_epoch`), its clock, the divergence check, its log
 and pictures (:class:`~digits_torch.train.run_files.RunFiles`) and the best weights so far; then
@@ -28,15 +28,15 @@ from ..runtime.interrupts import StopRequests
 from ..store.checkpoints import clone_weights
 from .trainee import Trainee
 
-__all__ = ["Arithmetic", "EachOnItsBudget", "OneNetwork", "Saves", "train_epochs"]
+__all__ = ["EpochTrainer", "OneNetwork", "Saves", "SoloSaves", "train_epochs"]
 
 
-class Arithmetic(Protocol):
+class EpochTrainer(Protocol):
     """How the networks still training (``trainees``) train one epoch."""
 
     trainees: list[Trainee]
 
-    def epoch(self) -> list[tuple[Trainee, dict, bool]]:
+    def train_epoch(self) -> list[tuple[Trainee, dict, bool]]:
         """One epoch of every network still training: (network, its record, whether its loss
         and weights are finite). A record holds ``epoch``, ``train_loss``, ``train_accuracy``,
         ``val_loss`` and ``val_accuracy`` (None without validation digits)."""
@@ -63,13 +63,13 @@ class Saves(Protocol):
 
 
 def train_epochs(
-    arithmetic: Arithmetic,
+    trainer: EpochTrainer,
     saves: Saves,
     requests: StopRequests,
     bar: tqdm,
     on_diverged: Callable[[Trainee, dict], None] | None = None,
 ) -> None:
-    """Train ``arithmetic``'s networks until each has ended (or a signal stops them all).
+    """Train ``trainer``'s networks until each has ended (or a signal stops them all).
 
     Args:
         requests: Ctrl-C and SIGTERM, held (entered) by the caller.
@@ -81,9 +81,9 @@ def train_epochs(
         Interrupted: on Ctrl-C or SIGTERM, once the checkpoints are written.
     """
     started = time.perf_counter()
-    seconds_before = {id(t): t.seconds for t in arithmetic.trainees}
-    while arithmetic.trainees:
-        results = arithmetic.epoch()
+    seconds_before = {id(t): t.seconds for t in trainer.trainees}
+    while trainer.trainees:
+        results = trainer.train_epoch()
         pictured = []
         for trainee, record, finite in results:
             improved = trainee.end_epoch(record, finite)
@@ -98,10 +98,10 @@ def train_epochs(
                 if trainee.files.pictured(trainee.epoch):
                     pictured.append(trainee)
             if improved:
-                arithmetic.keep_best(trainee)
-        arithmetic.end_epoch()
+                trainer.keep_best(trainee)
+        trainer.end_epoch()
         if pictured:
-            arithmetic.sync()  # the pictures are of this epoch's weights
+            trainer.sync()  # the pictures are of this epoch's weights
             for trainee in pictured:
                 trainee.files.log_picture()
         saves.after_epoch(requests.agreed())  # on every rank: the ranks agree on it
@@ -113,23 +113,23 @@ def train_epochs(
 
 
 class OneNetwork:
-    """The arithmetic of one network's epoch: its run's epoch function, the revival of its
-    dead units (if due), then its figures on the validation digits, read from the device at
+    """The :class:`EpochTrainer` of one network: its run's epoch function, the revival of its
+    dead units (if due), then its metrics on the validation digits, read from the device at
     once."""
 
     def __init__(self, trainee: Trainee) -> None:
         self.trainee = trainee
         self.trainees = [trainee] if trainee.status == "training" else []
 
-    def epoch(self) -> list[tuple[Trainee, dict, bool]]:
+    def train_epoch(self) -> list[tuple[Trainee, dict, bool]]:
         run, epoch = self.trainee.run, self.trainee.epoch + 1
-        loss, accuracy = run.epoch()
+        loss, accuracy = run.epoch_function()
         recipe = run.recipe
         if recipe.revive_dead_units and revival_due(epoch, recipe.epochs):
             revive(run.model, run.optimizer, run.train[0], revival_generator(recipe.seed, epoch))
         record = {
             "epoch": epoch,
-            **val_figures(run.model, run.val, recipe.objective.loss),
+            **val_metrics(run.model, run.val, recipe.objective.loss),
         }
         # the epoch's one read from the device (float64 holds either dtype exactly)
         finite = torch.stack([p.isfinite().all() for p in run.model.parameters()]).all()
@@ -149,8 +149,8 @@ class OneNetwork:
         pass  # the model is the run's own
 
 
-class EachOnItsBudget:
-    """Saves of runs trained alone: each checkpointed on its own time budget
+class SoloSaves:
+    """The :class:`Saves` of runs trained alone: each checkpointed on its own time budget
     (:meth:`~digits_torch.train.run_files.RunFiles.end_epoch`), when training stops, and at the
     end."""
 
@@ -168,7 +168,7 @@ class EachOnItsBudget:
                 trainee.files.save()  # the last epoch, whatever the budget
 
 
-def val_figures(model: MLP, val: tuple | None, loss: str) -> dict:
+def val_metrics(model: MLP, val: tuple | None, loss: str) -> dict:
     """An epoch's ``val_loss`` and ``val_accuracy`` of ``model`` on ``val`` ((v, n) images,
     (v,) digits), None without it."""
     if val is None:
@@ -178,7 +178,7 @@ def val_figures(model: MLP, val: tuple | None, loss: str) -> dict:
 
 
 def _postfix(record: dict) -> dict:
-    """The progress bar's figures for one network's epoch."""
+    """The progress bar's numbers for one network's epoch."""
     postfix = {"loss": f"{record['train_loss']:.4f}", "acc": f"{record['train_accuracy']:.4f}"}
     if record["val_accuracy"] is not None:
         postfix["val_acc"] = f"{record['val_accuracy']:.4f}"

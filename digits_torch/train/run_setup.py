@@ -25,7 +25,7 @@ from ..reference import sklearn_exact
 from ..runtime.devices import resolve_device
 from ..runtime.distributed import SOLO, Ranks
 from ..store.run_contents import TEACHER
-from .epochs import Epoch, make_epoch
+from .epochs import EpochFunction, make_epoch_function
 from .teachers import kept_teacher, load_teacher
 
 __all__ = [
@@ -77,7 +77,7 @@ class Setup:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     stopping: EarlyStopping
     rng: torch.Generator | sklearn_exact.RandomStream  # what a checkpoint saves to resume draws
-    epoch: Epoch | None  # None for a network that a stack trains
+    epoch_function: EpochFunction | None  # trains one epoch; None for a network a stack trains
     teacher: MLP | None = None  # distillation's, in eval mode, on the device, in the dtype
     teacher_config: dict | None = None  # the config its checkpoint saved (what teacher.pt keeps)
 
@@ -171,12 +171,14 @@ def set_up(
         scheduler=r.schedule.scheduler(optimizer, len(train_idx)),
         stopping=r.early_stopping(),
         rng=generator if stream is None else stream,
-        epoch=None,
+        epoch_function=None,
         teacher=teacher,
         teacher_config=teacher_config,
     )
     if not stacked:
-        run.epoch = make_epoch(r, model, optimizer, *run.train, generator, stream, ranks, teacher)
+        run.epoch_function = make_epoch_function(
+            r, model, optimizer, *run.train, generator, stream, ranks, teacher
+        )
     return run
 
 

@@ -6,7 +6,7 @@
   free: a teacher still being trained is not one yet);
 * trained on the student's own split: a run on the same data file (by the SHA-256 its split.json
   records) whose training rows hold none of the student's validation digits, else the student's
-  validation figures would score digits its teacher learned. A model file, or a run of another
+  validation metrics would score digits its teacher learned. A model file, or a run of another
   split, teaches only where the config says it need not (``teacher_any_split``). A student
   without validation digits may learn from any teacher.
 

@@ -2,7 +2,7 @@
 the bookkeeping that ends each of its epochs (:meth:`Trainee.end_epoch`), the same for both.
 
     trainee = Trainee(set_up(config))
-    record = {"epoch": trainee.epoch + 1, "train_loss": ..., ...}   # an epoch's figures
+    record = {"epoch": trainee.epoch + 1, "train_loss": ..., ...}   # an epoch's metrics
     improved = trainee.end_epoch(record, finite=True)               # lr, schedule, stopping
     trainee.status                                                  # "training" until it ends
 """
@@ -95,7 +95,7 @@ class Trainee:
         scikit-learn's adaptive lr: lr / 5 on a plateau, and go on).
 
         Args:
-            record: the epoch's figures (``epoch``, ``train_loss``, ``train_accuracy``,
+            record: the epoch's metrics (``epoch``, ``train_loss``, ``train_accuracy``,
                 ``val_loss``, ``val_accuracy``); gains ``lr``.
             finite: whether the loss (and the weights) stayed finite; if not, the network has
                 diverged and the epoch does not count.

@@ -7,8 +7,8 @@
 
 The loop (:func:`_train`) reads top to bottom: set up, start or resume, the epochs, the report.
 The whole dataset is moved to the device once; what an epoch does is chosen once, before the loop
-(:func:`digits_torch.train.epochs.make_epoch`); each epoch is read from the device once, logged,
-counted by the stopping rule (:mod:`digits_torch.optim.stopping`) and checkpointed.
+(:func:`digits_torch.train.epochs.make_epoch_function`); each epoch is read from the device once,
+logged, counted by the stopping rule (:mod:`digits_torch.optim.stopping`) and checkpointed.
 
 Checkpoints go on a time budget (``checkpoint_every`` seconds of training): the latest state and
 the best model (kept in memory between writes) are written at the first epoch end past the
@@ -23,6 +23,7 @@ from before a resume reads its checkpoint to the end of the run).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import sys
@@ -32,7 +33,7 @@ from pathlib import Path
 from ..config.config import TrainConfig, fields_with, preset_differences
 from ..config.plan import make_plan
 from ..core.model import MLP
-from ..errors import UserError, no_such_path, progress_bar, tell
+from ..errors import UserError, no_such_path, print_stderr, progress_bar
 from ..plots import FIGURES
 from ..runtime.distributed import SOLO, Ranks, from_lead, job_ranks, joined
 from ..runtime.interrupts import StopRequests
@@ -48,8 +49,8 @@ from ..store.runs import (
     run_label,
 )
 from .leftovers import leftover_problem, remove_leftovers
-from .run_files import RunFiles, run_final_figures, run_metrics
-from .run_loop import EachOnItsBudget, OneNetwork, train_epochs
+from .run_files import RunFiles, run_final_metrics, run_metrics
+from .run_loop import OneNetwork, SoloSaves, train_epochs
 from .run_setup import Setup, set_up
 from .teachers import teacher_config, teacher_plan, teacher_run, trained_for_another_split
 from .trainee import Trainee
@@ -127,11 +128,11 @@ def with_teacher(config: TrainConfig, ranks: Ranks = SOLO, fitting: bool = False
                 found,
             ) from None
     elif said is not None:
-        tell(said)
+        print_stderr(said)
     if trained is not None:
         found = trained.run_dir
         if not config.quiet and ranks.lead:  # its bar is gone: a line that stays
-            tell(finished_line(trained))
+            print_stderr(finished_line(trained))
     return dataclasses.replace(config, teacher=str(found))
 
 
@@ -203,7 +204,6 @@ def _resume(
     announce: str | None = None,
 ) -> FitResult:
     """:func:`resume`, the process group up; ``again``, ``announce`` as for :func:`_train`."""
-    locks: list[RunLock] = []
 
     def read_run() -> tuple[TrainConfig, dict]:
         """On rank 0 (the one that writes the run): lock it, then read and check it."""
@@ -214,16 +214,12 @@ def _resume(
         if not (run_dir / LATEST).exists():
             left = leftover_problem(run_dir)
             raise UserError(left or f"not a run directory to resume (no {LATEST})", run_dir)
-        locks.append(RunLock(run_dir))  # before reading: what is read must not change under us
+        locks.enter_context(RunLock(run_dir))  # before reading: it must not change under us
         return _resumable(run_dir, overrides)
 
-    try:
+    with contextlib.ExitStack() as locks:  # the run's lock, held to the end of the run
         config, saved = from_lead(ranks, read_run)
-        lock = locks[0] if locks else None
-        return _train(config, run_dir, saved, lock, ranks=ranks, again=again, announce=announce)
-    finally:
-        for lock in locks:
-            lock.release()
+        return _train(config, run_dir, saved, ranks=ranks, again=again, announce=announce)
 
 
 def _resumable(run_dir: Path, overrides: dict) -> tuple[TrainConfig, dict]:
@@ -288,7 +284,6 @@ def _train(
     config: TrainConfig,
     run_dir: Path | None = None,
     checkpoint: dict | None = None,
-    lock: RunLock | None = None,
     *,
     ranks: Ranks,
     again: str | None = None,
@@ -297,16 +292,17 @@ def _train(
     """Train (or go on training) one network; ``again``: the command that resumes what it was
     trained for, which an interrupted run names (else: its own --resume); ``announce``: lines
     said once it has started (a command's plan), so that a refused run says only its error."""
-    with cpu_threads(config.threads):  # the run's thread count, set here only
-        return _run(config, run_dir, checkpoint, lock, ranks, again, announce)
+    # the run's thread count, set here only; the run's lock, released once it has ended
+    with cpu_threads(config.threads), contextlib.ExitStack() as locks:
+        return _run(config, run_dir, checkpoint, ranks, locks, again, announce)
 
 
 def _run(
     config: TrainConfig,
     run_dir: Path | None,
     checkpoint: dict | None,
-    lock,
     ranks: Ranks,
+    locks: contextlib.ExitStack,
     again: str | None = None,
     announce: str | None = None,
 ):
@@ -330,17 +326,17 @@ def _run(
         trainee.files.again = again
     files, bar = trainee.files, None
     try:
-        if lock is None and ranks.lead:  # a new run: its directory is ours from the start
-            lock = RunLock(run_dir)
+        if checkpoint is None and ranks.lead:  # a new run: its directory is ours from the start
+            locks.enter_context(RunLock(run_dir))
             remove_leftovers(run_dir.parent, keep=run_dir)  # runs a kill stopped before saving
         # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
         # epoch can be resumed and has a model to load.
         if files is not None:
             files.open()
         if announce is not None:  # the run has started: what could refuse it has not
-            tell(announce)
+            print_stderr(announce)
         if checkpoint is not None and trainee.status != "training":  # before the bar: its own line
-            tell(_nothing_to_train(config, trainee.epoch, trainee.status))
+            print_stderr(_nothing_to_train(config, trainee.epoch, trainee.status))
         shown = not config.quiet and ranks.lead
         bar = progress_bar(config.epochs, trainee.epoch, config.preset, config.step_name, shown)
         # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint (under
@@ -348,7 +344,7 @@ def _run(
         with StopRequests(ranks) as requests:
             train_epochs(
                 OneNetwork(trainee),
-                EachOnItsBudget([trainee]),
+                SoloSaves([trainee]),
                 requests,
                 bar,
                 on_diverged=lambda t, record: _diverged(t, record, run_dir),
@@ -359,19 +355,16 @@ def _run(
         run.model.load_state_dict(trainee.best)
         if files is not None:
             if shown and config.figures:  # some seconds: say what they are spent on
-                tell(f"{config.preset}: drawing its pictures into {run_dir / FIGURES}")
+                print_stderr(f"{config.preset}: drawing its pictures into {run_dir / FIGURES}")
             metrics, history = files.report()
-        else:  # the metrics rank 0 writes (without the history's figures), written nowhere
-            metrics, history = run_metrics(run_final_figures(run), trainee, [], ranks.world), []
+        else:  # the metrics rank 0 writes (without the history's records), written nowhere
+            metrics, history = run_metrics(run_final_metrics(run), trainee, [], ranks.world), []
     except BaseException as err:
         if bar is not None:
             bar.close()  # first, so that whatever is printed next starts on a clean line
         if files is not None:
             files.abandon(interrupted=isinstance(err, KeyboardInterrupt))
         raise
-    finally:
-        if lock is not None:
-            lock.release()
     return FitResult(run.model.eval(), run_dir, config, metrics, history)
 
 
