@@ -53,3 +53,8 @@ def test_a_stop_saves_at_once(monkeypatch):
     clock.now = 1.0
     saves.after_epoch(stop=True)
     assert stack.saves == [1.0]
+
+
+def test_save_every_zero_saves_every_epoch_whatever_it_costs(monkeypatch):
+    """--checkpoint-every 0 asks for every epoch: the tenth-of-the-time rule does not stretch it."""
+    assert _epochs(monkeypatch, cost=2.0, epochs=4, save_every=0.0) == [1.0, 4.0, 7.0, 10.0]

@@ -275,7 +275,7 @@ class _CommittedSaves:
     as one, when training stops, at the end, and every ``save_every`` seconds, or, where a commit
     of the stack takes longer than a tenth of that, ten commits' time after the last ended: a
     stack of many networks (each save writes and syncs every network's files) then spends at
-    most about a tenth of its time saving."""
+    most about a tenth of its time saving. ``save_every`` 0 asks for every epoch, and gets it."""
 
     SHARE = 0.1  # of the time between saves, at most, spent saving
 
@@ -289,7 +289,8 @@ class _CommittedSaves:
             started = time.perf_counter()
             self.stack_run.save()
             self.last = time.perf_counter()
-            self.interval = max(self.save_every, (self.last - started) / self.SHARE)
+            if self.save_every > 0:
+                self.interval = max(self.save_every, (self.last - started) / self.SHARE)
 
     def final(self) -> None:
         self.stack_run.save()
