@@ -4,8 +4,8 @@
     python scripts/draw_screenshot.py --size 390x844 --out phone.png
 
 Needs Chromium (Debian: ``apt-get install chromium``). The page is served by the package's own
-server, with the shipped model unless a MODEL is given, and driven as tests/test_draw_browser.py
-drives it (tests/chromium.py).
+server, with the shipped model unless a MODEL is given, and driven as
+tests/draw/test_draw_browser.py drives it (tests/chromium.py).
 """
 
 from __future__ import annotations

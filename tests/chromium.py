@@ -1,5 +1,5 @@
 """Headless Chromium driven through the Chrome DevTools Protocol over a pipe, for the page tests
-(tests/test_draw_browser.py) and the docs' screenshot (scripts/draw_screenshot.py).
+(tests/draw/test_draw_browser.py) and the docs' screenshot (scripts/draw_screenshot.py).
 
 ``--remote-debugging-pipe`` makes Chromium read protocol commands from its file descriptor 3 and
 write replies and events to 4, each a JSON message ended by a NUL byte: no websocket, no port, no

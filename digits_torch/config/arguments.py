@@ -17,7 +17,7 @@ from .config import DEFAULT_PRESET, PRESETS, TrainConfig, make_config
 from .presets import PRESET_WORDS
 
 # --help's groups of flags, in order (as timm's train.py groups its own): every field is in one
-# (tests/test_cli.py checks), and --config and --resume are the run's.
+# (tests/cli/test_cli.py checks), and --config and --resume are the run's.
 GROUPS: dict[str, tuple[str, ...]] = {
     "run": ("preset", "device", "dtype", "threads", "backprop", "cuda_graph", "rank_timeout"),
     "data": ("data", "seed", "val_fraction"),

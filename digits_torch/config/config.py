@@ -9,7 +9,7 @@ role is derived from them (:func:`fields_with`). Its bound is a row of the table
 :mod:`.bounds`, checked in ``__post_init__`` with the rules across fields, so a bad value is one
 :class:`UserError` naming it; the presets are :mod:`.presets`. A run reads it once, into its
 plan (:mod:`.plan`). A new field: its line here, its bound, its value in the plan, the code it
-affects, and its row of tests/test_bounds.py.
+affects, and its row of tests/config/test_bounds.py.
 
 The module runs past 400 lines: the fields with their help texts describe a run, read at once.
 """

@@ -5,7 +5,7 @@ graph, then walking it, adds tens of microseconds to each of the ~20 tiny operat
 :func:`loss_and_gradients` does the same mathematics directly, as ex4's nnCostFunction does, and
 fuses what it can (the 1/m and the L2 term into the gradient matrix products, the activation's
 derivative into one kernel). It fills ``p.grad`` for every parameter, so any torch optimizer can
-take the step; ``tests/test_backprop.py`` checks it against :func:`autograd_gradients`.
+take the step; ``tests/fast/test_backprop.py`` checks it against :func:`autograd_gradients`.
 
 Shapes: a batch ``x`` is (b, n_in); layer l has weight W_l (n_l, n_{l-1}) and bias (n_l,).
 """
@@ -72,7 +72,7 @@ def _resolve_backward() -> dict[str, Callable[[torch.Tensor, torch.Tensor], torc
 
 # d act(z)/dz times g, per activation: what every backward pass here uses. An activation of
 # model.ACTIVATIONS without an entry here (and in FORWARD_INPLACE) trains by autograd
-# (effective_backprop); tests/test_backprop.py checks the built-in ones all have one.
+# (effective_backprop); tests/fast/test_backprop.py checks the built-in ones all have one.
 BACKWARD = _resolve_backward()
 
 

@@ -189,7 +189,7 @@ def place(fig: Figure, pixels: np.ndarray, left: int, bottom: int = 0, **kwargs)
         """A FigureImage drawn unresampled where the page is drawn at the figure's dpi: its
         array is then already the page's pixels, and matplotlib's resampling (the identity,
         "nearest" at 1:1) took nearly all of a grid's drawing time. The same pixels either way
-        (tests/test_plots.py renders both)."""
+        (tests/plots/test_plots.py renders both)."""
 
         def make_image(self, renderer, magnification=1.0, unsampled=False):
             same = renderer.dpi == self.get_figure(root=True).dpi

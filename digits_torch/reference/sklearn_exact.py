@@ -6,8 +6,8 @@
                   alpha=1e-4, tol=1e-9)
 
 trains: in float64 the weights after every epoch, ``loss_curve_`` and ``n_iter_`` agree with
-scikit-learn's to rounding (tests/test_sklearn_exact.py checks 1e-8). What that takes, piece by
-piece, each written from scikit-learn's ``sklearn/neural_network`` source:
+scikit-learn's to rounding (tests/reference/test_sklearn_exact.py checks 1e-8). What that takes,
+piece by piece, each written from scikit-learn's ``sklearn/neural_network`` source:
 
 * :class:`RandomStream`: every random number comes from one ``numpy.random.RandomState(seed)``,
   drawn in MLPClassifier's order: the initial weights (Glorot uniform, per layer the (fan_in,

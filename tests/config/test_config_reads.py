@@ -24,7 +24,7 @@ from pathlib import Path
 
 from digits_torch.config.config import TrainConfig
 
-PACKAGE = Path(__file__).resolve().parents[1] / "digits_torch"
+PACKAGE = Path(__file__).resolve().parents[2] / "digits_torch"
 ATTRIBUTES = {f.name for f in dataclasses.fields(TrainConfig)} | {
     name for name, value in vars(TrainConfig).items() if isinstance(value, property)
 }

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("threadpoolctl")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_estimator_prints_both_ratios(tmp_path):

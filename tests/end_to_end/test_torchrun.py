@@ -27,7 +27,7 @@ from digits_torch.store.checkpoints import LATEST, load_run_file
 from digits_torch.store.runs import read_history
 from digits_torch.train.run_setup import set_up
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 FLOAT64 = ["--preset", "seed", "--device", "cpu", "--dtype", "float64", "--no-figures", "--quiet"]
 

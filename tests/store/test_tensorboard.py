@@ -30,7 +30,7 @@ from digits_torch.store.run_log import DISTILLED_TRAIN_LOSS, trial_name
 from digits_torch.store.runs import read_history
 from digits_torch.sweep import sweep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 METRICS = ["metrics/val_accuracy", "metrics/val_loss", "metrics/train_accuracy",
            "metrics/train_loss"]  # fmt: skip
 SHOWN_TRIAL = 12  # characters of a row's name the HParams table shows at its default width

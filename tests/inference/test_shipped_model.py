@@ -27,7 +27,7 @@ from digits_torch.inference.loading import load_trained
 from digits_torch.inference.model_card import CARD_KEY, model_card, read_card, sha256, shipped_model
 from digits_torch.inference.predict import main as predict_main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _build_script():

@@ -26,7 +26,7 @@ import pytest
 
 from digits_torch.__main__ import COMMANDS, available
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from digits_torch.inference.evaluate import evaluate
 from digits_torch.store.checkpoints import load_checkpoint
 from digits_torch.store.runs import read_history
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("matplotlib", "tensorboard", "scipy.io", "scipy.sparse")
 
 # Each prints the heavy modules it found imported, as JSON, on its last line.

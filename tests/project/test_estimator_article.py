@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_articles_script_prints_the_articles_figures(tmp_path):

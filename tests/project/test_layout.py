@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "digits_torch"
+PACKAGE = Path(__file__).resolve().parents[2] / "digits_torch"
 
 
 def _module_name(path: Path) -> str:
@@ -257,3 +257,18 @@ def test_the_readme_code_map_has_a_row_per_folder_core_first():
     assert rows[0] == "core"
     listed = set(rows) - set(FOLDERS)
     assert listed <= {"__init__.py", "__main__.py", "errors.py"}, listed
+
+
+# The tests mirror the package's folders (tests/core/ tests digits_torch/core/, ...); beside them,
+# two tiers of their own: whole commands against hostile inputs, faults and torchrun jobs, and
+# the project's own checks (layout, lint, docs, benchmarks). The rest of tests/ is helpers.
+TEST_TIERS = {"end_to_end", "project"}
+TEST_HELPERS = {"exit_watch", "__pycache__"}
+
+
+def test_the_tests_mirror_the_folders():
+    tests = PACKAGE.parent / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir()} - TEST_HELPERS
+    assert folders <= set(FOLDERS) | TEST_TIERS, folders - set(FOLDERS) - TEST_TIERS
+    assert TEST_TIERS <= folders and "core" in folders
+    assert not list(tests.glob("test_*.py")), "a test file outside the folders"

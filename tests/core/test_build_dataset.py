@@ -13,7 +13,7 @@ import scipy.io
 
 from digits_torch.core.data import default_data_path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_dataset.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_dataset.py"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None, reason="mlxtend not installed")

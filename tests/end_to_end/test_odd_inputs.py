@@ -165,7 +165,7 @@ def _commands(run: Path, model: str) -> dict[str, Callable[[], object]]:
     }
 
 
-DIGIT_PNG = Path(__file__).parents[1] / "docs" / "digits.png"
+DIGIT_PNG = Path(__file__).parents[2] / "docs" / "digits.png"
 
 
 @pytest.mark.parametrize("command", list(_commands(Path("run"), "m")))

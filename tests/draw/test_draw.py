@@ -20,7 +20,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import pytest
-from test_predict import png_of_size  # a PNG header claiming any size, and no pixels
+from conftest import png_of_size  # a PNG header claiming any size, and no pixels
 
 from digits_torch.cli.draw import main, serve
 from digits_torch.core.data import to_image
@@ -29,7 +29,7 @@ from digits_torch.draw.server import MAX_BODY
 from digits_torch.inference.model_card import shipped_model
 from digits_torch.inference.predict import predict_images
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "digits_torch" / "draw" / "static"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from torch.distributed.run import get_args_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Programs that are not ours: their commands are the user's tools (or set-up), not checked here.
 OTHERS = {"pip", "tensorboard", "cd", "export", "git", "bash", "OUT=gpu-check", "make"}

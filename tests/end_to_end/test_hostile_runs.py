@@ -28,7 +28,7 @@ from digits_torch.inference import evaluate
 from digits_torch.store.checkpoints import BEST, LATEST, load_checkpoint, save_checkpoint
 from digits_torch.store.runs import read_history
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
