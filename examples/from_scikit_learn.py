@@ -5,6 +5,7 @@ digits), draws the relu network's 25 hidden units from ``coefs_[0]`` and its mis
 
     python examples/from_scikit_learn.py                       # the shipped digits
     python examples/from_scikit_learn.py ex4data1.mat --out pictures
+    python examples/from_scikit_learn.py --epochs 30           # a quick look (not the article's)
 """
 
 import argparse
@@ -23,6 +24,9 @@ from digits_torch.core.data import default_data_path  # noqa: E402
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("data", nargs="?", default=str(default_data_path()), help="an ex4 .mat file")
 parser.add_argument("--out", default=".", help="where the three pictures go")
+parser.add_argument(
+    "--epochs", type=int, default=1000, help="max_iter (default: the article's 1000)"
+)
 args = parser.parse_args()
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
@@ -56,7 +60,7 @@ for activation in ("relu", "logistic"):
         activation=activation,
         solver="sgd",
         random_state=0,
-        max_iter=1000,
+        max_iter=args.epochs,
         alpha=1e-4,
         tol=1e-9,
     )

@@ -26,14 +26,15 @@ import functools
 import numpy as np
 import scipy.sparse
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn import config_context
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..core.model import MLP
 from ..fast.backprop import loss_and_gradients
@@ -42,7 +43,7 @@ from ..reference.sklearn_exact import RandomStream, SklearnAdam, SklearnSGD
 from ..runtime.devices import resolve_device
 from ..runtime.threads import cpu_threads
 from .arithmetic import SklearnBackprop, forward, model_layers
-from .inputs import batch_size, validate_input
+from .inputs import batch_size, check_sample_weight, first_partial_fit, validate_input
 from .params import PARAMETER_CONSTRAINTS, check_params
 from .run_directory import RunDirectory
 from .solvers import Epochs, fit_lbfgs, fit_stochastic
@@ -51,6 +52,23 @@ from .state import to_numpy, to_torch
 __all__ = ["MLPClassifier"]
 
 STOCHASTIC = ("sgd", "adam")
+
+
+def fit_context(fit_method):
+    """What scikit-learn's private ``_fit_context`` does for its estimators' fits, on its
+    public config: the parameters checked once (:func:`.params.check_params`), then the fit
+    with the checks of the scikit-learn functions it calls skipped (they are given checked
+    values)."""
+
+    @functools.wraps(fit_method)
+    def fit(estimator, *args, **kwargs):
+        check_params(estimator)
+        with config_context(skip_parameter_validation=True):
+            return fit_method(estimator, *args, **kwargs)
+
+    return fit
+
+
 ACTIVATION_NAMES = {"logistic": "sigmoid"}  # scikit-learn's name -> MLP's; the rest agree
 
 
@@ -133,7 +151,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def fit(self, X, y, sample_weight=None):
         """Fit the model to images X (m, n) and labels y (m,) (or (m, k) multilabel), each
         example weighted by ``sample_weight`` (m,) if given."""
@@ -148,10 +166,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return True
 
     @available_if(_check_solver)
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), going on from the last; ``classes`` on the first call."""
-        if _check_partial_fit_first_call(self, classes):
+        if first_partial_fit(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
                 self._label_binarizer.fit(y)
@@ -160,7 +178,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _fit(self, X, y, sample_weight, incremental: bool):
-        check_params(self)
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
@@ -170,7 +187,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, Y = validate_input(self, X, y, incremental, reset=first_pass)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
+            sample_weight = check_sample_weight(sample_weight, X)
         device = self._device()
         run = None if self.logdir is None else RunDirectory(self.logdir, self.get_params())
         try:

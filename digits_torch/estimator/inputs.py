@@ -1,18 +1,20 @@
 """What a fit trains on: the data checked and encoded as scikit-learn's ``MLPClassifier``
-does, and its batch size."""
+does (on scikit-learn's public helpers; the two private ones it uses are a few lines here),
+and its batch size."""
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
 import scipy.sparse
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import column_or_1d
+from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import validate_data
 
-__all__ = ["batch_size", "validate_input"]
+__all__ = ["batch_size", "check_sample_weight", "first_partial_fit", "validate_input"]
 
 
 def validate_input(est, X, y, incremental: bool, reset: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +67,49 @@ def batch_size(requested, m: int) -> int:
             stacklevel=3,
         )
     return int(np.clip(requested, 1, m))
+
+
+def first_partial_fit(est, classes) -> bool:
+    """Whether this is ``est``'s first ``partial_fit`` (then ``classes`` are required and set
+    ``est.classes_``); later ``classes``, if given, must be the first call's (scikit-learn's
+    private ``_check_partial_fit_first_call``, its messages)."""
+    known = getattr(est, "classes_", None)
+    if classes is None:
+        if known is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        return False
+    if known is None:
+        est.classes_ = unique_labels(classes)
+        return True
+    if not np.array_equal(known, unique_labels(classes)):
+        raise ValueError(
+            f"`classes={classes!r}` is not the same as on last call to partial_fit, was: {known!r}"
+        )
+    return False
+
+
+def check_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray:
+    """The (m,) weights of X's m rows, C-ordered float64 (float32 kept): a number weighs every
+    row alike (scikit-learn's private ``_check_sample_weight``, its messages)."""
+    m = len(X)
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(m, sample_weight, dtype=np.float64)
+    else:
+        sample_weight = check_array(
+            sample_weight,
+            accept_sparse=False,
+            ensure_2d=False,
+            dtype=[np.float64, np.float32],
+            order="C",
+            input_name="sample_weight",
+        )
+        if sample_weight.ndim != 1:
+            raise ValueError(
+                f"Sample weights must be 1D array or scalar, got {sample_weight.ndim}D array. "
+                f"Expected either a scalar value or a 1D array of length {m}."
+            )
+        if sample_weight.shape != (m,):
+            raise ValueError(f"sample_weight.shape == {sample_weight.shape}, expected {(m,)}!")
+    if np.all(sample_weight == 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return sample_weight
