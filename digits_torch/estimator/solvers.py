@@ -21,8 +21,6 @@ import numpy as np
 import scipy.optimize
 import torch
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
-from sklearn.utils.optimize import _check_optimize_result
 
 from ..core.loop import Callback, Gradients, train_epoch
 from ..core.model import MLP
@@ -31,6 +29,8 @@ from ..optim.schedule import inv_scaled, lower_on_plateau
 from ..optim.stopping import EarlyStopping
 
 __all__ = ["Epochs", "fit_lbfgs", "fit_stochastic"]
+
+_SCIPY = tuple(int(part) for part in scipy.__version__.split(".")[:2])
 
 
 @dataclass
@@ -217,9 +217,31 @@ def fit_lbfgs(est, model: MLP, X: torch.Tensor, targets: torch.Tensor, gradients
             "maxfun": est.max_fun,
             "maxiter": est.max_iter,
             "gtol": est.tol,
-            **_get_additional_lbfgs_options_dict("iprint", iprint),
+            **({"iprint": iprint} if _SCIPY < (1, 15) else {}),  # deprecated from 1.15
         },
     )
-    est.n_iter_ = _check_optimize_result("lbfgs", result, est.max_iter)
+    est.n_iter_ = _lbfgs_iterations(result, est.max_iter)
     est.loss_ = result.fun
     unpack(result.x)
+
+
+def _lbfgs_iterations(result: scipy.optimize.OptimizeResult, max_iter: int) -> int:
+    """L-BFGS-B's iterations (at most ``max_iter``), with scikit-learn's ConvergenceWarning, word
+    for word, where it did not converge."""
+    n_iter = min(result.nit, max_iter)
+    if result.status != 0:
+        message = (
+            f"lbfgs failed to converge after {n_iter} iteration(s) (status={result.status}):\n"
+            f"{result.message}\n"
+        )
+        if n_iter == max_iter:
+            message += (
+                "\nIncrease the number of iterations to improve the convergence "
+                f"(max_iter={max_iter})."
+            )
+        message += (
+            "\nYou might also want to scale the data as shown in:\n"
+            "    https://scikit-learn.org/stable/modules/preprocessing.html"
+        )
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    return n_iter

@@ -162,3 +162,20 @@ def test_sample_weights_are_checked_as_scikit_learn_checks_them():
         check_sample_weight([1, 2], rows)
     with pytest.raises(ValueError, match="at least one non-zero number"):
         check_sample_weight([0, 0, 0], rows)
+
+
+def test_lbfgs_that_stops_short_warns_as_scikit_learn_does(digits):
+    """L-BFGS-B cut off at max_iter: the same ConvergenceWarning, word for word, and the same
+    n_iter_ (the package's own few lines, not scikit-learn's private helper)."""
+    X, y = digits
+    X, y = X[::50].astype(np.float64), y[::50]
+    said = []
+    for estimator in (SklearnMLPClassifier, MLPClassifier):
+        clf = estimator(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=3, random_state=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            clf.fit(X, y)
+        messages = [str(w.message) for w in caught if w.category is ConvergenceWarning]
+        said.append((messages, clf.n_iter_))
+    assert said[0] == said[1]
+    assert len(said[0][0]) == 1 and "max_iter=3" in said[0][0][0]
