@@ -68,19 +68,21 @@ def fit_stochastic(
     if est._best_params is not None:
         best = [torch.as_tensor(a).to(p) for a, p in zip(est._best_params, best)]
     est.n_iter_ = 0
-    stepper = _Stepper(optimizer)
     try:
         for _ in range(est.max_iter):
             order = epochs.order(m).to(epochs.X.device)
             lr = optimizer.param_groups[0]["lr"]
+            # a fused torch SGD steps by optimizer_step's shortcut once its momentum buffers
+            # exist (the same update without Optimizer.step's bookkeeping); others by step()
             loss, accuracy = train_epoch(
                 model,
-                stepper,
+                optimizer,
                 epochs.X,
                 epochs.targets,
                 order,
                 epochs.batch_size,
                 epochs.gradients,
+                step=optimizer_step(optimizer),
             )
             est.n_iter_ += 1
             est.loss_ = loss.item()
@@ -114,27 +116,6 @@ def fit_stochastic(
         with torch.no_grad():
             for p, b in zip(model.parameters(), best):
                 p.copy_(b)
-
-
-class _Stepper:
-    """``optimizer`` as the core epoch steps it: a fused torch SGD, once its first step has made
-    its momentum buffers, steps by the shortcut of
-    :func:`digits_torch.optim.optimizers.optimizer_step` (its own fused kernel, the same update,
-    without ``Optimizer.step``'s bookkeeping, which costs more than the update on this
-    network); any other optimizer by its ``step``."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
-        self._shortcut: Callable[[], None] | None = None
-
-    def step(self) -> None:
-        if self._shortcut is not None:
-            self._shortcut()
-            return
-        self.optimizer.step()
-        shortcut = optimizer_step(self.optimizer)
-        if shortcut != self.optimizer.step:
-            self._shortcut = shortcut
 
 
 def _count(est, record: dict, epochs: Epochs, stopping: EarlyStopping) -> bool:
