@@ -28,8 +28,8 @@ of the epoch: its weights, momentum and generator go back into its set-up (for a
 loss, those from before that epoch, as the solo run keeps its last good checkpoint), and the
 others go on in a smaller stack.
 
-Past 400 lines on purpose: read with the solo path it reproduces (``loss_and_gradients``); the
-losses and targets are ``core.losses``' (in a stack's shapes), the SGD update ``.arithmetic``'s.
+This module keeps the networks and their batches; the arithmetic of a batch (forward, gradients,
+SGD step) is :class:`~digits_torch.sweep.arithmetic.StackArithmetic`'s.
 """
 
 from __future__ import annotations
@@ -39,15 +39,13 @@ from collections.abc import Sequence
 
 import torch
 
-from ..core.losses import LOSSES, data_loss, smoothed_targets
-from ..fast.backprop import BACKWARD, FORWARD_INPLACE
+from ..core.losses import data_loss
 from ..recipes.augment import random_affine
 from ..recipes.dead_units import revival_due, revival_generator, revive
-from ..recipes.distillation import Soft, objective
 from ..store.checkpoints import clone_weights
 from ..train.epochs import teacher_soft
 from ..train.trainee import Trainee
-from .arithmetic import sgd_step
+from .arithmetic import StackArithmetic, predicted
 
 __all__ = ["Stack"]
 
@@ -76,7 +74,7 @@ def _group_key(member: Trainee) -> tuple:
     )
 
 
-class Stack:
+class Stack(StackArithmetic):
     """The networks' weights stacked, and their epochs trained together (an
     :class:`~digits_torch.train.run_loop.EpochTrainer`: ``trainees`` are the networks still
     training).
@@ -93,7 +91,7 @@ class Stack:
         self.device, self.dtype = X.device, X.dtype
         self.members: list[Trainee] = []
         self._snapshot_before: tuple | None = None
-        self._buffers_by_shape: dict[tuple, torch.Tensor] = {}
+        self._scratch_buffers: dict[tuple, torch.Tensor] = {}
         self._augmented: torch.Tensor | None = None
         self._build([m for m in members if m.status == "training"])
 
@@ -110,6 +108,7 @@ class Stack:
         for member in sorted(members, key=lambda m: m.order):
             groups.setdefault(_group_key(member), []).append(member)
         self.members = [m for group in groups.values() for m in group]
+        self._scratch_buffers.clear()  # their shapes were the old stack's
         self.index = {id(m): k for k, m in enumerate(self.members)}
         self.groups = [_Group(group, self.device) for group in groups.values()]
         if not self.members:
@@ -348,93 +347,9 @@ class Stack:
         return weights @ torch.stack(objectives) / self.m, torch.stack(hits).sum(0)
 
     def _gather(self, source: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``source.index_select(0, rows)`` into a buffer kept between batches: a fresh
-        allocation of this size costs more in page faults than the gather itself."""
-        shape = (len(rows), source.shape[1])
-        buffer = self._buffers_by_shape.get(shape)
-        if buffer is None:
-            buffer = self._buffers_by_shape[shape] = source.new_empty(shape)
+        """``source.index_select(0, rows)``, into a kept buffer (:meth:`_scratch`)."""
+        buffer = self._scratch("batch", (len(rows), source.shape[1]))
         return torch.index_select(source, 0, rows, out=buffer)
-
-    def _grouped_input(self, xb: torch.Tensor) -> torch.Tensor:
-        """(G', b, n) inputs for the first layer: one per group, or one per network."""
-        if self.per_group == 1 and len(self.groups) != len(self.members):
-            return xb.index_select(0, self.group_of)
-        return xb
-
-    def _forward(self, xg: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Hidden outputs [(K, b, n_1), ...] and logits (K, classes, b) for inputs (G', b, n).
-
-        The logits are laid out classes-first: a softmax over 10 classes is then a reduction
-        over a strided dimension, many times faster than over the innermost one.
-        """
-        K, per = len(self.members), self.per_group
-        G, b, n = xg.shape
-        W1, b1 = self.weights[0], self.biases[0]
-        h = W1.shape[1]
-        wide = torch.baddbmm(
-            b1.view(G, 1, per * h), xg, W1.view(G, per * h, n).transpose(1, 2)
-        )  # (G', b, K_g h): one wide product per group
-        act = FORWARD_INPLACE[self.activation]
-        outputs = [act(wide.view(G, b, per, h).transpose(1, 2).reshape(K, b, h))]
-        for i in range(1, len(self.weights) - 1):
-            z = torch.baddbmm(self.biases[i].unsqueeze(1), outputs[-1], self.weights[i].mT)
-            outputs.append(act(z))
-        logits = torch.baddbmm(self.biases[-1].unsqueeze(2), self.weights[-1], outputs[-1].mT)
-        return outputs, logits
-
-    def _gradients(
-        self, xb: torch.Tensor, yb: torch.Tensor, soft: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch of every network: SGD steps taken; returns (K,) objectives and hits.
-        ``soft``: (K, classes, b) the teachers' soft targets of the batch, or None."""
-        K, b = len(self.members), xb.shape[1]
-        xg = self._grouped_input(xb)
-        a, z = self._forward(xg)  # z: (K, classes, b)
-        y = yb.index_select(0, self.group_of)  # (K, b)
-        smoothing = self.smoothing if self.any_smoothing else None
-        targets = smoothed_targets(y, z.shape[1], smoothing, self.dtype)  # (K, classes, b)
-        # delta = b * dLoss/dz, (K, classes, b): softmax: p - t; ex4: sigmoid(z) - t.
-        if soft is not None:  # distillation's (a network without a teacher weighs it 0)
-            shape = (K, 1, 1)
-            terms = Soft(soft, self.temperature.view(shape), self.distill_weight.view(shape))
-            per_example, delta = objective(z, terms, targets, dim=1)  # (K, b), (K, classes, b)
-            fit = per_example.sum(1) / b
-        else:
-            fit, delta = LOSSES[self.loss].output_error(z, targets, b)
-        correct = (z.mT.contiguous().argmax(dim=2) == y).sum(1)  # argmax is slow strided
-
-        # Backward, with the 1/b of the mean and the L2 gradient (l2/b) W folded into each
-        # gradient product, as loss_and_gradients does.
-        decay = (self.l2 / b).view(K, 1, 1)
-        squared = torch.zeros(K, dtype=self.dtype, device=self.device)
-        last = len(self.weights) - 1
-        grads_w, grads_b = [None] * len(self.weights), [None] * len(self.weights)
-        W = self.weights[last]
-        grads_w[last] = torch.baddbmm(W * decay, delta, a[last - 1], alpha=1 / b)
-        grads_b[last] = delta.sum(2) / b
-        squared += W.square().sum((1, 2))
-        delta = BACKWARD[self.activation](torch.bmm(delta.mT, W), a[last - 1])  # (K, b, n)
-        for i in range(last - 1, 0, -1):
-            W = self.weights[i]
-            grads_w[i] = torch.baddbmm(W * decay, delta.mT, a[i - 1], alpha=1 / b)
-            grads_b[i] = delta.sum(1) / b
-            squared += W.square().sum((1, 2))
-            delta = BACKWARD[self.activation](torch.bmm(delta, W), a[i - 1])
-        W1 = self.weights[0]
-        G, per, h, n = xg.shape[0], self.per_group, W1.shape[1], W1.shape[2]
-        wide = delta.view(G, per, b, h).transpose(1, 2).reshape(G, b, per * h)
-        scaled = (W1 * decay).view(G, per * h, n)
-        grads_w[0] = torch.baddbmm(scaled, wide.mT, xg, alpha=1 / b).view(K, h, n)
-        grads_b[0] = delta.sum(1) / b
-        squared += W1.square().sum((1, 2))
-        self._step(grads_w, grads_b)
-        return fit + self.l2 / (2 * b) * squared, correct
-
-    def _step(self, grads_w: list[torch.Tensor], grads_b: list[torch.Tensor]) -> None:
-        """One SGD update of every network (:func:`~digits_torch.sweep.arithmetic.sgd_step`)."""
-        params, buffers = self.weights + self.biases, self.weight_buffers + self.bias_buffers
-        sgd_step(params, grads_w + grads_b, buffers, self.momentum, self.nesterov, self.minus_lr)
 
     def _validate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(K,) validation loss and accuracy, as :func:`digits_torch.core.losses.score` gives
@@ -443,7 +358,7 @@ class Stack:
         G, v = rows.shape
         xv = self.X.index_select(0, rows.reshape(-1)).view(G, v, -1)
         yv = self.y.index_select(0, rows.reshape(-1)).view(G, v).index_select(0, self.group_of)
-        z = self._forward(self._grouped_input(xv))[1]  # (K, classes, v)
+        z = self._forward(self._grouped_input(xv))[2]  # (K, classes, v)
         loss = data_loss(z, yv, self.loss)
-        correct = (z.mT.contiguous().argmax(dim=2) == yv).sum(1)
+        correct = (predicted(z) == yv).sum(1)
         return loss.double(), correct.double() / v

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from digits_torch.core.losses import LOSSES, data_loss, smoothed_targets
-from digits_torch.sweep.arithmetic import sgd_step
+from digits_torch.sweep.arithmetic import predicted, sgd_step
 
 LRS, MOMENTA = [0.3, 0.05, 1.7], [0.9, 0.3, 0.5]
 
@@ -73,3 +73,12 @@ def test_a_mixed_nesterov_stack_steps_each_network_as_torch_sgd_to_an_ulp():
         sgd.state[p]["momentum_buffer"] = buffers[k].clone()
         sgd.step()
         assert torch.allclose(stacked[k], p.detach(), rtol=0, atol=1e-14), k
+
+
+def test_a_stacks_predicted_class_is_argmax_ties_nans_and_infinities_included():
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        z = torch.randint(0, 3, (8, 10, 50), generator=g).to(dtype)  # many ties
+        z[torch.rand(z.shape, generator=g) < 0.02] = float("nan")
+        z[torch.rand(z.shape, generator=g) < 0.02] = float("inf")
+        assert torch.equal(predicted(z), z.mT.contiguous().argmax(dim=2))
