@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..core import loop
 from ..optim.schedule import make_scheduler
 from ..optim.stopping import EarlyStopping
 from .bounds import DTYPES
@@ -26,16 +27,14 @@ __all__ = ["Objective", "Plan", "Recipe", "Running", "Schedule", "Steps", "as_pl
 
 
 @dataclass(frozen=True)
-class Objective:
-    """What a batch minimises: the loss (a key of ``core.losses.LOSSES``), lambda (per example),
-    the label smoothing, and the soft targets' terms where a teacher is distilled from: its
-    temperature T and their share w of the loss (w T^2 KL + (1 - w) CE)."""
+class Objective(loop.Objective):
+    """What a batch minimises: the core loop's :class:`~digits_torch.core.loop.Objective` (the
+    loss, lambda per example, the label smoothing) and the soft targets' terms where a teacher
+    is distilled from: its temperature T and their share w of the loss (w T^2 KL + (1 - w) CE).
+    Called as the core's gradients, it is the objective without the soft targets."""
 
-    loss: str
-    l2: float
-    label_smoothing: float
-    temperature: float
-    soft_weight: float
+    temperature: float = 1.0
+    soft_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -162,7 +161,11 @@ def make_plan(config: TrainConfig) -> Plan:
         init=c.init,
         dtype=c.dtype,
         objective=Objective(
-            c.loss, c.l2, c.label_smoothing, c.distill_temperature, c.distill_weight
+            loss=c.loss,
+            l2=c.l2,
+            label_smoothing=c.label_smoothing,
+            temperature=c.distill_temperature,
+            soft_weight=c.distill_weight,
         ),
         batch_size=c.batch_size,
         epochs=c.epochs,

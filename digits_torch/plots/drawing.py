@@ -36,6 +36,7 @@ __all__ = [
     "ink_on",
     "ink_scale",
     "line_box",
+    "line_ink",
     "line_width",
     "numpy_rows",
     "picture_threads",
@@ -228,7 +229,7 @@ def ink_on(
 ) -> None:
     """One line of ``text`` inked onto an RGBA uint8 ``layer`` (H, W, 4), centred on column
     ``centre`` with its baseline on row ``baseline`` (pixels), in ``colour`` (RGB 0..255)."""
-    ink, above = _line_ink(text, points)  # rows above the baseline
+    ink, above = line_ink(text, points)  # rows above the baseline
     y, x = baseline - above, centre - ink.shape[1] // 2
     spot = layer[y : y + ink.shape[0], x : x + ink.shape[1]]
     ink = ink[: spot.shape[0], : spot.shape[1]]
@@ -239,7 +240,7 @@ def ink_on(
 def centred_baseline(middle: int, points: float) -> int:
     """The baseline row (pixels, y down) of a line centred on row ``middle`` as a Text with
     va="center" sits: its box is the height of "lp", ascent and descent."""
-    lp, above = _line_ink("lp", points)  # its ink's rows, padding included
+    lp, above = line_ink("lp", points)  # its ink's rows, padding included
     return middle + round(lp.shape[0] / 2) - (lp.shape[0] - above)
 
 
@@ -280,11 +281,11 @@ def font_heights(points: float) -> tuple[float, float, float]:
 
 def line_width(text: str, points: float) -> int:
     """Pixels wide the ink of one line of ``text`` is."""
-    return _line_ink(text, points)[0].shape[1]
+    return line_ink(text, points)[0].shape[1]
 
 
 @functools.cache
-def _line_ink(text: str, points: float) -> tuple[np.ndarray, int]:
+def line_ink(text: str, points: float) -> tuple[np.ndarray, int]:
     """One line of text in the default font as Agg draws it: its coverage, (rows, cols) uint8,
     and how many of its rows lie above the baseline. (FreeType straight, as Agg's own text
     drawing does, without an Artist's layout: a hundredth of the time.)"""

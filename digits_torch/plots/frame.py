@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .drawing import DPI, _line_ink, font_heights, ink_on, line_box, line_width, text_metrics
+from .drawing import DPI, font_heights, ink_on, line_box, line_ink, line_width, text_metrics
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -103,7 +103,7 @@ def _ink_turned(
     """``text`` turned a quarter left (reading upwards), black, its line's box ending at column
     ``right`` (or starting at ``left``) and centred on row ``middle``, as a y axis label sits."""
     line, ascent = line_box(LABEL_POINTS)
-    lp, above = _line_ink("lp", LABEL_POINTS)  # the ink's rows: the box's and some padding
+    lp, above = line_ink("lp", LABEL_POINTS)  # the ink's rows: the box's and some padding
     level = np.zeros((lp.shape[0], line_width(text, LABEL_POINTS) + 4, 4), dtype=np.uint8)
     ink_on(level, text, LABEL_POINTS, level.shape[1] // 2, above)
     # down to the box's bottom (the ink's top rows kept: a glyph may rise above the ascent)

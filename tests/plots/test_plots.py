@@ -237,7 +237,7 @@ def glyphs(coverage: np.ndarray) -> np.ndarray:
 
 def written(text: str, points: float) -> np.ndarray:
     """The glyphs of one line of ``text`` as the pictures' rasteriser inks them."""
-    return glyphs(drawing._line_ink(text, points)[0])
+    return glyphs(drawing.line_ink(text, points)[0])
 
 
 def test_confusion_counts_every_digit_once(run, digits):
