@@ -15,12 +15,12 @@ import difflib
 import math
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from ..core.losses import LOSSES
-from ..core.model import ACTIVATIONS, INITS, parameter_count
+from ..core.model import ACTIVATIONS, INITS
 from ..optim.optimizers import OPTIMIZERS
 from ..optim.schedule import SCHEDULES
 from .presets import PRESETS
@@ -36,8 +36,9 @@ __all__ = [
     "MONITORS",
     "OPTIMIZERS",
     "did_you_mean",
-    "suggestion",
     "is_device_spec",
+    "parameter_count",
+    "suggestion",
     "training_memory",
 ]
 
@@ -66,6 +67,12 @@ MIN_TEMPERATURE = 0.01
 # (is the value allowed, the problem if not); the problem may name {value} (or, for a rule
 # across fields, {config}).
 Rule = tuple[Callable[[typing.Any], bool], str]
+
+
+def parameter_count(sizes: Sequence[int]) -> int:
+    """Weights and biases of a network whose layers have ``sizes`` units, inputs first and
+    classes last (``(400, 25, 10)``: 10,285)."""
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
 
 
 def _one_of(label: str, choices, aliases: dict[str, str] | None = None) -> Rule:

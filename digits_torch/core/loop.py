@@ -1,11 +1,9 @@
 """The training loop, plain: minibatch training of a model on tensors in memory.
 
-Read this first. It is the whole of what training is here: shuffle, take a batch, compute the
-objective and its gradients, step the optimizer; after each epoch, one record of the epoch's
-metrics, handed to the callbacks. Nothing is written anywhere. What a run adds around it (files,
-checkpoints, TensorBoard, pictures, signals, torchrun) are callbacks on these records, and the
-fast paths (hand-written backprop, fused steps, CUDA graphs, many networks at once) are tested
-against it.
+Read this first: shuffle, take a batch, compute the objective and its gradients, step the
+optimizer; after each epoch, one record of its metrics, handed to the callbacks. Nothing is
+written anywhere. A run adds files, checkpoints, TensorBoard, pictures and signals around it;
+the fast paths (hand-written backprop, fused steps, many networks at once) are tested against it.
 
     model = MLP(activation="relu", init="glorot", generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
@@ -26,18 +24,16 @@ from .model import MLP
 
 __all__ = ["Callback", "Gradients", "Objective", "train", "train_epoch"]
 
-# One batch's gradients: (model, images (b, n), labels (b,), and any more rows of the batch's
-# examples the epoch gathers) -> (objective, number right), both 0-dim tensors; fills every
-# parameter's .grad with d objective / d parameter.
+# One batch's gradients: (model, images (b, n), labels (b,), more rows of the batch if any) ->
+# (objective, number right), 0-dim tensors; fills each parameter's .grad with d objective / d it.
 Gradients = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
 class Objective:
     """What a batch of b examples minimises: its mean data loss plus l2 / (2 b) times the sum of
-    the squared weights (biases excluded), as Coursera's ex4 and scikit-learn's MLP write it.
-
-    Called as :data:`Gradients`: autograd computes the gradients.
+    the squared weights (biases excluded), as ex4 and scikit-learn write it. Called as
+    :data:`Gradients`, autograd computes the gradients.
 
     Args:
         loss: a key of :data:`digits_torch.core.losses.LOSSES` ("softmax" or ex4's "coursera").
@@ -83,17 +79,15 @@ def train_epoch(
     step (the last batch may be smaller).
 
     Args:
-        gradients: a batch's objective and gradients (autograd's :class:`Objective`, or the
+        gradients: a batch's objective and gradients (autograd's :class:`Objective`, the
             hand-written backward pass, or a rank's share of it summed over the ranks).
-        step: what follows each batch's gradients (default ``optimizer.step``; the fast path's
-            fused step).
+        step: what follows each batch's gradients (default ``optimizer.step``).
         rows: more (m, ...) tensors of the examples (a teacher's soft targets), gathered with
             each batch and passed to ``gradients`` after its labels.
 
-    Returns two 0-dim tensors on X's device: the epoch's loss (each batch's objective weighted
-    by its size, over m: scikit-learn's ``loss_curve_`` entry) and its accuracy, each batch
-    counted as it was trained on (the model changes during the epoch). Neither is read on the
-    host, so a CUDA epoch never waits for the device (it can be captured as one CUDA graph).
+    Returns two 0-dim tensors on X's device, not read on the host (a CUDA epoch never waits):
+    the epoch's loss (batch objectives weighted by size, over m: scikit-learn's ``loss_curve_``)
+    and its accuracy, each batch counted as it was trained on.
     """
     model.train()
     step = optimizer.step if step is None else step
@@ -137,12 +131,9 @@ def train(
         scheduler: stepped once per epoch, after it.
         callbacks: each told every epoch's record; the first to give a reason stops training.
 
-    Returns:
-        The history, one record per epoch trained: ``epoch`` (1, 2, ...), ``train_loss`` and
-        ``train_accuracy`` (as trained, see :func:`train_epoch`), ``val_loss`` and
-        ``val_accuracy`` (None without ``val``), ``lr`` (the epoch's first group's), ``seconds``
-        (wall time of the epoch, scoring included); the last record has ``stopped``, the
-        reason training ended.
+    Returns the history, a record per epoch: ``epoch`` (1, 2, ...), ``train_loss`` and
+    ``train_accuracy`` (as trained), ``val_loss`` and ``val_accuracy`` (None without ``val``),
+    ``lr``, ``seconds`` (scoring included); the last also ``stopped``, why training ended.
     """
     history: list[dict] = []
     loss_name = getattr(gradients, "loss", "softmax")

@@ -1,14 +1,10 @@
 """The multilayer perceptron: 400 -> 25 -> 10 by default, as in Coursera ML exercise 4.
 
-``MLP(x)`` returns logits of shape (batch, num_classes); class index k is the digit k (Coursera's
-label 10 for the digit 0 is translated at the file boundary, in
-:mod:`digits_torch.reference.coursera`).
-
-Two reference initialisations are built in:
-
-* ``"coursera"``: every weight and bias uniform in [-0.12, 0.12] (ex4's randInitializeWeights);
-* ``"glorot"``: scikit-learn's MLPClassifier: uniform in [-b, b] with
-  b = sqrt(factor / (fan_in + fan_out)), factor 6, or 2 for a sigmoid network; biases too.
+``MLP(x)`` returns logits (batch, num_classes); class k is the digit k (ex4's label 10 for the
+digit 0 is translated where its files are read, in :mod:`digits_torch.reference.coursera`).
+Two reference initialisations: ``"coursera"``, every weight and bias uniform in [-0.12, 0.12]
+(ex4's randInitializeWeights); ``"glorot"``, scikit-learn's: uniform in [-b, b] with
+b = sqrt(factor / (fan_in + fan_out)), factor 6, or 2 for a sigmoid network; biases too.
 """
 
 from __future__ import annotations
@@ -19,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "INITS", "MLP", "glorot_bound", "parameter_count", "shape_text"]
+__all__ = ["ACTIVATIONS", "INITS", "MLP", "glorot_bound", "shape_text"]
 
 ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
@@ -36,18 +32,15 @@ class MLP(nn.Module):
 
     Args:
         input_size: pixels per image (400 for 20 x 20).
-        hidden: units per hidden layer, default ``(25,)``; the name of ``TrainConfig.hidden``
-            and ``--hidden``. ``hidden_sizes`` (the name checkpoints' architecture records)
-            is taken too.
+        hidden: units per hidden layer, default ``(25,)`` (``hidden_sizes``, the name
+            checkpoints record, is taken too).
         num_classes: output units (10 digits).
         activation: ``"sigmoid"``, ``"relu"``, ``"tanh"`` or ``"identity"``.
         init: ``"coursera"`` or ``"glorot"`` (see the module docstring).
-
-    The defaults (sigmoid units, ex4's uniform +-0.12) are ex4's network, the one
-    :mod:`digits_torch.reference.coursera` reads and scores, and the ``coursera`` preset trains;
-    training's default preset (``distilled``, as ``seed`` and ``tuned``) uses relu units with
-    Glorot's initialisation: ``MLP(activation="relu", init="glorot")``.
         generator: seeds the initialisation; ``None`` uses torch's global generator.
+
+    The defaults are ex4's network (sigmoid units, uniform +-0.12); the presets other than
+    ``coursera`` train ``MLP(activation="relu", init="glorot")``.
     """
 
     def __init__(
@@ -143,12 +136,6 @@ class MLP(nn.Module):
 def shape_text(hidden: Sequence[int], input_size: int = 400, num_classes: int = 10) -> str:
     """A network's layer sizes as the docs write them: ``400-25-10``."""
     return "-".join(map(str, (input_size, *hidden, num_classes)))
-
-
-def parameter_count(sizes: Sequence[int]) -> int:
-    """Weights and biases of a network whose layers have ``sizes`` units, inputs first and
-    classes last (``(400, 25, 10)``: 10,285)."""
-    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
 
 
 def glorot_bound(fan_in: int, fan_out: int, activation: str) -> float:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..config.bounds import DTYPES
+from ..config.bounds import DTYPES, parameter_count
 from ..config.config import TrainConfig
 from ..config.plan import Plan, Recipe, as_plan
-from ..core.model import parameter_count, shape_text
+from ..core.model import shape_text
 from ..fast.backprop import effective_backprop
 
 __all__ = [
