@@ -337,10 +337,6 @@ class RunFiles:
             )
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 # Whether an interrupted run says how to resume it: not a sweep's network, whose sweep says it
 # (resuming the sweep resumes the network; one hint, not two).
 _HINTED: contextvars.ContextVar[bool] = contextvars.ContextVar("resume_hint", default=True)
