@@ -45,6 +45,7 @@ import torch
 
 from digits_torch import MLP, fit, load_digits, make_config, plots
 from digits_torch.errors import ArgumentParser, exit_on_error
+from digits_torch.store.run_contents import FIGURES
 from digits_torch.store.runs import read_split
 
 LRS = "0.0005,0.001,0.002,0.004"
@@ -70,7 +71,7 @@ def run_pictures(logdir: str, out: Path | None, repeats: int) -> tuple[float, fl
         )
         times.append((time.perf_counter() - start, time.process_time() - cpu))
     if out is not None:
-        for png in (result.run_dir / plots.FIGURES).glob("*.png"):
+        for png in (result.run_dir / FIGURES).glob("*.png"):
             (out / png.name).write_bytes(png.read_bytes())
     return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 

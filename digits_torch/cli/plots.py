@@ -15,8 +15,9 @@ from matplotlib.figure import Figure
 from ..core.data import load_digits
 from ..errors import ArgumentParser, UserError, exit_on_error, print_stdout, program_name
 from ..inference.loading import MODEL_FILES, load_trained
-from ..plots import FIGURES, digits_grid, render, run_figures, save_png
+from ..plots import digits_grid, render, run_figures, save_png
 from ..store.files import output_path
+from ..store.run_contents import FIGURES
 from ..store.runs import CONFIG, RunLock, read_config, read_split
 
 

@@ -31,9 +31,9 @@ from ..errors import (
     program_name,
     shown_name,
 )
-from ..plots import FIGURES
 from ..runtime.distributed import job_ranks
 from ..runtime.interrupts import sigterm_interrupts
+from ..store.run_contents import FIGURES
 from ..store.runs import METRICS, find_run
 from ..train.training import RESUME_MAY_CHANGE, FitResult, fit, resume
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import plots
+from ..plots.drawing import DPI
 from ..store.files import write_atomically
 from ..store.run_contents import RESULTS
 from ..store.runs import value_text
@@ -184,7 +185,7 @@ def validation_curve(grid: dict, rows: list[dict], field: str, xs: list[float]) 
     from matplotlib.figure import Figure
 
     others = [f for f in grid if f not in (field, "seed")]
-    figure = Figure(figsize=(6.4, 4.4), dpi=plots.DPI)
+    figure = Figure(figsize=(6.4, 4.4), dpi=DPI)
     ax = figure.add_subplot()
     lines: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -227,7 +228,7 @@ def _heatmap(sweep_dir, grid, rows, a, b) -> Path:
     for i, va in enumerate(grid[a]):
         for j, vb in enumerate(grid[b]):
             table[i, j] = _mean_sd([r[key] for r in rows if r[a] == va and r[b] == vb])[0] * 100
-    figure = Figure(figsize=(1.2 * len(grid[b]) + 2.5, 0.7 * len(grid[a]) + 2), dpi=plots.DPI)
+    figure = Figure(figsize=(1.2 * len(grid[b]) + 2.5, 0.7 * len(grid[a]) + 2), dpi=DPI)
     ax = figure.add_subplot()
     image = ax.imshow(table, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(grid[b])), [value_text(v) for v in grid[b]])

@@ -34,11 +34,11 @@ from ..config.config import TrainConfig, fields_with, preset_differences
 from ..config.plan import make_plan
 from ..core.model import MLP
 from ..errors import UserError, no_such_path, print_stderr, progress_bar
-from ..plots import FIGURES
 from ..runtime.distributed import SOLO, Ranks, from_lead, job_ranks, joined
 from ..runtime.interrupts import StopRequests
 from ..runtime.threads import cpu_threads
 from ..store.checkpoints import LATEST, RESUMABLE, best_weights, load_run_file
+from ..store.run_contents import FIGURES
 from ..store.runs import (
     METRICS,
     RunInUse,
