@@ -15,8 +15,10 @@ from pathlib import Path
 
 from ..config.config import TrainConfig, fields_with, make_config
 from ..config.config_files import close_field
+from ..config.plan import make_plan
 from ..errors import UserError
 from ..store.runs import counted_label, name_safe, value_text
+from .plan import stackable
 from .train import Network
 
 __all__ = ["UNLEARNED", "UNSWEPT", "expand", "parse_grid", "parse_seeds"]
@@ -153,6 +155,10 @@ def expand(preset: str, given: dict, grid: dict[str, list], logdir: Path) -> lis
             config = make_config(preset, **{**given, **values, "name": name, "logdir": str(logdir)})
         except UserError as err:
             raise UserError(f"network {_shown(values)}: {err}") from None
+        if "threads" not in given and stackable(make_plan(config).recipe):
+            # a stack's products are its networks' side by side: torch's threads (one per
+            # core) pay there, where one network's tiny ones take one (docs/sweeps.md)
+            config = dataclasses.replace(config, threads=0)
         network = Network(name, values, config)
         # a named teacher is what a network distils from: its teacher_preset then trains none
         trains = None if config.teacher is not None else config.teacher_preset

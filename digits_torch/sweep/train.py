@@ -51,6 +51,7 @@ from ..errors import UserError, progress_bar
 from ..runtime.devices import resolve_device
 from ..runtime.distributed import SOLO, Ranks
 from ..runtime.interrupts import StopRequests, sigterm_interrupts
+from ..runtime.threads import cpu_threads
 from ..store.checkpoints import LATEST, best_weights, load_run_file
 from ..store.files import write_json
 from ..store.run_contents import PROGRESS, SIDE
@@ -197,6 +198,7 @@ class _StackRun:
     ) -> None:
         self.commits = commits
         self.digits = read_digits(networks[0].config, device)
+        self.threads = networks[0].plan.running.threads  # one value in a sweep
         self.trainees: list[Trainee] = []
         self.networks: dict[int, Network] = {}
         todo = []
@@ -229,7 +231,7 @@ class _StackRun:
             epochs = max((t.run.recipe.epochs - t.epoch for t in self.stack.trainees), default=0)
             desc = f"{len(self.stack.trainees)} networks"
             bar = progress_bar(epochs, 0, desc, "epoch", shown=not quiet)
-            with StopRequests() as requests:
+            with StopRequests() as requests, cpu_threads(self.threads):
                 train_epochs(self.stack, _CommittedSaves(self, save_every), requests, bar)
             bar.close()
         except BaseException:

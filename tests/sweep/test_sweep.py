@@ -399,6 +399,28 @@ def test_adam_and_lbfgs_run_one_after_another_and_say_so(tmp_path, digits300, ca
     assert all((sweep_dir / n["dir"] / BEST).exists() for n in networks)
 
 
+def test_a_stack_trains_at_the_sweeps_threads_by_default_torchs_and_its_configs_say_so(
+    tmp_path, digits300, monkeypatch
+):
+    seen, real = [], Stack.train_epoch
+    monkeypatch.setattr(
+        Stack, "train_epoch", lambda self: seen.append(torch.get_num_threads()) or real(self)
+    )
+    caller = torch.get_num_threads()
+    for given, stacked, solo in (([], 0, 1), (["--threads", "3"], 3, 3)):
+        seen.clear()
+        args = _sweep_args(digits300, tmp_path / str(stacked), "--grid", "optimizer=sgd,adam")
+        sweep_dir = sweep.run_command([*args, "--epochs", "2", "--no-figures", *given])
+        networks = json.loads((sweep_dir / "sweep.json").read_text())["networks"]
+        threads = [
+            json.loads((sweep_dir / n["dir"] / "config.json").read_text())["threads"]
+            for n in networks
+        ]
+        assert threads == [stacked, solo]  # sgd stacked; adam through fit, one thread a network
+        assert seen == [stacked or caller] * 2
+        assert torch.get_num_threads() == caller  # the caller's count, back
+
+
 # ----------------------------------------------------------------------------- errors
 
 
