@@ -27,14 +27,11 @@ def read_config_file(path: str | Path) -> dict:
     text = read_bytes(path, what="a config file")
     try:
         if path.suffix.lower() == ".toml":
-            try:
-                values = parse_toml(text.decode())
-            except ImportError:  # tomllib is Python 3.11+
-                raise UserError("TOML config files need Python 3.11+; use JSON", path) from None
+            values = parse_toml(text.decode())
         else:
             values = parse_json(text)
-    except UserError:
-        raise
+    except ImportError:  # tomllib is Python 3.11+
+        raise UserError("TOML config files need Python 3.11+; use JSON", path) from None
     except ValueError as err:  # JSONDecodeError, TOMLDecodeError and UnicodeDecodeError are
         raise UserError(f"not a valid config file ({err})", path) from None
     if not isinstance(values, dict):
