@@ -212,7 +212,9 @@ def main(argv: list[str] | None = None) -> list[Prediction]:
     if args.model is None:
         parser.error("the following arguments are required: IMAGE")
     args.model, args.images = _model_and_images([args.model, *args.images])
-    json_out = _json_path(args.json) if args.json else None  # refused before the work
+    # --json's file: a regular file or none yet, and not one a run or a sweep keeps; refused
+    # before the work
+    json_out = output_path(args.json) if args.json else None
     show = _show_folder(args.show) if args.show else None
     trained = checked_model(args.model, args.device)
     # As every batch tool: each good image is predicted (and its picture and result written),
@@ -285,11 +287,6 @@ def _model_and_images(paths: list[str]) -> tuple[str, list[str]]:
     if first.is_dir() or first.suffix.lower() in (".pt", ".pth", ".ckpt", ".safetensors"):
         raise UserError("is a model: give the images to read after it", shown_name(first))
     return str(shipped_model()), paths
-
-
-def _json_path(name: str) -> Path:
-    """--json's file: a regular file or none yet, and not one a run or a sweep keeps."""
-    return output_path(name)
 
 
 def _show_folder(name: str) -> Path:
