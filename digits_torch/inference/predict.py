@@ -144,9 +144,8 @@ def _pixels(image, path: str | Path | None) -> np.ndarray:
 
 def _predict_pixels(trained: Trained, pixels: np.ndarray, path: str | Path | None) -> Prediction:
     """The prediction for ``pixels`` (400,), the input made from the image at ``path``."""
-    weight = trained.model.layers[0].weight
-    x = torch.from_numpy(pixels)[None].to(device=weight.device, dtype=weight.dtype)
-    probabilities = trained.probabilities(x)[0].double().cpu().numpy()
+    # the model reads the float64 pixels in its own dtype, on its device
+    probabilities = trained.probabilities(torch.from_numpy(pixels)[None])[0].double().cpu().numpy()
     name = None if path is None else str(path)
     return Prediction(name, int(probabilities.argmax()), tuple(probabilities.tolist()), pixels)
 
