@@ -238,18 +238,14 @@ def _run_ours(system: str, params: dict, device: str, split: _Split, out: Path, 
         "quiet": True,
         "figures": False,  # a comparison is its table and curves; a fit's seconds draw nothing
     }
-    preset = PRESET[system]
+
+    def fit_on(data: str | Path | None, logdir: Path):
+        return fit(make_config(PRESET[system], data=data, logdir=str(logdir), **common))
+
     start = time.perf_counter()
-    result = fit(make_config(preset, data=split.data, logdir=str(out / system), **common))
+    result = fit_on(split.data, out / system)
     seconds = time.perf_counter() - start
-    held = fit(
-        make_config(
-            preset,
-            data=str(split.heldout_file),
-            logdir=str(out / "heldout" / system),
-            **common,
-        )
-    )
+    held = fit_on(str(split.heldout_file), out / "heldout" / system)
     rows = split.heldout_rows
     record = {
         "system": system,
