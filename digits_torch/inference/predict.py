@@ -126,10 +126,9 @@ def checked_model(model: Trained | MLP | str | Path, device: str = "cpu") -> Tra
     return trained
 
 
-def _predict(trained: Trained, image, path: str | Path | None = None) -> Prediction:
-    """Read one image (a path, PIL image or array); ``path`` names it (default: the image path)."""
-    if path is None and isinstance(image, (str, Path)):
-        path = image
+def _predict(trained: Trained, image) -> Prediction:
+    """Read one image (a path, which names it, or a PIL image or array, which has no name)."""
+    path = image if isinstance(image, (str, Path)) else None
     return _predict_pixels(trained, _pixels(image, path), path)
 
 
@@ -159,15 +158,14 @@ def describe(prediction: Prediction) -> str:
 # ---------------------------------------------------------------------------------- the picture
 
 
-def figure(image: PIL.Image.Image | np.ndarray, prediction: Prediction) -> Figure:
-    """The image as read (greyscale, transparency as paper) beside the 20 x 20 input, upright,
-    titled with the digit and the top three probabilities. ``image``: a PIL image, or its
-    :func:`~digits_torch.images.images.greyscale` (H, W) already made."""
+def figure(grey: np.ndarray, prediction: Prediction) -> Figure:
+    """The image as read beside the 20 x 20 input, upright, titled with the digit and the top
+    three probabilities. ``grey``: the image's :func:`~digits_torch.images.images.greyscale`,
+    (H, W), transparency as paper."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 3.4), dpi=100, layout="constrained")
     original, seen = fig.subplots(1, 2)
-    grey = image if isinstance(image, np.ndarray) else greyscale(image)
     original.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
     original.set_title("your image", fontsize=10)
     seen.imshow(to_image(prediction.pixels), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
