@@ -49,7 +49,7 @@ from ..plots import render
 from ..runtime.devices import resolve_device
 from ..store.files import output_path, write_json, write_new
 from ..store.run_contents import owner_of
-from .loading import MODEL_FILES, Trained, as_trained
+from .loading import CHECKPOINT_SUFFIXES, MODEL_FILES, Trained, as_trained
 from .model_card import shipped_model
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn (--show), not to predict
@@ -281,7 +281,7 @@ def _model_and_images(paths: list[str]) -> tuple[str, list[str]]:
     if len(paths) > 1:
         return paths[0], paths[1:]
     first = Path(paths[0])
-    if first.is_dir() or first.suffix.lower() in (".pt", ".pth", ".ckpt", ".safetensors"):
+    if first.is_dir() or first.suffix.lower() in CHECKPOINT_SUFFIXES:
         raise UserError("is a model: give the images to read after it", shown_name(first))
     return str(shipped_model()), paths
 
