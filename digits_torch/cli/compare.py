@@ -238,18 +238,14 @@ def _run_ours(system: str, params: dict, device: str, split: _Split, out: Path, 
         "quiet": True,
         "figures": False,  # a comparison is its table and curves; a fit's seconds draw nothing
     }
-    preset = PRESET[system]
+
+    def fit_on(data: str | Path | None, logdir: Path):
+        return fit(make_config(PRESET[system], data=data, logdir=str(logdir), **common))
+
     start = time.perf_counter()
-    result = fit(make_config(preset, data=split.data, logdir=str(out / system), **common))
+    result = fit_on(split.data, out / system)
     seconds = time.perf_counter() - start
-    held = fit(
-        make_config(
-            preset,
-            data=str(split.heldout_file),
-            logdir=str(out / "heldout" / system),
-            **common,
-        )
-    )
+    held = fit_on(str(split.heldout_file), out / "heldout" / system)
     rows = split.heldout_rows
     record = {
         "system": system,
@@ -325,13 +321,10 @@ def _log_sklearn(run_dir: Path, clf) -> None:
         events.close()
 
 
-@torch.no_grad()
 def _accuracy(model: MLP, X: np.ndarray, digits: np.ndarray) -> float:
-    """Fraction of rows whose predicted digit is right, counted exactly."""
-    parameter = next(model.parameters())
-    x = torch.from_numpy(X).to(parameter.device, parameter.dtype)
-    predicted = model.predict(x).cpu().numpy()
-    return int((predicted == digits).sum()) / len(digits)
+    """Fraction of rows whose predicted digit is right, counted exactly (the model reads X in
+    its own dtype, on its device)."""
+    return int((model.predict(X) == digits).sum()) / len(digits)
 
 
 def _differences(model: MLP, history: list[dict], clf, labels: np.ndarray) -> dict:

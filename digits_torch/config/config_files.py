@@ -1,5 +1,5 @@
 """Config files: the fields a JSON or TOML file sets (:func:`read_config_file`), each key a field
-and each value of its type; and the field a mistyped name meant (:func:`close_field`)."""
+and each value of its type; and a hint at the field a mistyped name meant (:func:`close_field`)."""
 
 from __future__ import annotations
 
@@ -27,33 +27,26 @@ def read_config_file(path: str | Path) -> dict:
     text = read_bytes(path, what="a config file")
     try:
         if path.suffix.lower() == ".toml":
-            try:
-                values = parse_toml(text.decode())
-            except ImportError:  # tomllib is Python 3.11+
-                raise UserError("TOML config files need Python 3.11+; use JSON", path) from None
+            values = parse_toml(text.decode())
         else:
             values = parse_json(text)
-    except UserError:
-        raise
+    except ImportError:  # tomllib is Python 3.11+
+        raise UserError("TOML config files need Python 3.11+; use JSON", path) from None
     except ValueError as err:  # JSONDecodeError, TOMLDecodeError and UnicodeDecodeError are
         raise UserError(f"not a valid config file ({err})", path) from None
     if not isinstance(values, dict):
         raise UserError("a config file holds one table of field = value", path)
     for key, value in values.items():
         if key not in FIELDS:
-            raise UserError(_unknown_key(key), path)
+            raise UserError(f"unknown key {key!r}{close_field(key)}", path)
         problem = type_problem(key, value)
         if problem:
             raise UserError(problem, path)
     return {k: from_json(k, v) for k, v in values.items()}
 
 
-def _unknown_key(key: str) -> str:
-    close = close_field(key)
-    return f"unknown key {key!r}" + (f" (did you mean {close!r}?)" if close else "")
-
-
-def close_field(name: str) -> str | None:
-    """The config field most like ``name`` (a mistyped field name), or None."""
+def close_field(name: str) -> str:
+    """`` (did you mean 'epochs'?)`` for the config field most like ``name`` (a mistyped field
+    name), or '' when none is close."""
     close = difflib.get_close_matches(name, FIELDS, n=1)
-    return close[0] if close else None
+    return f" (did you mean {close[0]!r}?)" if close else ""

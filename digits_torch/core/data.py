@@ -137,8 +137,7 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 def read_mat(path: Path) -> dict[str, np.ndarray]:
     """Every variable of a MAT file (v4, v5/v6/v7 or, through h5py, v7.3) as numpy arrays."""
-    if check_regular(path, "a MAT file").st_size == 0:
-        raise UserError("empty file, not a MAT file", path)
+    check_regular(path, "a MAT file", empty=False)
     with reading(path), open(path, "rb") as f:
         head = f.read(2048)
     # HDF5's signature sits at offset 0 or a power of two from 512 on; MATLAB v7.3 puts it at 512.

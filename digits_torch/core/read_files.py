@@ -38,19 +38,22 @@ NOT_REGULAR = {  # what a file's mode may say it is, if not a regular file
 }
 
 
-def check_regular(path: str | Path, what: str = "a file") -> os.stat_result:
+def check_regular(path: str | Path, what: str = "a file", empty: bool = True) -> os.stat_result:
     """The status of the regular file at ``path`` (a link is followed), before a reader that
-    opens the file itself (torch, scipy, Pillow) is given it.
+    opens the file itself (torch, scipy, Pillow) is given it; ``empty``: whether it may be empty.
 
     Raises:
-        UserError: absent, refused by the system (:func:`~digits_torch.errors.path_error`), or
-            not a regular file: a directory, a FIFO, a device node or a socket, named as such.
+        UserError: absent, refused by the system (:func:`~digits_torch.errors.path_error`), not
+            a regular file: a directory, a FIFO, a device node or a socket, named as such, or
+            empty where not ``empty`` (``empty file, not <what>``).
     """
     try:
         info = os.stat(path)
     except OSError as err:
         raise path_error(err, path) from None
     _check_mode(info, path, what)
+    if not empty and info.st_size == 0:
+        raise UserError(f"empty file, not {what}", path)
     return info
 
 

@@ -47,7 +47,11 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-API_GETS = ("/model", "/random-digit", "/random-mistake")
+API_GETS = {  # URL path -> what GET answers there, from the server's Reader
+    "/model": lambda reader: reader.description(),
+    "/random-digit": lambda reader: reader.sample(mistake=False),
+    "/random-mistake": lambda reader: reader.sample(mistake=True),
+}
 
 
 def assets() -> dict[str, tuple[bytes, str]]:
@@ -107,14 +111,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _get(self) -> None:
         path = urlsplit(self.path).path
-        reader = self.server.reader
-        routes = {
-            "/model": reader.description,
-            "/random-digit": lambda: reader.sample(mistake=False),
-            "/random-mistake": lambda: reader.sample(mistake=True),
-        }
-        if path in routes:
-            self._send_json(HTTPStatus.OK, routes[path]())
+        if path in API_GETS:
+            self._send_json(HTTPStatus.OK, API_GETS[path](self.server.reader))
         elif path in self.server.assets:
             body, kind = self.server.assets[path]
             self._send(HTTPStatus.OK, body, kind)

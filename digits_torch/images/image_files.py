@@ -39,7 +39,8 @@ def read_image(path: str | Path) -> PIL.Image.Image:
             :data:`RASTER_FORMATS`, over :data:`MAX_PIXELS`, or truncated or damaged.
     """
     path = Path(path)
-    _check_file(path)
+    # what is no image file is refused before it is opened: a FIFO, a device, empty, ...
+    check_regular(path, "an image", empty=False)
     try:
         with warnings.catch_warnings():
             # Pillow warns of a decompression bomb above 89 megapixels, and refuses above twice
@@ -54,13 +55,6 @@ def read_image(path: str | Path) -> PIL.Image.Image:
         raise UserError(_unread_format(path), path) from None
     except OSError as err:
         raise UserError(f"cannot read ({err.strerror or err})", path) from None
-
-
-def _check_file(path: Path) -> None:
-    """Refuse what is no image file before opening it: absent, a link loop, a name too long, a
-    directory, a FIFO or a device, empty."""
-    if check_regular(path, "an image").st_size == 0:
-        raise UserError("empty file, not an image", path)
 
 
 @functools.cache

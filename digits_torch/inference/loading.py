@@ -29,7 +29,7 @@ from ..reference.coursera import load_weights
 from ..store.checkpoints import load_checkpoint, model_from_state
 from ..store.runs import find_run
 
-__all__ = ["Trained", "as_trained", "load_model", "load_trained"]
+__all__ = ["CHECKPOINT_SUFFIXES", "Trained", "as_trained", "load_model", "load_trained"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Trained:
 
 
 MODEL_FILES = "a run directory, a checkpoint .pt, a .safetensors export or ex4's .mat weights"
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")  # model files by their name
 
 
 def load_trained(
@@ -113,7 +113,7 @@ def _file_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".mat":  # MAT v4 has no header
         return "mat"
-    if suffix in _CHECKPOINT_SUFFIXES or not head:  # load_checkpoint says what is wrong
+    if suffix in CHECKPOINT_SUFFIXES or not head:  # load_checkpoint says what is wrong
         return "checkpoint"
     raise UserError(f"not a model file (expected {MODEL_FILES})", path)
 

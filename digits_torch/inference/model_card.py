@@ -11,7 +11,6 @@ the training, which exporting does not change.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 from importlib import resources
@@ -21,9 +20,11 @@ import safetensors
 import torch
 
 from ..core.data import default_data_path
+from ..core.data import file_sha256 as sha256  # public here too, as model_card.sha256
 from ..core.model import MLP
 from ..errors import UserError
 from ..store.checkpoints import CARD_KEY, load_checkpoint
+from ..store.run_contents import METRICS
 from .loading import Trained, as_trained
 
 __all__ = ["CARD_KEY", "SHIPPED_MODEL", "model_card", "read_card", "sha256", "shipped_model"]
@@ -35,7 +36,6 @@ INPUT_LAYOUT = (
     "at index 20 c + r), ink 1 and paper 0; a picture is made into one by digits_torch.images"
 )
 LABEL_ORDER = "output k is the digit k, for k = 0..9 (ex4's label 10 is the digit 0: output 0)"
-METRICS = "metrics.json"
 
 
 def shipped_model() -> Path:
@@ -97,15 +97,6 @@ def versions() -> dict:
     except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
         package = "unknown"
     return {"digits_torch": package, "torch": torch.__version__}
-
-
-def sha256(path: str | Path) -> str:
-    """The file's SHA-256, in hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _data(config: dict) -> dict | None:

@@ -49,7 +49,7 @@ from ..plots import render
 from ..runtime.devices import resolve_device
 from ..store.files import output_path, write_json, write_new
 from ..store.run_contents import owner_of
-from .loading import MODEL_FILES, Trained, as_trained
+from .loading import CHECKPOINT_SUFFIXES, MODEL_FILES, Trained, as_trained
 from .model_card import shipped_model
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn (--show), not to predict
@@ -126,10 +126,9 @@ def checked_model(model: Trained | MLP | str | Path, device: str = "cpu") -> Tra
     return trained
 
 
-def _predict(trained: Trained, image, path: str | Path | None = None) -> Prediction:
-    """Read one image (a path, PIL image or array); ``path`` names it (default: the image path)."""
-    if path is None and isinstance(image, (str, Path)):
-        path = image
+def _predict(trained: Trained, image) -> Prediction:
+    """Read one image (a path, which names it, or a PIL image or array, which has no name)."""
+    path = image if isinstance(image, (str, Path)) else None
     return _predict_pixels(trained, _pixels(image, path), path)
 
 
@@ -144,9 +143,8 @@ def _pixels(image, path: str | Path | None) -> np.ndarray:
 
 def _predict_pixels(trained: Trained, pixels: np.ndarray, path: str | Path | None) -> Prediction:
     """The prediction for ``pixels`` (400,), the input made from the image at ``path``."""
-    weight = trained.model.layers[0].weight
-    x = torch.from_numpy(pixels)[None].to(device=weight.device, dtype=weight.dtype)
-    probabilities = trained.probabilities(x)[0].double().cpu().numpy()
+    # the model reads the float64 pixels in its own dtype, on its device
+    probabilities = trained.probabilities(torch.from_numpy(pixels)[None])[0].double().cpu().numpy()
     name = None if path is None else str(path)
     return Prediction(name, int(probabilities.argmax()), tuple(probabilities.tolist()), pixels)
 
@@ -160,15 +158,14 @@ def describe(prediction: Prediction) -> str:
 # ---------------------------------------------------------------------------------- the picture
 
 
-def figure(image: PIL.Image.Image | np.ndarray, prediction: Prediction) -> Figure:
-    """The image as read (greyscale, transparency as paper) beside the 20 x 20 input, upright,
-    titled with the digit and the top three probabilities. ``image``: a PIL image, or its
-    :func:`~digits_torch.images.images.greyscale` (H, W) already made."""
+def figure(grey: np.ndarray, prediction: Prediction) -> Figure:
+    """The image as read beside the 20 x 20 input, upright, titled with the digit and the top
+    three probabilities. ``grey``: the image's :func:`~digits_torch.images.images.greyscale`,
+    (H, W), transparency as paper."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 3.4), dpi=100, layout="constrained")
     original, seen = fig.subplots(1, 2)
-    grey = image if isinstance(image, np.ndarray) else greyscale(image)
     original.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
     original.set_title("your image", fontsize=10)
     seen.imshow(to_image(prediction.pixels), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
@@ -212,7 +209,9 @@ def main(argv: list[str] | None = None) -> list[Prediction]:
     if args.model is None:
         parser.error("the following arguments are required: IMAGE")
     args.model, args.images = _model_and_images([args.model, *args.images])
-    json_out = _json_path(args.json) if args.json else None  # refused before the work
+    # --json's file: a regular file or none yet, and not one a run or a sweep keeps; refused
+    # before the work
+    json_out = output_path(args.json) if args.json else None
     show = _show_folder(args.show) if args.show else None
     trained = checked_model(args.model, args.device)
     # As every batch tool: each good image is predicted (and its picture and result written),
@@ -282,14 +281,9 @@ def _model_and_images(paths: list[str]) -> tuple[str, list[str]]:
     if len(paths) > 1:
         return paths[0], paths[1:]
     first = Path(paths[0])
-    if first.is_dir() or first.suffix.lower() in (".pt", ".pth", ".ckpt", ".safetensors"):
+    if first.is_dir() or first.suffix.lower() in CHECKPOINT_SUFFIXES:
         raise UserError("is a model: give the images to read after it", shown_name(first))
     return str(shipped_model()), paths
-
-
-def _json_path(name: str) -> Path:
-    """--json's file: a regular file or none yet, and not one a run or a sweep keeps."""
-    return output_path(name)
 
 
 def _show_folder(name: str) -> Path:

@@ -332,14 +332,12 @@ def first_layer(model: MLP) -> np.ndarray:
     return weights
 
 
-@torch.no_grad()
 def predict(model: MLP, X: np.ndarray) -> np.ndarray:
-    """Predicted digits, (m,), computed where the model lives, in its dtype (on one CPU thread:
+    """Predicted digits, (m,), computed where the model lives, in its dtype (as
+    :meth:`MLP.predict <digits_torch.core.model.MLP.predict>` does; on one CPU thread:
     :func:`picture_threads`)."""
-    weight = model.layers[0].weight
-    x = torch.as_tensor(X).to(device=weight.device, dtype=weight.dtype)
     with picture_threads():
-        return model(x).argmax(dim=1).cpu().numpy()
+        return model.predict(X)
 
 
 def picture_threads() -> contextlib.AbstractContextManager[int]:

@@ -64,13 +64,10 @@ def load_weights(path: str | Path, dtype: torch.dtype = torch.float32) -> MLP:
             path,
         )
     model = MLP(inputs, (hidden,), 10, activation="sigmoid").to(dtype)
-    first, second = model.layers
-    with torch.no_grad():
-        first.bias.copy_(torch.from_numpy(theta1[:, 0]))
-        first.weight.copy_(torch.from_numpy(theta1[:, 1:]))
-        theta2 = theta2[_THETA_ROW_FROM_DIGIT]
-        second.bias.copy_(torch.from_numpy(theta2[:, 0]))
-        second.weight.copy_(torch.from_numpy(theta2[:, 1:]))
+    with torch.no_grad():  # each Theta: its bias column, then the weights
+        for layer, theta in zip(model.layers, (theta1, theta2[_THETA_ROW_FROM_DIGIT]), strict=True):
+            layer.bias.copy_(torch.from_numpy(theta[:, 0]))
+            layer.weight.copy_(torch.from_numpy(theta[:, 1:]))
     return model
 
 

@@ -110,8 +110,7 @@ def _field_hint(field: str) -> str:
     """What an unknown --grid field may have meant: `` (lambda is l2 here)``, or a close one."""
     if field in FIELD_ALIASES:
         return f" ({field} is {FIELD_ALIASES[field]} here)"
-    close = close_field(field)
-    return f" (did you mean {close!r}?)" if close else ""
+    return close_field(field)
 
 
 def parse_seeds(text: str) -> list[int]:
