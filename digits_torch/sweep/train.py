@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import shutil
 import time
 from collections.abc import Collection, Iterator
@@ -213,7 +212,7 @@ class _StackRun:
                 trainee.status = "diverged"
             swept = network.values
             trainee.files = RunFiles(  # pictures once the sweep has trained (sweep_figures)
-                network.dir, trainee, resumed, swept=swept, budget=math.inf, figures=False
+                network.dir, trainee, resumed, swept=swept, figures=False
             )
             self.trainees.append(trainee)
             self.networks[id(trainee)] = network

@@ -127,8 +127,6 @@ class RunFiles:
         resumed: whether ``run_dir`` holds the network's checkpoint already.
         world: the processes of a torchrun job training the run, else 1.
         swept: the fields its sweep varies (shown first in the HParams tab).
-        budget: seconds of training between checkpoints (default: the plan's
-            ``checkpoint_every``; a sweep saves its stack as one, and passes infinity).
         figures: draw the pictures at the end (default: the plan's ``figures``; a sweep
             draws its networks' once training is over, and passes False).
     """
@@ -140,13 +138,12 @@ class RunFiles:
         resumed: bool,
         world: int = 1,
         swept: Collection[str] = (),
-        budget: float | None = None,
         figures: bool | None = None,
     ) -> None:
         self.dir, self.trainee, running = run_dir, trainee, trainee.run.plan.running
         self.world, self.swept = world, swept
         self.figures = running.figures if figures is None else figures
-        self.budget = running.checkpoint_every if budget is None else budget
+        self.budget = running.checkpoint_every  # seconds of training between checkpoints
         self.image_every = running.image_every
         # What resumes the command, not just this run, when it was stopped: a teacher trained
         # for a student is finished by running the student's command again (else: --resume).

@@ -40,7 +40,6 @@ __all__ = [
     "checked_teacher",
     "kept_teacher",
     "load_teacher",
-    "plan",
     "same_digits",
     "teacher_config",
     "teacher_plan",
@@ -243,17 +242,10 @@ NO_TEACHER = "--preset tuned"
 ROUGH_SECONDS = {"teacher": 30, "distilled": 40, "tuned": 11}
 
 
-def plan(config: TrainConfig) -> str | None:
-    """What a new run of ``config`` trains, in order, and roughly how long, where it trains a
-    teacher first (else None: one network, its progress bar says enough). Lines for stderr."""
-    if config.teacher is not None or config.teacher_preset is None:
-        return None
-    teacher = teacher_config(config)
-    return teacher_plan(config, teacher, teacher_run(teacher))
-
-
 def teacher_plan(config: TrainConfig, teacher: TrainConfig, found: Path | None) -> str:
-    """The plan (:func:`plan`), given the teacher's config and the run of it found in the logdir."""
+    """What a new run of ``config`` trains, in order, and roughly how long, where it trains a
+    teacher first: lines for stderr, given the teacher's config and the run of it found in the
+    logdir (None: the teacher is trained first)."""
     shape = shape_text(teacher.hidden)
     if found is None:
         first = (

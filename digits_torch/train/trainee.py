@@ -17,10 +17,7 @@ from ..store.checkpoints import check_fits, clone_weights, restore
 from ..store.runs import check_split
 from .run_setup import Setup
 
-__all__ = ["STATUSES", "Trainee"]
-
-# How a network's training ends, as metrics.json's "stopped" says it (and "training" until then).
-STATUSES = ("max_epochs", "converged", "diverged")
+__all__ = ["Trainee"]
 
 
 class Trainee:
@@ -32,7 +29,8 @@ class Trainee:
         seconds: training seconds through ``epoch`` (the history's clock, across resumes).
         best: the best model's weights so far (a state dict on the device), None until known.
         best_epoch: the epoch ``best`` is of.
-        status: ``"training"``, or how it ended (:data:`STATUSES`).
+        status: ``"training"``, or how it ended, as metrics.json's "stopped" says it:
+            ``"max_epochs"``, ``"converged"`` or ``"diverged"``.
         order: its place in every stack it joins (a sweep's network's index).
         files: what writes its run directory (:class:`~digits_torch.train.run_files.RunFiles`), or
             None where nothing is written (the other ranks of a torchrun job).
