@@ -19,7 +19,6 @@ from pathlib import Path
 from .. import plots
 from ..config.config import fields_with
 from ..core.losses import score
-from ..core.model import MLP
 from ..errors import UserError, print_stderr
 from ..runtime.distributed import launch_command
 from ..store.checkpoints import (
@@ -36,6 +35,7 @@ from ..store.files import fsync_dir, link_atomically, write_atomically
 from ..store.run_contents import SIDE, TEACHER
 from ..store.run_log import RunLog
 from ..store.runs import read_history
+from .run_loop import val_metrics
 from .run_setup import Setup
 from .trainee import Trainee
 
@@ -45,8 +45,6 @@ __all__ = [
     "final_metrics",
     "hparams_of",
     "install",
-    "report_metrics",
-    "run_final_metrics",
     "run_metrics",
     "without_resume_hint",
 ]
@@ -55,61 +53,38 @@ __all__ = [
 NOT_HPARAMS = fields_with("hparam", has=False)
 
 
-def run_final_metrics(run: Setup) -> dict:
-    """:func:`final_metrics` of the model now in ``run``."""
-    return final_metrics(run.model, run.train, run.val, run.recipe.objective.loss)
-
-
-def final_metrics(model: MLP, train: tuple, val: tuple | None, loss: str) -> dict:
-    """The reported model's loss (without the L2 term) and accuracy on the clean training
-    digits, and on the validation digits where there are some (else None): what metrics.json
-    and the HParams tab report. ``train``, ``val``: ((m, n) images, (m,) digits) on the device."""
-    train_loss, train_accuracy = score(model, *train, loss)
-    val_loss, val_accuracy = score(model, *val, loss) if val is not None else (None, None)
+def final_metrics(run: Setup) -> dict:
+    """The loss (without the L2 term) and accuracy of the model now in ``run`` on the clean
+    training digits, and on the validation digits where there are some (else None): what
+    metrics.json and the HParams tab report."""
+    loss = run.recipe.objective.loss
+    train_loss, train_accuracy = score(run.model, *run.train, loss)
     return {
         "train_loss": train_loss,
         "train_accuracy": train_accuracy,
-        "val_loss": val_loss,
-        "val_accuracy": val_accuracy,
-    }
-
-
-def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict:
-    """metrics.json of a run: ``final`` (:func:`final_metrics`), the last epoch's objective and
-    seconds from ``history``, the sizes of the split ``rows`` (training, validation), and
-    ``run``'s ``epochs``, ``best_epoch``, ``stopped``, ``device``, ``preset`` and ``ranks`` (the
-    processes that trained it together: a torchrun job's, else 1)."""
-    return {
-        **final,
-        "last_epoch_objective": history[-1]["train_loss"] if history else None,
-        "train_examples": len(rows[0]),
-        "val_examples": len(rows[1]),
-        "epochs": run["epochs"],
-        "best_epoch": run["best_epoch"],
-        "stopped": run["stopped"],
-        "seconds": history[-1]["seconds"] if history else 0.0,
-        "device": run["device"],
-        "ranks": run["ranks"],
-        "preset": run["preset"],
+        **val_metrics(run.model, run.val, loss),
     }
 
 
 def run_metrics(final: dict, trainee: Trainee, history: list[dict], world: int) -> dict:
-    """:func:`report_metrics` of ``trainee`` where it stands: ``final`` (its model's
-    :func:`final_metrics`), ``history`` (the run's, or [] where none is read), ``world`` (the
-    processes that trained it)."""
+    """metrics.json of ``trainee`` where it stands: ``final`` (its model's
+    :func:`final_metrics`), the last epoch's objective and seconds from ``history`` (the run's,
+    or [] where none is read), the sizes of its split, and the processes that trained it
+    together (``world``: a torchrun job's, else 1)."""
     run = trainee.run
-    return report_metrics(
-        final,
-        history,
-        run.rows,
-        epochs=trainee.epoch,
-        best_epoch=run.stopping.best_epoch_,
-        stopped=trainee.status,
-        device=str(run.device),
-        preset=run.plan.running.preset,
-        ranks=world,
-    )
+    return {
+        **final,
+        "last_epoch_objective": history[-1]["train_loss"] if history else None,
+        "train_examples": len(run.rows[0]),
+        "val_examples": len(run.rows[1]),
+        "epochs": trainee.epoch,
+        "best_epoch": run.stopping.best_epoch_,
+        "stopped": trainee.status,
+        "seconds": history[-1]["seconds"] if history else 0.0,
+        "device": str(run.device),
+        "ranks": world,
+        "preset": run.plan.running.preset,
+    }
 
 
 def hparams_of(saved_config: dict) -> dict:
@@ -293,7 +268,7 @@ class RunFiles:
     def report(self) -> tuple[dict, list[dict]]:
         """metrics.json, the pictures and the HParams entry, for the model now in ``run`` (the
         best one: the caller has loaded it). Returns the metrics and the run's history."""
-        final = run_final_metrics(self.run)
+        final = final_metrics(self.run)
         self.log.flush()
         history = read_history(self.dir)
         metrics = run_metrics(final, self.trainee, history, self.world)

@@ -49,7 +49,7 @@ from ..store.runs import (
     run_label,
 )
 from .leftovers import leftover_problem, remove_leftovers
-from .run_files import RunFiles, run_final_metrics, run_metrics
+from .run_files import RunFiles, final_metrics, run_metrics
 from .run_loop import OneNetwork, SoloSaves, train_epochs
 from .run_setup import Setup, set_up
 from .teachers import teacher_config, teacher_plan, teacher_run, trained_for_another_split
@@ -358,7 +358,7 @@ def _run(
                 print_stderr(f"{config.preset}: drawing its pictures into {run_dir / FIGURES}")
             metrics, history = files.report()
         else:  # the metrics rank 0 writes (without the history's records), written nowhere
-            metrics, history = run_metrics(run_final_metrics(run), trainee, [], ranks.world), []
+            metrics, history = run_metrics(final_metrics(run), trainee, [], ranks.world), []
     except BaseException as err:
         if bar is not None:
             bar.close()  # first, so that whatever is printed next starts on a clean line
