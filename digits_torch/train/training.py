@@ -294,78 +294,68 @@ def _train(
     said once it has started (a command's plan), so that a refused run says only its error."""
     # the run's thread count, set here only; the run's lock, released once it has ended
     with cpu_threads(config.threads), contextlib.ExitStack() as locks:
-        return _run(config, run_dir, checkpoint, ranks, locks, again, announce)
-
-
-def _run(
-    config: TrainConfig,
-    run_dir: Path | None,
-    checkpoint: dict | None,
-    ranks: Ranks,
-    locks: contextlib.ExitStack,
-    again: str | None = None,
-    announce: str | None = None,
-):
-    # Set up: data, model, optimizer and epoch, before the run directory is touched, so that a
-    # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
-    # Under torchrun every rank sets up the same run; rank 0 alone writes it.
-    run = set_up(make_plan(config), ranks, resumed_from=run_dir if checkpoint is not None else None)
-    if checkpoint is not None:
-        trainee = _restored(run, checkpoint, run_dir, ranks)
-    else:
-        # a teacher trained first is named by its preset (teacher_preset), not by its path
-        ignore = _NOT_TRAINING + (("teacher",) if config.teacher_preset else ())
-        label = config.name or run_label(preset_differences(config, ignore=ignore))
-        run_dir = from_lead(ranks, lambda: new_run_dir(config.logdir, config.preset, label))
-        trainee = Trainee(run)
-    # Rank 0 alone writes: the other ranks of a torchrun job have no run files.
-    if ranks.lead:
-        trainee.files = RunFiles(
-            run_dir, trainee, resumed=checkpoint is not None, world=ranks.world
-        )
-        trainee.files.again = again
-    files, bar = trainee.files, None
-    try:
-        if checkpoint is None and ranks.lead:  # a new run: its directory is ours from the start
-            locks.enter_context(RunLock(run_dir))
-            remove_leftovers(run_dir.parent, keep=run_dir)  # runs a kill stopped before saving
-        # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
-        # epoch can be resumed and has a model to load.
-        if files is not None:
-            files.open()
-        if announce is not None:  # the run has started: what could refuse it has not
-            print_stderr(announce)
-        if checkpoint is not None and trainee.status != "training":  # before the bar: its own line
-            print_stderr(_nothing_to_train(config, trainee.epoch, trainee.status))
-        shown = not config.quiet and ranks.lead
-        bar = progress_bar(config.epochs, trainee.epoch, config.preset, config.step_name, shown)
-        # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint (under
-        # torchrun by every rank at the same epoch end, whichever ranks were signalled).
-        with StopRequests(ranks) as requests:
-            train_epochs(
-                OneNetwork(trainee),
-                SoloSaves([trainee]),
-                requests,
-                bar,
-                on_diverged=lambda t, record: _diverged(t, record, run_dir),
+        # Set up: data, model, optimizer and epoch, before the run directory is touched, so that
+        # a run that cannot start (or a refused resume) leaves nothing behind and changes
+        # nothing. Under torchrun every rank sets up the same run; rank 0 alone writes it.
+        resumed_from = run_dir if checkpoint is not None else None
+        run = set_up(make_plan(config), ranks, resumed_from=resumed_from)
+        if checkpoint is not None:
+            trainee = _restored(run, checkpoint, run_dir, ranks)
+        else:
+            # a teacher trained first is named by its preset (teacher_preset), not by its path
+            ignore = _NOT_TRAINING + (("teacher",) if config.teacher_preset else ())
+            label = config.name or run_label(preset_differences(config, ignore=ignore))
+            run_dir = from_lead(ranks, lambda: new_run_dir(config.logdir, config.preset, label))
+            trainee = Trainee(run)
+        # Rank 0 alone writes: the other ranks of a torchrun job have no run files.
+        if ranks.lead:
+            trainee.files = RunFiles(
+                run_dir, trainee, resumed=checkpoint is not None, world=ranks.world
             )
-        bar.close()
-        # The report, on the best model: the one best.pt holds and load_model returns. (Still in
-        # the try: a Ctrl-C here, too, says where the checkpoint is and how to resume.)
-        run.model.load_state_dict(trainee.best)
-        if files is not None:
-            if shown and config.figures:  # some seconds: say what they are spent on
-                print_stderr(f"{config.preset}: drawing its pictures into {run_dir / FIGURES}")
-            metrics, history = files.report()
-        else:  # the metrics rank 0 writes (without the history's records), written nowhere
-            metrics, history = run_metrics(final_metrics(run), trainee, [], ranks.world), []
-    except BaseException as err:
-        if bar is not None:
-            bar.close()  # first, so that whatever is printed next starts on a clean line
-        if files is not None:
-            files.abandon(interrupted=isinstance(err, KeyboardInterrupt))
-        raise
-    return FitResult(run.model.eval(), run_dir, config, metrics, history)
+            trainee.files.again = again
+        files, bar = trainee.files, None
+        try:
+            if checkpoint is None and ranks.lead:  # a new run: its directory is ours at once
+                locks.enter_context(RunLock(run_dir))
+                remove_leftovers(run_dir.parent, keep=run_dir)  # runs killed before saving
+            # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its
+            # first epoch can be resumed and has a model to load.
+            if files is not None:
+                files.open()
+            if announce is not None:  # the run has started: what could refuse it has not
+                print_stderr(announce)
+            if checkpoint is not None and trainee.status != "training":  # a line before the bar
+                print_stderr(_nothing_to_train(config, trainee.epoch, trainee.status))
+            shown = not config.quiet and ranks.lead
+            bar = progress_bar(config.epochs, trainee.epoch, config.preset, config.step_name, shown)
+            # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint
+            # (under torchrun by every rank at the same epoch end, whichever were signalled).
+            with StopRequests(ranks) as requests:
+                train_epochs(
+                    OneNetwork(trainee),
+                    SoloSaves([trainee]),
+                    requests,
+                    bar,
+                    on_diverged=lambda t, record: _diverged(t, record, run_dir),
+                )
+            bar.close()
+            # The report, on the best model: the one best.pt holds and load_model returns.
+            # (Still in the try: a Ctrl-C here, too, says where the checkpoint is and how to
+            # resume.)
+            run.model.load_state_dict(trainee.best)
+            if files is not None:
+                if shown and config.figures:  # some seconds: say what they are spent on
+                    print_stderr(f"{config.preset}: drawing its pictures into {run_dir / FIGURES}")
+                metrics, history = files.report()
+            else:  # the metrics rank 0 writes (without the history's records), kept nowhere
+                metrics, history = run_metrics(final_metrics(run), trainee, [], ranks.world), []
+        except BaseException as err:
+            if bar is not None:
+                bar.close()  # first, so that whatever is printed next starts on a clean line
+            if files is not None:
+                files.abandon(interrupted=isinstance(err, KeyboardInterrupt))
+            raise
+        return FitResult(run.model.eval(), run_dir, config, metrics, history)
 
 
 def _restored(run: Setup, checkpoint: dict, run_dir: Path, ranks: Ranks) -> Trainee:
