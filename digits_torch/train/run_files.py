@@ -91,7 +91,8 @@ def hparams_of(saved_config: dict) -> dict:
 
 
 class RunFiles:
-    """What a run writes: its log (history, TensorBoard), its checkpoints and its report.
+    """What a run writes: its log (history, TensorBoard), its checkpoints (its
+    :class:`~digits_torch.train.run_loop.Saves`) and its report.
 
     Args:
         run_dir: the run's directory (made; held under its lock).
@@ -173,15 +174,20 @@ class RunFiles:
         image = plots.hidden_units_image(self.run.model)
         self.log.log_image("hidden_units", image, self.run.epoch)
 
-    def end_epoch(self, save: bool) -> None:
-        """Checkpoint if ``save`` or the budget says.
+    def after_epoch(self, stop: bool) -> None:
+        """Checkpoint if training stops now (``stop``: Ctrl-C or SIGTERM) or the budget says
+        (as a run's :class:`~digits_torch.train.run_loop.Saves`).
 
         The budget is measured on the training clock (the history's seconds): no epoch the
         history records after a checkpoint ends ``budget`` seconds or more after it, except the
         one whose checkpoint a kill beat.
         """
-        if save or self.run.seconds - self.saved_seconds >= self.budget:
+        if stop or self.run.seconds - self.saved_seconds >= self.budget:
             self.save()
+
+    def final(self) -> None:
+        """Checkpoint the last epoch once training ends, whatever the budget."""
+        self.save()
 
     def save(self, beside: bool = False) -> bool:
         """The history, best.pt (if it changed), then the latest checkpoint, of the run's

@@ -1,14 +1,14 @@
 """The epochs of one network or of a sweep's stack, in one loop (:func:`train_epochs`).
 
-    train_epochs(OneNetwork(run), SoloSaves([run]), requests, bar)
+    train_epochs(OneNetwork(run), run.files, requests, bar)
 
 What differs between one network and a stack is only the arithmetic of an epoch: an
 :class:`EpochTrainer` trains every network still training for one epoch and returns each one's
 record. The loop then does, for each network, what a run does after an epoch: its bookkeeping
 (:meth:`~digits_torch.train.run_setup.Run.end_epoch`), its clock, the divergence check, its log
 and pictures (:class:`~digits_torch.train.run_files.RunFiles`) and the best weights so far; then
-the checkpoints (a :class:`Saves`: each run on its own time budget, or a sweep's stack saved as
-one) and Ctrl-C or SIGTERM (:class:`~digits_torch.runtime.interrupts.StopRequests`).
+the checkpoints (a :class:`Saves`: a run's files, on its own time budget, or a sweep's stack
+saved as one) and Ctrl-C or SIGTERM (:class:`~digits_torch.runtime.interrupts.StopRequests`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..runtime.interrupts import StopRequests
 from ..store.checkpoints import clone_weights
 from .run_setup import Run
 
-__all__ = ["EpochTrainer", "OneNetwork", "Saves", "SoloSaves", "train_epochs"]
+__all__ = ["EpochTrainer", "OneNetwork", "Saves", "train_epochs"]
 
 
 class EpochTrainer(Protocol):
@@ -64,7 +64,7 @@ class Saves(Protocol):
 
 def train_epochs(
     trainer: EpochTrainer,
-    saves: Saves,
+    saves: Saves | None,
     requests: StopRequests,
     bar: tqdm,
     on_diverged: Callable[[Run, dict], None] | None = None,
@@ -72,6 +72,8 @@ def train_epochs(
     """Train ``trainer``'s networks until each has ended (or a signal stops them all).
 
     Args:
+        saves: what writes the checkpoints; None where nothing is written (the other ranks of
+            a torchrun job).
         requests: Ctrl-C and SIGTERM, held (entered) by the caller.
         bar: counts epochs.
         on_diverged: called for a network whose loss or weights stopped being finite, before
@@ -104,12 +106,15 @@ def train_epochs(
             trainer.sync()  # the pictures are of this epoch's weights
             for run in pictured:
                 run.files.log_picture()
-        saves.after_epoch(requests.agreed())  # on every rank: the ranks agree on it
+        stop = requests.agreed()  # on every rank, saves or not: the ranks agree on it
+        if saves is not None:
+            saves.after_epoch(stop)
         requests.act()
         if len(results) == 1:
             bar.set_postfix(_postfix(results[0][1]), refresh=False)
         bar.update(1)
-    saves.final()
+    if saves is not None:
+        saves.final()
 
 
 class OneNetwork:
@@ -148,25 +153,6 @@ class OneNetwork:
 
     def sync(self) -> None:
         pass  # the model is the run's own
-
-
-class SoloSaves:
-    """The :class:`Saves` of runs trained alone: each checkpointed on its own time budget
-    (:meth:`~digits_torch.train.run_files.RunFiles.end_epoch`), when training stops, and at the
-    end."""
-
-    def __init__(self, trainees: list[Run]) -> None:
-        self.trainees = trainees
-
-    def after_epoch(self, stop: bool) -> None:
-        for run in self.trainees:
-            if run.files is not None:
-                run.files.end_epoch(stop)
-
-    def final(self) -> None:
-        for run in self.trainees:
-            if run.files is not None:
-                run.files.save()  # the last epoch, whatever the budget
 
 
 def val_metrics(model: MLP, val: tuple | None, loss: str) -> dict:

@@ -50,7 +50,7 @@ from ..store.runs import (
 )
 from .leftovers import leftover_problem, remove_leftovers
 from .run_files import RunFiles, final_metrics, run_metrics
-from .run_loop import OneNetwork, SoloSaves, train_epochs
+from .run_loop import OneNetwork, train_epochs
 from .run_setup import Run, set_up
 from .teachers import teacher_config, teacher_plan, teacher_run, trained_for_another_split
 
@@ -329,7 +329,7 @@ def _train(
             with StopRequests(ranks) as requests:
                 train_epochs(
                     OneNetwork(run),
-                    SoloSaves([run]),
+                    files,
                     requests,
                     bar,
                     on_diverged=lambda t, record: _diverged(t, record, run_dir),

@@ -84,14 +84,6 @@ class _Records:
         return False
 
 
-class _NoSaves:
-    def after_epoch(self, stop: bool) -> None:
-        pass
-
-    def final(self) -> None:
-        pass
-
-
 def _stacked(configs, device):
     """The configs' networks, set up for a stack on ``device`` (in order), and the digits."""
     digits = read_digits(configs[0], device)
@@ -104,7 +96,7 @@ def _stacked(configs, device):
 def _train_stack(trainees, digits):
     """Train ``trainees`` (one stack key) in the loop a sweep trains them in."""
     stack = Stack(trainees, *digits.on_device)
-    train_epochs(stack, _NoSaves(), StopRequests(), tqdm(disable=True))
+    train_epochs(stack, None, StopRequests(), tqdm(disable=True))
     stack.sync()
 
 
@@ -204,13 +196,13 @@ def test_distilled_elastic_and_revived_stacked_networks_are_their_solo_runs(
         _kill_units(member)
     stack = Stack(members, *digits.on_device)
     assert len(stack.groups) == 4 and stack.distilled
-    train_epochs(stack, _NoSaves(), StopRequests(), tqdm(disable=True))
+    train_epochs(stack, None, StopRequests(), tqdm(disable=True))
     stack.sync()
     for member, config in zip(members, configs):
         solo = set_up(config)
         solo.files = _Records()
         _kill_units(solo)
-        train_epochs(OneNetwork(solo), _NoSaves(), StopRequests(), tqdm(disable=True))
+        train_epochs(OneNetwork(solo), None, StopRequests(), tqdm(disable=True))
         mine, theirs = member.model.state_dict(), solo.model.state_dict()
         for name, value in theirs.items():
             assert (mine[name] - value).abs().max() < 1e-9, (config, name)
