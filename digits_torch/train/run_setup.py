@@ -158,10 +158,7 @@ class Run:
         self.best = clone_weights(self.model)
         self.best_epoch = self.stopping.best_epoch_ if epoch else 0
         self.status = "training"
-        if self.stopping.should_stop:  # a resumed network that had already converged
-            self.status = "converged"
-        elif epoch >= self.recipe.epochs:
-            self.status = "max_epochs"
+        self._settle()  # a resumed network may have ended already
 
     def restore(self, checkpoint: dict, path: Path) -> None:
         """Go on from the checkpoint read from ``path``: its weights, optimizer, schedule,
@@ -210,17 +207,24 @@ class Run:
             return False
         self.epoch = record["epoch"]
         improved = self.stopping.update(record)
-        stop = self.stopping.should_stop
-        if stop and self.recipe.schedule.lowers_on_plateau and lower_on_plateau(self.optimizer):
-            stop = False
-            self.stopping.restart()
+        if (
+            self.stopping.should_stop
+            and self.recipe.schedule.lowers_on_plateau
+            and lower_on_plateau(self.optimizer)
+        ):
+            self.stopping.restart()  # should_stop is false again
         if improved:
             self.best_epoch = self.epoch
-        if stop:
+        self._settle()
+        return improved
+
+    def _settle(self) -> None:
+        """``status`` after an epoch (or a restore): converged if the stopping rule says stop,
+        else max_epochs once its epochs are done, else as it was."""
+        if self.stopping.should_stop:
             self.status = "converged"
         elif self.epoch >= self.recipe.epochs:
             self.status = "max_epochs"
-        return improved
 
 
 def set_up(
