@@ -41,6 +41,7 @@ from ..store.checkpoints import LATEST, RESUMABLE, best_weights, load_run_file
 from ..store.run_contents import FIGURES
 from ..store.runs import (
     METRICS,
+    RESUME_MAY_CHANGE,
     RunInUse,
     RunLock,
     check_history,
@@ -59,8 +60,6 @@ __all__ = ["FitResult", "fit", "resume", "with_teacher"]
 # Config fields a run directory's name leaves out: how a run is watched, and where and how it
 # trains (names tell apart what runs trained).
 _NOT_TRAINING = fields_with("named", has=False)
-# What a resume may change: how a run is trained and watched, not what it trains.
-RESUME_MAY_CHANGE = fields_with("resumable")
 
 
 @dataclass
