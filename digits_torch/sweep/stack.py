@@ -168,13 +168,11 @@ class Stack(StackArithmetic):
         stack."""
         if not self.members:
             return
-        self._sync(range(len(self.members)), self.weights, self.biases, self._buffer_state())
+        buffers = (self.weight_buffers, self.bias_buffers)
+        self._sync(range(len(self.members)), self.weights, self.biases, buffers)
         for group in self.groups:
             for member in group.members[1:]:
                 member.rng.set_state(group.generator.get_state())
-
-    def _buffer_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        return self.weight_buffers, self.bias_buffers
 
     @torch.no_grad()
     def _sync(self, indices, weights, biases, buffers) -> None:
@@ -214,11 +212,8 @@ class Stack(StackArithmetic):
         values = torch.stack(measured).tolist()  # the epoch's one read from the device
         results = []
         for k, member in enumerate(self.members):
-            record = {"epoch": member.epoch + 1}
-            if self.has_val:
-                record["val_loss"], record["val_accuracy"] = values[2][k], values[3][k]
-            else:
-                record["val_loss"], record["val_accuracy"] = None, None
+            val = (values[2][k], values[3][k]) if self.has_val else (None, None)
+            record = {"epoch": member.epoch + 1, "val_loss": val[0], "val_accuracy": val[1]}
             record["train_loss"], record["train_accuracy"] = values[0][k], values[1][k]
             results.append((member, record, math.isfinite(record["train_loss"])))
         return results
