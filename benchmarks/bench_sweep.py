@@ -43,7 +43,6 @@ from digits_torch.runtime.devices import resolve_device
 from digits_torch.sweep.plan import memory_needed
 from digits_torch.sweep.stack import Stack
 from digits_torch.train.run_setup import read_digits, set_up
-from digits_torch.train.trainee import Trainee
 
 RECIPES = {"article": "seed", "default": "tuned"}
 
@@ -77,7 +76,9 @@ def _sync(device: torch.device) -> None:
 def time_sweep(cfgs: list, device: torch.device, epochs: int):
     """(ms per network-epoch of the stack, the allocator's peak bytes on CUDA or None)."""
     digits = read_digits(cfgs[0], device)
-    members = [Trainee(set_up(c, digits=digits, stacked=True), order=i) for i, c in enumerate(cfgs)]
+    members = [set_up(c, digits=digits, stacked=True) for c in cfgs]
+    for i, member in enumerate(members):
+        member.order = i
     stack = Stack(members, *digits.on_device)
     _epoch(stack)  # warm-up (and the first-step buffers)
     if device.type == "cuda":
@@ -94,8 +95,8 @@ def time_sweep(cfgs: list, device: torch.device, epochs: int):
 
 def _epoch(stack: Stack) -> None:
     """One epoch of the stack and each network's bookkeeping (no files: the loop's rest)."""
-    for trainee, record, finite in stack.train_epoch():
-        trainee.end_epoch(record, finite)
+    for run, record, finite in stack.train_epoch():
+        run.end_epoch(record, finite)
     stack.end_epoch()
 
 

@@ -103,7 +103,7 @@ def lower_on_plateau(optimizer: torch.optim.Optimizer) -> bool:
 
 # --schedule's choices, one entry each: (optimizer, epochs, samples per epoch, power_t) -> the
 # scheduler stepped at each epoch's end, or None (a constant lr; adaptive's acts on a plateau,
-# trainee.py). A new schedule is a new entry; config validation reads the keys.
+# run_setup.py). A new schedule is a new entry; config validation reads the keys.
 SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int, int, float], LRScheduler | None]] = {
     "constant": lambda optimizer, epochs, samples, power_t: None,
     "cosine": lambda optimizer, epochs, samples, power_t: CosineAnnealingLR(optimizer, epochs),

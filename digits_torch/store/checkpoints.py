@@ -156,20 +156,16 @@ def _torch_load(path: Path, map_location: str | torch.device):
     """``torch.load(weights_only=True)``, every failure a UserError naming the file."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
+    except Exception as err:  # a damaged file makes torch raise many types; the user needs one
         # torch's weights-only unpickler stops at the first thing that is not a tensor or plain
         # data, before building it: a GLOBAL (an importable name, which a pickle calls to run
         # code) or an opcode it does not know (a damaged file).
-        unsafe = re.search(r"GLOBAL ([\w.]+)", str(err))
+        unsafe = isinstance(err, pickle.UnpicklingError) and re.search(r"GLOBAL ([\w.]+)", str(err))
         if unsafe:
             problem = (
                 f"refused: loading it would call {unsafe.group(1)}; checkpoints hold only data"
             )
             raise UserError(problem, path) from None
-        raise UserError(
-            f"not a readable checkpoint ({one_line(err, _BOILERPLATE)})", path
-        ) from None
-    except Exception as err:  # a damaged file makes torch raise many types; the user needs one
         raise UserError(
             f"not a readable checkpoint ({one_line(err, _BOILERPLATE)})", path
         ) from None

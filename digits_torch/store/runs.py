@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config.bounds import EMPTY_LOGDIR
-from ..config.config import TrainConfig
+from ..config.config import TrainConfig, fields_with
 from ..config.presets import LOGDIR
 from ..core.read_files import parse_json, read_bytes
 from ..errors import UserError, writing
@@ -50,6 +50,7 @@ except ImportError:  # Windows: no advisory locks; a run directory is then not g
     fcntl = None
 
 __all__ = [
+    "RESUME_MAY_CHANGE",
     "RunInUse",
     "RunLock",
     "counted_label",
@@ -65,6 +66,9 @@ __all__ = [
     "writer_of",
 ]
 
+# What a resume may change: how a run is trained and watched, not what it trains. A checkpoint's
+# config may differ from the run's config.json in these fields alone.
+RESUME_MAY_CHANGE = fields_with("resumable")
 TEXT_METRICS = ("stopped", "device", "preset")  # metrics.json's text; its other values are numbers
 
 # What every history record holds: key -> whether it may be null (no validation split).

@@ -3,8 +3,8 @@
 * :func:`stackable`: minibatch SGD outside sklearn-exact mode (the rest train one by one);
 * :func:`stack_key`: networks with one key share shapes, data and loss: one stack
   (:class:`~digits_torch.sweep.stack.Stack`);
-* :func:`batch_group`: networks of a stack with one group see the same batches (the same seed,
-  distortions and teacher), so their first layer is one wide matrix product;
+* a recipe's ``batch_group``: networks of a stack with one group see the same batches (the same
+  seed, distortions and teacher), so their first layer is one wide matrix product;
 * :func:`memory_needed`: the bytes a stack needs, which the sweep checks before it starts.
 """
 
@@ -19,7 +19,6 @@ from ..core.model import shape_text
 from ..fast.backprop import effective_backprop
 
 __all__ = [
-    "batch_group",
     "describe_plan",
     "memory_needed",
     "stack_key",
@@ -33,12 +32,6 @@ def stackable(recipe: Recipe) -> bool:
     loss = recipe.objective.loss
     explicit = effective_backprop("explicit", recipe.activation, loss) == "explicit"
     return recipe.steps.optimizer == "sgd" and not recipe.steps.sklearn_exact and explicit
-
-
-def batch_group(plan: Plan | TrainConfig) -> tuple:
-    """Networks of one stack with equal values here share batches (a batch group): the seed,
-    and the fields whose role is "augments" (the distortions, the teacher that labels them)."""
-    return as_plan(plan).recipe.batch_group
 
 
 def stack_key(plan: Plan | TrainConfig) -> tuple:

@@ -29,17 +29,13 @@ def write_sweep_json(
         {
             "format": 1,
             "figures": figures,
-            "grid": {
-                k: [list(v) if isinstance(v, tuple) else v for v in vs] for k, vs in grid.items()
-            },
+            "grid": grid,  # (json writes a tuple, such as hidden's, as a list)
             "plan": plan.splitlines(),
             "networks": [
                 {
                     "name": n.name,
                     "dir": None if n.dir is None else n.dir.name,
-                    "values": {
-                        k: list(v) if isinstance(v, tuple) else v for k, v in n.values.items()
-                    },
+                    "values": n.values,
                     "config": n.config.to_dict(),
                     "metrics": n.metrics,
                 }

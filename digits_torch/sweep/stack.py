@@ -1,8 +1,8 @@
 """Many networks trained as one: K SGD networks of one architecture in stacked tensors.
 
     digits = read_digits(configs[0], device)
-    trainees = [Trainee(set_up(c, digits=digits, stacked=True), order=i) for i, c in ...]
-    stack = Stack(trainees, *digits.on_device)
+    runs = [set_up(c, digits=digits, stacked=True) for c in configs]
+    stack = Stack(runs, *digits.on_device)           # stacked in each run's ``order``
     train_epochs(stack, saves, requests, bar)        # the loop a solo run trains in
 
 A :class:`Stack` is the :class:`~digits_torch.train.run_loop.EpochTrainer` of a sweep. Each
@@ -44,7 +44,7 @@ from ..recipes.augment import random_affine
 from ..recipes.dead_units import revival_due, revival_generator, revive
 from ..store.checkpoints import clone_weights
 from ..train.epochs import teacher_soft
-from ..train.trainee import Trainee
+from ..train.run_setup import Run
 from .arithmetic import StackArithmetic, predicted
 
 __all__ = ["Stack"]
@@ -53,8 +53,8 @@ __all__ = ["Stack"]
 class _Group:
     """Networks that see the same batches: a slice of the stack, one generator's draws."""
 
-    def __init__(self, members: list[Trainee], device: torch.device) -> None:
-        first = members[0].run
+    def __init__(self, members: list[Run], device: torch.device) -> None:
+        first = members[0]
         self.members = members
         self.generator = first.rng
         train_rows, val_rows = first.rows
@@ -65,12 +65,11 @@ class _Group:
         self.val_rows = torch.from_numpy(val_rows).to(device)
 
 
-def _group_key(member: Trainee) -> tuple:
-    run = member.run
+def _group_key(member: Run) -> tuple:
     return (
-        run.rng.get_state().numpy().tobytes(),
-        run.rows[0].tobytes(),
-        run.recipe.batch_group,
+        member.rng.get_state().numpy().tobytes(),
+        member.rows[0].tobytes(),
+        member.recipe.batch_group,
     )
 
 
@@ -86,24 +85,24 @@ class Stack(StackArithmetic):
         y: (rows,) their digits, on the device.
     """
 
-    def __init__(self, members: Sequence[Trainee], X: torch.Tensor, y: torch.Tensor) -> None:
+    def __init__(self, members: Sequence[Run], X: torch.Tensor, y: torch.Tensor) -> None:
         self.X, self.y = X, y
         self.device, self.dtype = X.device, X.dtype
-        self.members: list[Trainee] = []
+        self.members: list[Run] = []
         self._snapshot_before: tuple | None = None
         self._scratch_buffers: dict[tuple, torch.Tensor] = {}
         self._augmented: torch.Tensor | None = None
         self._build([m for m in members if m.status == "training"])
 
     @property
-    def trainees(self) -> list[Trainee]:
+    def trainees(self) -> list[Run]:
         return self.members
 
     # ------------------------------------------------------------------ building and leaving
 
-    def _build(self, members: list[Trainee]) -> None:
+    def _build(self, members: list[Run]) -> None:
         """Stack ``members``' weights and momentum, ordered by batch group."""
-        groups: dict[tuple, list[Trainee]] = {}
+        groups: dict[tuple, list[Run]] = {}
         # In a canonical order, so that a resumed sweep stacks as the uninterrupted one did.
         for member in sorted(members, key=lambda m: m.order):
             groups.setdefault(_group_key(member), []).append(member)
@@ -120,13 +119,13 @@ class Stack(StackArithmetic):
         self.group_of = torch.repeat_interleave(
             torch.arange(len(sizes), device=self.device), torch.tensor(sizes, device=self.device)
         )
-        models = [m.run.model for m in self.members]
+        models = [m.model for m in self.members]
         layers = range(len(models[0].layers))
         self.weights = [torch.stack([m.layers[i].weight.detach() for m in models]) for i in layers]
         self.biases = [torch.stack([m.layers[i].bias.detach() for m in models]) for i in layers]
         self.weight_buffers = [self._buffers(i, "weight") for i in range(len(self.weights))]
         self.bias_buffers = [self._buffers(i, "bias") for i in range(len(self.weights))]
-        recipes = [m.run.recipe for m in self.members]
+        recipes = [m.recipe for m in self.members]
         objectives = [r.objective for r in recipes]
         self.momentum = self._per_model([r.steps.momentum for r in recipes])
         self.l2 = self._per_model([o.l2 for o in objectives])
@@ -135,15 +134,15 @@ class Stack(StackArithmetic):
         # distillation: the same temperature in a group; groups without a teacher weigh 0
         self.distilled = any(g.teacher is not None for g in self.groups)
         self.temperature = self._per_model([o.temperature for o in objectives])
-        taught = [m.run.teacher is not None for m in self.members]
+        taught = [m.teacher is not None for m in self.members]
         weights = [o.soft_weight if t else 0.0 for o, t in zip(objectives, taught)]
         self.distill_weight = self._per_model(weights)
-        nesterov = [m.run.optimizer.param_groups[0]["nesterov"] for m in self.members]
+        nesterov = [m.optimizer.param_groups[0]["nesterov"] for m in self.members]
         self.nesterov = self._per_model(nesterov).bool() if len(set(nesterov)) > 1 else nesterov[0]
         self.activation = recipes[0].activation
         self.loss = objectives[0].loss
         self.batch = min(recipes[0].batch_size, self.m)
-        self.has_val = self.members[0].run.has_val
+        self.has_val = self.members[0].has_val
         if self.has_val:  # the best weights so far: a resumed network's from its best.pt
             bests = [m.best for m in self.members]
             self.best = [
@@ -156,8 +155,8 @@ class Stack(StackArithmetic):
         step from zero is torch's first step, buffer = gradient)."""
         found = []
         for member in self.members:
-            param = getattr(member.run.model.layers[layer], name)
-            buffer = member.run.optimizer.state.get(param, {}).get("momentum_buffer")
+            param = getattr(member.model.layers[layer], name)
+            buffer = member.optimizer.state.get(param, {}).get("momentum_buffer")
             found.append(torch.zeros_like(param) if buffer is None else buffer.detach())
         return torch.stack(found)
 
@@ -169,27 +168,25 @@ class Stack(StackArithmetic):
         stack."""
         if not self.members:
             return
-        self._sync(range(len(self.members)), self.weights, self.biases, self._buffer_state())
+        buffers = (self.weight_buffers, self.bias_buffers)
+        self._sync(range(len(self.members)), self.weights, self.biases, buffers)
         for group in self.groups:
             for member in group.members[1:]:
-                member.run.rng.set_state(group.generator.get_state())
-
-    def _buffer_state(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        return self.weight_buffers, self.bias_buffers
+                member.rng.set_state(group.generator.get_state())
 
     @torch.no_grad()
     def _sync(self, indices, weights, biases, buffers) -> None:
         for k in indices:
             member = self.members[k]
-            for i, layer in enumerate(member.run.model.layers):
+            for i, layer in enumerate(member.model.layers):
                 pairs = (
                     (layer.weight, weights[i], buffers[0][i]),
                     (layer.bias, biases[i], buffers[1][i]),
                 )
                 for param, stacked, buffer in pairs:
                     param.copy_(stacked[k])
-                    if member.run.recipe.steps.momentum and member.epoch > 0:
-                        state = member.run.optimizer.state[param]
+                    if member.recipe.steps.momentum and member.epoch > 0:
+                        state = member.optimizer.state[param]
                         state["momentum_buffer"] = buffer[k].clone()
             if self.has_val:
                 member.best = {
@@ -197,12 +194,12 @@ class Stack(StackArithmetic):
                     **{f"layers.{i}.bias": b[k].clone() for i, b in enumerate(self.best[1])},
                 }
             else:
-                member.best = clone_weights(member.run.model)
+                member.best = clone_weights(member.model)
 
     # ------------------------------------------------------------------ the epoch
 
     @torch.no_grad()
-    def train_epoch(self) -> list[tuple[Trainee, dict, bool]]:
+    def train_epoch(self) -> list[tuple[Run, dict, bool]]:
         """One epoch of every network: (network, its record, whether its loss is finite), in
         stack order. The networks whose bookkeeping ends them leave at :meth:`end_epoch`."""
         self._snapshot_before = self._snapshot()
@@ -215,11 +212,8 @@ class Stack(StackArithmetic):
         values = torch.stack(measured).tolist()  # the epoch's one read from the device
         results = []
         for k, member in enumerate(self.members):
-            record = {"epoch": member.epoch + 1}
-            if self.has_val:
-                record["val_loss"], record["val_accuracy"] = values[2][k], values[3][k]
-            else:
-                record["val_loss"], record["val_accuracy"] = None, None
+            val = (values[2][k], values[3][k]) if self.has_val else (None, None)
+            record = {"epoch": member.epoch + 1, "val_loss": val[0], "val_accuracy": val[1]}
             record["train_loss"], record["train_accuracy"] = values[0][k], values[1][k]
             results.append((member, record, math.isfinite(record["train_loss"])))
         return results
@@ -230,7 +224,7 @@ class Stack(StackArithmetic):
         due = [
             (k, m)
             for k, m in enumerate(self.members)
-            if m.run.recipe.revive_dead_units and revival_due(m.epoch + 1, m.run.recipe.epochs)
+            if m.recipe.revive_dead_units and revival_due(m.epoch + 1, m.recipe.epochs)
         ]
         if not due:
             return
@@ -238,14 +232,14 @@ class Stack(StackArithmetic):
         for k, member in due:
             group = self.groups[int(self.group_of[k])]
             X = self.X.index_select(0, group.rows)  # the training digits, as run.train holds them
-            generator = revival_generator(member.run.recipe.seed, member.epoch + 1)
-            revive(member.run.model, member.run.optimizer, X, generator)
+            generator = revival_generator(member.recipe.seed, member.epoch + 1)
+            revive(member.model, member.optimizer, X, generator)
         self._build(self.members)
 
-    def keep_best(self, trainee: Trainee) -> None:
+    def keep_best(self, run: Run) -> None:
         """The network's weights now become its best (copied out at :meth:`sync`)."""
         if self.has_val:
-            k = self.index[id(trainee)]
+            k = self.index[id(run)]
             for best, now in zip(self.best[0] + self.best[1], self.weights + self.biases):
                 best[k].copy_(now[k])
 
@@ -272,14 +266,14 @@ class Stack(StackArithmetic):
         self._sync(diverged, weights, biases, buffers)
         for k in diverged:
             group = int(self.group_of[k])
-            self.members[k].run.rng.set_state(states[group])
+            self.members[k].rng.set_state(states[group])
         gone = set(leaving) | set(diverged)
         staying = [m for k, m in enumerate(self.members) if k not in gone]
         self._build(staying)
 
     @property
     def m(self) -> int:
-        return len(self.members[0].run.rows[0])
+        return len(self.members[0].rows[0])
 
     def _draws(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Each group's epoch draws, in the solo order (augmentation, then the shuffle), and

@@ -211,28 +211,24 @@ def _sweep(given: dict, ranks: Ranks) -> Path:
     save_every = given.pop("checkpoint_every", TrainConfig.checkpoint_every)
     # rank 0's lock on the sweep directory, held here: one sweep writes it at a time
     with contextlib.ExitStack() as locks:
-        return _sweep_locked(given, ranks, save_every, locks)
-
-
-def _sweep_locked(given: dict, ranks: Ranks, save_every: float, locks: ExitStack) -> Path:
-    planned = from_lead(ranks, lambda: _what_to_train(given, locks))
-    device = planned.networks[0].config.device
-    with own_errors(ranks):
-        share = _share(ranks.mine(planned.networks), device, planned.shape)
-    shares = gather_to_lead(ranks, share)
-    planned = from_lead(ranks, lambda: _start(planned, shares, locks))
-    mine = ranks.mine(planned.networks)  # round robin: stacks and solo runs spread alike
-    interrupted = _train_share(planned, mine, save_every, ranks)
-    with StopRequests() as waiting:  # a rank done with its share waits here for the others
-        done = gather_to_lead(ranks, [_result(n) for n in mine])
-        interrupted = any_rank(ranks, interrupted or waiting.signum is not None)
-    if interrupted:
+        planned = from_lead(ranks, lambda: _what_to_train(given, locks))
+        device = planned.networks[0].config.device
+        with own_errors(ranks):
+            share = _share(ranks.mine(planned.networks), device, planned.shape)
+        shares = gather_to_lead(ranks, share)
+        planned = from_lead(ranks, lambda: _start(planned, shares, locks))
+        mine = ranks.mine(planned.networks)  # round robin: stacks and solo runs spread alike
+        interrupted = _train_share(planned, mine, save_every, ranks)
+        with StopRequests() as waiting:  # a rank done with its share waits here for the others
+            done = gather_to_lead(ranks, [_result(n) for n in mine])
+            interrupted = any_rank(ranks, interrupted or waiting.signum is not None)
+        if interrupted:
+            if ranks.lead:
+                print_stderr(_resume_hint(planned.dir, ranks))
+            raise SystemExit(EXIT_INTERRUPTED)
         if ranks.lead:
-            print_stderr(_resume_hint(planned.dir, ranks))
-        raise SystemExit(EXIT_INTERRUPTED)
-    if ranks.lead:
-        _finish(planned, done)
-    return planned.dir
+            _finish(planned, done)
+        return planned.dir
 
 
 def _what_to_train(given: dict, locks: ExitStack) -> _Sweep:

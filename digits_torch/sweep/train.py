@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import shutil
 import time
 from collections.abc import Collection, Iterator
@@ -58,8 +57,7 @@ from ..store.run_contents import PROGRESS, SIDE
 from ..store.runs import METRICS, RunLock, read_metrics, read_split
 from ..train.run_files import RunFiles, install, without_resume_hint
 from ..train.run_loop import train_epochs
-from ..train.run_setup import Digits, read_digits, set_up
-from ..train.trainee import Trainee
+from ..train.run_setup import Digits, Run, read_digits, set_up
 from ..train.training import check_same_run, fit, resume
 from .plan import stack_key, stackable
 from .stack import Stack
@@ -165,19 +163,20 @@ def _settle(directory: Path, committed: Collection[int]) -> None:
 # ----------------------------------------------------------------------------- a stack
 
 
-def _trainee(network: Network, order: int, digits: Digits) -> tuple[Trainee, bool]:
-    """The network set up as ``fit`` sets it up, fresh or (its directory has a checkpoint)
-    restored from it; and whether it was restored."""
+def _set_up(network: Network, order: int, digits: Digits) -> tuple[Run, bool]:
+    """The network's run, set up as ``fit`` sets it up, fresh or (its directory has a
+    checkpoint) restored from it; and whether it was restored."""
     path = network.dir / LATEST
     resumed_from = network.dir if path.exists() else None
     run = set_up(network.config, digits=digits, stacked=True, resumed_from=resumed_from)
+    run.order = order
     if resumed_from is None:
-        return Trainee(run, order=order), False
+        return run, False
     checkpoint = load_run_file(path)
     check_same_run(network.dir, checkpoint)  # as train.py --resume checks it: its history too
-    trainee = Trainee.restored(run, checkpoint, path, order)
-    trainee.best = best_weights(network.dir, run.model)
-    return trainee, True
+    run.restore(checkpoint, path)
+    run.best = best_weights(network.dir, run.model)
+    return run, True
 
 
 class _StackRun:
@@ -199,7 +198,7 @@ class _StackRun:
         self.commits = commits
         self.digits = read_digits(networks[0].config, device)
         self.threads = networks[0].plan.running.threads  # one value in a sweep
-        self.trainees: list[Trainee] = []
+        self.trainees: list[Run] = []
         self.networks: dict[int, Network] = {}
         todo = []
         for network in networks:
@@ -208,15 +207,15 @@ class _StackRun:
             else:
                 todo.append(network)
         for order, network in enumerate(todo):  # every network checked before any is written
-            trainee, resumed = _trainee(network, order, self.digits)
+            run, resumed = _set_up(network, order, self.digits)
             if network.name in diverged:
-                trainee.status = "diverged"
+                run.status = "diverged"
             swept = network.values
-            trainee.files = RunFiles(  # pictures once the sweep has trained (sweep_figures)
-                network.dir, trainee, resumed, swept=swept, budget=math.inf, figures=False
+            run.files = RunFiles(  # pictures once the sweep has trained (sweep_figures)
+                network.dir, run, resumed, swept=swept, figures=False
             )
-            self.trainees.append(trainee)
-            self.networks[id(trainee)] = network
+            self.trainees.append(run)
+            self.networks[id(run)] = network
         self.stack = Stack(self.trainees, *self.digits.on_device)
 
     def train(self, save_every: float, quiet: bool) -> None:
@@ -226,9 +225,9 @@ class _StackRun:
             Interrupted: on Ctrl-C or SIGTERM, once every network's files are saved.
         """
         try:
-            for trainee in self.trainees:
-                trainee.files.open()
-            epochs = max((t.run.recipe.epochs - t.epoch for t in self.stack.trainees), default=0)
+            for run in self.trainees:
+                run.files.open()
+            epochs = max((t.recipe.epochs - t.epoch for t in self.stack.trainees), default=0)
             desc = f"{len(self.stack.trainees)} networks"
             bar = progress_bar(epochs, 0, desc, "epoch", shown=not quiet)
             with StopRequests() as requests, cpu_threads(self.threads):
@@ -245,12 +244,12 @@ class _StackRun:
         so that the error that stopped the stack is the one the user sees."""
         with contextlib.suppress(UserError, OSError):
             epochs, _ = _commits(self.commits.parent)
-            for trainee in self.trainees:
+            for run in self.trainees:
                 with contextlib.suppress(UserError, OSError):
-                    trainee.files.abandon(interrupted=False)
-                    if trainee.files.dir.exists():
-                        name = self.networks[id(trainee)].name
-                        _settle(trainee.files.dir, epochs.get(name, ()))
+                    run.files.abandon(interrupted=False)
+                    if run.files.dir.exists():
+                        name = self.networks[id(run)].name
+                        _settle(run.files.dir, epochs.get(name, ()))
 
     def save(self) -> None:
         """Commit every network of the stack not yet reported at its current epoch (see the
@@ -264,12 +263,12 @@ class _StackRun:
         epochs = {self.networks[id(t)].name: t.epoch for t in saving}
         diverged = [self.networks[id(t)].name for t in saving if t.status == "diverged"]
         write_json(self.commits, {"epochs": epochs, "diverged": diverged})
-        for trainee in prepared:
-            install(trainee.files.dir, trainee.run.has_val)
-        for trainee in ended:
-            trainee.run.model.load_state_dict(trainee.best)
-            self.networks[id(trainee)].metrics, _ = trainee.files.report()
-            trainee.run.drop_copies()
+        for run in prepared:
+            install(run.files.dir, run.has_val)
+        for run in ended:
+            run.model.load_state_dict(run.best)
+            self.networks[id(run)].metrics, _ = run.files.report()
+            run.drop_copies()
 
 
 class _CommittedSaves:

@@ -19,7 +19,6 @@ from pathlib import Path
 from .. import plots
 from ..config.config import fields_with
 from ..core.losses import score
-from ..core.model import MLP
 from ..errors import UserError, print_stderr
 from ..runtime.distributed import launch_command
 from ..store.checkpoints import (
@@ -36,8 +35,8 @@ from ..store.files import fsync_dir, link_atomically, write_atomically
 from ..store.run_contents import SIDE, TEACHER
 from ..store.run_log import RunLog
 from ..store.runs import read_history
-from .run_setup import Setup
-from .trainee import Trainee
+from .run_loop import val_metrics
+from .run_setup import Run
 
 __all__ = [
     "SIDE",
@@ -45,8 +44,6 @@ __all__ = [
     "final_metrics",
     "hparams_of",
     "install",
-    "report_metrics",
-    "run_final_metrics",
     "run_metrics",
     "without_resume_hint",
 ]
@@ -55,61 +52,37 @@ __all__ = [
 NOT_HPARAMS = fields_with("hparam", has=False)
 
 
-def run_final_metrics(run: Setup) -> dict:
-    """:func:`final_metrics` of the model now in ``run``."""
-    return final_metrics(run.model, run.train, run.val, run.recipe.objective.loss)
-
-
-def final_metrics(model: MLP, train: tuple, val: tuple | None, loss: str) -> dict:
-    """The reported model's loss (without the L2 term) and accuracy on the clean training
-    digits, and on the validation digits where there are some (else None): what metrics.json
-    and the HParams tab report. ``train``, ``val``: ((m, n) images, (m,) digits) on the device."""
-    train_loss, train_accuracy = score(model, *train, loss)
-    val_loss, val_accuracy = score(model, *val, loss) if val is not None else (None, None)
+def final_metrics(run: Run) -> dict:
+    """The loss (without the L2 term) and accuracy of the model now in ``run`` on the clean
+    training digits, and on the validation digits where there are some (else None): what
+    metrics.json and the HParams tab report."""
+    loss = run.recipe.objective.loss
+    train_loss, train_accuracy = score(run.model, *run.train, loss)
     return {
         "train_loss": train_loss,
         "train_accuracy": train_accuracy,
-        "val_loss": val_loss,
-        "val_accuracy": val_accuracy,
+        **val_metrics(run.model, run.val, loss),
     }
 
 
-def report_metrics(final: dict, history: list[dict], rows: tuple, **run) -> dict:
-    """metrics.json of a run: ``final`` (:func:`final_metrics`), the last epoch's objective and
-    seconds from ``history``, the sizes of the split ``rows`` (training, validation), and
-    ``run``'s ``epochs``, ``best_epoch``, ``stopped``, ``device``, ``preset`` and ``ranks`` (the
-    processes that trained it together: a torchrun job's, else 1)."""
+def run_metrics(final: dict, run: Run, history: list[dict], world: int) -> dict:
+    """metrics.json of ``run`` where it stands: ``final`` (its model's
+    :func:`final_metrics`), the last epoch's objective and seconds from ``history`` (the run's,
+    or [] where none is read), the sizes of its split, and the processes that trained it
+    together (``world``: a torchrun job's, else 1)."""
     return {
         **final,
         "last_epoch_objective": history[-1]["train_loss"] if history else None,
-        "train_examples": len(rows[0]),
-        "val_examples": len(rows[1]),
-        "epochs": run["epochs"],
-        "best_epoch": run["best_epoch"],
-        "stopped": run["stopped"],
+        "train_examples": len(run.rows[0]),
+        "val_examples": len(run.rows[1]),
+        "epochs": run.epoch,
+        "best_epoch": run.stopping.best_epoch_,
+        "stopped": run.status,
         "seconds": history[-1]["seconds"] if history else 0.0,
-        "device": run["device"],
-        "ranks": run["ranks"],
-        "preset": run["preset"],
+        "device": str(run.device),
+        "ranks": world,
+        "preset": run.plan.running.preset,
     }
-
-
-def run_metrics(final: dict, trainee: Trainee, history: list[dict], world: int) -> dict:
-    """:func:`report_metrics` of ``trainee`` where it stands: ``final`` (its model's
-    :func:`final_metrics`), ``history`` (the run's, or [] where none is read), ``world`` (the
-    processes that trained it)."""
-    run = trainee.run
-    return report_metrics(
-        final,
-        history,
-        run.rows,
-        epochs=trainee.epoch,
-        best_epoch=run.stopping.best_epoch_,
-        stopped=trainee.status,
-        device=str(run.device),
-        preset=run.plan.running.preset,
-        ranks=world,
-    )
 
 
 def hparams_of(saved_config: dict) -> dict:
@@ -118,17 +91,16 @@ def hparams_of(saved_config: dict) -> dict:
 
 
 class RunFiles:
-    """What a run writes: its log (history, TensorBoard), its checkpoints and its report.
+    """What a run writes: its log (history, TensorBoard), its checkpoints (its
+    :class:`~digits_torch.train.run_loop.Saves`) and its report.
 
     Args:
         run_dir: the run's directory (made; held under its lock).
-        trainee: the network: its set-up, epoch, training seconds and best weights so far,
-            read when a checkpoint is written.
+        run: the network: what it trains with, its epoch, training seconds and best weights
+            so far, read when a checkpoint is written.
         resumed: whether ``run_dir`` holds the network's checkpoint already.
         world: the processes of a torchrun job training the run, else 1.
         swept: the fields its sweep varies (shown first in the HParams tab).
-        budget: seconds of training between checkpoints (default: the plan's
-            ``checkpoint_every``; a sweep saves its stack as one, and passes infinity).
         figures: draw the pictures at the end (default: the plan's ``figures``; a sweep
             draws its networks' once training is over, and passes False).
     """
@@ -136,39 +108,34 @@ class RunFiles:
     def __init__(
         self,
         run_dir: Path,
-        trainee: Trainee,
+        run: Run,
         resumed: bool,
         world: int = 1,
         swept: Collection[str] = (),
-        budget: float | None = None,
         figures: bool | None = None,
     ) -> None:
-        self.dir, self.trainee, running = run_dir, trainee, trainee.run.plan.running
+        self.dir, self.run, running = run_dir, run, run.plan.running
         self.world, self.swept = world, swept
         self.figures = running.figures if figures is None else figures
-        self.budget = running.checkpoint_every if budget is None else budget
+        self.budget = running.checkpoint_every  # seconds of training between checkpoints
         self.image_every = running.image_every
         # What resumes the command, not just this run, when it was stopped: a teacher trained
         # for a student is finished by running the student's command again (else: --resume).
         self.again: str | None = None
         self.resumable = resumed  # a run that has saved a checkpoint is kept, whatever happens
-        self.saved_config = trainee.config.to_dict()  # once: every checkpoint carries it
+        self.saved_config = run.config.to_dict()  # once: every checkpoint carries it
         self.log: RunLog | None = None
-        self.best_saved_epoch = trainee.best_epoch  # what best.pt holds
-        self.saved_epoch, self.saved_seconds = trainee.epoch, trainee.seconds  # checkpoint.pt's
-
-    @property
-    def run(self) -> Setup:
-        return self.trainee.run
+        self.best_saved_epoch = run.best_epoch  # what best.pt holds
+        self.saved_epoch, self.saved_seconds = run.epoch, run.seconds  # checkpoint.pt's
 
     @property
     def best_saved(self) -> bool:
-        """Whether best.pt holds the trainee's best weights."""
-        return self.best_saved_epoch == self.trainee.best_epoch
+        """Whether best.pt holds the run's best weights."""
+        return self.best_saved_epoch == self.run.best_epoch
 
     def open(self) -> None:
         """Open the log; a new run records its split and saves epoch 0 as latest and best."""
-        resume_epoch = self.trainee.epoch if self.resumable else None
+        resume_epoch = self.run.epoch if self.resumable else None
         self.log = RunLog(self.dir, self.saved_config, resume_epoch=resume_epoch)
         if not self.resumable:
             teacher = self._teacher_bytes()
@@ -203,51 +170,57 @@ class RunFiles:
         return bool(every) and epoch % every == 0
 
     def log_picture(self) -> None:
-        """The hidden units of the model as it is now (the trainee's epoch's)."""
+        """The hidden units of the model as it is now (the run's epoch's)."""
         image = plots.hidden_units_image(self.run.model)
-        self.log.log_image("hidden_units", image, self.trainee.epoch)
+        self.log.log_image("hidden_units", image, self.run.epoch)
 
-    def end_epoch(self, save: bool) -> None:
-        """Checkpoint if ``save`` or the budget says.
+    def after_epoch(self, stop: bool) -> None:
+        """Checkpoint if training stops now (``stop``: Ctrl-C or SIGTERM) or the budget says
+        (as a run's :class:`~digits_torch.train.run_loop.Saves`).
 
         The budget is measured on the training clock (the history's seconds): no epoch the
         history records after a checkpoint ends ``budget`` seconds or more after it, except the
         one whose checkpoint a kill beat.
         """
-        if save or self.trainee.seconds - self.saved_seconds >= self.budget:
+        if stop or self.run.seconds - self.saved_seconds >= self.budget:
             self.save()
 
+    def final(self) -> None:
+        """Checkpoint the last epoch once training ends, whatever the budget."""
+        self.save()
+
     def save(self, beside: bool = False) -> bool:
-        """The history, best.pt (if it changed), then the latest checkpoint, of the trainee's
+        """The history, best.pt (if it changed), then the latest checkpoint, of the run's
         last finished epoch (the live model is that epoch's). ``beside``: as a sweep's save,
         under the :data:`SIDE` names. Returns whether anything was written."""
-        epoch, trainee = self.trainee.epoch, self.trainee
+        run = self.run
+        epoch = run.epoch
         if epoch == self.saved_epoch and self.best_saved:
             return False
         # The NaN guard, on what is saved: the loss an epoch reports was computed before its
         # last step, so weights that took one step too far are scored here. (A stack checks its
         # networks itself.)
-        if self.run.epoch_function is not None and not (
-            self._scores_finite(None) and (self.best_saved or self._scores_finite(trainee.best))
+        if run.epoch_function is not None and not (
+            self._scores_finite(None) and (self.best_saved or self._scores_finite(run.best))
         ):
             self.stop_on_nan(epoch)
         self.log.flush()  # the checkpoint claims these epochs: their records come first
         names = SIDE if beside else {LATEST: LATEST, BEST: BEST}
-        same = trainee.best_epoch == epoch and not self.run.has_val
+        same = run.best_epoch == epoch and not run.has_val
         if not self.best_saved and not same:  # (a sweep links the two when it installs)
             self._save_best(self.dir / names[BEST])
         save_checkpoint(self._latest(), self.dir / names[LATEST])
         if same and not beside:  # the best is the latest: one file, two names
             link_atomically(self.dir / LATEST, self.dir / BEST)
-        self.best_saved_epoch = trainee.best_epoch
-        self.saved_epoch, self.saved_seconds = epoch, trainee.seconds
+        self.best_saved_epoch = run.best_epoch
+        self.saved_epoch, self.saved_seconds = epoch, run.seconds
         return True
 
     def _save_best(self, path: Path) -> None:
-        trainee = self.trainee
-        best = model_checkpoint(self.run.model, trainee.best, trainee.best_epoch, self.saved_config)
+        run = self.run
+        best = model_checkpoint(run.model, run.best, run.best_epoch, self.saved_config)
         save_checkpoint(best, path)
-        self.best_saved_epoch = trainee.best_epoch
+        self.best_saved_epoch = run.best_epoch
 
     def _scores_finite(self, weights: dict | None) -> bool:
         """Whether the model (with ``weights``, else as it is) has a finite loss on the
@@ -266,7 +239,7 @@ class RunFiles:
     def stop_on_nan(self, epoch: int, loss: float | None = None) -> None:
         """The NaN guard: the live weights are lost; keep what was finite, then say so."""
         self.log.flush()
-        if not self.best_saved and self._scores_finite(self.trainee.best):
+        if not self.best_saved and self._scores_finite(self.run.best):
             self._save_best(self.dir / BEST)  # the best finite model so far, kept in memory
         what = (
             f"training loss became {loss}"
@@ -280,13 +253,13 @@ class RunFiles:
         )
 
     def _latest(self) -> dict:
-        """What checkpoint.pt holds: everything a resume needs, at the trainee's epoch."""
+        """What checkpoint.pt holds: everything a resume needs, at the run's epoch."""
         run = self.run
         return training_checkpoint(
             run.model,
-            self.trainee.epoch,
+            run.epoch,
             self.saved_config,
-            self.trainee.seconds,
+            run.seconds,
             optimizer=run.optimizer,
             scheduler=run.scheduler,
             rng=run.rng,
@@ -296,14 +269,14 @@ class RunFiles:
     def report(self) -> tuple[dict, list[dict]]:
         """metrics.json, the pictures and the HParams entry, for the model now in ``run`` (the
         best one: the caller has loaded it). Returns the metrics and the run's history."""
-        final = run_final_metrics(self.run)
+        final = final_metrics(self.run)
         self.log.flush()
         history = read_history(self.dir)
-        metrics = run_metrics(final, self.trainee, history, self.world)
+        metrics = run_metrics(final, self.run, history, self.world)
         self.log.write_metrics(metrics)
         if self.figures:
-            self._figures(self.trainee.epoch)
-        self.log.log_hparams(final, step=self.trainee.epoch)
+            self._figures(self.run.epoch)
+        self.log.log_hparams(final, step=self.run.epoch)
         self.log.close()
         return metrics, history
 

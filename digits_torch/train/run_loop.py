@@ -1,14 +1,14 @@
 """The epochs of one network or of a sweep's stack, in one loop (:func:`train_epochs`).
 
-    train_epochs(OneNetwork(trainee), SoloSaves([trainee]), requests, bar)
+    train_epochs(OneNetwork(run), run.files, requests, bar)
 
 What differs between one network and a stack is only the arithmetic of an epoch: an
 :class:`EpochTrainer` trains every network still training for one epoch and returns each one's
 record. The loop then does, for each network, what a run does after an epoch: its bookkeeping
-(:meth:`~digits_torch.train.trainee.Trainee.end_epoch`), its clock, the divergence check, its log
+(:meth:`~digits_torch.train.run_setup.Run.end_epoch`), its clock, the divergence check, its log
 and pictures (:class:`~digits_torch.train.run_files.RunFiles`) and the best weights so far; then
-the checkpoints (a :class:`Saves`: each run on its own time budget, or a sweep's stack saved as
-one) and Ctrl-C or SIGTERM (:class:`~digits_torch.runtime.interrupts.StopRequests`).
+the checkpoints (a :class:`Saves`: a run's files, on its own time budget, or a sweep's stack
+saved as one) and Ctrl-C or SIGTERM (:class:`~digits_torch.runtime.interrupts.StopRequests`).
 """
 
 from __future__ import annotations
@@ -26,23 +26,23 @@ from ..core.model import MLP
 from ..recipes.dead_units import revival_due, revival_generator, revive
 from ..runtime.interrupts import StopRequests
 from ..store.checkpoints import clone_weights
-from .trainee import Trainee
+from .run_setup import Run
 
-__all__ = ["EpochTrainer", "OneNetwork", "Saves", "SoloSaves", "train_epochs"]
+__all__ = ["EpochTrainer", "OneNetwork", "Saves", "train_epochs"]
 
 
 class EpochTrainer(Protocol):
     """How the networks still training (``trainees``) train one epoch."""
 
-    trainees: list[Trainee]
+    trainees: list[Run]
 
-    def train_epoch(self) -> list[tuple[Trainee, dict, bool]]:
+    def train_epoch(self) -> list[tuple[Run, dict, bool]]:
         """One epoch of every network still training: (network, its record, whether its loss
         and weights are finite). A record holds ``epoch``, ``train_loss``, ``train_accuracy``,
         ``val_loss`` and ``val_accuracy`` (None without validation digits)."""
 
-    def keep_best(self, trainee: Trainee) -> None:
-        """Keep the network's weights now as its best (``trainee.best``, now or at
+    def keep_best(self, run: Run) -> None:
+        """Keep the network's weights now as its best (``run.best``, now or at
         :meth:`sync`)."""
 
     def end_epoch(self) -> None:
@@ -64,14 +64,16 @@ class Saves(Protocol):
 
 def train_epochs(
     trainer: EpochTrainer,
-    saves: Saves,
+    saves: Saves | None,
     requests: StopRequests,
     bar: tqdm,
-    on_diverged: Callable[[Trainee, dict], None] | None = None,
+    on_diverged: Callable[[Run, dict], None] | None = None,
 ) -> None:
     """Train ``trainer``'s networks until each has ended (or a signal stops them all).
 
     Args:
+        saves: what writes the checkpoints; None where nothing is written (the other ranks of
+            a torchrun job).
         requests: Ctrl-C and SIGTERM, held (entered) by the caller.
         bar: counts epochs.
         on_diverged: called for a network whose loss or weights stopped being finite, before
@@ -85,31 +87,34 @@ def train_epochs(
     while trainer.trainees:
         results = trainer.train_epoch()
         pictured = []
-        for trainee, record, finite in results:
-            improved = trainee.end_epoch(record, finite)
-            trainee.seconds = seconds_before[id(trainee)] + time.perf_counter() - started
-            record["seconds"] = trainee.seconds
-            if trainee.status == "diverged":  # that epoch is not logged
+        for run, record, finite in results:
+            improved = run.end_epoch(record, finite)
+            run.seconds = seconds_before[id(run)] + time.perf_counter() - started
+            record["seconds"] = run.seconds
+            if run.status == "diverged":  # that epoch is not logged
                 if on_diverged is not None:
-                    on_diverged(trainee, record)
+                    on_diverged(run, record)
                 continue
-            if trainee.files is not None:
-                trainee.files.log_epoch(record)
-                if trainee.files.pictured(trainee.epoch):
-                    pictured.append(trainee)
+            if run.files is not None:
+                run.files.log_epoch(record)
+                if run.files.pictured(run.epoch):
+                    pictured.append(run)
             if improved:
-                trainer.keep_best(trainee)
+                trainer.keep_best(run)
         trainer.end_epoch()
         if pictured:
             trainer.sync()  # the pictures are of this epoch's weights
-            for trainee in pictured:
-                trainee.files.log_picture()
-        saves.after_epoch(requests.agreed())  # on every rank: the ranks agree on it
+            for run in pictured:
+                run.files.log_picture()
+        stop = requests.agreed()  # on every rank, saves or not: the ranks agree on it
+        if saves is not None:
+            saves.after_epoch(stop)
         requests.act()
         if len(results) == 1:
             bar.set_postfix(_postfix(results[0][1]), refresh=False)
         bar.update(1)
-    saves.final()
+    if saves is not None:
+        saves.final()
 
 
 class OneNetwork:
@@ -117,12 +122,13 @@ class OneNetwork:
     dead units (if due), then its metrics on the validation digits, read from the device at
     once."""
 
-    def __init__(self, trainee: Trainee) -> None:
-        self.trainee = trainee
-        self.trainees = [trainee] if trainee.status == "training" else []
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.trainees = [run] if run.status == "training" else []
 
-    def train_epoch(self) -> list[tuple[Trainee, dict, bool]]:
-        run, epoch = self.trainee.run, self.trainee.epoch + 1
+    def train_epoch(self) -> list[tuple[Run, dict, bool]]:
+        run = self.run
+        epoch = run.epoch + 1
         loss, accuracy = run.epoch_function()
         recipe = run.recipe
         if recipe.revive_dead_units and revival_due(epoch, recipe.epochs):
@@ -136,36 +142,17 @@ class OneNetwork:
         read = torch.stack([loss.double(), accuracy.double(), finite.double()]).tolist()
         record["train_loss"], record["train_accuracy"], weights_finite = read
         finite = math.isfinite(record["train_loss"]) and weights_finite == 1.0
-        return [(self.trainee, record, finite)]
+        return [(self.run, record, finite)]
 
-    def keep_best(self, trainee: Trainee) -> None:
-        trainee.best = clone_weights(trainee.run.model)
+    def keep_best(self, run: Run) -> None:
+        run.best = clone_weights(run.model)
 
     def end_epoch(self) -> None:
-        if self.trainee.status != "training":
+        if self.run.status != "training":
             self.trainees = []
 
     def sync(self) -> None:
         pass  # the model is the run's own
-
-
-class SoloSaves:
-    """The :class:`Saves` of runs trained alone: each checkpointed on its own time budget
-    (:meth:`~digits_torch.train.run_files.RunFiles.end_epoch`), when training stops, and at the
-    end."""
-
-    def __init__(self, trainees: list[Trainee]) -> None:
-        self.trainees = trainees
-
-    def after_epoch(self, stop: bool) -> None:
-        for trainee in self.trainees:
-            if trainee.files is not None:
-                trainee.files.end_epoch(stop)
-
-    def final(self) -> None:
-        for trainee in self.trainees:
-            if trainee.files is not None:
-                trainee.files.save()  # the last epoch, whatever the budget
 
 
 def val_metrics(model: MLP, val: tuple | None, loss: str) -> dict:

@@ -1,8 +1,15 @@
-"""What a run trains with: its data on the device, its split, model, optimizer, schedule,
-stopping rule, random draws and epoch function, all built from its config (:func:`set_up`)
-before anything is written, so a run that cannot start leaves nothing behind. A network a sweep
-trains in a stack is set up by the same function (without an epoch function: the stack's
-arithmetic trains it), on digits read once for the whole stack (:func:`read_digits`).
+"""One network's run (:class:`Run`): what it trains with (its data on the device, its split,
+model, optimizer, schedule, stopping rule, random draws and epoch function), all built from its
+config (:func:`set_up`) before anything is written, so a run that cannot start leaves nothing
+behind; and where its training stands, with the bookkeeping that ends each of its epochs
+(:meth:`Run.end_epoch`). A network a sweep trains in a stack is set up by the same function
+(without an epoch function: the stack's arithmetic trains it), on digits read once for the whole
+stack (:func:`read_digits`), and ends its epochs the same way.
+
+    run = set_up(config)                         # or run.restore(checkpoint, path): go on
+    record = {"epoch": run.epoch + 1, "train_loss": ..., ...}   # an epoch's metrics
+    improved = run.end_epoch(record, finite=True)               # lr, schedule, stopping
+    run.status                                                  # "training" until it ends
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,18 +28,21 @@ from ..core.data import default_data_path, file_sha256, load_digits, stratified_
 from ..core.model import MLP
 from ..errors import UserError
 from ..optim.optimizers import OPTIMIZERS
+from ..optim.schedule import advance, lower_on_plateau
 from ..optim.stopping import EarlyStopping
 from ..reference import sklearn_exact
 from ..runtime.devices import resolve_device
 from ..runtime.distributed import SOLO, Ranks
+from ..store.checkpoints import check_fits, clone_weights, restore
 from ..store.run_contents import TEACHER
+from ..store.runs import check_split
 from .epochs import EpochFunction, make_epoch_function
 from .teachers import kept_teacher, load_teacher
 
 __all__ = [
     "TEACHER",
     "Digits",
-    "Setup",
+    "Run",
     "make_optimizer",
     "read_digits",
     "set_up",
@@ -64,9 +75,22 @@ def read_digits(plan: Plan | TrainConfig, device: torch.device) -> Digits:
     return Digits(path, X, labels, on_device, file_sha256(path, "a MAT file"))
 
 
-@dataclass
-class Setup:
-    """Everything a run trains with, built before its run directory is touched."""
+@dataclass(eq=False)  # one object per network: hashed and compared by identity, not tensors
+class Run:
+    """One network's run: everything it trains with, built before its run directory is
+    touched, and where its training stands.
+
+    Attributes (where it stands):
+        epoch: epochs completed (a resumed network: its checkpoint's).
+        seconds: training seconds through ``epoch`` (the history's clock, across resumes).
+        best: the best model's weights so far (a state dict on the device).
+        best_epoch: the epoch ``best`` is of.
+        status: ``"training"``, or how it ended, as metrics.json's "stopped" says it:
+            ``"max_epochs"``, ``"converged"`` or ``"diverged"``.
+        order: its place in every stack it joins (a sweep's network's index).
+        files: what writes its run directory (:class:`~digits_torch.train.run_files.RunFiles`),
+            or None where nothing is written (the other ranks of a torchrun job).
+    """
 
     plan: Plan
     device: torch.device
@@ -80,6 +104,13 @@ class Setup:
     epoch_function: EpochFunction | None  # trains one epoch; None for a network a stack trains
     teacher: MLP | None = None  # distillation's, in eval mode, on the device, in the dtype
     teacher_config: dict | None = None  # the config its checkpoint saved (what teacher.pt keeps)
+    epoch: int = 0
+    seconds: float = 0.0
+    best: dict | None = None
+    best_epoch: int = 0
+    status: str = "training"
+    order: int = 0
+    files: Any = None  # RunFiles (whose module imports this one) or None
 
     @property
     def recipe(self) -> Recipe:
@@ -119,6 +150,82 @@ class Setup:
         self.__dict__.pop("train", None)
         self.__dict__.pop("val", None)
 
+    def start(self, epoch: int = 0, seconds: float = 0.0) -> None:
+        """Where the network stands before training on: ``epoch`` epochs done in ``seconds``
+        (a new run: none); its best weights so far are its model's now (a resumed run's until
+        the caller gives it best.pt's)."""
+        self.epoch, self.seconds = epoch, seconds
+        self.best = clone_weights(self.model)
+        self.best_epoch = self.stopping.best_epoch_ if epoch else 0
+        self.status = "training"
+        self._settle()  # a resumed network may have ended already
+
+    def restore(self, checkpoint: dict, path: Path) -> None:
+        """Go on from the checkpoint read from ``path``: its weights, optimizer, schedule,
+        stopping rule, random draws, epoch and seconds (see :meth:`start`).
+
+        Raises:
+            UserError: the checkpoint does not fit the run (its shapes, data or state), or the
+                data file or split is not the one the run recorded.
+        """
+        check_fits(checkpoint, self.model, path, self.data_path)
+        check_split(path.parent, self.rows, self.data_path, self.digits.sha256)  # same digits
+        epoch, seconds = restore(
+            checkpoint,
+            path,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            rng=self.rng,
+            stopping=self.stopping,
+        )
+        self.start(epoch, seconds)
+
+    @property
+    def lr(self) -> float:
+        """The lr its next epoch trains with."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def end_epoch(self, record: dict, finite: bool) -> bool:
+        """An epoch's bookkeeping, after its arithmetic: the lr it trained with goes into
+        ``record``; the lr schedule advances; the stopping rule counts the epoch (with
+        scikit-learn's adaptive lr: lr / 5 on a plateau, and go on).
+
+        Args:
+            record: the epoch's metrics (``epoch``, ``train_loss``, ``train_accuracy``,
+                ``val_loss``, ``val_accuracy``); gains ``lr``.
+            finite: whether the loss (and the weights) stayed finite; if not, the network has
+                diverged and the epoch does not count.
+
+        Returns whether the epoch's model is the best so far; ``status`` says if training ends.
+        """
+        record["lr"] = self.lr
+        if self.scheduler is not None:
+            advance(self.scheduler)
+        if not finite:
+            self.status = "diverged"
+            return False
+        self.epoch = record["epoch"]
+        improved = self.stopping.update(record)
+        if (
+            self.stopping.should_stop
+            and self.recipe.schedule.lowers_on_plateau
+            and lower_on_plateau(self.optimizer)
+        ):
+            self.stopping.restart()  # should_stop is false again
+        if improved:
+            self.best_epoch = self.epoch
+        self._settle()
+        return improved
+
+    def _settle(self) -> None:
+        """``status`` after an epoch (or a restore): converged if the stopping rule says stop,
+        else max_epochs once its epochs are done, else as it was."""
+        if self.stopping.should_stop:
+            self.status = "converged"
+        elif self.epoch >= self.recipe.epochs:
+            self.status = "max_epochs"
+
 
 def set_up(
     plan: Plan | TrainConfig,
@@ -126,9 +233,10 @@ def set_up(
     digits: Digits | None = None,
     stacked: bool = False,
     resumed_from: Path | None = None,
-) -> Setup:
-    """The run of ``plan`` (or of a config's); with ``ranks`` of a torchrun job, this rank's part
-    of it (every rank sets up the same run: the same data, split, model and random draws).
+) -> Run:
+    """The run of ``plan`` (or of a config's), at its start; with ``ranks`` of a torchrun job,
+    this rank's part of it (every rank sets up the same run: the same data, split, model and
+    random draws).
 
     Args:
         digits: the data, already read (a stack's); default: read from the recipe's data file.
@@ -161,7 +269,7 @@ def set_up(
         )
     if r.teacher is not None:
         teacher, teacher_config = _teacher(plan, digits, val_idx, resumed_from)
-    run = Setup(
+    run = Run(
         plan=plan,
         device=device,
         digits=digits,
@@ -179,6 +287,7 @@ def set_up(
         run.epoch_function = make_epoch_function(
             r, model, optimizer, *run.train, generator, stream, ranks, teacher
         )
+    run.start()
     return run
 
 

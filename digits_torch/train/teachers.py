@@ -31,7 +31,14 @@ from ..core.model import shape_text
 from ..errors import UserError
 from ..inference.loading import Trained, load_trained
 from ..store.run_contents import BEST, LATEST, SPLIT, TEACHER, is_run
-from ..store.runs import METRICS, find_run, read_config, read_split_record, writer_of
+from ..store.runs import (
+    METRICS,
+    RESUME_MAY_CHANGE,
+    find_run,
+    read_config,
+    read_split_record,
+    writer_of,
+)
 
 __all__ = [
     "NO_TEACHER",
@@ -40,16 +47,12 @@ __all__ = [
     "checked_teacher",
     "kept_teacher",
     "load_teacher",
-    "plan",
     "same_digits",
     "teacher_config",
     "teacher_plan",
     "teacher_run",
     "trained_for_another_split",
 ]
-
-# What a resume may change: a checkpoint's config may differ from config.json in these alone.
-_RESUMABLE = fields_with("resumable")
 
 
 def load_teacher(
@@ -155,7 +158,9 @@ def _check_run(run: Path, trained: Trained, path: str | Path) -> None:
             file,
         )
     saved = trained.config
-    differ = [k for k in config if k not in _RESUMABLE and k in saved and saved[k] != config[k]]
+    differ = [
+        k for k in config if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != config[k]
+    ]
     if differ:
         raise UserError(
             f"its config is not the run's config.json ({', '.join(differ)} differ): not the "
@@ -219,9 +224,15 @@ def trained_for_another_split(config: TrainConfig) -> bool:
         return False
     if saved.preset != config.teacher_preset:
         return False
-    data = file_sha256(config.data or default_data_path(), "a MAT file")
+    data = _data_sha256(config)
     ours = (saved.seed, saved.val_fraction) == (config.seed, config.val_fraction)
     return not (ours and same_digits(run, data))
+
+
+def _data_sha256(config: TrainConfig) -> str:
+    """The SHA-256 of the data file ``config`` trains on (its ``data``, else the shipped one):
+    what tells one run's digits from another's."""
+    return file_sha256(config.data or default_data_path(), "a MAT file")
 
 
 # ---------------------------------------------------------------- a teacher trained first
@@ -243,17 +254,10 @@ NO_TEACHER = "--preset tuned"
 ROUGH_SECONDS = {"teacher": 30, "distilled": 40, "tuned": 11}
 
 
-def plan(config: TrainConfig) -> str | None:
-    """What a new run of ``config`` trains, in order, and roughly how long, where it trains a
-    teacher first (else None: one network, its progress bar says enough). Lines for stderr."""
-    if config.teacher is not None or config.teacher_preset is None:
-        return None
-    teacher = teacher_config(config)
-    return teacher_plan(config, teacher, teacher_run(teacher))
-
-
 def teacher_plan(config: TrainConfig, teacher: TrainConfig, found: Path | None) -> str:
-    """The plan (:func:`plan`), given the teacher's config and the run of it found in the logdir."""
+    """What a new run of ``config`` trains, in order, and roughly how long, where it trains a
+    teacher first: lines for stderr, given the teacher's config and the run of it found in the
+    logdir (None: the teacher is trained first)."""
     shape = shape_text(teacher.hidden)
     if found is None:
         first = (
@@ -305,9 +309,7 @@ def teacher_run(config: TrainConfig) -> Path | None:
     file (by its SHA-256) that finished or can resume, or None."""
     same = set(fields_with("hparam")) - {"device"}  # a run trained on another device is it
     wanted = {k: v for k, v in config.to_dict().items() if k in same}
-    data = file_sha256(
-        config.data or default_data_path(), "a MAT file"
-    )  # the same digits, not just path
+    data = _data_sha256(config)  # the same digits, not just path
     logdir = Path(config.logdir)
     for run_dir in sorted(logdir.glob(f"*-{config.preset}*"), reverse=True):
         if not (run_dir / METRICS).exists() and not (run_dir / LATEST).exists():

@@ -41,6 +41,7 @@ from ..store.checkpoints import LATEST, RESUMABLE, best_weights, load_run_file
 from ..store.run_contents import FIGURES
 from ..store.runs import (
     METRICS,
+    RESUME_MAY_CHANGE,
     RunInUse,
     RunLock,
     check_history,
@@ -49,19 +50,16 @@ from ..store.runs import (
     run_label,
 )
 from .leftovers import leftover_problem, remove_leftovers
-from .run_files import RunFiles, run_final_metrics, run_metrics
-from .run_loop import OneNetwork, SoloSaves, train_epochs
-from .run_setup import Setup, set_up
+from .run_files import RunFiles, final_metrics, run_metrics
+from .run_loop import OneNetwork, train_epochs
+from .run_setup import Run, set_up
 from .teachers import teacher_config, teacher_plan, teacher_run, trained_for_another_split
-from .trainee import Trainee
 
 __all__ = ["FitResult", "fit", "resume", "with_teacher"]
 
 # Config fields a run directory's name leaves out: how a run is watched, and where and how it
 # trains (names tell apart what runs trained).
 _NOT_TRAINING = fields_with("named", has=False)
-# What a resume may change: how a run is trained and watched, not what it trains.
-RESUME_MAY_CHANGE = fields_with("resumable")
 
 
 @dataclass
@@ -294,99 +292,85 @@ def _train(
     said once it has started (a command's plan), so that a refused run says only its error."""
     # the run's thread count, set here only; the run's lock, released once it has ended
     with cpu_threads(config.threads), contextlib.ExitStack() as locks:
-        return _run(config, run_dir, checkpoint, ranks, locks, again, announce)
+        # Set up: data, model, optimizer and epoch, before the run directory is touched, so that
+        # a run that cannot start (or a refused resume) leaves nothing behind and changes
+        # nothing. Under torchrun every rank sets up the same run; rank 0 alone writes it.
+        resumed_from = run_dir if checkpoint is not None else None
+        run = set_up(make_plan(config), ranks, resumed_from=resumed_from)
+        if checkpoint is not None:
+            _restore(run, checkpoint, run_dir, ranks)
+        else:
+            # a teacher trained first is named by its preset (teacher_preset), not by its path
+            ignore = _NOT_TRAINING + (("teacher",) if config.teacher_preset else ())
+            label = config.name or run_label(preset_differences(config, ignore=ignore))
+            run_dir = from_lead(ranks, lambda: new_run_dir(config.logdir, config.preset, label))
+        # Rank 0 alone writes: the other ranks of a torchrun job have no run files.
+        if ranks.lead:
+            run.files = RunFiles(run_dir, run, resumed=checkpoint is not None, world=ranks.world)
+            run.files.again = again
+        files, bar = run.files, None
+        try:
+            if checkpoint is None and ranks.lead:  # a new run: its directory is ours at once
+                locks.enter_context(RunLock(run_dir))
+                remove_leftovers(run_dir.parent, keep=run_dir)  # runs killed before saving
+            # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its
+            # first epoch can be resumed and has a model to load.
+            if files is not None:
+                files.open()
+            if announce is not None:  # the run has started: what could refuse it has not
+                print_stderr(announce)
+            if checkpoint is not None and run.status != "training":  # a line before the bar
+                print_stderr(_nothing_to_train(config, run.epoch, run.status))
+            shown = not config.quiet and ranks.lead
+            bar = progress_bar(config.epochs, run.epoch, config.preset, config.step_name, shown)
+            # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint
+            # (under torchrun by every rank at the same epoch end, whichever were signalled).
+            with StopRequests(ranks) as requests:
+                train_epochs(
+                    OneNetwork(run),
+                    files,
+                    requests,
+                    bar,
+                    on_diverged=lambda t, record: _diverged(t, record, run_dir),
+                )
+            bar.close()
+            # The report, on the best model: the one best.pt holds and load_model returns.
+            # (Still in the try: a Ctrl-C here, too, says where the checkpoint is and how to
+            # resume.)
+            run.model.load_state_dict(run.best)
+            if files is not None:
+                if shown and config.figures:  # some seconds: say what they are spent on
+                    print_stderr(f"{config.preset}: drawing its pictures into {run_dir / FIGURES}")
+                metrics, history = files.report()
+            else:  # the metrics rank 0 writes (without the history's records), kept nowhere
+                metrics, history = run_metrics(final_metrics(run), run, [], ranks.world), []
+        except BaseException as err:
+            if bar is not None:
+                bar.close()  # first, so that whatever is printed next starts on a clean line
+            if files is not None:
+                files.abandon(interrupted=isinstance(err, KeyboardInterrupt))
+            raise
+        return FitResult(run.model.eval(), run_dir, config, metrics, history)
 
 
-def _run(
-    config: TrainConfig,
-    run_dir: Path | None,
-    checkpoint: dict | None,
-    ranks: Ranks,
-    locks: contextlib.ExitStack,
-    again: str | None = None,
-    announce: str | None = None,
-):
-    # Set up: data, model, optimizer and epoch, before the run directory is touched, so that a
-    # run that cannot start (or a refused resume) leaves nothing behind and changes nothing.
-    # Under torchrun every rank sets up the same run; rank 0 alone writes it.
-    run = set_up(make_plan(config), ranks, resumed_from=run_dir if checkpoint is not None else None)
-    if checkpoint is not None:
-        trainee = _restored(run, checkpoint, run_dir, ranks)
-    else:
-        # a teacher trained first is named by its preset (teacher_preset), not by its path
-        ignore = _NOT_TRAINING + (("teacher",) if config.teacher_preset else ())
-        label = config.name or run_label(preset_differences(config, ignore=ignore))
-        run_dir = from_lead(ranks, lambda: new_run_dir(config.logdir, config.preset, label))
-        trainee = Trainee(run)
-    # Rank 0 alone writes: the other ranks of a torchrun job have no run files.
-    if ranks.lead:
-        trainee.files = RunFiles(
-            run_dir, trainee, resumed=checkpoint is not None, world=ranks.world
-        )
-        trainee.files.again = again
-    files, bar = trainee.files, None
-    try:
-        if checkpoint is None and ranks.lead:  # a new run: its directory is ours from the start
-            locks.enter_context(RunLock(run_dir))
-            remove_leftovers(run_dir.parent, keep=run_dir)  # runs a kill stopped before saving
-        # Start or resume: a new run saves epoch 0 at once, so even a run stopped in its first
-        # epoch can be resumed and has a model to load.
-        if files is not None:
-            files.open()
-        if announce is not None:  # the run has started: what could refuse it has not
-            print_stderr(announce)
-        if checkpoint is not None and trainee.status != "training":  # before the bar: its own line
-            print_stderr(_nothing_to_train(config, trainee.epoch, trainee.status))
-        shown = not config.quiet and ranks.lead
-        bar = progress_bar(config.epochs, trainee.epoch, config.preset, config.step_name, shown)
-        # The epochs. Ctrl-C and SIGTERM are acted on between them, after a checkpoint (under
-        # torchrun by every rank at the same epoch end, whichever ranks were signalled).
-        with StopRequests(ranks) as requests:
-            train_epochs(
-                OneNetwork(trainee),
-                SoloSaves([trainee]),
-                requests,
-                bar,
-                on_diverged=lambda t, record: _diverged(t, record, run_dir),
-            )
-        bar.close()
-        # The report, on the best model: the one best.pt holds and load_model returns. (Still in
-        # the try: a Ctrl-C here, too, says where the checkpoint is and how to resume.)
-        run.model.load_state_dict(trainee.best)
-        if files is not None:
-            if shown and config.figures:  # some seconds: say what they are spent on
-                print_stderr(f"{config.preset}: drawing its pictures into {run_dir / FIGURES}")
-            metrics, history = files.report()
-        else:  # the metrics rank 0 writes (without the history's records), written nowhere
-            metrics, history = run_metrics(run_final_metrics(run), trainee, [], ranks.world), []
-    except BaseException as err:
-        if bar is not None:
-            bar.close()  # first, so that whatever is printed next starts on a clean line
-        if files is not None:
-            files.abandon(interrupted=isinstance(err, KeyboardInterrupt))
-        raise
-    return FitResult(run.model.eval(), run_dir, config, metrics, history)
-
-
-def _restored(run: Setup, checkpoint: dict, run_dir: Path, ranks: Ranks) -> Trainee:
+def _restore(run: Run, checkpoint: dict, run_dir: Path, ranks: Ranks) -> None:
     """The run's network as its checkpoint left it, with the best model so far."""
-    trainee = Trainee.restored(run, checkpoint, run_dir / LATEST)
+    run.restore(checkpoint, run_dir / LATEST)
     best = _best_so_far(run_dir, run, ranks)  # read (and checked) in any case
     if run.has_val:  # else the best is the latest, even if a kill beat best.pt's update
-        trainee.best = best
-    return trainee
+        run.best = best
 
 
-def _diverged(trainee: Trainee, record: dict, run_dir: Path) -> None:
+def _diverged(run: Run, record: dict, run_dir: Path) -> None:
     """The NaN guard of a run: it stops, keeping what was finite, and says so."""
     epoch = record["epoch"]
-    if trainee.files is not None:  # keeps what was finite, and says so
-        trainee.files.stop_on_nan(epoch, record["train_loss"])
+    if run.files is not None:  # keeps what was finite, and says so
+        run.files.stop_on_nan(epoch, record["train_loss"])
     problem = f"the loss or the weights stopped being finite at epoch {epoch}"
     raise UserError(problem, run_dir)  # the other ranks stop with rank 0
 
 
-def _best_so_far(run_dir: Path, run: Setup, ranks: Ranks) -> dict:
+def _best_so_far(run_dir: Path, run: Run, ranks: Ranks) -> dict:
     """best.pt's weights, read by rank 0 and sent to every rank by way of the CPU (a GPU's
     tensors would arrive on rank 0's GPU), on each rank's own device."""
     sent = from_lead(

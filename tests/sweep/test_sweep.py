@@ -37,7 +37,6 @@ from digits_torch.sweep.stack import Stack
 from digits_torch.sweep.train import PROGRESS
 from digits_torch.train.run_loop import OneNetwork, train_epochs
 from digits_torch.train.run_setup import read_digits, set_up
-from digits_torch.train.trainee import Trainee
 
 ROOT = Path(__file__).resolve().parents[2]
 # what a network's figures/ holds once drawn
@@ -85,27 +84,19 @@ class _Records:
         return False
 
 
-class _NoSaves:
-    def after_epoch(self, stop: bool) -> None:
-        pass
-
-    def final(self) -> None:
-        pass
-
-
 def _stacked(configs, device):
     """The configs' networks, set up for a stack on ``device`` (in order), and the digits."""
     digits = read_digits(configs[0], device)
-    trainees = [
-        Trainee(set_up(c, digits=digits, stacked=True), order=i) for i, c in enumerate(configs)
-    ]
+    trainees = [set_up(c, digits=digits, stacked=True) for c in configs]
+    for i, trainee in enumerate(trainees):
+        trainee.order = i
     return trainees, digits
 
 
 def _train_stack(trainees, digits):
     """Train ``trainees`` (one stack key) in the loop a sweep trains them in."""
     stack = Stack(trainees, *digits.on_device)
-    train_epochs(stack, _NoSaves(), StopRequests(), tqdm(disable=True))
+    train_epochs(stack, None, StopRequests(), tqdm(disable=True))
     stack.sync()
 
 
@@ -128,21 +119,21 @@ def test_every_stacked_network_is_its_solo_run_in_float64(tmp_path, digits300):
     for member, mine, config in zip(members, records, configs):
         solo = fit(config)
         latest = load_checkpoint(solo.run_dir / LATEST)
-        weights = member.run.model.state_dict()
+        weights = member.model.state_dict()
         for name, value in latest["model"].items():
             assert (weights[name] - value).abs().max() < 1e-9, (config, name)
         # momentum: the member's own torch SGD holds the stack's buffers
         solo_state = latest["optimizer"]["state"]
-        mine_state = member.run.optimizer.state_dict()["state"]
+        mine_state = member.optimizer.state_dict()["state"]
         assert solo_state.keys() == mine_state.keys()
         for key, value in solo_state.items():
             assert (
                 mine_state[key]["momentum_buffer"] - value["momentum_buffer"]
             ).abs().max() < 1e-9
-        assert torch.equal(member.run.rng.get_state(), latest["rng"])
+        assert torch.equal(member.rng.get_state(), latest["rng"])
         assert [r["epoch"] for r in mine] == [r["epoch"] for r in solo.history]
         assert member.status == solo.metrics["stopped"]
-        assert member.run.stopping.best_epoch_ == solo.metrics["best_epoch"]
+        assert member.stopping.best_epoch_ == solo.metrics["best_epoch"]
         for a, b in zip(mine, solo.history):
             assert a["val_accuracy"] == b["val_accuracy"]
             assert abs(a["lr"] - b["lr"]) < 1e-12  # cosine as CosineAnnealingLR computes it
@@ -156,11 +147,11 @@ def test_stacked_float32_accuracies_match_the_solo_runs(tmp_path, digits300):
     members, records, _ = _train_stacks(configs, digits300)
     for member, mine, config in zip(members, records, configs):
         solo = fit(config)
-        m = len(member.run.rows[0])
+        m = len(member.rows[0])
         assert [r["epoch"] for r in mine] == [r["epoch"] for r in solo.history]
         for a, b in zip(mine, solo.history):
             assert abs(a["train_accuracy"] - b["train_accuracy"]) <= 2 / m
-            assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 2 / len(member.run.rows[1])
+            assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 2 / len(member.rows[1])
             assert abs(a["train_loss"] - b["train_loss"]) < 1e-4
 
 
@@ -178,7 +169,7 @@ def teacher300(tmp_path_factory, digits300) -> Path:
 def _kill_units(trainee, units=(0, 1, 2)) -> None:
     """Dead on every digit from the start, so that the revival at epoch 5 has work to do."""
     with torch.no_grad():
-        trainee.run.model.layers[0].bias[list(units)] = -1e3
+        trainee.model.layers[0].bias[list(units)] = -1e3
 
 
 def test_distilled_elastic_and_revived_stacked_networks_are_their_solo_runs(
@@ -205,17 +196,17 @@ def test_distilled_elastic_and_revived_stacked_networks_are_their_solo_runs(
         _kill_units(member)
     stack = Stack(members, *digits.on_device)
     assert len(stack.groups) == 4 and stack.distilled
-    train_epochs(stack, _NoSaves(), StopRequests(), tqdm(disable=True))
+    train_epochs(stack, None, StopRequests(), tqdm(disable=True))
     stack.sync()
     for member, config in zip(members, configs):
-        solo = Trainee(set_up(config))
+        solo = set_up(config)
         solo.files = _Records()
         _kill_units(solo)
-        train_epochs(OneNetwork(solo), _NoSaves(), StopRequests(), tqdm(disable=True))
-        mine, theirs = member.run.model.state_dict(), solo.run.model.state_dict()
+        train_epochs(OneNetwork(solo), None, StopRequests(), tqdm(disable=True))
+        mine, theirs = member.model.state_dict(), solo.model.state_dict()
         for name, value in theirs.items():
             assert (mine[name] - value).abs().max() < 1e-9, (config, name)
-        assert torch.equal(member.run.rng.get_state(), solo.run.rng.get_state())
+        assert torch.equal(member.rng.get_state(), solo.rng.get_state())
         for a, b in zip(member.files.records, solo.files.records):
             assert a["val_accuracy"] == b["val_accuracy"]
             assert abs(a["train_loss"] - b["train_loss"]) < 1e-9
@@ -633,8 +624,8 @@ def test_a_stack_on_cuda_trains_as_on_the_cpu(tmp_path, digits300):
     _train_stack(members, digits)
     for a, b in zip(cpu, members):
         assert a.status == b.status and a.epoch == b.epoch
-        for name, value in a.run.model.state_dict().items():
-            assert (b.run.model.state_dict()[name].cpu() - value).abs().max() < 1e-9
+        for name, value in a.model.state_dict().items():
+            assert (b.model.state_dict()[name].cpu() - value).abs().max() < 1e-9
 
 
 # ----------------------------------------------------------------------------- the report's words
