@@ -128,11 +128,13 @@ def test_the_checks_see_a_function_level_import():
     assert found == [("digits_torch.core.data", False)]
 
 
-# Run in a fresh interpreter: import the heavy third-party packages once, then import each module
-# in a forked child of its own, before which no digits_torch module has been imported.
+# Run in a fresh interpreter: import the heavy third-party packages once (scikit-learn's parts that
+# the estimator's modules import: a second a child otherwise), then import each module in a forked
+# child of its own, before which no digits_torch module has been imported.
 _IMPORT_EACH = """
 import importlib, os, sys
 import matplotlib.figure, numpy, scipy.io, torch, torch.utils.tensorboard
+import sklearn.base, sklearn.metrics, sklearn.model_selection, sklearn.preprocessing
 for name in sys.argv[1:]:
     pid = os.fork()
     if pid == 0:
