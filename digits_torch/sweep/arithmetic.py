@@ -7,8 +7,9 @@ each network's state. Read it with the one-network pass it reproduces
 :mod:`digits_torch.core.losses`' in a stack's shapes, the update :func:`sgd_step`, torch.optim.SGD's
 with a leading model dimension.
 
-Every intermediate of a stack's size lives in a buffer kept between batches (:meth:`_scratch`):
-a fresh allocation of that size costs more than the operation that fills it.
+The largest intermediates (the batch, the wide product and its gradient, the weight gradients,
+the squared weights) live in buffers kept between batches (:meth:`_scratch`): a fresh allocation
+of that size costs more than the operation that fills it.
 """
 
 from __future__ import annotations
