@@ -31,14 +31,15 @@ def smoothed_targets(
 
     One network: (b,) labels y, a float ``smoothing`` -> (b, classes). A stack of K networks
     (:mod:`digits_torch.sweep.stack`): (K, b) labels y, ``smoothing`` (K,) per network or None
-    (no network smooths) -> (K, classes, b).
+    (no network smooths) -> (K, classes, b); (1, b) labels that every network shares -> (1,
+    classes, b), or (K, classes, b) where the networks smooth.
     """
     if y.dim() == 2:
-        K, b = y.shape
-        targets = torch.zeros(K, classes, b, dtype=dtype, device=y.device)
+        rows, b = y.shape
+        targets = torch.zeros(rows, classes, b, dtype=dtype, device=y.device)
         targets.scatter_(1, y.unsqueeze(1), 1.0)
         if smoothing is not None:
-            s = smoothing.view(K, 1, 1)
+            s = smoothing.view(-1, 1, 1)
             targets = targets * (1 - s) + s / classes
         return targets
     # Rows of an identity matrix, not F.one_hot: one_hot also checks the labels' range (a
@@ -85,8 +86,9 @@ def _sigmoid_log_losses(logits, y, label_smoothing: float, reduction: str) -> to
 
 
 def _coursera_error(z: torch.Tensor, targets: torch.Tensor, b: int):
-    if z.dim() == 3:
-        fit = F.binary_cross_entropy_with_logits(z, targets, reduction="none").sum((1, 2)) / b
+    if z.dim() == 3:  # targets may be one (1, classes, b) for the stack: BCE needs z's shape
+        bce = F.binary_cross_entropy_with_logits(z, targets.expand_as(z), reduction="none")
+        fit = bce.sum((1, 2)) / b
     else:
         fit = F.binary_cross_entropy_with_logits(z, targets, reduction="sum").div_(b)
     return fit, torch.sigmoid(z).sub_(targets)

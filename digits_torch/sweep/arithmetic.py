@@ -124,9 +124,11 @@ class StackArithmetic:
         K, b = len(self.members), xb.shape[1]
         xg = self._grouped_input(xb)
         wide, a, z = self._forward(xg)  # z: (K, classes, b)
-        y = yb.index_select(0, self.group_of)  # (K, b)
+        # (K, b) labels; one batch group's (1, b) stay one row, and its targets one (1, classes, b)
+        # that every network's arithmetic broadcasts: a copy per network costs more than its use
+        y = yb if len(yb) == 1 else yb.index_select(0, self.group_of)
         smoothing = self.smoothing if self.any_smoothing else None
-        targets = smoothed_targets(y, z.shape[1], smoothing, self.dtype)  # (K, classes, b)
+        targets = smoothed_targets(y, z.shape[1], smoothing, self.dtype)  # (K or 1, classes, b)
         # delta = b * dLoss/dz, (K, classes, b): softmax: p - t; ex4: sigmoid(z) - t.
         if soft is not None:  # distillation's (a network without a teacher weighs it 0)
             shape = (K, 1, 1)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from digits_torch.core.losses import LOSSES, data_loss, smoothed_targets
+from digits_torch.recipes.distillation import Soft, objective
 from digits_torch.sweep.arithmetic import predicted, sgd_step
 
 LRS, MOMENTA = [0.3, 0.05, 1.7], [0.9, 0.3, 0.5]
@@ -52,6 +53,29 @@ def test_each_loss_entry_gives_a_stack_what_it_gives_each_network(loss):
         assert torch.allclose(delta[k].T, delta_k, rtol=0, atol=1e-12)
         assert torch.allclose(fit_k, data_loss(alone, y[k], loss, float(smoothing[k])), atol=1e-12)
         assert torch.allclose(validation[k], data_loss(alone, y[k], loss), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("smooths", [False, True])
+def test_one_batch_groups_shared_labels_give_each_network_what_its_own_copy_gives(loss, smooths):
+    # A stack whose networks all see one batch keeps its labels as one (1, b) row: its targets
+    # broadcast against every network's logits, and must give the copy per network's bits.
+    g = torch.Generator().manual_seed(3)
+    K, classes, b = 3, 10, 17
+    z = torch.randn(K, classes, b, generator=g) * 3
+    y = torch.randint(0, classes, (1, b), generator=g)
+    smoothing = torch.tensor([0.0, 0.1, 0.25]) if smooths else None
+    shared = smoothed_targets(y, classes, smoothing, torch.float32)
+    copies = smoothed_targets(y.expand(K, b), classes, smoothing, torch.float32)
+    assert shared.shape == ((K, classes, b) if smooths else (1, classes, b))
+    for got, want in zip(
+        LOSSES[loss].output_error(z.clone(), shared, b),
+        LOSSES[loss].output_error(z.clone(), copies, b),
+    ):
+        assert torch.equal(got, want)
+    soft = Soft(torch.softmax(torch.randn(1, classes, b, generator=g), 1), 2.0, 0.5)
+    for got, want in zip(objective(z, soft, shared), objective(z, soft, copies)):
+        assert torch.equal(got, want)
 
 
 def test_a_mixed_nesterov_stack_steps_each_network_as_torch_sgd_to_an_ulp():
