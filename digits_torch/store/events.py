@@ -19,17 +19,19 @@ import contextlib
 import itertools
 import os
 import socket
+import struct
 import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import writing
+from .crc32c import masked_crc32c
 
 if TYPE_CHECKING:
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-__all__ = ["EventFile", "hparams_end", "hparams_start"]
+__all__ = ["EventFile", "hparams_end", "hparams_start", "record"]
 
 _EVENT_FILES = itertools.count()  # a suffix that keeps two event files of one second apart
 
@@ -47,14 +49,12 @@ class EventFile:
     def __init__(self, directory: Path, purge_step: int | None = None) -> None:
         # TensorBoard here, not at the top: importing it takes longer than many a run's epoch.
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-        from tensorboard.summary.writer.record_writer import RecordWriter
 
         self._event = Event
         name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
         self.path = directory / f"{name}.{next(_EVENT_FILES)}"
         with writing(self.path):
             self._file = open(self.path, "xb")
-        self._records = RecordWriter(self._file)
         self.add(Event(wall_time=time.time(), file_version="brain.Event:2"))
         if purge_step is not None:
             start = SessionLog(status=SessionLog.START)
@@ -72,7 +72,7 @@ class EventFile:
     def add(self, event) -> None:
         """Write an ``Event`` protobuf."""
         with writing(self.path):
-            self._records.write(event.SerializeToString())
+            self._file.write(record(event.SerializeToString()))
 
     def flush(self) -> None:
         with writing(self.path):
@@ -85,6 +85,15 @@ class EventFile:
             finally:
                 with contextlib.suppress(OSError):
                     self._file.close()
+
+
+def record(data: bytes) -> bytes:
+    """``data`` as a TFRecord, an event file's record: its length (8 bytes, little-endian), the
+    length's masked CRC-32C, the data and the data's (4 bytes each), as TensorBoard's
+    ``RecordWriter`` writes it, with the checksum computed by numpy, not a byte at a time."""
+    length = struct.pack("<Q", len(data))
+    crcs = struct.pack("<I", masked_crc32c(length)), struct.pack("<I", masked_crc32c(data))
+    return length + crcs[0] + data + crcs[1]
 
 
 def hparams_start(
