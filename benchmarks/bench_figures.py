@@ -20,10 +20,12 @@ With ``--sweep-repeats N`` it then times whole processes, start to exit, of the 
 recipe as a sweep of 64 networks (``--preset seed --grid lr=<4 values> --grid l2=<16 values>``,
 ``--quiet``): with the pictures (the sweep's default), with every network's (``--figures``) and
 with none (``--no-figures``), at each of ``--sweep-epochs`` (default 60 and 10), taking turns,
-medians of N; and scikit-learn's ``MLPClassifier`` epoch of the same recipe (median of N fits
-of 60 epochs, by its own clock). The per-network-epoch figure is the whole process's seconds at
-60 epochs minus those at 10, over 50 epochs and 64 networks: what one more epoch of one network
-costs a sweep, start-up and pictures cancelled out.
+medians of N; and scikit-learn's ``MLPClassifier`` epoch of the same recipe (one fit of 60
+epochs after each repeat's sweeps, by its own clock; the median of N). The per-network-epoch
+figure is the whole process's seconds at 60 epochs minus those at 10, over 50 epochs and 64
+networks: what one more epoch of one network costs a sweep, start-up and pictures cancelled out.
+Its ratio to scikit-learn's epoch is given from the medians, and as the median of each repeat's
+own ratio (``*_turns``): the two speeds measured in the same minute.
 """
 
 from __future__ import annotations
@@ -131,8 +133,10 @@ def sklearn_epoch_ms(repeats: int, epochs: int = 60) -> float:
 
 
 def sweeps(repeats: int, epochs: list[int], kinds: list[str], logdir: str, grid) -> dict:
-    """Whole sweep processes, taking turns: {"<epochs>_<pictures>": median seconds}; every
-    network's pictures (``every``) at the longer epochs only."""
+    """Whole sweep processes, taking turns: {"<epochs>_<pictures>": each repeat's seconds}; every
+    network's pictures (``every``) at the longer epochs only; and after each repeat's sweeps one
+    fit of scikit-learn's (``sklearn_epoch_ms``), so that each repeat's ratio compares two speeds
+    measured in the same minute (this machine's speed drifts by a third between minutes)."""
     seconds: dict[str, list[float]] = {}
     for _ in range(repeats):
         for count in epochs:
@@ -148,7 +152,8 @@ def sweeps(repeats: int, epochs: list[int], kinds: list[str], logdir: str, grid)
                     f"load {load:.1f})",
                     flush=True,
                 )
-    return {key: statistics.median(values) for key, values in seconds.items()}
+        seconds.setdefault("sklearn_epoch_ms", []).append(sklearn_epoch_ms(1))
+    return seconds
 
 
 @exit_on_error
@@ -189,8 +194,11 @@ def main(argv: list[str] | None = None) -> dict:
             kinds = args.sweep_kinds.split(",")
             grid = (args.lrs, args.l2s)
             results["networks"] = len(args.lrs.split(",")) * len(args.l2s.split(","))
-            results["sweep_s"] = sweeps(args.sweep_repeats, [long, short], kinds, logdir, grid)
-            results["sklearn_epoch_ms"] = sklearn_epoch_ms(args.sweep_repeats)
+            turns = sweeps(args.sweep_repeats, [long, short], kinds, logdir, grid)
+            results["sweep_sklearn_ms"] = turns.pop("sklearn_epoch_ms")
+            results["sklearn_epoch_ms"] = statistics.median(results["sweep_sklearn_ms"])
+            results["sweep_turns"] = turns
+            results["sweep_s"] = {key: statistics.median(v) for key, v in turns.items()}
             _sweep_figures(results, long, short)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -213,6 +221,22 @@ def _sweep_figures(results: dict, long: int, short: int) -> None:
                 f"per network-epoch (pictures {kind}): {per:.2f} ms; scikit-learn's epoch "
                 f"{results['sklearn_epoch_ms']:.2f} ms: {results['sklearn_epoch_ms'] / per:.1f}x"
             )
+            ratios = _turn_ratios(results, f"{long}_{kind}", f"{short}_{kind}", long - short)
+            results[f"speedup_vs_sklearn_{kind}_turns"] = statistics.median(ratios)
+            print(
+                f"  each repeat against the scikit-learn fit beside it: median "
+                f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}x to {max(ratios):.1f}x)"
+            )
+
+
+def _turn_ratios(results: dict, long: str, short: str, epochs: int) -> list[float]:
+    """Each repeat's scikit-learn epoch over its own per-network-epoch figure."""
+    turns, networks = results["sweep_turns"], results["networks"]
+    sklearn = results["sweep_sklearn_ms"]
+    return [
+        ms / (1000 * (a - b) / (epochs * networks))
+        for a, b, ms in zip(turns[long], turns[short], sklearn, strict=True)
+    ]
 
 
 if __name__ == "__main__":

@@ -151,6 +151,11 @@ def test_bench_figures_times_the_pictures_and_a_sweep_with_and_without(tmp_path)
     per = 1000 * (s["2_none"] - s["1_none"]) / 2  # 1 epoch of difference, 2 networks
     assert results["network_epoch_ms_none"] == pytest.approx(per)
     assert results["speedup_vs_sklearn_none"] == pytest.approx(results["sklearn_epoch_ms"] / per)
+    turns = results["sweep_turns"]  # one repeat: its own ratio is the medians'
+    assert turns["2_none"] == [s["2_none"]] and len(results["sweep_sklearn_ms"]) == 1
+    assert results["speedup_vs_sklearn_none_turns"] == pytest.approx(
+        results["sweep_sklearn_ms"][0] / per
+    )
     drawn = {p.name for p in pictures.iterdir()}  # a run's pictures and the teacher's
     assert drawn == {
         "digits.png", "hidden_units.png", "mistakes.png", "confusion.png", "learning_curves.png",
