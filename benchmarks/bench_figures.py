@@ -25,7 +25,9 @@ epochs after each repeat's sweeps, by its own clock; the median of N). The per-n
 figure is the whole process's seconds at 60 epochs minus those at 10, over 50 epochs and 64
 networks: what one more epoch of one network costs a sweep, start-up and pictures cancelled out.
 Its ratio to scikit-learn's epoch is given from the medians, and as the median of each repeat's
-own ratio (``*_turns``): the two speeds measured in the same minute.
+own ratio (``*_turns``): the two speeds measured in the same minute. ``product_gflops``, before
+and after the sweeps: the speed of the stack's wide product on one thread and on all, which says
+whether the cores were the benchmark's own (a sweep uses both; scikit-learn one).
 """
 
 from __future__ import annotations
@@ -132,6 +134,24 @@ def sklearn_epoch_ms(repeats: int, epochs: int = 60) -> float:
     return statistics.median(times)
 
 
+def product_gflops(threads: int, repeats: int = 200) -> float:
+    """GFLOP/s of the 64-network stack's wide product, (200, 400) @ (400, 1600), on ``threads``
+    threads: the machine's state. On the 2-core VM two threads reach about 190 where both cores
+    are its own, and 130 where the host takes a share of the second (one thread: 100 either way)."""
+    a, w = torch.randn(200, 400), torch.randn(400, 1600)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a @ w
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ w
+        seconds = (time.perf_counter() - start) / repeats
+    finally:
+        torch.set_num_threads(before)
+    return 2 * 200 * 400 * 1600 / seconds / 1e9
+
+
 def sweeps(repeats: int, epochs: list[int], kinds: list[str], logdir: str, grid) -> dict:
     """Whole sweep processes, taking turns: {"<epochs>_<pictures>": each repeat's seconds}; every
     network's pictures (``every``) at the longer epochs only; and after each repeat's sweeps one
@@ -194,7 +214,16 @@ def main(argv: list[str] | None = None) -> dict:
             kinds = args.sweep_kinds.split(",")
             grid = (args.lrs, args.l2s)
             results["networks"] = len(args.lrs.split(",")) * len(args.l2s.split(","))
+            threads = torch.get_num_threads()
+            before = {1: product_gflops(1), threads: product_gflops(threads)}
             turns = sweeps(args.sweep_repeats, [long, short], kinds, logdir, grid)
+            after = {1: product_gflops(1), threads: product_gflops(threads)}
+            results["product_gflops"] = {"before": before, "after": after}
+            (b1, bn), (a1, an) = (before[1], before[threads]), (after[1], after[threads])
+            print(
+                f"  the wide product, GFLOP/s on 1 and {threads} threads: {b1:.0f} and {bn:.0f} "
+                f"before the sweeps, {a1:.0f} and {an:.0f} after"
+            )
             results["sweep_sklearn_ms"] = turns.pop("sklearn_epoch_ms")
             results["sklearn_epoch_ms"] = statistics.median(results["sweep_sklearn_ms"])
             results["sweep_turns"] = turns

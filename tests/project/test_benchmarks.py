@@ -151,6 +151,9 @@ def test_bench_figures_times_the_pictures_and_a_sweep_with_and_without(tmp_path)
     per = 1000 * (s["2_none"] - s["1_none"]) / 2  # 1 epoch of difference, 2 networks
     assert results["network_epoch_ms_none"] == pytest.approx(per)
     assert results["speedup_vs_sklearn_none"] == pytest.approx(results["sklearn_epoch_ms"] / per)
+    for when in ("before", "after"):  # the machine's state: JSON keys are strings
+        assert all(v > 0 for v in results["product_gflops"][when].values())
+        assert "1" in results["product_gflops"][when]
     turns = results["sweep_turns"]  # one repeat: its own ratio is the medians'
     assert turns["2_none"] == [s["2_none"]] and len(results["sweep_sklearn_ms"]) == 1
     assert results["speedup_vs_sklearn_none_turns"] == pytest.approx(
