@@ -26,10 +26,10 @@ def read_config_file(path: str | Path) -> dict:
     path = Path(path)
     text = read_bytes(path, what="a config file")
     try:
-        if path.suffix.lower() == ".toml":
-            values = parse_toml(text.decode())
+        if path.suffix.lower() == ".toml":  # a byte-order mark accepted, as JSON's reader does
+            values = parse_toml(text.decode("utf-8-sig"))
         else:
-            values = parse_json(text)
+            values = parse_json(text, object_pairs_hook=_once_each)
     except ImportError:  # tomllib is Python 3.11+
         raise UserError("TOML config files need Python 3.11+; use JSON", path) from None
     except ValueError as err:  # JSONDecodeError, TOMLDecodeError and UnicodeDecodeError are
@@ -43,6 +43,17 @@ def read_config_file(path: str | Path) -> dict:
         if problem:
             raise UserError(problem, path)
     return {k: from_json(k, v) for k, v in values.items()}
+
+
+def _once_each(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are each set once, as TOML requires: a field set twice is a
+    mistake to say, not the last value to keep silently."""
+    values: dict = {}
+    for key, value in pairs:
+        if key in values:
+            raise ValueError(f"{key!r} is set twice")
+        values[key] = value
+    return values
 
 
 def close_field(name: str) -> str:

@@ -91,11 +91,11 @@ def _check_mode(info: os.stat_result, path: str | Path, what: str) -> None:
         raise UserError(f"is {kind}, not {what}", path)
 
 
-def parse_json(text: str | bytes):
-    """``json.loads(text)``; JSON nested deeper than Python's recursion limit is a ValueError
-    (as any other bad JSON), not a RecursionError."""
+def parse_json(text: str | bytes, **options):
+    """``json.loads(text, **options)``; JSON nested deeper than Python's recursion limit is a
+    ValueError (as any other bad JSON), not a RecursionError."""
     try:
-        return json.loads(text)
+        return json.loads(text, **options)
     except RecursionError:
         raise ValueError("nested too deeply to read") from None
 

@@ -42,6 +42,14 @@ def test_a_file_gives_the_fields_it_sets_and_no_others(tmp_path, name, text, val
     assert [type(v) for v in read.values()] == [type(v) for v in values.values()]
 
 
+@pytest.mark.parametrize("name", ["c.json", "c.toml"])
+def test_a_byte_order_mark_is_read_past_in_either_format(tmp_path, name):
+    """Windows' Notepad may start a UTF-8 file with one."""
+    text = '{"epochs": 2}' if name == "c.json" else "epochs = 2\n"
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_config_file(tmp_path / name) == {"epochs": 2}
+
+
 def test_the_bounds_are_left_to_the_config(tmp_path):
     """A value's bounds may hang on others (the preset's, the flags'): checked once all meet."""
     (tmp_path / "c.json").write_text('{"lr": -1.0, "epochs": 0}')
@@ -61,6 +69,11 @@ def test_the_bounds_are_left_to_the_config(tmp_path):
         ("c.toml", b'name = "\xff"\n', UNPARSED),
         ("c.toml", b"epochs = \n", UNPARSED),
         ("c.toml", b"epochs = 2\nepochs = 3\n", UNPARSED),  # a key set twice
+        (
+            "c.json",
+            b'{"lr": 0.1, "epochs": 2, "lr": 0.2}',
+            r"not a valid config file \('lr' is set twice\)",
+        ),
         ("c.toml", b"[train]\nepochs = 2\n", "unknown key 'train'"),  # one table, not several
         ("c.toml", b"epochs = 2.0\n", r"epochs must be an integer, got 2\.0"),
         (
