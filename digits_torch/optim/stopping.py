@@ -1,7 +1,7 @@
 """Early stopping and the best model so far, as scikit-learn's MLPClassifier keeps them.
 
 scikit-learn's rule (``_update_no_improvement_count``): an epoch makes progress when the watched
-metric beats the best so far by more than ``tol``; training stops after more than ``patience``
+metric beats the best so far by ``tol`` or more; training stops after more than ``patience``
 epochs in a row without progress (``n_iter_no_change``). Losses count as their negatives, so for
 every metric larger is better.
 
@@ -23,7 +23,7 @@ class EarlyStopping:
         monitor: the record key watched: ``train_loss``, ``val_loss`` or ``val_accuracy``. An
             epoch without validation metrics (data too small to hold out a digit) watches
             ``train_loss`` instead.
-        tol: the improvement that counts as progress.
+        tol: the smallest improvement that counts as progress.
         patience: epochs without progress tolerated; 0 never stops.
 
     Attributes:
