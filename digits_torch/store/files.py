@@ -76,16 +76,26 @@ def write_new(path: str | Path, data: bytes | memoryview) -> None:
         with writing(path):
             _write_synced(tmp, data)
             try:
-                os.link(tmp, path)
-            except FileExistsError:
+                _link_or_create(tmp, path, data)
+            except FileExistsError:  # either way: the name is taken
                 raise UserError("exists already; refusing to write over it", path) from None
-            except OSError:  # no hard links here (some network and FAT file systems)
-                with open(path, "xb", opener=_exclusive) as f:
-                    f.write(data)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def _link_or_create(tmp: Path, path: Path, data: bytes | memoryview) -> None:
+    """``tmp`` hard-linked as ``path``; where hard links are not supported (some network and FAT
+    file systems), ``path`` created exclusively and ``data`` written in place. FileExistsError
+    where the name is taken."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        with open(path, "xb", opener=_exclusive) as f:
+            f.write(data)
 
 
 def link_atomically(source: str | Path, path: str | Path) -> None:

@@ -178,7 +178,10 @@ def test_write_new_writes_a_new_file_and_never_replaces_one(tmp_path, monkeypatc
     assert sorted(os.listdir(tmp_path)) == ["dangling.png", "new.png", "taken.png"]
 
 
-def test_write_new_says_a_taken_name_is_refused(tmp_path):
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_write_new_says_a_taken_name_is_refused(tmp_path, monkeypatch, hard_links):
+    if not hard_links:  # the same words where the file is created exclusively instead
+        monkeypatch.setattr(os, "link", _failing(errno.EPERM))
     (tmp_path / "taken.png").write_bytes(OLD)
     with pytest.raises(UserError) as err:
         write_new(tmp_path / "taken.png", NEW)
