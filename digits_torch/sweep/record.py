@@ -1,6 +1,7 @@
 """``sweep.json``: what a sweep is (its grid, plan and networks, each with its config, directory
 and metrics), written by rank 0 and read back, checked, to resume: nothing read may make the
-sweep write outside its directory."""
+sweep write outside its directory. The metrics are for its readers: a resume takes each finished
+network's from its own metrics.json, which its last commit wrote."""
 
 from __future__ import annotations
 
