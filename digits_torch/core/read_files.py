@@ -10,6 +10,7 @@ and images.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -69,17 +70,21 @@ def read_bytes(path: str | Path, limit: int | None = MAX_TEXT_BYTES, what: str =
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
+        with contextlib.suppress(OSError):  # a socket: open says only "no such device"
+            _check_mode(os.stat(path), path, what)
         raise path_error(err, path) from None
-    with os.fdopen(fd, "rb") as f:
-        try:
-            info = os.fstat(fd)
-            _check_mode(info, path, what)
-            if limit is not None and info.st_size > limit:
-                problem = f"{info.st_size:,} bytes, over the limit of {limit:,} for {what}"
-                raise UserError(problem, path)
+    try:
+        info = os.fstat(fd)
+        _check_mode(info, path, what)  # before fdopen, which refuses a directory unnamed
+        if limit is not None and info.st_size > limit:
+            problem = f"{info.st_size:,} bytes, over the limit of {limit:,} for {what}"
+            raise UserError(problem, path)
+        with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read() if limit is None else f.read(limit + 1)
-        except OSError as err:
-            raise path_error(err, path) from None
+    except OSError as err:
+        raise path_error(err, path) from None
+    finally:
+        os.close(fd)
     if limit is not None and len(data) > limit:  # it grew while read
         raise UserError(f"over the limit of {limit:,} bytes for {what}", path)
     return data

@@ -63,12 +63,14 @@ def test_read_bytes_names_what_is_not_a_regular_file_without_blocking(not_regula
     assert not blocked and raised == [f"{path}: is {kind}, not a config file"]
 
 
-@pytest.mark.xfail(raises=IsADirectoryError, strict=True, reason="a bug: fdopen raises first")
-def test_read_bytes_names_a_directory(tmp_path):
-    # os.fdopen refuses a directory's descriptor before its mode is checked: a traceback, where
-    # the docstring promises the UserError check_regular gives (`train --config DIR` shows it)
-    with pytest.raises(UserError, match="is a directory, not a config file"):
-        read_bytes(tmp_path, what="a config file")
+@pytest.mark.parametrize("kind", ["a socket", "a directory"])
+def test_read_bytes_names_a_directory_and_a_socket_too(not_regular, kind):
+    # a directory's descriptor is refused by os.fdopen and a socket's open says only "no such
+    # device": each named as check_regular names it (`train --config DIR` printed a traceback)
+    path = not_regular[kind]
+    with pytest.raises(UserError) as caught:
+        read_bytes(path, what="a config file")
+    assert str(caught.value) == f"{path}: is {kind}, not a config file"
 
 
 def test_an_empty_file_is_refused_only_where_it_may_not_be(tmp_path):
