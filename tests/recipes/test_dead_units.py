@@ -1,14 +1,32 @@
-"""Dead units on the shipped digits (digits_torch.recipes.dead_units), what
-tests/recipes/test_distillation.py leaves out: a unit alive on one digit is not dead, a sigmoid
-network has none, Adam's moments are forgotten as SGD's momentum is, and a revival draws its rows
-in unit order from its own generator alone, leaving torch's global one as it was."""
+"""Dead units (digits_torch.recipes.dead_units): when a revival is due; a dead unit gets new
+incoming weights and no say in the outputs, its momentum (SGD's) or moments (Adam's) forgotten,
+the others left alone; the rows are drawn in unit order from the revival's own generator, the
+same for the same seed and epoch, leaving torch's global one as it was; on the shipped digits, a
+unit alive on one digit is not dead, and a sigmoid network has none."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from digits_torch.core.model import MLP, glorot_bound
-from digits_torch.recipes.dead_units import never_active, revival_generator, revive
+from digits_torch.fast.backprop import loss_and_gradients
+from digits_torch.recipes.dead_units import (
+    REVIVED_BIAS,
+    never_active,
+    revival_due,
+    revival_generator,
+    revive,
+)
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(0)
+    model = MLP(400, (25,), 10, "relu", "glorot", g).double()
+    x = torch.randn(40, 400, generator=g, dtype=torch.float64)  # no unit dead by chance
+    y = torch.randint(0, 10, (40,), generator=g)
+    return model, x, y
 
 
 def _digits(digits) -> torch.Tensor:
@@ -64,3 +82,56 @@ def test_a_revival_forgets_adams_moments_and_draws_its_rows_in_unit_order(digits
         assert (state[:, dead] == 0).all() and (state[:, live] == filled).all(), name
         assert (optimizer.state[second.bias][name] == filled).all(), name
     assert torch.equal(optimizer.state[first.weight]["step"], step)  # not a per-element state
+
+
+def test_revival_is_due_every_five_epochs_in_the_first_half():
+    assert [e for e in range(1, 301) if revival_due(e, 300)] == list(range(5, 151, 5))
+    assert [e for e in range(1, 10) if revival_due(e, 9)] == []
+
+
+def _momentum(model, x, y):
+    """An SGD optimizer with momentum buffers after one step."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss_and_gradients(model, x, y, "softmax", 0.0)
+    optimizer.step()
+    return optimizer
+
+
+def test_dead_units_get_new_incoming_weights_and_no_say_in_the_outputs(batch):
+    model, x, y = batch
+    first, second = model.layers[0], model.layers[1]
+    with torch.no_grad():
+        first.bias[[3, 7]] = -1e3  # dead on every input
+    optimizer = _momentum(model, x, y)
+    assert never_active(model, x).nonzero().flatten().tolist() == [3, 7]
+    logits = model(x)
+    untouched = [p.detach().clone() for p in model.parameters()]
+    assert revive(model, optimizer, x, revival_generator(0, 5)) == 2
+    assert not never_active(model, x).any()
+    torch.testing.assert_close(model(x), logits, rtol=0, atol=1e-12)  # zero outgoing weights
+    bound = glorot_bound(400, 25, "relu")
+    assert first.weight[[3, 7]].abs().max() <= bound and first.weight[[3, 7]].std() > bound / 3
+    assert (first.bias[[3, 7]] == REVIVED_BIAS).all() and (second.weight[:, [3, 7]] == 0).all()
+    for param in (first.weight, first.bias):
+        assert (optimizer.state[param]["momentum_buffer"][[3, 7]] == 0).all()
+    assert (optimizer.state[second.weight]["momentum_buffer"][:, [3, 7]] == 0).all()
+    live = [i for i in range(25) if i not in (3, 7)]
+    assert torch.equal(first.weight[live], untouched[0][live])  # the others are left alone
+    assert torch.equal(second.weight[:, live], untouched[2][:, live])
+    assert revive(model, optimizer, x, revival_generator(0, 10)) == 0
+
+
+def test_revival_draws_the_same_weights_from_the_same_seed_and_epoch(batch):
+    model, x, y = batch
+    drawn = []
+    for _ in range(2):
+        copy = MLP(400, (25,), 10, "relu").double()
+        copy.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            copy.layers[0].bias[0] = -1e3
+        revive(copy, _momentum(copy, x, y), x, revival_generator(4, 15))
+        drawn.append(copy.layers[0].weight[0].clone())
+    assert torch.equal(drawn[0], drawn[1])
+    assert not torch.equal(
+        revival_generator(4, 15).get_state(), revival_generator(4, 20).get_state()
+    )
