@@ -27,9 +27,10 @@ def resolve_device(spec: str) -> torch.device:
         raise UserError(f"unknown device {spec!r} (use auto, cpu, cuda or cuda:N)")
     if not torch.cuda.is_available():  # cuda or cuda:N
         raise UserError(f"device {spec}: CUDA is not available on this machine")
-    device, count = torch.device(spec), torch.cuda.device_count()
+    # N read here, not by torch.device, which refuses cuda:01 or an N past C's long unnamed
+    index, count = (int(spec[5:]) if spec != "cuda" else None), torch.cuda.device_count()
     if ranks.parallel:
-        if device.index is not None:
+        if index is not None:
             raise UserError(
                 f"device {spec}: under torchrun each rank takes the GPU of its LOCAL_RANK; "
                 "give --device cuda (or auto)"
@@ -40,6 +41,6 @@ def resolve_device(spec: str) -> torch.device:
                 "device(s): start at most one rank per GPU (--nproc-per-node)"
             )
         return torch.device("cuda", ranks.local)
-    if device.index is not None and device.index >= count:
+    if index is not None and index >= count:
         raise UserError(f"device {spec}: this machine has {count} CUDA device(s)")
-    return device
+    return torch.device("cuda", index)
