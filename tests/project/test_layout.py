@@ -274,3 +274,10 @@ def test_the_tests_mirror_the_folders():
     assert folders <= set(FOLDERS) | TEST_TIERS, folders - set(FOLDERS) - TEST_TIERS
     assert TEST_TIERS <= folders and "core" in folders
     assert not list(tests.glob("test_*.py")), "a test file outside the folders"
+
+
+def test_no_two_test_files_share_a_name():
+    # pytest imports each test file by its base name (the tests folders hold no __init__.py): a
+    # second tests/<folder>/test_plan.py is an import error when the suite collects both
+    names = [p.name for p in (PACKAGE.parent / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
