@@ -6,6 +6,7 @@ unit alive on one digit is not dead, and a sigmoid network has none."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from digits_torch.core.model import MLP, glorot_bound
@@ -17,6 +18,15 @@ from digits_torch.recipes.dead_units import (
     revival_generator,
     revive,
 )
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(0)
+    model = MLP(400, (25,), 10, "relu", "glorot", g).double()
+    x = torch.randn(40, 400, generator=g, dtype=torch.float64)  # no unit dead by chance
+    y = torch.randint(0, 10, (40,), generator=g)
+    return model, x, y
 
 
 def _digits(digits) -> torch.Tensor:
@@ -88,7 +98,7 @@ def _momentum(model, x, y):
 
 
 def test_dead_units_get_new_incoming_weights_and_no_say_in_the_outputs(batch):
-    model, x, y, _ = batch
+    model, x, y = batch
     first, second = model.layers[0], model.layers[1]
     with torch.no_grad():
         first.bias[[3, 7]] = -1e3  # dead on every input
@@ -112,7 +122,7 @@ def test_dead_units_get_new_incoming_weights_and_no_say_in_the_outputs(batch):
 
 
 def test_revival_draws_the_same_weights_from_the_same_seed_and_epoch(batch):
-    model, x, y, _ = batch
+    model, x, y = batch
     drawn = []
     for _ in range(2):
         copy = MLP(400, (25,), 10, "relu").double()
