@@ -281,3 +281,10 @@ def test_no_two_test_files_share_a_name():
     # second tests/<folder>/test_plan.py is an import error when the suite collects both
     names = [p.name for p in (PACKAGE.parent / "tests").rglob("test_*.py")]
     assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
+
+
+def test_one_conftest_for_the_tests_to_import():
+    # tests import their helpers with `from conftest import ...`: a second conftest.py in a
+    # folder takes that name for the files collected after it (an ImportError at collection)
+    tests = PACKAGE.parent / "tests"
+    assert [p.relative_to(tests) for p in tests.rglob("conftest.py")] == [Path("conftest.py")]
