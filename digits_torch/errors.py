@@ -34,6 +34,7 @@ __all__ = [
     "ArgumentParser",
     "Interrupted",
     "UserError",
+    "error_cut_short",
     "error_line",
     "exit_on_error",
     "no_such_path",
@@ -94,6 +95,16 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int = signal.SIGINT) -> None:
         super().__init__()
         self.signum = signum
+
+
+def error_cut_short(interrupt: BaseException) -> UserError | None:
+    """The :class:`UserError` that was on its way out when ``interrupt`` (a Ctrl-C or SIGTERM)
+    was raised, if any: the error is what ended the command, the signal only came during its
+    cleanup (as torchrun's SIGTERM comes to the ranks of a job that has lost one)."""
+    cause = interrupt.__context__
+    while cause is not None and not isinstance(cause, UserError):
+        cause = cause.__context__
+    return cause
 
 
 class _OutputLost(Exception):

@@ -26,6 +26,7 @@ from ..config.plan import make_plan
 from ..errors import (
     ArgumentParser,
     UserError,
+    error_cut_short,
     exit_on_error,
     print_stdout,
     program_name,
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> FitResult:
             with sigterm_interrupts():
                 result = fit(config)
     except KeyboardInterrupt as err:
+        cut_short = error_cut_short(err)
+        if cut_short is not None:  # the error ended the run; the signal came as it cleaned up
+            raise cut_short from None
         raise SystemExit(128 + getattr(err, "signum", signal.SIGINT)) from None
     if job_ranks().lead:  # under torchrun, rank 0 speaks for the job
         if not result.config.quiet:

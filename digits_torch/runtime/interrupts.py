@@ -1,5 +1,6 @@
 """Ctrl-C and SIGTERM during training: noted, agreed on by a job's ranks, acted on between
-epochs (:class:`StopRequests`), for one network and for a sweep's stack alike."""
+epochs (:class:`StopRequests`), for one network and for a sweep's stack alike; held while a run
+that has already failed or stopped cleans up (:func:`cleanup_first`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from ..errors import Interrupted
 from .distributed import SOLO, Ranks, any_rank
 
-__all__ = ["StopRequests", "sigterm_interrupts"]
+__all__ = ["StopRequests", "cleanup_first", "sigterm_interrupts"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -72,3 +73,32 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def cleanup_first() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait while inside, for the cleanup on the way out of a run that has
+    already failed or been stopped: the cleanup is not cut short (a run that never saved is
+    removed, not half left), and the error that ended the run is the one said. A signal held
+    here is dropped, since the run is ending anyway; a second one acts at once. Main thread
+    only.
+
+    torchrun sends SIGTERM to every rank once one has died, at about the time the others meet
+    :class:`~digits_torch.runtime.distributed.RankLost` and begin to clean up.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum, frame):
+        if held:
+            raise Interrupted(signum)
+        held.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

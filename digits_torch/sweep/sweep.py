@@ -56,7 +56,7 @@ from ..config import arguments
 from ..config.config import DEFAULT_PRESET, TrainConfig
 from ..config.config_files import read_config_file
 from ..core.data import default_data_path, load_digits
-from ..errors import ArgumentParser, UserError, exit_on_error, print_stderr
+from ..errors import ArgumentParser, UserError, error_cut_short, exit_on_error, print_stderr
 from ..runtime.devices import resolve_device
 from ..runtime.distributed import (
     Ranks,
@@ -370,7 +370,10 @@ def _train_share(planned: _Sweep, mine: list[Network], save_every: float, ranks:
                 ranks=ranks,
                 diverged=planned.diverged,
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        cut_short = error_cut_short(err)
+        if cut_short is not None:  # the error ended the share; the signal came as it cleaned up
+            raise cut_short from None
         return True
     return False
 

@@ -49,7 +49,7 @@ from ..core.read_files import parse_json, read_bytes
 from ..errors import UserError, progress_bar
 from ..runtime.devices import resolve_device
 from ..runtime.distributed import SOLO, Ranks
-from ..runtime.interrupts import StopRequests, sigterm_interrupts
+from ..runtime.interrupts import StopRequests, cleanup_first, sigterm_interrupts
 from ..runtime.threads import cpu_threads
 from ..store.checkpoints import LATEST, best_weights, load_run_file
 from ..store.files import write_json
@@ -234,7 +234,8 @@ class _StackRun:
                 train_epochs(self.stack, _CommittedSaves(self, save_every), requests, bar)
             bar.close()
         except BaseException:
-            self._abandon()
+            with cleanup_first():
+                self._abandon()
             raise
 
     def _abandon(self) -> None:

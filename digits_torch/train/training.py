@@ -35,7 +35,7 @@ from ..config.plan import make_plan
 from ..core.model import MLP
 from ..errors import UserError, no_such_path, print_stderr, progress_bar
 from ..runtime.distributed import SOLO, Ranks, from_lead, job_ranks, joined
-from ..runtime.interrupts import StopRequests
+from ..runtime.interrupts import StopRequests, cleanup_first
 from ..runtime.threads import cpu_threads
 from ..store.checkpoints import LATEST, RESUMABLE, best_weights, load_run_file
 from ..store.run_contents import FIGURES
@@ -345,10 +345,11 @@ def _train(
             else:  # the metrics rank 0 writes (without the history's records), kept nowhere
                 metrics, history = run_metrics(final_metrics(run), run, [], ranks.world), []
         except BaseException as err:
-            if bar is not None:
-                bar.close()  # first, so that whatever is printed next starts on a clean line
-            if files is not None:
-                files.abandon(interrupted=isinstance(err, KeyboardInterrupt))
+            with cleanup_first():
+                if bar is not None:
+                    bar.close()  # first, so that whatever is printed next starts on a clean line
+                if files is not None:
+                    files.abandon(interrupted=isinstance(err, KeyboardInterrupt))
             raise
         return FitResult(run.model.eval(), run_dir, config, metrics, history)
 

@@ -175,6 +175,7 @@ def test_a_killed_rank_ends_the_job_with_an_error_and_the_run_resumes(tmp_path):
     os.kill(_rank_pids(job)[1], signal.SIGKILL)
     _, err = job.communicate(timeout=90)
     waited = time.monotonic() - started
+    print(err.decode())  # whole, under "Captured stdout" if an assertion fails (theirs is cut)
     assert job.returncode != 0
     errors = [line for line in err.decode().splitlines() if line.startswith("error: ")]
     assert errors and errors[0].startswith("error: rank 0 of 2: lost the job's other ranks"), err
@@ -200,6 +201,7 @@ def test_a_rank_that_stops_answering_is_given_up_on_after_the_timeout(tmp_path):
     finally:
         os.kill(pids[1], signal.SIGKILL)
     _, err = job.communicate(timeout=90)
+    print(err.decode())  # whole, under "Captured stdout" if an assertion fails (theirs is cut)
     errors = [line for line in err.decode().splitlines() if line.startswith("error: ")]
     assert errors and errors[0].startswith("error: rank 0 of 2: lost the job's other ranks"), err
     assert "--rank-timeout" in errors[0]

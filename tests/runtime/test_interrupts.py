@@ -1,7 +1,8 @@
 """Ctrl-C and SIGTERM in-process (digits_torch.runtime.interrupts), each signal sent to this
 process itself: StopRequests notes a first signal and stops at the agreed epoch end, a second at
 once, a stop on another rank too; sigterm_interrupts makes SIGTERM raise as Ctrl-C does; both
-hold their signals inside only, on the main thread only, and give back the handlers they found."""
+hold their signals inside only, on the main thread only, and give back the handlers they found;
+cleanup_first holds a first signal till a failed run has cleaned up, and drops it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from digits_torch.errors import Interrupted
 from digits_torch.runtime import interrupts
 from digits_torch.runtime.distributed import Ranks
-from digits_torch.runtime.interrupts import StopRequests, sigterm_interrupts
+from digits_torch.runtime.interrupts import StopRequests, cleanup_first, sigterm_interrupts
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -157,3 +158,40 @@ def test_stop_requests_inside_sigterm_interrupts_hold_sigterm_till_the_epochs_en
         signal.raise_signal(signal.SIGTERM)  # after the epochs: raised at once
     assert caught.value.signum == signal.SIGTERM
     assert found["caught"] == []
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_cleanup_first_holds_a_signal_till_the_cleanup_ends_and_drops_it(found, signum):
+    """torchrun's SIGTERM comes as a failed rank cleans up: the cleanup finishes, the error it
+    cleans up after is what leaves."""
+    done = []
+    with pytest.raises(ValueError, match="the error"):
+        try:
+            raise ValueError("the error")
+        except ValueError:
+            with cleanup_first():
+                _goes_on(signal.raise_signal, signum)
+                done.append("cleaned up")
+            raise
+    assert done == ["cleaned up"]
+    assert _handlers() == {s: found[s] for s in SIGNALS}
+    assert found["caught"] == []
+
+
+@pytest.mark.parametrize("first, second", [SIGNALS, SIGNALS[::-1]])
+def test_cleanup_first_gives_way_to_a_second_signal(found, first, second):
+    with pytest.raises(Interrupted) as caught, cleanup_first():
+        _goes_on(signal.raise_signal, first)
+        signal.raise_signal(second)
+    assert caught.value.signum == second
+    assert _handlers() == {s: found[s] for s in SIGNALS}
+    assert found["caught"] == []
+
+
+def test_cleanup_first_holds_nothing_off_the_main_thread(found):
+    def held():
+        with cleanup_first():
+            return _handlers()
+
+    expected = {s: found[s] for s in SIGNALS}
+    assert _in_a_thread(held) == [expected]

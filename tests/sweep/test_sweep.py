@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import PIL.Image
@@ -26,7 +27,9 @@ from tqdm import tqdm
 
 from digits_torch import TrainConfig, UserError, fit, load_digits, load_model, make_config, plots
 from digits_torch.cli import train as cli
+from digits_torch.errors import Interrupted
 from digits_torch.inference import evaluate
+from digits_torch.runtime.distributed import SOLO
 from digits_torch.runtime.interrupts import StopRequests
 from digits_torch.store.checkpoints import BEST, LATEST, load_checkpoint
 from digits_torch.store.runs import read_history, read_split
@@ -665,3 +668,28 @@ def test_the_validation_curve_tells_its_lines_and_its_zero_apart():
     positive = {"l2": [0.01, 0.1], "seed": [0]}
     ax = sweep_report.validation_curve(positive, _rows([0.01, 0.1], [0]), "l2", [0.01, 0.1]).axes[0]
     assert ax.get_xlabel() == "l2 (log scale)" and ax.get_title().endswith(": one seed")
+
+
+@pytest.mark.parametrize("failed", [False, True])
+def test_a_share_cut_short_by_a_signal_says_the_error_it_was_leaving_with(
+    tmp_path, monkeypatch, failed
+):
+    """A signal as a rank's share cleans up after an error does not turn the error into an
+    interrupted sweep (which would say how to resume it); a signal alone still does."""
+
+    def trained(*args, **kwargs):
+        try:
+            if failed:
+                raise UserError("no space left on device", tmp_path)
+        finally:
+            raise Interrupted(signal.SIGTERM)  # as sigterm_interrupts' handler would raise
+
+    monkeypatch.setattr(sweep, "name_teachers", lambda *args: None)
+    monkeypatch.setattr(sweep, "run_sweep", trained)
+    network = SimpleNamespace(config=make_config("seed", quiet=True))
+    planned = SimpleNamespace(dir=tmp_path, networks=[network], diverged=set())
+    if failed:
+        with pytest.raises(UserError, match="no space left on device"):
+            sweep._train_share(planned, [network], 60.0, SOLO)
+    else:
+        assert sweep._train_share(planned, [network], 60.0, SOLO) is True  # interrupted

@@ -16,15 +16,20 @@ from pathlib import Path
 import pytest
 import torch
 
+import digits_torch.cli.train
 import digits_torch.store.run_log
 import digits_torch.train.epochs
+import digits_torch.train.training
 from digits_torch import TrainConfig, UserError, fit, load_model, make_config, resume
 from digits_torch.cli.train import build_parser
 from digits_torch.cli.train import main as cli_main
 from digits_torch.config.config import DEFAULT_PRESET
+from digits_torch.errors import Interrupted
 from digits_torch.inference.evaluate import evaluate
+from digits_torch.runtime.distributed import RankLost
 from digits_torch.store.checkpoints import load_checkpoint
 from digits_torch.store.runs import read_history
+from digits_torch.train.run_files import RunFiles
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -523,3 +528,44 @@ def test_ctrl_c_after_the_last_epoch_still_says_how_to_resume(tmp_path, monkeypa
     assert f"resume with: python train.py --resume {run}" in capsys.readouterr().err
     monkeypatch.undo()
     assert resume(run, quiet=True).metrics["epochs"] == 2  # nothing left to train: it reports
+
+
+def test_a_sigterm_as_a_failed_run_cleans_up_does_not_hide_its_error(tmp_path, monkeypatch, capsys):
+    """torchrun sends SIGTERM to every rank once one has died, as the others meet RankLost and
+    clean up: the cleanup finishes and the error is said."""
+
+    def lost(*args, **kwargs):
+        raise RankLost("rank 0 of 2: lost the job's other ranks (a test)")
+
+    abandon, cleaned = RunFiles.abandon, []
+
+    def signalled(self, interrupted: bool) -> None:
+        signal.raise_signal(signal.SIGTERM)  # torchrun's, as the run cleans up
+        abandon(self, interrupted)
+        cleaned.append("done")
+
+    monkeypatch.setattr(digits_torch.train.training, "train_epochs", lost)
+    monkeypatch.setattr(RunFiles, "abandon", signalled)
+    argv = ["--preset", "seed", "--epochs", "2", "--quiet", "--no-figures"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([*argv, "--logdir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: rank 0 of 2: lost the job's other ranks (a test)\n"
+    assert cleaned == ["done"]
+
+
+def test_an_interrupt_raised_as_an_error_leaves_says_the_error(tmp_path, monkeypatch, capsys):
+    """Where a signal does cut the way out short (a cleanup nothing holds it in), the error that
+    was leaving is still the one said, not an interrupted run's exit status."""
+
+    def failing(config):
+        try:
+            raise UserError("no space left on device", tmp_path / "run")
+        finally:
+            raise Interrupted(signal.SIGTERM)  # as sigterm_interrupts' handler would raise
+
+    monkeypatch.setattr(digits_torch.cli.train, "fit", failing)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["--quiet", "--logdir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'run'}: no space left on device\n"
