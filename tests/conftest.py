@@ -19,6 +19,14 @@ import scipy.io
 from digits_torch import UserError, load_digits
 from digits_torch.errors import EXIT_USAGE
 
+# The suite's two workers share two cores with the subprocesses they start, each process with
+# torch's OpenMP threads, and a thread that waits for a descheduled peer spins by default, burning
+# what another process needs. Waiting passively changes no result, only where the CPU goes: two
+# 40-epoch `--threads 2` runs side by side took 4.6 to 5.0 s of user CPU each, against 6.7 to 9.7
+# spinning (2026-12-07, the 2-core VM). Set here, as the workers and every subprocess are started
+# after this module is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Coursera's pretrained ex4 weights (ex4weights.mat) are not ours to ship: the tests that use
 # them read the file named by $DIGITS_TORCH_COURSERA_WEIGHTS, else ../shared/coursera/ beside the
 # checkout, and skip (saying where they looked) when neither is there.

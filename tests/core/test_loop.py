@@ -52,9 +52,10 @@ def test_the_fast_epoch_is_the_core_epoch_in_float64(digits, activation, loss):
 def test_the_seed_recipe_trains_in_memory_as_the_preset_does(digits, tmp_path, monkeypatch):
     """The article's recipe (the seed preset: relu, batch 200, Nesterov SGD lr 0.001, l2 1e-4,
     scikit-learn's stopping rule) through the plain loop reaches the preset's own run's training
-    accuracy within half a point, here over its first 200 epochs, and writes nothing.
-    (``python benchmarks/core_seed.py`` trains all 1,000: 0.9656 against the preset's 0.9654.)"""
-    config = make_config("seed", epochs=200, logdir=str(tmp_path / "runs"), quiet=True)
+    accuracy within half a point, here over its first 80 epochs (0.885 and 0.8854 measured), and
+    writes nothing. (``python benchmarks/core_seed.py`` trains all 1,000: 0.9656 against the
+    preset's 0.9654.)"""
+    config = make_config("seed", epochs=80, logdir=str(tmp_path / "runs"), quiet=True)
     preset = fit(dataclasses.replace(config, figures=False)).metrics["train_accuracy"]
     (tmp_path / "plain").mkdir()
     monkeypatch.chdir(tmp_path / "plain")
@@ -73,8 +74,8 @@ def test_the_seed_recipe_trains_in_memory_as_the_preset_does(digits, tmp_path, m
         callbacks=[EarlyStopping(config.stop_on, config.tol, config.patience)],
     )
     accuracy = (model.predict(X) == y).double().mean().item()
-    assert preset > 0.9 and abs(accuracy - preset) <= 0.005
-    assert [r["epoch"] for r in history] == list(range(1, 201))
+    assert preset > 0.85 and abs(accuracy - preset) <= 0.005
+    assert [r["epoch"] for r in history] == list(range(1, 81))
     assert history[-1]["train_loss"] < history[0]["train_loss"] / 5
     assert os.listdir(tmp_path / "plain") == []
 
