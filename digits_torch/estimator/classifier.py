@@ -38,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..core.model import MLP
 from ..fast.backprop import loss_and_gradients
+from ..optim.optimizers import SGD
 from ..optim.stopping import EarlyStopping
 from ..reference.sklearn_exact import RandomStream, SklearnAdam, SklearnSGD
 from ..runtime.devices import resolve_device
@@ -305,9 +306,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             return SklearnAdam(params, lr, self.beta_1, self.beta_2, self.epsilon)
         # fused: one kernel a step, where the default step costs twice as much on this network
         if self.solver == "sgd":
-            return torch.optim.SGD(
-                params, lr=lr, momentum=self.momentum, nesterov=nesterov, fused=True
-            )
+            return SGD(params, lr=lr, momentum=self.momentum, nesterov=nesterov, fused=True)
         betas = (self.beta_1, self.beta_2)
         return torch.optim.Adam(params, lr=lr, betas=betas, eps=self.epsilon, fused=True)
 

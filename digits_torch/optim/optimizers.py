@@ -1,9 +1,9 @@
 """The optimizers ``--optimizer`` names (:data:`OPTIMIZERS`), and a step taken as cheaply as
 torch allows (:func:`optimizer_step`).
 
-* ``sgd``: ``torch.optim.SGD(fused=True)`` (one kernel for the whole update; unfused where this
-  torch lacks the kernel, see :func:`optimizer_step`); in sklearn-exact mode a run takes
-  scikit-learn's SGD instead (:class:`~digits_torch.reference.sklearn_exact.SklearnSGD`,
+* ``sgd``: ``torch.optim.SGD(fused=True)``, as :class:`SGD` (one kernel for the whole update;
+  unfused where this torch lacks the kernel, see :func:`optimizer_step`); in sklearn-exact mode a
+  run takes scikit-learn's SGD instead (:class:`~digits_torch.reference.sklearn_exact.SklearnSGD`,
   :func:`~digits_torch.train.run_setup.make_optimizer`);
 * ``adam``: ``torch.optim.Adam``;
 * ``lbfgs``: ``torch.optim.LBFGS`` with a strong-Wolfe line search, one iteration an epoch: the
@@ -17,13 +17,14 @@ An optimizer is one entry of :data:`OPTIMIZERS`: the config's checks take its na
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable
 
 import torch
 
 from .fmincg import Fmincg
 
-__all__ = ["LBFGS_EVALS", "OPTIMIZERS", "optimizer_step"]
+__all__ = ["LBFGS_EVALS", "OPTIMIZERS", "SGD", "WithoutDynamo", "optimizer_step"]
 
 Params = Iterable[torch.nn.Parameter]
 
@@ -31,9 +32,43 @@ Params = Iterable[torch.nn.Parameter]
 LBFGS_EVALS = 25
 
 
+def _undecorated(method: Callable) -> Callable:
+    """``method`` without torch's wrappers (``functools.wraps`` keeps what each wraps as
+    ``__wrapped__``); where there are none, the method itself, which does the same, slower."""
+    return inspect.unwrap(method)
+
+
+class WithoutDynamo:
+    """A torch optimizer's methods made, stepped and checkpointed without importing
+    ``torch._dynamo`` (put first among an optimizer class's bases).
+
+    torch wraps these methods in decorators for torch.compile whose first call imports
+    ``torch._dynamo``: 1.6 s of a 4.7 s one-epoch ``python train.py --preset seed`` (2026-12-07,
+    the 2-core VM), spent by every run. Nothing here is compiled, so they run unwrapped.
+    """
+
+    add_param_group = _undecorated(torch.optim.Optimizer.add_param_group)
+    state_dict = _undecorated(torch.optim.Optimizer.state_dict)
+    load_state_dict = _undecorated(torch.optim.Optimizer.load_state_dict)
+    zero_grad = _undecorated(torch.optim.Optimizer.zero_grad)
+
+
+class SGD(WithoutDynamo, torch.optim.SGD):
+    """``torch.optim.SGD``: the same updates and state dict, without importing ``torch._dynamo``
+    (:class:`WithoutDynamo`; the step's own wrapper otherwise only turns gradients off, as
+    :meth:`step` does)."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        return _SGD_STEP(self, closure)
+
+
+_SGD_STEP = _undecorated(torch.optim.SGD.step)
+
+
 def _sgd(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
     # fused: one kernel for the whole update, where this torch has it as it had
-    return torch.optim.SGD(
+    return SGD(
         params,
         lr=lr,
         momentum=momentum,
@@ -144,7 +179,7 @@ def _fused_sgd() -> Callable | None:
     except (RuntimeError, TypeError):
         return None
     public.grad = grad
-    sgd = torch.optim.SGD([public], lr=0.1, momentum=0.9, nesterov=True)
+    sgd = SGD([public], lr=0.1, momentum=0.9, nesterov=True)
     sgd.state[public]["momentum_buffer"] = torch.tensor([0.1, 0.2])
     sgd.step()
     return fused if torch.allclose(mine, public) else None

@@ -51,6 +51,7 @@ from ..core.loop import train_epoch as core_epoch
 from ..core.losses import smoothed_targets
 from ..core.model import MLP
 from ..errors import UserError
+from ..optim.optimizers import WithoutDynamo
 
 __all__ = [
     "SKLEARN_FIELDS",
@@ -272,7 +273,7 @@ def train_epoch(
 # ------------------------------------------------------------------- optimizer and schedules
 
 
-class SklearnSGD(torch.optim.Optimizer):
+class SklearnSGD(WithoutDynamo, torch.optim.Optimizer):
     """SGD with (Nesterov) momentum exactly as scikit-learn's ``SGDOptimizer`` updates.
 
     Per parameter p with gradient g and velocity v (zero at first), each step does::
@@ -327,7 +328,7 @@ def _evaluate(closure) -> torch.Tensor | None:
         return closure()
 
 
-class SklearnAdam(torch.optim.Optimizer):
+class SklearnAdam(WithoutDynamo, torch.optim.Optimizer):
     """Adam exactly as scikit-learn's ``AdamOptimizer`` updates.
 
     Per parameter p with gradient g, first and second moments m and v (zero at first), at step t::
