@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..core.model import MLP
 from ..fast.backprop import loss_and_gradients
-from ..optim.optimizers import SGD
+from ..optim.optimizers import SGD, Adam
 from ..optim.stopping import EarlyStopping
 from ..reference.sklearn_exact import RandomStream, SklearnAdam, SklearnSGD
 from ..runtime.devices import resolve_device
@@ -308,7 +308,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.solver == "sgd":
             return SGD(params, lr=lr, momentum=self.momentum, nesterov=nesterov, fused=True)
         betas = (self.beta_1, self.beta_2)
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=self.epsilon, fused=True)
+        return Adam(params, lr=lr, betas=betas, eps=self.epsilon, fused=True)
 
     def _exact_gradients(self, count: bool = True, weighted: bool = False) -> SklearnBackprop:
         softmax = self.out_activation_ == "softmax"

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from .without_dynamo import WithoutDynamo
+
 __all__ = ["Fmincg"]
 
 RHO, SIG = 0.01, 0.5  # Wolfe-Powell: sufficient decrease, and the slope's shrinkage
@@ -24,7 +26,7 @@ MAX, RATIO = 20, 100.0  # evaluations per line search; largest growth of the fir
 _TINY = 2.2250738585072014e-308  # realmin: keeps a slope ratio finite
 
 
-class Fmincg(torch.optim.Optimizer):
+class Fmincg(WithoutDynamo, torch.optim.Optimizer):
     """Full-batch conjugate gradients; ``step(closure)`` is one line search.
 
     The closure returns the objective (a 0-dim tensor) at the current parameters and fills their

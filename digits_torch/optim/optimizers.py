@@ -1,7 +1,7 @@
 """The optimizers ``--optimizer`` names (:data:`OPTIMIZERS`), and a step taken as cheaply as
 torch allows (:func:`optimizer_step`).
 
-* ``sgd``: ``torch.optim.SGD(fused=True)``, as :class:`SGD` (one kernel for the whole update;
+* ``sgd``: ``torch.optim.SGD(fused=True)`` (one kernel for the whole update;
   unfused where this torch lacks the kernel, see :func:`optimizer_step`); in sklearn-exact mode a
   run takes scikit-learn's SGD instead (:class:`~digits_torch.reference.sklearn_exact.SklearnSGD`,
   :func:`~digits_torch.train.run_setup.make_optimizer`);
@@ -10,21 +10,23 @@ torch allows (:func:`optimizer_step`).
   closest relative in torch of ex4's fmincg (conjugate gradients with a Wolfe line search);
 * ``fmincg``: ex4's own, :class:`~digits_torch.optim.fmincg.Fmincg`, one line search an epoch.
 
-An optimizer is one entry of :data:`OPTIMIZERS`: the config's checks take its names from there
+torch's three are made as :class:`SGD`, :class:`Adam` and :class:`LBFGS`: the same optimizers,
+without the import of torch._dynamo their methods make (:mod:`.without_dynamo`). An optimizer is
+one entry of :data:`OPTIMIZERS`: the config's checks take its names from there
 (:mod:`digits_torch.config.bounds` imports this module, which therefore knows no config).
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Iterable
 
 import torch
 
 from .fmincg import Fmincg
+from .without_dynamo import WithoutDynamo, no_grad_step
 
-__all__ = ["LBFGS_EVALS", "OPTIMIZERS", "SGD", "WithoutDynamo", "optimizer_step"]
+__all__ = ["LBFGS", "LBFGS_EVALS", "OPTIMIZERS", "SGD", "Adam", "optimizer_step"]
 
 Params = Iterable[torch.nn.Parameter]
 
@@ -32,38 +34,20 @@ Params = Iterable[torch.nn.Parameter]
 LBFGS_EVALS = 25
 
 
-def _undecorated(method: Callable) -> Callable:
-    """``method`` without torch's wrappers (``functools.wraps`` keeps what each wraps as
-    ``__wrapped__``); where there are none, the method itself, which does the same, slower."""
-    return inspect.unwrap(method)
-
-
-class WithoutDynamo:
-    """A torch optimizer's methods made, stepped and checkpointed without importing
-    ``torch._dynamo`` (put first among an optimizer class's bases).
-
-    torch wraps these methods in decorators for torch.compile whose first call imports
-    ``torch._dynamo``: 1.6 s of a 4.7 s one-epoch ``python train.py --preset seed`` (2026-12-07,
-    the 2-core VM), spent by every run. Nothing here is compiled, so they run unwrapped.
-    """
-
-    add_param_group = _undecorated(torch.optim.Optimizer.add_param_group)
-    state_dict = _undecorated(torch.optim.Optimizer.state_dict)
-    load_state_dict = _undecorated(torch.optim.Optimizer.load_state_dict)
-    zero_grad = _undecorated(torch.optim.Optimizer.zero_grad)
-
-
 class SGD(WithoutDynamo, torch.optim.SGD):
-    """``torch.optim.SGD``: the same updates and state dict, without importing ``torch._dynamo``
-    (:class:`WithoutDynamo`; the step's own wrapper otherwise only turns gradients off, as
-    :meth:`step` does)."""
+    """``torch.optim.SGD``: the same updates and state dict, without importing torch._dynamo."""
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        return _SGD_STEP(self, closure)
+    step = no_grad_step(torch.optim.SGD.step)
 
 
-_SGD_STEP = _undecorated(torch.optim.SGD.step)
+class Adam(WithoutDynamo, torch.optim.Adam):
+    """``torch.optim.Adam``: the same updates and state dict, without importing torch._dynamo."""
+
+    step = no_grad_step(torch.optim.Adam.step)
+
+
+class LBFGS(WithoutDynamo, torch.optim.LBFGS):
+    """``torch.optim.LBFGS`` (whose own step imports nothing), without importing torch._dynamo."""
 
 
 def _sgd(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
@@ -78,7 +62,7 @@ def _sgd(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.op
 
 
 def _adam(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr)
+    return Adam(params, lr=lr)
 
 
 def _lbfgs(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:
@@ -86,9 +70,7 @@ def _lbfgs(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.
     # line search no evaluation past its first trial step; where that step fails the Armijo test
     # it returns a step of 0, the memory learns nothing, and every later call retries the same
     # step: the run stalls for good. 25 is torch's default budget for 20 iterations.
-    return torch.optim.LBFGS(
-        params, lr=lr, max_iter=1, max_eval=LBFGS_EVALS, line_search_fn="strong_wolfe"
-    )
+    return LBFGS(params, lr=lr, max_iter=1, max_eval=LBFGS_EVALS, line_search_fn="strong_wolfe")
 
 
 def _fmincg(params: Params, lr: float, momentum: float, nesterov: bool) -> torch.optim.Optimizer:

@@ -51,7 +51,7 @@ from ..core.loop import train_epoch as core_epoch
 from ..core.losses import smoothed_targets
 from ..core.model import MLP
 from ..errors import UserError
-from ..optim.optimizers import WithoutDynamo
+from ..optim.without_dynamo import WithoutDynamo
 
 __all__ = [
     "SKLEARN_FIELDS",

@@ -1,19 +1,12 @@
 """The optimizers' table (digits_torch.optim.optimizers): each entry takes the lr, SGD its momentum
 terms, L-BFGS one iteration a step with room to search the line; and the fused-SGD shortcut is
-SGD's step bit for bit with any group options, or SGD's own step where it cannot be; our SGD is
-torch's, without importing torch._dynamo.
+SGD's step bit for bit with any group options, or SGD's own step where it cannot be.
 
 (Elsewhere: each name's optimizer type, tests/train/test_training.py; the shortcut with momentum,
 Nesterov, a changing or a tensor lr, there too; the fallbacks without the private kernel,
 tests/fast/test_fallbacks.py.)"""
 
 from __future__ import annotations
-
-import functools
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -133,77 +126,3 @@ def test_a_fused_sgd_with_two_param_groups_takes_its_own_step():
         step = optimizer_step(sgd)
         assert step == sgd.step
         step()
-
-
-def _loss(params) -> torch.Tensor:
-    weight, bias = params
-    return ((torch.ones(4, 5) @ weight + bias).sin() ** 2).sum()
-
-
-@pytest.mark.parametrize("fused", [False, True])
-@pytest.mark.parametrize(
-    "options", [{}, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}, {"momentum": 0.5}]
-)
-def test_our_sgd_is_torchs_step_for_step_and_state_for_state(fused, options):
-    """The same updates bit for bit, with a closure too, and state dicts either loads."""
-    ours, theirs = _params(), _params()
-    mine = optimizers.SGD(ours, lr=0.1, fused=fused, **options)
-    torchs = torch.optim.SGD(theirs, lr=0.1, fused=fused, **options)
-    for step in range(3):
-        for optimizer, params in ((mine, ours), (torchs, theirs)):
-            optimizer.zero_grad()
-            if step == 2:
-                optimizer.step(lambda params=params: _loss(params).backward())
-            else:
-                _loss(params).backward()
-                optimizer.step()
-    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
-    assert str(mine.state_dict()) == str(torchs.state_dict())
-    swapped = optimizers.SGD(_params(), lr=0.1, fused=fused, **options)
-    swapped.load_state_dict(torchs.state_dict())  # a checkpoint written before this class
-    torchs.load_state_dict(mine.state_dict())
-    assert str(swapped.state_dict()) == str(torchs.state_dict())
-
-
-_MAKE_STEP_SAVE = """
-import sys, torch
-from digits_torch.optim.optimizers import SGD
-from digits_torch.reference.sklearn_exact import SklearnSGD
-kind = {"ours": SGD, "scikit-learn's": SklearnSGD, "torch's": torch.optim.SGD}[sys.argv[1]]
-params = [torch.nn.Parameter(torch.ones(3))]
-optimizer = kind(params, lr=0.1, momentum=0.9, nesterov=True)
-for _ in range(2):
-    optimizer.zero_grad()
-    (params[0] ** 2).sum().backward()
-    optimizer.step()
-optimizer.load_state_dict(optimizer.state_dict())
-print("torch._dynamo" in sys.modules)
-"""
-
-
-def test_our_sgds_are_made_stepped_and_saved_without_importing_torch_dynamo():
-    """torch.compile's machinery (1.6 s of a short run's start) stays unloaded; torch's own SGD,
-    doing the same, loads it: the check sees the import."""
-    seen = {}
-    for kind in ("ours", "scikit-learn's", "torch's"):
-        ran = subprocess.run(
-            [sys.executable, "-c", _MAKE_STEP_SAVE, kind],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        )
-        assert ran.returncode == 0, ran.stderr
-        seen[kind] = ran.stdout.strip()
-    assert seen == {"ours": "False", "scikit-learn's": "False", "torch's": "True"}
-
-
-def test_undecorated_is_the_method_itself_where_nothing_wraps_it():
-    def plain():
-        return 1
-
-    @functools.wraps(plain)
-    def wrapper():
-        return plain()
-
-    assert optimizers._undecorated(plain) is plain
-    assert optimizers._undecorated(wrapper) is plain

@@ -480,14 +480,14 @@ def test_every_valid_optimizer_name_makes_its_own_optimizer():
     from digits_torch.config.bounds import OPTIMIZERS as NAMES
     from digits_torch.core.model import MLP
     from digits_torch.optim.fmincg import Fmincg
-    from digits_torch.optim.optimizers import OPTIMIZERS, SGD
+    from digits_torch.optim.optimizers import LBFGS, OPTIMIZERS, SGD, Adam
     from digits_torch.train.run_setup import make_optimizer
 
     assert NAMES is OPTIMIZERS  # config accepts exactly the table's keys
-    kinds = {
-        "sgd": SGD,  # torch's, without importing torch._dynamo
-        "adam": torch.optim.Adam,
-        "lbfgs": torch.optim.LBFGS,
+    kinds = {  # torch's, without importing torch._dynamo
+        "sgd": SGD,
+        "adam": Adam,
+        "lbfgs": LBFGS,
         "fmincg": Fmincg,
     }
     for name in NAMES:
