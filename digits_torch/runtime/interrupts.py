@@ -75,8 +75,7 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextlib.contextmanager
-def cleanup_first() -> Iterator[None]:
+def cleanup_first() -> StopRequests:
     """Ctrl-C and SIGTERM wait while inside, for the cleanup on the way out of a run that has
     already failed or been stopped: the cleanup is not cut short (a run that never saved is
     removed, not half left), and the error that ended the run is the one said. A signal held
@@ -86,19 +85,4 @@ def cleanup_first() -> Iterator[None]:
     torchrun sends SIGTERM to every rank once one has died, at about the time the others meet
     :class:`~digits_torch.runtime.distributed.RankLost` and begin to clean up.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-
-    def hold(signum, frame):
-        if held:
-            raise Interrupted(signum)
-        held.append(signum)
-
-    previous = {signum: signal.signal(signum, hold) for signum in SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    return StopRequests()  # a first signal noted and never acted on; a second raises at once
