@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import torch
 
-from digits_torch import UserError, load_digits
+from digits_torch import MLP, UserError, load_digits
 from digits_torch.errors import EXIT_USAGE
 
 # The suite's two workers share two cores with the subprocesses they start, each process with
@@ -83,6 +84,15 @@ def gloo_threads_at_exit(stderr: str) -> dict[int, str]:
 
 
 # ----------------------------------------------------------------- small runs and in-process CLIs
+
+
+def relu_batch(generator: torch.Generator) -> tuple[MLP, torch.Tensor, torch.Tensor]:
+    """A float64 400-25-10 relu network and a batch of 40 random inputs (b, 400) and labels (b,),
+    drawn from ``generator`` in that order (a caller may draw more after)."""
+    model = MLP(400, (25,), 10, "relu", "glorot", generator).double()
+    x = torch.randn(40, 400, generator=generator, dtype=torch.float64)  # no unit dead by chance
+    y = torch.randint(0, 10, (40,), generator=generator)
+    return model, x, y
 
 
 def write_subset(directory: Path, digits, per_digit: int) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import relu_batch
 
 from digits_torch.core.model import MLP, glorot_bound
 from digits_torch.fast.backprop import loss_and_gradients
@@ -22,11 +23,7 @@ from digits_torch.recipes.dead_units import (
 
 @pytest.fixture
 def batch():
-    g = torch.Generator().manual_seed(0)
-    model = MLP(400, (25,), 10, "relu", "glorot", g).double()
-    x = torch.randn(40, 400, generator=g, dtype=torch.float64)  # no unit dead by chance
-    y = torch.randint(0, 10, (40,), generator=g)
-    return model, x, y
+    return relu_batch(torch.Generator().manual_seed(0))
 
 
 def _digits(digits) -> torch.Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import relu_batch
 
-from digits_torch.core.model import MLP
 from digits_torch.fast.backprop import autograd_gradients, loss_and_gradients
 from digits_torch.recipes.distillation import Soft, distillation_loss, objective, soft_targets
 
@@ -13,9 +13,7 @@ from digits_torch.recipes.distillation import Soft, distillation_loss, objective
 @pytest.fixture
 def batch():
     g = torch.Generator().manual_seed(0)
-    model = MLP(400, (25,), 10, "relu", "glorot", g).double()
-    x = torch.randn(40, 400, generator=g, dtype=torch.float64)  # no unit dead by chance
-    y = torch.randint(0, 10, (40,), generator=g)
+    model, x, y = relu_batch(g)
     teacher = torch.randn(40, 10, generator=g, dtype=torch.float64) * 4
     return model, x, y, teacher
 
