@@ -249,9 +249,9 @@ _TEACHER_SHARES = (
 # What skips a teacher trained first: the same network and recipe, alone (say so in the plan).
 NO_TEACHER = "--preset tuned"
 # Rough seconds of these presets' runs on the shipped digits, pictures included, on one CPU
-# thread of a 2-core AMD EPYC VM with nothing else running (README's Results, 2026-12-01 and
-# 2026-12-04): what the plan at the start says.
-ROUGH_SECONDS = {"teacher": 30, "distilled": 40, "tuned": 11}
+# thread of a 2-core AMD EPYC VM (each run's own "the whole command", 2026-12-07: teacher 12.9
+# to 15.0, distilled with its teacher found 17.6, tuned 5.9 and 6.2): what the plan says.
+ROUGH_SECONDS = {"teacher": 15, "distilled": 20, "tuned": 6}
 
 
 def teacher_plan(config: TrainConfig, teacher: TrainConfig, found: Path | None) -> str:
