@@ -1,6 +1,6 @@
 """Rebuild the model shipped in the package: digits_torch/assets/digits-400-25-10.safetensors.
 
-    python scripts/build_shipped_model.py            # trains (about 70 s on one core), writes it
+    python scripts/build_shipped_model.py            # trains (about 40 s on one core), writes it
     python scripts/build_shipped_model.py --check    # trains into a temporary file, compares
 
 The default recipe (``distilled``, docs/recipe.md) on all 5,000 shipped digits, none held out: its
