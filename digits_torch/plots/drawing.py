@@ -22,9 +22,9 @@ from ..runtime.threads import cpu_threads
 from ..store.runs import METRICS
 
 if TYPE_CHECKING:  # matplotlib is imported where a picture is drawn
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.image import FigureImage
+    from matplotlib.transforms import Transform
 
 __all__ = [
     "DPI",
@@ -78,28 +78,44 @@ def grid_shape(count: int) -> tuple[int, int]:
 
 @dataclass
 class TileGrid:
-    """A grid of square tiles drawn as one composed image with one Axes (see :func:`tile_grid`).
+    """A grid of square tiles drawn as one composed image, with no Axes (see :func:`tile_grid`).
 
     ``image`` is the composed picture, placed on the page pixel for pixel, and ``titles`` the
-    tiles' titles over it (:func:`title_layer`); ``ax`` lies over both, its data coordinates
-    the image's pixels (x right, y down), and holds the frames; ``boxes`` are each tile's (left,
-    top, size) in those pixels, row by row.
+    tiles' titles over it (:func:`title_layer`); ``boxes`` are each tile's (left, top, size) in
+    the grid's pixels (x right from its left edge, y down from its top), row by row. The grid
+    stands on the page's bottom edge, ``left`` pixels from its left, ``height`` pixels tall.
     """
 
     figure: Figure
-    ax: Axes
     image: FigureImage
     titles: FigureImage | None
     boxes: list[tuple[int, int, int]]
+    left: int
+    height: int
+
+    def pixels(self) -> Transform:
+        """The grid's pixels (x right, y down) to the page, at any dpi the page is drawn at."""
+        from matplotlib.transforms import Affine2D
+
+        to_inches = Affine2D().scale(1, -1).translate(self.left, self.height).scale(1 / DPI)
+        return to_inches + self.figure.dpi_scale_trans
 
     def frame(self, k: int, colour: str = "red") -> None:
-        """A border around tile k, drawn over its edge."""
+        """A border around tile k, drawn over its edge (under the titles, as the tiles are)."""
         from matplotlib.patches import Rectangle
 
         left, top, size = self.boxes[k]
-        box = Rectangle((left, top), size, size, fill=False, edgecolor=colour, linewidth=2.5)
-        box.set_clip_on(False)
-        self.ax.add_patch(box)
+        box = Rectangle(
+            (left, top), size, size, fill=False, edgecolor=colour, linewidth=2.5,
+            transform=self.pixels(), zorder=0,
+        )  # fmt: skip
+        self.figure.add_artist(box)
+
+    def say(self, k: int, text: str) -> None:
+        """``text`` in the middle of tile k's place (a grid with nothing to show says so)."""
+        left, top, size = self.boxes[k]
+        centre = (left + size / 2, top + size / 2)
+        self.figure.text(*centre, text, ha="center", va="center", transform=self.pixels())
 
     def suptitle(self, text: str, **kwargs) -> None:
         """The picture's title, its top 0.1 inch below the page's (a fraction would put a
@@ -108,15 +124,14 @@ class TileGrid:
 
     def extent(self) -> tuple[float, float, float, float]:
         """The tiles' extent in figure fractions: (x0, y0, x1, y1)."""
-        x0, y0, width, height = self.ax.get_position().bounds
-        right, bottom = self.ax.get_xlim()[1], self.ax.get_ylim()[0]  # the image's pixels
+        width, height = self.figure.get_size_inches() * DPI  # the page's pixels
         lefts, tops = [b[0] for b in self.boxes], [b[1] for b in self.boxes]
         size = self.boxes[0][2]
         return (
-            x0 + width * min(lefts) / right,
-            y0 + height * (1 - (max(tops) + size) / bottom),
-            x0 + width * (max(lefts) + size) / right,
-            y0 + height * (1 - min(tops) / bottom),
+            (self.left + min(lefts)) / width,
+            (self.height - max(tops) - size) / height,
+            (self.left + max(lefts) + size) / width,
+            (self.height - min(tops)) / height,
         )
 
 
@@ -134,10 +149,10 @@ def tile_grid(
 
     Each tile is ``tile`` inches square, its pixels sampled as Agg draws an image at that size
     ("nearest"), with white gaps, and ``titles`` (one a tile, lines split by "\\n") above them.
-    One image and one Axes: an Axes per tile would cost matplotlib ~3 ms each to make and draw
-    (a 400-unit picture took seconds), and a Text per title ~1 ms. ``limits`` (low, high) is the
-    one grey scale of ``cmap``; ``colorbar`` leaves room on the right for one;
-    ``suptitle_lines`` sizes the room on top.
+    One image and no Axes: an Axes per tile would cost matplotlib ~3 ms each to make and draw
+    (a 400-unit picture took seconds), even one over them all ~8 ms, and a Text per title ~1
+    ms. ``limits`` (low, high) is the one grey scale of ``cmap``; ``colorbar`` leaves room on
+    the right for one; ``suptitle_lines`` sizes the room on top.
     """
     tiles = np.stack([to_image(row) for row in rows]) if len(rows) else np.zeros((0, 20, 20))
     count, side = len(tiles), tiles.shape[-1]
@@ -170,15 +185,11 @@ def tile_grid(
     gaps = colormaps[cmap].with_extremes(bad=(0, 0, 0, 0))  # the page's white shows through
     image = place(fig, np.ma.masked_invalid(mosaic), left0, cmap=gaps, zorder=-1)  # under all
     image.set_clim(*limits)
-    # The Axes over it, in its pixels (x right, y down), holds the titles and the frames.
-    ax = fig.add_axes((left0 / width, 0, grid_width / width, grid_height / height))
-    ax.set(xlim=(0, grid_width), ylim=(grid_height, 0))
-    ax.set_axis_off()
     words = None
     if titles:
         layer = title_layer(boxes, titles, mosaic.shape)
         words = place(fig, layer, left0)
-    return TileGrid(fig, ax, image, words, boxes)
+    return TileGrid(fig, image, words, boxes, left0, grid_height)
 
 
 def place(fig: Figure, pixels: np.ndarray, left: int, bottom: int = 0, **kwargs) -> FigureImage:

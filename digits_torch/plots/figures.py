@@ -194,8 +194,7 @@ def mistakes(
     titles = [f"predicted {predicted[row]}\ntrue {y[row]}" for row in shown] or ["\n"]
     grid = tile_grid(X[shown], 1.0, "gray_r", ink_scale(X[shown]), titles=titles)
     if len(shown) == 0:
-        left, top, size = grid.boxes[0]
-        grid.ax.text(left + size / 2, top + size / 2, "none", ha="center", va="center")
+        grid.say(0, "none")
     title = f"{digits_named(digits, len(y))}: {len(wrong)} misclassified"
     title += f" ({100 * len(wrong) / len(y):.2f} %)"
     if 0 < len(shown) < len(wrong):
